@@ -1,0 +1,57 @@
+#pragma once
+// The policy model: what one JSON policy file says, fully validated and resolved.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/endpoint.hpp"
+#include "common/worker_kind.hpp"
+
+namespace pfp::policy {
+
+using std::chrono::milliseconds;
+
+struct Keepalive {
+    bool enabled = true;
+    milliseconds idle{60'000};
+    milliseconds interval{10'000};
+    int count = 6;
+    bool operator==(const Keepalive&) const = default;
+};
+
+struct RestartPolicy {
+    milliseconds backoff_initial{100};
+    milliseconds backoff_max{30'000};
+    milliseconds healthy_after{60'000};  // a worker up this long resets the backoff
+    int max_failures = 10;                // consecutive failures before the proxy is marked failed
+    bool operator==(const RestartPolicy&) const = default;
+};
+
+struct Proxy {
+    std::string name;
+    WorkerKind kind = WorkerKind::tcp_forward;
+    Endpoint listen;
+    Endpoint upstream;
+    int workers = 1;                 // worker processes sharing the listener
+    int max_connections = 10'000;    // per proxy, split evenly across its workers
+    int backlog = 4096;
+    milliseconds connect_timeout{10'000};
+    milliseconds idle_timeout{0};    // 0: never
+    bool tcp_nodelay = true;
+    Keepalive keepalive;
+    bool splice = true;              // false: copy through user-space buffers
+    RestartPolicy restart;
+    std::string pointer;             // "/proxies/N", for messages about this entry
+};
+
+struct Policy {
+    std::string path;
+    std::optional<std::string> user;   // switch to this user after opening sockets
+    std::optional<std::string> group;  // default: the user's primary group
+    milliseconds drain_timeout{30'000};
+    std::vector<Proxy> proxies;
+};
+
+}  // namespace pfp::policy

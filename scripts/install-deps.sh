@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of pf-proxy from Debian's archive. Idempotent.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(
+  build-essential cmake ninja-build pkg-config git
+  libboost-dev libboost-program-options-dev libboost-filesystem-dev
+  libcap-ng-dev libcap-ng-utils libseccomp-dev libsystemd-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev
+  iproute2 iptables procps python3 socat
+)
+if [ "${1:-}" = "--bench" ]; then pkgs+=(iperf3 haproxy wrk hyperfine); fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
