@@ -1,0 +1,40 @@
+#pragma once
+// Single-threaded epoll loop. Timers are deadlines the owner reports through next_deadline();
+// the loop turns them into epoll_wait's timeout, so no timerfd syscalls are spent on them.
+#include <sys/epoll.h>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+
+#include "common/unique_fd.hpp"
+
+namespace pfp {
+
+using Clock = std::chrono::steady_clock;
+
+class EventSource {
+public:
+    virtual ~EventSource() = default;
+    virtual void on_event(uint32_t events) = 0;
+};
+
+class EventLoop {
+public:
+    EventLoop();  // creates the epoll fd; throws system_error
+
+    // Data path: return false (errno set) instead of throwing.
+    bool add(int fd, uint32_t events, EventSource* source);
+    bool modify(int fd, uint32_t events, EventSource* source);
+    void remove(int fd);
+
+    // Runs until `done()` is true. Before every wait, `tick(now)` handles due deadlines and
+    // returns the next one (or nullopt), which bounds the wait.
+    void run(const std::function<bool()>& done,
+             const std::function<std::optional<Clock::time_point>(Clock::time_point)>& tick);
+
+private:
+    unique_fd epfd_;
+};
+
+}  // namespace pfp

@@ -1,0 +1,98 @@
+#include "common/ipc.hpp"
+
+#include <cstring>
+
+#include "common/fd_passing.hpp"
+
+namespace pfp::ipc {
+
+namespace {
+
+template <class T>
+void put(std::string& out, T v) {
+    char b[sizeof v];
+    std::memcpy(b, &v, sizeof v);
+    out.append(b, sizeof v);
+}
+
+template <class T>
+T get(const std::byte* p) {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+bool known(uint16_t t) { return t >= 1 && t <= 4; }
+
+}  // namespace
+
+const char* type_name(Type t) {
+    switch (t) {
+        case Type::handover: return "HANDOVER";
+        case Type::ready: return "READY";
+        case Type::drain: return "DRAIN";
+        case Type::stats: return "STATS";
+    }
+    return "UNKNOWN";
+}
+
+void send(int sock, Type type, const std::string& payload, const std::vector<int>& fds) {
+    std::string buf;
+    buf.reserve(kHeaderSize + payload.size());
+    put<uint32_t>(buf, kMagic);
+    put<uint16_t>(buf, static_cast<uint16_t>(type));
+    put<uint16_t>(buf, static_cast<uint16_t>(fds.size()));
+    put<uint32_t>(buf, static_cast<uint32_t>(payload.size()));
+    buf += payload;
+    send_with_fds(sock, std::as_bytes(std::span(buf)), fds);
+}
+
+std::optional<Message> receive(int sock, size_t max_payload) {
+    std::vector<std::byte> buf(kHeaderSize + max_payload);
+    Received r;
+    try {
+        r = recv_with_fds(sock, buf, kMaxPassedFds);
+    } catch (const fd_passing_error& e) {
+        throw protocol_error(e.what());
+    }
+    if (r.eof) return std::nullopt;
+    if (r.size < kHeaderSize) throw protocol_error("message shorter than its header");
+    if (get<uint32_t>(buf.data()) != kMagic) throw protocol_error("bad magic");
+    uint16_t type = get<uint16_t>(buf.data() + 4);
+    uint16_t nfds = get<uint16_t>(buf.data() + 6);
+    uint32_t len = get<uint32_t>(buf.data() + 8);
+    if (!known(type)) throw protocol_error("unknown message type " + std::to_string(type));
+    if (len != r.size - kHeaderSize)
+        throw protocol_error("payload length " + std::to_string(len) + " but " +
+                             std::to_string(r.size - kHeaderSize) + " bytes received");
+    if (nfds != r.fds.size())
+        throw protocol_error("header announces " + std::to_string(nfds) + " fds, " +
+                             std::to_string(r.fds.size()) + " received");
+    Message m;
+    m.type = static_cast<Type>(type);
+    m.payload.assign(reinterpret_cast<const char*>(buf.data() + kHeaderSize), len);
+    m.fds = std::move(r.fds);
+    return m;
+}
+
+std::string encode_stats(const Stats& s) {
+    std::string out;
+    for (uint64_t v : {s.accepted, s.active, s.bytes_up, s.bytes_down, s.connect_failures,
+                       s.accept_errors})
+        put<uint64_t>(out, v);
+    return out;
+}
+
+Stats decode_stats(const std::string& payload) {
+    constexpr size_t kFields = 6;
+    if (payload.size() != kFields * sizeof(uint64_t))
+        throw protocol_error("STATS payload of " + std::to_string(payload.size()) + " bytes");
+    const auto* p = reinterpret_cast<const std::byte*>(payload.data());
+    Stats s;
+    uint64_t* fields[kFields] = {&s.accepted, &s.active, &s.bytes_up, &s.bytes_down,
+                                 &s.connect_failures, &s.accept_errors};
+    for (size_t i = 0; i < kFields; ++i) *fields[i] = get<uint64_t>(p + i * sizeof(uint64_t));
+    return s;
+}
+
+}  // namespace pfp::ipc

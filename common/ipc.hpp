@@ -1,0 +1,62 @@
+#pragma once
+// The supervisor <-> worker message set. One SOCK_SEQPACKET datagram per message:
+//   u32 magic "PFP1" | u16 type | u16 fd count | u32 payload length | payload
+// Supervisor -> worker: HANDOVER (config JSON + the proxy's fds), DRAIN (u32 ms).
+// Worker -> supervisor: READY (empty, once), STATS (fixed struct). The supervisor treats every
+// worker message as hostile: size limits, a permit table per worker state (supervisor/dispatch).
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.hpp"
+
+namespace pfp::ipc {
+
+constexpr uint32_t kMagic = 0x31504650;  // "PFP1" little-endian
+constexpr size_t kHeaderSize = 12;
+constexpr size_t kMaxToWorker = 64 * 1024;
+constexpr size_t kMaxFromWorker = 256;
+
+enum class Type : uint16_t {
+    handover = 1,
+    ready = 2,
+    drain = 3,
+    stats = 4,
+};
+
+struct Message {
+    Type type{};
+    std::string payload;
+    std::vector<unique_fd> fds;
+};
+
+// Counters a worker reports about itself (all since the worker started).
+struct Stats {
+    uint64_t accepted = 0;
+    uint64_t active = 0;
+    uint64_t bytes_up = 0;    // client -> upstream
+    uint64_t bytes_down = 0;  // upstream -> client
+    uint64_t connect_failures = 0;
+    uint64_t accept_errors = 0;
+};
+
+class protocol_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+void send(int sock, Type type, const std::string& payload, const std::vector<int>& fds = {});
+
+// Receives one message of at most `max_payload` bytes. nullopt: the peer closed the channel.
+// Throws protocol_error for anything malformed (bad magic, length mismatch, fd count mismatch,
+// unknown type, oversize) and system_error for a failed recvmsg (EAGAIN included).
+std::optional<Message> receive(int sock, size_t max_payload);
+
+std::string encode_stats(const Stats& s);
+Stats decode_stats(const std::string& payload);  // throws protocol_error on a wrong size
+
+const char* type_name(Type t);
+
+}  // namespace pfp::ipc

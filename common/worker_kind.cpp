@@ -1,0 +1,34 @@
+#include "common/worker_kind.hpp"
+
+#include <array>
+
+namespace pfp {
+namespace {
+
+struct KindEntry {
+    WorkerKind kind;
+    std::string_view name;
+};
+
+// One line per kind; both directions of the mapping read this table.
+constexpr std::array kKinds{
+    KindEntry{WorkerKind::tcp_forward, "tcp-forward"},
+};
+
+}  // namespace
+
+std::string_view kind_name(WorkerKind k) {
+    for (const auto& entry : kKinds) {
+        if (entry.kind == k) return entry.name;
+    }
+    return "unknown";
+}
+
+std::optional<WorkerKind> kind_from_name(std::string_view name) {
+    for (const auto& entry : kKinds) {
+        if (entry.name == name) return entry.kind;
+    }
+    return std::nullopt;
+}
+
+}  // namespace pfp

@@ -1,0 +1,64 @@
+#include "supervisor/spawn.hpp"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include "common/pidfd.hpp"
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/process/child.hpp>
+#include <boost/process/extend.hpp>
+#include <boost/process/io.hpp>
+#include <boost/process/args.hpp>
+#include <boost/process/exe.hpp>
+#include <stdexcept>
+#include <system_error>
+
+#include "common/error.hpp"
+
+namespace pfp::supervisor {
+
+namespace bp = boost::process;
+
+SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& title) {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+        throw_errno("socketpair for worker " + title);
+    unique_fd ours(pair[0]), theirs(pair[1]);
+    const int child_end = theirs.get();
+    const pid_t parent = ::getpid();
+
+    std::error_code ec;
+    // Runs in the child between fork and exec: only async-signal-safe calls.
+    auto setup = [child_end, parent](auto&) {
+        if (child_end == 3) {
+            ::fcntl(3, F_SETFD, 0);
+        } else if (::dup2(child_end, 3) < 0) {
+            ::_exit(127);
+        }
+        // Everything above 3 closes at exec; Boost's own error pipe keeps working until then.
+        ::syscall(SYS_close_range, 4U, ~0U, CLOSE_RANGE_CLOEXEC);
+        ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        ::prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);  // a lost supervisor means drain
+        if (::getppid() != parent) ::_exit(0);        // it was lost before prctl took effect
+    };
+    bp::child c(bp::exe = worker_path, bp::args = {title}, bp::std_in < bp::null,
+                bp::extend::on_exec_setup = setup, ec);
+    if (ec) throw std::runtime_error("cannot start worker " + worker_path + ": " + ec.message());
+    pid_t pid = c.id();
+    c.detach();  // reaped by the supervisor through the pidfd, never by Boost
+    int pidfd = ::pidfd_open(pid, 0);  // always close-on-exec
+    if (pidfd < 0) {
+        int err = errno;
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+        throw system_error("pidfd_open(" + std::to_string(pid) + ")", err);
+    }
+    return SpawnedWorker{pid, unique_fd(pidfd), std::move(ours)};
+}
+
+}  // namespace pfp::supervisor

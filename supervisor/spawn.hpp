@@ -1,0 +1,21 @@
+#pragma once
+// Starting a worker process with a fixed fd contract: 0 is /dev/null, 1 and 2 are the
+// supervisor's, 3 is the worker's end of its control socketpair, nothing else survives exec.
+#include <sys/types.h>
+
+#include <string>
+
+#include "common/unique_fd.hpp"
+
+namespace pfp::supervisor {
+
+struct SpawnedWorker {
+    pid_t pid = -1;
+    unique_fd pidfd;    // readable when the process ends; reaped with waitid(P_PIDFD)
+    unique_fd control;  // the supervisor's end of the control socketpair
+};
+
+// Throws std::runtime_error with context.
+SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& title);
+
+}  // namespace pfp::supervisor

@@ -1,0 +1,341 @@
+#include "harness.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace pfp::test {
+
+namespace fs = std::filesystem;
+
+std::string bin_dir() { return PFPROXY_BIN_DIR; }
+
+uint16_t free_port() {
+    unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
+        throw std::runtime_error("free_port bind");
+    socklen_t len = sizeof a;
+    ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len);
+    return ntohs(a.sin_port);
+}
+
+TempDir::TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "pfproxy-test-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp");
+    path_ = tmpl;
+    // Workers and a dropped supervisor (nobody) must read the policy and write nothing here.
+    ::chmod(path_.c_str(), 0755);
+}
+
+TempDir::~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+}
+
+std::string TempDir::write(const std::string& name, const std::string& content) const {
+    std::string p = path_ + "/" + name;
+    std::ofstream(p) << content;
+    ::chmod(p.c_str(), 0644);
+    return p;
+}
+
+Daemon::Daemon(const std::string& policy_json, std::vector<std::string> extra_args) {
+    policy_path_ = dir_.write("policy.json", policy_json);
+    log_path_ = dir_.path() + "/pf-proxyd.log";
+    std::vector<std::string> args = {bin_dir() + "/pf-proxyd", "--policy", policy_path_};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork");
+    if (pid_ == 0) {
+        int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        ::dup2(fd, 2);
+        ::dup2(fd, 1);
+        int null = ::open("/dev/null", O_RDONLY);
+        ::dup2(null, 0);
+        ::unsetenv("JOURNAL_STREAM");
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+}
+
+Daemon::~Daemon() {
+    if (!reaped_ && pid_ > 0) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+    }
+    // Workers notice the lost supervisor (PDEATHSIG) and drain; make sure none outlive the test.
+    for (int i = 0; i < 50; ++i) {
+        bool any = false;
+        for (pid_t w : workers()) {
+            ::kill(w, SIGKILL);
+            any = true;
+        }
+        if (!any) break;
+        std::this_thread::sleep_for(20ms);
+    }
+}
+
+std::string Daemon::log() const {
+    std::ifstream f(log_path_);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+bool Daemon::wait_log(const std::string& text, std::chrono::milliseconds timeout,
+                      int count) const {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    do {
+        std::string l = log();
+        int n = 0;
+        for (size_t pos = l.find(text); pos != std::string::npos; pos = l.find(text, pos + 1))
+            ++n;
+        if (n >= count) return true;
+        std::this_thread::sleep_for(20ms);
+    } while (std::chrono::steady_clock::now() < end);
+    return false;
+}
+
+bool Daemon::wait_ready(std::chrono::milliseconds timeout) const {
+    return wait_log("proxies ready", timeout);
+}
+
+std::vector<pid_t> Daemon::workers() const {
+    std::vector<pid_t> out;
+    if (pid_ <= 0) return out;
+    // Children of the supervisor, and orphans that still run our worker binary.
+    for (const auto& e : fs::directory_iterator("/proc")) {
+        const std::string name = e.path().filename().string();
+        if (!std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+        std::ifstream f(e.path() / "stat");
+        std::string stat;
+        std::getline(f, stat);
+        auto close = stat.rfind(')');
+        if (close == std::string::npos) continue;
+        std::istringstream rest(stat.substr(close + 2));
+        char state;
+        pid_t ppid;
+        rest >> state >> ppid;
+        if (state == 'Z') continue;
+        if (ppid == pid_) out.push_back(static_cast<pid_t>(std::stoi(name)));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::vector<pid_t> Daemon::wait_workers(size_t n, const std::vector<pid_t>& old,
+                                        std::chrono::milliseconds timeout) const {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    std::vector<pid_t> w;
+    do {
+        w = workers();
+        bool fresh = std::none_of(w.begin(), w.end(), [&](pid_t p) {
+            return std::find(old.begin(), old.end(), p) != old.end();
+        });
+        if (w.size() == n && fresh) return w;
+        std::this_thread::sleep_for(10ms);
+    } while (std::chrono::steady_clock::now() < end);
+    return w;
+}
+
+void Daemon::signal(int sig) const { ::kill(pid_, sig); }
+
+int Daemon::wait_exit(std::chrono::milliseconds timeout) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    do {
+        int status = 0;
+        pid_t r = ::waitpid(pid_, &status, WNOHANG);
+        if (r == pid_) {
+            reaped_ = true;
+            return status;
+        }
+        std::this_thread::sleep_for(10ms);
+    } while (std::chrono::steady_clock::now() < end);
+    return -1;
+}
+
+CommandResult run_command(const std::vector<std::string>& argv) {
+    int pipefd[2];
+    if (::pipe2(pipefd, O_CLOEXEC) < 0) throw std::runtime_error("pipe");
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(pipefd[1], 1);
+        ::dup2(pipefd[1], 2);
+        std::vector<char*> args;
+        for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        ::execv(args[0], args.data());
+        ::_exit(127);
+    }
+    ::close(pipefd[1]);
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    ::close(pipefd[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return {status, out};
+}
+
+std::string status_field(pid_t pid, const std::string& field) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(f, line)) {
+        if (line.rfind(field + ":", 0) == 0) {
+            std::string v = line.substr(field.size() + 1);
+            v.erase(0, v.find_first_not_of(" \t"));
+            return v;
+        }
+    }
+    return "";
+}
+
+std::vector<std::string> fd_targets(pid_t pid) {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+        std::error_code ec;
+        out.push_back(e.path().filename().string() + " -> " +
+                      fs::read_symlink(e.path(), ec).string());
+    }
+    return out;
+}
+
+unique_fd listen_tcp(uint16_t port, int backlog) {
+    unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    int one = 1;
+    ::setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 ||
+        ::listen(s.get(), backlog) < 0)
+        throw std::runtime_error("listen_tcp " + std::to_string(port) + ": " + strerror(errno));
+    return s;
+}
+
+int try_connect_tcp(uint16_t port, unique_fd& out) {
+    unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    set_timeouts(s.get(), 10s);
+    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return errno;
+    out = std::move(s);
+    return 0;
+}
+
+unique_fd connect_tcp(uint16_t port, std::chrono::milliseconds timeout) {
+    unique_fd s;
+    if (try_connect_tcp(port, s) != 0) return unique_fd();
+    set_timeouts(s.get(), timeout);
+    return s;
+}
+
+void set_timeouts(int fd, std::chrono::milliseconds t) {
+    timeval tv{static_cast<time_t>(t.count() / 1000),
+               static_cast<suseconds_t>((t.count() % 1000) * 1000)};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+bool write_all(int fd, const void* data, size_t n) {
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+        ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        p += w;
+        n -= static_cast<size_t>(w);
+    }
+    return true;
+}
+
+bool read_to_eof(int fd, std::string& out) {
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return false;
+        if (n == 0) return true;
+        out.append(buf, static_cast<size_t>(n));
+    }
+}
+
+bool read_exact(int fd, void* data, size_t n) {
+    char* p = static_cast<char*>(data);
+    while (n > 0) {
+        ssize_t r = ::recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        p += r;
+        n -= static_cast<size_t>(r);
+    }
+    return true;
+}
+
+void raise_nofile(rlim_t n) {
+    rlimit r{};
+    ::getrlimit(RLIMIT_NOFILE, &r);
+    if (r.rlim_max < n) r.rlim_max = n;  // root may raise the hard limit
+    r.rlim_cur = n;
+    ::setrlimit(RLIMIT_NOFILE, &r);
+}
+
+void Fnv::add(const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    size_t i = 0;
+    while (i < n && npending != 0) {  // finish a word begun by the previous call
+        pending |= static_cast<uint64_t>(b[i++]) << (8 * npending);
+        if (++npending == 8) {
+            h = (h ^ pending) * 1099511628211ULL;
+            pending = 0;
+            npending = 0;
+        }
+    }
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        std::memcpy(&w, b + i, 8);
+        h = (h ^ w) * 1099511628211ULL;
+    }
+    for (; i < n; ++i) pending |= static_cast<uint64_t>(b[i]) << (8 * npending++);
+}
+
+uint64_t Fnv::value() const {
+    return npending ? ((h ^ pending ^ (static_cast<uint64_t>(npending) << 59)) * 1099511628211ULL)
+                    : h;
+}
+
+void fill_pattern(std::vector<char>& buf, uint64_t seed) {
+    uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 1;
+    for (auto& c : buf) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c = static_cast<char>(x);
+    }
+}
+
+}  // namespace pfp::test

@@ -1,0 +1,95 @@
+#pragma once
+// Test support for integration tests: runs the real pf-proxyd on a policy written to a temp
+// file, and provides loopback servers and clients. No mocks: real processes and sockets.
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.hpp"
+
+namespace pfp::test {
+
+using namespace std::chrono_literals;
+
+std::string bin_dir();
+uint16_t free_port();  // bound-then-closed loopback port
+
+// A temp directory removed on destruction.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    const std::string& path() const { return path_; }
+    std::string write(const std::string& name, const std::string& content) const;
+
+private:
+    std::string path_;
+};
+
+// pf-proxyd running on a policy; stderr captured to a log file.
+class Daemon {
+public:
+    Daemon(const std::string& policy_json, std::vector<std::string> extra_args = {});
+    ~Daemon();  // SIGKILL if still running
+
+    // Waits until the log contains `text` (count-th occurrence). False on timeout.
+    bool wait_log(const std::string& text, std::chrono::milliseconds timeout = 20s,
+                  int count = 1) const;
+    bool wait_ready(std::chrono::milliseconds timeout = 20s) const;
+    std::string log() const;
+    pid_t pid() const { return pid_; }
+    std::vector<pid_t> workers() const;  // live children, sorted
+    // Waits for a worker set that differs from `old` and has `n` members.
+    std::vector<pid_t> wait_workers(size_t n, const std::vector<pid_t>& old = {},
+                                    std::chrono::milliseconds timeout = 20s) const;
+    void signal(int sig) const;
+    // Waits for exit; returns the wait status, or -1 on timeout.
+    int wait_exit(std::chrono::milliseconds timeout = 30s);
+    const std::string& policy_path() const { return policy_path_; }
+
+private:
+    TempDir dir_;
+    std::string policy_path_;
+    std::string log_path_;
+    pid_t pid_ = -1;
+    bool reaped_ = false;
+};
+
+// Runs a command to completion; returns exit status and combined output.
+struct CommandResult {
+    int status;
+    std::string output;
+};
+CommandResult run_command(const std::vector<std::string>& argv);
+
+// /proc/PID/status field value, e.g. status_field(pid, "CapEff") -> "0000000000000000".
+std::string status_field(pid_t pid, const std::string& field);
+std::vector<std::string> fd_targets(pid_t pid);  // readlink of every /proc/PID/fd/N
+
+unique_fd listen_tcp(uint16_t port, int backlog = 4096);
+unique_fd connect_tcp(uint16_t port, std::chrono::milliseconds timeout = 5s);  // -1 fd on fail
+// Connect result with errno for "refused" checks.
+int try_connect_tcp(uint16_t port, unique_fd& out);
+void set_timeouts(int fd, std::chrono::milliseconds t);
+bool write_all(int fd, const void* data, size_t n);
+// Reads until EOF; false on error/timeout.
+bool read_to_eof(int fd, std::string& out);
+bool read_exact(int fd, void* data, size_t n);
+void raise_nofile(rlim_t n);
+
+// Deterministic pseudo-random bytes and a 64-bit FNV-1a running hash.
+// The hash does not depend on how the stream was cut into reads.
+struct Fnv {
+    uint64_t h = 1469598103934665603ULL;
+    uint64_t pending = 0;
+    int npending = 0;
+    void add(const void* p, size_t n);
+    uint64_t value() const;
+};
+void fill_pattern(std::vector<char>& buf, uint64_t seed);
+
+}  // namespace pfp::test

@@ -1,0 +1,530 @@
+// The real pf-proxyd and pf-proxy-worker relaying TCP on loopback.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "harness.hpp"
+
+using namespace pfp::test;
+using pfp::unique_fd;
+
+namespace {
+
+std::string policy(uint16_t listen, uint16_t upstream, const std::string& extra = "",
+                   const std::string& top = "\"user\": \"nobody\", ") {
+    return "{" + top + "\"drain_timeout\": \"10s\", \"proxies\": [{\"name\": \"web\", " +
+           "\"listen\": \"tcp:127.0.0.1:" + std::to_string(listen) +
+           "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(upstream) + "\"" + extra + "}]}";
+}
+
+// Accepts connections forever (until stopped) and runs `handle` on each in its own thread.
+class Server {
+public:
+    template <class F>
+    Server(uint16_t port, F handle) : listener_(listen_tcp(port)) {
+        thread_ = std::thread([this, handle] {
+            for (;;) {
+                pollfd p{listener_.get(), POLLIN, 0};
+                if (::poll(&p, 1, 50) <= 0) {
+                    if (stop_) return;
+                    continue;
+                }
+                int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+                if (fd < 0) continue;
+                ++accepted_;
+                workers_.emplace_back([handle, fd] {
+                    unique_fd c(fd);
+                    set_timeouts(c.get(), 30s);
+                    handle(c.get());
+                });
+            }
+        });
+    }
+    ~Server() {
+        stop_ = true;
+        thread_.join();
+        for (auto& t : workers_) t.join();
+    }
+    int accepted() const { return accepted_; }
+
+private:
+    unique_fd listener_;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> accepted_{0};
+    std::thread thread_;
+    std::vector<std::thread> workers_;
+};
+
+void echo(int fd) {
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) return;
+        if (!write_all(fd, buf, static_cast<size_t>(n))) return;
+    }
+}
+
+// One exchange through the proxy: send a line, expect it back.
+bool ping(uint16_t port, const std::string& msg = "ping\n") {
+    unique_fd c = connect_tcp(port);
+    if (!c) return false;
+    if (!write_all(c.get(), msg.data(), msg.size())) return false;
+    std::string back(msg.size(), '\0');
+    return read_exact(c.get(), back.data(), back.size()) && back == msg;
+}
+
+// Sends `total` pattern bytes and hashes what comes back, both at once.
+struct Transfer {
+    uint64_t sent_hash = 0, received_hash = 0;
+    size_t received = 0;
+    bool ok = true;
+};
+
+Transfer send_and_receive(int fd, size_t total, uint64_t seed) {
+    Transfer t;
+    std::thread writer([&] {
+        std::vector<char> buf(1 << 20);
+        Fnv h;
+        size_t left = total;
+        uint64_t s = seed;
+        while (left > 0) {
+            fill_pattern(buf, s++);
+            size_t n = std::min(left, buf.size());
+            h.add(buf.data(), n);
+            if (!write_all(fd, buf.data(), n)) {
+                t.ok = false;
+                break;
+            }
+            left -= n;
+        }
+        t.sent_hash = h.value();
+        ::shutdown(fd, SHUT_WR);
+    });
+    Fnv h;
+    std::vector<char> buf(1 << 20);
+    for (;;) {
+        ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            t.ok = false;
+            break;
+        }
+        if (n == 0) break;
+        h.add(buf.data(), static_cast<size_t>(n));
+        t.received += static_cast<size_t>(n);
+    }
+    writer.join();
+    t.received_hash = h.value();
+    return t;
+}
+
+class TcpForward : public ::testing::Test {
+protected:
+    void SetUp() override {
+        raise_nofile(16384);
+        listen_port = free_port();
+        upstream_port = free_port();
+    }
+    uint16_t listen_port = 0, upstream_port = 0;
+};
+
+void bulk_both_ways(uint16_t listen_port, uint16_t upstream_port, size_t total,
+                    const std::string& extra) {
+    std::atomic<uint64_t> server_sent{0}, server_received{0};
+    std::atomic<size_t> server_count{0};
+    Server server(upstream_port, [&](int fd) {
+        Transfer t = send_and_receive(fd, total, 1000);
+        server_sent = t.sent_hash;
+        server_received = t.received_hash;
+        server_count = t.received;
+    });
+    Daemon d(policy(listen_port, upstream_port, extra));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(listen_port, 60s);
+    ASSERT_TRUE(c);
+    Transfer t = send_and_receive(c.get(), total, 7);
+    c.reset();
+    ASSERT_TRUE(t.ok);
+    EXPECT_EQ(t.received, total);
+    for (int i = 0; i < 500 && server_count != total; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(server_count.load(), total);
+    EXPECT_EQ(server_received.load(), t.sent_hash) << "client -> upstream corrupted";
+    EXPECT_EQ(t.received_hash, server_sent.load()) << "upstream -> client corrupted";
+}
+
+TEST_F(TcpForward, Moves256MiBEachWayIntactWithSplice) {
+    bulk_both_ways(listen_port, upstream_port, 256u << 20, "");
+}
+
+TEST_F(TcpForward, Moves64MiBEachWayIntactInCopyMode) {
+    bulk_both_ways(listen_port, upstream_port, 64u << 20, ", \"splice\": false");
+}
+
+TEST_F(TcpForward, HalfCloseReachesUpstreamAndReplyStillFlows) {
+    // The server answers only after it has seen EOF: a relay that closes both directions on
+    // the first FIN loses the reply.
+    Server server(upstream_port, [](int fd) {
+        std::string got;
+        if (!read_to_eof(fd, got)) return;
+        std::string reply = "got " + std::to_string(got.size()) + " bytes: " + got;
+        reply += std::string(3 << 20, 'r');  // big enough to need several rounds
+        write_all(fd, reply.data(), reply.size());
+    });
+    Daemon d(policy(listen_port, upstream_port));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(listen_port, 20s);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(write_all(c.get(), "hello", 5));
+    ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+    std::string reply;
+    ASSERT_TRUE(read_to_eof(c.get(), reply));
+    EXPECT_EQ(reply.substr(0, 20), "got 5 bytes: hellorr");
+    EXPECT_EQ(reply.size(), 18u + (3u << 20));
+}
+
+TEST_F(TcpForward, Serves1000ConcurrentConnections) {
+    constexpr int kConns = 1000;
+    // One poll()-driven echo server: 1000 threads would measure the test, not the proxy.
+    unique_fd ls = listen_tcp(upstream_port, 4096);
+    ASSERT_EQ(::fcntl(ls.get(), F_SETFL, O_NONBLOCK), 0);  // the accept loop drains to EAGAIN
+    std::atomic<bool> stop{false};
+    std::thread server([&] {
+        std::vector<pollfd> fds{{ls.get(), POLLIN, 0}};
+        std::vector<unique_fd> owned;
+        while (!stop) {
+            if (::poll(fds.data(), fds.size(), 50) <= 0) continue;
+            for (size_t i = 1; i < fds.size(); ++i) {
+                if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+                char buf[256];
+                ssize_t n = ::recv(fds[i].fd, buf, sizeof buf, MSG_DONTWAIT);
+                if (n > 0)
+                    write_all(fds[i].fd, buf, static_cast<size_t>(n));
+                else if (n == 0 || errno != EAGAIN)
+                    fds[i].fd = -1;  // ignored by poll from now on
+            }
+            if (fds[0].revents & POLLIN) {
+                int fd;
+                while ((fd = ::accept4(ls.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+                    owned.emplace_back(fd);
+                    fds.push_back({fd, POLLIN, 0});
+                }
+            }
+        }
+    });
+    Daemon d(policy(listen_port, upstream_port));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    std::vector<unique_fd> clients;
+    for (int i = 0; i < kConns; ++i) {
+        unique_fd c = connect_tcp(listen_port, 30s);
+        ASSERT_TRUE(c) << "connection " << i;
+        clients.push_back(std::move(c));
+    }
+    // All 1000 are open at once; each now exchanges a message unique to it.
+    int ok = 0;
+    for (int i = 0; i < kConns; ++i) {
+        std::string msg = "conn-" + std::to_string(i) + "\n";
+        if (!write_all(clients[i].get(), msg.data(), msg.size())) continue;
+    }
+    for (int i = 0; i < kConns; ++i) {
+        std::string msg = "conn-" + std::to_string(i) + "\n";
+        std::string back(msg.size(), '\0');
+        if (read_exact(clients[i].get(), back.data(), back.size()) && back == msg) ++ok;
+    }
+    EXPECT_EQ(ok, kConns);
+    clients.clear();
+    stop = true;
+    server.join();
+}
+
+TEST_F(TcpForward, WorkerIsSandboxedAndHoldsOnlyItsFds) {
+    Server server(upstream_port, echo);
+    Daemon d(policy(listen_port, upstream_port));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    ASSERT_TRUE(ping(listen_port));
+    auto workers = d.workers();
+    ASSERT_EQ(workers.size(), 1u);
+    pid_t w = workers[0];
+    EXPECT_EQ(status_field(w, "CapEff"), "0000000000000000");
+    EXPECT_EQ(status_field(w, "CapPrm"), "0000000000000000");
+    EXPECT_EQ(status_field(w, "CapAmb"), "0000000000000000");
+    EXPECT_EQ(status_field(w, "NoNewPrivs"), "1");
+    EXPECT_EQ(status_field(w, "Seccomp"), "2");
+    EXPECT_EQ(status_field(w, "Uid").substr(0, 5), "65534");
+    // The supervisor dropped to the policy user and holds no capability at all.
+    EXPECT_EQ(status_field(d.pid(), "Uid").substr(0, 5), "65534");
+    EXPECT_EQ(status_field(d.pid(), "CapEff"), "0000000000000000");
+    EXPECT_EQ(status_field(d.pid(), "CapPrm"), "0000000000000000");
+    // fds: stdio, control socket (3), the listener, epoll, signalfd; nothing inherited.
+    auto fds = fd_targets(w);
+    int sockets = 0, others = 0;
+    for (const auto& f : fds) {
+        if (f.rfind("0 ", 0) == 0 || f.rfind("1 ", 0) == 0 || f.rfind("2 ", 0) == 0) continue;
+        if (f.find("socket:") != std::string::npos)
+            ++sockets;
+        else if (f.find("anon_inode:[eventpoll]") != std::string::npos ||
+                 f.find("anon_inode:[signalfd]") != std::string::npos)
+            ++others;
+        else
+            ADD_FAILURE() << "unexpected fd in worker: " << f;
+    }
+    EXPECT_EQ(sockets, 2) << "control socket + listener";
+    EXPECT_EQ(others, 2) << "epoll + signalfd";
+}
+
+TEST_F(TcpForward, RestartedWorkerServesConnectionsMadeDuringTheRestart) {
+    Server server(upstream_port, echo);
+    Daemon d(policy(listen_port, upstream_port));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    auto before = d.wait_workers(1);
+    ASSERT_EQ(before.size(), 1u);
+
+    // A client keeps connecting the whole time.
+    std::atomic<bool> stop{false};
+    std::atomic<int> refused{0}, done{0};
+    std::thread client([&] {
+        while (!stop) {
+            unique_fd c;
+            int err = try_connect_tcp(listen_port, c);
+            if (err == ECONNREFUSED) ++refused;
+            if (err != 0) continue;
+            set_timeouts(c.get(), 20s);
+            write_all(c.get(), "x", 1);
+            char b;
+            if (read_exact(c.get(), &b, 1)) ++done;
+        }
+    });
+    std::this_thread::sleep_for(200ms);
+    ASSERT_EQ(::kill(before[0], SIGKILL), 0);
+    // Connections made while no worker exists wait in the listener's backlog.
+    std::vector<unique_fd> during;
+    for (int i = 0; i < 20; ++i) {
+        unique_fd c;
+        ASSERT_EQ(try_connect_tcp(listen_port, c), 0) << "connect " << i << " during restart";
+        during.push_back(std::move(c));
+    }
+    auto after = d.wait_workers(1, before);
+    ASSERT_EQ(after.size(), 1u);
+    EXPECT_NE(after[0], before[0]);
+    for (auto& c : during) {
+        set_timeouts(c.get(), 20s);
+        ASSERT_TRUE(write_all(c.get(), "y", 1));
+        char b = 0;
+        ASSERT_TRUE(read_exact(c.get(), &b, 1));
+        EXPECT_EQ(b, 'y');
+    }
+    int done_at_restart = done;
+    std::this_thread::sleep_for(300ms);
+    stop = true;
+    client.join();
+    EXPECT_EQ(refused.load(), 0);
+    EXPECT_GT(done.load(), done_at_restart) << "the loop kept working after the restart";
+    EXPECT_TRUE(d.wait_log("killed by signal SIGKILL")) << d.log();
+    EXPECT_TRUE(d.wait_log("restarting in 100 ms")) << d.log();
+}
+
+TEST_F(TcpForward, WorkerKilledBySigsysIsNamedAsSeccompViolation) {
+    Server server(upstream_port, echo);
+    Daemon d(policy(listen_port, upstream_port));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    auto w = d.wait_workers(1);
+    ASSERT_EQ(w.size(), 1u);
+    ::kill(w[0], SIGSYS);
+    EXPECT_TRUE(d.wait_log("killed by signal SIGSYS (seccomp violation)")) << d.log();
+    auto again = d.wait_workers(1, w);
+    ASSERT_EQ(again.size(), 1u);
+    EXPECT_TRUE(ping(listen_port));
+}
+
+TEST_F(TcpForward, CrashLoopMarksOnlyThatProxyFailed) {
+    Server server(upstream_port, echo);
+    uint16_t other_port = free_port();
+    std::string pol =
+        "{\"user\": \"nobody\", \"proxies\": ["
+        "{\"name\": \"flaky\", \"listen\": \"tcp:127.0.0.1:" + std::to_string(listen_port) +
+        "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(upstream_port) +
+        "\", \"restart\": {\"backoff_initial\": \"10ms\", \"max_failures\": 3}},"
+        "{\"name\": \"steady\", \"listen\": \"tcp:127.0.0.1:" + std::to_string(other_port) +
+        "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(upstream_port) + "\"}]}";
+    Daemon d(pol);
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    // Kill the flaky proxy's worker every time it comes back: four consecutive failures.
+    for (int i = 0; i < 4; ++i) {
+        pid_t victim = -1;
+        for (int t = 0; t < 500 && victim < 0; ++t) {
+            std::string log = d.log();
+            auto pos = log.rfind("proxy \"flaky\" worker 0 (pid ");
+            if (pos != std::string::npos && log.find(" started", pos) != std::string::npos) {
+                pid_t p = std::stoi(log.substr(pos + 28));
+                if (::kill(p, 0) == 0 && status_field(p, "Seccomp") == "2") victim = p;
+            }
+            if (victim < 0) std::this_thread::sleep_for(10ms);
+        }
+        ASSERT_GT(victim, 0) << d.log();
+        ::kill(victim, SIGKILL);
+        ASSERT_TRUE(d.wait_log("killed by signal SIGKILL", 10s, i + 1)) << d.log();
+    }
+    ASSERT_TRUE(d.wait_log("proxy \"flaky\" failed: crash loop: 4 consecutive failures")) << d.log();
+    unique_fd c;
+    EXPECT_EQ(try_connect_tcp(listen_port, c), ECONNREFUSED) << "failed proxy must refuse";
+    EXPECT_TRUE(ping(other_port)) << "the other proxy keeps running";
+}
+
+TEST_F(TcpForward, SigtermDrainsOpenConnectionsThenExitsZero) {
+    Server server(upstream_port, echo);
+    Daemon d(policy(listen_port, upstream_port));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(listen_port, 20s);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(write_all(c.get(), "a", 1));
+    char b;
+    ASSERT_TRUE(read_exact(c.get(), &b, 1));
+    d.signal(SIGTERM);
+    ASSERT_TRUE(d.wait_log("draining")) << d.log();
+    // New clients are refused once every copy of the listener is closed...
+    bool refused = false;
+    for (int i = 0; i < 200 && !refused; ++i) {
+        unique_fd n;
+        refused = try_connect_tcp(listen_port, n) == ECONNREFUSED;
+        if (!refused) std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_TRUE(refused);
+    // ...while the open connection keeps working until the client ends it.
+    ASSERT_TRUE(write_all(c.get(), "b", 1));
+    ASSERT_TRUE(read_exact(c.get(), &b, 1));
+    EXPECT_EQ(b, 'b');
+    EXPECT_EQ(d.wait_exit(1s), -1) << "must wait for the open connection";
+    c.reset();
+    int status = d.wait_exit(20s);
+    ASSERT_TRUE(WIFEXITED(status)) << d.log();
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST_F(TcpForward, TwoWorkersShareTheListener) {
+    Server server(upstream_port, echo);
+    Daemon d(policy(listen_port, upstream_port, ", \"workers\": 2"));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    auto w = d.wait_workers(2);
+    ASSERT_EQ(w.size(), 2u);
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE(ping(listen_port)) << i;
+    // Either worker alone keeps the proxy serving.
+    ::kill(w[0], SIGKILL);
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(ping(listen_port)) << i;
+}
+
+TEST_F(TcpForward, SurvivesEmfileAndServesQueuedClientsAfterwards) {
+    Server server(upstream_port, echo);
+    Daemon d(policy(listen_port, upstream_port));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    auto w = d.wait_workers(1);
+    ASSERT_EQ(w.size(), 1u);
+    // Squeeze the running worker's fd limit from outside: accept() will fail with EMFILE.
+    std::string pid = std::to_string(w[0]);
+    auto r = run_command({"/usr/bin/prlimit", "--pid", pid, "--nofile=12:12"});
+    ASSERT_EQ(r.status, 0) << r.output;
+    std::vector<unique_fd> clients;
+    for (int i = 0; i < 20; ++i) {
+        unique_fd c = connect_tcp(listen_port, 20s);
+        ASSERT_TRUE(c);
+        write_all(c.get(), "q", 1);
+        clients.push_back(std::move(c));
+    }
+    ASSERT_TRUE(d.wait_log("accept failed: Too many open files")) << d.log();
+    EXPECT_EQ(::kill(w[0], 0), 0) << "worker must survive EMFILE";
+    r = run_command({"/usr/bin/prlimit", "--pid", pid, "--nofile=65536:65536"});
+    ASSERT_EQ(r.status, 0) << r.output;
+    int answered = 0;
+    for (auto& c : clients) {
+        char b = 0;
+        if (read_exact(c.get(), &b, 1) && b == 'q') ++answered;
+    }
+    EXPECT_EQ(answered, 20);
+    EXPECT_EQ(d.workers(), w) << "the same worker served them";
+}
+
+TEST_F(TcpForward, PrivilegedPortOpenedThenEveryCapabilityDropped) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to bind a port below 1024";
+    Server server(upstream_port, echo);
+    uint16_t low = 0;
+    for (uint16_t p = 1000; p > 900 && low == 0; --p) {
+        unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(p);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) low = p;
+    }
+    ASSERT_NE(low, 0);
+    Daemon d(policy(low, upstream_port));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    EXPECT_TRUE(ping(low));
+    EXPECT_EQ(status_field(d.pid(), "CapPrm"), "0000000000000000");
+    EXPECT_EQ(status_field(d.pid(), "CapEff"), "0000000000000000");
+    EXPECT_EQ(status_field(d.pid(), "Uid").substr(0, 5), "65534");
+}
+
+TEST_F(TcpForward, UnreachableUpstreamClosesTheClientAndIsLogged) {
+    Daemon d(policy(listen_port, upstream_port));  // nothing listens on upstream_port
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(listen_port, 10s);
+    ASSERT_TRUE(c);
+    std::string got;
+    read_to_eof(c.get(), got);  // closed (FIN or RST), not left hanging
+    EXPECT_TRUE(got.empty());
+    EXPECT_TRUE(d.wait_log("connect failed to tcp:127.0.0.1:" + std::to_string(upstream_port) +
+                           ": Connection refused"))
+        << d.log();
+    EXPECT_EQ(d.workers().size(), 1u);
+}
+
+TEST_F(TcpForward, IdleTimeoutClosesSilentConnections) {
+    Server server(upstream_port, echo);
+    Daemon d(policy(listen_port, upstream_port, ", \"idle_timeout\": \"300ms\""));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(listen_port, 20s);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(write_all(c.get(), "z", 1));
+    char b;
+    ASSERT_TRUE(read_exact(c.get(), &b, 1));
+    std::string rest;
+    EXPECT_TRUE(read_to_eof(c.get(), rest)) << "closed by the proxy, before our 20 s timeout";
+    EXPECT_TRUE(rest.empty());
+}
+
+TEST(PfProxydCli, InvalidPolicyStartsNothingAndNamesLineAndColumn) {
+    TempDir dir;
+    std::string path = dir.write("bad.json",
+                                 "{\n  \"proxies\": [\n    {\"name\": \"web\", \"listen\": "
+                                 "\"tcp:127.0.0.1:8080\", \"upstrem\": \"tcp:127.0.0.1:9\"}\n  ]\n}\n");
+    auto r = run_command({bin_dir() + "/pf-proxyd", "--policy", path});
+    ASSERT_TRUE(WIFEXITED(r.status));
+    EXPECT_EQ(WEXITSTATUS(r.status), 1);
+    EXPECT_NE(r.output.find(path + ":3:"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("did you mean \"upstream\"?"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("started"), std::string::npos) << "nothing may start";
+    auto check = run_command({bin_dir() + "/pf-proxyd", "--check", "--policy", path});
+    EXPECT_EQ(WEXITSTATUS(check.status), 1);
+    EXPECT_EQ(check.output, r.output);
+}
+
+TEST(PfProxydCli, CheckAcceptsTheShippedExamplePolicy) {
+    auto r = run_command({bin_dir() + "/pf-proxyd", "--check", "--policy",
+                          std::string(PFPROXY_SOURCE_DIR) + "/examples/loopback.json"});
+    EXPECT_EQ(r.status, 0) << r.output;
+    EXPECT_EQ(r.output, "");
+}
+
+TEST(PfProxydCli, BadOptionIsOneLineAndExitOne) {
+    auto r = run_command({bin_dir() + "/pf-proxyd", "--frobnicate"});
+    EXPECT_EQ(WEXITSTATUS(r.status), 1);
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+}
+
+}  // namespace

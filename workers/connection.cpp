@@ -1,0 +1,185 @@
+#include "workers/connection.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "workers/stream_relay.hpp"
+
+namespace pfp::worker {
+
+namespace {
+constexpr uint32_t kSocketEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+// Bytes one direction may move per wake-up before yielding to other connections.
+constexpr size_t kBudget = 4 * 1024 * 1024;
+}  // namespace
+
+void Side::on_event(uint32_t events) { conn->on_side_event(*this, events); }
+
+Connection::Connection(StreamRelay& r, unique_fd client_fd, bool copy_mode) : relay(r) {
+    client.conn = this;
+    client.fd = std::move(client_fd);
+    upstream.conn = this;
+    upstream.upstream = true;
+    up.copy = copy_mode;
+    down.copy = copy_mode;
+}
+
+void Connection::start_connect_wait(unique_fd upstream_fd) {
+    upstream.fd = std::move(upstream_fd);
+    if (!relay.loop().add(client.fd.get(), kSocketEvents, &client) ||
+        !relay.loop().add(upstream.fd.get(), kSocketEvents, &upstream))
+        close("epoll_ctl failed", errno);
+}
+
+void Connection::on_side_event(Side& side, uint32_t events) {
+    if (closed) return;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) side.readable = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) side.writable = true;
+    if (connecting) {
+        if (side.upstream && side.writable) finish_connect();
+        return;
+    }
+    pump();
+}
+
+void Connection::finish_connect() {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(upstream.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    if (err != 0) {
+        relay.mutable_stats().connect_failures++;
+        close("connect failed", err);
+        return;
+    }
+    connecting = false;
+    relay.connected(*this);
+    pump();
+}
+
+bool Connection::acquire(Direction& d) {
+    if (d.copy) {
+        if (!d.buffer) d.buffer = relay.buffers().take();
+        return true;
+    }
+    if (!d.pipe) d.pipe = relay.pipes().take();
+    return d.pipe.has_value();
+}
+
+void Connection::release(Direction& d) {
+    if (d.pending != 0) return;
+    if (d.pipe) {
+        relay.pipes().give(std::move(*d.pipe));
+        d.pipe.reset();
+    }
+    if (d.buffer) relay.buffers().give(std::move(d.buffer));
+}
+
+// Returns 0, or the errno that ends the connection.
+int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& counter,
+                               size_t& budget) {
+    for (;;) {
+        if (d.pending > 0) {
+            if (!to.writable) return 0;
+            ssize_t n = d.copy ? ::send(to.fd.get(), d.buffer.get() + d.offset, d.pending,
+                                        MSG_NOSIGNAL | MSG_DONTWAIT)
+                               : ::splice(d.pipe->read_end.get(), nullptr, to.fd.get(), nullptr,
+                                          d.pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n < 0) {
+                if (errno == EAGAIN) {
+                    to.writable = false;
+                    return 0;
+                }
+                if (errno == EINTR) continue;
+                return errno;
+            }
+            d.pending -= static_cast<size_t>(n);
+            d.offset += static_cast<size_t>(n);
+            counter += static_cast<uint64_t>(n);
+            continue;
+        }
+        if (d.eof) {
+            if (!d.shut_down) {
+                // Half-close: pass the FIN on; the other direction keeps flowing.
+                if (::shutdown(to.fd.get(), SHUT_WR) < 0 && errno != ENOTCONN) return errno;
+                d.shut_down = true;
+            }
+            release(d);
+            return 0;
+        }
+        if (!from.readable || budget == 0) {
+            release(d);
+            return 0;
+        }
+        if (!acquire(d)) return errno != 0 ? errno : ENOMEM;
+        ssize_t n;
+        if (d.copy) {
+            n = ::recv(from.fd.get(), d.buffer.get(), BufferPool::kSize, MSG_DONTWAIT);
+        } else {
+            n = ::splice(from.fd.get(), nullptr, d.pipe->write_end.get(), nullptr,
+                         d.pipe->capacity, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        }
+        if (n == 0) {
+            d.eof = true;
+            continue;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN) {
+                from.readable = false;
+                release(d);
+                return 0;
+            }
+            if (errno == EINTR) continue;
+            if (errno == EINVAL && !d.copy) {  // this socket type cannot splice: copy instead
+                release(d);
+                d.copy = true;
+                continue;
+            }
+            return errno;
+        }
+        d.pending = static_cast<size_t>(n);
+        d.offset = 0;
+        budget -= std::min(budget, static_cast<size_t>(n));
+    }
+}
+
+void Connection::pump() {
+    if (closed || connecting) return;
+    auto& stats = relay.mutable_stats();
+    size_t up_budget = kBudget, down_budget = kBudget;
+    if (int err = pump_direction(up, client, upstream, stats.bytes_up, up_budget)) {
+        close("client to upstream", err);
+        return;
+    }
+    if (int err = pump_direction(down, upstream, client, stats.bytes_down, down_budget)) {
+        close("upstream to client", err);
+        return;
+    }
+    if (up.done() && down.done()) {
+        close(nullptr);
+        return;
+    }
+    relay.touch(*this);
+    // Budget spent while a side is still readable: edge-triggered epoll will not report it
+    // again, so the relay continues this connection after the current batch.
+    if ((up_budget == 0 && client.readable) || (down_budget == 0 && upstream.readable))
+        relay.requeue(*this);
+}
+
+void Connection::close(const char* reason, int err) {
+    if (closed) return;
+    closed = true;
+    // A close() with unread data makes the kernel send RST, which is what the peer should see
+    // when its counterpart failed. Closing removes the fds from epoll.
+    client.fd.reset();
+    upstream.fd.reset();
+    if (up.pipe && up.pending) up.pipe.reset();  // stale bytes: never back to the pool
+    if (down.pipe && down.pending) down.pipe.reset();
+    up.pending = down.pending = 0;
+    release(up);
+    release(down);
+    relay.connection_closed(*this, reason, err);
+}
+
+}  // namespace pfp::worker

@@ -1,0 +1,211 @@
+// pf-proxy-worker: receives one proxy's sockets from pf-proxyd on fd 3, locks itself down and
+// serves. Order (ANCHORS lesson 3): handover -> verify fds -> build everything the loop needs ->
+// rlimits -> lock down -> READY -> serve.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "common/error.hpp"
+#include "common/exit_codes.hpp"
+#include "common/ipc.hpp"
+#include "common/log.hpp"
+#include "common/socket_util.hpp"
+#include "common/event_loop.hpp"
+#include "workers/handover.hpp"
+#include "workers/sandbox.hpp"
+#include "workers/worker_body.hpp"
+
+#ifdef PFPROXY_SANITIZE
+// LeakSanitizer stops the world with ptrace, which the sandbox forbids.
+extern "C" const char* __asan_default_options() { return "detect_leaks=0"; }
+#endif
+
+namespace pfp::worker {
+namespace {
+
+class Worker {
+public:
+    Worker(Handover h, EventLoop& loop) : config_(std::move(h.config)), loop_(loop) {
+        tag_ = config_.proxy + "/" + std::to_string(config_.index);
+        body_ = make_worker_body(config_, std::move(h.fds), loop_);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
+        if (::sigprocmask(SIG_BLOCK, &set, nullptr) < 0) throw_errno("sigprocmask");
+        signals_.fd.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+        if (!signals_.fd) throw_errno("signalfd");
+        signals_.self = this;
+        control_.self = this;
+        control_.fd = kControlFd;
+        int fl = ::fcntl(kControlFd, F_GETFL);
+        if (fl < 0 || ::fcntl(kControlFd, F_SETFL, fl | O_NONBLOCK) < 0)
+            throw_errno("fcntl(control channel)");
+        struct sigaction ign{};
+        ign.sa_handler = SIG_IGN;
+        ::sigaction(SIGPIPE, &ign, nullptr);  // peers vanish; errors come back as EPIPE
+        if (!loop_.add(signals_.fd.get(), EPOLLIN, &signals_)) throw_errno("epoll_ctl(signalfd)");
+        if (!loop_.add(kControlFd, EPOLLIN, &control_)) throw_errno("epoll_ctl(control)");
+    }
+
+    void serve() {
+        body_->start();
+        ipc::send(kControlFd, ipc::Type::ready, "");
+        log::info(tag_, ": ", kind_name(config_.kind), " worker ready, generation ",
+                  config_.generation);
+        next_stats_ = Clock::now();
+        loop_.run([this] { return finished_; },
+                  [this](Clock::time_point now) { return tick(now); });
+        log::info(tag_, ": stopped");
+    }
+
+private:
+    struct Signals : EventSource {
+        Worker* self = nullptr;
+        unique_fd fd;
+        void on_event(uint32_t) override {
+            signalfd_siginfo si;
+            while (::read(fd.get(), &si, sizeof si) == sizeof si)
+                self->begin_drain(self->config_.drain_timeout, "signal");
+        }
+    };
+    struct Control : EventSource {
+        Worker* self = nullptr;
+        int fd = -1;
+        void on_event(uint32_t) override { self->control_ready(); }
+    };
+
+    void control_ready() {
+        std::optional<ipc::Message> m;
+        try {
+            m = ipc::receive(kControlFd, ipc::kMaxToWorker);
+        } catch (const system_error& e) {
+            if (e.code() == EAGAIN) return;
+            fail(e.what());
+            return;
+        } catch (const std::exception& e) {
+            fail(e.what());
+            return;
+        }
+        if (!m) {  // the supervisor is gone: finish what we have, take nothing new
+            loop_.remove(kControlFd);
+            control_open_ = false;
+            begin_drain(config_.drain_timeout, "supervisor gone");
+            return;
+        }
+        if (m->type == ipc::Type::drain && m->payload.size() == sizeof(uint32_t)) {
+            uint32_t ms;
+            std::memcpy(&ms, m->payload.data(), sizeof ms);
+            begin_drain(std::chrono::milliseconds(ms), "supervisor");
+            return;
+        }
+        fail(std::string("unexpected ") + ipc::type_name(m->type) + " message");
+    }
+
+    void fail(const std::string& why) {
+        log::error(tag_, ": control channel: ", why);
+        ::_exit(exit_code::handover);
+    }
+
+    void begin_drain(std::chrono::milliseconds timeout, const char* who) {
+        if (draining_) return;
+        draining_ = true;
+        drain_deadline_ = Clock::now() + timeout;
+        body_->stop_accepting();
+        log::info(tag_, ": draining (asked by ", who, "), ", body_->active(),
+                  " connection(s) open, up to ", timeout.count(), " ms");
+    }
+
+    std::optional<Clock::time_point> tick(Clock::time_point now) {
+        auto next = body_->tick(now);
+        if (draining_) {
+            if (body_->active() == 0) {
+                finished_ = true;
+            } else if (now >= drain_deadline_) {
+                log::warning(tag_, ": drain timeout, closing ", body_->active(),
+                             " connection(s)");
+                finished_ = true;
+            }
+            if (!next || drain_deadline_ < *next) next = drain_deadline_;
+        }
+        if (control_open_ && now >= next_stats_) {
+            report_stats();
+            next_stats_ = now + std::chrono::seconds(1);
+        }
+        if (control_open_ && (!next || next_stats_ < *next)) next = next_stats_;
+        return next;
+    }
+
+    void report_stats() {
+        const ipc::Stats& s = body_->stats();
+        std::string payload = ipc::encode_stats(s);
+        if (payload == last_stats_) return;
+        try {
+            ipc::send(kControlFd, ipc::Type::stats, payload);
+            last_stats_ = std::move(payload);
+        } catch (const std::exception&) {
+            // A full or closed channel loses one report; the next tick tries again.
+        }
+    }
+
+    WorkerConfig config_;
+    EventLoop& loop_;
+    std::string tag_;
+    std::unique_ptr<WorkerBody> body_;
+    Signals signals_;
+    Control control_;
+    bool control_open_ = true;
+    bool draining_ = false;
+    bool finished_ = false;
+    Clock::time_point drain_deadline_{};
+    Clock::time_point next_stats_{};
+    std::string last_stats_;
+};
+
+int run() {
+    Handover handover;
+    try {
+        handover = receive_handover(kControlFd);
+    } catch (const std::exception& e) {
+        log::error("handover failed: ", e.what());
+        return exit_code::handover;
+    }
+    WorkerKind kind = handover.config.kind;
+    std::string tag = handover.config.proxy + "/" + std::to_string(handover.config.index);
+    EventLoop loop;
+    std::unique_ptr<Worker> worker;
+    try {
+        worker = std::make_unique<Worker>(std::move(handover), loop);
+        raise_fd_limit();
+    } catch (const std::exception& e) {
+        log::error(tag, ": setup failed: ", e.what());
+        return exit_code::config;
+    }
+    try {
+        sandbox::lock_down(kind);
+    } catch (const std::exception& e) {
+        log::error(tag, ": lock-down failed: ", e.what());
+        return exit_code::sandbox;
+    }
+    worker->serve();
+    return exit_code::ok;
+}
+
+}  // namespace
+}  // namespace pfp::worker
+
+int main() {
+    try {
+        return pfp::worker::run();
+    } catch (const std::exception& e) {
+        pfp::log::error("fatal: ", e.what());
+        return pfp::exit_code::failure;
+    }
+}

@@ -1,0 +1,69 @@
+#pragma once
+// The one place that says which syscalls and capabilities each worker kind gets, and why
+// (sandbox_profiles.cpp), and the fixed lock-down sequence every worker runs (lockdown.cpp).
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/worker_kind.hpp"
+
+namespace pfp::sandbox {
+
+// Placeholder in arg_values: install_seccomp() replaces it with the installing process's
+// getpid(). Its upper bits are set, so an unreplaced placeholder matches no real pid.
+inline constexpr uint64_t kSelfPid = 0x5e1f'0000'0000'0000ULL;
+
+// One allowlisted syscall. When `arg_index` >= 0 the call is allowed only when that argument
+// equals one of `arg_values` (e.g. socket() domain); everything else hits the default action.
+// Several rules may name the same syscall; the call is allowed when any of them matches.
+struct SyscallRule {
+    std::string_view name;
+    std::string_view why;
+    int arg_index = -1;
+    std::vector<uint64_t> arg_values{};
+    std::string_view arg_desc{};  // human text for the docs, e.g. "domain AF_INET or AF_INET6"
+    // Non-zero: compare (argument & arg_mask) with arg_values instead of the whole argument
+    // (mmap prot without PROT_EXEC: mask PROT_EXEC, value 0).
+    uint64_t arg_mask = 0;
+    // Optional second argument that must also equal one of arg2_values (getsockopt level+name).
+    int arg2_index = -1;
+    std::vector<uint64_t> arg2_values{};
+    std::string_view scope{};  // set by the profile table: "baseline", a kind name, "sanitizer"
+};
+
+struct Profile {
+    WorkerKind kind;
+    std::vector<SyscallRule> rules;       // kind-specific plus the shared baseline
+    std::vector<int> capabilities;        // capabilities the worker keeps (CAP_* numbers)
+    std::string_view capabilities_why;
+};
+
+const Profile& profile_for(WorkerKind kind);
+
+// Markdown table of a profile (syscall, argument restriction, why) for docs/security.md,
+// followed by one line naming the capabilities kept.
+std::string describe(const Profile& profile);
+// The same table for a bare list of rules (sanitizer_runtime_rules() in the docs).
+std::string describe_rules(std::span<const SyscallRule> rules);
+
+// Syscalls the ASan/UBSan runtime makes on its own. Part of every profile only in builds with
+// PFPROXY_SANITIZE=1; listed here in all builds so docs and tests can show them.
+const std::vector<SyscallRule>& sanitizer_runtime_rules();
+
+enum class FilterMode { kill, log };  // log: sanitizer/debug runs only, never production
+
+// Installs the profile's seccomp filter: default action KILL_PROCESS (or LOG), architecture
+// checked, the rules above. Throws std::runtime_error with context on failure.
+void install_seccomp(const Profile& profile, FilterMode mode = FilterMode::kill);
+
+// Drops every capability except the profile's (bounding, ambient, inheritable included), then
+// reads /proc/self/status back and throws if CapEff/CapPrm/CapAmb hold anything else.
+void drop_capabilities(const Profile& profile);
+
+// The fixed order: drop capabilities (verified) -> PR_SET_NO_NEW_PRIVS -> PR_SET_DUMPABLE 0 ->
+// seccomp. Everything the worker's loop needs (epoll, timers, pipes) must exist before this.
+void lock_down(WorkerKind kind, FilterMode mode = FilterMode::kill);
+
+}  // namespace pfp::sandbox

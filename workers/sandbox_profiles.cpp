@@ -1,0 +1,263 @@
+// THE table of what each worker kind may do after lock-down: syscalls (with argument checks) and
+// capabilities, each with its reason. docs/security.md shows describe() of every profile and a
+// unit test keeps the two equal. A new kind adds one block below and one case in profile_for().
+#include <cap-ng.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include <cctype>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include "workers/sandbox.hpp"
+
+namespace pfp::sandbox {
+namespace {
+
+// socket() type values a stream kind may pass: SOCK_STREAM with any of the two flag bits.
+const std::vector<uint64_t> kStreamTypes = {SOCK_STREAM, SOCK_STREAM | SOCK_NONBLOCK,
+                                            SOCK_STREAM | SOCK_CLOEXEC,
+                                            SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC};
+
+// What every worker does after lock-down: the event loop, its control socket to the supervisor,
+// memory management by libc, time, its own exit and abort().
+std::vector<SyscallRule> baseline_rules() {
+    return {
+        {.name = "read", .why = "control socket, relayed data, timerfd expirations"},
+        {.name = "write", .why = "relayed data, stderr"},
+        {.name = "readv", .why = "scatter reads (libc stdio, relayed data)"},
+        {.name = "writev", .why = "gather writes (libc stdio, relayed data)"},
+        {.name = "recvmsg", .why = "control messages from the supervisor"},
+        {.name = "sendmsg", .why = "READY/STATUS/LOG messages to the supervisor"},
+        {.name = "recvfrom", .why = "recv() (glibc implements it with recvfrom)"},
+        {.name = "sendto", .why = "send() (glibc implements it with sendto)"},
+        {.name = "close", .why = "closing finished connections and pipes"},
+        {.name = "epoll_wait", .why = "the event loop"},
+        {.name = "epoll_pwait", .why = "the event loop (libc may use the pwait form)"},
+        {.name = "epoll_ctl", .why = "registering and removing fds in the event loop"},
+        {.name = "timerfd_settime", .why = "arming timers created before lock-down"},
+        {.name = "timerfd_gettime", .why = "reading the remaining time of a timer"},
+        {.name = "clock_gettime", .why = "timestamps (when the vDSO falls back to the syscall)"},
+        {.name = "clock_nanosleep", .why = "short back-off sleeps"},
+        {.name = "rt_sigreturn", .why = "returning from a signal handler"},
+        {.name = "rt_sigprocmask", .why = "libc blocks signals around abort() and raise()"},
+        {.name = "brk", .why = "malloc heap growth"},
+        {.name = "mmap",
+         .why = "malloc of large blocks; never executable memory",
+         .arg_index = 2,
+         .arg_values = {0},
+         .arg_desc = "prot without PROT_EXEC",
+         .arg_mask = PROT_EXEC},
+        {.name = "mprotect",
+         .why = "malloc arena setup; never executable memory",
+         .arg_index = 2,
+         .arg_values = {0},
+         .arg_desc = "prot without PROT_EXEC",
+         .arg_mask = PROT_EXEC},
+        {.name = "munmap", .why = "free() of large blocks"},
+        {.name = "mremap", .why = "realloc() of large blocks"},
+        {.name = "madvise", .why = "free() returns memory to the kernel"},
+        {.name = "futex", .why = "libc locks (stdio, malloc)"},
+        {.name = "exit", .why = "thread exit"},
+        {.name = "exit_group", .why = "process exit"},
+        {.name = "getpid", .why = "logging, abort() (raise)"},
+        {.name = "gettid", .why = "abort() (raise)"},
+        {.name = "restart_syscall", .why = "kernel restarts an interrupted sleep"},
+        {.name = "fstat", .why = "stdio sizes its buffer on first use"},
+        {.name = "newfstatat", .why = "glibc fstat() (AT_EMPTY_PATH form)"},
+        {.name = "fcntl",
+         .why = "toggling O_NONBLOCK",
+         .arg_index = 1,
+         .arg_values = {F_GETFL, F_SETFL},
+         .arg_desc = "cmd F_GETFL or F_SETFL"},
+        {.name = "kill",
+         .why = "signals to itself only: never the supervisor or a sibling (same uid)",
+         .arg_index = 0,
+         .arg_values = {kSelfPid},
+         .arg_desc = "pid is the worker's own"},
+        {.name = "tgkill",
+         .why = "abort() raises SIGABRT on itself; no other process",
+         .arg_index = 0,
+         .arg_values = {kSelfPid},
+         .arg_desc = "tgid is the worker's own"},
+    };
+}
+
+// tcp-forward: TCP listener handed over -> fixed numeric TCP upstream, splice through pipes.
+Profile tcp_forward_profile() {
+    return {
+        .kind = WorkerKind::tcp_forward,
+        .rules =
+            {
+                {.name = "accept4", .why = "clients on the handed-over listener"},
+                {.name = "socket",
+                 .why = "upstream connections; no Unix, vsock, packet or netlink sockets",
+                 .arg_index = 0,
+                 .arg_values = {AF_INET, AF_INET6},
+                 .arg_desc = "domain AF_INET or AF_INET6, type SOCK_STREAM (+NONBLOCK/CLOEXEC)",
+                 .arg2_index = 1,
+                 .arg2_values = kStreamTypes},
+                {.name = "connect", .why = "non-blocking connect to the fixed upstream"},
+                {.name = "setsockopt",
+                 .why = "TCP_NODELAY, keep-alive and similar per-connection options",
+                 .arg_index = 1,
+                 .arg_values = {SOL_SOCKET, IPPROTO_TCP},
+                 .arg_desc = "level SOL_SOCKET or IPPROTO_TCP"},
+                {.name = "getsockopt",
+                 .why = "result of a non-blocking connect",
+                 .arg_index = 1,
+                 .arg_values = {SOL_SOCKET},
+                 .arg_desc = "level SOL_SOCKET, optname SO_ERROR",
+                 .arg2_index = 2,
+                 .arg2_values = {SO_ERROR}},
+                {.name = "getsockname", .why = "local address of a connection (logging)"},
+                {.name = "getpeername", .why = "client address (logging)"},
+                {.name = "shutdown", .why = "half-close: pass a FIN on to the other side"},
+                {.name = "splice", .why = "zero-copy relay: socket -> pipe -> socket"},
+                {.name = "pipe2", .why = "pipes for splice, taken while data flows"},
+                {.name = "fcntl",
+                 .why = "sizing splice pipes",
+                 .arg_index = 1,
+                 .arg_values = {F_SETPIPE_SZ, F_GETPIPE_SZ},
+                 .arg_desc = "cmd F_SETPIPE_SZ or F_GETPIPE_SZ"},
+            },
+        .capabilities = {},
+        .capabilities_why =
+            "listener is handed over and upstreams are unprivileged outbound connects",
+    };
+}
+
+// Baseline + the kind's additions (+ the sanitizer runtime's calls in sanitizer builds).
+Profile finish(Profile kind_profile) {
+    const std::string_view kind = kind_name(kind_profile.kind);
+    std::vector<SyscallRule> rules = baseline_rules();
+    for (auto& r : rules) r.scope = "baseline";
+    for (auto& r : kind_profile.rules) {
+        r.scope = kind;
+        rules.push_back(std::move(r));
+    }
+#if defined(PFPROXY_SANITIZE) && PFPROXY_SANITIZE
+    for (const auto& r : sanitizer_runtime_rules()) rules.push_back(r);
+#endif
+    kind_profile.rules = std::move(rules);
+    return kind_profile;
+}
+
+std::string escape_cell(std::string_view s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '|') out += '\\';
+        out += c;
+    }
+    return out;
+}
+
+std::string hex(uint64_t v) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+    return buf;
+}
+
+// "a0 in {2, 10}", "(a2 & 0x4) == 0", "a0 == getpid()": the exact check, as code.
+std::string render_check(int index, const std::vector<uint64_t>& values, uint64_t mask) {
+    const std::string arg = "a" + std::to_string(index);
+    const std::string lhs = mask ? "(" + arg + " & " + hex(mask) + ")" : arg;
+    auto value = [](uint64_t v) {
+        return v == kSelfPid ? std::string("getpid()") : std::to_string(v);
+    };
+    if (values.size() == 1) return lhs + " == " + value(values[0]);
+    std::string out = lhs + " in {";
+    for (size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + value(values[i]);
+    return out + "}";
+}
+
+}  // namespace
+
+const std::vector<SyscallRule>& sanitizer_runtime_rules() {
+    static const std::vector<SyscallRule> rules = [] {
+        // Measured with GCC 12's libasan/libubsan: a locked-down probe under strace (allocation
+        // churn, ASan heap-overflow/use-after-free/SEGV reports, recoverable and fatal UBSan
+        // reports, abort(), normal exit; see docs/security.md). Everything else the runtime
+        // did is in the baseline. Reports symbolize in-process (libbacktrace): /proc/self/maps
+        // and the ELF files of every module. Flags are pinned to the values the runtime passes.
+        constexpr std::string_view why = "sanitizer runtime (sanitizer builds only)";
+        std::vector<SyscallRule> r = {
+            {.name = "open",  // /proc/self/maps, /proc/self/exe for the module list
+             .why = why,
+             .arg_index = 1,
+             .arg_values = {O_RDONLY},
+             .arg_desc = "flags O_RDONLY"},
+            {.name = "openat",  // ELF and separate debug files of loaded modules
+             .why = why,
+             .arg_index = 2,
+             .arg_values = {O_RDONLY | O_CLOEXEC},
+             .arg_desc = "flags O_RDONLY|O_CLOEXEC"},
+            {.name = "readlink", .why = why},  // library symlinks, /proc/self/exe
+            {.name = "ioctl",                  // isatty(stderr): colour the report or not
+             .why = why,
+             .arg_index = 1,
+             .arg_values = {TCGETS},
+             .arg_desc = "request TCGETS"},
+            {.name = "fcntl",  // symbolizer marks its fds close-on-exec
+             .why = why,
+             .arg_index = 1,
+             .arg_values = {F_SETFD},
+             .arg_desc = "cmd F_SETFD"},
+            {.name = "pipe2", .why = why},  // probing whether memory is readable (UBSan dumps)
+            {.name = "sigaltstack",         // abort() and error reports query the alt stack
+             .why = why,
+             .arg_index = 0,
+             .arg_values = {0},
+             .arg_desc = "query only (ss NULL)"},
+        };
+        for (auto& rule : r) rule.scope = "sanitizer";
+        return r;
+    }();
+    return rules;
+}
+
+const Profile& profile_for(WorkerKind kind) {
+    switch (kind) {
+        case WorkerKind::tcp_forward: {
+            static const Profile p = finish(tcp_forward_profile());
+            return p;
+        }
+    }
+    throw std::invalid_argument("no sandbox profile for worker kind " +
+                                std::to_string(static_cast<int>(kind)));
+}
+
+std::string describe_rules(std::span<const SyscallRule> rules) {
+    std::string out = "| syscall | allowed when | set | why |\n|---|---|---|---|\n";
+    for (const auto& r : rules) {
+        std::string when = "always";
+        if (r.arg_index >= 0) {
+            std::string code = render_check(r.arg_index, r.arg_values, r.arg_mask);
+            if (r.arg2_index >= 0) code += " and " + render_check(r.arg2_index, r.arg2_values, 0);
+            when = escape_cell(r.arg_desc) + " (`" + code + "`)";
+        }
+        out += "| `" + std::string(r.name) + "` | " + when + " | " + escape_cell(r.scope) + " | " +
+               escape_cell(r.why) + " |\n";
+    }
+    return out;
+}
+
+std::string describe(const Profile& profile) {
+    std::string caps;
+    for (int cap : profile.capabilities) {
+        const char* name = capng_capability_to_name(static_cast<unsigned>(cap));
+        if (!caps.empty()) caps += ", ";
+        std::string upper = name ? name : "#" + std::to_string(cap);
+        for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        caps += "CAP_" + upper;
+    }
+    if (caps.empty()) caps = "none";
+    return describe_rules(profile.rules) + "\nCapabilities kept: " + caps + " (" +
+           std::string(profile.capabilities_why) + ").\n";
+}
+
+}  // namespace pfp::sandbox

@@ -1,0 +1,101 @@
+#pragma once
+// The stream relay shared by every stream worker kind: accepts on a handed-over listener,
+// connects each client to an upstream chosen by the kind's Connector, and moves bytes both ways.
+//
+// Data path (systemd-socket-proxyd style): edge-triggered epoll registered once per socket (no
+// epoll_ctl per event), splice() through a pipe that is taken from a pool only while a direction
+// has data in flight, each direction drained until EAGAIN. Backpressure: a direction reads only
+// when its pipe (or copy buffer) is empty. Half-close: EOF on one side -> shutdown(SHUT_WR) on the
+// other, while the other direction keeps flowing. Errors on the data path are error codes that
+// end one connection, never the process.
+#include <chrono>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ipc.hpp"
+#include "common/unique_fd.hpp"
+#include "workers/connection.hpp"
+#include "common/event_loop.hpp"
+#include "workers/relay_pools.hpp"
+
+namespace pfp::worker {
+
+struct RelayOptions {
+    int max_connections = 10'000;
+    std::chrono::milliseconds connect_timeout{10'000};
+    std::chrono::milliseconds idle_timeout{0};  // 0: never
+    bool splice = true;
+    std::string tag;  // "proxy/index" for log lines
+};
+
+// How a kind reaches its upstream for one accepted client.
+class Connector {
+public:
+    virtual ~Connector() = default;
+    // Socket options for the accepted client socket.
+    virtual void prepare_client(int fd) = 0;
+    // Creates a non-blocking socket and starts connecting it. Returns 0 with `out` set (connect
+    // in progress or done), or an errno value.
+    virtual int start_connect(int client_fd, unique_fd& out) = 0;
+    virtual std::string describe() const = 0;  // for log lines
+};
+
+class StreamRelay : private EventSource {
+public:
+    StreamRelay(EventLoop& loop, unique_fd listener, Connector& connector, RelayOptions opts);
+    ~StreamRelay();
+    StreamRelay(const StreamRelay&) = delete;
+    StreamRelay& operator=(const StreamRelay&) = delete;
+
+    void start();         // begin accepting; throws on failure
+    void stop_accepting();  // drain: close our copy of the listener
+    size_t active() const { return active_; }
+    const ipc::Stats& stats() const { return stats_; }
+
+    // Expires timeouts, frees closed connections, resumes a paused accept; returns next deadline.
+    std::optional<Clock::time_point> tick(Clock::time_point now);
+
+    // Used by Connection.
+    EventLoop& loop() { return loop_; }
+    PipePool& pipes() { return *pipes_; }
+    BufferPool& buffers() { return *buffers_; }
+    const RelayOptions& options() const { return opts_; }
+    ipc::Stats& mutable_stats() { return stats_; }
+    void connection_closed(Connection& c, const char* reason, int err);
+    void touch(Connection& c);  // activity: move to the back of the idle list
+    void connected(Connection& c);
+    void requeue(Connection& c);  // budget spent with work left: continue after this batch
+
+private:
+    void on_event(uint32_t events) override;  // the listener
+    void accept_ready();
+    void pause_accepting(Clock::duration for_how_long);
+    void resume_accepting();
+
+    EventLoop& loop_;
+    unique_fd listener_;
+    Connector& connector_;
+    RelayOptions opts_;
+    std::unique_ptr<PipePool> pipes_;
+    std::unique_ptr<BufferPool> buffers_;
+    std::list<Connection> all_;  // owns every connection
+    StateList connecting_;  // ordered by start time: the front times out first
+    StateList relaying_;    // ordered by last activity: the front idles longest
+    StateList closed_;      // freed in tick(), after the epoll batch that closed them
+    ReadyList ready_;
+    size_t active_ = 0;
+    bool accepting_ = false;
+    bool paused_ = false;
+    std::optional<Clock::time_point> resume_at_;
+    bool log_allowed(Clock::time_point& last, uint64_t& suppressed);
+    Clock::time_point last_accept_log_{};
+    uint64_t accept_logs_suppressed_ = 0;
+    Clock::time_point last_connect_log_{};
+    uint64_t connect_logs_suppressed_ = 0;
+    ipc::Stats stats_;
+};
+
+}  // namespace pfp::worker
