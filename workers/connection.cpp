@@ -26,10 +26,15 @@ Connection::Connection(StreamRelay& r, unique_fd client_fd, bool copy_mode) : re
     down.copy = copy_mode;
 }
 
-void Connection::start_connect_wait(unique_fd upstream_fd) {
+bool Connection::register_client() {
+    if (relay.loop().add(client.fd.get(), kSocketEvents, &client)) return true;
+    close("epoll_ctl failed", errno);
+    return false;
+}
+
+void Connection::attach_upstream(unique_fd upstream_fd) {
     upstream.fd = std::move(upstream_fd);
-    if (!relay.loop().add(client.fd.get(), kSocketEvents, &client) ||
-        !relay.loop().add(upstream.fd.get(), kSocketEvents, &upstream))
+    if (!relay.loop().add(upstream.fd.get(), kSocketEvents, &upstream))
         close("epoll_ctl failed", errno);
 }
 
@@ -64,7 +69,11 @@ bool Connection::acquire(Direction& d) {
         return true;
     }
     if (!d.pipe) d.pipe = relay.pipes().take();
-    return d.pipe.has_value();
+    if (d.pipe) return true;
+    // No fd left for a pipe (EMFILE): this direction copies instead, which needs no fd.
+    d.copy = true;
+    d.buffer = relay.buffers().take();
+    return true;
 }
 
 void Connection::release(Direction& d) {

@@ -46,7 +46,8 @@ public:
     Connection& operator=(const Connection&) = delete;
 
     void on_side_event(Side& side, uint32_t events);
-    void start_connect_wait(unique_fd upstream);  // registers both sockets with epoll
+    bool register_client();                  // false: epoll_ctl failed, connection closed
+    void attach_upstream(unique_fd upstream);  // connect in progress: wait for it
     // Moves bytes both ways until nothing more can move or the budget is spent.
     void pump();
     void close(const char* reason, int err = 0);
@@ -59,10 +60,11 @@ public:
     bool connecting = true;
     bool closed = false;
     bool queued = false;  // in the relay's ready queue (budget ran out with work left)
+    bool awaiting_fd = false;  // no fd was left for the upstream socket: retried later
     Clock::time_point since;  // connect start, then last activity
     std::list<Connection>::iterator self;
     ListHook state_hook;  // connecting / relaying / closed
-    ListHook ready_hook;  // ready queue
+    ListHook ready_hook;  // ready queue, or (while awaiting_fd) the fd wait list
 
 private:
     int pump_direction(Direction& d, Side& from, Side& to, uint64_t& counter, size_t& budget);

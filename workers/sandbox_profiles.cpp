@@ -186,7 +186,7 @@ const std::vector<SyscallRule>& sanitizer_runtime_rules() {
         // and the ELF files of every module. Flags are pinned to the values the runtime passes.
         constexpr std::string_view why = "sanitizer runtime (sanitizer builds only)";
         std::vector<SyscallRule> r = {
-            {.name = "open",  // /proc/self/maps, /proc/self/exe for the module list
+            {.name = "open",  // /proc/self/maps (module list), /proc/self/cmdline, environ
              .why = why,
              .arg_index = 1,
              .arg_values = {O_RDONLY},
@@ -196,7 +196,7 @@ const std::vector<SyscallRule>& sanitizer_runtime_rules() {
              .arg_index = 2,
              .arg_values = {O_RDONLY | O_CLOEXEC},
              .arg_desc = "flags O_RDONLY|O_CLOEXEC"},
-            {.name = "readlink", .why = why},  // library symlinks, /proc/self/exe
+            {.name = "readlink", .why = why},  // /proc/self/exe, library symlinks
             {.name = "ioctl",                  // isatty(stderr): colour the report or not
              .why = why,
              .arg_index = 1,

@@ -31,6 +31,7 @@ StreamRelay::~StreamRelay() {
     relaying_.clear();
     closed_.clear();
     ready_.clear();
+    awaiting_fd_.clear();
 }
 
 void StreamRelay::start() {
@@ -115,14 +116,45 @@ void StreamRelay::accept_ready() {
         ++active_;
         stats_.active = active_;
         connecting_.push_back(c);
-        unique_fd up;
-        int err = connector_.start_connect(c.client.fd.get(), up);
-        if (err != 0) {
-            stats_.connect_failures++;
-            c.close("connect failed", err);
-            continue;
+        if (!c.register_client()) continue;
+        if (!connect_upstream(c)) return;  // out of fds: stop accepting for now
+    }
+}
+
+bool StreamRelay::connect_upstream(Connection& c) {
+    unique_fd up;
+    int err = connector_.start_connect(c.client.fd.get(), up);
+    if (err == 0) {
+        c.attach_upstream(std::move(up));
+        return true;
+    }
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        // Keep the client: it waits (within its connect timeout) until an fd frees up.
+        if (!c.awaiting_fd) {
+            c.awaiting_fd = true;
+            awaiting_fd_.push_back(c);
         }
-        c.start_connect_wait(std::move(up));
+        stats_.accept_errors++;
+        if (log_allowed(last_accept_log_, accept_logs_suppressed_)) {
+            log::warning(opts_.tag, ": no fd for an upstream socket: ", std::strerror(err),
+                         "; pausing accept for ", kAcceptRetry.count(), " ms");
+            accept_logs_suppressed_ = 0;
+        }
+        pause_accepting(kAcceptRetry);
+        if (!resume_at_) resume_at_ = Clock::now() + kAcceptRetry;
+        return false;
+    }
+    stats_.connect_failures++;
+    c.close("connect failed", err);
+    return true;
+}
+
+void StreamRelay::retry_awaiting() {
+    while (!awaiting_fd_.empty()) {
+        Connection& c = awaiting_fd_.front();
+        awaiting_fd_.pop_front();
+        c.awaiting_fd = false;
+        if (!connect_upstream(c)) return;  // still none: back in the list, try later
     }
 }
 
@@ -164,10 +196,18 @@ void StreamRelay::connection_closed(Connection& c, const char* reason, int err) 
         ready_.erase(ready_.iterator_to(c));
         c.queued = false;
     }
+    if (c.awaiting_fd) {
+        awaiting_fd_.erase(awaiting_fd_.iterator_to(c));
+        c.awaiting_fd = false;
+    }
     closed_.push_back(c);
     --active_;
     stats_.active = active_;
-    if (paused_ && !resume_at_) resume_accepting();
+    if (!awaiting_fd_.empty()) {
+        retry_awaiting();  // this close freed fds
+        if (!awaiting_fd_.empty()) return;
+    }
+    if (paused_ && (!resume_at_ || awaiting_fd_.empty())) resume_accepting();
 }
 
 std::optional<Clock::time_point> StreamRelay::tick(Clock::time_point now) {
@@ -195,7 +235,13 @@ std::optional<Clock::time_point> StreamRelay::tick(Clock::time_point now) {
         closed_.pop_front();
         all_.erase(c.self);
     }
-    if (paused_ && resume_at_ && *resume_at_ <= now) resume_accepting();
+    if (paused_ && resume_at_ && *resume_at_ <= now) {
+        retry_awaiting();
+        if (awaiting_fd_.empty())
+            resume_accepting();
+        else
+            resume_at_ = now + kAcceptRetry;
+    }
 
     std::optional<Clock::time_point> next;
     auto consider = [&](Clock::time_point t) {

@@ -74,6 +74,9 @@ private:
     void accept_ready();
     void pause_accepting(Clock::duration for_how_long);
     void resume_accepting();
+    // Starts `c`'s upstream connect; false when fds ran out and `c` waits in awaiting_fd_.
+    bool connect_upstream(Connection& c);
+    void retry_awaiting();
 
     EventLoop& loop_;
     unique_fd listener_;
@@ -86,6 +89,7 @@ private:
     StateList relaying_;    // ordered by last activity: the front idles longest
     StateList closed_;      // freed in tick(), after the epoll batch that closed them
     ReadyList ready_;
+    ReadyList awaiting_fd_;  // accepted, but no fd was left for their upstream socket
     size_t active_ = 0;
     bool accepting_ = false;
     bool paused_ = false;

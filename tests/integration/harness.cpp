@@ -56,7 +56,8 @@ std::string TempDir::write(const std::string& name, const std::string& content) 
     return p;
 }
 
-Daemon::Daemon(const std::string& policy_json, std::vector<std::string> extra_args) {
+Daemon::Daemon(const std::string& policy_json, std::vector<std::string> extra_args,
+               rlim_t nofile) {
     policy_path_ = dir_.write("policy.json", policy_json);
     log_path_ = dir_.path() + "/pf-proxyd.log";
     std::vector<std::string> args = {bin_dir() + "/pf-proxyd", "--policy", policy_path_};
@@ -70,6 +71,10 @@ Daemon::Daemon(const std::string& policy_json, std::vector<std::string> extra_ar
         int null = ::open("/dev/null", O_RDONLY);
         ::dup2(null, 0);
         ::unsetenv("JOURNAL_STREAM");
+        if (nofile > 0) {
+            rlimit r{nofile, nofile};
+            ::setrlimit(RLIMIT_NOFILE, &r);
+        }
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);

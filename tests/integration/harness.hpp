@@ -33,7 +33,9 @@ private:
 // pf-proxyd running on a policy; stderr captured to a log file.
 class Daemon {
 public:
-    Daemon(const std::string& policy_json, std::vector<std::string> extra_args = {});
+    // nofile > 0: RLIMIT_NOFILE (soft and hard) of pf-proxyd and so of its workers.
+    Daemon(const std::string& policy_json, std::vector<std::string> extra_args = {},
+           rlim_t nofile = 0);
     ~Daemon();  // SIGKILL if still running
 
     // Waits until the log contains `text` (count-th occurrence). False on timeout.
