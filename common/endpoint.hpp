@@ -18,7 +18,7 @@ enum class Scheme { tcp, udp, vsock, unix_stream, fc_vsock, systemd, nfqueue, ra
 
 // One-line message naming the offending text and what was expected.
 class endpoint_error : public std::invalid_argument {
-public:
+  public:
     using std::invalid_argument::invalid_argument;
 };
 
@@ -37,15 +37,16 @@ struct Endpoint {
     // tcp, udp: the numeric address (sockaddr_in or sockaddr_in6 with scope id) including the port.
     // vsock: sockaddr_vm. unix: sockaddr_un (abstract when path starts with '@').
     SockAddr addr;
-    uint32_t cid = 0;    // vsock
-    uint32_t port = 0;   // tcp, udp (16-bit), vsock, fc-vsock (32-bit)
+    uint32_t cid = 0;            // vsock
+    uint32_t port = 0;           // tcp, udp (16-bit), vsock, fc-vsock (32-bit)
     bool original_port = false;  // vsock:CID:original-port — port taken from SO_ORIGINAL_DST
-    std::string path;    // unix (leading '@' = abstract), fc-vsock (the Unix socket path)
-    std::string name;    // systemd FileDescriptorName, raw device name
-    bool raw_route = false;  // raw:route
-    uint16_t queue = 0;  // nfqueue
+    std::string path;            // unix (leading '@' = abstract), fc-vsock (the Unix socket path)
+    std::string name;            // systemd FileDescriptorName, raw device name
+    bool raw_route = false;      // raw:route
+    uint16_t queue = 0;          // nfqueue
 
-    // AF_INET, AF_INET6, AF_VSOCK or AF_UNIX for address-bearing schemes (fc-vsock: AF_UNIX), else 0.
+    // AF_INET, AF_INET6, AF_VSOCK or AF_UNIX for address-bearing schemes (fc-vsock: AF_UNIX), else
+    // 0.
     int family() const;
     bool is_stream() const;  // tcp, vsock, unix, fc-vsock, systemd (assumed stream)
 };
@@ -53,7 +54,8 @@ struct Endpoint {
 // Parses the full grammar. Throws endpoint_error.
 Endpoint parse_endpoint(std::string_view text);
 
-// Also accepts the seeds' bare forms, read as `assumed` (tcp, udp or vsock); full forms pass through.
+// Also accepts the seeds' bare forms, read as `assumed` (tcp, udp or vsock); full forms pass
+// through.
 Endpoint parse_endpoint_or_bare(std::string_view text, Scheme assumed);
 
 // Canonical text; parse_endpoint(to_string(e)) gives back an equal endpoint.
@@ -61,7 +63,9 @@ std::string to_string(const Endpoint& e);
 
 // A peer or local address for log lines: "127.0.0.1:8080", "[::1]:80", "vsock:3:1200", "unix:/p".
 std::string format_sockaddr(const sockaddr* sa, socklen_t len);
-inline std::string format_sockaddr(const SockAddr& a) { return format_sockaddr(a.get(), a.len); }
+inline std::string format_sockaddr(const SockAddr& a) {
+    return format_sockaddr(a.get(), a.len);
+}
 
 std::string_view scheme_name(Scheme s);
 

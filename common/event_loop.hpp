@@ -14,13 +14,13 @@ namespace pfp {
 using Clock = std::chrono::steady_clock;
 
 class EventSource {
-public:
+  public:
     virtual ~EventSource() = default;
     virtual void on_event(uint32_t events) = 0;
 };
 
 class EventLoop {
-public:
+  public:
     EventLoop();  // creates the epoll fd; throws system_error
 
     // Data path: return false (errno set) instead of throwing.
@@ -33,7 +33,7 @@ public:
     void run(const std::function<bool()>& done,
              const std::function<std::optional<Clock::time_point>(Clock::time_point)>& tick);
 
-private:
+  private:
     unique_fd epfd_;
 };
 

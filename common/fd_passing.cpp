@@ -66,7 +66,8 @@ Received recv_with_fds(int sock, std::span<std::byte> buf, size_t max_fds) {
         }
     }
     if (msg.msg_flags & MSG_CTRUNC) throw fd_passing_error("control message truncated (fds lost)");
-    if (msg.msg_flags & MSG_TRUNC) throw fd_passing_error("datagram larger than " + std::to_string(buf.size()) + " bytes");
+    if (msg.msg_flags & MSG_TRUNC)
+        throw fd_passing_error("datagram larger than " + std::to_string(buf.size()) + " bytes");
     if (r.fds.size() > max_fds)
         throw fd_passing_error("received " + std::to_string(r.fds.size()) + " fds, at most " +
                                std::to_string(max_fds) + " allowed");

@@ -13,7 +13,7 @@ namespace pfp {
 constexpr size_t kMaxPassedFds = 16;
 
 class fd_passing_error : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
@@ -21,7 +21,7 @@ public:
 void send_with_fds(int sock, std::span<const std::byte> data, std::span<const int> fds);
 
 struct Received {
-    size_t size = 0;              // bytes of the datagram; 0 with eof=true means the peer closed
+    size_t size = 0;  // bytes of the datagram; 0 with eof=true means the peer closed
     bool eof = false;
     std::vector<unique_fd> fds;
 };

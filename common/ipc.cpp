@@ -22,16 +22,22 @@ T get(const std::byte* p) {
     return v;
 }
 
-bool known(uint16_t t) { return t >= 1 && t <= 4; }
+bool known(uint16_t t) {
+    return t >= 1 && t <= 4;
+}
 
 }  // namespace
 
 const char* type_name(Type t) {
     switch (t) {
-        case Type::handover: return "HANDOVER";
-        case Type::ready: return "READY";
-        case Type::drain: return "DRAIN";
-        case Type::stats: return "STATS";
+        case Type::handover:
+            return "HANDOVER";
+        case Type::ready:
+            return "READY";
+        case Type::drain:
+            return "DRAIN";
+        case Type::stats:
+            return "STATS";
     }
     return "UNKNOWN";
 }
@@ -77,8 +83,8 @@ std::optional<Message> receive(int sock, size_t max_payload) {
 
 std::string encode_stats(const Stats& s) {
     std::string out;
-    for (uint64_t v : {s.accepted, s.active, s.bytes_up, s.bytes_down, s.connect_failures,
-                       s.accept_errors})
+    for (uint64_t v :
+         {s.accepted, s.active, s.bytes_up, s.bytes_down, s.connect_failures, s.accept_errors})
         put<uint64_t>(out, v);
     return out;
 }
@@ -89,8 +95,8 @@ Stats decode_stats(const std::string& payload) {
         throw protocol_error("STATS payload of " + std::to_string(payload.size()) + " bytes");
     const auto* p = reinterpret_cast<const std::byte*>(payload.data());
     Stats s;
-    uint64_t* fields[kFields] = {&s.accepted, &s.active, &s.bytes_up, &s.bytes_down,
-                                 &s.connect_failures, &s.accept_errors};
+    uint64_t* fields[kFields] = {&s.accepted,   &s.active,           &s.bytes_up,
+                                 &s.bytes_down, &s.connect_failures, &s.accept_errors};
     for (size_t i = 0; i < kFields; ++i) *fields[i] = get<uint64_t>(p + i * sizeof(uint64_t));
     return s;
 }

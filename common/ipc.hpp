@@ -43,7 +43,7 @@ struct Stats {
 };
 
 class protocol_error : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

@@ -14,11 +14,16 @@ namespace {
 
 const char* level_name(Level l) {
     switch (l) {
-        case Level::error: return "error";
-        case Level::warning: return "warning";
-        case Level::notice: return "notice";
-        case Level::info: return "info";
-        case Level::debug: return "debug";
+        case Level::error:
+            return "error";
+        case Level::warning:
+            return "warning";
+        case Level::notice:
+            return "notice";
+        case Level::info:
+            return "info";
+        case Level::debug:
+            return "debug";
     }
     return "?";
 }
@@ -63,8 +68,9 @@ void write_line(Level level, std::string_view message) {
         timespec ts{};
         ::clock_gettime(CLOCK_REALTIME, &ts);
         tm t = utc(ts.tv_sec);
-        std::snprintf(prefix, sizeof prefix, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d] %s: ",
-                      t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+        std::snprintf(prefix, sizeof prefix,
+                      "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d] %s: ", t.tm_year + 1900,
+                      t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
                       ts.tv_nsec / 1'000'000, program_invocation_short_name,
                       static_cast<int>(::getpid()), level_name(level));
     }

@@ -18,9 +18,21 @@ void emit(Level level, const Parts&... parts) {
     write_line(level, s.str());
 }
 
-template <class... P> void error(const P&... p) { emit(Level::error, p...); }
-template <class... P> void warning(const P&... p) { emit(Level::warning, p...); }
-template <class... P> void notice(const P&... p) { emit(Level::notice, p...); }
-template <class... P> void info(const P&... p) { emit(Level::info, p...); }
+template <class... P>
+void error(const P&... p) {
+    emit(Level::error, p...);
+}
+template <class... P>
+void warning(const P&... p) {
+    emit(Level::warning, p...);
+}
+template <class... P>
+void notice(const P&... p) {
+    emit(Level::notice, p...);
+}
+template <class... P>
+void info(const P&... p) {
+    emit(Level::info, p...);
+}
 
 }  // namespace pfp::log

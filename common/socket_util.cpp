@@ -28,12 +28,18 @@ SocketInfo inspect_socket(int fd) {
 
 std::string family_name(int family) {
     switch (family) {
-        case AF_INET: return "AF_INET";
-        case AF_INET6: return "AF_INET6";
-        case AF_UNIX: return "AF_UNIX";
-        case AF_VSOCK: return "AF_VSOCK";
-        case AF_NETLINK: return "AF_NETLINK";
-        case AF_PACKET: return "AF_PACKET";
+        case AF_INET:
+            return "AF_INET";
+        case AF_INET6:
+            return "AF_INET6";
+        case AF_UNIX:
+            return "AF_UNIX";
+        case AF_VSOCK:
+            return "AF_VSOCK";
+        case AF_NETLINK:
+            return "AF_NETLINK";
+        case AF_PACKET:
+            return "AF_PACKET";
     }
     return "family " + std::to_string(family);
 }

@@ -38,10 +38,22 @@ WorkerConfig WorkerConfig::from_json(const std::string& text) {
         throw std::runtime_error(std::string("handover config: ") + e.what());
     }
     if (!j.is_object()) throw std::runtime_error("handover config: not an object");
-    const std::set<std::string> keys = {
-        "proxy", "kind", "index", "generation", "listen", "upstream", "max_connections",
-        "connect_timeout_ms", "idle_timeout_ms", "drain_timeout_ms", "tcp_nodelay", "keepalive",
-        "keepalive_idle_ms", "keepalive_interval_ms", "keepalive_count", "splice"};
+    const std::set<std::string> keys = {"proxy",
+                                        "kind",
+                                        "index",
+                                        "generation",
+                                        "listen",
+                                        "upstream",
+                                        "max_connections",
+                                        "connect_timeout_ms",
+                                        "idle_timeout_ms",
+                                        "drain_timeout_ms",
+                                        "tcp_nodelay",
+                                        "keepalive",
+                                        "keepalive_idle_ms",
+                                        "keepalive_interval_ms",
+                                        "keepalive_count",
+                                        "splice"};
     for (const auto& [k, v] : j.items())
         if (!keys.contains(k)) throw std::runtime_error("handover config: unknown key " + k);
     try {

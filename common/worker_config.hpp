@@ -11,10 +11,10 @@ namespace pfp {
 struct WorkerConfig {
     std::string proxy;  // policy name
     WorkerKind kind = WorkerKind::tcp_forward;
-    int index = 0;       // which of the proxy's worker processes
-    int generation = 0;  // bumped on every (re)start
-    std::string listen;    // canonical endpoint text; the fd arrives with the message
-    std::string upstream;  // canonical endpoint text
+    int index = 0;                 // which of the proxy's worker processes
+    int generation = 0;            // bumped on every (re)start
+    std::string listen;            // canonical endpoint text; the fd arrives with the message
+    std::string upstream;          // canonical endpoint text
     int max_connections = 10'000;  // this worker's share
     std::chrono::milliseconds connect_timeout{10'000};
     std::chrono::milliseconds idle_timeout{0};

@@ -25,7 +25,7 @@ struct RestartPolicy {
     milliseconds backoff_initial{100};
     milliseconds backoff_max{30'000};
     milliseconds healthy_after{60'000};  // a worker up this long resets the backoff
-    int max_failures = 10;                // consecutive failures before the proxy is marked failed
+    int max_failures = 10;               // consecutive failures before the proxy is marked failed
     bool operator==(const RestartPolicy&) const = default;
 };
 
@@ -34,16 +34,16 @@ struct Proxy {
     WorkerKind kind = WorkerKind::tcp_forward;
     Endpoint listen;
     Endpoint upstream;
-    int workers = 1;                 // worker processes sharing the listener
-    int max_connections = 10'000;    // per proxy, split evenly across its workers
+    int workers = 1;               // worker processes sharing the listener
+    int max_connections = 10'000;  // per proxy, split evenly across its workers
     int backlog = 4096;
     milliseconds connect_timeout{10'000};
-    milliseconds idle_timeout{0};    // 0: never
+    milliseconds idle_timeout{0};  // 0: never
     bool tcp_nodelay = true;
     Keepalive keepalive;
-    bool splice = true;              // false: copy through user-space buffers
+    bool splice = true;  // false: copy through user-space buffers
     RestartPolicy restart;
-    std::string pointer;             // "/proxies/N", for messages about this entry
+    std::string pointer;  // "/proxies/N", for messages about this entry
 };
 
 struct Policy {

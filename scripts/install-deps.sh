@@ -7,7 +7,8 @@ pkgs=(
   libboost-dev libboost-program-options-dev libboost-filesystem-dev
   libcap-ng-dev libcap-ng-utils libseccomp-dev libsystemd-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
-  iproute2 iptables procps python3 socat
+  clang libclang-rt-14-dev
+  iproute2 iptables procps util-linux python3 socat
 )
 if [ "${1:-}" = "--bench" ]; then pkgs+=(iperf3 haproxy wrk hyperfine); fi
 missing=()

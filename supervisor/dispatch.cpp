@@ -20,9 +20,12 @@ constexpr Entry kTable[] = {
 
 const char* state_name(State s) {
     switch (s) {
-        case State::starting: return "starting";
-        case State::running: return "running";
-        case State::draining: return "draining";
+        case State::starting:
+            return "starting";
+        case State::running:
+            return "running";
+        case State::draining:
+            return "draining";
     }
     return "?";
 }

@@ -41,8 +41,8 @@ std::set<int> caps_to_keep(const policy::Policy&) {
 unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs) {
     const Endpoint& e = proxy.listen;
     auto fail = [&](const std::string& call, int err) {
-        std::string msg = "proxy \"" + proxy.name + "\": cannot listen on " + to_string(e) +
-                          ": " + call + ": " + std::strerror(err);
+        std::string msg = "proxy \"" + proxy.name + "\": cannot listen on " + to_string(e) + ": " +
+                          call + ": " + std::strerror(err);
         if (err == EACCES && needs_bind_service(e, unprivileged_port_start()))
             msg += " (a port below " + std::to_string(unprivileged_port_start()) +
                    " needs CAP_NET_BIND_SERVICE)";

@@ -33,12 +33,10 @@ std::string default_worker_path() {
 
 int run(int argc, char** argv) {
     po::options_description opts("Options");
-    opts.add_options()
-        ("policy,p", po::value<std::string>(), "policy file (JSON)")
-        ("check", "validate the policy and exit: 0 if valid, 1 with each error on stderr")
-        ("worker", po::value<std::string>(), "worker binary (default: beside pf-proxyd)")
-        ("version,V", "print the version and exit")
-        ("help,h", "print this help and exit");
+    opts.add_options()("policy,p", po::value<std::string>(), "policy file (JSON)")(
+        "check", "validate the policy and exit: 0 if valid, 1 with each error on stderr")(
+        "worker", po::value<std::string>(), "worker binary (default: beside pf-proxyd)")(
+        "version,V", "print the version and exit")("help,h", "print this help and exit");
     po::variables_map vm;
     try {
         po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
@@ -88,8 +86,8 @@ int run(int argc, char** argv) {
                       " -> ", to_string(p.upstream), ", ", p.workers, " worker(s)");
         }
         privs.settle(supervisor::caps_to_keep(pol));
-        log::notice("pf-proxyd " PFPROXY_VERSION " running ", pol.proxies.size(),
-                    " proxies from ", path, " as uid ", ::getuid());
+        log::notice("pf-proxyd " PFPROXY_VERSION " running ", pol.proxies.size(), " proxies from ",
+                    path, " as uid ", ::getuid());
         supervisor::Supervisor sup(std::move(pol), std::move(listeners), worker);
         return sup.run();
     } catch (const std::exception& e) {
@@ -100,4 +98,6 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return run(argc, argv); }
+int main(int argc, char** argv) {
+    return run(argc, argv);
+}

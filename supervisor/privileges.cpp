@@ -69,7 +69,8 @@ Privileges::Privileges(std::set<int> needed, std::optional<Identity> identity)
         capng_update(CAPNG_ADD, CAPNG_PERMITTED, static_cast<unsigned>(c));
         if (can_bound) capng_update(CAPNG_ADD, CAPNG_BOUNDING_SET, static_cast<unsigned>(c));
     }
-    apply_or_throw(can_bound ? CAPNG_SELECT_BOTH : CAPNG_SELECT_CAPS, "reduce to what the policy needs");
+    apply_or_throw(can_bound ? CAPNG_SELECT_BOTH : CAPNG_SELECT_CAPS,
+                   "reduce to what the policy needs");
     // Ambient capabilities would pass into every child across execve.
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
         throw_errno("prctl(PR_CAP_AMBIENT_CLEAR_ALL)");

@@ -21,7 +21,7 @@ Identity resolve_identity(const std::string& user, const std::optional<std::stri
 std::string cap_name(int cap);
 
 class Privileges {
-public:
+  public:
     // Keeps in the permitted set only `needed` (what opening the policy's sockets needs) plus
     // CAP_SETUID/CAP_SETGID when `identity` asks for a switch; clears effective and ambient, and
     // the bounding set to the same when allowed. Throws.
@@ -31,12 +31,12 @@ public:
 
     // Raises `cap` into the effective set for the lifetime of the guard (no-op without it).
     class Raised {
-    public:
+      public:
         Raised(const Raised&) = delete;
         Raised& operator=(const Raised&) = delete;
         ~Raised();
 
-    private:
+      private:
         friend class Privileges;
         explicit Raised(int cap);
         int cap_;  // -1: nothing was raised
@@ -47,7 +47,7 @@ public:
     // (permitted, not effective) for later hand-off. Throws.
     void settle(const std::set<int>& keep);
 
-private:
+  private:
     std::set<int> needed_;
     std::optional<Identity> identity_;
 };

@@ -16,7 +16,8 @@ ExitInfo classify_exit(int status, bool stop_requested) {
             return {stop_requested ? ExitClass::stopped : ExitClass::failure,
                     stop_requested ? "exited with status 0 after draining"
                                    : "exited with status 0 unasked"};
-        if (code == exit_code::config) return {ExitClass::fatal, text + " (configuration unusable)"};
+        if (code == exit_code::config)
+            return {ExitClass::fatal, text + " (configuration unusable)"};
         if (code == exit_code::sandbox) return {ExitClass::fatal, text + " (could not lock down)"};
         if (code == exit_code::handover) return {ExitClass::failure, text + " (handover failed)"};
         return {ExitClass::failure, text};
@@ -28,7 +29,8 @@ ExitInfo classify_exit(int status, bool stop_requested) {
                            (abbrev ? abbrev : std::to_string(sig));
         if (sig == SIGSYS) text += " (seccomp violation)";
         if (WCOREDUMP(status)) text += " (core dumped)";
-        if (stop_requested && sig == SIGKILL) return {ExitClass::stopped, text + " after drain timeout"};
+        if (stop_requested && sig == SIGKILL)
+            return {ExitClass::stopped, text + " after drain timeout"};
         return {ExitClass::failure, text};
     }
     return {ExitClass::failure, "ended with wait status " + std::to_string(status)};

@@ -8,9 +8,9 @@
 namespace pfp::supervisor {
 
 enum class ExitClass {
-    stopped,      // exited 0 after a drain we asked for
-    failure,      // crashed or exited non-zero: restart with backoff
-    fatal,        // config or sandbox failure: restarting cannot help
+    stopped,  // exited 0 after a drain we asked for
+    failure,  // crashed or exited non-zero: restart with backoff
+    fatal,    // config or sandbox failure: restarting cannot help
 };
 
 struct ExitInfo {
@@ -23,14 +23,14 @@ ExitInfo classify_exit(int wait_status, bool stop_requested);
 
 // Consecutive-failure bookkeeping for one worker slot.
 class Backoff {
-public:
+  public:
     explicit Backoff(const policy::RestartPolicy& p) : policy_(p) {}
     // Records a failure of a worker that ran for `uptime`. Returns the delay before the next
     // start, or nullopt when the slot is in a crash loop (max_failures exceeded).
     std::optional<std::chrono::milliseconds> failed(std::chrono::milliseconds uptime);
     int consecutive_failures() const { return failures_; }
 
-private:
+  private:
     policy::RestartPolicy policy_;
     int failures_ = 0;
 };

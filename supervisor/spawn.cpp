@@ -3,22 +3,22 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <signal.h>
-#include "common/pidfd.hpp"
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
+#include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
 #include <boost/process/io.hpp>
-#include <boost/process/args.hpp>
-#include <boost/process/exe.hpp>
 #include <stdexcept>
 #include <system_error>
 
 #include "common/error.hpp"
+#include "common/pidfd.hpp"
 
 namespace pfp::supervisor {
 
@@ -50,7 +50,7 @@ SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& ti
                 bp::extend::on_exec_setup = setup, ec);
     if (ec) throw std::runtime_error("cannot start worker " + worker_path + ": " + ec.message());
     pid_t pid = c.id();
-    c.detach();  // reaped by the supervisor through the pidfd, never by Boost
+    c.detach();                        // reaped by the supervisor through the pidfd, never by Boost
     int pidfd = ::pidfd_open(pid, 0);  // always close-on-exec
     if (pidfd < 0) {
         int err = errno;

@@ -1,7 +1,6 @@
 #include "supervisor/supervisor.hpp"
 
 #include <signal.h>
-#include "common/pidfd.hpp"
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
@@ -10,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "common/pidfd.hpp"
 #include "common/worker_config.hpp"
 #include "supervisor/dispatch.hpp"
 #include "supervisor/spawn.hpp"
@@ -42,11 +42,17 @@ WorkerConfig worker_config(const policy::Policy& pol, const policy::Proxy& p, in
     return c;
 }
 
-std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
+std::string ms(std::chrono::milliseconds d) {
+    return std::to_string(d.count()) + " ms";
+}
 }  // namespace
 
-void WorkerProcess::PidWatch::on_event(uint32_t) { w->owner->worker_exited(*w); }
-void WorkerProcess::ControlWatch::on_event(uint32_t) { w->owner->worker_message(*w); }
+void WorkerProcess::PidWatch::on_event(uint32_t) {
+    w->owner->worker_exited(*w);
+}
+void WorkerProcess::ControlWatch::on_event(uint32_t) {
+    w->owner->worker_message(*w);
+}
 
 Supervisor::Supervisor(policy::Policy policy, std::vector<unique_fd> listeners,
                        std::string worker_path)
@@ -64,7 +70,7 @@ Supervisor::Supervisor(policy::Policy policy, std::vector<unique_fd> listeners,
     signals_.fd.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
     if (!signals_.fd) throw_errno("signalfd");
     if (!loop_.add(signals_.fd.get(), EPOLLIN, &signals_)) throw_errno("epoll_ctl(signalfd)");
-    struct sigaction ign{};
+    struct sigaction ign {};
     ign.sa_handler = SIG_IGN;
     ::sigaction(SIGPIPE, &ign, nullptr);
 }
@@ -77,15 +83,15 @@ std::string Supervisor::label(const WorkerProcess& w) const {
 int Supervisor::run() {
     for (size_t p = 0; p < proxies_.size(); ++p)
         for (size_t s = 0; s < proxies_[p].slots.size(); ++s) start_worker(p, s);
-    loop_.run([this] { return stopping_ && std::none_of(proxies_.begin(), proxies_.end(),
-                                                         [](const ProxyState& p) {
-                                                             return std::any_of(
-                                                                 p.slots.begin(), p.slots.end(),
-                                                                 [](const WorkerSlot& s) {
-                                                                     return s.worker != nullptr;
-                                                                 });
-                                                         }); },
-              [this](Clock::time_point now) { return tick(now); });
+    loop_.run(
+        [this] {
+            return stopping_ &&
+                   std::none_of(proxies_.begin(), proxies_.end(), [](const ProxyState& p) {
+                       return std::any_of(p.slots.begin(), p.slots.end(),
+                                          [](const WorkerSlot& s) { return s.worker != nullptr; });
+                   });
+        },
+        [this](Clock::time_point now) { return tick(now); });
     log::info("all workers stopped; exiting");
     return 0;
 }
@@ -102,9 +108,8 @@ void Supervisor::start_worker(size_t proxy, size_t slot_index) {
     w->pid_watch.w = w.get();
     w->control_watch.w = w.get();
     try {
-        SpawnedWorker sp =
-            spawn_worker(worker_path_, "pf-proxy-worker: " + p.config.name + "/" +
-                                           std::to_string(slot_index));
+        SpawnedWorker sp = spawn_worker(
+            worker_path_, "pf-proxy-worker: " + p.config.name + "/" + std::to_string(slot_index));
         w->pid = sp.pid;
         w->pidfd = std::move(sp.pidfd);
         w->control = std::move(sp.control);
@@ -265,7 +270,8 @@ void Supervisor::begin_stop(const char* why) {
     stopping_ = true;
     stop_deadline_ = Clock::now() + policy_.drain_timeout + kStopGrace;
     ::sd_notify(0, "STOPPING=1");
-    log::notice("SIG", why, ": stopping; draining connections for up to ", ms(policy_.drain_timeout));
+    log::notice("SIG", why, ": stopping; draining connections for up to ",
+                ms(policy_.drain_timeout));
     uint32_t drain_ms = static_cast<uint32_t>(policy_.drain_timeout.count());
     std::string payload(sizeof drain_ms, '\0');
     std::memcpy(payload.data(), &drain_ms, sizeof drain_ms);
@@ -315,8 +321,8 @@ std::optional<Clock::time_point> Supervisor::tick(Clock::time_point now) {
             }
             if (s.worker && s.worker->state == WorkerProcess::State::starting) {
                 if (now >= s.worker->deadline) {
-                    kill_worker(*s.worker, "no READY within " +
-                                               std::to_string(kReadyTimeout.count()) + " s");
+                    kill_worker(*s.worker,
+                                "no READY within " + std::to_string(kReadyTimeout.count()) + " s");
                     s.worker->deadline = now + std::chrono::hours(1);  // killed once
                 } else {
                     consider(s.worker->deadline);

@@ -63,7 +63,7 @@ struct ProxyState {
 };
 
 class Supervisor {
-public:
+  public:
     // The listeners are already open (one per proxy, in policy order).
     Supervisor(policy::Policy policy, std::vector<unique_fd> listeners, std::string worker_path);
     int run();  // until stopped; returns the process exit status
@@ -71,7 +71,7 @@ public:
     void worker_exited(WorkerProcess& w);
     void worker_message(WorkerProcess& w);
 
-private:
+  private:
     void start_worker(size_t proxy, size_t slot);
     void kill_worker(WorkerProcess& w, const std::string& why);
     void fail_proxy(ProxyState& p, const std::string& why);

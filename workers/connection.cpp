@@ -15,7 +15,9 @@ constexpr uint32_t kSocketEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 constexpr size_t kBudget = 4 * 1024 * 1024;
 }  // namespace
 
-void Side::on_event(uint32_t events) { conn->on_side_event(*this, events); }
+void Side::on_event(uint32_t events) {
+    conn->on_side_event(*this, events);
+}
 
 Connection::Connection(StreamRelay& r, unique_fd client_fd, bool copy_mode) : relay(r) {
     client.conn = this;
@@ -126,8 +128,8 @@ int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& cou
         if (d.copy) {
             n = ::recv(from.fd.get(), d.buffer.get(), BufferPool::kSize, MSG_DONTWAIT);
         } else {
-            n = ::splice(from.fd.get(), nullptr, d.pipe->write_end.get(), nullptr,
-                         d.pipe->capacity, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            n = ::splice(from.fd.get(), nullptr, d.pipe->write_end.get(), nullptr, d.pipe->capacity,
+                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         }
         if (n == 0) {
             d.eof = true;

@@ -6,8 +6,8 @@
 #include <memory>
 #include <optional>
 
-#include "common/unique_fd.hpp"
 #include "common/event_loop.hpp"
+#include "common/unique_fd.hpp"
 #include "workers/relay_pools.hpp"
 
 namespace pfp::worker {
@@ -32,7 +32,7 @@ struct Direction {
     size_t offset = 0;                    // copy mode: first unsent byte
     size_t pending = 0;                   // bytes read but not yet written
     bool copy = false;
-    bool eof = false;       // the source sent FIN
+    bool eof = false;        // the source sent FIN
     bool shut_down = false;  // FIN passed on with shutdown(SHUT_WR)
     bool done() const { return eof && shut_down && pending == 0; }
 };
@@ -40,13 +40,13 @@ struct Direction {
 using ListHook = boost::intrusive::list_member_hook<>;
 
 class Connection {
-public:
+  public:
     Connection(StreamRelay& relay, unique_fd client, bool copy_mode);
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
     void on_side_event(Side& side, uint32_t events);
-    bool register_client();                  // false: epoll_ctl failed, connection closed
+    bool register_client();                    // false: epoll_ctl failed, connection closed
     void attach_upstream(unique_fd upstream);  // connect in progress: wait for it
     // Moves bytes both ways until nothing more can move or the budget is spent.
     void pump();
@@ -59,14 +59,14 @@ public:
     Direction down;  // upstream -> client
     bool connecting = true;
     bool closed = false;
-    bool queued = false;  // in the relay's ready queue (budget ran out with work left)
+    bool queued = false;       // in the relay's ready queue (budget ran out with work left)
     bool awaiting_fd = false;  // no fd was left for the upstream socket: retried later
-    Clock::time_point since;  // connect start, then last activity
+    Clock::time_point since;   // connect start, then last activity
     std::list<Connection>::iterator self;
     ListHook state_hook;  // connecting / relaying / closed
     ListHook ready_hook;  // ready queue, or (while awaiting_fd) the fd wait list
 
-private:
+  private:
     int pump_direction(Direction& d, Side& from, Side& to, uint64_t& counter, size_t& budget);
     void release(Direction& d);
     bool acquire(Direction& d);

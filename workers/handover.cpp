@@ -34,10 +34,11 @@ Handover receive_handover(int control_fd) {
     return Handover{WorkerConfig::from_json(msg->payload), std::move(msg->fds)};
 }
 
-std::unique_ptr<WorkerBody> make_worker_body(const WorkerConfig& config,
-                                             std::vector<unique_fd> fds, EventLoop& loop) {
+std::unique_ptr<WorkerBody> make_worker_body(const WorkerConfig& config, std::vector<unique_fd> fds,
+                                             EventLoop& loop) {
     switch (config.kind) {
-        case WorkerKind::tcp_forward: return make_tcp_forward(config, std::move(fds), loop);
+        case WorkerKind::tcp_forward:
+            return make_tcp_forward(config, std::move(fds), loop);
     }
     throw std::runtime_error("unknown worker kind");
 }

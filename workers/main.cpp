@@ -12,25 +12,27 @@
 #include <string>
 
 #include "common/error.hpp"
+#include "common/event_loop.hpp"
 #include "common/exit_codes.hpp"
 #include "common/ipc.hpp"
 #include "common/log.hpp"
 #include "common/socket_util.hpp"
-#include "common/event_loop.hpp"
 #include "workers/handover.hpp"
 #include "workers/sandbox.hpp"
 #include "workers/worker_body.hpp"
 
 #ifdef PFPROXY_SANITIZE
 // LeakSanitizer stops the world with ptrace, which the sandbox forbids.
-extern "C" const char* __asan_default_options() { return "detect_leaks=0"; }
+extern "C" const char* __asan_default_options() {
+    return "detect_leaks=0";
+}
 #endif
 
 namespace pfp::worker {
 namespace {
 
 class Worker {
-public:
+  public:
     Worker(Handover h, EventLoop& loop) : config_(std::move(h.config)), loop_(loop) {
         tag_ = config_.proxy + "/" + std::to_string(config_.index);
         body_ = make_worker_body(config_, std::move(h.fds), loop_);
@@ -48,7 +50,7 @@ public:
         int fl = ::fcntl(kControlFd, F_GETFL);
         if (fl < 0 || ::fcntl(kControlFd, F_SETFL, fl | O_NONBLOCK) < 0)
             throw_errno("fcntl(control channel)");
-        struct sigaction ign{};
+        struct sigaction ign {};
         ign.sa_handler = SIG_IGN;
         ::sigaction(SIGPIPE, &ign, nullptr);  // peers vanish; errors come back as EPIPE
         if (!loop_.add(signals_.fd.get(), EPOLLIN, &signals_)) throw_errno("epoll_ctl(signalfd)");
@@ -66,7 +68,7 @@ public:
         log::info(tag_, ": stopped");
     }
 
-private:
+  private:
     struct Signals : EventSource {
         Worker* self = nullptr;
         unique_fd fd;
@@ -129,8 +131,7 @@ private:
             if (body_->active() == 0) {
                 finished_ = true;
             } else if (now >= drain_deadline_) {
-                log::warning(tag_, ": drain timeout, closing ", body_->active(),
-                             " connection(s)");
+                log::warning(tag_, ": drain timeout, closing ", body_->active(), " connection(s)");
                 finished_ = true;
             }
             if (!next || drain_deadline_ < *next) next = drain_deadline_;

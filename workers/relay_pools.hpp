@@ -17,26 +17,26 @@ struct Pipe {
 };
 
 class PipePool {
-public:
+  public:
     explicit PipePool(size_t wanted_size, size_t max_idle = 64)
         : wanted_size_(wanted_size), max_idle_(max_idle) {}
     std::optional<Pipe> take();  // nullopt with errno set when no pipe can be made
     void give(Pipe&& p);         // only empty pipes come back
 
-private:
+  private:
     size_t wanted_size_;
     size_t max_idle_;
     std::vector<Pipe> idle_;
 };
 
 class BufferPool {
-public:
+  public:
     static constexpr size_t kSize = 64 * 1024;
     explicit BufferPool(size_t max_idle = 64) : max_idle_(max_idle) {}
     std::unique_ptr<std::byte[]> take();
     void give(std::unique_ptr<std::byte[]>&& b);
 
-private:
+  private:
     size_t max_idle_;
     std::vector<std::unique_ptr<std::byte[]>> idle_;
 };

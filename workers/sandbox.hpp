@@ -35,8 +35,8 @@ struct SyscallRule {
 
 struct Profile {
     WorkerKind kind;
-    std::vector<SyscallRule> rules;       // kind-specific plus the shared baseline
-    std::vector<int> capabilities;        // capabilities the worker keeps (CAP_* numbers)
+    std::vector<SyscallRule> rules;  // kind-specific plus the shared baseline
+    std::vector<int> capabilities;   // capabilities the worker keeps (CAP_* numbers)
     std::string_view capabilities_why;
 };
 

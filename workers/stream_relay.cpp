@@ -46,7 +46,9 @@ void StreamRelay::stop_accepting() {
     listener_.reset();
 }
 
-void StreamRelay::on_event(uint32_t) { accept_ready(); }
+void StreamRelay::on_event(uint32_t) {
+    accept_ready();
+}
 
 bool StreamRelay::log_allowed(Clock::time_point& last, uint64_t& suppressed) {
     auto now = Clock::now();
@@ -95,12 +97,12 @@ void StreamRelay::accept_ready() {
             // accepting resumes shortly (or as soon as a connection closes).
             stats_.accept_errors++;
             if (log_allowed(last_accept_log_, accept_logs_suppressed_)) {
-                log::warning(opts_.tag, ": accept failed: ", std::strerror(err),
-                             "; pausing accept for ", kAcceptRetry.count(), " ms",
-                             accept_logs_suppressed_ ? " (" : "",
-                             accept_logs_suppressed_ ? std::to_string(accept_logs_suppressed_) +
-                                                           " similar messages suppressed)"
-                                                     : "");
+                log::warning(
+                    opts_.tag, ": accept failed: ", std::strerror(err), "; pausing accept for ",
+                    kAcceptRetry.count(), " ms", accept_logs_suppressed_ ? " (" : "",
+                    accept_logs_suppressed_
+                        ? std::to_string(accept_logs_suppressed_) + " similar messages suppressed)"
+                        : "");
                 accept_logs_suppressed_ = 0;
             }
             pause_accepting(kAcceptRetry);
@@ -181,9 +183,8 @@ void StreamRelay::connection_closed(Connection& c, const char* reason, int err) 
     if (c.connecting) {
         connecting_.erase(connecting_.iterator_to(c));
         if (reason != nullptr && log_allowed(last_connect_log_, connect_logs_suppressed_)) {
-            log::warning(opts_.tag, ": ", reason, " to ", connector_.describe(),
-                         err ? ": " : "", err ? std::strerror(err) : "",
-                         connect_logs_suppressed_ ? " (" : "",
+            log::warning(opts_.tag, ": ", reason, " to ", connector_.describe(), err ? ": " : "",
+                         err ? std::strerror(err) : "", connect_logs_suppressed_ ? " (" : "",
                          connect_logs_suppressed_
                              ? std::to_string(connect_logs_suppressed_) + " similar suppressed)"
                              : "");

@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "common/event_loop.hpp"
 #include "common/ipc.hpp"
 #include "common/unique_fd.hpp"
 #include "workers/connection.hpp"
-#include "common/event_loop.hpp"
 #include "workers/relay_pools.hpp"
 
 namespace pfp::worker {
@@ -33,7 +33,7 @@ struct RelayOptions {
 
 // How a kind reaches its upstream for one accepted client.
 class Connector {
-public:
+  public:
     virtual ~Connector() = default;
     // Socket options for the accepted client socket.
     virtual void prepare_client(int fd) = 0;
@@ -44,13 +44,13 @@ public:
 };
 
 class StreamRelay : private EventSource {
-public:
+  public:
     StreamRelay(EventLoop& loop, unique_fd listener, Connector& connector, RelayOptions opts);
     ~StreamRelay();
     StreamRelay(const StreamRelay&) = delete;
     StreamRelay& operator=(const StreamRelay&) = delete;
 
-    void start();         // begin accepting; throws on failure
+    void start();           // begin accepting; throws on failure
     void stop_accepting();  // drain: close our copy of the listener
     size_t active() const { return active_; }
     const ipc::Stats& stats() const { return stats_; }
@@ -69,7 +69,7 @@ public:
     void connected(Connection& c);
     void requeue(Connection& c);  // budget spent with work left: continue after this batch
 
-private:
+  private:
     void on_event(uint32_t events) override;  // the listener
     void accept_ready();
     void pause_accepting(Clock::duration for_how_long);
@@ -85,9 +85,9 @@ private:
     std::unique_ptr<PipePool> pipes_;
     std::unique_ptr<BufferPool> buffers_;
     std::list<Connection> all_;  // owns every connection
-    StateList connecting_;  // ordered by start time: the front times out first
-    StateList relaying_;    // ordered by last activity: the front idles longest
-    StateList closed_;      // freed in tick(), after the epoll batch that closed them
+    StateList connecting_;       // ordered by start time: the front times out first
+    StateList relaying_;         // ordered by last activity: the front idles longest
+    StateList closed_;           // freed in tick(), after the epoll batch that closed them
     ReadyList ready_;
     ReadyList awaiting_fd_;  // accepted, but no fd was left for their upstream socket
     size_t active_ = 0;

@@ -16,8 +16,9 @@ namespace pfp::worker {
 namespace {
 
 class TcpConnector final : public Connector {
-public:
-    explicit TcpConnector(const WorkerConfig& c) : config_(c), upstream_(parse_endpoint(c.upstream)) {
+  public:
+    explicit TcpConnector(const WorkerConfig& c)
+        : config_(c), upstream_(parse_endpoint(c.upstream)) {
         if (upstream_.scheme != Scheme::tcp)
             throw std::runtime_error("tcp-forward: upstream " + c.upstream + " is not tcp");
     }
@@ -38,7 +39,7 @@ public:
 
     std::string describe() const override { return config_.upstream; }
 
-private:
+  private:
     // Failures here only cost tuning, never the connection.
     void tune(int fd) const {
         int one = 1;
@@ -60,7 +61,7 @@ private:
 };
 
 class TcpForward final : public WorkerBody {
-public:
+  public:
     TcpForward(const WorkerConfig& c, unique_fd listener, EventLoop& loop)
         : config_(c),
           connector_(config_),
@@ -76,7 +77,7 @@ public:
         return relay_.tick(now);
     }
 
-private:
+  private:
     WorkerConfig config_;
     TcpConnector connector_;
     StreamRelay relay_;
@@ -84,8 +85,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<WorkerBody> make_tcp_forward(const WorkerConfig& config,
-                                             std::vector<unique_fd> fds, EventLoop& loop) {
+std::unique_ptr<WorkerBody> make_tcp_forward(const WorkerConfig& config, std::vector<unique_fd> fds,
+                                             EventLoop& loop) {
     if (fds.size() != 1)
         throw std::runtime_error("tcp-forward expects 1 fd (the listener), got " +
                                  std::to_string(fds.size()));

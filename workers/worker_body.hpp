@@ -5,15 +5,15 @@
 #include <optional>
 #include <vector>
 
+#include "common/event_loop.hpp"
 #include "common/ipc.hpp"
 #include "common/unique_fd.hpp"
 #include "common/worker_config.hpp"
-#include "common/event_loop.hpp"
 
 namespace pfp::worker {
 
 class WorkerBody {
-public:
+  public:
     virtual ~WorkerBody() = default;
     virtual void start() = 0;           // begin serving
     virtual void stop_accepting() = 0;  // drain: no new clients
@@ -24,11 +24,11 @@ public:
 
 // Verifies the handed-over fds for the config's kind and builds its body. Throws
 // std::runtime_error naming the fd and what was expected.
-std::unique_ptr<WorkerBody> make_worker_body(const WorkerConfig& config,
-                                             std::vector<unique_fd> fds, EventLoop& loop);
+std::unique_ptr<WorkerBody> make_worker_body(const WorkerConfig& config, std::vector<unique_fd> fds,
+                                             EventLoop& loop);
 
 // One factory per kind, each in its own file.
-std::unique_ptr<WorkerBody> make_tcp_forward(const WorkerConfig& config,
-                                             std::vector<unique_fd> fds, EventLoop& loop);
+std::unique_ptr<WorkerBody> make_tcp_forward(const WorkerConfig& config, std::vector<unique_fd> fds,
+                                             EventLoop& loop);
 
 }  // namespace pfp::worker

@@ -22,7 +22,9 @@ namespace pfp::test {
 
 namespace fs = std::filesystem;
 
-std::string bin_dir() { return PFPROXY_BIN_DIR; }
+std::string bin_dir() {
+    return PFPROXY_BIN_DIR;
+}
 
 uint16_t free_port() {
     unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -56,8 +58,7 @@ std::string TempDir::write(const std::string& name, const std::string& content) 
     return p;
 }
 
-Daemon::Daemon(const std::string& policy_json, std::vector<std::string> extra_args,
-               rlim_t nofile) {
+Daemon::Daemon(const std::string& policy_json, std::vector<std::string> extra_args, rlim_t nofile) {
     policy_path_ = dir_.write("policy.json", policy_json);
     log_path_ = dir_.path() + "/pf-proxyd.log";
     std::vector<std::string> args = {bin_dir() + "/pf-proxyd", "--policy", policy_path_};
@@ -107,14 +108,12 @@ std::string Daemon::log() const {
     return s.str();
 }
 
-bool Daemon::wait_log(const std::string& text, std::chrono::milliseconds timeout,
-                      int count) const {
+bool Daemon::wait_log(const std::string& text, std::chrono::milliseconds timeout, int count) const {
     auto end = std::chrono::steady_clock::now() + timeout;
     do {
         std::string l = log();
         int n = 0;
-        for (size_t pos = l.find(text); pos != std::string::npos; pos = l.find(text, pos + 1))
-            ++n;
+        for (size_t pos = l.find(text); pos != std::string::npos; pos = l.find(text, pos + 1)) ++n;
         if (n >= count) return true;
         std::this_thread::sleep_for(20ms);
     } while (std::chrono::steady_clock::now() < end);
@@ -163,7 +162,9 @@ std::vector<pid_t> Daemon::wait_workers(size_t n, const std::vector<pid_t>& old,
     return w;
 }
 
-void Daemon::signal(int sig) const { ::kill(pid_, sig); }
+void Daemon::signal(int sig) const {
+    ::kill(pid_, sig);
+}
 
 int Daemon::wait_exit(std::chrono::milliseconds timeout) {
     auto end = std::chrono::steady_clock::now() + timeout;

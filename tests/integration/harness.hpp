@@ -20,19 +20,19 @@ uint16_t free_port();  // bound-then-closed loopback port
 
 // A temp directory removed on destruction.
 class TempDir {
-public:
+  public:
     TempDir();
     ~TempDir();
     const std::string& path() const { return path_; }
     std::string write(const std::string& name, const std::string& content) const;
 
-private:
+  private:
     std::string path_;
 };
 
 // pf-proxyd running on a policy; stderr captured to a log file.
 class Daemon {
-public:
+  public:
     // nofile > 0: RLIMIT_NOFILE (soft and hard) of pf-proxyd and so of its workers.
     Daemon(const std::string& policy_json, std::vector<std::string> extra_args = {},
            rlim_t nofile = 0);
@@ -53,7 +53,7 @@ public:
     int wait_exit(std::chrono::milliseconds timeout = 30s);
     const std::string& policy_path() const { return policy_path_; }
 
-private:
+  private:
     TempDir dir_;
     std::string policy_path_;
     std::string log_path_;

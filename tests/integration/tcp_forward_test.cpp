@@ -1,6 +1,6 @@
 // The real pf-proxyd and pf-proxy-worker relaying TCP on loopback.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -28,7 +28,7 @@ std::string policy(uint16_t listen, uint16_t upstream, const std::string& extra 
 
 // Accepts connections forever (until stopped) and runs `handle` on each in its own thread.
 class Server {
-public:
+  public:
     template <class F>
     Server(uint16_t port, F handle) : listener_(listen_tcp(port)) {
         thread_ = std::thread([this, handle] {
@@ -56,7 +56,7 @@ public:
     }
     int accepted() const { return accepted_; }
 
-private:
+  private:
     unique_fd listener_;
     std::atomic<bool> stop_{false};
     std::atomic<int> accepted_{0};
@@ -128,7 +128,7 @@ Transfer send_and_receive(int fd, size_t total, uint64_t seed) {
 }
 
 class TcpForward : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         raise_nofile(16384);
         listen_port = free_port();
@@ -213,7 +213,8 @@ TEST_F(TcpForward, Serves1000ConcurrentConnections) {
             }
             if (fds[0].revents & POLLIN) {
                 int fd;
-                while ((fd = ::accept4(ls.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+                while ((fd = ::accept4(ls.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK)) >=
+                       0) {
                     owned.emplace_back(fd);
                     fds.push_back({fd, POLLIN, 0});
                 }
@@ -362,10 +363,12 @@ TEST_F(TcpForward, CrashLoopMarksOnlyThatProxyFailed) {
     uint16_t other_port = free_port();
     std::string pol =
         "{\"user\": \"nobody\", \"proxies\": ["
-        "{\"name\": \"flaky\", \"listen\": \"tcp:127.0.0.1:" + std::to_string(listen_port) +
+        "{\"name\": \"flaky\", \"listen\": \"tcp:127.0.0.1:" +
+        std::to_string(listen_port) +
         "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(upstream_port) +
         "\", \"restart\": {\"backoff_initial\": \"10ms\", \"max_failures\": 3}},"
-        "{\"name\": \"steady\", \"listen\": \"tcp:127.0.0.1:" + std::to_string(other_port) +
+        "{\"name\": \"steady\", \"listen\": \"tcp:127.0.0.1:" +
+        std::to_string(other_port) +
         "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(upstream_port) + "\"}]}";
     Daemon d(pol);
     ASSERT_TRUE(d.wait_ready()) << d.log();
@@ -389,7 +392,8 @@ TEST_F(TcpForward, CrashLoopMarksOnlyThatProxyFailed) {
         ::kill(victim, SIGKILL);
         ASSERT_TRUE(d.wait_log("killed by signal SIGKILL", 10s, i + 1)) << d.log();
     }
-    ASSERT_TRUE(d.wait_log("proxy \"flaky\" failed: crash loop: 4 consecutive failures")) << d.log();
+    ASSERT_TRUE(d.wait_log("proxy \"flaky\" failed: crash loop: 4 consecutive failures"))
+        << d.log();
     unique_fd c;
     EXPECT_EQ(try_connect_tcp(listen_port, c), ECONNREFUSED) << "failed proxy must refuse";
     EXPECT_TRUE(ping(other_port)) << "the other proxy keeps running";
@@ -515,9 +519,10 @@ TEST_F(TcpForward, IdleTimeoutClosesSilentConnections) {
 
 TEST(PfProxydCli, InvalidPolicyStartsNothingAndNamesLineAndColumn) {
     TempDir dir;
-    std::string path = dir.write("bad.json",
-                                 "{\n  \"proxies\": [\n    {\"name\": \"web\", \"listen\": "
-                                 "\"tcp:127.0.0.1:8080\", \"upstrem\": \"tcp:127.0.0.1:9\"}\n  ]\n}\n");
+    std::string path =
+        dir.write("bad.json",
+                  "{\n  \"proxies\": [\n    {\"name\": \"web\", \"listen\": "
+                  "\"tcp:127.0.0.1:8080\", \"upstrem\": \"tcp:127.0.0.1:9\"}\n  ]\n}\n");
     auto r = run_command({bin_dir() + "/pf-proxyd", "--policy", path});
     ASSERT_TRUE(WIFEXITED(r.status));
     EXPECT_EQ(WEXITSTATUS(r.status), 1);

@@ -1,13 +1,14 @@
 // fd passing and the supervisor<->worker message codec over real SOCK_SEQPACKET socketpairs.
-#include <gtest/gtest.h>
+#include "common/fd_passing.hpp"
+
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
 
 #include "common/error.hpp"
-#include "common/fd_passing.hpp"
 #include "common/ipc.hpp"
 
 using namespace pfp;
@@ -26,7 +27,8 @@ struct Pair {
     unique_fd a, b;
     Pair() {
         int p[2];
-        if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0) throw_errno("socketpair");
+        if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
+            throw_errno("socketpair");
         a.reset(p[0]);
         b.reset(p[1]);
     }

@@ -11,8 +11,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int exited(int code) { return code << 8; }
-int signaled(int sig) { return sig; }
+int exited(int code) {
+    return code << 8;
+}
+int signaled(int sig) {
+    return sig;
+}
 
 TEST(SupervisorExit, ClassifiesStatusAndSignals) {
     EXPECT_EQ(classify_exit(signaled(SIGSYS), false).text,
@@ -34,8 +38,8 @@ TEST(SupervisorBackoff, DoublesFrom100msTo30sAndResetsAfterHealthyRun) {
     Backoff b(p);
     std::vector<long> delays;
     for (int i = 0; i < 11; ++i) delays.push_back(b.failed(1s)->count());
-    EXPECT_EQ(delays, (std::vector<long>{100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600,
-                                         30000, 30000}));
+    EXPECT_EQ(delays, (std::vector<long>{100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000,
+                                         30000}));
     EXPECT_EQ(b.failed(61s)->count(), 100) << "a healthy run starts the sequence again";
     EXPECT_EQ(b.consecutive_failures(), 1);
 }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds, and runs pf-proxyd on examples/loopback.json (or the policy
+# given as $1) in the foreground. Ctrl-C drains and stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C build pf-proxyd pf-proxy-worker
+exec ./build/bin/pf-proxyd --policy "${1:-examples/loopback.json}"
