@@ -88,14 +88,13 @@ KindChoice derive_kind(std::optional<Scheme> listen, std::optional<Scheme> upstr
     }
     KindChoice out;
     if (listen && !listen_ok) {
-        out.listen_error =
-            "listen: " + std::string(article(*listen)) + " " + std::string(scheme_name(*listen)) +
-            " endpoint is not supported yet (supported: " + scheme_list(listens) + ")";
+        out.listen_error = std::string(article(*listen)) + " " + std::string(scheme_name(*listen)) +
+                           " endpoint is not supported yet (supported: " + scheme_list(listens) +
+                           ")";
     }
     if (upstream && std::find(upstreams.begin(), upstreams.end(), *upstream) == upstreams.end()) {
         out.upstream_error =
-            "upstream: " + std::string(article(*upstream)) + " " +
-            std::string(scheme_name(*upstream)) +
+            std::string(article(*upstream)) + " " + std::string(scheme_name(*upstream)) +
             " endpoint is not supported yet (supported: " + scheme_list(upstreams) + ")";
     }
     if (listen_ok && upstream) {

@@ -83,17 +83,17 @@ std::string Supervisor::label(const WorkerProcess& w) const {
 int Supervisor::run() {
     for (size_t p = 0; p < proxies_.size(); ++p)
         for (size_t s = 0; s < proxies_[p].slots.size(); ++s) start_worker(p, s);
-    loop_.run(
-        [this] {
-            return stopping_ &&
-                   std::none_of(proxies_.begin(), proxies_.end(), [](const ProxyState& p) {
-                       return std::any_of(p.slots.begin(), p.slots.end(),
-                                          [](const WorkerSlot& s) { return s.worker != nullptr; });
-                   });
-        },
-        [this](Clock::time_point now) { return tick(now); });
+    loop_.run([this] { return stopping_ && no_workers_left(); },
+              [this](Clock::time_point now) { return tick(now); });
     log::info("all workers stopped; exiting");
     return 0;
+}
+
+bool Supervisor::no_workers_left() const {
+    for (const auto& p : proxies_)
+        for (const auto& s : p.slots)
+            if (s.worker) return false;
+    return true;
 }
 
 void Supervisor::start_worker(size_t proxy, size_t slot_index) {

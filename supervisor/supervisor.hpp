@@ -80,6 +80,7 @@ class Supervisor {
     std::optional<Clock::time_point> tick(Clock::time_point now);
     std::string label(const WorkerProcess& w) const;
     void notify_ready_once();
+    bool no_workers_left() const;
 
     struct Signals : EventSource {
         Supervisor* s = nullptr;

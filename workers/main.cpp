@@ -46,7 +46,6 @@ class Worker {
         if (!signals_.fd) throw_errno("signalfd");
         signals_.self = this;
         control_.self = this;
-        control_.fd = kControlFd;
         int fl = ::fcntl(kControlFd, F_GETFL);
         if (fl < 0 || ::fcntl(kControlFd, F_SETFL, fl | O_NONBLOCK) < 0)
             throw_errno("fcntl(control channel)");
@@ -80,7 +79,6 @@ class Worker {
     };
     struct Control : EventSource {
         Worker* self = nullptr;
-        int fd = -1;
         void on_event(uint32_t) override { self->control_ready(); }
     };
 

@@ -644,15 +644,15 @@ TEST(PolicyErrors, EndpointParseErrorsUseTheEndpointMessage) {
 
 TEST(PolicyErrors, UnsupportedSchemes) {
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("unix:/run/web.sock")", R"("tcp:127.0.0.1:1")")),
-              "p.json:5:17: /proxies/0/listen: listen: a unix endpoint is not supported yet "
+              "p.json:5:17: /proxies/0/listen: a unix endpoint is not supported yet "
               "(supported: tcp)");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("tcp:127.0.0.1:1")", R"("udp:127.0.0.1:53")")),
-              "p.json:6:19: /proxies/0/upstream: upstream: a udp endpoint is not supported yet "
+              "p.json:6:19: /proxies/0/upstream: a udp endpoint is not supported yet "
               "(supported: tcp)");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("nfqueue:3")", R"("vsock:3:5000")")),
-              "p.json:5:17: /proxies/0/listen: listen: an nfqueue endpoint is not supported yet "
+              "p.json:5:17: /proxies/0/listen: an nfqueue endpoint is not supported yet "
               "(supported: tcp)\n"
-              "p.json:6:19: /proxies/0/upstream: upstream: a vsock endpoint is not supported yet "
+              "p.json:6:19: /proxies/0/upstream: a vsock endpoint is not supported yet "
               "(supported: tcp)");
 }
 
@@ -732,7 +732,7 @@ TEST(PolicyErrors, EveryErrorIsReportedInFileOrder) {
               "p.json:12:15: /proxies/1/name: duplicate proxy name \"web\" (first at 6:15)\n"
               "p.json:13:17: /proxies/1/listen: duplicate listen endpoint "
               "\"tcp:127.0.0.1:8080\" (first at 7:17)\n"
-              "p.json:14:19: /proxies/1/upstream: upstream: a unix endpoint is not supported yet "
+              "p.json:14:19: /proxies/1/upstream: a unix endpoint is not supported yet "
               "(supported: tcp)\n"
               "p.json:15:29: /proxies/1/keepalive/idle: expected a duration (a number of seconds "
               "or a string such as \"250ms\", \"10s\", \"5m\", \"1h\"), got \"1x\"\n"
