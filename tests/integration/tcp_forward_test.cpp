@@ -548,3 +548,28 @@ TEST(PfProxydCli, BadOptionIsOneLineAndExitOne) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(TcpForward, Ipv6ListenerRelaysToIpv4Upstream) {
+    Server server(upstream_port, echo);
+    std::string pol = "{\"user\": \"nobody\", \"proxies\": [{\"name\": \"v6\", \"listen\": "
+                      "\"tcp:[::1]:" + std::to_string(listen_port) +
+                      "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(upstream_port) +
+                      "\"}]}";
+    Daemon d(pol);
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(listen_port);
+    a.sin6_addr = in6addr_loopback;
+    set_timeouts(c.get(), 10s);
+    ASSERT_EQ(::connect(c.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_TRUE(write_all(c.get(), "six", 3));
+    char back[3];
+    ASSERT_TRUE(read_exact(c.get(), back, 3));
+    EXPECT_EQ(std::string(back, 3), "six");
+}
+
+}  // namespace
