@@ -12,7 +12,7 @@
 //                [--req BYTES] [--resp BYTES]
 //       Closed-loop short-connection client: C connections in flight, each one connect,
 //       send a request, read the response until EOF, close, start over. Prints one JSON line:
-//       {"rate": conn/s, "p50_us": .., "p99_us": .., "done": .., "errors": ..}
+//       {"rate": conn/s, "p50_us": .., "p99_us": .., "done": .., "total": .., "errors": .., "cpu_us": ..}
 //       Latency = connect() start to EOF of the response.
 //
 //   connbench idle --port P [--count N] [--pids PID,PID..] [--warmup N] [--timeout S]
@@ -30,6 +30,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -215,7 +216,8 @@ int cmd_serve(const Args& a) {
 // ---------------------------------------------------------------- rr
 
 struct RRResult {
-    uint64_t done = 0;  // completed inside the measurement window
+    uint64_t done = 0;   // completed inside the measurement window
+    uint64_t total = 0;  // completed at all (warm-up and tail included): for CPU per connection
     uint64_t errors = 0;
     std::vector<uint32_t> lat_us;
 };
@@ -271,6 +273,7 @@ void rr_thread(int port, int conns, size_t req, size_t resp, Clock::time_point t
         close(s.fd);
         s.fd = -1;
         s.state = 0;
+        if (ok) out.total++;
         if (!ok) {
             out.errors++;
         } else if (s.start >= t0 && now <= t1) {
@@ -360,20 +363,26 @@ int cmd_rr(const Args& a) {
     RRResult all;
     for (auto& r : res) {
         all.done += r.done;
+        all.total += r.total;
         all.errors += r.errors;
         all.lat_us.insert(all.lat_us.end(), r.lat_us.begin(), r.lat_us.end());
     }
     std::sort(all.lat_us.begin(), all.lat_us.end());
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);  // the client's own CPU, for the per-connection CPU of the path
+    double cpu_us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec +
+                    ru.ru_stime.tv_usec;
     auto pct = [&](double p) -> double {
         if (all.lat_us.empty()) return 0;
         size_t idx = static_cast<size_t>(p * static_cast<double>(all.lat_us.size() - 1));
         return all.lat_us[idx];
     };
     std::printf("{\"rate\": %.1f, \"p50_us\": %.0f, \"p99_us\": %.0f, \"done\": %llu, "
-                "\"errors\": %llu}\n",
+                "\"total\": %llu, \"errors\": %llu, \"cpu_us\": %.0f}\n",
                 static_cast<double>(all.done) / duration, pct(0.50), pct(0.99),
                 static_cast<unsigned long long>(all.done),
-                static_cast<unsigned long long>(all.errors));
+                static_cast<unsigned long long>(all.total),
+                static_cast<unsigned long long>(all.errors), cpu_us);
     return all.done > 0 ? 0 : 1;
 }
 

@@ -325,11 +325,15 @@ Endpoint Parser::fc_vsock(std::string_view rest) {
     if (path.empty() || path.front() != '/') {
         fail("path must start with '/', expected fc-vsock:/path/to.sock:PORT");
     }
-    const auto port = parse_decimal(rest.substr(colon + 1), UINT32_MAX);
-    if (!port) fail("port must be a number 0-4294967295");
     Endpoint e;
     e.scheme = Scheme::fc_vsock;
     fill_unix(e, path);
+    if (rest.substr(colon + 1) == "original-port") {  // the CONNECT port comes from SO_ORIGINAL_DST
+        e.original_port = true;
+        return e;
+    }
+    const auto port = parse_decimal(rest.substr(colon + 1), UINT32_MAX);
+    if (!port) fail("port must be original-port or a number 0-4294967295");
     e.port = static_cast<uint32_t>(*port);
     return e;
 }
@@ -467,7 +471,8 @@ std::string to_string(const Endpoint& e) {
         case Scheme::unix_stream:
             return out + e.path;
         case Scheme::fc_vsock:
-            return out + e.path + ":" + std::to_string(e.port);
+            return out + e.path + ":" +
+                   (e.original_port ? std::string("original-port") : std::to_string(e.port));
         case Scheme::systemd:
             return out + e.name;
         case Scheme::nfqueue:

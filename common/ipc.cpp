@@ -83,20 +83,20 @@ std::optional<Message> receive(int sock, size_t max_payload) {
 
 std::string encode_stats(const Stats& s) {
     std::string out;
-    for (uint64_t v :
-         {s.accepted, s.active, s.bytes_up, s.bytes_down, s.connect_failures, s.accept_errors})
+    for (uint64_t v : {s.accepted, s.active, s.bytes_up, s.bytes_down, s.connect_failures,
+                       s.accept_errors, s.denied})
         put<uint64_t>(out, v);
     return out;
 }
 
 Stats decode_stats(const std::string& payload) {
-    constexpr size_t kFields = 6;
+    constexpr size_t kFields = 7;
     if (payload.size() != kFields * sizeof(uint64_t))
         throw protocol_error("STATS payload of " + std::to_string(payload.size()) + " bytes");
     const auto* p = reinterpret_cast<const std::byte*>(payload.data());
     Stats s;
-    uint64_t* fields[kFields] = {&s.accepted,   &s.active,           &s.bytes_up,
-                                 &s.bytes_down, &s.connect_failures, &s.accept_errors};
+    uint64_t* fields[kFields] = {&s.accepted,         &s.active,        &s.bytes_up, &s.bytes_down,
+                                 &s.connect_failures, &s.accept_errors, &s.denied};
     for (size_t i = 0; i < kFields; ++i) *fields[i] = get<uint64_t>(p + i * sizeof(uint64_t));
     return s;
 }

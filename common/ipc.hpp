@@ -18,6 +18,7 @@ constexpr uint32_t kMagic = 0x31504650;  // "PFP1" little-endian
 constexpr size_t kHeaderSize = 12;
 constexpr size_t kMaxToWorker = 64 * 1024;
 constexpr size_t kMaxFromWorker = 256;
+constexpr size_t kStatsSize = 7 * sizeof(uint64_t);
 
 enum class Type : uint16_t {
     handover = 1,
@@ -40,6 +41,7 @@ struct Stats {
     uint64_t bytes_down = 0;  // upstream -> client
     uint64_t connect_failures = 0;
     uint64_t accept_errors = 0;
+    uint64_t denied = 0;  // refused by allowed_cids / allowed_sources / allow / a bad header
 };
 
 class protocol_error : public std::runtime_error {

@@ -26,6 +26,15 @@ std::string WorkerConfig::to_json() const {
         {"keepalive_interval_ms", keepalive_interval.count()},
         {"keepalive_count", keepalive_count},
         {"splice", splice},
+        {"upstream_mode", upstream_mode},
+        {"send_original_destination", send_original_destination},
+        {"header", header},
+        {"proxy_protocol", proxy_protocol},
+        {"allow", allow},
+        {"allowed_cids", allowed_cids},
+        {"allowed_sources", allowed_sources},
+        {"log_connections", log_connections},
+        {"statistics", statistics},
     };
     return j.dump();
 }
@@ -38,24 +47,12 @@ WorkerConfig WorkerConfig::from_json(const std::string& text) {
         throw std::runtime_error(std::string("handover config: ") + e.what());
     }
     if (!j.is_object()) throw std::runtime_error("handover config: not an object");
-    const std::set<std::string> keys = {"proxy",
-                                        "kind",
-                                        "index",
-                                        "generation",
-                                        "listen",
-                                        "upstream",
-                                        "max_connections",
-                                        "connect_timeout_ms",
-                                        "idle_timeout_ms",
-                                        "drain_timeout_ms",
-                                        "tcp_nodelay",
-                                        "keepalive",
-                                        "keepalive_idle_ms",
-                                        "keepalive_interval_ms",
-                                        "keepalive_count",
-                                        "splice"};
+    // The keys to_json() writes are exactly the keys accepted: one list, never two.
+    static const json reference = json::parse(WorkerConfig{}.to_json());
+    for (const auto& [k, v] : reference.items())
+        if (!j.contains(k)) throw std::runtime_error("handover config: missing key " + k);
     for (const auto& [k, v] : j.items())
-        if (!keys.contains(k)) throw std::runtime_error("handover config: unknown key " + k);
+        if (!reference.contains(k)) throw std::runtime_error("handover config: unknown key " + k);
     try {
         WorkerConfig c;
         c.proxy = j.at("proxy").get<std::string>();
@@ -77,6 +74,15 @@ WorkerConfig WorkerConfig::from_json(const std::string& text) {
             std::chrono::milliseconds(j.at("keepalive_interval_ms").get<int64_t>());
         c.keepalive_count = j.at("keepalive_count").get<int>();
         c.splice = j.at("splice").get<bool>();
+        c.upstream_mode = j.at("upstream_mode").get<std::string>();
+        c.send_original_destination = j.at("send_original_destination").get<bool>();
+        c.header = j.at("header").get<std::string>();
+        c.proxy_protocol = j.at("proxy_protocol").get<bool>();
+        c.allow = j.at("allow").get<std::vector<std::string>>();
+        c.allowed_cids = j.at("allowed_cids").get<std::vector<uint32_t>>();
+        c.allowed_sources = j.at("allowed_sources").get<std::vector<std::string>>();
+        c.log_connections = j.at("log_connections").get<bool>();
+        c.statistics = j.at("statistics").get<bool>();
         if (c.max_connections < 1) throw std::runtime_error("max_connections < 1");
         return c;
     } catch (const json::exception& e) {

@@ -2,7 +2,9 @@
 // What a worker is told in its HANDOVER: one proxy's resolved settings, as JSON. The supervisor
 // is trusted by the worker, but the decoder is still strict: unknown or missing keys are errors.
 #include <chrono>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/worker_kind.hpp"
 
@@ -25,6 +27,16 @@ struct WorkerConfig {
     std::chrono::milliseconds keepalive_interval{10'000};
     int keepalive_count = 6;
     bool splice = true;
+    // Stream kinds other than tcp-forward (see policy/model.hpp for the meaning of each).
+    std::string upstream_mode = "fixed";  // fixed | destination-header | original-destination
+    bool send_original_destination = false;
+    std::string header = "standard";  // standard | oyster-v4
+    bool proxy_protocol = false;
+    std::vector<std::string> allow;
+    std::vector<uint32_t> allowed_cids;
+    std::vector<std::string> allowed_sources;
+    bool log_connections = false;
+    bool statistics = false;
 
     std::string to_json() const;
     static WorkerConfig from_json(const std::string& text);  // throws std::runtime_error

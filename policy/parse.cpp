@@ -14,6 +14,7 @@
 #include <optional>
 #include <span>
 
+#include "common/allow_list.hpp"
 #include "policy/source_map.hpp"
 
 namespace pfp::policy {
@@ -28,10 +29,15 @@ constexpr size_t kMaxDiagnostics = 100;
 constexpr int64_t kMaxDurationMs = int64_t{7} * 24 * 3600 * 1000;
 
 constexpr std::array<std::string_view, 4> kTopKeys{"user", "group", "drain_timeout", "proxies"};
-constexpr std::array<std::string_view, 12> kProxyKeys{
-    "name",    "listen",          "upstream",     "workers",     "max_connections",
-    "backlog", "connect_timeout", "idle_timeout", "tcp_nodelay", "keepalive",
-    "splice",  "restart"};
+// In the order of docs/policy.md; unknown-key messages list them so.
+constexpr std::array<std::string_view, 23> kProxyKeys{
+    "name", "listen", "upstream",
+    // The relay: preamble, egress, admission, socket file.
+    "send_original_destination", "header", "proxy_protocol", "allow", "allowed_cids",
+    "allowed_sources", "socket_mode", "socket_owner", "socket_group",
+    // Limits, tuning and logging.
+    "workers", "max_connections", "backlog", "connect_timeout", "idle_timeout", "tcp_nodelay",
+    "keepalive", "splice", "log_connections", "statistics", "restart"};
 constexpr std::array<std::string_view, 3> kKeepaliveKeys{"idle", "interval", "count"};
 constexpr std::array<std::string_view, 4> kRestartKeys{"backoff_initial", "backoff_max",
                                                        "healthy_after", "max_failures"};
@@ -41,25 +47,135 @@ constexpr std::string_view kDurationForms =
 constexpr std::string_view kNameRule =
     "a name of 1-64 characters [A-Za-z0-9_.-] starting with a letter or digit";
 constexpr std::string_view kEndpointForm = R"(an endpoint string such as "tcp:127.0.0.1:8080")";
+constexpr std::string_view kUpstreamForm =
+    R"(an endpoint string such as "tcp:127.0.0.1:8080", "destination-header" or )"
+    R"("original-destination")";
+
+// The words `upstream` takes besides an endpoint, and what each means.
+constexpr std::array<std::string_view, 2> kUpstreamWords{"original-destination",
+                                                         "destination-header"};
+constexpr std::array<UpstreamMode, 2> kUpstreamModes{UpstreamMode::original_destination,
+                                                     UpstreamMode::destination_header};
+constexpr std::array<std::string_view, 2> kHeaderNames{"standard", "oyster-v4"};
+constexpr std::array<HeaderFormat, 2> kHeaderFormats{HeaderFormat::standard,
+                                                     HeaderFormat::oyster_v4};
 
 // ---- Worker kinds -------------------------------------------------------------------------------
 
-// Which listen/upstream scheme pair each worker kind serves. A new kind is one more line here.
+// A listener, as far as choosing a worker kind goes.
+enum class Side { tcp, vsock_like };
+
+// What a relay connects to.
+enum class Target {
+    tcp,                   // a tcp: endpoint
+    vsock_like,            // a vsock:, unix: or fc-vsock: endpoint with a fixed port
+    original_port,         // a vsock: or fc-vsock: endpoint whose port is original-port
+    destination_header,    // "destination-header": read from the stream
+    original_destination,  // "original-destination": SO_ORIGINAL_DST of the client
+};
+
+// Which listener, upstream and send_original_destination make each worker kind, and which of the
+// kind-specific keys it takes. A new kind is one more line here.
 struct KindRule {
-    Scheme listen;
-    Scheme upstream;
+    Side listen;
+    Target upstream;
+    bool send_original_destination = false;
     WorkerKind kind;
+    bool allow = false;       // `allow`: it connects to TCP destinations
+    bool statistics = false;  // `statistics`
 };
 constexpr std::array kKindRules{
-    KindRule{Scheme::tcp, Scheme::tcp, WorkerKind::tcp_forward},
+    KindRule{.listen = Side::tcp,
+             .upstream = Target::tcp,
+             .kind = WorkerKind::tcp_forward,
+             .allow = true},
+    KindRule{.listen = Side::tcp, .upstream = Target::vsock_like, .kind = WorkerKind::ip_to_vsock},
+    KindRule{.listen = Side::tcp,
+             .upstream = Target::vsock_like,
+             .send_original_destination = true,
+             .kind = WorkerKind::ip_to_vsock_transparent},
+    KindRule{.listen = Side::tcp,
+             .upstream = Target::original_port,
+             .kind = WorkerKind::transparent_port_to_vsock},
+    KindRule{.listen = Side::vsock_like,
+             .upstream = Target::tcp,
+             .kind = WorkerKind::vsock_to_ip,
+             .allow = true},
+    KindRule{.listen = Side::vsock_like,
+             .upstream = Target::destination_header,
+             .kind = WorkerKind::vsock_to_ip_transparent,
+             .allow = true},
+    KindRule{.listen = Side::vsock_like,
+             .upstream = Target::vsock_like,
+             .kind = WorkerKind::vsock_to_vsock,
+             .statistics = true},
 };
+
+// Each combination makes one kind at most.
+constexpr bool kind_rules_are_unambiguous() {
+    for (size_t i = 0; i < kKindRules.size(); ++i) {
+        for (size_t j = i + 1; j < kKindRules.size(); ++j) {
+            const KindRule& a = kKindRules[i];
+            const KindRule& b = kKindRules[j];
+            if (a.listen == b.listen && a.upstream == b.upstream &&
+                a.send_original_destination == b.send_original_destination) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+static_assert(kind_rules_are_unambiguous());
+
+constexpr std::array<Scheme, 1> kTcpSchemes{Scheme::tcp};
+constexpr std::array<Scheme, 3> kVsockLikeSchemes{Scheme::vsock, Scheme::unix_stream,
+                                                  Scheme::fc_vsock};
+// Endpoints whose port may be original-port (unix: has no port).
+constexpr std::array<Scheme, 2> kOriginalPortSchemes{Scheme::vsock, Scheme::fc_vsock};
+
+std::span<const Scheme> side_schemes(Side s) {
+    if (s == Side::tcp) return kTcpSchemes;
+    return kVsockLikeSchemes;
+}
+
+std::optional<Side> side_of(Scheme s) {
+    if (s == Scheme::tcp) return Side::tcp;
+    if (std::find(kVsockLikeSchemes.begin(), kVsockLikeSchemes.end(), s) !=
+        kVsockLikeSchemes.end()) {
+        return Side::vsock_like;
+    }
+    return std::nullopt;
+}
+
+// The endpoint schemes that reach a target (none for the words).
+std::span<const Scheme> target_schemes(Target t) {
+    switch (t) {
+        case Target::tcp:
+            return kTcpSchemes;
+        case Target::vsock_like:
+            return kVsockLikeSchemes;
+        case Target::original_port:
+            return kOriginalPortSchemes;
+        case Target::destination_header:
+        case Target::original_destination:
+            break;
+    }
+    return {};
+}
+
+std::optional<Target> target_of(const Endpoint& e) {
+    if (e.scheme == Scheme::tcp) return Target::tcp;
+    if (!side_of(e.scheme)) return std::nullopt;
+    return e.original_port ? Target::original_port : Target::vsock_like;
+}
 
 std::string_view article(Scheme s) {
     // "an fc-vsock", "an nfqueue": the names are read letter by letter.
     return s == Scheme::fc_vsock || s == Scheme::nfqueue ? "an" : "a";
 }
 
-std::string scheme_list(const std::vector<Scheme>& schemes) {
+// "tcp, vsock, unix" (for lists of what is supported).
+std::string scheme_list(std::span<const Scheme> schemes) {
     std::string out;
     for (const Scheme s : schemes) {
         if (!out.empty()) out += ", ";
@@ -68,39 +184,151 @@ std::string scheme_list(const std::vector<Scheme>& schemes) {
     return out;
 }
 
-struct KindChoice {
-    std::optional<WorkerKind> kind;
-    std::string listen_error;    // set when no kind listens on this scheme
-    std::string upstream_error;  // set when no kind (with this listener) connects to this scheme
+// "a tcp", "a vsock, unix or fc-vsock" (in prose, before "listener" or "upstream").
+std::string schemes_in_prose(std::span<const Scheme> schemes) {
+    std::string out;
+    for (size_t i = 0; i < schemes.size(); ++i) {
+        out += i == 0                    ? std::string(article(schemes[i])) + " "
+               : i + 1 == schemes.size() ? " or "
+                                         : ", ";
+        out += scheme_name(schemes[i]);
+    }
+    return out;
+}
+
+// The upstream a target stands for, in messages.
+std::string target_text(Target t) {
+    switch (t) {
+        case Target::tcp:
+        case Target::vsock_like:
+            return schemes_in_prose(target_schemes(t)) + " upstream";
+        case Target::original_port:
+            return "an original-port upstream";
+        case Target::destination_header:
+            return "\"destination-header\"";
+        case Target::original_destination:
+            return "\"original-destination\"";
+    }
+    return "this upstream";
+}
+
+// Why a target needs the listener it needs; appended to the message that says so.
+std::string_view target_reason(Target t) {
+    if (t == Target::original_port) {
+        return " (the port comes from SO_ORIGINAL_DST, which only a redirected TCP connection has)";
+    }
+    return "";
+}
+
+void add_unique(std::vector<Scheme>& v, std::span<const Scheme> schemes) {
+    for (const Scheme s : schemes) {
+        if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
+    }
+}
+
+struct KindInput {
+    std::optional<Scheme> listen;           // nullopt: missing or did not parse (reported already)
+    std::optional<Scheme> upstream_scheme;  // an endpoint upstream's scheme
+    std::optional<Target> upstream;         // nullopt: missing, did not parse or not supported
+    std::optional<bool> send_original_destination;  // nullopt: not a boolean (reported already)
 };
 
-// `listen` / `upstream` are nullopt when that endpoint did not parse (already reported).
-KindChoice derive_kind(std::optional<Scheme> listen, std::optional<Scheme> upstream) {
-    std::vector<Scheme> listens, upstreams;
-    const auto add = [](std::vector<Scheme>& v, Scheme s) {
-        if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
-    };
-    for (const auto& rule : kKindRules) add(listens, rule.listen);
-    const bool listen_ok =
-        listen && std::find(listens.begin(), listens.end(), *listen) != listens.end();
+struct KindChoice {
+    const KindRule* rule = nullptr;  // set when the kind is known
+    std::string listen_error;
+    std::string upstream_error;
+    std::string send_original_destination_error;
+};
+
+// The rules that agree with every choice given (nullopt: unknown, matches anything).
+std::vector<const KindRule*> rules_for(const std::optional<Side>& listen,
+                                       const std::optional<Target>& upstream,
+                                       const std::optional<bool>& send_original_destination) {
+    std::vector<const KindRule*> out;
     for (const auto& rule : kKindRules) {
-        if (!listen_ok || rule.listen == *listen) add(upstreams, rule.upstream);
-    }
-    KindChoice out;
-    if (listen && !listen_ok) {
-        out.listen_error = std::string(article(*listen)) + " " + std::string(scheme_name(*listen)) +
-                           " endpoint is not supported yet (supported: " + scheme_list(listens) +
-                           ")";
-    }
-    if (upstream && std::find(upstreams.begin(), upstreams.end(), *upstream) == upstreams.end()) {
-        out.upstream_error =
-            std::string(article(*upstream)) + " " + std::string(scheme_name(*upstream)) +
-            " endpoint is not supported yet (supported: " + scheme_list(upstreams) + ")";
-    }
-    if (listen_ok && upstream) {
-        for (const auto& rule : kKindRules) {
-            if (rule.listen == *listen && rule.upstream == *upstream) out.kind = rule.kind;
+        if (listen && rule.listen != *listen) continue;
+        if (upstream && rule.upstream != *upstream) continue;
+        if (send_original_destination &&
+            rule.send_original_destination != *send_original_destination) {
+            continue;
         }
+        out.push_back(&rule);
+    }
+    return out;
+}
+
+// Every message is about what is known; an unknown part (already reported) rules nothing out.
+KindChoice derive_kind(const KindInput& in) {
+    KindChoice out;
+    const std::optional<Side> side = in.listen ? side_of(*in.listen) : std::nullopt;
+    if (in.listen && !side) {
+        std::vector<Scheme> listens;
+        for (const auto& rule : kKindRules) add_unique(listens, side_schemes(rule.listen));
+        out.listen_error =
+            std::string(article(*in.listen)) + " " + std::string(scheme_name(*in.listen)) +
+            " endpoint is not supported yet (supported: " + scheme_list(listens) + ")";
+    }
+    std::optional<Target> target = in.upstream;
+    if (in.upstream_scheme && !target) {
+        std::vector<Scheme> upstreams;
+        for (const KindRule* rule : rules_for(side, std::nullopt, std::nullopt)) {
+            add_unique(upstreams, target_schemes(rule->upstream));
+        }
+        out.upstream_error =
+            std::string(article(*in.upstream_scheme)) + " " +
+            std::string(scheme_name(*in.upstream_scheme)) +
+            " endpoint is not supported yet (supported: " + scheme_list(upstreams) + ")";
+    } else if (target) {
+        const auto by_target = rules_for(std::nullopt, target, std::nullopt);
+        if (by_target.empty()) {
+            out.upstream_error = target_text(*target) + " is not supported by any worker kind yet";
+            target.reset();
+        } else if (side && rules_for(side, target, std::nullopt).empty()) {
+            std::vector<Scheme> listens;
+            for (const KindRule* rule : by_target) add_unique(listens, side_schemes(rule->listen));
+            out.upstream_error = target_text(*target) + " needs " + schemes_in_prose(listens) +
+                                 " listener, not " + std::string(scheme_name(*in.listen)) +
+                                 std::string(target_reason(*target));
+            target.reset();
+        }
+    }
+    if (in.send_original_destination == true && rules_for(side, target, true).empty()) {
+        if (target == Target::original_port) {
+            out.send_original_destination_error =
+                "send_original_destination cannot be combined with an original-port upstream";
+        } else {
+            std::string where;
+            for (const KindRule* rule : rules_for(std::nullopt, std::nullopt, true)) {
+                if (!where.empty()) where += " or ";
+                where += schemes_in_prose(side_schemes(rule->listen)) + " listener with " +
+                         target_text(rule->upstream);
+            }
+            out.send_original_destination_error =
+                "send_original_destination applies only to " + where;
+        }
+    }
+    if (side && target && in.send_original_destination && out.listen_error.empty() &&
+        out.upstream_error.empty() && out.send_original_destination_error.empty()) {
+        const auto rules = rules_for(side, target, in.send_original_destination);
+        if (!rules.empty()) {
+            out.rule = rules.front();
+        } else {  // a listener and upstream that make a kind only with send_original_destination
+            out.upstream_error = "no worker kind connects " +
+                                 schemes_in_prose(side_schemes(*side)) + " listener to " +
+                                 target_text(*target);
+        }
+    }
+    return out;
+}
+
+// "tcp-forward, vsock-to-ip" (for lists of the kinds a key applies to).
+template <typename Pred>
+std::string kinds_where(Pred pred) {
+    std::string out;
+    for (const auto& rule : kKindRules) {
+        if (!pred(rule)) continue;
+        if (!out.empty()) out += ", ";
+        out += kind_name(rule.kind);
     }
     return out;
 }
@@ -669,6 +897,163 @@ class Checker {
         return std::nullopt;
     }
 
+    struct Upstream {
+        UpstreamMode mode = UpstreamMode::fixed;
+        Endpoint endpoint;  // mode == fixed
+    };
+
+    // An endpoint, or one of the words. A near miss of a word gets a hint.
+    std::optional<Upstream> upstream(const json& v, const std::string& pointer) {
+        if (!v.is_string()) {
+            error(pointer, "expected " + std::string(kUpstreamForm) + ", got " + type_of(v));
+            return std::nullopt;
+        }
+        const auto& s = v.get_ref<const std::string&>();
+        for (size_t i = 0; i < kUpstreamWords.size(); ++i) {
+            if (s == kUpstreamWords[i]) return Upstream{kUpstreamModes[i], {}};
+        }
+        try {
+            return Upstream{UpstreamMode::fixed, parse_endpoint(s)};
+        } catch (const endpoint_error& e) {
+            const auto word =
+                s.find(':') == std::string::npos ? suggest(s, kUpstreamWords) : std::nullopt;
+            error(pointer, e.what(), word ? did_you_mean(*word) : "");
+            return std::nullopt;
+        }
+    }
+
+    // The index of the one of `names` that `v` is.
+    std::optional<size_t> choice(const json& v, const std::string& pointer,
+                                 std::span<const std::string_view> names) {
+        std::string expected = "expected ";
+        for (size_t i = 0; i < names.size(); ++i) {
+            if (i > 0) expected += i + 1 == names.size() ? " or " : ", ";
+            expected += quote(names[i]);
+        }
+        if (!v.is_string()) {
+            error(pointer, expected + ", got " + type_of(v));
+            return std::nullopt;
+        }
+        const auto& s = v.get_ref<const std::string&>();
+        for (size_t i = 0; i < names.size(); ++i) {
+            if (s == names[i]) return i;
+        }
+        const auto near = suggest(s, names);
+        error(pointer, expected + ", got " + quote(s), near ? did_you_mean(*near) : "");
+        return std::nullopt;
+    }
+
+    // How the messages about one list key name its elements.
+    struct ListWords {
+        std::string_view plural;    // "allow entries"
+        std::string_view singular;  // "allow entry"
+        std::string_view article;   // "an"
+        std::string_view example;   // R"("10.0.0.0/8:443")"
+        std::string_view omitted;   // what leaving the key out means
+    };
+
+    // A non-empty array, or nullptr (reported): an empty list would read as "nothing admitted"
+    // but could only mean what an omitted key means.
+    const json* nonempty_array(const json& v, const std::string& pointer, const ListWords& w) {
+        if (!v.is_array()) {
+            error(pointer, "expected an array of " + std::string(w.plural) + " such as [" +
+                               std::string(w.example) + "], got " + type_of(v));
+            return nullptr;
+        }
+        if (v.empty()) {
+            error(pointer, "expected at least one " + std::string(w.singular) +
+                               ", got an empty array (" + std::string(w.omitted) + ")");
+            return nullptr;
+        }
+        return &v;
+    }
+
+    // `allow` and `allowed_sources`: strings that `parse` accepts or rejects with an
+    // allow_list_error, whose message is the diagnostic at that element. All or nothing.
+    template <typename Parse>
+    std::optional<std::vector<std::string>> allow_strings(const json& v, const std::string& pointer,
+                                                          const ListWords& w, Parse parse) {
+        const json* array = nonempty_array(v, pointer, w);
+        if (!array) return std::nullopt;
+        std::vector<std::string> out;
+        bool ok = true;
+        for (size_t i = 0; i < array->size(); ++i) {
+            const json& element = (*array)[i];
+            const std::string at = pointer + "/" + std::to_string(i);
+            if (!element.is_string()) {
+                error(at, "expected " + std::string(w.article) + " " + std::string(w.singular) +
+                              " such as " + std::string(w.example) + ", got " + type_of(element));
+                ok = false;
+                continue;
+            }
+            const auto& s = element.get_ref<const std::string&>();
+            try {
+                (void)parse(s);
+                out.push_back(s);
+            } catch (const allow_list_error& e) {
+                error(at, e.what());
+                ok = false;
+            }
+        }
+        if (!ok) return std::nullopt;
+        return out;
+    }
+
+    // `allowed_cids`: u32 numbers, each once. All or nothing.
+    std::optional<std::vector<uint32_t>> cids(const json& v, const std::string& pointer) {
+        const json* array = nonempty_array(
+            v, pointer,
+            {"CIDs", "CID", "a", "3, 5", "to admit every peer, leave allowed_cids out"});
+        if (!array) return std::nullopt;
+        std::vector<uint32_t> out;
+        std::map<uint32_t, std::string> seen;  // CID -> pointer of its first element
+        bool ok = true;
+        for (size_t i = 0; i < array->size(); ++i) {
+            const json& element = (*array)[i];
+            const std::string at = pointer + "/" + std::to_string(i);
+            if (!element.is_number_unsigned() || element.get<uint64_t>() > UINT32_MAX) {
+                error(at, "expected a CID 0-4294967295, got " +
+                              (element.is_number() ? value_of(element) : type_of(element)));
+                ok = false;
+                continue;
+            }
+            const auto cid = static_cast<uint32_t>(element.get<uint64_t>());
+            const auto [it, fresh] = seen.try_emplace(cid, at);
+            if (!fresh) {
+                error(at, "duplicate CID " + std::to_string(cid) + " (first at " +
+                              position_text(where(it->second)) + ")");
+                ok = false;
+                continue;
+            }
+            out.push_back(cid);
+        }
+        if (!ok) return std::nullopt;
+        return out;
+    }
+
+    // "0660", "660": an octal file mode up to 0777, as a string (JSON has no octal numbers, and
+    // 660 read as decimal would be a different mode).
+    std::optional<unsigned> file_mode(const json& v, const std::string& pointer) {
+        constexpr std::string_view kExpected =
+            R"(expected an octal mode "000"-"777" or "0000"-"0777" such as "0660")";
+        if (!v.is_string()) {
+            error(pointer,
+                  std::string(kExpected) + ", got " + (v.is_number() ? value_of(v) : type_of(v)));
+            return std::nullopt;
+        }
+        std::string_view s = v.get_ref<const std::string&>();
+        if (s.size() == 4 && s[0] == '0') s.remove_prefix(1);
+        unsigned mode = 0;
+        bool ok = s.size() == 3;
+        for (const char c : s) {
+            ok = ok && c >= '0' && c <= '7';
+            if (ok) mode = mode * 8 + static_cast<unsigned>(c - '0');
+        }
+        if (ok) return mode;
+        error(pointer, std::string(kExpected) + ", got " + value_of(v));
+        return std::nullopt;
+    }
+
   private:
     const std::string& file_;
     const SourceMap& map_;
@@ -749,6 +1134,121 @@ RestartPolicy parse_restart(Checker& check, const json& v, const std::string& po
     return r;
 }
 
+// What the option checks know about an entry; nullopt (or null) where that part is missing or
+// invalid, reported already, so that it rules nothing in or out.
+struct RelayShape {
+    std::optional<Scheme> listen;
+    bool abstract_listen = false;  // unix:@name: no socket file
+    std::optional<UpstreamMode> upstream_mode;
+    std::optional<bool> send_original_destination;
+    const KindRule* rule = nullptr;
+};
+
+constexpr Checker::ListWords kAllowWords{"allow entries", "allow entry", "an",
+                                         R"("10.0.0.0/8:443")", "leave allow out for the default"};
+constexpr Checker::ListWords kSourceWords{"CIDRs", "CIDR", "a", R"("10.0.0.0/8")",
+                                          "to admit every client, leave allowed_sources out"};
+
+// The keys that choose a relay's preamble, admission and egress. A key that cannot apply to this
+// entry is reported as such, and its value is not checked further.
+void parse_relay_options(Checker& check, const json& v, const std::string& pointer,
+                         const RelayShape& shape, Proxy& p) {
+    const auto at = [&pointer](std::string_view key) { return pointer + "/" + std::string(key); };
+    const std::string listen_name =
+        shape.listen ? std::string(scheme_name(*shape.listen)) : std::string();
+    const std::string kind = shape.rule ? std::string(kind_name(shape.rule->kind)) : "";
+
+    if (const json* x = member(v, "header")) {
+        const bool unused = shape.send_original_destination == false && shape.upstream_mode &&
+                            *shape.upstream_mode != UpstreamMode::destination_header;
+        if (unused) {
+            check.error(at("header"),
+                        "header applies only with send_original_destination or a "
+                        "\"destination-header\" upstream");
+        } else if (auto i = check.choice(*x, at("header"), kHeaderNames)) {
+            p.header = kHeaderFormats[*i];
+        }
+    }
+    if (const json* x = member(v, "proxy_protocol")) {
+        if (auto b = check.boolean(*x, at("proxy_protocol"))) {
+            if (*b && shape.send_original_destination == true) {
+                check.error(at("proxy_protocol"),
+                            "proxy_protocol cannot be combined with send_original_destination "
+                            "(the peer expects the transparent header first)");
+            }
+            p.proxy_protocol = *b;
+        }
+    }
+    if (const json* x = member(v, "allow")) {
+        if (shape.rule && !shape.rule->allow) {
+            check.error(at("allow"),
+                        "allow applies only to relays that connect to TCP destinations (" +
+                            kinds_where([](const KindRule& r) { return r.allow; }) + "), not " +
+                            kind);
+        } else if (auto list =
+                       check.allow_strings(*x, at("allow"), kAllowWords, parse_allow_entry)) {
+            p.allow = std::move(*list);
+            // A fixed upstream is the only destination: a list that denies it is a mistake.
+            if (shape.rule && shape.rule->upstream == Target::tcp) {
+                const Decision d = AllowList::parse(p.allow).decide(p.upstream.addr);
+                if (!d.allowed()) {
+                    check.error(at("allow"), "the upstream " + quote(to_string(p.upstream)) +
+                                                 " is not allowed by this list (" +
+                                                 std::string(d.reason) + ")");
+                }
+            }
+        }
+    }
+    if (const json* x = member(v, "allowed_cids")) {
+        if (shape.listen && *shape.listen != Scheme::vsock) {
+            check.error(at("allowed_cids"),
+                        "allowed_cids applies only to vsock listeners, not " + listen_name);
+        } else if (auto cids = check.cids(*x, at("allowed_cids"))) {
+            p.allowed_cids = std::move(*cids);
+        }
+    }
+    if (const json* x = member(v, "allowed_sources")) {
+        if (shape.listen && *shape.listen != Scheme::tcp) {
+            check.error(at("allowed_sources"),
+                        "allowed_sources applies only to tcp listeners, not " + listen_name);
+        } else if (auto list =
+                       check.allow_strings(*x, at("allowed_sources"), kSourceWords, parse_cidr)) {
+            p.allowed_sources = std::move(*list);
+        }
+    }
+    for (const std::string_view key : {"socket_mode", "socket_owner", "socket_group"}) {
+        const json* x = member(v, key);
+        if (!x) continue;
+        if (shape.listen && *shape.listen != Scheme::unix_stream &&
+            *shape.listen != Scheme::fc_vsock) {
+            check.error(at(key), std::string(key) +
+                                     " applies only to unix and fc-vsock listeners, not " +
+                                     listen_name);
+        } else if (shape.abstract_listen) {
+            check.error(at(key), std::string(key) +
+                                     " does not apply to an abstract unix socket (it has no file)");
+        } else if (key == "socket_mode") {
+            if (auto mode = check.file_mode(*x, at(key))) p.unix_socket.mode = *mode;
+        } else if (auto name = check.account(*x, at(key))) {
+            (key == "socket_owner" ? p.unix_socket.owner : p.unix_socket.group) = std::move(*name);
+        }
+    }
+    if (const json* x = member(v, "log_connections")) {
+        if (auto b = check.boolean(*x, at("log_connections"))) p.log_connections = *b;
+    }
+    if (const json* x = member(v, "statistics")) {
+        if (auto b = check.boolean(*x, at("statistics"))) {
+            if (*b && shape.rule && !shape.rule->statistics) {
+                check.error(at("statistics"),
+                            "statistics applies only to " +
+                                kinds_where([](const KindRule& r) { return r.statistics; }) +
+                                " relays, not " + kind);
+            }
+            p.statistics = *b;
+        }
+    }
+}
+
 struct ParsedProxy {
     Proxy proxy;
     bool has_name = false;
@@ -775,21 +1275,67 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
             out.has_name = true;
         }
     }
-    std::optional<Endpoint> listen, upstream;
-    if (const json* x = member(v, "listen")) listen = check.endpoint(*x, pointer + "/listen");
-    if (const json* x = member(v, "upstream")) upstream = check.endpoint(*x, pointer + "/upstream");
-    const auto scheme = [](const std::optional<Endpoint>& e) {
-        return e ? std::optional<Scheme>(e->scheme) : std::nullopt;
-    };
-    const KindChoice kind = derive_kind(scheme(listen), scheme(upstream));
+    std::optional<Endpoint> listen;
+    if (const json* x = member(v, "listen")) {
+        listen = check.endpoint(*x, pointer + "/listen");
+        if (listen && listen->original_port) {
+            check.error(pointer + "/listen",
+                        "original-port applies only to an upstream (a listener needs a port of "
+                        "its own)");
+            listen.reset();
+        }
+    }
+    std::optional<Checker::Upstream> upstream;
+    if (const json* x = member(v, "upstream")) upstream = check.upstream(*x, pointer + "/upstream");
+    std::optional<bool> send_original_destination = false;
+    if (const json* x = member(v, "send_original_destination")) {
+        send_original_destination = check.boolean(*x, pointer + "/send_original_destination");
+    }
+
+    KindInput in;
+    if (listen) in.listen = listen->scheme;
+    if (upstream) {
+        switch (upstream->mode) {
+            case UpstreamMode::fixed:
+                in.upstream_scheme = upstream->endpoint.scheme;
+                in.upstream = target_of(upstream->endpoint);
+                break;
+            case UpstreamMode::original_destination:
+                in.upstream = Target::original_destination;
+                break;
+            case UpstreamMode::destination_header:
+                in.upstream = Target::destination_header;
+                break;
+        }
+    }
+    in.send_original_destination = send_original_destination;
+    const KindChoice kind = derive_kind(in);
     if (!kind.listen_error.empty()) check.error(pointer + "/listen", kind.listen_error);
     if (!kind.upstream_error.empty()) check.error(pointer + "/upstream", kind.upstream_error);
-    if (kind.kind) p.kind = *kind.kind;
+    if (!kind.send_original_destination_error.empty()) {
+        check.error(pointer + "/send_original_destination", kind.send_original_destination_error);
+    }
+    if (kind.rule) p.kind = kind.rule->kind;
     if (listen) {
         p.listen = *listen;
         out.has_listen = true;
     }
-    if (upstream) p.upstream = *upstream;
+    if (upstream) {
+        p.upstream_mode = upstream->mode;
+        p.upstream = upstream->endpoint;
+    }
+    if (send_original_destination) p.send_original_destination = *send_original_destination;
+
+    RelayShape shape;
+    if (listen) {
+        shape.listen = listen->scheme;
+        shape.abstract_listen =
+            listen->scheme == Scheme::unix_stream && listen->path.starts_with('@');
+    }
+    if (upstream) shape.upstream_mode = upstream->mode;
+    shape.send_original_destination = send_original_destination;
+    shape.rule = kind.rule;
+    parse_relay_options(check, v, pointer, shape, p);
 
     if (const json* x = member(v, "workers")) {
         if (auto n = check.integer(*x, pointer + "/workers", 1, 64)) p.workers = *n;
@@ -823,6 +1369,18 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
     return out;
 }
 
+// What a listener binds, for the duplicate check: its canonical text, except that an fc-vsock
+// listener binds the Unix socket file PATH_PORT, which a unix: listener could name too.
+std::string bound_address(const Endpoint& e) {
+    if (e.scheme == Scheme::fc_vsock) return "unix:" + e.path + "_" + std::to_string(e.port);
+    return to_string(e);
+}
+
+struct FirstListen {
+    std::string pointer;
+    std::string text;  // canonical
+};
+
 void validate(Checker& check, const json& doc, Policy& policy) {
     if (!doc.is_object()) {
         check.error("", "expected an object, got " + type_of(doc));
@@ -847,8 +1405,9 @@ void validate(Checker& check, const json& doc, Policy& policy) {
         check.error("/proxies", "expected at least one proxy, got an empty array");
         return;
     }
-    // Cross-entry checks: the first occurrence's pointer, by name and by canonical listen text.
-    std::map<std::string, std::string> names, listens;
+    // Cross-entry checks: the first occurrence's pointer, by name and by what the listener binds.
+    std::map<std::string, std::string> names;
+    std::map<std::string, FirstListen> listens;
     for (size_t i = 0; i < proxies->size(); ++i) {
         const std::string pointer = "/proxies/" + std::to_string(i);
         ParsedProxy parsed = parse_proxy(check, (*proxies)[i], pointer);
@@ -862,11 +1421,19 @@ void validate(Checker& check, const json& doc, Policy& policy) {
         }
         if (parsed.has_listen) {
             const std::string text = to_string(parsed.proxy.listen);
-            const auto [it, fresh] = listens.try_emplace(text, pointer + "/listen");
+            const auto [it, fresh] = listens.try_emplace(bound_address(parsed.proxy.listen),
+                                                         FirstListen{pointer + "/listen", text});
             if (!fresh) {
-                check.error(pointer + "/listen", "duplicate listen endpoint " + quote(text) +
-                                                     " (first at " +
-                                                     position_text(check.where(it->second)) + ")");
+                const std::string first =
+                    " (first at " + position_text(check.where(it->second.pointer)) + ")";
+                if (it->second.text == text) {
+                    check.error(pointer + "/listen",
+                                "duplicate listen endpoint " + quote(text) + first);
+                } else {
+                    check.error(pointer + "/listen", "listen endpoint " + quote(text) +
+                                                         " is the same socket file as " +
+                                                         quote(it->second.text) + first);
+                }
             }
         }
         policy.proxies.push_back(std::move(parsed.proxy));

@@ -15,7 +15,7 @@ struct Entry {
 
 constexpr Entry kTable[] = {
     {ipc::Type::ready, true, false, 0},
-    {ipc::Type::stats, false, true, 6 * sizeof(uint64_t)},
+    {ipc::Type::stats, false, true, ipc::kStatsSize},
 };
 
 const char* state_name(State s) {

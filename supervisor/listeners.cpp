@@ -1,9 +1,15 @@
 #include "supervisor/listeners.hpp"
 
 #include <linux/capability.h>
+#include <linux/vm_sockets.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -13,6 +19,8 @@ namespace pfp::supervisor {
 
 namespace {
 
+constexpr uint32_t kVsockReservedPorts = 1024;  // the kernel's LAST_RESERVED_PORT + 1
+
 uint32_t unprivileged_port_start() {
     std::ifstream f("/proc/sys/net/ipv4/ip_unprivileged_port_start");
     uint32_t v = 1024;
@@ -20,17 +28,77 @@ uint32_t unprivileged_port_start() {
     return v;
 }
 
-bool needs_bind_service(const Endpoint& e, uint32_t start) {
-    return (e.scheme == Scheme::tcp || e.scheme == Scheme::udp) && e.port < start;
+bool needs_bind_service(const Endpoint& e) {
+    if (e.scheme == Scheme::tcp || e.scheme == Scheme::udp)
+        return e.port < unprivileged_port_start();
+    if (e.scheme == Scheme::vsock) return e.port < kVsockReservedPorts;
+    return false;
+}
+
+bool is_unix_listener(const Endpoint& e) {
+    return e.scheme == Scheme::unix_stream || e.scheme == Scheme::fc_vsock;
+}
+
+[[noreturn]] void fail(const policy::Proxy& proxy, const std::string& what, int err) {
+    std::string msg = "proxy \"" + proxy.name + "\": cannot listen on " +
+                      to_string(proxy.listen) + ": " + what;
+    if (err != 0) msg += std::string(": ") + std::strerror(err);
+    if (err == EACCES && needs_bind_service(proxy.listen))
+        msg += " (a port below " +
+               std::to_string(proxy.listen.scheme == Scheme::vsock ? kVsockReservedPorts
+                                                                   : unprivileged_port_start()) +
+               " needs CAP_NET_BIND_SERVICE)";
+    throw std::runtime_error(msg);
+}
+
+SockAddr unix_address(const std::string& path) {
+    SockAddr a;
+    auto* un = reinterpret_cast<sockaddr_un*>(&a.storage);
+    un->sun_family = AF_UNIX;
+    std::memcpy(un->sun_path, path.data(), path.size());
+    a.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+    return a;
+}
+
+// A socket file left by an earlier run is replaced; a live one or any other file is an error.
+void clear_stale_socket(const policy::Proxy& proxy, const std::string& path) {
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) < 0) {
+        if (errno == ENOENT) return;
+        fail(proxy, "stat " + path, errno);
+    }
+    if (!S_ISSOCK(st.st_mode)) fail(proxy, path + " exists and is not a socket", 0);
+    unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    SockAddr a = unix_address(path);
+    if (::connect(probe.get(), a.get(), a.len) == 0)
+        fail(proxy, path + " is in use by another process", 0);
+    if (::unlink(path.c_str()) < 0) fail(proxy, "remove stale socket " + path, errno);
 }
 
 }  // namespace
 
+std::string listener_path(const Endpoint& e) {
+    if (e.scheme == Scheme::fc_vsock) return e.path + "_" + std::to_string(e.port);
+    if (e.scheme == Scheme::unix_stream && !e.path.empty() && e.path.front() == '/') return e.path;
+    return "";
+}
+
+std::string describe_upstream(const policy::Proxy& p) {
+    switch (p.upstream_mode) {
+        case policy::UpstreamMode::fixed: return to_string(p.upstream);
+        case policy::UpstreamMode::destination_header: return "destination-header";
+        case policy::UpstreamMode::original_destination: return "original-destination";
+    }
+    return "?";
+}
+
 std::set<int> caps_to_open(const policy::Policy& p) {
     std::set<int> caps;
-    uint32_t start = unprivileged_port_start();
-    for (const auto& proxy : p.proxies)
-        if (needs_bind_service(proxy.listen, start)) caps.insert(CAP_NET_BIND_SERVICE);
+    for (const auto& proxy : p.proxies) {
+        if (needs_bind_service(proxy.listen)) caps.insert(CAP_NET_BIND_SERVICE);
+        if (is_unix_listener(proxy.listen) && !listener_path(proxy.listen).empty())
+            caps.insert(CAP_CHOWN);  // only used when the owner differs from who we are
+    }
     return caps;
 }
 
@@ -38,29 +106,67 @@ std::set<int> caps_to_keep(const policy::Policy&) {
     return {};  // no worker kind of this version needs a capability at run time
 }
 
-unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs) {
+unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
+                        const std::optional<Identity>& identity) {
     const Endpoint& e = proxy.listen;
-    auto fail = [&](const std::string& call, int err) {
-        std::string msg = "proxy \"" + proxy.name + "\": cannot listen on " + to_string(e) + ": " +
-                          call + ": " + std::strerror(err);
-        if (err == EACCES && needs_bind_service(e, unprivileged_port_start()))
-            msg += " (a port below " + std::to_string(unprivileged_port_start()) +
-                   " needs CAP_NET_BIND_SERVICE)";
-        throw std::runtime_error(msg);
-    };
-    if (e.scheme != Scheme::tcp) fail("unsupported listener scheme", EINVAL);
-    unique_fd fd(::socket(e.addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd) fail("socket", errno);
-    int one = 1;
-    if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
-        fail("setsockopt(SO_REUSEADDR)", errno);
-    {
-        auto raised = needs_bind_service(e, unprivileged_port_start())
-                          ? privs.raise(CAP_NET_BIND_SERVICE)
-                          : privs.raise(-1);
-        if (::bind(fd.get(), e.addr.get(), e.addr.len) < 0) fail("bind", errno);
+    SockAddr addr = e.addr;
+    std::string path;
+    if (e.scheme == Scheme::fc_vsock) {
+        path = listener_path(e);
+        if (path.size() >= sizeof(sockaddr_un::sun_path)) fail(proxy, "path too long: " + path, 0);
+        addr = unix_address(path);
+    } else if (e.scheme == Scheme::unix_stream) {
+        path = listener_path(e);
+    } else if (e.scheme != Scheme::tcp && e.scheme != Scheme::vsock) {
+        fail(proxy, "unsupported listener scheme", EINVAL);
     }
-    if (::listen(fd.get(), proxy.backlog) < 0) fail("listen", errno);
+    unique_fd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) fail(proxy, "socket", errno);
+    if (e.scheme == Scheme::tcp) {
+        int one = 1;
+        if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+            fail(proxy, "setsockopt(SO_REUSEADDR)", errno);
+        // Accepted sockets inherit these from the listener, which saves the worker five
+        // setsockopt calls per client.
+        if (proxy.tcp_nodelay) ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (proxy.keepalive.enabled) {
+            int idle = static_cast<int>(std::max<long>(1, proxy.keepalive.idle.count() / 1000));
+            int intvl = static_cast<int>(std::max<long>(1, proxy.keepalive.interval.count() / 1000));
+            int cnt = proxy.keepalive.count;
+            ::setsockopt(fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+            ::setsockopt(fd.get(), IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+            ::setsockopt(fd.get(), IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+            ::setsockopt(fd.get(), IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+        }
+    }
+    if (!path.empty()) clear_stale_socket(proxy, path);
+    {
+        auto raised = privs.raise(needs_bind_service(e) ? CAP_NET_BIND_SERVICE : -1);
+        // The file appears with no permissions at all; chmod below opens exactly what is asked.
+        mode_t old = path.empty() ? 0 : ::umask(0777);
+        int r = ::bind(fd.get(), addr.get(), addr.len);
+        int err = errno;
+        if (!path.empty()) ::umask(old);
+        if (r < 0) fail(proxy, "bind", err);
+    }
+    if (!path.empty()) {
+        const auto& f = proxy.unix_socket;
+        uid_t uid = identity ? identity->uid : ::geteuid();
+        gid_t gid = identity ? identity->gid : ::getegid();
+        if (f.owner) {
+            Identity owner = resolve_identity(*f.owner, std::nullopt);
+            uid = owner.uid;
+            gid = owner.gid;
+        }
+        if (f.group) gid = resolve_group(*f.group);
+        // chmod while we still own the file; chown last (it needs CAP_CHOWN for another owner).
+        if (::chmod(path.c_str(), f.mode) < 0) fail(proxy, "chmod " + path, errno);
+        if (uid != ::geteuid() || gid != ::getegid()) {
+            auto raised = privs.raise(CAP_CHOWN);
+            if (::chown(path.c_str(), uid, gid) < 0) fail(proxy, "chown " + path, errno);
+        }
+    }
+    if (::listen(fd.get(), proxy.backlog) < 0) fail(proxy, "listen", errno);
     return fd;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // Opening the policy's listening sockets, raising a capability only around the call that
 // needs it.
+#include <optional>
 #include <set>
 #include <string>
 
@@ -11,13 +12,22 @@
 
 namespace pfp::supervisor {
 
-// Capabilities needed to open the policy's sockets (CAP_NET_BIND_SERVICE for a port below
-// net.ipv4.ip_unprivileged_port_start) and those a running worker of the policy needs.
+// Capabilities needed to open the policy's sockets (CAP_NET_BIND_SERVICE for a TCP port below
+// net.ipv4.ip_unprivileged_port_start or a vsock port below 1024; CAP_CHOWN to give a Unix
+// socket file to another owner) and those a running worker of the policy needs.
 std::set<int> caps_to_open(const policy::Policy& p);
 std::set<int> caps_to_keep(const policy::Policy& p);
 
 // A non-blocking, close-on-exec listening socket. Throws std::runtime_error naming the proxy,
-// the endpoint and, on EACCES, the capability that was missing.
-unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs);
+// the endpoint and, on EACCES, the capability that was missing. `identity` is the user the
+// supervisor will switch to: the default owner of Unix socket files.
+unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
+                        const std::optional<Identity>& identity);
+
+// The filesystem path an fc-vsock or unix listener binds ("" for abstract or other schemes).
+std::string listener_path(const Endpoint& e);
+
+// "tcp:127.0.0.1:9000", "destination-header", ... for log lines.
+std::string describe_upstream(const policy::Proxy& p);
 
 }  // namespace pfp::supervisor

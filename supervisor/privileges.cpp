@@ -36,14 +36,17 @@ Identity resolve_identity(const std::string& user, const std::optional<std::stri
     if (getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &res) != 0 || res == nullptr)
         throw std::runtime_error("user \"" + user + "\" does not exist");
     Identity id{pw.pw_uid, pw.pw_gid, user};
-    if (group) {
-        ::group gr{};
-        ::group* gres = nullptr;
-        if (getgrnam_r(group->c_str(), &gr, buf.data(), buf.size(), &gres) != 0 || gres == nullptr)
-            throw std::runtime_error("group \"" + *group + "\" does not exist");
-        id.gid = gr.gr_gid;
-    }
+    if (group) id.gid = resolve_group(*group);
     return id;
+}
+
+gid_t resolve_group(const std::string& group) {
+    std::vector<char> buf(16384);
+    ::group gr{};
+    ::group* gres = nullptr;
+    if (getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &gres) != 0 || gres == nullptr)
+        throw std::runtime_error("group \"" + group + "\" does not exist");
+    return gr.gr_gid;
 }
 
 Privileges::Privileges(std::set<int> needed, std::optional<Identity> identity)

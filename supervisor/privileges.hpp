@@ -18,6 +18,8 @@ struct Identity {
 // Looks up the policy's user (and group, default: the user's primary group). Throws.
 Identity resolve_identity(const std::string& user, const std::optional<std::string>& group);
 
+gid_t resolve_group(const std::string& group);  // throws if it does not exist
+
 std::string cap_name(int cap);
 
 class Privileges {

@@ -28,7 +28,11 @@ WorkerConfig worker_config(const policy::Policy& pol, const policy::Proxy& p, in
     c.index = index;
     c.generation = generation;
     c.listen = to_string(p.listen);
-    c.upstream = to_string(p.upstream);
+    c.upstream = p.upstream_mode == policy::UpstreamMode::fixed ? to_string(p.upstream) : "";
+    c.upstream_mode = p.upstream_mode == policy::UpstreamMode::fixed ? "fixed"
+                      : p.upstream_mode == policy::UpstreamMode::destination_header
+                          ? "destination-header"
+                          : "original-destination";
     c.max_connections = (p.max_connections + p.workers - 1) / p.workers;
     c.connect_timeout = p.connect_timeout;
     c.idle_timeout = p.idle_timeout;
@@ -39,6 +43,14 @@ WorkerConfig worker_config(const policy::Policy& pol, const policy::Proxy& p, in
     c.keepalive_interval = p.keepalive.interval;
     c.keepalive_count = p.keepalive.count;
     c.splice = p.splice;
+    c.send_original_destination = p.send_original_destination;
+    c.header = p.header == policy::HeaderFormat::oyster_v4 ? "oyster-v4" : "standard";
+    c.proxy_protocol = p.proxy_protocol;
+    c.allow = p.allow;
+    c.allowed_cids = p.allowed_cids;
+    c.allowed_sources = p.allowed_sources;
+    c.log_connections = p.log_connections;
+    c.statistics = p.statistics;
     return c;
 }
 

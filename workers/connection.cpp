@@ -5,6 +5,9 @@
 
 #include <cerrno>
 
+#include "common/log.hpp"
+#include "common/transparent_header.hpp"
+#include "workers/route.hpp"
 #include "workers/stream_relay.hpp"
 
 namespace pfp::worker {
@@ -44,11 +47,59 @@ void Connection::on_side_event(Side& side, uint32_t events) {
     if (closed) return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) side.readable = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) side.writable = true;
-    if (connecting) {
-        if (side.upstream && side.writable) finish_connect();
+    switch (phase) {
+        case Phase::reading_header:
+            if (!side.upstream && side.readable) read_header();
+            return;
+        case Phase::connecting:
+            if (side.upstream && side.writable) finish_connect();
+            return;
+        case Phase::handshake:
+            if (side.upstream && side.readable) read_fc_reply();
+            return;
+        case Phase::relaying:
+            pump();
+            return;
+    }
+}
+
+bool Connection::send_all(int fd, std::string_view bytes) {
+    // Headers are a few dozen bytes on a fresh socket: they fit its buffer in one send.
+    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n == static_cast<ssize_t>(bytes.size());
+}
+
+void Connection::read_header() {
+    uint8_t buf[kTransparentHeaderMaxSize];
+    // Peek, so that nothing past the header is taken from the stream: it is payload.
+    ssize_t n = ::recv(client.fd.get(), buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0) {
+        if (errno == EAGAIN) {
+            client.readable = false;
+        } else if (errno != EINTR) {
+            close("reading the destination header", errno);
+        }
         return;
     }
-    pump();
+    TransparentHeaderDecoder decoder(relay.route().header);
+    auto r = decoder.feed(buf, static_cast<size_t>(n));
+    if (r.status == TransparentHeaderDecoder::Status::need_more) {
+        if (n == 0) {
+            relay.refuse(*this, std::string(decoder.eof()));
+        } else {
+            client.readable = false;  // the rest arrives with a new edge
+        }
+        return;
+    }
+    if (r.status == TransparentHeaderDecoder::Status::error) {
+        relay.refuse(*this, std::string(decoder.error()));
+        return;
+    }
+    ::recv(client.fd.get(), buf, r.consumed, MSG_DONTWAIT);  // the header itself, now consumed
+    Endpoint dest;
+    dest.scheme = Scheme::tcp;
+    dest.addr = decoder.destination();
+    relay.begin_connect(*this, std::move(dest));
 }
 
 void Connection::finish_connect() {
@@ -60,7 +111,55 @@ void Connection::finish_connect() {
         close("connect failed", err);
         return;
     }
-    connecting = false;
+    if (setup && setup->fc_handshake) {
+        if (!send_all(upstream.fd.get(), fc_vsock_connect_line(setup->dest.port))) {
+            close("fc-vsock CONNECT failed", errno);
+            return;
+        }
+        phase = Phase::handshake;
+        if (upstream.readable) read_fc_reply();
+        return;
+    }
+    start_relaying();
+}
+
+void Connection::read_fc_reply() {
+    char buf[64];
+    ssize_t n = ::recv(upstream.fd.get(), buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0) {
+        if (errno == EAGAIN) {
+            upstream.readable = false;
+        } else if (errno != EINTR) {
+            close("fc-vsock handshake failed", errno);
+        }
+        return;
+    }
+    size_t line = 0;
+    switch (parse_fc_vsock_reply(std::string_view(buf, static_cast<size_t>(n)), line)) {
+        case FcReply::need_more:
+            if (n == 0) {
+                close("fc-vsock handshake failed: connection closed before OK", ECONNRESET);
+            } else {
+                upstream.readable = false;
+            }
+            return;
+        case FcReply::bad:
+            close("fc-vsock handshake failed: no \"OK <port>\" reply", EPROTO);
+            return;
+        case FcReply::ok:
+            ::recv(upstream.fd.get(), buf, line, MSG_DONTWAIT);  // only the OK line
+            start_relaying();
+            return;
+    }
+}
+
+void Connection::start_relaying() {
+    if (setup && !setup->preamble.empty() && !send_all(upstream.fd.get(), setup->preamble)) {
+        close("sending the header upstream failed", errno ? errno : EIO);
+        return;
+    }
+    setup.reset();
+    phase = Phase::relaying;
     relay.connected(*this);
     pump();
 }
@@ -89,7 +188,7 @@ void Connection::release(Direction& d) {
 
 // Returns 0, or the errno that ends the connection.
 int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& counter,
-                               size_t& budget) {
+                               uint64_t& own, size_t& budget) {
     for (;;) {
         if (d.pending > 0) {
             if (!to.writable) return 0;
@@ -108,6 +207,7 @@ int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& cou
             d.pending -= static_cast<size_t>(n);
             d.offset += static_cast<size_t>(n);
             counter += static_cast<uint64_t>(n);
+            own += static_cast<uint64_t>(n);
             continue;
         }
         if (d.eof) {
@@ -115,6 +215,8 @@ int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& cou
                 // Half-close: pass the FIN on; the other direction keeps flowing.
                 if (::shutdown(to.fd.get(), SHUT_WR) < 0 && errno != ENOTCONN) return errno;
                 d.shut_down = true;
+                if (log && relay.route().log_connections)
+                    log::info(copy_done_line(relay.route().kind, *log, &d == &up));
             }
             release(d);
             return 0;
@@ -156,14 +258,15 @@ int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& cou
 }
 
 void Connection::pump() {
-    if (closed || connecting) return;
+    if (closed || phase != Phase::relaying) return;
     auto& stats = relay.mutable_stats();
     size_t up_budget = kBudget, down_budget = kBudget;
-    if (int err = pump_direction(up, client, upstream, stats.bytes_up, up_budget)) {
+    if (int err = pump_direction(up, client, upstream, stats.bytes_up, bytes_up, up_budget)) {
         close("client to upstream", err);
         return;
     }
-    if (int err = pump_direction(down, upstream, client, stats.bytes_down, down_budget)) {
+    if (int err =
+            pump_direction(down, upstream, client, stats.bytes_down, bytes_down, down_budget)) {
         close("upstream to client", err);
         return;
     }

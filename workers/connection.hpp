@@ -5,9 +5,12 @@
 #include <list>
 #include <memory>
 #include <optional>
+#include <string>
 
+#include "common/endpoint.hpp"
 #include "common/event_loop.hpp"
 #include "common/unique_fd.hpp"
+#include "workers/connection_log.hpp"
 #include "workers/relay_pools.hpp"
 
 namespace pfp::worker {
@@ -39,6 +42,21 @@ struct Direction {
 
 using ListHook = boost::intrusive::list_member_hook<>;
 
+enum class Phase {
+    reading_header,  // waiting for the client's transparent header
+    connecting,      // upstream connect in progress (or waiting for an fd)
+    handshake,       // fc-vsock: CONNECT sent, waiting for "OK <n>"
+    relaying,
+};
+
+// What a connection needs only until it relays: freed then, so idle connections stay small.
+struct Setup {
+    SockAddr peer;            // the client's address
+    Endpoint dest;            // where the upstream connect goes
+    std::string preamble;     // bytes for the upstream before any payload (headers)
+    bool fc_handshake = false;
+};
+
 class Connection {
   public:
     Connection(StreamRelay& relay, unique_fd client, bool copy_mode);
@@ -48,6 +66,7 @@ class Connection {
     void on_side_event(Side& side, uint32_t events);
     bool register_client();                    // false: epoll_ctl failed, connection closed
     void attach_upstream(unique_fd upstream);  // connect in progress: wait for it
+    bool connecting() const { return phase != Phase::relaying; }
     // Moves bytes both ways until nothing more can move or the budget is spent.
     void pump();
     void close(const char* reason, int err = 0);
@@ -57,20 +76,29 @@ class Connection {
     Side upstream;
     Direction up;    // client -> upstream
     Direction down;  // upstream -> client
-    bool connecting = true;
+    Phase phase = Phase::connecting;
     bool closed = false;
     bool queued = false;       // in the relay's ready queue (budget ran out with work left)
     bool awaiting_fd = false;  // no fd was left for the upstream socket: retried later
     Clock::time_point since;   // connect start, then last activity
     std::list<Connection>::iterator self;
+    std::unique_ptr<Setup> setup;
+    std::unique_ptr<ConnectionLog> log;  // only with log_connections or statistics
+    uint64_t bytes_up = 0, bytes_down = 0;
+    uint64_t reported_up = 0, reported_down = 0;
     ListHook state_hook;  // connecting / relaying / closed
     ListHook ready_hook;  // ready queue, or (while awaiting_fd) the fd wait list
 
   private:
-    int pump_direction(Direction& d, Side& from, Side& to, uint64_t& counter, size_t& budget);
+    int pump_direction(Direction& d, Side& from, Side& to, uint64_t& counter, uint64_t& own,
+                       size_t& budget);
     void release(Direction& d);
     bool acquire(Direction& d);
     void finish_connect();
+    void read_header();
+    void read_fc_reply();
+    bool send_all(int fd, std::string_view bytes);
+    void start_relaying();
 };
 
 using StateList = boost::intrusive::list<

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cctype>
 #include <cstdio>
 #include <stdexcept>
@@ -87,21 +88,32 @@ std::vector<SyscallRule> baseline_rules() {
     };
 }
 
-// tcp-forward: TCP listener handed over -> fixed numeric TCP upstream, splice through pipes.
-Profile tcp_forward_profile() {
-    return {
-        .kind = WorkerKind::tcp_forward,
+// What a stream kind's upstream sockets may be, and whether it reads SO_ORIGINAL_DST.
+struct StreamShape {
+    WorkerKind kind;
+    std::vector<uint64_t> domains;  // socket() domains for upstream connections
+    std::string_view domain_desc;
+    std::string_view socket_why;
+    bool original_dst;
+    std::string_view connect_why;
+};
+
+// Every stream kind: the relay of workers/stream_relay.cpp (accept, connect, splice through
+// pipes, copy fallback, half-close) with the kind's upstream socket families.
+Profile stream_profile(const StreamShape& shape) {
+    Profile p{
+        .kind = shape.kind,
         .rules =
             {
                 {.name = "accept4", .why = "clients on the handed-over listener"},
                 {.name = "socket",
-                 .why = "upstream connections; no Unix, vsock, packet or netlink sockets",
+                 .why = shape.socket_why,
                  .arg_index = 0,
-                 .arg_values = {AF_INET, AF_INET6},
-                 .arg_desc = "domain AF_INET or AF_INET6, type SOCK_STREAM (+NONBLOCK/CLOEXEC)",
+                 .arg_values = shape.domains,
+                 .arg_desc = shape.domain_desc,
                  .arg2_index = 1,
                  .arg2_values = kStreamTypes},
-                {.name = "connect", .why = "non-blocking connect to the fixed upstream"},
+                {.name = "connect", .why = shape.connect_why},
                 {.name = "setsockopt",
                  .why = "TCP_NODELAY, keep-alive and similar per-connection options",
                  .arg_index = 1,
@@ -115,7 +127,7 @@ Profile tcp_forward_profile() {
                  .arg2_index = 2,
                  .arg2_values = {SO_ERROR}},
                 {.name = "getsockname", .why = "local address of a connection (logging)"},
-                {.name = "getpeername", .why = "client address (logging)"},
+                {.name = "getpeername", .why = "client address (logging, PROXY header)"},
                 {.name = "shutdown", .why = "half-close: pass a FIN on to the other side"},
                 {.name = "splice", .why = "zero-copy relay: socket -> pipe -> socket"},
                 {.name = "pipe2", .why = "pipes for splice, taken while data flows"},
@@ -129,6 +141,63 @@ Profile tcp_forward_profile() {
         .capabilities_why =
             "listener is handed over and upstreams are unprivileged outbound connects",
     };
+    if (shape.original_dst) {
+        // SO_ORIGINAL_DST is 80 at both levels (linux/netfilter_ipv4.h, ip6_tables.h).
+        constexpr uint64_t kSoOriginalDst = 80;
+        p.rules.push_back({.name = "getsockopt",
+                           .why = "original destination of a redirected client (IPv4)",
+                           .arg_index = 1,
+                           .arg_values = {IPPROTO_IP},
+                           .arg_desc = "level SOL_IP, optname SO_ORIGINAL_DST",
+                           .arg2_index = 2,
+                           .arg2_values = {kSoOriginalDst}});
+        p.rules.push_back({.name = "getsockopt",
+                           .why = "original destination of a redirected client (IPv6)",
+                           .arg_index = 1,
+                           .arg_values = {IPPROTO_IPV6},
+                           .arg_desc = "level SOL_IPV6, optname IP6T_SO_ORIGINAL_DST",
+                           .arg2_index = 2,
+                           .arg2_values = {kSoOriginalDst}});
+    }
+    return p;
+}
+
+const std::vector<uint64_t> kIpDomains = {AF_INET, AF_INET6};
+const std::vector<uint64_t> kVsockDomains = {AF_VSOCK, AF_UNIX};
+constexpr std::string_view kIpDesc =
+    "domain AF_INET or AF_INET6, type SOCK_STREAM (+NONBLOCK/CLOEXEC)";
+constexpr std::string_view kVsockDesc =
+    "domain AF_VSOCK or AF_UNIX (fc-vsock/unix hops), type SOCK_STREAM (+NONBLOCK/CLOEXEC)";
+constexpr std::string_view kIpWhy = "upstream TCP connections; no Unix, vsock, packet or netlink";
+constexpr std::string_view kVsockWhy =
+    "upstream vsock (or fc-vsock/unix) connections; no AF_INET/AF_INET6, packet or netlink";
+
+StreamShape shape_of(WorkerKind kind) {
+    switch (kind) {
+        case WorkerKind::tcp_forward:
+            return {kind, kIpDomains, kIpDesc, kIpWhy, false,
+                    "non-blocking connect to the fixed upstream"};
+        case WorkerKind::ip_to_vsock:
+            return {kind, kVsockDomains, kVsockDesc, kVsockWhy, false,
+                    "non-blocking connect to the fixed vsock upstream"};
+        case WorkerKind::ip_to_vsock_transparent:
+            return {kind, kVsockDomains, kVsockDesc, kVsockWhy, true,
+                    "non-blocking connect to the fixed vsock upstream"};
+        case WorkerKind::transparent_port_to_vsock:
+            return {kind, kVsockDomains, kVsockDesc, kVsockWhy, true,
+                    "non-blocking connect to the vsock CID at the client's original port"};
+        case WorkerKind::vsock_to_ip:
+            return {kind, kIpDomains, kIpDesc, kIpWhy, false,
+                    "non-blocking connect to the fixed TCP upstream"};
+        case WorkerKind::vsock_to_ip_transparent:
+            return {kind, kIpDomains, kIpDesc, kIpWhy, false,
+                    "connect to the destination the peer names, after the allow list said yes"};
+        case WorkerKind::vsock_to_vsock:
+            return {kind, kVsockDomains, kVsockDesc, kVsockWhy, false,
+                    "non-blocking connect to the fixed vsock upstream"};
+    }
+    throw std::invalid_argument("no sandbox profile for worker kind " +
+                                std::to_string(static_cast<int>(kind)));
 }
 
 // Baseline + the kind's additions (+ the sanitizer runtime's calls in sanitizer builds).
@@ -221,14 +290,17 @@ const std::vector<SyscallRule>& sanitizer_runtime_rules() {
 }
 
 const Profile& profile_for(WorkerKind kind) {
-    switch (kind) {
-        case WorkerKind::tcp_forward: {
-            static const Profile p = finish(tcp_forward_profile());
-            return p;
-        }
-    }
-    throw std::invalid_argument("no sandbox profile for worker kind " +
-                                std::to_string(static_cast<int>(kind)));
+    // Built once per kind, on first use (before lock-down).
+    static const std::array<Profile, kWorkerKindCount> profiles = [] {
+        std::array<Profile, kWorkerKindCount> all{};
+        for (size_t i = 0; i < kWorkerKindCount; ++i)
+            all[i] = finish(stream_profile(shape_of(static_cast<WorkerKind>(i))));
+        return all;
+    }();
+    const auto i = static_cast<size_t>(kind);
+    if (i >= kWorkerKindCount)
+        throw std::invalid_argument("no sandbox profile for worker kind " + std::to_string(i));
+    return profiles[i];
 }
 
 std::string describe_rules(std::span<const SyscallRule> rules) {

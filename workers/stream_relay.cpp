@@ -7,6 +7,11 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "common/original_dst.hpp"
+#include "common/proxy_protocol.hpp"
+#include "common/transparent_header.hpp"
+#include <linux/vm_sockets.h>
+#include <netinet/in.h>
 
 namespace pfp::worker {
 
@@ -17,11 +22,11 @@ constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
 constexpr uint32_t kListenEvents = EPOLLIN | EPOLLEXCLUSIVE;  // one worker woken per connection
 }  // namespace
 
-StreamRelay::StreamRelay(EventLoop& loop, unique_fd listener, Connector& connector,
+StreamRelay::StreamRelay(EventLoop& loop, unique_fd listener, const Route& route,
                          RelayOptions opts)
     : loop_(loop),
       listener_(std::move(listener)),
-      connector_(connector),
+      route_(route),
       opts_(std::move(opts)),
       pipes_(std::make_unique<PipePool>(kPipeSize)),
       buffers_(std::make_unique<BufferPool>()) {}
@@ -48,6 +53,10 @@ void StreamRelay::stop_accepting() {
 
 void StreamRelay::on_event(uint32_t) {
     accept_ready();
+}
+
+std::string StreamRelay::suppressed_note(uint64_t n) {
+    return n ? " (" + std::to_string(n) + " similar messages suppressed)" : "";
 }
 
 bool StreamRelay::log_allowed(Clock::time_point& last, uint64_t& suppressed) {
@@ -97,12 +106,9 @@ void StreamRelay::accept_ready() {
             // accepting resumes shortly (or as soon as a connection closes).
             stats_.accept_errors++;
             if (log_allowed(last_accept_log_, accept_logs_suppressed_)) {
-                log::warning(
-                    opts_.tag, ": accept failed: ", std::strerror(err), "; pausing accept for ",
-                    kAcceptRetry.count(), " ms", accept_logs_suppressed_ ? " (" : "",
-                    accept_logs_suppressed_
-                        ? std::to_string(accept_logs_suppressed_) + " similar messages suppressed)"
-                        : "");
+                log::warning(opts_.tag, ": accept failed: ", std::strerror(err),
+                             "; pausing accept for ", kAcceptRetry.count(), " ms",
+                             suppressed_note(accept_logs_suppressed_));
                 accept_logs_suppressed_ = 0;
             }
             pause_accepting(kAcceptRetry);
@@ -110,22 +116,102 @@ void StreamRelay::accept_ready() {
         }
         unique_fd client(fd);
         stats_.accepted++;
-        connector_.prepare_client(client.get());
         auto it = all_.emplace(all_.end(), *this, std::move(client), !opts_.splice);
         Connection& c = *it;
         c.self = it;
         c.since = Clock::now();
+        c.setup = std::make_unique<Setup>();
+        c.setup->peer.storage = peer;
+        c.setup->peer.len = len;
         ++active_;
         stats_.active = active_;
         connecting_.push_back(c);
+        if (auto why = route_.admit(c.setup->peer)) {
+            refuse(c, *why);
+            continue;
+        }
+        // Client sockets inherit TCP_NODELAY and keep-alive from the listener (set by the
+        // supervisor); only upstream sockets are tuned here.
         if (!c.register_client()) continue;
-        if (!connect_upstream(c)) return;  // out of fds: stop accepting for now
+        if (route_.target == Target::destination_header) {
+            c.phase = Phase::reading_header;  // the header arrives as client data
+            continue;
+        }
+        if (!begin_connect(c, route_.upstream)) return;  // out of fds: stop accepting for now
     }
+}
+
+void StreamRelay::refuse(Connection& c, const std::string& why) {
+    stats_.denied++;
+    if (log_allowed(last_deny_log_, deny_logs_suppressed_)) {
+        log::warning(opts_.tag, ": refused connection from ",
+                     c.setup ? format_sockaddr(c.setup->peer) : std::string("?"), ": ", why,
+                     suppressed_note(deny_logs_suppressed_));
+        deny_logs_suppressed_ = 0;
+    }
+    c.close(nullptr);
+}
+
+bool StreamRelay::begin_connect(Connection& c, Endpoint dest) {
+    Setup& s = *c.setup;
+    std::optional<SockAddr> original;
+    if (route_.target == Target::original_port || route_.send_original_destination) {
+        original = original_destination(c.client.fd.get());
+        if (!original) {
+            refuse(c, "Failed to retrieve original destination from TCP stream");
+            return true;
+        }
+    }
+    if (route_.target == Target::original_port) {
+        uint16_t port = ntohs(original->family() == AF_INET6
+                                  ? reinterpret_cast<const sockaddr_in6*>(&original->storage)->sin6_port
+                                  : reinterpret_cast<const sockaddr_in*>(&original->storage)->sin_port);
+        dest.port = port;
+        dest.original_port = false;
+        if (dest.scheme == Scheme::vsock)
+            reinterpret_cast<sockaddr_vm*>(&dest.addr.storage)->svm_port = port;
+    }
+    if (route_.target == Target::destination_header && route_.allow) {
+        Decision d = route_.allow->decide(dest.addr);
+        if (!d.allowed()) {
+            refuse(c, "destination " + format_sockaddr(dest.addr) + " denied: " +
+                          std::string(d.reason));
+            return true;
+        }
+    }
+    if (route_.proxy_protocol) {
+        SockAddr local;
+        local.len = sizeof local.storage;
+        ::getsockname(c.client.fd.get(), local.get(), &local.len);
+        auto h = encode_proxy_v2(s.peer, local);
+        s.preamble.append(reinterpret_cast<const char*>(h.data()), h.size);
+    }
+    if (route_.send_original_destination) {
+        auto h = encode_transparent_header(route_.header, original->get(), original->len);
+        if (!h) {
+            refuse(c, "original destination " + format_sockaddr(*original) +
+                          " cannot be sent in the oyster-v4 header (IPv4 only)");
+            return true;
+        }
+        s.preamble.append(reinterpret_cast<const char*>(h->data()), h->size);
+    }
+    s.fc_handshake = dest.scheme == Scheme::fc_vsock;
+    if (route_.log_connections || route_.statistics) {
+        c.log = make_connection_log(route_.kind, route_.listen, s.peer, dest,
+                                    original ? &*original : nullptr);
+        if (route_.log_connections) {
+            if (original) log::info("Original destination: ", format_sockaddr(*original));
+            log::info(proxying_line(route_.kind, *c.log));
+        }
+    }
+    s.dest = std::move(dest);
+    c.phase = Phase::connecting;
+    return connect_upstream(c);
 }
 
 bool StreamRelay::connect_upstream(Connection& c) {
     unique_fd up;
-    int err = connector_.start_connect(c.client.fd.get(), up);
+    int err = start_connect(route_, c.setup->dest, up);
     if (err == 0) {
         c.attach_upstream(std::move(up));
         return true;
@@ -180,18 +266,19 @@ void StreamRelay::requeue(Connection& c) {
 }
 
 void StreamRelay::connection_closed(Connection& c, const char* reason, int err) {
-    if (c.connecting) {
+    if (c.connecting()) {
         connecting_.erase(connecting_.iterator_to(c));
         if (reason != nullptr && log_allowed(last_connect_log_, connect_logs_suppressed_)) {
-            log::warning(opts_.tag, ": ", reason, " to ", connector_.describe(), err ? ": " : "",
-                         err ? std::strerror(err) : "", connect_logs_suppressed_ ? " (" : "",
-                         connect_logs_suppressed_
-                             ? std::to_string(connect_logs_suppressed_) + " similar suppressed)"
-                             : "");
+            const std::string to =
+                c.setup && c.setup->dest.addr.len ? to_string(c.setup->dest) : "upstream";
+            log::warning(opts_.tag, ": ", reason, " to ", to, err ? ": " : "",
+                         err ? std::strerror(err) : "", suppressed_note(connect_logs_suppressed_));
             connect_logs_suppressed_ = 0;
         }
     } else {
         relaying_.erase(relaying_.iterator_to(c));
+        if (err != 0 && c.log && route_.log_connections)
+            log::info("Failed to transfer data: error=", std::strerror(err));
     }
     if (c.queued) {
         ready_.erase(ready_.iterator_to(c));
@@ -209,6 +296,25 @@ void StreamRelay::connection_closed(Connection& c, const char* reason, int err) 
         if (!awaiting_fd_.empty()) return;
     }
     if (paused_ && (!resume_at_ || awaiting_fd_.empty())) resume_accepting();
+}
+
+void StreamRelay::report_statistics(Clock::time_point now) {
+    // At most one line per connection per second, and only when bytes moved.
+    constexpr auto kEvery = std::chrono::seconds(1);
+    if (now < next_statistics_) return;
+    const double seconds =
+        next_statistics_ == Clock::time_point{}
+            ? 1.0
+            : std::chrono::duration<double>(now - (next_statistics_ - kEvery)).count();
+    for (Connection& c : relaying_) {
+        if (!c.log || (c.bytes_up == c.reported_up && c.bytes_down == c.reported_down)) continue;
+        log::info(opts_.tag, ": ",
+                  statistics_line(*c.log, c.bytes_up, c.bytes_down, c.bytes_up - c.reported_up,
+                                  c.bytes_down - c.reported_down, seconds));
+        c.reported_up = c.bytes_up;
+        c.reported_down = c.bytes_down;
+    }
+    next_statistics_ = now + kEvery;
 }
 
 std::optional<Clock::time_point> StreamRelay::tick(Clock::time_point now) {
@@ -253,6 +359,10 @@ std::optional<Clock::time_point> StreamRelay::tick(Clock::time_point now) {
     if (opts_.idle_timeout.count() > 0 && !relaying_.empty())
         consider(relaying_.front().since + opts_.idle_timeout);
     if (paused_ && resume_at_) consider(*resume_at_);
+    if (route_.statistics && !relaying_.empty()) {
+        report_statistics(now);
+        consider(next_statistics_);
+    }
     return next;
 }
 

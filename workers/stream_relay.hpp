@@ -1,6 +1,7 @@
 #pragma once
 // The stream relay shared by every stream worker kind: accepts on a handed-over listener,
-// connects each client to an upstream chosen by the kind's Connector, and moves bytes both ways.
+// connects each client to the upstream its Route picks (fixed, original port, or a header read
+// from the client), and moves bytes both ways.
 //
 // Data path (systemd-socket-proxyd style): edge-triggered epoll registered once per socket (no
 // epoll_ctl per event), splice() through a pipe that is taken from a pool only while a direction
@@ -20,6 +21,7 @@
 #include "common/unique_fd.hpp"
 #include "workers/connection.hpp"
 #include "workers/relay_pools.hpp"
+#include "workers/route.hpp"
 
 namespace pfp::worker {
 
@@ -31,21 +33,10 @@ struct RelayOptions {
     std::string tag;  // "proxy/index" for log lines
 };
 
-// How a kind reaches its upstream for one accepted client.
-class Connector {
-  public:
-    virtual ~Connector() = default;
-    // Socket options for the accepted client socket.
-    virtual void prepare_client(int fd) = 0;
-    // Creates a non-blocking socket and starts connecting it. Returns 0 with `out` set (connect
-    // in progress or done), or an errno value.
-    virtual int start_connect(int client_fd, unique_fd& out) = 0;
-    virtual std::string describe() const = 0;  // for log lines
-};
-
 class StreamRelay : private EventSource {
   public:
-    StreamRelay(EventLoop& loop, unique_fd listener, Connector& connector, RelayOptions opts);
+    // `route` must outlive the relay.
+    StreamRelay(EventLoop& loop, unique_fd listener, const Route& route, RelayOptions opts);
     ~StreamRelay();
     StreamRelay(const StreamRelay&) = delete;
     StreamRelay& operator=(const StreamRelay&) = delete;
@@ -63,6 +54,12 @@ class StreamRelay : private EventSource {
     PipePool& pipes() { return *pipes_; }
     BufferPool& buffers() { return *buffers_; }
     const RelayOptions& options() const { return opts_; }
+    const Route& route() const { return route_; }
+    // Setup steps, used by Connection: a refused client is logged and closed; begin_connect
+    // works out headers and the destination and starts the upstream connect (false: out of fds,
+    // the connection waits for one).
+    void refuse(Connection& c, const std::string& why);
+    bool begin_connect(Connection& c, Endpoint dest);
     ipc::Stats& mutable_stats() { return stats_; }
     void connection_closed(Connection& c, const char* reason, int err);
     void touch(Connection& c);  // activity: move to the back of the idle list
@@ -80,7 +77,7 @@ class StreamRelay : private EventSource {
 
     EventLoop& loop_;
     unique_fd listener_;
-    Connector& connector_;
+    const Route& route_;
     RelayOptions opts_;
     std::unique_ptr<PipePool> pipes_;
     std::unique_ptr<BufferPool> buffers_;
@@ -95,6 +92,11 @@ class StreamRelay : private EventSource {
     bool paused_ = false;
     std::optional<Clock::time_point> resume_at_;
     bool log_allowed(Clock::time_point& last, uint64_t& suppressed);
+    static std::string suppressed_note(uint64_t n);
+    void report_statistics(Clock::time_point now);
+    Clock::time_point last_deny_log_{};
+    uint64_t deny_logs_suppressed_ = 0;
+    Clock::time_point next_statistics_{};
     Clock::time_point last_accept_log_{};
     uint64_t accept_logs_suppressed_ = 0;
     Clock::time_point last_connect_log_{};

@@ -27,8 +27,15 @@ class WorkerBody {
 std::unique_ptr<WorkerBody> make_worker_body(const WorkerConfig& config, std::vector<unique_fd> fds,
                                              EventLoop& loop);
 
-// One factory per kind, each in its own file.
-std::unique_ptr<WorkerBody> make_tcp_forward(const WorkerConfig& config, std::vector<unique_fd> fds,
-                                             EventLoop& loop);
+// One factory per kind, each in its own file under workers/kinds/.
+using KindFactory = std::unique_ptr<WorkerBody>(const WorkerConfig& config,
+                                                std::vector<unique_fd> fds, EventLoop& loop);
+KindFactory make_tcp_forward;
+KindFactory make_ip_to_vsock;
+KindFactory make_ip_to_vsock_transparent;
+KindFactory make_transparent_port_to_vsock;
+KindFactory make_vsock_to_ip;
+KindFactory make_vsock_to_ip_transparent;
+KindFactory make_vsock_to_vsock;
 
 }  // namespace pfp::worker

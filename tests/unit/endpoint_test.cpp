@@ -548,9 +548,9 @@ TEST(EndpointErrors, FirecrackerVsock) {
         {"fc-vsock::52", "path must start with '/', expected fc-vsock:/path/to.sock:PORT"},
         {"fc-vsock:v.sock:52", "path must start with '/', expected fc-vsock:/path/to.sock:PORT"},
         {"fc-vsock:@v:52", "path must start with '/', expected fc-vsock:/path/to.sock:PORT"},
-        {"fc-vsock:/run/v.sock:", "port must be a number 0-4294967295"},
-        {"fc-vsock:/run/v.sock:any", "port must be a number 0-4294967295"},
-        {"fc-vsock:/run/v.sock:4294967296", "port must be a number 0-4294967295"},
+        {"fc-vsock:/run/v.sock:", "port must be original-port or a number 0-4294967295"},
+        {"fc-vsock:/run/v.sock:any", "port must be original-port or a number 0-4294967295"},
+        {"fc-vsock:/run/v.sock:4294967296", "port must be original-port or a number 0-4294967295"},
         {"fc-vsock:/" + std::string(107, 'p') + ":5",
          "path is 108 bytes; a Unix socket address holds at most 107"},
     });

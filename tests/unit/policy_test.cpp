@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/allow_list.hpp"
 #include "common/endpoint.hpp"
 #include "common/worker_kind.hpp"
 #include "policy/diagnostics.hpp"
@@ -67,8 +68,10 @@ constexpr std::string_view kDurationExpected =
 constexpr std::string_view kProxy =
     R"({"name": "a", "listen": "tcp:127.0.0.1:1", "upstream": "tcp:127.0.0.1:2"})";
 constexpr std::string_view kProxyKeyList =
-    "name, listen, upstream, workers, max_connections, backlog, connect_timeout, idle_timeout, "
-    "tcp_nodelay, keepalive, splice, restart";
+    "name, listen, upstream, send_original_destination, header, proxy_protocol, allow, "
+    "allowed_cids, allowed_sources, socket_mode, socket_owner, socket_group, workers, "
+    "max_connections, backlog, connect_timeout, idle_timeout, tcp_nodelay, keepalive, splice, "
+    "log_connections, statistics, restart";
 
 // ---- Diagnostic formatting ----------------------------------------------------------------------
 
@@ -223,6 +226,21 @@ TEST(PolicyParse, MinimalPolicyGetsDefaults) {
     EXPECT_TRUE(web.splice);
     EXPECT_EQ(web.restart, RestartPolicy{});
     EXPECT_EQ(web.pointer, "/proxies/0");
+    // The relay options.
+    EXPECT_EQ(web.upstream_mode, UpstreamMode::fixed);
+    EXPECT_FALSE(web.upstream.original_port);
+    EXPECT_FALSE(web.send_original_destination);
+    EXPECT_EQ(web.header, HeaderFormat::standard);
+    EXPECT_FALSE(web.proxy_protocol);
+    EXPECT_TRUE(web.allow.empty());
+    EXPECT_TRUE(web.allowed_cids.empty());
+    EXPECT_TRUE(web.allowed_sources.empty());
+    EXPECT_EQ(web.unix_socket, UnixSocketFile{});
+    EXPECT_EQ(web.unix_socket.mode, 0660u);
+    EXPECT_FALSE(web.unix_socket.owner.has_value());
+    EXPECT_FALSE(web.unix_socket.group.has_value());
+    EXPECT_FALSE(web.log_connections);
+    EXPECT_FALSE(web.statistics);
 }
 
 TEST(PolicyParse, EveryField) {
@@ -643,17 +661,546 @@ TEST(PolicyErrors, EndpointParseErrorsUseTheEndpointMessage) {
 }
 
 TEST(PolicyErrors, UnsupportedSchemes) {
-    EXPECT_EQ(errors(proxy_policy(R"("web")", R"("unix:/run/web.sock")", R"("tcp:127.0.0.1:1")")),
-              "p.json:5:17: /proxies/0/listen: a unix endpoint is not supported yet "
-              "(supported: tcp)");
+    EXPECT_EQ(errors(proxy_policy(R"("web")", R"("udp:127.0.0.1:53")", R"("tcp:127.0.0.1:1")")),
+              "p.json:5:17: /proxies/0/listen: a udp endpoint is not supported yet "
+              "(supported: tcp, vsock, unix, fc-vsock)");
+    EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("vsock:3:80")")),
+              "p.json:5:17: /proxies/0/listen: a systemd endpoint is not supported yet "
+              "(supported: tcp, vsock, unix, fc-vsock)");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("tcp:127.0.0.1:1")", R"("udp:127.0.0.1:53")")),
               "p.json:6:19: /proxies/0/upstream: a udp endpoint is not supported yet "
-              "(supported: tcp)");
-    EXPECT_EQ(errors(proxy_policy(R"("web")", R"("nfqueue:3")", R"("vsock:3:5000")")),
+              "(supported: tcp, vsock, unix, fc-vsock)");
+    EXPECT_EQ(errors(proxy_policy(R"("web")", R"("vsock:any:80")", R"("raw:route")")),
+              "p.json:6:19: /proxies/0/upstream: a raw endpoint is not supported yet "
+              "(supported: tcp, vsock, unix, fc-vsock)");
+    EXPECT_EQ(errors(proxy_policy(R"("web")", R"("nfqueue:3")", R"("systemd:api")")),
               "p.json:5:17: /proxies/0/listen: an nfqueue endpoint is not supported yet "
-              "(supported: tcp)\n"
-              "p.json:6:19: /proxies/0/upstream: a vsock endpoint is not supported yet "
-              "(supported: tcp)");
+              "(supported: tcp, vsock, unix, fc-vsock)\n"
+              "p.json:6:19: /proxies/0/upstream: a systemd endpoint is not supported yet "
+              "(supported: tcp, vsock, unix, fc-vsock)");
+}
+
+// ---- Worker kinds -------------------------------------------------------------------------------
+
+// The one proxy of a policy that holds only `entry`.
+Proxy only(std::string_view entry) {
+    return parse_policy("{\"proxies\": [" + std::string(entry) + "]}", "p.json").proxies.at(0);
+}
+
+// A proxy "web" with this listener and upstream (unquoted) and extra members from line 7.
+std::string relay(std::string_view listen, std::string_view upstream,
+                  const std::vector<std::string>& extra = {}) {
+    return proxy_policy(R"("web")", "\"" + std::string(listen) + "\"",
+                        "\"" + std::string(upstream) + "\"", extra);
+}
+
+// The allow-list parser's own messages, which the policy repeats verbatim.
+std::string allow_message(std::string_view text) {
+    try {
+        (void)parse_allow_entry(text);
+    } catch (const allow_list_error& e) {
+        return e.what();
+    }
+    return "<valid>";
+}
+std::string cidr_message(std::string_view text) {
+    try {
+        (void)parse_cidr(text);
+    } catch (const allow_list_error& e) {
+        return e.what();
+    }
+    return "<valid>";
+}
+
+// The four entries of the issue, each exactly as written there.
+TEST(PolicyKinds, IssueEgressIsIpToVsockTransparent) {
+    const Proxy p = only(
+        R"({"name":"egress","listen":"tcp:127.0.0.1:1200","upstream":"vsock:3:1200","send_original_destination":true})");
+    EXPECT_EQ(p.kind, WorkerKind::ip_to_vsock_transparent);
+    EXPECT_EQ(to_string(p.listen), "tcp:127.0.0.1:1200");
+    EXPECT_EQ(p.upstream_mode, UpstreamMode::fixed);
+    EXPECT_EQ(to_string(p.upstream), "vsock:3:1200");
+    EXPECT_TRUE(p.send_original_destination);
+    EXPECT_EQ(p.header, HeaderFormat::standard);
+    EXPECT_FALSE(p.proxy_protocol);
+    EXPECT_TRUE(p.allow.empty());
+}
+
+TEST(PolicyKinds, IssueEgressHostIsVsockToIpTransparent) {
+    const Proxy p = only(
+        R"({"name":"egress-host","listen":"vsock:any:1200","upstream":"destination-header","allow":["0.0.0.0/0:443"]})");
+    EXPECT_EQ(p.kind, WorkerKind::vsock_to_ip_transparent);
+    EXPECT_EQ(to_string(p.listen), "vsock:any:1200");
+    EXPECT_EQ(p.upstream_mode, UpstreamMode::destination_header);
+    EXPECT_EQ(p.allow, std::vector<std::string>{"0.0.0.0/0:443"});
+    EXPECT_FALSE(p.send_original_destination);
+    EXPECT_EQ(p.header, HeaderFormat::standard);
+}
+
+TEST(PolicyKinds, IssuePortsIsTransparentPortToVsock) {
+    const Proxy p =
+        only(R"({"name":"ports","listen":"tcp:0.0.0.0:1200","upstream":"vsock:88:original-port"})");
+    EXPECT_EQ(p.kind, WorkerKind::transparent_port_to_vsock);
+    EXPECT_EQ(p.upstream_mode, UpstreamMode::fixed);
+    EXPECT_EQ(p.upstream.scheme, Scheme::vsock);
+    EXPECT_EQ(p.upstream.cid, 88u);
+    EXPECT_TRUE(p.upstream.original_port);
+    EXPECT_EQ(to_string(p.upstream), "vsock:88:original-port");
+    EXPECT_FALSE(p.send_original_destination);
+}
+
+TEST(PolicyKinds, IssueG2gIsVsockToVsock) {
+    const Proxy p = only(
+        R"({"name":"g2g","listen":"vsock:any:3000","upstream":"vsock:7:22","allowed_cids":[5]})");
+    EXPECT_EQ(p.kind, WorkerKind::vsock_to_vsock);
+    EXPECT_EQ(to_string(p.listen), "vsock:any:3000");
+    EXPECT_EQ(to_string(p.upstream), "vsock:7:22");
+    EXPECT_EQ(p.allowed_cids, std::vector<uint32_t>{5});
+    EXPECT_FALSE(p.statistics);
+}
+
+TEST(PolicyKinds, EveryListenerAndUpstreamCombination) {
+    struct Case {
+        const char* listen;
+        const char* upstream;
+        bool send_original_destination;
+        WorkerKind kind;
+    };
+    const Case cases[] = {
+        {"tcp:127.0.0.1:1", "tcp:127.0.0.1:2", false, WorkerKind::tcp_forward},
+        {"tcp:[::1]:1", "vsock:3:2", false, WorkerKind::ip_to_vsock},
+        {"tcp:127.0.0.1:1", "unix:/run/u.sock", false, WorkerKind::ip_to_vsock},
+        {"tcp:127.0.0.1:1", "unix:@abstract", false, WorkerKind::ip_to_vsock},
+        {"tcp:127.0.0.1:1", "fc-vsock:/run/fc.sock:5000", false, WorkerKind::ip_to_vsock},
+        {"tcp:127.0.0.1:1", "vsock:host:2", true, WorkerKind::ip_to_vsock_transparent},
+        {"tcp:127.0.0.1:1", "unix:/run/u.sock", true, WorkerKind::ip_to_vsock_transparent},
+        {"tcp:127.0.0.1:1", "fc-vsock:/run/fc.sock:5000", true,
+         WorkerKind::ip_to_vsock_transparent},
+        {"tcp:127.0.0.1:1", "vsock:3:original-port", false, WorkerKind::transparent_port_to_vsock},
+        {"vsock:any:1", "tcp:10.0.0.1:2", false, WorkerKind::vsock_to_ip},
+        {"unix:/run/u.sock", "tcp:10.0.0.1:2", false, WorkerKind::vsock_to_ip},
+        {"fc-vsock:/run/fc.sock:1", "tcp:[2001:db8::1]:2", false, WorkerKind::vsock_to_ip},
+        {"vsock:3:1", "destination-header", false, WorkerKind::vsock_to_ip_transparent},
+        {"unix:@egress", "destination-header", false, WorkerKind::vsock_to_ip_transparent},
+        {"fc-vsock:/run/fc.sock:1", "destination-header", false,
+         WorkerKind::vsock_to_ip_transparent},
+        {"vsock:any:1", "vsock:2:2", false, WorkerKind::vsock_to_vsock},
+        {"unix:/run/u.sock", "fc-vsock:/run/fc.sock:2", false, WorkerKind::vsock_to_vsock},
+        {"fc-vsock:/run/fc.sock:1", "unix:/run/u.sock", false, WorkerKind::vsock_to_vsock},
+    };
+    for (const auto& c : cases) {
+        std::vector<std::string> extra;
+        if (c.send_original_destination) extra.push_back(R"("send_original_destination": true)");
+        const std::string text = relay(c.listen, c.upstream, extra);
+        SCOPED_TRACE(text);
+        const Proxy p = parse_policy(text, "p.json").proxies.at(0);
+        EXPECT_EQ(kind_name(p.kind), kind_name(c.kind));
+        EXPECT_EQ(p.send_original_destination, c.send_original_destination);
+    }
+}
+
+// A colleague is adding fc-vsock:/path:original-port to the endpoint grammar; the policy side
+// already derives the kind from Endpoint::original_port whatever the scheme.
+TEST(PolicyKinds, FcVsockOriginalPortIsTransparentPortToVsock) {
+    if (endpoint_message("fc-vsock:/run/fc.sock:original-port") != "<valid>") {
+        GTEST_SKIP() << "the endpoint grammar has no fc-vsock original-port yet";
+    }
+    const Proxy p =
+        parse_policy(relay("tcp:0.0.0.0:1200", "fc-vsock:/run/fc.sock:original-port"), "p.json")
+            .proxies.at(0);
+    EXPECT_EQ(p.kind, WorkerKind::transparent_port_to_vsock);
+    EXPECT_TRUE(p.upstream.original_port);
+    EXPECT_EQ(errors(relay("unix:/run/u.sock", "fc-vsock:/run/fc.sock:original-port")),
+              "p.json:6:19: /proxies/0/upstream: an original-port upstream needs a tcp listener, "
+              "not unix (the port comes from SO_ORIGINAL_DST, which only a redirected TCP "
+              "connection has)");
+}
+
+TEST(PolicyKinds, OriginalDestinationIsNotSupportedYet) {
+    EXPECT_EQ(errors(relay("tcp:0.0.0.0:80", "original-destination")),
+              "p.json:6:19: /proxies/0/upstream: \"original-destination\" is not supported by "
+              "any worker kind yet");
+    EXPECT_EQ(errors(relay("vsock:any:80", "original-destination")),
+              "p.json:6:19: /proxies/0/upstream: \"original-destination\" is not supported by "
+              "any worker kind yet");
+}
+
+TEST(PolicyKinds, DestinationHeaderNeedsAVsockLikeListener) {
+    EXPECT_EQ(errors(relay("tcp:0.0.0.0:80", "destination-header")),
+              "p.json:6:19: /proxies/0/upstream: \"destination-header\" needs a vsock, unix or "
+              "fc-vsock listener, not tcp");
+}
+
+TEST(PolicyKinds, OriginalPortNeedsATcpListener) {
+    const std::string message =
+        "p.json:6:19: /proxies/0/upstream: an original-port upstream needs a tcp listener, not "
+        "vsock (the port comes from SO_ORIGINAL_DST, which only a redirected TCP connection has)";
+    EXPECT_EQ(errors(relay("vsock:any:80", "vsock:3:original-port")), message);
+    // Both mistakes at once: each is reported where it was made.
+    EXPECT_EQ(errors(relay("vsock:any:80", "vsock:3:original-port",
+                           {R"("send_original_destination": true)"})),
+              message +
+                  "\np.json:7:36: /proxies/0/send_original_destination: send_original_destination "
+                  "applies only to a tcp listener with a vsock, unix or fc-vsock upstream");
+}
+
+TEST(PolicyKinds, OriginalPortIsNotAListenerPort) {
+    EXPECT_EQ(errors(relay("vsock:any:original-port", "vsock:3:80")),
+              "p.json:5:17: /proxies/0/listen: original-port applies only to an upstream (a "
+              "listener needs a port of its own)");
+}
+
+TEST(PolicyKinds, SendOriginalDestination) {
+    const std::string sod = R"("send_original_destination": true)";
+    const std::string only_tcp_to_vsock =
+        "p.json:7:36: /proxies/0/send_original_destination: send_original_destination applies "
+        "only to a tcp listener with a vsock, unix or fc-vsock upstream";
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "tcp:127.0.0.1:2", {sod})), only_tcp_to_vsock);
+    EXPECT_EQ(errors(relay("vsock:any:1", "tcp:127.0.0.1:2", {sod})), only_tcp_to_vsock);
+    EXPECT_EQ(errors(relay("vsock:any:1", "vsock:3:2", {sod})), only_tcp_to_vsock);
+    EXPECT_EQ(errors(relay("unix:/run/u.sock", "destination-header", {sod})), only_tcp_to_vsock);
+    // The listener alone rules it out, even when the upstream did not parse.
+    EXPECT_EQ(errors(relay("vsock:any:1", "tcp:1.2.3.4", {sod})),
+              "p.json:6:19: /proxies/0/upstream: " + endpoint_message("tcp:1.2.3.4") + "\n" +
+                  only_tcp_to_vsock);
+    EXPECT_EQ(errors(relay("tcp:0.0.0.0:1200", "vsock:88:original-port", {sod})),
+              "p.json:7:36: /proxies/0/send_original_destination: send_original_destination "
+              "cannot be combined with an original-port upstream");
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "vsock:3:2", {R"("send_original_destination": 1)"})),
+              "p.json:7:36: /proxies/0/send_original_destination: expected a boolean (true or "
+              "false), got 1");
+    // false is the default, and fine anywhere.
+    EXPECT_EQ(
+        errors(relay("vsock:any:1", "tcp:127.0.0.1:2", {R"("send_original_destination": false)"})),
+        "<valid>");
+}
+
+TEST(PolicyKinds, UpstreamWords) {
+    EXPECT_EQ(errors(relay("vsock:any:1", "destination_header")),
+              "p.json:6:19: /proxies/0/upstream: " + endpoint_message("destination_header") +
+                  " (did you mean \"destination-header\"?)");
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "Original-Destination")),
+              "p.json:6:19: /proxies/0/upstream: " + endpoint_message("Original-Destination") +
+                  " (did you mean \"original-destination\"?)");
+    EXPECT_EQ(errors(relay("vsock:any:1", "header")),
+              "p.json:6:19: /proxies/0/upstream: " + endpoint_message("header"));
+    EXPECT_EQ(errors(proxy_policy(R"("web")", R"("vsock:any:1")", "null")),
+              "p.json:6:19: /proxies/0/upstream: expected an endpoint string such as "
+              "\"tcp:127.0.0.1:8080\", \"destination-header\" or \"original-destination\", got "
+              "null");
+}
+
+// ---- Relay options ------------------------------------------------------------------------------
+
+TEST(PolicyParse, EveryRelayOption) {
+    const Policy p = parse_policy(R"json({
+  "proxies": [
+    {"name": "in", "listen": "tcp:0.0.0.0:1200", "upstream": "unix:/run/in.sock",
+     "send_original_destination": true, "header": "oyster-v4",
+     "allowed_sources": ["10.0.0.0/8", "[2001:db8::]/32", "192.168.1.5"], "log_connections": true},
+    {"name": "g2g", "listen": "unix:/run/g2g.sock", "upstream": "vsock:7:22", "socket_mode": "0600",
+     "socket_owner": "app", "socket_group": "app-grp", "statistics": true, "proxy_protocol": true},
+    {"name": "out", "listen": "vsock:any:1300", "upstream": "tcp:10.0.0.2:443",
+     "allow": ["10.0.0.0/8:443", "[2001:db8::]/32:1024-65535"], "allowed_cids": [3, 4294967295, 0]},
+    {"name": "fc", "listen": "fc-vsock:/run/fc.sock:5000", "upstream": "destination-header",
+     "header": "standard", "socket_mode": "640", "log_connections": false, "statistics": false},
+    {"name": "local", "listen": "tcp:127.0.0.1:80", "upstream": "tcp:127.0.0.1:8080",
+     "allow": ["127.0.0.1:8080"], "proxy_protocol": false}
+  ]
+})json",
+                                  "p.json");
+    ASSERT_EQ(p.proxies.size(), 5u);
+
+    const Proxy& in = p.proxies[0];
+    EXPECT_EQ(in.kind, WorkerKind::ip_to_vsock_transparent);
+    EXPECT_TRUE(in.send_original_destination);
+    EXPECT_EQ(in.header, HeaderFormat::oyster_v4);
+    EXPECT_EQ(in.allowed_sources,
+              (std::vector<std::string>{"10.0.0.0/8", "[2001:db8::]/32", "192.168.1.5"}));
+    EXPECT_TRUE(in.log_connections);
+    EXPECT_FALSE(in.proxy_protocol);
+
+    const Proxy& g2g = p.proxies[1];
+    EXPECT_EQ(g2g.kind, WorkerKind::vsock_to_vsock);
+    EXPECT_EQ(g2g.unix_socket, (UnixSocketFile{"app", "app-grp", 0600}));
+    EXPECT_TRUE(g2g.statistics);
+    EXPECT_TRUE(g2g.proxy_protocol);
+
+    const Proxy& out = p.proxies[2];
+    EXPECT_EQ(out.kind, WorkerKind::vsock_to_ip);
+    EXPECT_EQ(out.allow,
+              (std::vector<std::string>{"10.0.0.0/8:443", "[2001:db8::]/32:1024-65535"}));
+    EXPECT_EQ(out.allowed_cids, (std::vector<uint32_t>{3, 4294967295u, 0}));
+
+    const Proxy& fc = p.proxies[3];
+    EXPECT_EQ(fc.kind, WorkerKind::vsock_to_ip_transparent);
+    EXPECT_EQ(fc.upstream_mode, UpstreamMode::destination_header);
+    EXPECT_EQ(fc.header, HeaderFormat::standard);
+    EXPECT_EQ(fc.unix_socket, (UnixSocketFile{std::nullopt, std::nullopt, 0640}));
+    EXPECT_FALSE(fc.log_connections);
+    EXPECT_FALSE(fc.statistics);
+
+    const Proxy& local = p.proxies[4];
+    EXPECT_EQ(local.kind, WorkerKind::tcp_forward);
+    EXPECT_EQ(local.allow, std::vector<std::string>{"127.0.0.1:8080"});
+}
+
+TEST(PolicyErrors, Header) {
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "vsock:3:2", {R"("header": "standard")"})),
+              "p.json:7:17: /proxies/0/header: header applies only with send_original_destination "
+              "or a \"destination-header\" upstream");
+    EXPECT_EQ(errors(relay("vsock:any:1", "destination-header", {R"("header": "oyster_v4")"})),
+              "p.json:7:17: /proxies/0/header: expected \"standard\" or \"oyster-v4\", got "
+              "\"oyster_v4\" (did you mean \"oyster-v4\"?)");
+    EXPECT_EQ(errors(relay("vsock:any:1", "destination-header", {R"("header": "v4")"})),
+              "p.json:7:17: /proxies/0/header: expected \"standard\" or \"oyster-v4\", got \"v4\"");
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "vsock:3:2",
+                           {R"("send_original_destination": true)", R"("header": 4)"})),
+              "p.json:8:17: /proxies/0/header: expected \"standard\" or \"oyster-v4\", got number");
+    // Whether header applies is unknown when the upstream did not parse: only that is reported.
+    EXPECT_EQ(errors(relay("vsock:any:1", "destination", {R"("header": "standard")"})),
+              "p.json:6:19: /proxies/0/upstream: " + endpoint_message("destination"));
+}
+
+TEST(PolicyErrors, ProxyProtocol) {
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "vsock:3:2",
+                           {R"("send_original_destination": true)", R"("proxy_protocol": true)"})),
+              "p.json:8:25: /proxies/0/proxy_protocol: proxy_protocol cannot be combined with "
+              "send_original_destination (the peer expects the transparent header first)");
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "vsock:3:2", {R"("proxy_protocol": "v2")"})),
+              "p.json:7:25: /proxies/0/proxy_protocol: expected a boolean (true or false), got "
+              "\"v2\"");
+    for (const auto& [listen, upstream] : {std::pair{"tcp:127.0.0.1:1", "tcp:127.0.0.1:2"},
+                                           {"tcp:127.0.0.1:1", "vsock:3:2"},
+                                           {"tcp:127.0.0.1:1", "vsock:3:original-port"},
+                                           {"vsock:any:1", "tcp:127.0.0.1:2"},
+                                           {"vsock:any:1", "destination-header"},
+                                           {"vsock:any:1", "vsock:3:2"}}) {
+        EXPECT_EQ(errors(relay(listen, upstream, {R"("proxy_protocol": true)"})), "<valid>")
+            << listen << " " << upstream;
+    }
+}
+
+TEST(PolicyErrors, AllowAppliesToTcpDestinations) {
+    const std::string others =
+        "allow applies only to relays that connect to TCP destinations (tcp-forward, "
+        "vsock-to-ip, vsock-to-ip-transparent), not ";
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "vsock:3:2", {R"("allow": ["0.0.0.0/0:*"])"})),
+              "p.json:7:16: /proxies/0/allow: " + others + "ip-to-vsock");
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "vsock:3:2",
+                           {R"("send_original_destination": true)", R"("allow": [])"})),
+              "p.json:8:16: /proxies/0/allow: " + others + "ip-to-vsock-transparent");
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "vsock:3:original-port", {R"("allow": 1)"})),
+              "p.json:7:16: /proxies/0/allow: " + others + "transparent-port-to-vsock");
+    EXPECT_EQ(errors(relay("vsock:any:1", "vsock:3:2", {R"("allow": ["0.0.0.0/0:*"])"})),
+              "p.json:7:16: /proxies/0/allow: " + others + "vsock-to-vsock");
+}
+
+TEST(PolicyErrors, AllowEntries) {
+    EXPECT_EQ(
+        errors(relay("vsock:any:1", "destination-header",
+                     {R"("allow": ["10.0.0.0/33:443", 443, "0.0.0.0/0:443", "10.0.0.1/8:*"])"})),
+        "p.json:7:17: /proxies/0/allow/0: " + allow_message("10.0.0.0/33:443") + "\n" +
+            "p.json:7:36: /proxies/0/allow/1: expected an allow entry such as "
+            "\"10.0.0.0/8:443\", got number\n"
+            "p.json:7:58: /proxies/0/allow/3: " +
+            allow_message("10.0.0.1/8:*"));
+    EXPECT_EQ(errors(relay("vsock:any:1", "destination-header", {R"("allow": [])"})),
+              "p.json:7:16: /proxies/0/allow: expected at least one allow entry, got an empty "
+              "array (leave allow out for the default)");
+    EXPECT_EQ(errors(relay("vsock:any:1", "destination-header", {R"("allow": "0.0.0.0/0:443")"})),
+              "p.json:7:16: /proxies/0/allow: expected an array of allow entries such as "
+              "[\"10.0.0.0/8:443\"], got string");
+}
+
+TEST(PolicyErrors, AllowMustAdmitAFixedUpstream) {
+    // The default protected ranges apply: a broad entry does not unlock loopback.
+    EXPECT_EQ(errors(with({R"("allow": ["0.0.0.0/0:*"])"})),
+              "p.json:7:16: /proxies/0/allow: the upstream \"tcp:127.0.0.1:9000\" is not allowed "
+              "by this list (loopback destination not explicitly allowed)");
+    EXPECT_EQ(errors(relay("vsock:any:1", "tcp:10.0.0.2:443", {R"("allow": ["10.0.0.0/8:80"])"})),
+              "p.json:7:16: /proxies/0/allow: the upstream \"tcp:10.0.0.2:443\" is not allowed by "
+              "this list (not in the allow list)");
+    EXPECT_EQ(errors(relay("vsock:any:1", "tcp:[::1]:443", {R"("allow": ["[::]/0:443"])"})),
+              "p.json:7:16: /proxies/0/allow: the upstream \"tcp:[::1]:443\" is not allowed by "
+              "this list (loopback destination not explicitly allowed)");
+    EXPECT_EQ(errors(with({R"("allow": ["127.0.0.0/8:9000"])"})), "<valid>");
+    EXPECT_EQ(errors(relay("vsock:any:1", "tcp:10.0.0.2:443", {R"("allow": ["10.0.0.0/8:443"])"})),
+              "<valid>");
+}
+
+TEST(PolicyErrors, AllowedCids) {
+    EXPECT_EQ(errors(relay("vsock:any:1", "vsock:3:2",
+                           {R"("allowed_cids": [3, -1, 4294967296, "5", 3, 2.5, null])"})),
+              "p.json:7:27: /proxies/0/allowed_cids/1: expected a CID 0-4294967295, got -1\n"
+              "p.json:7:31: /proxies/0/allowed_cids/2: expected a CID 0-4294967295, got "
+              "4294967296\n"
+              "p.json:7:43: /proxies/0/allowed_cids/3: expected a CID 0-4294967295, got string\n"
+              "p.json:7:48: /proxies/0/allowed_cids/4: duplicate CID 3 (first at 7:24)\n"
+              "p.json:7:51: /proxies/0/allowed_cids/5: expected a CID 0-4294967295, got 2.5\n"
+              "p.json:7:56: /proxies/0/allowed_cids/6: expected a CID 0-4294967295, got null");
+    EXPECT_EQ(errors(relay("vsock:any:1", "vsock:3:2", {R"("allowed_cids": [])"})),
+              "p.json:7:23: /proxies/0/allowed_cids: expected at least one CID, got an empty "
+              "array (to admit every peer, leave allowed_cids out)");
+    EXPECT_EQ(errors(relay("vsock:any:1", "vsock:3:2", {R"("allowed_cids": 5)"})),
+              "p.json:7:23: /proxies/0/allowed_cids: expected an array of CIDs such as [3, 5], "
+              "got number");
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "vsock:3:2", {R"("allowed_cids": [5])"})),
+              "p.json:7:23: /proxies/0/allowed_cids: allowed_cids applies only to vsock "
+              "listeners, not tcp");
+    EXPECT_EQ(errors(relay("unix:/run/u.sock", "vsock:3:2", {R"("allowed_cids": [5])"})),
+              "p.json:7:23: /proxies/0/allowed_cids: allowed_cids applies only to vsock "
+              "listeners, not unix");
+    EXPECT_EQ(errors(relay("fc-vsock:/run/fc.sock:1", "vsock:3:2", {R"("allowed_cids": [5])"})),
+              "p.json:7:23: /proxies/0/allowed_cids: allowed_cids applies only to vsock "
+              "listeners, not fc-vsock");
+}
+
+TEST(PolicyErrors, AllowedSources) {
+    EXPECT_EQ(
+        errors(relay("tcp:0.0.0.0:1", "vsock:3:2",
+                     {R"("allowed_sources": ["10.0.0.0/33", "10.0.0.0/8", false, "10.0.0.1/8"])"})),
+        "p.json:7:27: /proxies/0/allowed_sources/0: " + cidr_message("10.0.0.0/33") + "\n" +
+            "p.json:7:56: /proxies/0/allowed_sources/2: expected a CIDR such as "
+            "\"10.0.0.0/8\", got boolean\n"
+            "p.json:7:63: /proxies/0/allowed_sources/3: " +
+            cidr_message("10.0.0.1/8"));
+    EXPECT_EQ(errors(relay("tcp:0.0.0.0:1", "vsock:3:2", {R"("allowed_sources": [])"})),
+              "p.json:7:26: /proxies/0/allowed_sources: expected at least one CIDR, got an empty "
+              "array (to admit every client, leave allowed_sources out)");
+    EXPECT_EQ(errors(relay("tcp:0.0.0.0:1", "vsock:3:2", {R"("allowed_sources": {})"})),
+              "p.json:7:26: /proxies/0/allowed_sources: expected an array of CIDRs such as "
+              "[\"10.0.0.0/8\"], got object");
+    EXPECT_EQ(
+        errors(relay("vsock:any:1", "tcp:10.0.0.1:2", {R"("allowed_sources": ["10.0.0.0/8"])"})),
+        "p.json:7:26: /proxies/0/allowed_sources: allowed_sources applies only to tcp "
+        "listeners, not vsock");
+}
+
+TEST(PolicyErrors, UnixSocketFile) {
+    const std::vector<std::string> all = {R"("socket_mode": "0600")", R"("socket_owner": "app")",
+                                          R"("socket_group": "app")"};
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "unix:/run/u.sock", all)),
+              "p.json:7:22: /proxies/0/socket_mode: socket_mode applies only to unix and "
+              "fc-vsock listeners, not tcp\n"
+              "p.json:8:23: /proxies/0/socket_owner: socket_owner applies only to unix and "
+              "fc-vsock listeners, not tcp\n"
+              "p.json:9:23: /proxies/0/socket_group: socket_group applies only to unix and "
+              "fc-vsock listeners, not tcp");
+    EXPECT_EQ(errors(relay("vsock:any:1", "unix:/run/u.sock", {all[0]})),
+              "p.json:7:22: /proxies/0/socket_mode: socket_mode applies only to unix and "
+              "fc-vsock listeners, not vsock");
+    EXPECT_EQ(errors(relay("unix:@pf", "vsock:3:2", {all[1]})),
+              "p.json:7:23: /proxies/0/socket_owner: socket_owner does not apply to an abstract "
+              "unix socket (it has no file)");
+    EXPECT_EQ(errors(relay("unix:/run/u.sock", "vsock:3:2",
+                           {R"("socket_owner": "")", R"("socket_group": "a\u0000b")"})),
+              "p.json:7:23: /proxies/0/socket_owner: expected a non-empty string, got \"\"\n"
+              "p.json:8:23: /proxies/0/socket_group: expected a string without control "
+              "characters, got \"a\\u0000b\"");
+    const std::string expected =
+        R"(expected an octal mode "000"-"777" or "0000"-"0777" such as "0660", got )";
+    for (const auto& [value, got] :
+         std::initializer_list<std::pair<const char*, const char*>>{{R"("0888")", R"("0888")"},
+                                                                    {R"("1777")", R"("1777")"},
+                                                                    {R"("66")", R"("66")"},
+                                                                    {R"("00660")", R"("00660")"},
+                                                                    {R"("0o660")", R"("0o660")"},
+                                                                    {R"("rw-")", R"("rw-")"},
+                                                                    {R"("")", R"("")"},
+                                                                    {"660", "660"},
+                                                                    {"true", "boolean"},
+                                                                    {"[]", "array"}}) {
+        EXPECT_EQ(errors(relay("fc-vsock:/run/fc.sock:1", "tcp:10.0.0.1:2",
+                               {std::string(R"("socket_mode": )") + value})),
+                  "p.json:7:22: /proxies/0/socket_mode: " + expected + got)
+            << value;
+    }
+    for (const auto& [value, mode] : std::initializer_list<std::pair<const char*, unsigned>>{
+             {"000", 0}, {"0000", 0}, {"777", 0777}, {"0777", 0777}, {"0640", 0640}}) {
+        const Proxy p = parse_policy(relay("unix:/run/u.sock", "vsock:3:2",
+                                           {std::string(R"("socket_mode": ")") + value + "\""}),
+                                     "p.json")
+                            .proxies.at(0);
+        EXPECT_EQ(p.unix_socket.mode, mode) << value;
+    }
+}
+
+TEST(PolicyErrors, StatisticsAndLogConnections) {
+    EXPECT_EQ(errors(with({R"("statistics": true)"})),
+              "p.json:7:21: /proxies/0/statistics: statistics applies only to vsock-to-vsock "
+              "relays, not tcp-forward");
+    EXPECT_EQ(errors(relay("vsock:any:1", "destination-header", {R"("statistics": true)"})),
+              "p.json:7:21: /proxies/0/statistics: statistics applies only to vsock-to-vsock "
+              "relays, not vsock-to-ip-transparent");
+    EXPECT_EQ(errors(with({R"("statistics": false)", R"("log_connections": true)"})), "<valid>");
+    EXPECT_EQ(errors(with({R"("statistics": 1)", R"("log_connections": "yes")"})),
+              "p.json:7:21: /proxies/0/statistics: expected a boolean (true or false), got 1\n"
+              "p.json:8:26: /proxies/0/log_connections: expected a boolean (true or false), got "
+              "\"yes\"");
+}
+
+TEST(PolicyErrors, NewKeysHaveHints) {
+    const std::pair<const char*, std::string> cases[] = {
+        {R"("allowed_cid": [5])",
+         R"(p.json:7:7: /proxies/0/allowed_cid: unknown key "allowed_cid" )"
+         R"((did you mean "allowed_cids"?))"},
+        {R"("proxy-protocol": true)",
+         R"(p.json:7:7: /proxies/0/proxy-protocol: unknown key "proxy-protocol" )"
+         R"((did you mean "proxy_protocol"?))"},
+        {R"("Statistics": true)", R"(p.json:7:7: /proxies/0/Statistics: unknown key "Statistics" )"
+                                  R"((did you mean "statistics"?))"},
+        {R"("send_original_destinaton": true)",
+         R"(p.json:7:7: /proxies/0/send_original_destinaton: unknown key )"
+         R"("send_original_destinaton" (did you mean "send_original_destination"?))"},
+        {R"("socket_mod": "0660")",
+         R"(p.json:7:7: /proxies/0/socket_mod: unknown key "socket_mod" )"
+         R"((did you mean "socket_mode"?))"},
+        {R"("headers": "standard")",
+         R"(p.json:7:7: /proxies/0/headers: unknown key "headers" (did you mean "header"?))"},
+    };
+    for (const auto& [member, message] : cases) {
+        EXPECT_EQ(errors(with({member})), message) << member;
+    }
+}
+
+// When the listener or upstream is wrong, the options that depend on it are neither accepted nor
+// reported as not applying: only what is known is reported.
+TEST(PolicyErrors, UnknownKindRulesNothingOut) {
+    EXPECT_EQ(errors(relay("vsock:any:1", "tcp:1.2.3.4",
+                           {R"("allow": ["0.0.0.0/0:*"])", R"("statistics": true)"})),
+              "p.json:6:19: /proxies/0/upstream: " + endpoint_message("tcp:1.2.3.4"));
+    EXPECT_EQ(errors(relay("vsock:nope:1", "vsock:3:2",
+                           {R"("allowed_cids": [5, 5])", R"("socket_mode": "0600")"})),
+              "p.json:5:17: /proxies/0/listen: " + endpoint_message("vsock:nope:1") + "\n" +
+                  "p.json:7:27: /proxies/0/allowed_cids/1: duplicate CID 5 (first at 7:24)");
+}
+
+TEST(PolicyErrors, EveryRelayErrorIsReportedAtOnce) {
+    EXPECT_EQ(errors(R"json({
+  "proxies": [
+    {"name": "a", "listen": "tcp:127.0.0.1:1200", "upstream": "vsock:3:1200",
+     "send_original_destination": true, "proxy_protocol": true, "allow": ["0.0.0.0/0:443"]},
+    {"name": "b", "listen": "vsock:any:1200", "upstream": "destination-header",
+     "allowed_sources": ["10.0.0.0/8"], "allow": ["10.0.0.0/8:x"], "header": "oyster"},
+    {"name": "c", "listen": "tcp:0.0.0.0:1201", "upstream": "original-destination",
+     "statistics": true}
+  ]
+})json"),
+              "p.json:4:59: /proxies/0/proxy_protocol: proxy_protocol cannot be combined with "
+              "send_original_destination (the peer expects the transparent header first)\n"
+              "p.json:4:74: /proxies/0/allow: allow applies only to relays that connect to TCP "
+              "destinations (tcp-forward, vsock-to-ip, vsock-to-ip-transparent), not "
+              "ip-to-vsock-transparent\n"
+              "p.json:6:25: /proxies/1/allowed_sources: allowed_sources applies only to tcp "
+              "listeners, not vsock\n"
+              "p.json:6:51: /proxies/1/allow/0: " +
+                  allow_message("10.0.0.0/8:x") +
+                  "\n"
+                  "p.json:6:78: /proxies/1/header: expected \"standard\" or \"oyster-v4\", got "
+                  "\"oyster\"\n"
+                  "p.json:7:61: /proxies/2/upstream: \"original-destination\" is not supported by "
+                  "any worker kind yet");
 }
 
 // ---- Cross-entry checks -------------------------------------------------------------------------
@@ -679,6 +1226,25 @@ TEST(PolicyErrors, DuplicateListenEndpointsCompareCanonically) {
 })json"),
               "p.json:4:31: /proxies/1/listen: duplicate listen endpoint \"tcp:[::1]:8080\" "
               "(first at 3:31)");
+}
+
+TEST(PolicyErrors, DuplicateVsockAndSocketFileListeners) {
+    EXPECT_EQ(errors(R"json({
+  "proxies": [
+    {"name": "a", "listen": "vsock:any:1200", "upstream": "tcp:10.0.0.1:80"},
+    {"name": "b", "listen": "vsock:4294967295:1200", "upstream": "tcp:10.0.0.1:81"},
+    {"name": "d", "listen": "fc-vsock:/run/fc.sock:5000", "upstream": "tcp:10.0.0.1:83"},
+    {"name": "e", "listen": "unix:/run/fc.sock_5000", "upstream": "tcp:10.0.0.1:84"},
+    {"name": "f", "listen": "fc-vsock:/run/fc.sock:5000", "upstream": "tcp:10.0.0.1:85"},
+    {"name": "g", "listen": "unix:/run/fc.sock", "upstream": "tcp:10.0.0.1:86"}
+  ]
+})json"),
+              "p.json:4:29: /proxies/1/listen: duplicate listen endpoint \"vsock:any:1200\" "
+              "(first at 3:29)\n"
+              "p.json:6:29: /proxies/3/listen: listen endpoint \"unix:/run/fc.sock_5000\" is the "
+              "same socket file as \"fc-vsock:/run/fc.sock:5000\" (first at 5:29)\n"
+              "p.json:7:29: /proxies/4/listen: duplicate listen endpoint "
+              "\"fc-vsock:/run/fc.sock:5000\" (first at 5:29)");
 }
 
 // ---- Duplicate keys -----------------------------------------------------------------------------
@@ -716,7 +1282,7 @@ TEST(PolicyErrors, EveryErrorIsReportedInFileOrder) {
     {
       "name": "web",
       "listen": "tcp:127.0.0.1:8080",
-      "upstream": "unix:/run/api.sock",
+      "upstream": "udp:127.0.0.1:53",
       "keepalive": {"idle": "1x", "count": 500},
       "restart": {"backoff_initial": "10s", "backoff_max": "5s"}
     }
@@ -732,8 +1298,8 @@ TEST(PolicyErrors, EveryErrorIsReportedInFileOrder) {
               "p.json:12:15: /proxies/1/name: duplicate proxy name \"web\" (first at 6:15)\n"
               "p.json:13:17: /proxies/1/listen: duplicate listen endpoint "
               "\"tcp:127.0.0.1:8080\" (first at 7:17)\n"
-              "p.json:14:19: /proxies/1/upstream: a unix endpoint is not supported yet "
-              "(supported: tcp)\n"
+              "p.json:14:19: /proxies/1/upstream: a udp endpoint is not supported yet "
+              "(supported: tcp, vsock, unix, fc-vsock)\n"
               "p.json:15:29: /proxies/1/keepalive/idle: expected a duration (a number of seconds "
               "or a string such as \"250ms\", \"10s\", \"5m\", \"1h\"), got \"1x\"\n"
               "p.json:15:44: /proxies/1/keepalive/count: expected an integer 1-127, got 500\n"

@@ -527,10 +527,12 @@ void expect_doc_section(const std::string& doc, const std::string& marker,
 TEST(SandboxProfile, DocsShowTheSameTable) {
     const std::string doc = read_doc();
     ASSERT_FALSE(doc.empty()) << "cannot read docs/security.md";
-    const Profile& p = profile_for(WorkerKind::tcp_forward);
-    Profile production = p;
-    production.rules = production_rules(p);
-    expect_doc_section(doc, "profile:" + std::string(kind_name(p.kind)), describe(production));
+    for (size_t k = 0; k < kWorkerKindCount; ++k) {
+        const Profile& p = profile_for(static_cast<WorkerKind>(k));
+        Profile production = p;
+        production.rules = production_rules(p);
+        expect_doc_section(doc, "profile:" + std::string(kind_name(p.kind)), describe(production));
+    }
     expect_doc_section(doc, "profile:sanitizer-runtime", describe_rules(sanitizer_runtime_rules()));
 }
 #endif

@@ -1,0 +1,523 @@
+#!/usr/bin/env bash
+# pf-proxy performance comparison: direct path vs pf-proxyd (1 and 2 workers) vs socat vs haproxy.
+# Loopback only. Not run in CI. See bench/README.md for what it measures and how to read it.
+#
+#   sudo bench/run.sh [--rounds N] [--duration S] [--quick] [--idle-conns N] [options]
+#
+# Every background process it starts is recorded by PID and ended in the EXIT trap; every wait
+# loop is bounded in iterations and time.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="$ROOT/bench"
+
+ROUNDS=3
+DURATION=5
+IDLE_CONNS=1000
+BASE_PORT=24000
+RR_CONNS=32
+RR_CLIENT_THREADS=2
+SERVER_THREADS=2
+QUIET_WAIT=20      # seconds to wait, before each measurement, for other load on the machine to stop
+BUILD=1
+KEEP=0
+ONLY=""            # comma list of tests: tput,rr,idle
+BIN=""             # directory with pf-proxyd and pf-proxy-worker (default: build/bin, built first)
+
+usage() {
+    cat <<EOF
+Usage: sudo $0 [options]
+  --rounds N          interleaved rounds, medians are reported (default $ROUNDS)
+  --duration S        seconds per throughput / connection-rate measurement (default $DURATION)
+  --quick             1 round of 2 s (smoke test)
+  --idle-conns N      idle connections for the memory test (default $IDLE_CONNS)
+  --rr-conns N        connections in flight for the connection-rate test (default $RR_CONNS)
+  --rr-threads N      client threads for the connection-rate test (default $RR_CLIENT_THREADS)
+  --server-threads N  threads of the upstream request/response server (default $SERVER_THREADS)
+  --base-port P       first of the loopback ports used (P .. P+60; default $BASE_PORT)
+  --quiet-wait S      wait up to S s before each measurement for the CPUs to be idle (default $QUIET_WAIT, 0 = off)
+  --only LIST         run only some tests: tput,rr,idle (default all)
+  --no-build          do not run ninja; use the binaries in build/bin as they are
+  --bin DIR           benchmark pf-proxyd and pf-proxy-worker from DIR instead (implies --no-build),
+                      e.g. a build of a clean snapshot while the working tree is mid-change
+  --keep              keep the work directory (logs, configs, raw results)
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rounds) ROUNDS="$2"; shift 2 ;;
+        --duration) DURATION="$2"; shift 2 ;;
+        --quick) ROUNDS=1; DURATION=2; shift ;;
+        --idle-conns) IDLE_CONNS="$2"; shift 2 ;;
+        --rr-conns) RR_CONNS="$2"; shift 2 ;;
+        --rr-threads) RR_CLIENT_THREADS="$2"; shift 2 ;;
+        --server-threads) SERVER_THREADS="$2"; shift 2 ;;
+        --base-port) BASE_PORT="$2"; shift 2 ;;
+        --quiet-wait) QUIET_WAIT="$2"; shift 2 ;;
+        --only) ONLY="$2"; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --bin) BIN="$(cd "$2" && pwd)" || exit 2; BUILD=0; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+for v in ROUNDS DURATION IDLE_CONNS RR_CONNS RR_CLIENT_THREADS SERVER_THREADS BASE_PORT QUIET_WAIT; do
+    if ! [[ "${!v}" =~ ^[0-9]+$ ]]; then echo "run.sh: $v must be a non-negative integer" >&2; exit 2; fi
+done
+if [ "$ROUNDS" -lt 1 ] || [ "$ROUNDS" -gt 50 ]; then echo "run.sh: --rounds 1-50" >&2; exit 2; fi
+if [ "$DURATION" -lt 1 ] || [ "$DURATION" -gt 120 ]; then echo "run.sh: --duration 1-120" >&2; exit 2; fi
+if [ "$IDLE_CONNS" -lt 1 ] || [ "$IDLE_CONNS" -gt 50000 ]; then echo "run.sh: --idle-conns 1-50000" >&2; exit 2; fi
+if [ "$BASE_PORT" -lt 1024 ] || [ "$BASE_PORT" -gt 32000 ]; then
+    echo "run.sh: --base-port 1024-32000 (stay below the ephemeral range)" >&2; exit 2
+fi
+want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "run.sh: must run as root (pf-proxyd starts as root and drops to nobody)" >&2
+    exit 2
+fi
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# ------------------------------------------------------------------ processes and cleanup
+PIDS=()
+WORK=""
+cleanup() {
+    local pid i
+    for pid in "${PIDS[@]}"; do
+        kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "${PIDS[@]}"; do
+        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    done
+    wait 2>/dev/null
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ "$KEEP" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop_pid PID [seconds]: SIGTERM one process we started, wait (bounded), then SIGKILL.
+stop_pid() {
+    local pid="$1" secs="${2:-10}" i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < secs * 10; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+port_listening() { [ -n "$(ss -Hltn "( sport = :$1 )" 2>/dev/null)" ]; }
+# wait_listen PORT [PID]: up to 10 s, and not longer than PID (the process expected to listen) lives.
+wait_listen() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        port_listening "$1" && return 0
+        [ -n "${2:-}" ] && ! kill -0 "$2" 2>/dev/null && return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# Summed utime+stime+cutime+cstime (clock ticks) of the given PIDs.
+cpu_ticks() {
+    local sum=0 pid rest
+    for pid in "$@"; do
+        [ -r "/proc/$pid/stat" ] || continue
+        rest="$(cat "/proc/$pid/stat" 2>/dev/null)" || continue
+        rest="${rest##*) }"
+        # shellcheck disable=SC2086
+        set -- $rest
+        # fields after "comm": state(3) ... utime is field 14 overall = 12th here
+        sum=$((sum + ${12} + ${13} + ${14} + ${15}))
+    done
+    echo "$sum"
+}
+HZ="$(getconf CLK_TCK)"
+
+# Fraction (percent) of CPU idle over 0.5 s, machine-wide.
+idle_percent() {
+    local a b
+    read -r -a a < /proc/stat
+    sleep 0.5
+    read -r -a b < /proc/stat
+    local busy=0 idle=0 k d
+    for k in 1 2 3 4 5 6 7 8; do
+        d=$((b[k] - a[k]))
+        if [ "$k" = 4 ] || [ "$k" = 5 ]; then idle=$((idle + d)); else busy=$((busy + d)); fi
+    done
+    [ $((busy + idle)) -gt 0 ] || { echo 100; return; }
+    echo $((100 * idle / (busy + idle)))
+}
+# Machine-wide busy clock ticks (all CPUs, everything but idle and iowait), for "machine CPU".
+busy_ticks() {
+    local a k sum=0
+    read -r -a a < /proc/stat
+    for k in 1 2 3 6 7 8; do sum=$((sum + a[k])); done
+    echo "$sum"
+}
+NOISY=0
+BUSY_STREAK=0
+# Before each measurement: wait (bounded by --quiet-wait) until the machine is >= 85 % idle. After a
+# wait that timed out, the next ones wait only 2 s until the machine has been seen quiet again, so a
+# colleague's long job costs a little time per measurement, not --quiet-wait each time.
+wait_quiet() {
+    [ "$QUIET_WAIT" -gt 0 ] || return 0
+    local i p limit=$((QUIET_WAIT * 2))
+    [ "$BUSY_STREAK" -gt 0 ] && limit=4
+    for ((i = 0; i < limit; i++)); do
+        p="$(idle_percent)"
+        if [ "$p" -ge 85 ]; then BUSY_STREAK=0; return 0; fi
+    done
+    NOISY=$((NOISY + 1))
+    BUSY_STREAK=$((BUSY_STREAK + 1))
+    log "  (machine busy: ${p}% idle; measuring anyway)"
+}
+
+# ------------------------------------------------------------------ setup
+if [ -x "$ROOT/scripts/install-deps.sh" ]; then
+    log "installing benchmark dependencies (scripts/install-deps.sh --bench)"
+    "$ROOT/scripts/install-deps.sh" --bench >&2 || { echo "run.sh: install-deps.sh failed" >&2; exit 1; }
+fi
+for tool in iperf3 socat haproxy g++ python3 ss; do
+    command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
+done
+
+[ -n "$BIN" ] || BIN="$ROOT/build/bin"
+if [ "$BUILD" = 1 ]; then
+    ok=0
+    for attempt in 1 2 3; do
+        if ninja -C "$ROOT/build" pf-proxyd pf-proxy-worker >&2; then ok=1; break; fi
+        log "build failed (attempt $attempt/3; a colleague may be mid-edit); retrying in 60 s"
+        sleep 60
+    done
+    if [ "$ok" = 0 ]; then
+        if [ -x "$BIN/pf-proxyd" ] && [ -x "$BIN/pf-proxy-worker" ]; then
+            log "WARNING: build still failing; benchmarking the existing binaries in $BIN"
+        else
+            echo "run.sh: cannot build pf-proxyd" >&2; exit 1
+        fi
+    fi
+fi
+[ -x "$BIN/pf-proxyd" ] && [ -x "$BIN/pf-proxy-worker" ] || { echo "run.sh: no binaries in $BIN" >&2; exit 1; }
+
+WORK="$(mktemp -d /tmp/pf-bench.XXXXXX)"
+chmod 755 "$WORK"
+RESULTS="$WORK/results.tsv"
+: > "$RESULTS"
+CB="$WORK/connbench"
+log "compiling bench/connbench.cpp"
+g++ -std=c++20 -O2 -pthread -o "$CB" "$BENCH/connbench.cpp" || { echo "run.sh: connbench build failed" >&2; exit 1; }
+
+# Ports (all on 127.0.0.1).
+P_SERVE=$BASE_PORT             # connbench serve: request/response and ping/echo
+P_IPERF=$((BASE_PORT + 1))     # iperf3 -s -1 (one server per measurement)
+P_W1_IPERF=$((BASE_PORT + 10)); P_W1_RR=$((BASE_PORT + 11))
+P_W2_IPERF=$((BASE_PORT + 20)); P_W2_RR=$((BASE_PORT + 21))
+P_SOCAT_IPERF=$((BASE_PORT + 30)); P_SOCAT_RR=$((BASE_PORT + 31))
+P_HA_IPERF=$((BASE_PORT + 40)); P_HA_RR=$((BASE_PORT + 41))
+P_PF_IDLE=$((BASE_PORT + 50)); P_HA_IDLE=$((BASE_PORT + 51))
+for p in $P_SERVE $P_IPERF $P_W1_IPERF $P_W1_RR $P_W2_IPERF $P_W2_RR $P_SOCAT_IPERF $P_SOCAT_RR \
+         $P_HA_IPERF $P_HA_RR $P_PF_IDLE $P_HA_IDLE; do
+    if port_listening "$p"; then echo "run.sh: port $p is in use; pick another --base-port" >&2; exit 1; fi
+done
+
+MAXCONN=$((IDLE_CONNS * 2 + 1000)); [ "$MAXCONN" -lt 10000 ] && MAXCONN=10000
+# haproxy refuses to start if maxconn needs more fds (2 per connection) than the hard limit.
+NOFILE_HARD="$(ulimit -Hn)"; [ "$NOFILE_HARD" = unlimited ] && NOFILE_HARD=1048576
+HA_MAXCONN=$(( (NOFILE_HARD - 200) / 2 )); [ "$HA_MAXCONN" -gt "$MAXCONN" ] && HA_MAXCONN=$MAXCONN
+if [ "$HA_MAXCONN" -lt $((IDLE_CONNS + 100)) ]; then
+    echo "run.sh: --idle-conns $IDLE_CONNS needs a higher fd limit (ulimit -Hn is $NOFILE_HARD)" >&2; exit 2
+fi
+# Bound for every helper process we start: the whole run should be far shorter than this.
+MAX_SECONDS=$((ROUNDS * (DURATION + 12) * 40 + 600))
+
+# ------------------------------------------------------------------ servers and proxies
+start_bg() {  # start_bg LOGFILE CMD...: runs CMD in the background, records its PID in BG_PID
+    "${@:2}" > "$1" 2>&1 &
+    BG_PID=$!
+    PIDS+=("$BG_PID")
+}
+
+# start_pfproxyd POLICYFILE LOG: sets PF_PID, waits for "proxies ready" (10 s).
+start_pfproxyd() {
+    chmod 644 "$1"
+    start_bg "$2" "$BIN/pf-proxyd" --policy "$1"
+    PF_PID=$BG_PID
+    local i
+    for ((i = 0; i < 200; i++)); do
+        grep -q "proxies ready" "$2" 2>/dev/null && return 0
+        kill -0 "$PF_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "run.sh: pf-proxyd did not become ready; its log:" >&2
+    head -n 40 "$2" >&2
+    if grep -q "handover failed" "$2"; then
+        echo "run.sh: supervisor and worker disagree (working tree mid-change?). Benchmark a clean" \
+             "snapshot instead: git archive HEAD | tar -x -C DIR/src; cmake -S DIR/src -B DIR/build" \
+             "-G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo; ninja -C DIR/build; run.sh --bin DIR/build/bin" >&2
+    fi
+    exit 1
+}
+
+# pf_workers SUPERVISOR_PID PREFIX: PIDs of the workers whose proxy name starts with PREFIX.
+pf_workers() {
+    local c out=()
+    for c in $(pgrep -P "$1" 2>/dev/null); do
+        if tr '\0' ' ' < "/proc/$c/cmdline" 2>/dev/null | grep -q "pf-proxy-worker: $2"; then out+=("$c"); fi
+    done
+    echo "${out[*]}"
+}
+
+pf_policy() {  # pf_policy NAME LISTEN UPSTREAM WORKERS
+    printf '{"name": "%s", "listen": "tcp:127.0.0.1:%s", "upstream": "tcp:127.0.0.1:%s", "workers": %s, "max_connections": %s}' \
+        "$1" "$2" "$3" "$4" "$MAXCONN"
+}
+
+haproxy_cfg() {  # haproxy_cfg FILE (LISTEN UPSTREAM)...
+    local f="$1"; shift
+    {
+        echo "global"
+        echo "    nbthread 2"
+        echo "    maxconn $HA_MAXCONN"
+        echo "defaults"
+        echo "    mode tcp"
+        echo "    timeout connect 10s"
+        echo "    timeout client 1h"
+        echo "    timeout server 1h"
+        local n=0
+        while [ $# -ge 2 ]; do
+            echo "listen l$n"
+            echo "    bind 127.0.0.1:$1"
+            echo "    server s$n 127.0.0.1:$2"
+            n=$((n + 1)); shift 2
+        done
+    } > "$f"
+}
+
+# start_haproxy CFG LOG PORT: sets HA_PID.
+start_haproxy() {
+    start_bg "$2" haproxy -db -f "$1"
+    HA_PID=$BG_PID
+    wait_listen "$3" "$HA_PID" || { echo "run.sh: haproxy did not start; its log:" >&2; cat "$2" >&2; exit 1; }
+}
+
+log "work directory $WORK; rounds=$ROUNDS duration=${DURATION}s idle-conns=$IDLE_CONNS; binaries from $BIN"
+log "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"
+
+start_bg "$WORK/serve.log" "$CB" serve --port "$P_SERVE" --threads "$SERVER_THREADS" --max-seconds "$MAX_SECONDS"
+SERVE_PID=$BG_PID
+wait_listen "$P_SERVE" "$SERVE_PID" || { echo "run.sh: connbench serve did not start" >&2; exit 1; }
+
+cat > "$WORK/policy.json" <<EOF
+{"user": "nobody", "drain_timeout": "1s", "proxies": [
+  $(pf_policy w1i "$P_W1_IPERF" "$P_IPERF" 1),
+  $(pf_policy w1r "$P_W1_RR" "$P_SERVE" 1),
+  $(pf_policy w2i "$P_W2_IPERF" "$P_IPERF" 2),
+  $(pf_policy w2r "$P_W2_RR" "$P_SERVE" 2)
+]}
+EOF
+start_pfproxyd "$WORK/policy.json" "$WORK/pf-proxyd.log"
+PF_MAIN=$PF_PID
+
+start_bg "$WORK/socat-iperf.log" socat "TCP-LISTEN:$P_SOCAT_IPERF,bind=127.0.0.1,fork,reuseaddr,backlog=4096" "TCP:127.0.0.1:$P_IPERF"
+SOCAT1=$BG_PID
+start_bg "$WORK/socat-rr.log" socat "TCP-LISTEN:$P_SOCAT_RR,bind=127.0.0.1,fork,reuseaddr,backlog=4096" "TCP:127.0.0.1:$P_SERVE"
+SOCAT2=$BG_PID
+wait_listen "$P_SOCAT_IPERF" && wait_listen "$P_SOCAT_RR" || { echo "run.sh: socat did not start" >&2; exit 1; }
+
+haproxy_cfg "$WORK/haproxy.cfg" "$P_HA_IPERF" "$P_IPERF" "$P_HA_RR" "$P_SERVE"
+start_haproxy "$WORK/haproxy.cfg" "$WORK/haproxy.log" "$P_HA_IPERF"
+HA_MAIN=$HA_PID
+wait_listen "$P_HA_RR" || { echo "run.sh: haproxy did not listen on $P_HA_RR" >&2; exit 1; }
+
+PATHS=(direct pf-w1 pf-w2 socat haproxy)
+path_port() {  # path_port PATH iperf|rr
+    case "$1:$2" in
+        direct:iperf) echo "$P_IPERF" ;;  direct:rr) echo "$P_SERVE" ;;
+        pf-w1:iperf) echo "$P_W1_IPERF" ;; pf-w1:rr) echo "$P_W1_RR" ;;
+        pf-w2:iperf) echo "$P_W2_IPERF" ;; pf-w2:rr) echo "$P_W2_RR" ;;
+        socat:iperf) echo "$P_SOCAT_IPERF" ;; socat:rr) echo "$P_SOCAT_RR" ;;
+        haproxy:iperf) echo "$P_HA_IPERF" ;; haproxy:rr) echo "$P_HA_RR" ;;
+    esac
+}
+path_pids() {  # path_pids PATH iperf|rr: the proxy processes whose CPU time is counted
+    local suffix; [ "$2" = iperf ] && suffix=i || suffix=r
+    case "$1" in
+        direct) echo "" ;;
+        pf-w1) pf_workers "$PF_MAIN" "w1$suffix" ;;
+        pf-w2) pf_workers "$PF_MAIN" "w2$suffix" ;;
+        socat) [ "$2" = iperf ] && echo "$SOCAT1" || echo "$SOCAT2" ;;
+        haproxy) echo "$HA_MAIN" ;;
+    esac
+}
+
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >> "$RESULTS"; }  # round test path metric value
+
+# ------------------------------------------------------------------ measurements
+# run_iperf ROUND TEST PATH STREAMS REVERSE(0|1)
+run_iperf() {
+    local round="$1" test="$2" path="$3" streams="$4" rev="$5"
+    local port pids c0 c1 t0 t1 spid json="$WORK/iperf-$test-$path-$round.json"
+    port="$(path_port "$path" iperf)"
+    pids="$(path_pids "$path" iperf)"
+    wait_quiet
+    start_bg "$WORK/iperf-server.log" iperf3 -s -1 -B 127.0.0.1 -p "$P_IPERF"
+    spid=$BG_PID
+    if ! wait_listen "$P_IPERF" "$spid"; then log "  iperf3 server did not start"; stop_pid "$spid" 2; return; fi
+    # shellcheck disable=SC2086
+    c0="$(cpu_ticks $pids)"; t0="$(date +%s%N)"; local m0 m1; m0="$(busy_ticks)"
+    local revflag=(); [ "$rev" = 1 ] && revflag=(-R)
+    timeout -k 2 $((DURATION + 25)) iperf3 -c 127.0.0.1 -p "$port" -t "$DURATION" -O 1 -P "$streams" \
+        "${revflag[@]}" -J > "$json" 2>>"$WORK/iperf-client.log"
+    t1="$(date +%s%N)"; m1="$(busy_ticks)"
+    sleep 0.2  # socat children and haproxy finish their last reads
+    # shellcheck disable=SC2086
+    c1="$(cpu_ticks $pids)"
+    stop_pid "$spid" 5
+    local vals gbps endpoints
+    # Gbit/s received, and the CPU of iperf3's client and server in cores (iperf3's own getrusage
+    # over the test), for the CPU of all parties.
+    vals="$(python3 -c '
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+    c = d["end"]["cpu_utilization_percent"]
+    print("%.3f %.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9,
+                         (c["host_total"] + c["remote_total"]) / 100))
+except Exception:
+    print("")' "$json")"
+    read -r gbps endpoints <<< "$vals"
+    if [ -z "$gbps" ]; then log "  $test $path: iperf3 failed (see $json)"; return; fi
+    local wall proxy_cores=0
+    wall="$(python3 -c "print(($t1 - $t0) / 1e9)")"
+    record "$round" "$test" "$path" gbps "$gbps"
+    record "$round" "$test" "$path" machine "$(python3 -c "print('%.3f' % (($m1 - $m0) / $HZ / $wall))")"
+    if [ -n "$pids" ]; then
+        # proxy CPU in cores (CPU seconds / wall seconds)
+        proxy_cores="$(python3 -c "print('%.3f' % (($c1 - $c0) / $HZ / $wall))")"
+        record "$round" "$test" "$path" cores "$proxy_cores"
+    fi
+    record "$round" "$test" "$path" all_cores "$(python3 -c "print('%.3f' % ($endpoints + $proxy_cores))")"
+    log "  $test $path: $gbps Gbit/s"
+}
+
+# run_rr ROUND PATH
+run_rr() {
+    local round="$1" path="$2" port pids c0 c1 out p
+    port="$(path_port "$path" rr)"
+    pids="$(path_pids "$path" rr)"
+    wait_quiet
+    local per=()
+    for p in $pids; do per+=("$(cpu_ticks "$p")"); done
+    # shellcheck disable=SC2086
+    c0="$(cpu_ticks $pids)"; local m0 m1 s0 s1; m0="$(busy_ticks)"; s0="$(cpu_ticks "$SERVE_PID")"
+    out="$(timeout -k 2 $((DURATION + 30)) "$CB" rr --port "$port" --conns "$RR_CONNS" \
+        --threads "$RR_CLIENT_THREADS" --duration "$DURATION" --warmup 1 2>>"$WORK/rr.log")"
+    m1="$(busy_ticks)"
+    sleep 0.2
+    # shellcheck disable=SC2086
+    c1="$(cpu_ticks $pids)"; s1="$(cpu_ticks "$SERVE_PID")"
+    if [ -z "$out" ]; then log "  rr $path: client failed"; return; fi
+    echo "$round $path $out" >> "$WORK/rr.jsonl"
+    local vals
+    vals="$(python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+print(d["rate"], d["p50_us"], d["p99_us"], d["errors"], d["total"], int(d["cpu_us"]))' "$out")"
+    local rate p50 p99 errs total client_us
+    read -r rate p50 p99 errs total client_us <<< "$vals"
+    record "$round" rr "$path" rate "$rate"
+    record "$round" rr "$path" p50 "$p50"
+    record "$round" rr "$path" p99 "$p99"
+    record "$round" rr "$path" errors "$errs"
+    if [ "$total" -gt 0 ]; then
+        record "$round" rr "$path" machine_us "$(( (m1 - m0) * 1000000 / HZ / total ))"
+        # client (getrusage) + server + proxy CPU per connection
+        record "$round" rr "$path" all_us "$(( (client_us + (s1 - s0 + c1 - c0) * 1000000 / HZ) / total ))"
+    fi
+    if [ -n "$pids" ] && [ "$total" -gt 0 ]; then
+        record "$round" rr "$path" cpu_us "$(( (c1 - c0) * 1000000 / HZ / total ))"
+    fi
+    if [[ "$path" == pf-w2 ]]; then
+        # accept distribution: share of the busiest worker in the workers' CPU time
+        local i=0 shares=() d sum=0 max=0
+        for p in $pids; do
+            d=$(( $(cpu_ticks "$p") - per[i] )); i=$((i + 1))
+            sum=$((sum + d)); [ "$d" -gt "$max" ] && max=$d
+        done
+        [ "$sum" -gt 0 ] && record "$round" rr "$path" busiest_share "$((100 * max / sum))"
+    fi
+    log "  rr $path: $rate conn/s, p50 ${p50} us, p99 ${p99} us, errors $errs"
+}
+
+# run_idle ROUND: fresh pf-proxyd (workers: 2) and fresh haproxy, N idle connections through each.
+run_idle() {
+    local round="$1" out pids
+    cat > "$WORK/policy-idle.json" <<EOF
+{"user": "nobody", "drain_timeout": "1s", "proxies": [$(pf_policy idle "$P_PF_IDLE" "$P_SERVE" 2)]}
+EOF
+    start_pfproxyd "$WORK/policy-idle.json" "$WORK/pf-proxyd-idle-$round.log"
+    local pf_idle=$PF_PID
+    pids="$(pf_workers "$pf_idle" idle)"
+    wait_quiet
+    out="$(timeout -k 2 120 "$CB" idle --port "$P_PF_IDLE" --count "$IDLE_CONNS" --pids "${pids// /,}" --timeout 100)"
+    stop_pid "$pf_idle" 10
+    echo "$round pf-w2 $out" >> "$WORK/idle.jsonl"
+    record_idle "$round" pf-w2 "$out"
+
+    haproxy_cfg "$WORK/haproxy-idle.cfg" "$P_HA_IDLE" "$P_SERVE"
+    start_haproxy "$WORK/haproxy-idle.cfg" "$WORK/haproxy-idle-$round.log" "$P_HA_IDLE"
+    local ha_idle=$HA_PID
+    wait_quiet
+    out="$(timeout -k 2 120 "$CB" idle --port "$P_HA_IDLE" --count "$IDLE_CONNS" --pids "$ha_idle" --timeout 100)"
+    stop_pid "$ha_idle" 10
+    echo "$round haproxy $out" >> "$WORK/idle.jsonl"
+    record_idle "$round" haproxy "$out"
+}
+record_idle() {
+    local vals
+    vals="$(python3 -c '
+import json, sys
+try:
+    d = json.loads(sys.argv[1])
+    print(d["kb_per_conn"], d["open"], d["errors"], "/".join(str(v["fds_added"]) for v in d["pids"].values()))
+except Exception:
+    pass' "$3")"
+    if [ -z "$vals" ]; then log "  idle $2: failed: $3"; return; fi
+    local kb open errs fds
+    read -r kb open errs fds <<< "$vals"
+    record "$1" idle "$2" kb_per_conn "$kb"
+    record "$1" idle "$2" open "$open"
+    record "$1" idle "$2" fds_added "$fds"
+    log "  idle $2: $kb KB RSS per connection ($open open, $errs errors, fds added per process: $fds)"
+}
+
+START=$(date +%s)
+for ((round = 1; round <= ROUNDS; round++)); do
+    log "round $round/$ROUNDS"
+    if want tput; then
+        for spec in "t1f 1 0" "t1r 1 1" "t4f 4 0" "t4r 4 1"; do
+            read -r test streams rev <<< "$spec"
+            for path in "${PATHS[@]}"; do run_iperf "$round" "$test" "$path" "$streams" "$rev"; done
+        done
+    fi
+    if want rr; then
+        for path in "${PATHS[@]}"; do run_rr "$round" "$path"; done
+    fi
+    if want idle; then run_idle "$round"; fi
+    # Workers that died would have been restarted with new PIDs: say so, it skews the numbers.
+    if grep -q "exited\|killed\|signal" "$WORK/pf-proxyd.log"; then
+        log "WARNING: a pf-proxyd worker exited during the run (see $WORK/pf-proxyd.log)"
+    fi
+done
+log "measurements took $(( $(date +%s) - START )) s; $NOISY measurement(s) started while the machine was busy"
+
+python3 "$BENCH/report.py" "$RESULTS" --rounds "$ROUNDS" --duration "$DURATION" \
+    --idle-conns "$IDLE_CONNS" --noisy "$NOISY" --rr-conns "$RR_CONNS" \
+    --rr-threads "$RR_CLIENT_THREADS" --server-threads "$SERVER_THREADS"

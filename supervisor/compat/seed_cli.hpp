@@ -1,0 +1,76 @@
+#pragma once
+// The one place that maps a seed tool's command line to a policy (DESIGN.md, first section):
+//
+//   vsock-to-ip, ip-to-vsock, vsock-to-ip-transparent, ip-to-vsock-transparent,
+//   transparent-port-to-vsock (alias port-to-vsock-transparent)     seeds 000 and 001
+//   vsockproxy                                                         seed 002
+//
+// Each command accepts its seed's flags, prints its seed's help, version, startup lines and error
+// messages, and then runs an in-memory one-proxy policy through run_daemon(): the same
+// supervisor and sandboxed worker as a policy file. docs/migration.md lists the policy entry each
+// command line becomes and every deliberate difference.
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "policy/model.hpp"
+
+namespace pfp::compat {
+
+enum class Tool {
+    vsock_to_ip,
+    ip_to_vsock,
+    vsock_to_ip_transparent,
+    ip_to_vsock_transparent,
+    transparent_port_to_vsock,
+    vsockproxy,
+};
+
+// Every command name pf-proxy-compat answers to (the links installed beside it).
+const std::vector<std::string_view>& command_names();
+
+// The tool a command name runs (the basename of argv[0]); nullopt for any other name.
+std::optional<Tool> tool_for(std::string_view command);
+
+// Text for stdout and stderr, written in that order.
+struct Output {
+    std::string out;
+    std::string err;
+};
+
+// A command line that ends before anything is opened: -h, -V or a usage error.
+struct Finished {
+    int status = 0;
+    Output output;
+};
+
+// A command line to run.
+struct SeedCommand {
+    Tool tool = Tool::vsock_to_ip;
+    std::string command;  // the name it was called by, e.g. "port-to-vsock-transparent"
+    // What the seed prints before it binds its listener (its startup lines, on stdout), and any
+    // warning about the command line (stderr).
+    Output startup;
+    // An error the seed reports only after its startup lines (a malformed listening address is
+    // found by the bind that follows them); exit status 1.
+    std::optional<Output> late_error;
+    policy::Policy policy;  // exactly one proxy
+};
+
+// Reads `args` (argv without argv[0]) the way the seed tool does.
+std::variant<Finished, SeedCommand> parse_command_line(Tool tool, std::string_view command,
+                                                       const std::vector<std::string>& args);
+
+// Where binding the listener failed.
+enum class BindStage { socket, bind };
+
+// The seed's message when its listener cannot be opened (errno `err`).
+Output bind_failure(const SeedCommand& cmd, BindStage stage, int err);
+
+// The whole command: parse, print the startup lines, check that the listener can be bound (so a
+// failure gets the seed's message), then run_daemon(). Returns the exit status.
+int run(Tool tool, std::string_view command, const std::vector<std::string>& args);
+
+}  // namespace pfp::compat

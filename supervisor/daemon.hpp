@@ -1,0 +1,20 @@
+#pragma once
+// Runs pf-proxyd on an already validated policy: the path every entry point takes, the policy
+// file of pf-proxyd and the in-memory one-proxy policy of each seed-compatible command alike.
+#include <optional>
+#include <string>
+
+#include "policy/model.hpp"
+
+namespace pfp::supervisor {
+
+struct DaemonOptions {
+    std::optional<std::string> worker_path;  // default: beside the running binary, else libexec
+    std::string source = "policy";           // where the policy came from, for log lines
+};
+
+// Opens the sockets, drops privileges, spawns and supervises workers until SIGTERM/SIGINT.
+// Returns the exit status (0 after a clean stop, 1 after a start-up failure, which is logged).
+int run_daemon(policy::Policy pol, const DaemonOptions& options);
+
+}  // namespace pfp::supervisor

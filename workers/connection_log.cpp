@@ -1,0 +1,108 @@
+#include "workers/connection_log.hpp"
+
+#include <linux/vm_sockets.h>
+#include <netinet/in.h>
+
+namespace pfp::worker {
+
+namespace {
+
+bool from_vsock_side(WorkerKind k) {
+    return k == WorkerKind::vsock_to_ip || k == WorkerKind::vsock_to_ip_transparent ||
+           k == WorkerKind::vsock_to_vsock;
+}
+
+// "93.184.216.34:80" / "[2001:db8::1]:443": the socket address without any scheme.
+std::string bare_inet(const SockAddr& a) { return format_sockaddr(a); }
+
+}  // namespace
+
+std::string seed_address(const SockAddr& a, bool quoted) {
+    if (a.family() == AF_VSOCK && a.len >= static_cast<socklen_t>(sizeof(sockaddr_vm))) {
+        const auto* vm = reinterpret_cast<const sockaddr_vm*>(&a.storage);
+        return "VsockAddr { cid: " + std::to_string(vm->svm_cid) +
+               ", port: " + std::to_string(vm->svm_port) + " }";
+    }
+    std::string s = bare_inet(a);
+    return quoted ? "\"" + s + "\"" : s;
+}
+
+std::string seed_endpoint(const Endpoint& e, bool quoted) {
+    if (e.scheme == Scheme::tcp || e.scheme == Scheme::vsock) return seed_address(e.addr, quoted);
+    std::string s = to_string(e);
+    return quoted ? "\"" + s + "\"" : s;
+}
+
+std::unique_ptr<ConnectionLog> make_connection_log(WorkerKind kind, const Endpoint& listen,
+                                                   const SockAddr& client, const Endpoint& dest,
+                                                   const SockAddr* original_dst) {
+    auto l = std::make_unique<ConnectionLog>();
+    l->peer = format_sockaddr(client);
+    if (from_vsock_side(kind)) {
+        // The seeds print the vsock listener as "CID:PORT", not the peer.
+        l->client = listen.scheme == Scheme::vsock
+                        ? "\"" + std::to_string(listen.cid) + ":" + std::to_string(listen.port) +
+                              "\""
+                        : "\"" + to_string(listen) + "\"";
+    } else {
+        l->client = seed_address(client, true);
+    }
+    l->upstream =
+        seed_endpoint(dest, kind != WorkerKind::vsock_to_ip_transparent);  // seed: unquoted
+    if (original_dst) {
+        std::string od = bare_inet(*original_dst);
+        if (kind == WorkerKind::transparent_port_to_vsock) {
+            std::string ip = od.substr(0, od.rfind(':'));
+            if (ip.size() > 1 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
+            l->original_dst = ", with original_dst=" + od + ", ip=" + ip +
+                              ", port=" + od.substr(od.rfind(':') + 1) + ", from inbound TCP stream";
+        } else {
+            l->original_dst = ", with original_dst=" + od + " from inbound TCP stream";
+        }
+    }
+    return l;
+}
+
+std::string proxying_line(WorkerKind, const ConnectionLog& l) {
+    return "Proxying to: " + l.upstream;
+}
+
+std::string copy_done_line(WorkerKind kind, const ConnectionLog& l, bool up) {
+    std::string from_side, to_side;
+    switch (kind) {
+        case WorkerKind::vsock_to_ip:
+        case WorkerKind::vsock_to_ip_transparent:
+            from_side = "vsock", to_side = "ip";
+            break;
+        case WorkerKind::ip_to_vsock:
+        case WorkerKind::ip_to_vsock_transparent:
+            from_side = "ip", to_side = "vsock";
+            break;
+        case WorkerKind::transparent_port_to_vsock:
+            from_side = "port", to_side = "vsock";
+            break;
+        case WorkerKind::vsock_to_vsock:
+            from_side = "vsock", to_side = "vsock";
+            break;
+        case WorkerKind::tcp_forward:
+            from_side = "tcp", to_side = "tcp";
+            break;
+    }
+    if (up)
+        return from_side + " to " + to_side + " IO copy done, from " + l.client + " to " +
+               l.upstream + l.original_dst;
+    return to_side + " to " + from_side + " IO copy done, from " + l.upstream + " to " + l.client +
+           l.original_dst;
+}
+
+std::string statistics_line(const ConnectionLog& l, uint64_t up, uint64_t down, uint64_t up_delta,
+                            uint64_t down_delta, double seconds) {
+    auto rate = [seconds](uint64_t d) {
+        return std::to_string(static_cast<uint64_t>(static_cast<double>(d) / seconds));
+    };
+    return "statistics: " + l.peer + " -> " + l.upstream + ": " + std::to_string(up) +
+           " bytes sent (" + rate(up_delta) + " B/s), " + std::to_string(down) +
+           " bytes received (" + rate(down_delta) + " B/s)";
+}
+
+}  // namespace pfp::worker

@@ -1,0 +1,13 @@
+// Worker kind ip-to-vsock: TCP listener -> a fixed vsock (or fc-vsock/unix) upstream.
+#include <sys/socket.h>
+
+#include "workers/stream_worker.hpp"
+
+namespace pfp::worker {
+
+std::unique_ptr<WorkerBody> make_ip_to_vsock(const WorkerConfig& config, std::vector<unique_fd> fds,
+                                     EventLoop& loop) {
+    return make_stream_worker(config, std::move(fds), loop, {AF_INET, AF_INET6});
+}
+
+}  // namespace pfp::worker

@@ -1,0 +1,104 @@
+#include "workers/route.hpp"
+
+#include <linux/vm_sockets.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace pfp::worker {
+
+namespace {
+
+bool ip_family(int f) { return f == AF_INET || f == AF_INET6; }
+
+}  // namespace
+
+Route Route::from_config(const WorkerConfig& c) {
+    Route r;
+    r.kind = c.kind;
+    r.listen = parse_endpoint(c.listen);
+    if (c.upstream_mode == "destination-header") {
+        r.target = Target::destination_header;
+    } else if (c.upstream_mode == "fixed") {
+        r.upstream = parse_endpoint(c.upstream);
+        r.target = r.upstream.original_port ? Target::original_port : Target::fixed;
+    } else {
+        throw std::runtime_error("upstream mode " + c.upstream_mode + " is not supported");
+    }
+    r.send_original_destination = c.send_original_destination;
+    auto format = transparent_header_format_from_name(c.header);
+    if (!format) throw std::runtime_error("unknown header format " + c.header);
+    r.header = *format;
+    r.proxy_protocol = c.proxy_protocol;
+    if (!c.allow.empty())
+        r.allow = AllowList::parse(c.allow);
+    else if (r.target == Target::destination_header)
+        r.allow = AllowList::any();  // everything but loopback, link-local and metadata
+    if (!c.allowed_cids.empty()) r.allowed_cids = CidSet(c.allowed_cids);
+    if (!c.allowed_sources.empty()) r.allowed_sources = CidrSet::parse(c.allowed_sources);
+    r.log_connections = c.log_connections;
+    r.statistics = c.statistics;
+    r.tcp_nodelay = c.tcp_nodelay;
+    r.keepalive = c.keepalive;
+    r.keepalive_idle_s = static_cast<int>(std::max<long>(1, c.keepalive_idle.count() / 1000));
+    r.keepalive_interval_s =
+        static_cast<int>(std::max<long>(1, c.keepalive_interval.count() / 1000));
+    r.keepalive_count = c.keepalive_count;
+    return r;
+}
+
+std::optional<std::string> Route::admit(const SockAddr& peer) const {
+    if (allowed_cids && !allowed_cids->contains(peer))
+        return "peer " + format_sockaddr(peer) + " is not in allowed_cids";
+    if (allowed_sources && !allowed_sources->contains(peer))
+        return "client " + format_sockaddr(peer) + " is not in allowed_sources";
+    return std::nullopt;
+}
+
+void Route::tune(int fd, int family) const {
+    if (!ip_family(family)) return;
+    // Failures here only cost tuning, never the connection.
+    int one = 1;
+    if (tcp_nodelay) ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (keepalive) {
+        ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &keepalive_idle_s, sizeof keepalive_idle_s);
+        ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &keepalive_interval_s,
+                     sizeof keepalive_interval_s);
+        ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &keepalive_count, sizeof keepalive_count);
+    }
+}
+
+int start_connect(const Route& route, const Endpoint& dest, unique_fd& out) {
+    const SockAddr& a = dest.addr;
+    unique_fd s(::socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!s) return errno;
+    route.tune(s.get(), a.family());
+    if (::connect(s.get(), a.get(), a.len) < 0 && errno != EINPROGRESS) return errno;
+    out = std::move(s);
+    return 0;
+}
+
+std::string fc_vsock_connect_line(uint32_t port) {
+    return "CONNECT " + std::to_string(port) + "\n";
+}
+
+FcReply parse_fc_vsock_reply(std::string_view peeked, size_t& line_len) {
+    constexpr size_t kMaxLine = 32;  // "OK " + a u32 + "\n" fits easily
+    const size_t nl = peeked.find('\n');
+    if (nl == std::string_view::npos) return peeked.size() >= kMaxLine ? FcReply::bad
+                                                                       : FcReply::need_more;
+    std::string_view line = peeked.substr(0, nl);
+    if (line.size() < 4 || line.substr(0, 3) != "OK ") return FcReply::bad;
+    for (char ch : line.substr(3))
+        if (ch < '0' || ch > '9') return FcReply::bad;
+    line_len = nl + 1;
+    return FcReply::ok;
+}
+
+}  // namespace pfp::worker

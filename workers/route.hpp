@@ -1,0 +1,61 @@
+#pragma once
+// How a stream worker picks and reaches the upstream of each client, built once from the
+// handover before lock-down: every kind of the seeds is one combination of these choices.
+#include <optional>
+#include <string>
+
+#include "common/allow_list.hpp"
+#include "common/endpoint.hpp"
+#include "common/transparent_header.hpp"
+#include "common/unique_fd.hpp"
+#include "common/worker_config.hpp"
+
+namespace pfp::worker {
+
+enum class Target {
+    fixed,               // the configured upstream
+    original_port,       // the configured vsock/fc-vsock upstream, port from SO_ORIGINAL_DST
+    destination_header,  // read the transparent header from the client, connect there (TCP)
+};
+
+struct Route {
+    WorkerKind kind = WorkerKind::tcp_forward;
+    Target target = Target::fixed;
+    Endpoint listen;
+    Endpoint upstream;                       // fixed / original_port template
+    bool send_original_destination = false;  // transparent header first on the upstream
+    TransparentHeaderFormat header = TransparentHeaderFormat::standard;
+    bool proxy_protocol = false;
+    std::optional<AllowList> allow;            // destinations (always set for destination_header)
+    std::optional<CidSet> allowed_cids;        // vsock peers
+    std::optional<CidrSet> allowed_sources;    // TCP clients
+    bool log_connections = false;
+    bool statistics = false;
+    // TCP socket tuning (applied to TCP sockets only).
+    bool tcp_nodelay = true;
+    bool keepalive = true;
+    int keepalive_idle_s = 60, keepalive_interval_s = 10, keepalive_count = 6;
+
+    // Throws std::runtime_error naming what is wrong.
+    static Route from_config(const WorkerConfig& c);
+
+    // nullopt: admitted; else the reason for the log line.
+    std::optional<std::string> admit(const SockAddr& peer) const;
+
+    // Socket options for a client or upstream socket (TCP ones only).
+    void tune(int fd, int family) const;
+};
+
+// Starts a non-blocking connect to `dest` (tcp, vsock, unix, fc-vsock: the Unix socket of the
+// hybrid vsock). Returns 0 with `out` set, or an errno value.
+int start_connect(const Route& route, const Endpoint& dest, unique_fd& out);
+
+// The line a Firecracker / Cloud Hypervisor hybrid vsock expects first.
+std::string fc_vsock_connect_line(uint32_t port);
+
+enum class FcReply { need_more, ok, bad };
+// Parses the hybrid vsock's answer "OK <n>\n" at the start of `peeked`; `line_len` is set to
+// the length of the line to consume when the answer is complete.
+FcReply parse_fc_vsock_reply(std::string_view peeked, size_t& line_len);
+
+}  // namespace pfp::worker
