@@ -12,8 +12,8 @@
 //                [--req BYTES] [--resp BYTES]
 //       Closed-loop short-connection client: C connections in flight, each one connect,
 //       send a request, read the response until EOF, close, start over. Prints one JSON line:
-//       {"rate": conn/s, "p50_us": .., "p99_us": .., "done": .., "total": .., "errors": .., "cpu_us": ..}
-//       Latency = connect() start to EOF of the response.
+//       {"rate": conn/s, "p50_us": .., "p99_us": .., "done": .., "total": .., "errors": ..,
+//       "cpu_us": ..} Latency = connect() start to EOF of the response.
 //
 //   connbench idle --port P [--count N] [--pids PID,PID..] [--warmup N] [--timeout S]
 //       Opens N connections (at most 64 connecting at once), pings each one once (1 byte out,
@@ -24,14 +24,15 @@
 //
 // Every loop is bounded by a deadline; every socket is closed on exit by the kernel anyway.
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/time.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,7 +43,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -55,7 +55,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop = true; }
+void on_signal(int) {
+    g_stop = true;
+}
 
 [[noreturn]] void die(const char* what) {
     std::fprintf(stderr, "connbench: %s: %s\n", what, std::strerror(errno));
@@ -102,8 +104,8 @@ struct ServerShared {
     int listener = -1;
     size_t req = 64;
     std::string response;
-    std::vector<uint8_t> mode;     // per fd: kUnknown / kRR / kEcho (each fd owned by one thread)
-    std::vector<uint16_t> got;     // per fd: request bytes received (rr)
+    std::vector<uint8_t> mode;  // per fd: kUnknown / kRR / kEcho (each fd owned by one thread)
+    std::vector<uint16_t> got;  // per fd: request bytes received (rr)
 };
 
 void serve_thread(ServerShared& s, Clock::time_point deadline) {
@@ -370,19 +372,19 @@ int cmd_rr(const Args& a) {
     std::sort(all.lat_us.begin(), all.lat_us.end());
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);  // the client's own CPU, for the per-connection CPU of the path
-    double cpu_us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec +
-                    ru.ru_stime.tv_usec;
+    double cpu_us =
+        (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
     auto pct = [&](double p) -> double {
         if (all.lat_us.empty()) return 0;
         size_t idx = static_cast<size_t>(p * static_cast<double>(all.lat_us.size() - 1));
         return all.lat_us[idx];
     };
-    std::printf("{\"rate\": %.1f, \"p50_us\": %.0f, \"p99_us\": %.0f, \"done\": %llu, "
-                "\"total\": %llu, \"errors\": %llu, \"cpu_us\": %.0f}\n",
-                static_cast<double>(all.done) / duration, pct(0.50), pct(0.99),
-                static_cast<unsigned long long>(all.done),
-                static_cast<unsigned long long>(all.total),
-                static_cast<unsigned long long>(all.errors), cpu_us);
+    std::printf(
+        "{\"rate\": %.1f, \"p50_us\": %.0f, \"p99_us\": %.0f, \"done\": %llu, "
+        "\"total\": %llu, \"errors\": %llu, \"cpu_us\": %.0f}\n",
+        static_cast<double>(all.done) / duration, pct(0.50), pct(0.99),
+        static_cast<unsigned long long>(all.done), static_cast<unsigned long long>(all.total),
+        static_cast<unsigned long long>(all.errors), cpu_us);
     return all.done > 0 ? 0 : 1;
 }
 
@@ -524,15 +526,15 @@ int cmd_idle(const Args& a) {
     std::string per_pid;
     for (size_t i = 0; i < pids.size(); ++i) {
         if (i) per_pid += ", ";
-        per_pid += "\"" + std::to_string(pids[i]) + "\": {\"rss_kb\": " +
-                   std::to_string(rss_kb(pids[i])) +
+        per_pid += "\"" + std::to_string(pids[i]) +
+                   "\": {\"rss_kb\": " + std::to_string(rss_kb(pids[i])) +
                    ", \"fds_added\": " + std::to_string(fd_count(pids[i]) - fds_before[i]) + "}";
     }
-    std::printf("{\"open\": %zu, \"errors\": %ld, \"rss_before_kb\": %ld, \"rss_after_kb\": %ld, "
-                "\"kb_per_conn\": %.3f, \"pids\": {%s}}\n",
-                fds.size(), errors, before, after,
-                fds.empty() ? 0.0 : static_cast<double>(after - before) / fds.size(),
-                per_pid.c_str());
+    std::printf(
+        "{\"open\": %zu, \"errors\": %ld, \"rss_before_kb\": %ld, \"rss_after_kb\": %ld, "
+        "\"kb_per_conn\": %.3f, \"pids\": {%s}}\n",
+        fds.size(), errors, before, after,
+        fds.empty() ? 0.0 : static_cast<double>(after - before) / fds.size(), per_pid.c_str());
     std::fflush(stdout);
     for (int fd : fds) close(fd);
     return fds.size() == static_cast<size_t>(count) ? 0 : 1;

@@ -31,9 +31,9 @@ struct RestartPolicy {
 
 // Where a stream relay connects each client.
 enum class UpstreamMode {
-    fixed,                  // `upstream` (a vsock one may take its port from SO_ORIGINAL_DST)
-    original_destination,   // "original-destination": SO_ORIGINAL_DST of the client socket
-    destination_header,     // "destination-header": read from the stream (transparent header)
+    fixed,                 // `upstream` (a vsock one may take its port from SO_ORIGINAL_DST)
+    original_destination,  // "original-destination": SO_ORIGINAL_DST of the client socket
+    destination_header,    // "destination-header": read from the stream (transparent header)
 };
 
 enum class HeaderFormat { standard, oyster_v4 };  // transparent header: 7/19 bytes, or legacy 6
@@ -54,15 +54,15 @@ struct Proxy {
     UpstreamMode upstream_mode = UpstreamMode::fixed;
     bool send_original_destination = false;  // transparent header before the payload
     HeaderFormat header = HeaderFormat::standard;
-    bool proxy_protocol = false;             // PROXY v2 header before the payload
-    std::vector<std::string> allow;          // egress allow list (common/allow_list.hpp syntax)
-    std::vector<uint32_t> allowed_cids;      // vsock listeners: peer CIDs admitted (empty: all)
+    bool proxy_protocol = false;               // PROXY v2 header before the payload
+    std::vector<std::string> allow;            // egress allow list (common/allow_list.hpp syntax)
+    std::vector<uint32_t> allowed_cids;        // vsock listeners: peer CIDs admitted (empty: all)
     std::vector<std::string> allowed_sources;  // TCP listeners: client CIDRs admitted (empty: all)
-    UnixSocketFile unix_socket;              // unix and fc-vsock listeners
-    bool log_connections = false;            // one line per connection (the seeds' output)
-    bool statistics = false;                 // vsockproxy-style per-connection statistics
-    int workers = 1;               // worker processes sharing the listener
-    int max_connections = 10'000;  // per proxy, split evenly across its workers
+    UnixSocketFile unix_socket;                // unix and fc-vsock listeners
+    bool log_connections = false;              // one line per connection (the seeds' output)
+    bool statistics = false;                   // vsockproxy-style per-connection statistics
+    int workers = 1;                           // worker processes sharing the listener
+    int max_connections = 10'000;              // per proxy, split evenly across its workers
     int backlog = 4096;
     milliseconds connect_timeout{10'000};
     milliseconds idle_timeout{0};  // 0: never

@@ -45,8 +45,8 @@ int run_daemon(policy::Policy pol, const DaemonOptions& options) {
                       " -> ", describe_upstream(p), ", ", p.workers, " worker(s)");
         }
         privs.settle(caps_to_keep(pol));
-        log::notice("pf-proxyd " PFPROXY_VERSION " running ", pol.proxies.size(),
-                    " proxies from ", options.source, " as uid ", ::getuid());
+        log::notice("pf-proxyd " PFPROXY_VERSION " running ", pol.proxies.size(), " proxies from ",
+                    options.source, " as uid ", ::getuid());
         Supervisor sup(std::move(pol), std::move(listeners), worker);
         return sup.run();
     } catch (const std::exception& e) {

@@ -40,8 +40,8 @@ bool is_unix_listener(const Endpoint& e) {
 }
 
 [[noreturn]] void fail(const policy::Proxy& proxy, const std::string& what, int err) {
-    std::string msg = "proxy \"" + proxy.name + "\": cannot listen on " +
-                      to_string(proxy.listen) + ": " + what;
+    std::string msg =
+        "proxy \"" + proxy.name + "\": cannot listen on " + to_string(proxy.listen) + ": " + what;
     if (err != 0) msg += std::string(": ") + std::strerror(err);
     if (err == EACCES && needs_bind_service(proxy.listen))
         msg += " (a port below " +
@@ -62,7 +62,7 @@ SockAddr unix_address(const std::string& path) {
 
 // A socket file left by an earlier run is replaced; a live one or any other file is an error.
 void clear_stale_socket(const policy::Proxy& proxy, const std::string& path) {
-    struct stat st{};
+    struct stat st {};
     if (::lstat(path.c_str(), &st) < 0) {
         if (errno == ENOENT) return;
         fail(proxy, "stat " + path, errno);
@@ -85,9 +85,12 @@ std::string listener_path(const Endpoint& e) {
 
 std::string describe_upstream(const policy::Proxy& p) {
     switch (p.upstream_mode) {
-        case policy::UpstreamMode::fixed: return to_string(p.upstream);
-        case policy::UpstreamMode::destination_header: return "destination-header";
-        case policy::UpstreamMode::original_destination: return "original-destination";
+        case policy::UpstreamMode::fixed:
+            return to_string(p.upstream);
+        case policy::UpstreamMode::destination_header:
+            return "destination-header";
+        case policy::UpstreamMode::original_destination:
+            return "original-destination";
     }
     return "?";
 }
@@ -131,7 +134,8 @@ unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
         if (proxy.tcp_nodelay) ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (proxy.keepalive.enabled) {
             int idle = static_cast<int>(std::max<long>(1, proxy.keepalive.idle.count() / 1000));
-            int intvl = static_cast<int>(std::max<long>(1, proxy.keepalive.interval.count() / 1000));
+            int intvl =
+                static_cast<int>(std::max<long>(1, proxy.keepalive.interval.count() / 1000));
             int cnt = proxy.keepalive.count;
             ::setsockopt(fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
             ::setsockopt(fd.get(), IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);

@@ -138,7 +138,7 @@ void Connection::read_fc_reply() {
     switch (parse_fc_vsock_reply(std::string_view(buf, static_cast<size_t>(n)), line)) {
         case FcReply::need_more:
             if (n == 0) {
-                close("fc-vsock handshake failed: connection closed before OK", ECONNRESET);
+                close("fc-vsock handshake failed: connection closed before OK", 0);
             } else {
                 upstream.readable = false;
             }
@@ -187,8 +187,8 @@ void Connection::release(Direction& d) {
 }
 
 // Returns 0, or the errno that ends the connection.
-int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& counter,
-                               uint64_t& own, size_t& budget) {
+int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& counter, uint64_t& own,
+                               size_t& budget) {
     for (;;) {
         if (d.pending > 0) {
             if (!to.writable) return 0;

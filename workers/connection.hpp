@@ -51,9 +51,9 @@ enum class Phase {
 
 // What a connection needs only until it relays: freed then, so idle connections stay small.
 struct Setup {
-    SockAddr peer;            // the client's address
-    Endpoint dest;            // where the upstream connect goes
-    std::string preamble;     // bytes for the upstream before any payload (headers)
+    SockAddr peer;         // the client's address
+    Endpoint dest;         // where the upstream connect goes
+    std::string preamble;  // bytes for the upstream before any payload (headers)
     bool fc_handshake = false;
 };
 

@@ -13,7 +13,9 @@ bool from_vsock_side(WorkerKind k) {
 }
 
 // "93.184.216.34:80" / "[2001:db8::1]:443": the socket address without any scheme.
-std::string bare_inet(const SockAddr& a) { return format_sockaddr(a); }
+std::string bare_inet(const SockAddr& a) {
+    return format_sockaddr(a);
+}
 
 }  // namespace
 
@@ -40,10 +42,9 @@ std::unique_ptr<ConnectionLog> make_connection_log(WorkerKind kind, const Endpoi
     l->peer = format_sockaddr(client);
     if (from_vsock_side(kind)) {
         // The seeds print the vsock listener as "CID:PORT", not the peer.
-        l->client = listen.scheme == Scheme::vsock
-                        ? "\"" + std::to_string(listen.cid) + ":" + std::to_string(listen.port) +
-                              "\""
-                        : "\"" + to_string(listen) + "\"";
+        l->client = listen.scheme == Scheme::vsock ? "\"" + std::to_string(listen.cid) + ":" +
+                                                         std::to_string(listen.port) + "\""
+                                                   : "\"" + to_string(listen) + "\"";
     } else {
         l->client = seed_address(client, true);
     }
@@ -55,7 +56,8 @@ std::unique_ptr<ConnectionLog> make_connection_log(WorkerKind kind, const Endpoi
             std::string ip = od.substr(0, od.rfind(':'));
             if (ip.size() > 1 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
             l->original_dst = ", with original_dst=" + od + ", ip=" + ip +
-                              ", port=" + od.substr(od.rfind(':') + 1) + ", from inbound TCP stream";
+                              ", port=" + od.substr(od.rfind(':') + 1) +
+                              ", from inbound TCP stream";
         } else {
             l->original_dst = ", with original_dst=" + od + " from inbound TCP stream";
         }

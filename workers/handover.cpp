@@ -37,16 +37,20 @@ Handover receive_handover(int control_fd) {
 std::unique_ptr<WorkerBody> make_worker_body(const WorkerConfig& config, std::vector<unique_fd> fds,
                                              EventLoop& loop) {
     switch (config.kind) {
-        case WorkerKind::tcp_forward: return make_tcp_forward(config, std::move(fds), loop);
-        case WorkerKind::ip_to_vsock: return make_ip_to_vsock(config, std::move(fds), loop);
+        case WorkerKind::tcp_forward:
+            return make_tcp_forward(config, std::move(fds), loop);
+        case WorkerKind::ip_to_vsock:
+            return make_ip_to_vsock(config, std::move(fds), loop);
         case WorkerKind::ip_to_vsock_transparent:
             return make_ip_to_vsock_transparent(config, std::move(fds), loop);
         case WorkerKind::transparent_port_to_vsock:
             return make_transparent_port_to_vsock(config, std::move(fds), loop);
-        case WorkerKind::vsock_to_ip: return make_vsock_to_ip(config, std::move(fds), loop);
+        case WorkerKind::vsock_to_ip:
+            return make_vsock_to_ip(config, std::move(fds), loop);
         case WorkerKind::vsock_to_ip_transparent:
             return make_vsock_to_ip_transparent(config, std::move(fds), loop);
-        case WorkerKind::vsock_to_vsock: return make_vsock_to_vsock(config, std::move(fds), loop);
+        case WorkerKind::vsock_to_vsock:
+            return make_vsock_to_vsock(config, std::move(fds), loop);
     }
     throw std::runtime_error("unknown worker kind");
 }

@@ -14,7 +14,9 @@ namespace pfp::worker {
 
 namespace {
 
-bool ip_family(int f) { return f == AF_INET || f == AF_INET6; }
+bool ip_family(int f) {
+    return f == AF_INET || f == AF_INET6;
+}
 
 }  // namespace
 
@@ -91,8 +93,8 @@ std::string fc_vsock_connect_line(uint32_t port) {
 FcReply parse_fc_vsock_reply(std::string_view peeked, size_t& line_len) {
     constexpr size_t kMaxLine = 32;  // "OK " + a u32 + "\n" fits easily
     const size_t nl = peeked.find('\n');
-    if (nl == std::string_view::npos) return peeked.size() >= kMaxLine ? FcReply::bad
-                                                                       : FcReply::need_more;
+    if (nl == std::string_view::npos)
+        return peeked.size() >= kMaxLine ? FcReply::bad : FcReply::need_more;
     std::string_view line = peeked.substr(0, nl);
     if (line.size() < 4 || line.substr(0, 3) != "OK ") return FcReply::bad;
     for (char ch : line.substr(3))

@@ -26,9 +26,9 @@ struct Route {
     bool send_original_destination = false;  // transparent header first on the upstream
     TransparentHeaderFormat header = TransparentHeaderFormat::standard;
     bool proxy_protocol = false;
-    std::optional<AllowList> allow;            // destinations (always set for destination_header)
-    std::optional<CidSet> allowed_cids;        // vsock peers
-    std::optional<CidrSet> allowed_sources;    // TCP clients
+    std::optional<AllowList> allow;          // destinations (always set for destination_header)
+    std::optional<CidSet> allowed_cids;      // vsock peers
+    std::optional<CidrSet> allowed_sources;  // TCP clients
     bool log_connections = false;
     bool statistics = false;
     // TCP socket tuning (applied to TCP sockets only).

@@ -175,26 +175,32 @@ constexpr std::string_view kVsockWhy =
 StreamShape shape_of(WorkerKind kind) {
     switch (kind) {
         case WorkerKind::tcp_forward:
-            return {kind, kIpDomains, kIpDesc, kIpWhy, false,
-                    "non-blocking connect to the fixed upstream"};
+            return {kind,   kIpDomains, kIpDesc,
+                    kIpWhy, false,      "non-blocking connect to the fixed upstream"};
         case WorkerKind::ip_to_vsock:
-            return {kind, kVsockDomains, kVsockDesc, kVsockWhy, false,
-                    "non-blocking connect to the fixed vsock upstream"};
+            return {kind,      kVsockDomains, kVsockDesc,
+                    kVsockWhy, false,         "non-blocking connect to the fixed vsock upstream"};
         case WorkerKind::ip_to_vsock_transparent:
-            return {kind, kVsockDomains, kVsockDesc, kVsockWhy, true,
-                    "non-blocking connect to the fixed vsock upstream"};
+            return {kind,      kVsockDomains, kVsockDesc,
+                    kVsockWhy, true,          "non-blocking connect to the fixed vsock upstream"};
         case WorkerKind::transparent_port_to_vsock:
-            return {kind, kVsockDomains, kVsockDesc, kVsockWhy, true,
-                    "non-blocking connect to the vsock CID at the client's original port"};
+            return {
+                kind,       kVsockDomains,
+                kVsockDesc, kVsockWhy,
+                true,       "non-blocking connect to the vsock CID at the client's original port"};
         case WorkerKind::vsock_to_ip:
-            return {kind, kIpDomains, kIpDesc, kIpWhy, false,
-                    "non-blocking connect to the fixed TCP upstream"};
+            return {kind,   kIpDomains, kIpDesc,
+                    kIpWhy, false,      "non-blocking connect to the fixed TCP upstream"};
         case WorkerKind::vsock_to_ip_transparent:
-            return {kind, kIpDomains, kIpDesc, kIpWhy, false,
+            return {kind,
+                    kIpDomains,
+                    kIpDesc,
+                    kIpWhy,
+                    false,
                     "connect to the destination the peer names, after the allow list said yes"};
         case WorkerKind::vsock_to_vsock:
-            return {kind, kVsockDomains, kVsockDesc, kVsockWhy, false,
-                    "non-blocking connect to the fixed vsock upstream"};
+            return {kind,      kVsockDomains, kVsockDesc,
+                    kVsockWhy, false,         "non-blocking connect to the fixed vsock upstream"};
     }
     throw std::invalid_argument("no sandbox profile for worker kind " +
                                 std::to_string(static_cast<int>(kind)));

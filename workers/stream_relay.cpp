@@ -1,5 +1,7 @@
 #include "workers/stream_relay.hpp"
 
+#include <linux/vm_sockets.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -10,8 +12,6 @@
 #include "common/original_dst.hpp"
 #include "common/proxy_protocol.hpp"
 #include "common/transparent_header.hpp"
-#include <linux/vm_sockets.h>
-#include <netinet/in.h>
 
 namespace pfp::worker {
 
@@ -22,8 +22,7 @@ constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
 constexpr uint32_t kListenEvents = EPOLLIN | EPOLLEXCLUSIVE;  // one worker woken per connection
 }  // namespace
 
-StreamRelay::StreamRelay(EventLoop& loop, unique_fd listener, const Route& route,
-                         RelayOptions opts)
+StreamRelay::StreamRelay(EventLoop& loop, unique_fd listener, const Route& route, RelayOptions opts)
     : loop_(loop),
       listener_(std::move(listener)),
       route_(route),
@@ -144,8 +143,9 @@ void StreamRelay::accept_ready() {
 void StreamRelay::refuse(Connection& c, const std::string& why) {
     stats_.denied++;
     if (log_allowed(last_deny_log_, deny_logs_suppressed_)) {
-        log::warning(opts_.tag, ": refused connection from ",
-                     c.setup ? format_sockaddr(c.setup->peer) : std::string("?"), ": ", why,
+        std::string from = c.setup ? format_sockaddr(c.setup->peer) : "?";
+        if (from == "unix:") from = "an unnamed peer on " + to_string(route_.listen);
+        log::warning(opts_.tag, ": refused connection from ", from, ": ", why,
                      suppressed_note(deny_logs_suppressed_));
         deny_logs_suppressed_ = 0;
     }
@@ -163,9 +163,10 @@ bool StreamRelay::begin_connect(Connection& c, Endpoint dest) {
         }
     }
     if (route_.target == Target::original_port) {
-        uint16_t port = ntohs(original->family() == AF_INET6
-                                  ? reinterpret_cast<const sockaddr_in6*>(&original->storage)->sin6_port
-                                  : reinterpret_cast<const sockaddr_in*>(&original->storage)->sin_port);
+        uint16_t port =
+            ntohs(original->family() == AF_INET6
+                      ? reinterpret_cast<const sockaddr_in6*>(&original->storage)->sin6_port
+                      : reinterpret_cast<const sockaddr_in*>(&original->storage)->sin_port);
         dest.port = port;
         dest.original_port = false;
         if (dest.scheme == Scheme::vsock)
@@ -174,8 +175,8 @@ bool StreamRelay::begin_connect(Connection& c, Endpoint dest) {
     if (route_.target == Target::destination_header && route_.allow) {
         Decision d = route_.allow->decide(dest.addr);
         if (!d.allowed()) {
-            refuse(c, "destination " + format_sockaddr(dest.addr) + " denied: " +
-                          std::string(d.reason));
+            refuse(c, "destination " + format_sockaddr(dest.addr) +
+                          " denied: " + std::string(d.reason));
             return true;
         }
     }

@@ -12,7 +12,7 @@ namespace pfp::worker {
 namespace {
 
 class StreamWorker final : public WorkerBody {
-public:
+  public:
     StreamWorker(const WorkerConfig& c, Route route, unique_fd listener, EventLoop& loop)
         : route_(std::move(route)),
           relay_(loop, std::move(listener), route_,
@@ -27,7 +27,7 @@ public:
         return relay_.tick(now);
     }
 
-private:
+  private:
     Route route_;  // before relay_, which keeps a reference
     StreamRelay relay_;
 };

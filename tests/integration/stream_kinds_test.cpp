@@ -20,7 +20,7 @@ namespace {
 
 // An echo server on a TCP port, one thread per connection, until destroyed.
 class EchoServer {
-public:
+  public:
     explicit EchoServer(uint16_t port) : listener_(listen_tcp(port)) {
         thread_ = std::thread([this] {
             while (!stop_) {
@@ -46,7 +46,7 @@ public:
         for (auto& t : conns_) t.join();
     }
 
-private:
+  private:
     unique_fd listener_;
     std::atomic<bool> stop_{false};
     std::thread thread_;
@@ -62,7 +62,7 @@ bool roundtrip(uint16_t port, const std::string& msg) {
 }
 
 class StreamKinds : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         in_port = free_port();
         server_port = free_port();
@@ -74,15 +74,17 @@ protected:
 TEST_F(StreamKinds, IpToVsockThenVsockToIpOverAUnixHop) {
     EchoServer server(server_port);
     const std::string hop = dir.path() + "/hop.sock";
-    Daemon d("{\"user\": \"nobody\", \"proxies\": ["
-             "{\"name\": \"in\", \"listen\": \"tcp:127.0.0.1:" + std::to_string(in_port) +
-             "\", \"upstream\": \"unix:" + hop + "\", \"log_connections\": true},"
-             "{\"name\": \"out\", \"listen\": \"unix:" + hop +
-             "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(server_port) +
-             "\", \"log_connections\": true}]}");
+    Daemon d(
+        "{\"user\": \"nobody\", \"proxies\": ["
+        "{\"name\": \"in\", \"listen\": \"tcp:127.0.0.1:" +
+        std::to_string(in_port) + "\", \"upstream\": \"unix:" + hop +
+        "\", \"log_connections\": true},"
+        "{\"name\": \"out\", \"listen\": \"unix:" +
+        hop + "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(server_port) +
+        "\", \"log_connections\": true}]}");
     ASSERT_TRUE(d.wait_ready()) << d.log();
     // The hop's socket file belongs to the policy user, mode 0660: the other worker may use it.
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::stat(hop.c_str(), &st), 0);
     EXPECT_TRUE(S_ISSOCK(st.st_mode));
     EXPECT_EQ(st.st_uid, 65534u);
@@ -106,9 +108,10 @@ TEST_F(StreamKinds, StaleUnixSocketIsReplacedAndAPlainFileIsAnError) {
         std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
         ASSERT_EQ(::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
     }
-    const std::string pol = "{\"user\": \"nobody\", \"proxies\": [{\"name\": \"u\", \"listen\": "
-                            "\"unix:" + path + "\", \"upstream\": \"tcp:127.0.0.1:" +
-                            std::to_string(server_port) + "\"}]}";
+    const std::string pol =
+        "{\"user\": \"nobody\", \"proxies\": [{\"name\": \"u\", \"listen\": "
+        "\"unix:" +
+        path + "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(server_port) + "\"}]}";
     {
         Daemon d(pol);
         EXPECT_TRUE(d.wait_ready()) << d.log();
@@ -127,13 +130,16 @@ TEST_F(StreamKinds, VsockToVsockOverUnixWithStatistics) {
     // allowed_cids (unit-tested) is not set.
     const std::string a = dir.path() + "/a.sock", b = dir.path() + "/b.sock";
     EchoServer server(server_port);
-    Daemon d("{\"user\": \"nobody\", \"proxies\": ["
-             "{\"name\": \"front\", \"listen\": \"tcp:127.0.0.1:" + std::to_string(in_port) +
-             "\", \"upstream\": \"unix:" + a + "\"},"
-             "{\"name\": \"g2g\", \"listen\": \"unix:" + a + "\", \"upstream\": \"unix:" + b +
-             "\", \"statistics\": true},"
-             "{\"name\": \"back\", \"listen\": \"unix:" + b + "\", \"upstream\": \"tcp:127.0.0.1:" +
-             std::to_string(server_port) + "\"}]}");
+    Daemon d(
+        "{\"user\": \"nobody\", \"proxies\": ["
+        "{\"name\": \"front\", \"listen\": \"tcp:127.0.0.1:" +
+        std::to_string(in_port) + "\", \"upstream\": \"unix:" + a +
+        "\"},"
+        "{\"name\": \"g2g\", \"listen\": \"unix:" +
+        a + "\", \"upstream\": \"unix:" + b +
+        "\", \"statistics\": true},"
+        "{\"name\": \"back\", \"listen\": \"unix:" +
+        b + "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(server_port) + "\"}]}");
     ASSERT_TRUE(d.wait_ready()) << d.log();
     unique_fd c = connect_tcp(in_port, 10s);
     ASSERT_TRUE(c);
@@ -146,7 +152,8 @@ TEST_F(StreamKinds, VsockToVsockOverUnixWithStatistics) {
     std::this_thread::sleep_for(1500ms);
     std::string log = d.log();
     size_t lines = 0;
-    for (size_t p = log.find("statistics:"); p != std::string::npos; p = log.find("statistics:", p + 1))
+    for (size_t p = log.find("statistics:"); p != std::string::npos;
+         p = log.find("statistics:", p + 1))
         ++lines;
     EXPECT_EQ(lines, 1u);
 }
@@ -155,8 +162,8 @@ TEST_F(StreamKinds, VsockListenerBindsHere) {
     // AF_VSOCK listeners bind (VMADDR_CID_ANY) on this kernel; no data is sent over vsock here.
     uint16_t vport = free_port();
     Daemon d("{\"user\": \"nobody\", \"proxies\": [{\"name\": \"v\", \"listen\": \"vsock:any:" +
-             std::to_string(vport) + "\", \"upstream\": \"tcp:127.0.0.1:" +
-             std::to_string(server_port) + "\"}]}");
+             std::to_string(vport) +
+             "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(server_port) + "\"}]}");
     ASSERT_TRUE(d.wait_ready()) << d.log();
     auto w = d.wait_workers(1);
     ASSERT_EQ(w.size(), 1u);
@@ -172,9 +179,11 @@ namespace {
 TEST_F(StreamKinds, ProxyProtocolV2HeaderPrecedesThePayload) {
     // A raw server: records the first bytes of the stream, then echoes nothing.
     unique_fd ls = listen_tcp(server_port);
-    Daemon d("{\"user\": \"nobody\", \"proxies\": [{\"name\": \"pp\", \"listen\": "
-             "\"tcp:127.0.0.1:" + std::to_string(in_port) + "\", \"upstream\": \"tcp:127.0.0.1:" +
-             std::to_string(server_port) + "\", \"proxy_protocol\": true}]}");
+    Daemon d(
+        "{\"user\": \"nobody\", \"proxies\": [{\"name\": \"pp\", \"listen\": "
+        "\"tcp:127.0.0.1:" +
+        std::to_string(in_port) + "\", \"upstream\": \"tcp:127.0.0.1:" +
+        std::to_string(server_port) + "\", \"proxy_protocol\": true}]}");
     ASSERT_TRUE(d.wait_ready()) << d.log();
     unique_fd c = connect_tcp(in_port, 10s);
     ASSERT_TRUE(c);
@@ -190,9 +199,9 @@ TEST_F(StreamKinds, ProxyProtocolV2HeaderPrecedesThePayload) {
     ASSERT_TRUE(read_to_eof(s.get(), got));
     const uint16_t cport = ntohs(me.sin_port);
     std::string expected = std::string("\r\n\r\n\0\r\nQUIT\n", 12);
-    expected += std::string("\x21\x11\x00\x0c", 4);        // PROXY, TCP over IPv4, 12 bytes
-    expected += std::string("\x7f\x00\x00\x01", 4);        // source 127.0.0.1 (the client)
-    expected += std::string("\x7f\x00\x00\x01", 4);        // destination 127.0.0.1 (our listener)
+    expected += std::string("\x21\x11\x00\x0c", 4);  // PROXY, TCP over IPv4, 12 bytes
+    expected += std::string("\x7f\x00\x00\x01", 4);  // source 127.0.0.1 (the client)
+    expected += std::string("\x7f\x00\x00\x01", 4);  // destination 127.0.0.1 (our listener)
     expected += static_cast<char>(cport >> 8);
     expected += static_cast<char>(cport & 0xff);
     expected += static_cast<char>(in_port >> 8);

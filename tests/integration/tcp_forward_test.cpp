@@ -553,10 +553,11 @@ namespace {
 
 TEST_F(TcpForward, Ipv6ListenerRelaysToIpv4Upstream) {
     Server server(upstream_port, echo);
-    std::string pol = "{\"user\": \"nobody\", \"proxies\": [{\"name\": \"v6\", \"listen\": "
-                      "\"tcp:[::1]:" + std::to_string(listen_port) +
-                      "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(upstream_port) +
-                      "\"}]}";
+    std::string pol =
+        "{\"user\": \"nobody\", \"proxies\": [{\"name\": \"v6\", \"listen\": "
+        "\"tcp:[::1]:" +
+        std::to_string(listen_port) +
+        "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(upstream_port) + "\"}]}";
     Daemon d(pol);
     ASSERT_TRUE(d.wait_ready()) << d.log();
     unique_fd c(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));

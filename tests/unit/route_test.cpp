@@ -1,10 +1,11 @@
 // The per-connection decisions of stream workers that need no socket: peer admission
 // (allowed_cids, allowed_sources), the fc-vsock handshake reply, and the seed log lines.
+#include "workers/route.hpp"
+
 #include <gtest/gtest.h>
 #include <linux/vm_sockets.h>
 
 #include "workers/connection_log.hpp"
-#include "workers/route.hpp"
 
 using namespace pfp;
 using namespace pfp::worker;

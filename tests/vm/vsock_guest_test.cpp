@@ -29,7 +29,7 @@ bool vsock_loopback_available() {
     if (!vsock_loopback_available()) GTEST_SKIP() << "no vsock loopback (run inside tests/vm)"
 
 class EchoServer {
-public:
+  public:
     explicit EchoServer(uint16_t port) : listener_(listen_tcp(port)) {
         thread_ = std::thread([this] {
             while (!stop_) {
@@ -55,7 +55,7 @@ public:
         for (auto& t : conns_) t.join();
     }
 
-private:
+  private:
     unique_fd listener_;
     std::atomic<bool> stop_{false};
     std::thread thread_;
@@ -65,9 +65,11 @@ private:
 // ip-to-vsock (TCP in) -> vsock CID 1 -> vsock-to-ip (vsock in) -> TCP echo server.
 std::string pair_policy(uint16_t in_port, uint32_t vport, uint16_t server_port) {
     return "{\"proxies\": ["
-           "{\"name\": \"in\", \"listen\": \"tcp:127.0.0.1:" + std::to_string(in_port) +
-           "\", \"upstream\": \"vsock:1:" + std::to_string(vport) + "\"},"
-           "{\"name\": \"out\", \"listen\": \"vsock:any:" + std::to_string(vport) +
+           "{\"name\": \"in\", \"listen\": \"tcp:127.0.0.1:" +
+           std::to_string(in_port) + "\", \"upstream\": \"vsock:1:" + std::to_string(vport) +
+           "\"},"
+           "{\"name\": \"out\", \"listen\": \"vsock:any:" +
+           std::to_string(vport) +
            "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(server_port) + "\"}]}";
 }
 
@@ -129,13 +131,17 @@ TEST(VsockGuest, VsockToVsockAllowedCids) {
     EchoServer echo(server);
     for (bool listed : {true, false}) {
         const std::string cids = listed ? "[1]" : "[7]";
-        Daemon d("{\"proxies\": ["
-                 "{\"name\": \"in\", \"listen\": \"tcp:127.0.0.1:" + std::to_string(in) +
-                 "\", \"upstream\": \"vsock:1:6000\"},"
-                 "{\"name\": \"g2g\", \"listen\": \"vsock:any:6000\", \"upstream\": \"vsock:1:6001\","
-                 " \"allowed_cids\": " + cids + ", \"statistics\": true},"
-                 "{\"name\": \"out\", \"listen\": \"vsock:any:6001\", \"upstream\": \"tcp:127.0.0.1:" +
-                 std::to_string(server) + "\"}]}");
+        Daemon d(
+            "{\"proxies\": ["
+            "{\"name\": \"in\", \"listen\": \"tcp:127.0.0.1:" +
+            std::to_string(in) +
+            "\", \"upstream\": \"vsock:1:6000\"},"
+            "{\"name\": \"g2g\", \"listen\": \"vsock:any:6000\", \"upstream\": \"vsock:1:6001\","
+            " \"allowed_cids\": " +
+            cids +
+            ", \"statistics\": true},"
+            "{\"name\": \"out\", \"listen\": \"vsock:any:6001\", \"upstream\": \"tcp:127.0.0.1:" +
+            std::to_string(server) + "\"}]}");
         ASSERT_TRUE(d.wait_ready()) << d.log();
         unique_fd c = connect_tcp(in, 10s);
         ASSERT_TRUE(c);
@@ -152,12 +158,14 @@ TEST(VsockGuest, VsockToVsockAllowedCids) {
 
 TEST(VsockGuest, TransparentPairOverVsockHonoursTheAllowList) {
     REQUIRE_VSOCK_LOOPBACK();
-    // No netfilter in the guest: the header is written by the test itself to vsock-to-ip-transparent.
+    // No netfilter in the guest: the header is written by the test itself to
+    // vsock-to-ip-transparent.
     uint16_t server = free_port();
     EchoServer echo(server);
-    Daemon d("{\"proxies\": [{\"name\": \"egress-host\", \"listen\": \"vsock:any:1200\","
-             " \"upstream\": \"destination-header\", \"allow\": [\"127.0.0.1:" +
-             std::to_string(server) + "\"]}]}");
+    Daemon d(
+        "{\"proxies\": [{\"name\": \"egress-host\", \"listen\": \"vsock:any:1200\","
+        " \"upstream\": \"destination-header\", \"allow\": [\"127.0.0.1:" +
+        std::to_string(server) + "\"]}]}");
     ASSERT_TRUE(d.wait_ready()) << d.log();
     for (bool allowed : {true, false}) {
         unique_fd s(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -168,8 +176,8 @@ TEST(VsockGuest, TransparentPairOverVsockHonoursTheAllowList) {
         set_timeouts(s.get(), 10s);
         ASSERT_EQ(::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
         uint16_t port = allowed ? server : static_cast<uint16_t>(server + 1);
-        const char header[7] = {4, 1, 0, 0, 127, static_cast<char>(port & 0xff),
-                                static_cast<char>(port >> 8)};
+        const char header[7] = {
+            4, 1, 0, 0, 127, static_cast<char>(port & 0xff), static_cast<char>(port >> 8)};
         ASSERT_TRUE(write_all(s.get(), header, 7));
         write_all(s.get(), "hey", 3);
         char b[3];

@@ -6,8 +6,9 @@
 
 namespace pfp::worker {
 
-std::unique_ptr<WorkerBody> make_ip_to_vsock_transparent(const WorkerConfig& config, std::vector<unique_fd> fds,
-                                     EventLoop& loop) {
+std::unique_ptr<WorkerBody> make_ip_to_vsock_transparent(const WorkerConfig& config,
+                                                         std::vector<unique_fd> fds,
+                                                         EventLoop& loop) {
     return make_stream_worker(config, std::move(fds), loop, {AF_INET, AF_INET6});
 }
 

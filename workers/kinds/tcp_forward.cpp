@@ -6,7 +6,7 @@
 namespace pfp::worker {
 
 std::unique_ptr<WorkerBody> make_tcp_forward(const WorkerConfig& config, std::vector<unique_fd> fds,
-                                     EventLoop& loop) {
+                                             EventLoop& loop) {
     return make_stream_worker(config, std::move(fds), loop, {AF_INET, AF_INET6});
 }
 

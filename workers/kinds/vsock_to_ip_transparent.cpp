@@ -1,13 +1,14 @@
-// Worker kind vsock-to-ip-transparent: vsock (or fc-vsock/unix) listener -> the TCP destination each
-// peer names in its transparent header, if the allow list admits it.
+// Worker kind vsock-to-ip-transparent: vsock (or fc-vsock/unix) listener -> the TCP destination
+// each peer names in its transparent header, if the allow list admits it.
 #include <sys/socket.h>
 
 #include "workers/stream_worker.hpp"
 
 namespace pfp::worker {
 
-std::unique_ptr<WorkerBody> make_vsock_to_ip_transparent(const WorkerConfig& config, std::vector<unique_fd> fds,
-                                     EventLoop& loop) {
+std::unique_ptr<WorkerBody> make_vsock_to_ip_transparent(const WorkerConfig& config,
+                                                         std::vector<unique_fd> fds,
+                                                         EventLoop& loop) {
     return make_stream_worker(config, std::move(fds), loop, {AF_VSOCK, AF_UNIX});
 }
 
