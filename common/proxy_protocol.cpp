@@ -1,5 +1,7 @@
 #include "common/proxy_protocol.hpp"
 
+#include <linux/vm_sockets.h>
+
 #include <algorithm>
 #include <cstdarg>
 #include <cstdio>
@@ -113,6 +115,22 @@ ProxyHeaderBytes encode_proxy_v2(const sockaddr* source, socklen_t source_len,
         h.bytes[14] = 0;
         h.bytes[15] = 0;
         h.size = kProxyV2FixedSize;
+        if (source != nullptr && source->sa_family == AF_VSOCK &&
+            source_len >= static_cast<socklen_t>(sizeof(sockaddr_vm))) {
+            // The spec has no vsock family: the peer goes in a custom TLV (type 0xE0), CID and
+            // port as big-endian u32, which LOCAL-aware receivers may read and others skip.
+            const auto* vm = reinterpret_cast<const sockaddr_vm*>(source);
+            uint8_t* p = &h.bytes[kProxyV2FixedSize];
+            p[0] = kProxyTlvVsockPeer;
+            p[1] = 0;
+            p[2] = 8;
+            for (int i = 0; i < 4; ++i) {
+                p[3 + i] = static_cast<uint8_t>(vm->svm_cid >> (24 - 8 * i));
+                p[7 + i] = static_cast<uint8_t>(vm->svm_port >> (24 - 8 * i));
+            }
+            h.bytes[15] = kProxyTlvVsockPeerSize;
+            h.size = kProxyV2FixedSize + kProxyTlvVsockPeerSize;
+        }
         return h;
     }
     if (src.v6 || dst.v6) {

@@ -43,6 +43,11 @@ inline constexpr uint8_t kProxyUdp6 = 0x22;
 inline constexpr uint8_t kProxyUnixStream = 0x31;
 inline constexpr uint8_t kProxyUnixDgram = 0x32;
 
+// LOCAL headers for a vsock client carry it in this custom TLV (PP2_TYPE_MIN_CUSTOM): 1 byte
+// type, 2 bytes length (8), CID and port as big-endian u32.
+inline constexpr uint8_t kProxyTlvVsockPeer = 0xE0;
+inline constexpr uint8_t kProxyTlvVsockPeerSize = 11;
+
 struct ProxyHeaderBytes {
     std::array<uint8_t, kProxyV2MaxEncodedSize> bytes{};
     size_t size = 0;

@@ -106,10 +106,16 @@ TEST(ProxyProtocolEncode, Ipv6GoldenBytes) {
     EXPECT_EQ(Encode(V6("2001:db8::1", 51234), V6("2001:db8::2", 443)), kTcp6);
 }
 
-TEST(ProxyProtocolEncode, VsockPeerIsLocal) {
-    EXPECT_EQ(Encode(Vsock(3, 1200), V4("198.51.100.7", 443)), kLocal);
+// A vsock client (CID 3, port 1200): LOCAL, UNSPEC, then the vsock TLV.
+const Bytes kLocalVsock3 = Cat(kSig, {0x20, 0x00, 0x00, 0x0B,    // LOCAL, UNSPEC, 11 bytes
+                                      0xE0, 0x00, 0x08,          // TLV 0xE0, length 8
+                                      0x00, 0x00, 0x00, 0x03,    // CID 3
+                                      0x00, 0x00, 0x04, 0xB0});  // port 1200
+
+TEST(ProxyProtocolEncode, VsockPeerIsLocalWithItsCidAndPortInATlv) {
+    EXPECT_EQ(Encode(Vsock(3, 1200), V4("198.51.100.7", 443)), kLocalVsock3);
+    EXPECT_EQ(Encode(Vsock(3, 1200), Vsock(88, 5000)), kLocalVsock3);
     EXPECT_EQ(Encode(V4("192.0.2.10", 51234), Vsock(88, 5000)), kLocal);
-    EXPECT_EQ(Encode(Vsock(3, 1200), Vsock(88, 5000)), kLocal);
 }
 
 TEST(ProxyProtocolEncode, UnixPeerAndMissingAddressAreLocal) {
