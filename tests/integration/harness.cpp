@@ -344,4 +344,68 @@ void fill_pattern(std::vector<char>& buf, uint64_t seed) {
     }
 }
 
+Transfer send_and_receive(int fd, size_t total, uint64_t seed) {
+    Transfer t;
+    std::thread writer([&] {
+        std::vector<char> buf(kTransferChunk);
+        Fnv h;
+        size_t left = total;
+        uint64_t s = seed;
+        while (left > 0) {
+            fill_pattern(buf, s++);
+            size_t n = std::min(left, buf.size());
+            h.add(buf.data(), n);
+            if (!write_all(fd, buf.data(), n)) {
+                t.ok = false;
+                break;
+            }
+            left -= n;
+        }
+        t.sent_hash = h.value();
+        ::shutdown(fd, SHUT_WR);
+    });
+    Fnv h;
+    std::vector<char> buf(kTransferChunk);
+    for (;;) {
+        ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            t.ok = false;
+            break;
+        }
+        if (n == 0) break;
+        h.add(buf.data(), static_cast<size_t>(n));
+        t.received += static_cast<size_t>(n);
+    }
+    writer.join();
+    t.received_hash = h.value();
+    return t;
+}
+
+EchoServer::EchoServer(uint16_t port) : listener_(listen_tcp(port)) {
+    thread_ = std::thread([this] {
+        while (!stop_) {
+            pollfd p{listener_.get(), POLLIN, 0};
+            if (::poll(&p, 1, 50) <= 0) continue;
+            int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+            if (fd < 0) continue;
+            conns_.emplace_back([fd] {
+                unique_fd c(fd);
+                set_timeouts(c.get(), 60s);
+                char buf[65536];
+                ssize_t n;
+                while ((n = ::recv(c.get(), buf, sizeof buf, 0)) > 0)
+                    if (!write_all(c.get(), buf, static_cast<size_t>(n))) return;
+                ::shutdown(c.get(), SHUT_WR);
+            });
+        }
+    });
+}
+
+EchoServer::~EchoServer() {
+    stop_ = true;
+    thread_.join();
+    for (auto& t : conns_) t.join();
+}
+
 }  // namespace pfp::test

@@ -4,9 +4,11 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/unique_fd.hpp"
@@ -93,5 +95,30 @@ struct Fnv {
     uint64_t value() const;
 };
 void fill_pattern(std::vector<char>& buf, uint64_t seed);
+
+// Sends `total` pattern bytes then shuts down writing, and hashes what comes back, both at once.
+struct Transfer {
+    uint64_t sent_hash = 0, received_hash = 0;
+    size_t received = 0;
+    bool ok = true;
+};
+// The pattern is fill_pattern(seed), fill_pattern(seed + 1), ... in chunks of this size.
+constexpr size_t kTransferChunk = 256 << 10;
+Transfer send_and_receive(int fd, size_t total, uint64_t seed);
+
+// A loopback TCP echo server, a thread per connection; passes the client's FIN back.
+class EchoServer {
+  public:
+    explicit EchoServer(uint16_t port);
+    ~EchoServer();
+    EchoServer(const EchoServer&) = delete;
+    EchoServer& operator=(const EchoServer&) = delete;
+
+  private:
+    unique_fd listener_;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+    std::vector<std::thread> conns_;
+};
 
 }  // namespace pfp::test

@@ -18,41 +18,6 @@ using pfp::unique_fd;
 
 namespace {
 
-// An echo server on a TCP port, one thread per connection, until destroyed.
-class EchoServer {
-  public:
-    explicit EchoServer(uint16_t port) : listener_(listen_tcp(port)) {
-        thread_ = std::thread([this] {
-            while (!stop_) {
-                pollfd p{listener_.get(), POLLIN, 0};
-                if (::poll(&p, 1, 50) <= 0) continue;
-                int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-                if (fd < 0) continue;
-                conns_.emplace_back([fd] {
-                    unique_fd c(fd);
-                    set_timeouts(c.get(), 20s);
-                    char buf[65536];
-                    ssize_t n;
-                    while ((n = ::recv(c.get(), buf, sizeof buf, 0)) > 0)
-                        if (!write_all(c.get(), buf, static_cast<size_t>(n))) return;
-                    ::shutdown(c.get(), SHUT_WR);
-                });
-            }
-        });
-    }
-    ~EchoServer() {
-        stop_ = true;
-        thread_.join();
-        for (auto& t : conns_) t.join();
-    }
-
-  private:
-    unique_fd listener_;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
-    std::vector<std::thread> conns_;
-};
-
 bool roundtrip(uint16_t port, const std::string& msg) {
     unique_fd c = connect_tcp(port, 10s);
     if (!c || !write_all(c.get(), msg.data(), msg.size())) return false;
@@ -146,8 +111,7 @@ TEST_F(StreamKinds, VsockToVsockOverUnixWithStatistics) {
     ASSERT_TRUE(write_all(c.get(), "stat", 4));
     char buf[4];
     ASSERT_TRUE(read_exact(c.get(), buf, 4));
-    EXPECT_TRUE(d.wait_log("g2g/0: statistics: unix: -> \"unix:" + b +
-                               "\": 4 bytes sent (", 5s))
+    EXPECT_TRUE(d.wait_log("g2g/0: statistics: unix: -> \"unix:" + b + "\": 4 bytes sent (", 5s))
         << d.log();
     EXPECT_TRUE(d.wait_log("4 bytes received (", 5s)) << d.log();
     auto count = [&] {

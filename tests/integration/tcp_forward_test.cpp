@@ -82,51 +82,6 @@ bool ping(uint16_t port, const std::string& msg = "ping\n") {
     return read_exact(c.get(), back.data(), back.size()) && back == msg;
 }
 
-// Sends `total` pattern bytes and hashes what comes back, both at once.
-struct Transfer {
-    uint64_t sent_hash = 0, received_hash = 0;
-    size_t received = 0;
-    bool ok = true;
-};
-
-Transfer send_and_receive(int fd, size_t total, uint64_t seed) {
-    Transfer t;
-    std::thread writer([&] {
-        std::vector<char> buf(1 << 20);
-        Fnv h;
-        size_t left = total;
-        uint64_t s = seed;
-        while (left > 0) {
-            fill_pattern(buf, s++);
-            size_t n = std::min(left, buf.size());
-            h.add(buf.data(), n);
-            if (!write_all(fd, buf.data(), n)) {
-                t.ok = false;
-                break;
-            }
-            left -= n;
-        }
-        t.sent_hash = h.value();
-        ::shutdown(fd, SHUT_WR);
-    });
-    Fnv h;
-    std::vector<char> buf(1 << 20);
-    for (;;) {
-        ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            t.ok = false;
-            break;
-        }
-        if (n == 0) break;
-        h.add(buf.data(), static_cast<size_t>(n));
-        t.received += static_cast<size_t>(n);
-    }
-    writer.join();
-    t.received_hash = h.value();
-    return t;
-}
-
 class TcpForward : public ::testing::Test {
   protected:
     void SetUp() override {

@@ -121,51 +121,6 @@ class Server {
     std::vector<std::thread> workers_;
 };
 
-// Sends `total` pattern bytes then shuts down writing, and hashes what comes back, both at once.
-struct Transfer {
-    uint64_t sent_hash = 0, received_hash = 0;
-    size_t received = 0;
-    bool ok = true;
-};
-
-Transfer send_and_receive(int fd, size_t total, uint64_t seed) {
-    Transfer t;
-    std::thread writer([&] {
-        std::vector<char> buf(256 << 10);
-        Fnv h;
-        size_t left = total;
-        uint64_t s = seed;
-        while (left > 0) {
-            fill_pattern(buf, s++);
-            size_t n = std::min(left, buf.size());
-            h.add(buf.data(), n);
-            if (!write_all(fd, buf.data(), n)) {
-                t.ok = false;
-                break;
-            }
-            left -= n;
-        }
-        t.sent_hash = h.value();
-        ::shutdown(fd, SHUT_WR);
-    });
-    Fnv h;
-    std::vector<char> buf(256 << 10);
-    for (;;) {
-        ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            t.ok = false;
-            break;
-        }
-        if (n == 0) break;
-        h.add(buf.data(), static_cast<size_t>(n));
-        t.received += static_cast<size_t>(n);
-    }
-    writer.join();
-    t.received_hash = h.value();
-    return t;
-}
-
 std::string describe(const Transfer& t) {
     std::ostringstream s;
     s << "ok=" << t.ok << " received=" << t.received << " sent_hash=" << t.sent_hash
@@ -285,7 +240,7 @@ class TransparentPair : public ::testing::Test {
         // What the client must have seen: all of the server's bytes, and the server all of its.
         Transfer expect_client;
         {
-            std::vector<char> buf(256 << 10);
+            std::vector<char> buf(kTransferChunk);
             Fnv sent, got;
             for (size_t left = kTotal, s = 7; left > 0; left -= std::min(left, buf.size()), ++s) {
                 fill_pattern(buf, s);

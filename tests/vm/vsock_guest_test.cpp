@@ -28,40 +28,6 @@ bool vsock_loopback_available() {
 #define REQUIRE_VSOCK_LOOPBACK() \
     if (!vsock_loopback_available()) GTEST_SKIP() << "no vsock loopback (run inside tests/vm)"
 
-class EchoServer {
-  public:
-    explicit EchoServer(uint16_t port) : listener_(listen_tcp(port)) {
-        thread_ = std::thread([this] {
-            while (!stop_) {
-                pollfd p{listener_.get(), POLLIN, 0};
-                if (::poll(&p, 1, 50) <= 0) continue;
-                int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-                if (fd < 0) continue;
-                conns_.emplace_back([fd] {
-                    unique_fd c(fd);
-                    set_timeouts(c.get(), 60s);
-                    char buf[65536];
-                    ssize_t n;
-                    while ((n = ::recv(c.get(), buf, sizeof buf, 0)) > 0)
-                        if (!write_all(c.get(), buf, static_cast<size_t>(n))) return;
-                    ::shutdown(c.get(), SHUT_WR);
-                });
-            }
-        });
-    }
-    ~EchoServer() {
-        stop_ = true;
-        thread_.join();
-        for (auto& t : conns_) t.join();
-    }
-
-  private:
-    unique_fd listener_;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
-    std::vector<std::thread> conns_;
-};
-
 // ip-to-vsock (TCP in) -> vsock CID 1 -> vsock-to-ip (vsock in) -> TCP echo server.
 std::string pair_policy(uint16_t in_port, uint32_t vport, uint16_t server_port) {
     return "{\"proxies\": ["
