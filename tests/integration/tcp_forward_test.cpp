@@ -411,7 +411,7 @@ TEST_F(TcpForward, SurvivesEmfileAndServesQueuedClientsAfterwards) {
         clients.push_back(std::move(c));
     }
     ASSERT_TRUE(d.wait_log("Too many open files; pausing accept")) << d.log();
-    EXPECT_EQ(::kill(w[0], 0), 0) << "worker must survive EMFILE";
+    EXPECT_EQ(::kill(w[0], 0), 0) << "worker must survive EMFILE" << d.log();
     // Each answered client hangs up, freeing fds; the worker resumes accepting the rest.
     int answered = 0;
     for (auto& c : clients) {
@@ -419,7 +419,7 @@ TEST_F(TcpForward, SurvivesEmfileAndServesQueuedClientsAfterwards) {
         if (read_exact(c.get(), &b, 1) && b == 'q') ++answered;
         c.reset();
     }
-    EXPECT_EQ(answered, 40);
+    EXPECT_EQ(answered, 40) << d.log();
     EXPECT_EQ(d.workers(), w) << "the same worker served them all";
 }
 
