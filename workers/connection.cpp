@@ -85,6 +85,7 @@ void Connection::read_header() {
     auto r = decoder.feed(buf, static_cast<size_t>(n));
     if (r.status == TransparentHeaderDecoder::Status::need_more) {
         if (n == 0) {
+            if (relay.route().log_connections) log::info(header_error_line());
             relay.refuse(*this, std::string(decoder.eof()));
         } else {
             client.readable = false;  // the rest arrives with a new edge
@@ -92,6 +93,7 @@ void Connection::read_header() {
         return;
     }
     if (r.status == TransparentHeaderDecoder::Status::error) {
+        if (relay.route().log_connections) log::info(header_error_line());
         relay.refuse(*this, std::string(decoder.error()));
         return;
     }

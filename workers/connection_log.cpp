@@ -97,6 +97,25 @@ std::string copy_done_line(WorkerKind kind, const ConnectionLog& l, bool up) {
            l.original_dst;
 }
 
+std::string connect_error_line(WorkerKind kind) {
+    switch (kind) {
+        case WorkerKind::tcp_forward:
+        case WorkerKind::vsock_to_ip:
+        case WorkerKind::vsock_to_ip_transparent:
+            return "Error: failed to connect to TCP endpoint";
+        case WorkerKind::ip_to_vsock:
+        case WorkerKind::ip_to_vsock_transparent:
+        case WorkerKind::transparent_port_to_vsock:
+        case WorkerKind::vsock_to_vsock:
+            return "Error: failed to connect to vsock endpoint";
+    }
+    return "Error: failed to connect";
+}
+
+std::string header_error_line() {
+    return "Error: Can't retrieve original_dst from vsock stream";
+}
+
 std::string statistics_line(const ConnectionLog& l, uint64_t up, uint64_t down, uint64_t up_delta,
                             uint64_t down_delta, double seconds) {
     auto rate = [seconds](uint64_t d) {

@@ -31,6 +31,10 @@ std::unique_ptr<ConnectionLog> make_connection_log(WorkerKind kind, const Endpoi
                                                    const SockAddr* original_dst);
 std::string proxying_line(WorkerKind kind, const ConnectionLog& l);
 std::string copy_done_line(WorkerKind kind, const ConnectionLog& l, bool up);
+// Seed 000's "Error Messages" wording for a connection that failed to reach its upstream, and
+// for a transparent header that could not be read.
+std::string connect_error_line(WorkerKind kind);
+std::string header_error_line();
 // vsockproxy-style statistics of one connection over the last `seconds`.
 std::string statistics_line(const ConnectionLog& l, uint64_t up, uint64_t down, uint64_t up_delta,
                             uint64_t down_delta, double seconds);

@@ -269,6 +269,8 @@ void StreamRelay::requeue(Connection& c) {
 void StreamRelay::connection_closed(Connection& c, const char* reason, int err) {
     if (c.connecting()) {
         connecting_.erase(connecting_.iterator_to(c));
+        if (reason != nullptr && route_.log_connections && c.phase != Phase::reading_header)
+            log::info(connect_error_line(route_.kind));
         if (reason != nullptr && log_allowed(last_connect_log_, connect_logs_suppressed_)) {
             const std::string to =
                 c.setup && c.setup->dest.addr.len ? to_string(c.setup->dest) : "upstream";

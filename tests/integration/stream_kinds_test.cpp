@@ -63,6 +63,22 @@ TEST_F(StreamKinds, IpToVsockThenVsockToIpOverAUnixHop) {
         << d.log();
 }
 
+TEST_F(StreamKinds, UnreachableUpstreamPrintsTheSeedError) {
+    const std::string hop = dir.path() + "/nobody-listens.sock";
+    Daemon d(
+        "{\"user\": \"nobody\", \"proxies\": [{\"name\": \"in\", \"listen\": "
+        "\"tcp:127.0.0.1:" +
+        std::to_string(in_port) + "\", \"upstream\": \"unix:" + hop +
+        "\", \"log_connections\": true}]}");
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(in_port, 10s);
+    ASSERT_TRUE(c);
+    std::string got;
+    read_to_eof(c.get(), got);
+    EXPECT_TRUE(got.empty());
+    EXPECT_TRUE(d.wait_log("Error: failed to connect to vsock endpoint")) << d.log();
+}
+
 TEST_F(StreamKinds, StaleUnixSocketIsReplacedAndAPlainFileIsAnError) {
     EchoServer server(server_port);
     const std::string path = dir.path() + "/l.sock";

@@ -129,4 +129,14 @@ TEST(RouteSeedLog, LinesMatchSeed000) {
               "port=80, from inbound TCP stream");
 }
 
+TEST(RouteSeedLog, ErrorLinesAreSeed000s) {
+    EXPECT_EQ(connect_error_line(WorkerKind::vsock_to_ip),
+              "Error: failed to connect to TCP endpoint");
+    EXPECT_EQ(connect_error_line(WorkerKind::ip_to_vsock),
+              "Error: failed to connect to vsock endpoint");
+    EXPECT_EQ(connect_error_line(WorkerKind::transparent_port_to_vsock),
+              "Error: failed to connect to vsock endpoint");
+    EXPECT_EQ(header_error_line(), "Error: Can't retrieve original_dst from vsock stream");
+}
+
 }  // namespace
