@@ -446,7 +446,7 @@ print(d["rate"], d["p50_us"], d["p99_us"], d["errors"], d["total"], int(d["cpu_u
     fi
     if [[ "$path" == pf-w2 ]]; then
         # accept distribution: share of the busiest worker in the workers' CPU time
-        local i=0 shares=() d sum=0 max=0
+        local i=0 d sum=0 max=0
         for p in $pids; do
             d=$(( $(cpu_ticks "$p") - per[i] )); i=$((i + 1))
             sum=$((sum + d)); [ "$d" -gt "$max" ] && max=$d

@@ -214,8 +214,11 @@ int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& cou
         }
         if (d.eof) {
             if (!d.shut_down) {
-                // Half-close: pass the FIN on; the other direction keeps flowing.
-                if (::shutdown(to.fd.get(), SHUT_WR) < 0 && errno != ENOTCONN) return errno;
+                // Half-close: pass the FIN on; the other direction keeps flowing. When that
+                // one is finished too, the close() that follows sends the FIN itself.
+                const Direction& other = &d == &up ? down : up;
+                if (!other.done() && ::shutdown(to.fd.get(), SHUT_WR) < 0 && errno != ENOTCONN)
+                    return errno;
                 d.shut_down = true;
                 if (log && relay.route().log_connections)
                     log::info(copy_done_line(relay.route().kind, *log, &d == &up));
