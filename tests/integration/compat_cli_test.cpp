@@ -82,20 +82,7 @@ int decode(int wstatus) {
 }
 
 void kill_children(pid_t parent) {
-    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-        const std::string name = e.path().filename().string();
-        if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-        std::ifstream f(e.path() / "stat");
-        std::string stat;
-        std::getline(f, stat);
-        auto close = stat.rfind(')');
-        if (close == std::string::npos) continue;
-        std::istringstream rest(stat.substr(close + 2));
-        char state;
-        pid_t ppid;
-        rest >> state >> ppid;
-        if (ppid == parent) ::kill(static_cast<pid_t>(std::stoi(name)), SIGKILL);
-    }
+    for (pid_t child : children_of(parent)) ::kill(child, SIGKILL);
 }
 
 struct Result {

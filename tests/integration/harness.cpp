@@ -124,13 +124,11 @@ bool Daemon::wait_ready(std::chrono::milliseconds timeout) const {
     return wait_log("proxies ready", timeout);
 }
 
-std::vector<pid_t> Daemon::workers() const {
+std::vector<pid_t> children_of(pid_t parent) {
     std::vector<pid_t> out;
-    if (pid_ <= 0) return out;
-    // Children of the supervisor, and orphans that still run our worker binary.
     for (const auto& e : fs::directory_iterator("/proc")) {
         const std::string name = e.path().filename().string();
-        if (!std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+        if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
         std::ifstream f(e.path() / "stat");
         std::string stat;
         std::getline(f, stat);
@@ -140,11 +138,14 @@ std::vector<pid_t> Daemon::workers() const {
         char state;
         pid_t ppid;
         rest >> state >> ppid;
-        if (state == 'Z') continue;
-        if (ppid == pid_) out.push_back(static_cast<pid_t>(std::stoi(name)));
+        if (state != 'Z' && ppid == parent) out.push_back(static_cast<pid_t>(std::stoi(name)));
     }
     std::sort(out.begin(), out.end());
     return out;
+}
+
+std::vector<pid_t> Daemon::workers() const {
+    return pid_ > 0 ? children_of(pid_) : std::vector<pid_t>{};
 }
 
 std::vector<pid_t> Daemon::wait_workers(size_t n, const std::vector<pid_t>& old,

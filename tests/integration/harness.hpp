@@ -63,6 +63,9 @@ class Daemon {
     bool reaped_ = false;
 };
 
+// Live (non-zombie) children of `parent`, sorted, read from /proc.
+std::vector<pid_t> children_of(pid_t parent);
+
 // Runs a command to completion; returns exit status and combined output.
 struct CommandResult {
     int status;
