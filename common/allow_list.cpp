@@ -1,6 +1,8 @@
 #include "common/allow_list.hpp"
 
 #include <arpa/inet.h>
+
+#include "common/text.hpp"
 // linux/vm_sockets.h needs sys/socket.h first.
 #include <linux/vm_sockets.h>
 
@@ -53,37 +55,6 @@ const std::array<ProtectedRange, 8> kProtected{{
 constexpr std::string_view kAllowed = "allowed";
 constexpr std::string_view kNotListed = "not in the allow list";
 constexpr std::string_view kNotIp = "not an IP destination";
-
-// Escapes all but printable ASCII so a message stays one line whatever the input holds.
-std::string quote(std::string_view s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else if (c >= 0x20 && c < 0x7f) {
-            out += static_cast<char>(c);
-        } else {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02x", c);
-            out += buf;
-        }
-    }
-    out += '"';
-    return out;
-}
-
-// Strict decimal: digits only, value <= max, no overflow however long.
-std::optional<uint32_t> parse_decimal(std::string_view s, uint32_t max) {
-    if (s.empty()) return std::nullopt;
-    uint64_t value = 0;
-    for (char c : s) {
-        if (c < '0' || c > '9') return std::nullopt;
-        value = value * 10 + static_cast<uint64_t>(c - '0');
-        if (value > max) return std::nullopt;
-    }
-    return static_cast<uint32_t>(value);
-}
 
 // Clears the bits beyond `prefix`.
 IpAddress masked(const IpAddress& a, unsigned prefix) {

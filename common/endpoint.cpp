@@ -4,6 +4,8 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/un.h>
+
+#include "common/text.hpp"
 // linux/vm_sockets.h needs sys/socket.h first.
 #include <linux/vm_sockets.h>
 
@@ -45,42 +47,6 @@ std::optional<Scheme> scheme_from_name(std::string_view name) {
 
 // sun_path holds 108 bytes; a pathname needs its NUL, an abstract name its leading 0 byte.
 constexpr size_t kMaxUnixName = sizeof(sockaddr_un::sun_path) - 1;
-
-// Escapes all but printable ASCII (and the backslash) so that a message or log line stays one
-// line and valid UTF-8 whatever bytes an input or a peer's address holds.
-void append_escaped(std::string& out, std::string_view s, bool escape_quote) {
-    for (unsigned char c : s) {
-        if (c >= 0x20 && c < 0x7f && c != '\\' && !(escape_quote && c == '"')) {
-            out += static_cast<char>(c);
-        } else if (escape_quote && (c == '"' || c == '\\')) {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02x", c);
-            out += buf;
-        }
-    }
-}
-
-std::string quote(std::string_view s) {
-    std::string out = "\"";
-    append_escaped(out, s, true);
-    out += '"';
-    return out;
-}
-
-// Strict decimal: digits only (no sign, no space), value <= max, no overflow however long.
-std::optional<uint64_t> parse_decimal(std::string_view s, uint64_t max) {
-    if (s.empty()) return std::nullopt;
-    uint64_t value = 0;
-    for (char c : s) {
-        if (c < '0' || c > '9') return std::nullopt;
-        value = value * 10 + static_cast<uint64_t>(c - '0');
-        if (value > max) return std::nullopt;  // max <= 2^32, so value * 10 never wraps
-    }
-    return value;
-}
 
 // Carries the whole input so every error can quote it.
 class Parser {
