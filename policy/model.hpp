@@ -50,6 +50,7 @@ struct Proxy {
     std::string name;
     WorkerKind kind = WorkerKind::tcp_forward;
     Endpoint listen;
+    std::optional<Scheme> listen_family;  // "systemd:NAME" listeners: tcp, udp, unix_stream, vsock
     Endpoint upstream;  // meaningful when upstream_mode == fixed
     UpstreamMode upstream_mode = UpstreamMode::fixed;
     bool send_original_destination = false;  // transparent header before the payload
@@ -73,11 +74,20 @@ struct Proxy {
     std::string pointer;  // "/proxies/N", for messages about this entry
 };
 
+// Same configuration (everything but where in the file it was written): a reload leaves such a
+// proxy running untouched.
+bool same_configuration(const Proxy& a, const Proxy& b);
+
 struct Policy {
     std::string path;
     std::optional<std::string> user;   // switch to this user after opening sockets
     std::optional<std::string> group;  // default: the user's primary group
     milliseconds drain_timeout{30'000};
+    std::optional<Endpoint> metrics;  // tcp: or unix: Prometheus endpoint; none: no endpoint
+    // Allowed on the control socket besides root and the daemon's own user; the supervisor
+    // resolves the names (the parser only checks their form).
+    std::vector<std::string> control_users;
+    std::vector<std::string> control_groups;
     std::vector<Proxy> proxies;
 };
 

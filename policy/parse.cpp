@@ -28,10 +28,13 @@ constexpr size_t kMaxPolicyBytes = 16 * 1024 * 1024;
 constexpr size_t kMaxDiagnostics = 100;
 constexpr int64_t kMaxDurationMs = int64_t{7} * 24 * 3600 * 1000;
 
-constexpr std::array<std::string_view, 4> kTopKeys{"user", "group", "drain_timeout", "proxies"};
+constexpr std::array<std::string_view, 7> kTopKeys{
+    "user", "group", "drain_timeout", "metrics", "control_users", "control_groups", "proxies"};
+// The endpoints the metrics server can listen on (supervisor/metrics_server.cpp).
+constexpr std::array<Scheme, 2> kMetricsSchemes{Scheme::tcp, Scheme::unix_stream};
 // In the order of docs/policy.md; unknown-key messages list them so.
-constexpr std::array<std::string_view, 23> kProxyKeys{
-    "name", "listen", "upstream",
+constexpr std::array<std::string_view, 24> kProxyKeys{
+    "name", "listen", "listen_family", "upstream",
     // The relay: preamble, egress, admission, socket file.
     "send_original_destination", "header", "proxy_protocol", "allow", "allowed_cids",
     "allowed_sources", "socket_mode", "socket_owner", "socket_group",
@@ -59,6 +62,10 @@ constexpr std::array<UpstreamMode, 2> kUpstreamModes{UpstreamMode::original_dest
 constexpr std::array<std::string_view, 2> kHeaderNames{"standard", "oyster-v4"};
 constexpr std::array<HeaderFormat, 2> kHeaderFormats{HeaderFormat::standard,
                                                      HeaderFormat::oyster_v4};
+// listen_family of a "systemd:NAME" listener, and the scheme it stands for.
+constexpr std::array<std::string_view, 4> kListenFamilyNames{"tcp", "udp", "unix", "vsock"};
+constexpr std::array<Scheme, 4> kListenFamilies{Scheme::tcp, Scheme::udp, Scheme::unix_stream,
+                                                Scheme::vsock};
 
 // ---- Worker kinds -------------------------------------------------------------------------------
 
@@ -1139,6 +1146,7 @@ RestartPolicy parse_restart(Checker& check, const json& v, const std::string& po
 struct RelayShape {
     std::optional<Scheme> listen;
     bool abstract_listen = false;  // unix:@name: no socket file
+    bool activated = false;        // systemd:NAME: the service manager made the socket
     std::optional<UpstreamMode> upstream_mode;
     std::optional<bool> send_original_destination;
     const KindRule* rule = nullptr;
@@ -1227,6 +1235,10 @@ void parse_relay_options(Checker& check, const json& v, const std::string& point
         } else if (shape.abstract_listen) {
             check.error(at(key), std::string(key) +
                                      " does not apply to an abstract unix socket (it has no file)");
+        } else if (shape.activated) {
+            check.error(at(key), std::string(key) +
+                                     " does not apply to a socket systemd passes (set SocketMode=, "
+                                     "SocketUser= and SocketGroup= in the .socket unit)");
         } else if (key == "socket_mode") {
             if (auto mode = check.file_mode(*x, at(key))) p.unix_socket.mode = *mode;
         } else if (auto name = check.account(*x, at(key))) {
@@ -1285,6 +1297,25 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
             listen.reset();
         }
     }
+    // A socket systemd passes could be anything; the policy says which family its proxy takes,
+    // and that family chooses the kind as the scheme of a listener pf-proxyd opens would.
+    std::optional<Scheme> family;
+    if (const json* x = member(v, "listen_family")) {
+        if (listen && listen->scheme != Scheme::systemd) {
+            check.error(pointer + "/listen_family",
+                        "listen_family applies only to a \"systemd:NAME\" listener (the " +
+                            std::string(scheme_name(listen->scheme)) + " endpoint names its own)");
+        } else if (auto f = check.choice(*x, pointer + "/listen_family", kListenFamilyNames)) {
+            family = kListenFamilies[*f];
+        } else {
+            listen.reset();  // one error, not a second one about the systemd scheme
+        }
+    } else if (listen && listen->scheme == Scheme::systemd) {
+        check.error(pointer + "/listen",
+                    "a \"systemd:NAME\" listener needs listen_family (\"tcp\", \"udp\", "
+                    "\"unix\" or \"vsock\"): the kind of proxy depends on it");
+        listen.reset();
+    }
     std::optional<Checker::Upstream> upstream;
     if (const json* x = member(v, "upstream")) upstream = check.upstream(*x, pointer + "/upstream");
     std::optional<bool> send_original_destination = false;
@@ -1292,8 +1323,10 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
         send_original_destination = check.boolean(*x, pointer + "/send_original_destination");
     }
 
+    const std::optional<Scheme> listen_scheme =
+        family ? family : listen ? std::optional(listen->scheme) : std::nullopt;
     KindInput in;
-    if (listen) in.listen = listen->scheme;
+    in.listen = listen_scheme;
     if (upstream) {
         switch (upstream->mode) {
             case UpstreamMode::fixed:
@@ -1320,6 +1353,7 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
         p.listen = *listen;
         out.has_listen = true;
     }
+    if (family) p.listen_family = *family;
     if (upstream) {
         p.upstream_mode = upstream->mode;
         p.upstream = upstream->endpoint;
@@ -1328,7 +1362,8 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
 
     RelayShape shape;
     if (listen) {
-        shape.listen = listen->scheme;
+        shape.listen = listen_scheme;
+        shape.activated = listen->scheme == Scheme::systemd;
         shape.abstract_listen =
             listen->scheme == Scheme::unix_stream && listen->path.starts_with('@');
     }
@@ -1392,6 +1427,51 @@ void validate(Checker& check, const json& doc, Policy& policy) {
     if (const json* x = member(doc, "drain_timeout")) {
         if (auto d = check.duration(*x, "/drain_timeout", false)) policy.drain_timeout = *d;
     }
+    if (const json* x = member(doc, "metrics")) {
+        if (auto e = check.endpoint(*x, "/metrics")) {
+            if (std::find(kMetricsSchemes.begin(), kMetricsSchemes.end(), e->scheme) ==
+                kMetricsSchemes.end()) {
+                check.error("/metrics", std::string(article(e->scheme)) + " " +
+                                            std::string(scheme_name(e->scheme)) +
+                                            " endpoint cannot serve metrics (allowed: " +
+                                            scheme_list(kMetricsSchemes) + ")");
+            } else if (e->scheme == Scheme::unix_stream && !e->path.starts_with('/')) {
+                // An abstract socket has no file whose mode could restrict who reads it.
+                check.error("/metrics",
+                            "expected a unix: endpoint with a path such as "
+                            "\"unix:/run/pf-proxy/metrics.sock\", got " +
+                                quote(to_string(*e)));
+            } else {
+                policy.metrics = *e;
+            }
+        }
+    }
+    // Names like `user`, each once; resolved by the supervisor, which knows the system's
+    // accounts.
+    const auto accounts = [&](const char* key, std::vector<std::string>& out) {
+        const json* x = member(doc, key);
+        if (!x) return;
+        const std::string pointer = std::string("/") + key;
+        if (!x->is_array()) {
+            check.error(pointer, "expected an array of names, got " + type_of(*x));
+            return;
+        }
+        std::map<std::string, std::string> seen;  // name -> pointer of its first element
+        for (size_t i = 0; i < x->size(); ++i) {
+            const std::string at = pointer + "/" + std::to_string(i);
+            auto name = check.account((*x)[i], at);
+            if (!name) continue;
+            const auto [it, fresh] = seen.try_emplace(*name, at);
+            if (!fresh) {
+                check.error(at, "duplicate name " + quote(*name) + " (first at " +
+                                    position_text(check.where(it->second)) + ")");
+                continue;
+            }
+            out.push_back(std::move(*name));
+        }
+    };
+    accounts("control_users", policy.control_users);
+    accounts("control_groups", policy.control_groups);
     const json* proxies = member(doc, "proxies");
     if (!proxies) {
         check.error("", "missing required key \"proxies\"");
@@ -1437,6 +1517,14 @@ void validate(Checker& check, const json& doc, Policy& policy) {
             }
         }
         policy.proxies.push_back(std::move(parsed.proxy));
+    }
+    if (policy.metrics) {
+        const auto it = listens.find(bound_address(*policy.metrics));
+        if (it != listens.end()) {
+            check.error("/metrics", "the metrics endpoint " + quote(to_string(*policy.metrics)) +
+                                        " is also a proxy's listener (at " +
+                                        position_text(check.where(it->second.pointer)) + ")");
+        }
     }
 }
 

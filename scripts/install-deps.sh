@@ -9,6 +9,10 @@ pkgs=(
   libgtest-dev libgmock-dev
   clang libclang-rt-14-dev
   iproute2 iptables procps util-linux python3 socat
+  # tests/systemd: systemd-analyze, systemd-sysusers, systemd-tmpfiles; strace for the exec check.
+  systemd strace
+  # tests/vm: the QEMU guest with real vsock (its kernel and busybox are fetched by the harness).
+  qemu-system-x86 cpio xz-utils
 )
 if [ "${1:-}" = "--bench" ]; then pkgs+=(iperf3 haproxy wrk hyperfine); fi
 missing=()

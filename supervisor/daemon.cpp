@@ -1,11 +1,16 @@
 #include "supervisor/daemon.hpp"
 
+#include <linux/capability.h>
 #include <unistd.h>
 
 #include <filesystem>
 
 #include "common/log.hpp"
+#include "supervisor/activation.hpp"
+#include "supervisor/control_server.hpp"
+#include "supervisor/listener_source.hpp"
 #include "supervisor/listeners.hpp"
+#include "supervisor/metrics_server.hpp"
 #include "supervisor/privileges.hpp"
 #include "supervisor/supervisor.hpp"
 
@@ -23,6 +28,42 @@ std::string default_worker_path() {
     return std::string(PFPROXY_LIBEXECDIR) + "/pf-proxy-worker";
 }
 
+// Root, the daemon's own user and the policy's control_users and control_groups.
+AccessRule access_rule(const policy::Policy& pol) {
+    AccessRule rule;
+    for (const auto& u : pol.control_users) rule.uids.push_back(resolve_identity(u, {}).uid);
+    for (const auto& g : pol.control_groups) rule.gids.push_back(resolve_group(g));
+    return rule;
+}
+
+// Files pf-proxyd makes for itself belong to the user it runs as; with control_groups, to the
+// first of them, so that its members can connect (mode 0660).
+SocketFileAccess socket_access(const std::optional<Identity>& identity, const policy::Policy& pol) {
+    SocketFileAccess a;
+    if (identity) {
+        a.owner = identity->uid;
+        a.group = identity->gid;
+    }
+    if (!pol.control_groups.empty()) a.group = resolve_group(pol.control_groups.front());
+    return a;
+}
+
+unique_fd open_control(const DaemonOptions& options, const std::optional<Identity>& identity,
+                       const policy::Policy& pol, const Privileges& privs) {
+    if (options.control_path.empty()) return {};
+    try {
+        unique_fd fd =
+            open_control_socket(options.control_path, socket_access(identity, pol), &privs);
+        log::info("control socket ", options.control_path, " (pf-proxyctl --control ",
+                  options.control_path, ")");
+        return fd;
+    } catch (const std::exception& e) {
+        if (options.control_required) throw;
+        log::warning(e.what(), "; running without a control socket (pass --control PATH)");
+        return {};
+    }
+}
+
 }  // namespace
 
 int run_daemon(policy::Policy pol, const DaemonOptions& options) {
@@ -37,17 +78,47 @@ int run_daemon(policy::Policy pol, const DaemonOptions& options) {
         if (::access(worker.c_str(), X_OK) != 0)
             throw std::runtime_error("worker binary " + worker + " is not executable");
 
-        Privileges privs(caps_to_open(pol), identity);
-        std::vector<unique_fd> listeners;
+        std::set<int> caps = caps_to_open(pol);
+        if (pol.metrics) caps.merge(metrics_caps(*pol.metrics));
+        // The control socket (and a unix: metrics socket) go to the user we switch to.
+        if (identity && (identity->uid != ::geteuid() || identity->gid != ::getegid() ||
+                         !pol.control_groups.empty())) {
+            caps.insert(CAP_CHOWN);
+        }
+        Privileges privs(caps, identity);
+        ListenerSource source(privs, identity, PassedSockets::from_environment());
+        std::vector<Listener> listeners;
         for (const auto& p : pol.proxies) {
-            listeners.push_back(open_listener(p, privs, identity));
+            listeners.push_back(source.obtain(p));
             log::info("proxy \"", p.name, "\": ", kind_name(p.kind), " ", to_string(p.listen),
+                      p.listen.scheme == Scheme::systemd
+                          ? " (" + to_string(listeners.back().bound) + ")"
+                          : std::string(),
                       " -> ", describe_upstream(p), ", ", p.workers, " worker(s)");
+        }
+        source.report_unused();
+        const AccessRule rule = access_rule(pol);
+        unique_fd control = open_control(options, identity, pol, privs);
+        unique_fd metrics;
+        if (pol.metrics) {
+            metrics = open_metrics_listener(*pol.metrics, &privs, socket_access(identity, pol));
+            log::info("metrics: Prometheus text format on ", to_string(*pol.metrics),
+                      " (GET /metrics)");
         }
         privs.settle(caps_to_keep(pol));
         log::notice("pf-proxyd " PFPROXY_VERSION " running ", pol.proxies.size(), " proxies from ",
                     options.source, " as uid ", ::getuid());
-        Supervisor sup(std::move(pol), std::move(listeners), worker);
+        Supervisor sup(std::move(pol), std::move(listeners), source, worker);
+        std::optional<ControlServer> control_server;
+        if (control) {
+            control_server.emplace(sup.loop(), std::move(control), sup, rule);
+            sup.add_ticker([&](Clock::time_point now) { return control_server->tick(now); });
+        }
+        std::optional<MetricsServer> metrics_server;
+        if (metrics) {
+            metrics_server.emplace(sup.loop(), std::move(metrics), sup);
+            sup.add_ticker([&](Clock::time_point now) { return metrics_server->tick(now); });
+        }
         return sup.run();
     } catch (const std::exception& e) {
         log::error(e.what());

@@ -11,9 +11,14 @@ namespace pfp::supervisor {
 struct DaemonOptions {
     std::optional<std::string> worker_path;  // default: beside the running binary, else libexec
     std::string source = "policy";           // where the policy came from, for log lines
+    // The control socket: empty for none (the seed commands); `control_required` makes a failure
+    // to open it fatal (an explicit --control), otherwise it is a warning.
+    std::string control_path;
+    bool control_required = false;
 };
 
-// Opens the sockets, drops privileges, spawns and supervises workers until SIGTERM/SIGINT.
+// Takes the sockets systemd passed, opens the rest, drops privileges, spawns and supervises
+// workers until SIGTERM/SIGINT.
 // Returns the exit status (0 after a clean stop, 1 after a start-up failure, which is logged).
 int run_daemon(policy::Policy pol, const DaemonOptions& options);
 

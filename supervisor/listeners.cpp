@@ -1,5 +1,6 @@
 #include "supervisor/listeners.hpp"
 
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/vm_sockets.h>
 #include <netinet/in.h>
@@ -39,7 +40,8 @@ bool is_unix_listener(const Endpoint& e) {
     return e.scheme == Scheme::unix_stream || e.scheme == Scheme::fc_vsock;
 }
 
-[[noreturn]] void fail(const policy::Proxy& proxy, const std::string& what, int err) {
+[[noreturn]] void fail(const policy::Proxy& proxy, const std::string& what, int err,
+                       const Privileges* privs = nullptr) {
     std::string msg =
         "proxy \"" + proxy.name + "\": cannot listen on " + to_string(proxy.listen) + ": " + what;
     if (err != 0) msg += std::string(": ") + std::strerror(err);
@@ -47,7 +49,14 @@ bool is_unix_listener(const Endpoint& e) {
         msg += " (a port below " +
                std::to_string(proxy.listen.scheme == Scheme::vsock ? kVsockReservedPorts
                                                                    : unprivileged_port_start()) +
-               " needs CAP_NET_BIND_SERVICE)";
+               " needs CAP_NET_BIND_SERVICE" +
+               (!privs || privs->have(CAP_NET_BIND_SERVICE)
+                    ? ""
+                    : ", which pf-proxyd does not hold: it keeps only what the policy it "
+                      "started with needed") +
+               ")";
+    if (err == EPERM && what.starts_with("chown") && privs && !privs->have(CAP_CHOWN))
+        msg += " (giving the file to another owner needs CAP_CHOWN, which pf-proxyd does not hold)";
     throw std::runtime_error(msg);
 }
 
@@ -109,6 +118,33 @@ std::set<int> caps_to_keep(const policy::Policy&) {
     return {};  // no worker kind of this version needs a capability at run time
 }
 
+void tune_listener(int fd, const policy::Proxy& proxy) {
+    int domain = 0;
+    socklen_t len = sizeof domain;
+    if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+        (domain != AF_INET && domain != AF_INET6)) {
+        return;
+    }
+    // Accepted sockets inherit these from the listener, which saves the worker five setsockopt
+    // calls per client.
+    int one = 1;
+    if (proxy.tcp_nodelay) ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (proxy.keepalive.enabled) {
+        int idle = static_cast<int>(std::max<long>(1, proxy.keepalive.idle.count() / 1000));
+        int intvl = static_cast<int>(std::max<long>(1, proxy.keepalive.interval.count() / 1000));
+        int cnt = proxy.keepalive.count;
+        ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+        ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+        ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    }
+}
+
+void set_nonblocking(int fd) {
+    int fl = ::fcntl(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK)) ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
 unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
                         const std::optional<Identity>& identity) {
     const Endpoint& e = proxy.listen;
@@ -129,20 +165,8 @@ unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
         int one = 1;
         if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
             fail(proxy, "setsockopt(SO_REUSEADDR)", errno);
-        // Accepted sockets inherit these from the listener, which saves the worker five
-        // setsockopt calls per client.
-        if (proxy.tcp_nodelay) ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (proxy.keepalive.enabled) {
-            int idle = static_cast<int>(std::max<long>(1, proxy.keepalive.idle.count() / 1000));
-            int intvl =
-                static_cast<int>(std::max<long>(1, proxy.keepalive.interval.count() / 1000));
-            int cnt = proxy.keepalive.count;
-            ::setsockopt(fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-            ::setsockopt(fd.get(), IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-            ::setsockopt(fd.get(), IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
-            ::setsockopt(fd.get(), IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
-        }
     }
+    tune_listener(fd.get(), proxy);
     if (!path.empty()) clear_stale_socket(proxy, path);
     {
         auto raised = privs.raise(needs_bind_service(e) ? CAP_NET_BIND_SERVICE : -1);
@@ -151,7 +175,7 @@ unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
         int r = ::bind(fd.get(), addr.get(), addr.len);
         int err = errno;
         if (!path.empty()) ::umask(old);
-        if (r < 0) fail(proxy, "bind", err);
+        if (r < 0) fail(proxy, "bind", err, &privs);
     }
     if (!path.empty()) {
         const auto& f = proxy.unix_socket;
@@ -167,7 +191,7 @@ unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
         if (::chmod(path.c_str(), f.mode) < 0) fail(proxy, "chmod " + path, errno);
         if (uid != ::geteuid() || gid != ::getegid()) {
             auto raised = privs.raise(CAP_CHOWN);
-            if (::chown(path.c_str(), uid, gid) < 0) fail(proxy, "chown " + path, errno);
+            if (::chown(path.c_str(), uid, gid) < 0) fail(proxy, "chown " + path, errno, &privs);
         }
     }
     if (::listen(fd.get(), proxy.backlog) < 0) fail(proxy, "listen", errno);

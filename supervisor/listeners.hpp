@@ -24,6 +24,11 @@ std::set<int> caps_to_keep(const policy::Policy& p);
 unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
                         const std::optional<Identity>& identity);
 
+// TCP_NODELAY and keep-alive of the policy on a TCP listener (accepted sockets inherit them);
+// nothing for other families.
+void tune_listener(int fd, const policy::Proxy& proxy);
+void set_nonblocking(int fd);
+
 // The filesystem path an fc-vsock or unix listener binds ("" for abstract or other schemes).
 std::string listener_path(const Endpoint& e);
 

@@ -3,6 +3,7 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "common/control_protocol.hpp"
 #include "common/log.hpp"
 #include "policy/parse.hpp"
 #include "supervisor/daemon.hpp"
@@ -17,7 +18,11 @@ int run(int argc, char** argv) {
     opts.add_options()("policy,p", po::value<std::string>(), "policy file (JSON)")(
         "check", "validate the policy and exit: 0 if valid, 1 with each error on stderr")(
         "worker", po::value<std::string>(), "worker binary (default: beside pf-proxyd)")(
-        "version,V", "print the version and exit")("help,h", "print this help and exit");
+        "control", po::value<std::string>(),
+        ("control socket for pf-proxyctl (default: " + std::string(control::kDefaultSocketPath) +
+         "; \"none\" for no socket)")
+            .c_str())("version,V", "print the version and exit")("help,h",
+                                                                 "print this help and exit");
     po::variables_map vm;
     try {
         po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
@@ -27,7 +32,7 @@ int run(int argc, char** argv) {
         return 1;
     }
     if (vm.count("help")) {
-        std::cout << "Usage: pf-proxyd --policy FILE [--check]\n\n" << opts;
+        std::cout << "Usage: pf-proxyd --policy FILE [--check] [--control PATH]\n\n" << opts;
         return 0;
     }
     if (vm.count("version")) {
@@ -51,6 +56,12 @@ int run(int argc, char** argv) {
     supervisor::DaemonOptions options;
     if (vm.count("worker")) options.worker_path = vm["worker"].as<std::string>();
     options.source = path;
+    options.control_path = control::kDefaultSocketPath;
+    if (vm.count("control")) {
+        const std::string c = vm["control"].as<std::string>();
+        options.control_path = c == "none" ? "" : c;
+        options.control_required = true;  // asked for explicitly: not having it is an error
+    }
     return supervisor::run_daemon(std::move(pol), options);
 }
 

@@ -11,6 +11,8 @@
 
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
+#include <boost/process/env.hpp>
+#include <boost/process/environment.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
 #include <boost/process/io.hpp>
@@ -46,7 +48,14 @@ SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& ti
         ::prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);  // a lost supervisor means drain
         if (::getppid() != parent) ::_exit(0);        // it was lost before prctl took effect
     };
-    bp::child c(bp::exe = worker_path, bp::args = {title}, bp::std_in < bp::null,
+    // Workers talk only to the supervisor: systemd's notify socket (and the activation
+    // variables, already unset) are not theirs to use.
+    bp::environment env = boost::this_process::environment();
+    for (const char* name : {"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
+                             "WATCHDOG_USEC", "WATCHDOG_PID"}) {
+        if (env.find(name) != env.end()) env.erase(name);
+    }
+    bp::child c(bp::exe = worker_path, bp::args = {title}, bp::std_in < bp::null, env,
                 bp::extend::on_exec_setup = setup, ec);
     if (ec) throw std::runtime_error("cannot start worker " + worker_path + ": " + ec.message());
     pid_t pid = c.id();

@@ -3,7 +3,6 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
-#include <systemd/sd-daemon.h>
 
 #include <cstring>
 
@@ -20,14 +19,14 @@ namespace {
 constexpr auto kReadyTimeout = std::chrono::seconds(10);
 constexpr auto kStopGrace = std::chrono::seconds(5);  // past drain_timeout, before SIGKILL
 
-WorkerConfig worker_config(const policy::Policy& pol, const policy::Proxy& p, int index,
-                           int generation) {
+WorkerConfig worker_config(const policy::Policy& pol, const ProxyState& ps, int index) {
+    const policy::Proxy& p = ps.config;
     WorkerConfig c;
     c.proxy = p.name;
     c.kind = p.kind;
     c.index = index;
-    c.generation = generation;
-    c.listen = to_string(p.listen);
+    c.generation = ps.generation;
+    c.listen = to_string(ps.listener.bound);
     c.upstream = p.upstream_mode == policy::UpstreamMode::fixed ? to_string(p.upstream) : "";
     c.upstream_mode = p.upstream_mode == policy::UpstreamMode::fixed ? "fixed"
                       : p.upstream_mode == policy::UpstreamMode::destination_header
@@ -66,14 +65,11 @@ void WorkerProcess::ControlWatch::on_event(uint32_t) {
     w->owner->worker_message(*w);
 }
 
-Supervisor::Supervisor(policy::Policy policy, std::vector<unique_fd> listeners,
-                       std::string worker_path)
-    : policy_(std::move(policy)), worker_path_(std::move(worker_path)) {
-    for (size_t i = 0; i < policy_.proxies.size(); ++i) {
-        ProxyState p{policy_.proxies[i], std::move(listeners.at(i)), false, {}};
-        for (int s = 0; s < p.config.workers; ++s) p.slots.emplace_back(p.config.restart);
-        proxies_.push_back(std::move(p));
-    }
+Supervisor::Supervisor(policy::Policy policy, std::vector<Listener> listeners,
+                       ListenerSource& source, std::string worker_path)
+    : policy_(std::move(policy)), source_(source), worker_path_(std::move(worker_path)) {
+    for (size_t i = 0; i < policy_.proxies.size(); ++i)
+        proxies_.push_back(make_proxy(policy_.proxies[i], std::move(listeners.at(i))));
     sigset_t set;
     sigemptyset(&set);
     for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, sig);
@@ -87,14 +83,20 @@ Supervisor::Supervisor(policy::Policy policy, std::vector<unique_fd> listeners,
     ::sigaction(SIGPIPE, &ign, nullptr);
 }
 
+std::unique_ptr<ProxyState> Supervisor::make_proxy(policy::Proxy config, Listener listener) {
+    auto p = std::make_unique<ProxyState>();
+    p->config = std::move(config);
+    p->listener = std::move(listener);
+    return p;
+}
+
 std::string Supervisor::label(const WorkerProcess& w) const {
-    return "proxy \"" + proxies_[w.proxy].config.name + "\" worker " + std::to_string(w.index) +
-           " (pid " + std::to_string(w.pid) + ")";
+    return "proxy \"" + w.proxy->config.name + "\" worker " + std::to_string(w.index) + " (pid " +
+           std::to_string(w.pid) + ")";
 }
 
 int Supervisor::run() {
-    for (size_t p = 0; p < proxies_.size(); ++p)
-        for (size_t s = 0; s < proxies_[p].slots.size(); ++s) start_worker(p, s);
+    for (auto& p : proxies_) start_generation(*p);
     loop_.run([this] { return stopping_ && no_workers_left(); },
               [this](Clock::time_point now) { return tick(now); });
     log::info("all workers stopped; exiting");
@@ -102,21 +104,44 @@ int Supervisor::run() {
 }
 
 bool Supervisor::no_workers_left() const {
-    for (const auto& p : proxies_)
-        for (const auto& s : p.slots)
-            if (s.worker) return false;
+    for (const auto* list : {&proxies_, &removed_}) {
+        for (const auto& p : *list) {
+            if (!p->retiring.empty()) return false;
+            for (const auto& s : p->slots)
+                if (s.worker) return false;
+        }
+    }
     return true;
 }
 
-void Supervisor::start_worker(size_t proxy, size_t slot_index) {
-    ProxyState& p = proxies_[proxy];
+ProxyState* Supervisor::find(const std::string& name) {
+    for (auto& p : proxies_)
+        if (p->config.name == name) return p.get();
+    return nullptr;
+}
+
+// A new generation of workers for the proxy's current configuration and listener. Workers of
+// the previous generation keep serving until every new one is READY, then drain.
+void Supervisor::start_generation(ProxyState& p) {
+    for (auto& s : p.slots) {
+        if (!s.worker) continue;
+        s.worker->retiring = true;
+        p.retiring.push_back(std::move(s.worker));
+    }
+    p.slots.clear();
+    for (int i = 0; i < p.config.workers; ++i) p.slots.emplace_back(p.config.restart);
+    for (size_t i = 0; i < p.slots.size(); ++i) start_worker(p, i);
+    ready_ = false;
+}
+
+void Supervisor::start_worker(ProxyState& p, size_t slot_index) {
     WorkerSlot& slot = p.slots[slot_index];
     slot.restart_at.reset();
     auto w = std::make_unique<WorkerProcess>();
     w->owner = this;
-    w->proxy = proxy;
+    w->proxy = &p;
     w->index = static_cast<int>(slot_index);
-    w->generation = ++slot.generation;
+    w->generation = p.generation;
     w->pid_watch.w = w.get();
     w->control_watch.w = w.get();
     try {
@@ -133,8 +158,7 @@ void Supervisor::start_worker(size_t proxy, size_t slot_index) {
         // The message waits in the socket until the worker reads it; the worker verifies the
         // fd before trusting it.
         ipc::send(w->control.get(), ipc::Type::handover,
-                  worker_config(policy_, p.config, w->index, w->generation).to_json(),
-                  {p.listener.get()});
+                  worker_config(policy_, p, w->index).to_json(), {p.listener.fd.get()});
     } catch (const std::exception& e) {
         log::error("proxy \"", p.config.name, "\" worker ", slot_index, ": ", e.what());
         if (w->pid > 0) {
@@ -157,6 +181,42 @@ void Supervisor::start_worker(size_t proxy, size_t slot_index) {
 void Supervisor::kill_worker(WorkerProcess& w, const std::string& why) {
     log::error(label(w), ": ", why, "; killing it");
     ::pidfd_send_signal(w.pidfd.get(), SIGKILL, nullptr, 0);
+}
+
+void Supervisor::drain_worker(WorkerProcess& w) {
+    if (w.state == WorkerProcess::State::draining) return;
+    w.stop_requested = true;
+    w.state = WorkerProcess::State::draining;
+    w.deadline = Clock::now() + policy_.drain_timeout + kStopGrace;
+    uint32_t drain_ms = static_cast<uint32_t>(policy_.drain_timeout.count());
+    std::string payload(sizeof drain_ms, '\0');
+    std::memcpy(payload.data(), &drain_ms, sizeof drain_ms);
+    try {
+        ipc::send(w.control.get(), ipc::Type::drain, payload);
+    } catch (const std::exception&) {
+        // A worker that cannot hear us drains on SIGTERM, and is killed at the deadline.
+        ::pidfd_send_signal(w.pidfd.get(), SIGTERM, nullptr, 0);
+    }
+}
+
+void Supervisor::drain_proxy(ProxyState& p) {
+    for (auto& s : p.slots) {
+        s.restart_at.reset();
+        if (s.worker) drain_worker(*s.worker);
+    }
+    for (auto& w : p.retiring) drain_worker(*w);
+}
+
+void Supervisor::retire_old_generation_when_ready(ProxyState& p) {
+    if (p.retiring.empty()) return;
+    for (const auto& s : p.slots)
+        if (!s.worker || s.worker->state != WorkerProcess::State::running) return;
+    for (auto& w : p.retiring) {
+        if (w->state == WorkerProcess::State::draining) continue;
+        log::info(label(*w), " (generation ", w->generation, ") hands over to generation ",
+                  p.generation, "; draining");
+        drain_worker(*w);
+    }
 }
 
 void Supervisor::worker_message(WorkerProcess& w) {
@@ -187,7 +247,8 @@ void Supervisor::worker_message(WorkerProcess& w) {
         case ipc::Type::ready:
             w.state = WorkerProcess::State::running;
             log::info(label(w), " ready");
-            notify_ready_once();
+            retire_old_generation_when_ready(*w.proxy);
+            check_ready();
             break;
         case ipc::Type::stats:
             w.stats = ipc::decode_stats(m->payload);  // size already checked by permit()
@@ -197,16 +258,19 @@ void Supervisor::worker_message(WorkerProcess& w) {
     }
 }
 
-void Supervisor::notify_ready_once() {
-    if (ready_notified_) return;
+// READY=1 once every worker of the current generation of every active proxy runs: at start and
+// after each reload (which sent RELOADING=1).
+void Supervisor::check_ready() {
+    if (ready_ || stopping_) return;
     for (const auto& p : proxies_) {
-        if (p.failed) continue;
-        for (const auto& s : p.slots)
+        if (p->state != ProxyState::State::active) continue;
+        for (const auto& s : p->slots)
             if (!s.worker || s.worker->state != WorkerProcess::State::running) return;
     }
-    ready_notified_ = true;
-    log::notice("all ", proxies_.size(), " proxies ready");
-    ::sd_notifyf(0, "READY=1\nSTATUS=%zu proxies running", proxies_.size());
+    ready_ = true;
+    log::notice("all ", proxies_.size(), " proxies ready (policy generation ", policy_generation_,
+                ")");
+    notifier_.ready(summary());
 }
 
 void Supervisor::worker_exited(WorkerProcess& w) {
@@ -216,41 +280,76 @@ void Supervisor::worker_exited(WorkerProcess& w) {
         r = ::waitpid(w.pid, &status, WNOHANG);
     } while (r < 0 && errno == EINTR);
     if (r == 0) return;  // spurious wake-up; the pidfd reports again
-    ProxyState& p = proxies_[w.proxy];
-    WorkerSlot& slot = p.slots[static_cast<size_t>(w.index)];
+    ProxyState& p = *w.proxy;
     auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - w.started);
     ExitInfo info = classify_exit(status, w.stop_requested || stopping_);
     loop_.remove(w.pidfd.get());
     if (w.control) loop_.remove(w.control.get());
-    exited_.push_back(std::move(slot.worker));  // `w` stays valid until the batch ends
+    // Its counters stay in the proxy's totals; active connections died with it.
+    ipc::Stats gone = w.stats;
+    gone.active = 0;
+    p.gone.accepted += gone.accepted;
+    p.gone.bytes_up += gone.bytes_up;
+    p.gone.bytes_down += gone.bytes_down;
+    p.gone.connect_failures += gone.connect_failures;
+    p.gone.accept_errors += gone.accept_errors;
+    p.gone.denied += gone.denied;
+    if (info.cls != ExitClass::stopped) p.last_exit = info.text;
 
-    if (info.cls == ExitClass::stopped || stopping_ || p.failed) {
-        log::info(label(w), " ", info.text);
-        return;
+    if (w.retiring) {
+        log::info(label(w), " (generation ", w.generation, ") ", info.text);
+        for (auto it = p.retiring.begin(); it != p.retiring.end(); ++it) {
+            if (it->get() == &w) {
+                exited_.push_back(std::move(*it));  // `w` stays valid until the batch ends
+                p.retiring.erase(it);
+                break;
+            }
+        }
+    } else {
+        WorkerSlot& slot = p.slots[static_cast<size_t>(w.index)];
+        exited_.push_back(std::move(slot.worker));
+        const bool expected =
+            info.cls == ExitClass::stopped || stopping_ || p.state != ProxyState::State::active;
+        if (expected) {
+            log::info(label(w), " ", info.text);
+        } else if (info.cls == ExitClass::fatal) {
+            log::error(label(w), " ", info.text);
+            fail_proxy(p, "worker " + info.text + "; restarting cannot help");
+        } else if (auto delay = slot.backoff.failed(uptime)) {
+            log::warning(label(w), " ", info.text, " after ", ms(uptime), "; restarting in ",
+                         ms(*delay));
+            slot.restart_at = Clock::now() + *delay;
+            ++p.restarts;
+        } else {
+            log::error(label(w), " ", info.text);
+            fail_proxy(p, "crash loop: " + std::to_string(slot.backoff.consecutive_failures()) +
+                              " consecutive failures");
+        }
     }
-    if (info.cls == ExitClass::fatal) {
-        log::error(label(w), " ", info.text);
-        fail_proxy(p, "worker " + info.text + "; restarting cannot help");
-        return;
+    if (p.state == ProxyState::State::removed && p.retiring.empty()) {
+        bool empty = true;
+        for (const auto& s : p.slots) empty &= !s.worker;
+        if (empty) {
+            log::info("proxy \"", p.config.name, "\" removed: its last connection is gone");
+            for (auto it = removed_.begin(); it != removed_.end(); ++it) {
+                if (it->get() == &p) {
+                    // Workers in exited_ point at it until the batch ends; keep it alive as long.
+                    removed_done_.push_back(std::move(*it));
+                    removed_.erase(it);
+                    break;
+                }
+            }
+        }
     }
-    auto delay = slot.backoff.failed(uptime);
-    if (!delay) {
-        log::error(label(w), " ", info.text);
-        fail_proxy(p, "crash loop: " + std::to_string(slot.backoff.consecutive_failures()) +
-                          " consecutive failures");
-        return;
-    }
-    log::warning(label(w), " ", info.text, " after ", ms(uptime), "; restarting in ", ms(*delay));
-    slot.restart_at = Clock::now() + *delay;
 }
 
 void Supervisor::fail_proxy(ProxyState& p, const std::string& why) {
-    if (p.failed) return;
-    p.failed = true;
+    if (p.state == ProxyState::State::failed) return;
+    p.state = ProxyState::State::failed;
     log::error("proxy \"", p.config.name, "\" failed: ", why,
                "; not restarting it, other proxies keep running");
     // Clients must be refused, not left waiting in a backlog nobody accepts from.
-    p.listener.reset();
+    source_.release(p.config, p.listener);
     for (auto& s : p.slots) {
         s.restart_at.reset();
         if (s.worker) {
@@ -258,7 +357,10 @@ void Supervisor::fail_proxy(ProxyState& p, const std::string& why) {
             ::pidfd_send_signal(s.worker->pidfd.get(), SIGKILL, nullptr, 0);
         }
     }
-    ::sd_notifyf(0, "STATUS=proxy %s failed: %s", p.config.name.c_str(), why.c_str());
+    // An older generation still serving its connections finishes them.
+    for (auto& w : p.retiring) drain_worker(*w);
+    notifier_.status("proxy " + p.config.name + " failed: " + why);
+    check_ready();
 }
 
 void Supervisor::on_signal() {
@@ -266,7 +368,9 @@ void Supervisor::on_signal() {
     while (::read(signals_.fd.get(), &si, sizeof si) == sizeof si) {
         int sig = static_cast<int>(si.ssi_signo);
         if (sig == SIGHUP) {
-            log::warning("SIGHUP: live reload is not implemented in this version; ignoring");
+            log::notice("SIGHUP: reloading ", policy_.path);
+            CommandOutcome r = reload();
+            if (!r.ok) log::error("reload failed: ", r.message);
             continue;
         }
         if (stopping_) {
@@ -281,66 +385,83 @@ void Supervisor::on_signal() {
 void Supervisor::begin_stop(const char* why) {
     stopping_ = true;
     stop_deadline_ = Clock::now() + policy_.drain_timeout + kStopGrace;
-    ::sd_notify(0, "STOPPING=1");
+    notifier_.stopping();
     log::notice("SIG", why, ": stopping; draining connections for up to ",
                 ms(policy_.drain_timeout));
-    uint32_t drain_ms = static_cast<uint32_t>(policy_.drain_timeout.count());
-    std::string payload(sizeof drain_ms, '\0');
-    std::memcpy(payload.data(), &drain_ms, sizeof drain_ms);
-    for (auto& p : proxies_) {
-        p.listener.reset();  // our copy; the workers close theirs on DRAIN
-        for (auto& s : p.slots) {
-            s.restart_at.reset();
-            if (!s.worker) continue;
-            s.worker->stop_requested = true;
-            s.worker->state = WorkerProcess::State::draining;
-            try {
-                ipc::send(s.worker->control.get(), ipc::Type::drain, payload);
-            } catch (const std::exception&) {
-                // A worker that cannot hear us ends at the deadline like any other.
-                ::pidfd_send_signal(s.worker->pidfd.get(), SIGTERM, nullptr, 0);
-            }
+    for (auto* list : {&proxies_, &removed_}) {
+        for (auto& p : *list) {
+            p->listener.fd.reset();  // our copy; the workers close theirs on DRAIN
+            drain_proxy(*p);
         }
     }
 }
 
 std::optional<Clock::time_point> Supervisor::tick(Clock::time_point now) {
     exited_.clear();
+    removed_done_.clear();
     std::optional<Clock::time_point> next;
-    auto consider = [&](Clock::time_point t) {
-        if (!next || t < *next) next = t;
+    auto consider = [&](std::optional<Clock::time_point> t) {
+        if (t && (!next || *t < *next)) next = t;
     };
+    consider(notifier_.tick(now));
+    for (auto& t : tickers_) consider(t(now));
     if (stopping_) {
         if (now >= stop_deadline_) {
-            for (auto& p : proxies_)
-                for (auto& s : p.slots)
-                    if (s.worker) ::pidfd_send_signal(s.worker->pidfd.get(), SIGKILL, nullptr, 0);
+            for (auto* list : {&proxies_, &removed_}) {
+                for (auto& p : *list) {
+                    for (auto& s : p->slots)
+                        if (s.worker)
+                            ::pidfd_send_signal(s.worker->pidfd.get(), SIGKILL, nullptr, 0);
+                    for (auto& w : p->retiring)
+                        ::pidfd_send_signal(w->pidfd.get(), SIGKILL, nullptr, 0);
+                }
+            }
         } else {
             consider(stop_deadline_);
         }
         return next;
     }
-    for (size_t pi = 0; pi < proxies_.size(); ++pi) {
-        ProxyState& p = proxies_[pi];
-        if (p.failed) continue;
-        for (size_t si = 0; si < p.slots.size(); ++si) {
-            WorkerSlot& s = p.slots[si];
-            if (!s.worker && s.restart_at) {
-                if (now >= *s.restart_at)
-                    start_worker(pi, si);
-                else
-                    consider(*s.restart_at);
+    for (auto* list : {&proxies_, &removed_}) {
+        for (auto& pp : *list) {
+            ProxyState& p = *pp;
+            for (auto& w : p.retiring) {
+                if (w->state != WorkerProcess::State::draining) continue;
+                if (now >= w->deadline) {
+                    kill_worker(*w,
+                                "still running " + ms(policy_.drain_timeout) + " into its drain");
+                    w->deadline = now + std::chrono::hours(1);  // killed once
+                } else {
+                    consider(w->deadline);
+                }
             }
-            if (s.worker && s.worker->state == WorkerProcess::State::starting) {
+            for (size_t si = 0; si < p.slots.size(); ++si) {
+                WorkerSlot& s = p.slots[si];
+                if (!s.worker && s.restart_at && p.state == ProxyState::State::active) {
+                    if (now >= *s.restart_at)
+                        start_worker(p, si);
+                    else
+                        consider(*s.restart_at);
+                }
+                if (!s.worker) continue;
+                const bool starting = s.worker->state == WorkerProcess::State::starting;
+                const bool draining = s.worker->state == WorkerProcess::State::draining;
+                if (!starting && !draining) continue;
                 if (now >= s.worker->deadline) {
-                    kill_worker(*s.worker,
-                                "no READY within " + std::to_string(kReadyTimeout.count()) + " s");
+                    kill_worker(
+                        *s.worker,
+                        starting
+                            ? "no READY within " + std::to_string(kReadyTimeout.count()) + " s"
+                            : "still running " + ms(policy_.drain_timeout) + " into its drain");
                     s.worker->deadline = now + std::chrono::hours(1);  // killed once
                 } else {
                     consider(s.worker->deadline);
                 }
             }
         }
+    }
+    if (now >= next_status_) {  // STATUS= at most once a second
+        notifier_.status(summary());
+        next_status_ = now + std::chrono::seconds(1);
     }
     return next;
 }

@@ -1,8 +1,11 @@
 #pragma once
 // pf-proxyd's run loop: spawns each proxy's workers, hands them their sockets, restarts them
-// with backoff, marks crash-looping proxies failed, drains everything on SIGTERM/SIGINT.
+// with backoff, marks crash-looping proxies failed, reloads the policy (a new worker generation
+// takes over a changed proxy's listener before the old one drains), and drains everything on
+// SIGTERM/SIGINT. It answers the control socket through ControlHandler.
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,11 +15,15 @@
 #include "common/ipc.hpp"
 #include "common/unique_fd.hpp"
 #include "policy/model.hpp"
+#include "supervisor/control_handler.hpp"
+#include "supervisor/listener_source.hpp"
+#include "supervisor/notifier.hpp"
 #include "supervisor/restart_policy.hpp"
 
 namespace pfp::supervisor {
 
 class Supervisor;
+struct ProxyState;
 
 // One running worker process, as the supervisor sees it.
 struct WorkerProcess {
@@ -32,9 +39,10 @@ struct WorkerProcess {
     };
 
     Supervisor* owner = nullptr;
-    size_t proxy = 0;  // index into the supervisor's proxies
-    int index = 0;     // slot within the proxy
-    int generation = 0;
+    ProxyState* proxy = nullptr;
+    int index = 0;          // slot within the proxy
+    int generation = 0;     // the proxy's configuration generation
+    bool retiring = false;  // an older generation's worker, in ProxyState::retiring
     pid_t pid = -1;
     unique_fd pidfd;
     unique_fd control;
@@ -52,35 +60,62 @@ struct WorkerSlot {
     std::unique_ptr<WorkerProcess> worker;
     Backoff backoff;
     std::optional<Clock::time_point> restart_at;
-    int generation = 0;
 };
 
 struct ProxyState {
+    enum class State { active, stopped, failed, removed };
     policy::Proxy config;
-    unique_fd listener;
-    bool failed = false;
-    std::vector<WorkerSlot> slots;
+    Listener listener;
+    State state = State::active;
+    int generation = 1;
+    uint64_t restarts = 0;
+    std::string last_exit;
+    std::vector<WorkerSlot> slots;                         // the current generation
+    std::vector<std::unique_ptr<WorkerProcess>> retiring;  // older ones, until drained
+    ipc::Stats gone;                                       // counters of workers that have exited
 };
 
-class Supervisor {
+class Supervisor : public ControlHandler {
   public:
-    // The listeners are already open (one per proxy, in policy order).
-    Supervisor(policy::Policy policy, std::vector<unique_fd> listeners, std::string worker_path);
+    // `listeners` are the proxies' listeners in policy order, obtained from `source`, which
+    // also serves reloads and outlives the supervisor.
+    Supervisor(policy::Policy policy, std::vector<Listener> listeners, ListenerSource& source,
+               std::string worker_path);
     int run();  // until stopped; returns the process exit status
+
+    // For the control and metrics servers, which live on this loop and need their deadlines.
+    EventLoop& loop() { return loop_; }
+    using Ticker = std::function<std::optional<Clock::time_point>(Clock::time_point)>;
+    void add_ticker(Ticker t) { tickers_.push_back(std::move(t)); }
 
     void worker_exited(WorkerProcess& w);
     void worker_message(WorkerProcess& w);
 
+    // ControlHandler
+    DaemonStatus status() override;
+    CommandOutcome reload() override;
+    CommandOutcome restart_proxy(const std::string& name) override;
+    CommandOutcome stop_proxy(const std::string& name) override;
+    CommandOutcome start_proxy(const std::string& name) override;
+
   private:
-    void start_worker(size_t proxy, size_t slot);
+    void start_generation(ProxyState& p);
+    void start_worker(ProxyState& p, size_t slot);
+    void drain_worker(WorkerProcess& w);
+    void drain_proxy(ProxyState& p);
+    void retire_old_generation_when_ready(ProxyState& p);
     void kill_worker(WorkerProcess& w, const std::string& why);
     void fail_proxy(ProxyState& p, const std::string& why);
     void begin_stop(const char* why);
     void on_signal();
     std::optional<Clock::time_point> tick(Clock::time_point now);
     std::string label(const WorkerProcess& w) const;
-    void notify_ready_once();
+    void check_ready();
     bool no_workers_left() const;
+    ProxyState* find(const std::string& name);
+    ProxyCounters counters(const ProxyState& p) const;
+    std::string summary() const;
+    std::unique_ptr<ProxyState> make_proxy(policy::Proxy config, Listener listener);
 
     struct Signals : EventSource {
         Supervisor* s = nullptr;
@@ -89,14 +124,22 @@ class Supervisor {
     };
 
     policy::Policy policy_;
+    int policy_generation_ = 1;
+    ListenerSource& source_;
     std::string worker_path_;
     EventLoop loop_;
     Signals signals_;
-    std::vector<ProxyState> proxies_;
+    Notifier notifier_;
+    std::vector<std::unique_ptr<ProxyState>> proxies_;  // in policy order
+    std::vector<std::unique_ptr<ProxyState>> removed_;  // removed by a reload, still draining
+    std::vector<Ticker> tickers_;
     bool stopping_ = false;
-    bool ready_notified_ = false;
+    bool ready_ = false;  // READY=1 sent for the current generation of everything
+    Clock::time_point started_ = Clock::now();
     Clock::time_point stop_deadline_{};
-    std::vector<std::unique_ptr<WorkerProcess>> exited_;  // freed after the epoll batch
+    Clock::time_point next_status_{};
+    std::vector<std::unique_ptr<WorkerProcess>> exited_;     // freed after the epoll batch
+    std::vector<std::unique_ptr<ProxyState>> removed_done_;  // the same, for their proxies
 };
 
 }  // namespace pfp::supervisor

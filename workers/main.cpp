@@ -64,6 +64,8 @@ class Worker {
         next_stats_ = Clock::now();
         loop_.run([this] { return finished_; },
                   [this](Clock::time_point now) { return tick(now); });
+        // The last counters, so the supervisor's totals count every byte this worker moved.
+        if (control_open_) report_stats();
         log::info(tag_, ": stopped");
     }
 

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -58,10 +59,16 @@ std::string TempDir::write(const std::string& name, const std::string& content) 
     return p;
 }
 
-Daemon::Daemon(const std::string& policy_json, std::vector<std::string> extra_args, rlim_t nofile) {
+Daemon::Daemon(const std::string& policy_json, std::vector<std::string> extra_args, rlim_t nofile,
+               std::function<void()> before_exec) {
     policy_path_ = dir_.write("policy.json", policy_json);
     log_path_ = dir_.path() + "/pf-proxyd.log";
+    control_path_ = dir_.path() + "/control.sock";
     std::vector<std::string> args = {bin_dir() + "/pf-proxyd", "--policy", policy_path_};
+    // Each daemon its own control socket, never the system's /run/pf-proxy.
+    if (std::find(extra_args.begin(), extra_args.end(), "--control") == extra_args.end()) {
+        args.insert(args.end(), {"--control", control_path_});
+    }
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork");
@@ -76,6 +83,7 @@ Daemon::Daemon(const std::string& policy_json, std::vector<std::string> extra_ar
             rlimit r{nofile, nofile};
             ::setrlimit(RLIMIT_NOFILE, &r);
         }
+        if (before_exec) before_exec();
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -175,6 +183,101 @@ int Daemon::wait_exit(std::chrono::milliseconds timeout) {
         if (r == pid_) {
             reaped_ = true;
             return status;
+        }
+        std::this_thread::sleep_for(10ms);
+    } while (std::chrono::steady_clock::now() < end);
+    return -1;
+}
+
+std::string cmdline_of(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline");
+    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    while (!s.empty() && s.back() == '\0') s.pop_back();
+    std::replace(s.begin(), s.end(), '\0', ' ');
+    return s;
+}
+
+namespace {
+
+std::string read_file(const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+bool wait_text(const std::string& path, const std::string& text, std::chrono::milliseconds timeout,
+               int count) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    do {
+        std::string l = read_file(path);
+        int n = 0;
+        for (size_t pos = l.find(text); pos != std::string::npos; pos = l.find(text, pos + 1)) ++n;
+        if (n >= count) return true;
+        std::this_thread::sleep_for(20ms);
+    } while (std::chrono::steady_clock::now() < end);
+    return false;
+}
+
+}  // namespace
+
+RunningCommand::RunningCommand(const std::vector<std::string>& argv) {
+    out_path_ = dir_.path() + "/stdout";
+    err_path_ = dir_.path() + "/stderr";
+    int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork");
+    if (pid_ == 0) {
+        ::dup2(out, 1);
+        ::dup2(err, 2);
+        int null = ::open("/dev/null", O_RDONLY);
+        ::dup2(null, 0);
+        ::unsetenv("JOURNAL_STREAM");
+        std::vector<char*> args;
+        for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        ::execv(args[0], args.data());
+        ::_exit(127);
+    }
+    ::close(out);
+    ::close(err);
+}
+
+RunningCommand::~RunningCommand() {
+    if (reaped_ || pid_ <= 0) return;
+    for (pid_t c : children_of(pid_)) ::kill(c, SIGKILL);
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+}
+
+std::string RunningCommand::out() const {
+    return read_file(out_path_);
+}
+
+std::string RunningCommand::err() const {
+    return read_file(err_path_);
+}
+
+bool RunningCommand::wait_out(const std::string& text, std::chrono::milliseconds timeout) const {
+    return wait_text(out_path_, text, timeout, 1);
+}
+
+bool RunningCommand::wait_err(const std::string& text, std::chrono::milliseconds timeout,
+                              int count) const {
+    return wait_text(err_path_, text, timeout, count);
+}
+
+int RunningCommand::terminate(std::chrono::milliseconds timeout) {
+    if (reaped_) return -1;
+    ::kill(pid_, SIGTERM);
+    auto end = std::chrono::steady_clock::now() + timeout;
+    do {
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+            reaped_ = true;
+            if (WIFEXITED(status)) return WEXITSTATUS(status);
+            return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
         }
         std::this_thread::sleep_for(10ms);
     } while (std::chrono::steady_clock::now() < end);

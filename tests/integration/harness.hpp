@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,8 +37,10 @@ class TempDir {
 class Daemon {
   public:
     // nofile > 0: RLIMIT_NOFILE (soft and hard) of pf-proxyd and so of its workers.
+    // before_exec runs in the child just before exec, after stdio is set up (e.g. to place
+    // sockets and LISTEN_* variables for socket activation).
     Daemon(const std::string& policy_json, std::vector<std::string> extra_args = {},
-           rlim_t nofile = 0);
+           rlim_t nofile = 0, std::function<void()> before_exec = {});
     ~Daemon();  // SIGKILL if still running
 
     // Waits until the log contains `text` (count-th occurrence). False on timeout.
@@ -54,10 +57,12 @@ class Daemon {
     // Waits for exit; returns the wait status, or -1 on timeout.
     int wait_exit(std::chrono::milliseconds timeout = 30s);
     const std::string& policy_path() const { return policy_path_; }
+    const std::string& control_path() const { return control_path_; }  // --control PATH
 
   private:
     TempDir dir_;
     std::string policy_path_;
+    std::string control_path_;
     std::string log_path_;
     pid_t pid_ = -1;
     bool reaped_ = false;
@@ -65,6 +70,36 @@ class Daemon {
 
 // Live (non-zombie) children of `parent`, sorted, read from /proc.
 std::vector<pid_t> children_of(pid_t parent);
+
+// /proc/PID/cmdline with the NULs between arguments as spaces ("" if gone). A worker's reads
+// "/path/pf-proxy-worker pf-proxy-worker: NAME/SLOT".
+std::string cmdline_of(pid_t pid);
+
+// A command that keeps running (a seed tool, for instance), stdout and stderr each in a file,
+// stdin /dev/null. Killed (SIGKILL, with its children) on destruction unless it has exited.
+class RunningCommand {
+  public:
+    explicit RunningCommand(const std::vector<std::string>& argv);
+    ~RunningCommand();
+    RunningCommand(const RunningCommand&) = delete;
+    RunningCommand& operator=(const RunningCommand&) = delete;
+
+    pid_t pid() const { return pid_; }
+    std::string out() const;
+    std::string err() const;
+    // Wait until stdout / stderr contains `text` (count-th occurrence). False on timeout.
+    bool wait_out(const std::string& text, std::chrono::milliseconds timeout = 20s) const;
+    bool wait_err(const std::string& text, std::chrono::milliseconds timeout = 20s,
+                  int count = 1) const;
+    // SIGTERM, then the exit status (128 + signal for a signal), or -1 on timeout.
+    int terminate(std::chrono::milliseconds timeout = 40s);
+
+  private:
+    TempDir dir_;
+    std::string out_path_, err_path_;
+    pid_t pid_ = -1;
+    bool reaped_ = false;
+};
 
 // Runs a command to completion; returns exit status and combined output.
 struct CommandResult {

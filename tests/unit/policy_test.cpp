@@ -68,7 +68,8 @@ constexpr std::string_view kDurationExpected =
 constexpr std::string_view kProxy =
     R"({"name": "a", "listen": "tcp:127.0.0.1:1", "upstream": "tcp:127.0.0.1:2"})";
 constexpr std::string_view kProxyKeyList =
-    "name, listen, upstream, send_original_destination, header, proxy_protocol, allow, "
+    "name, listen, listen_family, upstream, send_original_destination, header, proxy_protocol, "
+    "allow, "
     "allowed_cids, allowed_sources, socket_mode, socket_owner, socket_group, workers, "
     "max_connections, backlog, connect_timeout, idle_timeout, tcp_nodelay, keepalive, splice, "
     "log_connections, statistics, restart";
@@ -636,7 +637,7 @@ TEST(PolicyErrors, UnknownTopLevelKeys) {
               "p.json:2:3: /uesr: unknown key \"uesr\" (did you mean \"user\"?)\n"
               "p.json:3:3: /Group: unknown key \"Group\" (did you mean \"group\"?)\n"
               "p.json:4:3: /drain: unknown key \"drain\", expected one of: user, group, "
-              "drain_timeout, proxies");
+              "drain_timeout, metrics, control_users, control_groups, proxies");
 }
 
 TEST(PolicyErrors, LongKeysAreShortenedInDiagnostics) {
@@ -644,7 +645,7 @@ TEST(PolicyErrors, LongKeysAreShortenedInDiagnostics) {
     EXPECT_EQ(errors("{\n  \"" + key + "\": 1,\n  \"proxies\": [" + std::string(kProxy) + "]\n}"),
               "p.json:2:3: /" + std::string(255, 'k') + "...: unknown key \"" +
                   std::string(64, 'k') + "...\", expected one of: user, group, drain_timeout, " +
-                  "proxies");
+                  "metrics, control_users, control_groups, proxies");
 }
 
 // ---- Endpoints ----------------------------------------------------------------------------------
@@ -665,8 +666,8 @@ TEST(PolicyErrors, UnsupportedSchemes) {
               "p.json:5:17: /proxies/0/listen: a udp endpoint is not supported yet "
               "(supported: tcp, vsock, unix, fc-vsock)");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("vsock:3:80")")),
-              "p.json:5:17: /proxies/0/listen: a systemd endpoint is not supported yet "
-              "(supported: tcp, vsock, unix, fc-vsock)");
+              "p.json:5:17: /proxies/0/listen: a \"systemd:NAME\" listener needs listen_family "
+              "(\"tcp\", \"udp\", \"unix\" or \"vsock\"): the kind of proxy depends on it");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("tcp:127.0.0.1:1")", R"("udp:127.0.0.1:53")")),
               "p.json:6:19: /proxies/0/upstream: a udp endpoint is not supported yet "
               "(supported: tcp, vsock, unix, fc-vsock)");
@@ -1306,7 +1307,7 @@ TEST(PolicyErrors, EveryErrorIsReportedInFileOrder) {
               "p.json:16:60: /proxies/1/restart/backoff_max: expected a duration >= "
               "backoff_initial (10s), got \"5s\"\n"
               "p.json:19:3: /colour: unknown key \"colour\", expected one of: user, group, "
-              "drain_timeout, proxies");
+              "drain_timeout, metrics, control_users, control_groups, proxies");
 }
 
 TEST(PolicyErrors, DiagnosticsCarryTheirParts) {
@@ -1446,7 +1447,7 @@ TEST(PolicySyntax, ByteOrderMarkIsAccepted) {
     EXPECT_EQ(errors("\xef\xbb\xbf{\"workers\": 1}"),
               "p.json:1:4: (root): missing required key \"proxies\"\n"
               "p.json:1:5: /workers: unknown key \"workers\", expected one of: user, group, "
-              "drain_timeout, proxies");
+              "drain_timeout, metrics, control_users, control_groups, proxies");
 }
 
 // ---- Files --------------------------------------------------------------------------------------
@@ -1506,5 +1507,159 @@ TEST_F(PolicyLoad, OversizedFile) {
     EXPECT_EQ(load_error(path), path + ": the policy is larger than 16 MiB");
 }
 
+// ---- Socket activation: "systemd:NAME" + listen_family --------------------------------------------
+
+TEST(PolicyActivation, ListenFamilyChoosesTheKind) {
+    Policy p = parse_policy(proxy_policy(R"("web")", R"("systemd:web")", R"("vsock:3:80")",
+                                         {R"("listen_family": "tcp")"}),
+                            "p.json");
+    ASSERT_EQ(p.proxies.size(), 1u);
+    EXPECT_EQ(p.proxies[0].kind, WorkerKind::ip_to_vsock);
+    EXPECT_EQ(p.proxies[0].listen.scheme, Scheme::systemd);
+    EXPECT_EQ(p.proxies[0].listen.name, "web");
+    EXPECT_EQ(p.proxies[0].listen_family, Scheme::tcp);
+    p = parse_policy(proxy_policy(R"("v")", R"("systemd:v")", R"("vsock:3:80")",
+                                  {R"("listen_family": "vsock")", R"("allowed_cids": [1])"}),
+                     "p.json");
+    EXPECT_EQ(p.proxies[0].kind, WorkerKind::vsock_to_vsock);
+    EXPECT_EQ(p.proxies[0].allowed_cids, std::vector<uint32_t>{1});
+    p = parse_policy(proxy_policy(R"("u")", R"("systemd:u")", R"("tcp:127.0.0.1:80")",
+                                  {R"("listen_family": "unix")"}),
+                     "p.json");
+    EXPECT_EQ(p.proxies[0].kind, WorkerKind::vsock_to_ip);
+}
+
+TEST(PolicyActivation, ListenFamilyErrors) {
+    EXPECT_EQ(errors(proxy_policy(R"("web")", R"("tcp:127.0.0.1:80")", R"("tcp:127.0.0.1:81")",
+                                  {R"("listen_family": "tcp")"})),
+              "p.json:7:24: /proxies/0/listen_family: listen_family applies only to a "
+              "\"systemd:NAME\" listener (the tcp endpoint names its own)");
+    EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("tcp:127.0.0.1:81")",
+                                  {R"("listen_family": "tpc")"})),
+              "p.json:7:24: /proxies/0/listen_family: expected \"tcp\", \"udp\", \"unix\" or "
+              "\"vsock\", got \"tpc\" (did you mean \"tcp\"?)");
+    EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("tcp:127.0.0.1:81")",
+                                  {R"("listen_family": "udp")"})),
+              "p.json:5:17: /proxies/0/listen: a udp endpoint is not supported yet "
+              "(supported: tcp, vsock, unix, fc-vsock)");
+    // systemd made the socket file: its mode belongs in the .socket unit.
+    EXPECT_EQ(errors(proxy_policy(R"("u")", R"("systemd:u")", R"("tcp:127.0.0.1:80")",
+                                  {R"("listen_family": "unix")", R"("socket_mode": "0600")"})),
+              "p.json:8:22: /proxies/0/socket_mode: socket_mode does not apply to a socket "
+              "systemd passes (set SocketMode=, SocketUser= and SocketGroup= in the .socket "
+              "unit)");
+    // Checked like a listener pf-proxyd opens: allowed_sources is for TCP.
+    EXPECT_EQ(errors(proxy_policy(R"("v")", R"("systemd:v")", R"("tcp:127.0.0.1:80")",
+                                  {R"("listen_family": "vsock")",
+                                   R"("allowed_sources": ["10.0.0.0/8"])"})),
+              "p.json:8:26: /proxies/0/allowed_sources: allowed_sources applies only to tcp "
+              "listeners, not vsock");
+}
+
+TEST(PolicyActivation, SameConfigurationIgnoresOnlyThePointer) {
+    const std::string text = proxy_policy(R"("web")", R"("tcp:127.0.0.1:80")",
+                                          R"("tcp:127.0.0.1:81")");
+    Policy a = parse_policy(text, "a.json");
+    Policy b = parse_policy(text, "b.json");
+    b.proxies[0].pointer = "/proxies/7";
+    EXPECT_TRUE(same_configuration(a.proxies[0], b.proxies[0]));
+    b.proxies[0].idle_timeout = milliseconds(5);
+    EXPECT_FALSE(same_configuration(a.proxies[0], b.proxies[0]));
+    Policy c = parse_policy(proxy_policy(R"("web")", R"("tcp:127.0.0.1:80")",
+                                         R"("tcp:127.0.0.1:82")"),
+                            "c.json");
+    EXPECT_FALSE(same_configuration(a.proxies[0], c.proxies[0]));
+    Policy d = parse_policy(proxy_policy(R"("web")", R"("tcp:127.0.0.2:80")",
+                                         R"("tcp:127.0.0.1:81")"),
+                            "d.json");
+    EXPECT_FALSE(same_configuration(a.proxies[0], d.proxies[0]));
+}
+
+// ---- Metrics and control socket access ----------------------------------------------------------
+
+// One top-level member on line 2 (key at column 3), then one proxy on line 3.
+std::string top(const std::string& member) {
+    return "{\n  " + member + ",\n  \"proxies\": [" + std::string(kProxy) + "]\n}\n";
+}
+
+TEST(PolicyTopLevel, MetricsAndControlAccess) {
+    const Policy none = parse_policy(top(R"("user": "nobody")"), "p.json");
+    EXPECT_FALSE(none.metrics);
+    EXPECT_TRUE(none.control_users.empty());
+    EXPECT_TRUE(none.control_groups.empty());
+
+    const Policy tcp = parse_policy(top(R"("metrics": "tcp:127.0.0.1:9100")"), "p.json");
+    ASSERT_TRUE(tcp.metrics);
+    EXPECT_EQ(to_string(*tcp.metrics), "tcp:127.0.0.1:9100");
+    const Policy unix_file =
+        parse_policy(top(R"("metrics": "unix:/run/pf-proxy/metrics.sock")"), "p.json");
+    ASSERT_TRUE(unix_file.metrics);
+    EXPECT_EQ(unix_file.metrics->scheme, Scheme::unix_stream);
+    EXPECT_EQ(unix_file.metrics->path, "/run/pf-proxy/metrics.sock");
+
+    const Policy access = parse_policy(R"({
+  "control_users": ["alice", "monitoring"],
+  "control_groups": ["pf-proxy-admin"],
+  "proxies": [{"name": "a", "listen": "tcp:127.0.0.1:1", "upstream": "tcp:127.0.0.1:2"}]
+})",
+                                       "p.json");
+    EXPECT_EQ(access.control_users, (std::vector<std::string>{"alice", "monitoring"}));
+    EXPECT_EQ(access.control_groups, (std::vector<std::string>{"pf-proxy-admin"}));
+    EXPECT_TRUE(parse_policy(top(R"("control_users": [])"), "p.json").control_users.empty());
+}
+
+TEST(PolicyTopLevel, MetricsErrors) {
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {R"("metrics": 9100)",
+         "p.json:2:14: /metrics: expected an endpoint string such as \"tcp:127.0.0.1:8080\", got "
+         "number"},
+        {R"("metrics": "vsock:any:9100")",
+         "p.json:2:14: /metrics: a vsock endpoint cannot serve metrics (allowed: tcp, unix)"},
+        {R"("metrics": "fc-vsock:/run/v.sock:9100")",
+         "p.json:2:14: /metrics: an fc-vsock endpoint cannot serve metrics (allowed: tcp, "
+         "unix)"},
+        {R"("metrics": "udp:127.0.0.1:9100")",
+         "p.json:2:14: /metrics: a udp endpoint cannot serve metrics (allowed: tcp, unix)"},
+        {R"("metrics": "unix:@metrics")",
+         "p.json:2:14: /metrics: expected a unix: endpoint with a path such as "
+         "\"unix:/run/pf-proxy/metrics.sock\", got \"unix:@metrics\""},
+        {R"("metrics": "tcp:127.0.0.1")",
+         "p.json:2:14: /metrics: " + endpoint_message("tcp:127.0.0.1")},
+        // The same socket as a proxy's listener (kProxy listens on tcp:127.0.0.1:1).
+        {R"("metrics": "tcp:127.0.0.1:1")",
+         "p.json:2:14: /metrics: the metrics endpoint \"tcp:127.0.0.1:1\" is also a proxy's "
+         "listener (at 3:39)"},
+    };
+    for (const auto& [member, message] : cases) EXPECT_EQ(errors(top(member)), message) << member;
+}
+
+TEST(PolicyTopLevel, ControlAccessErrors) {
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {R"("control_users": "alice")",
+         "p.json:2:20: /control_users: expected an array of names, got string"},
+        {R"("control_groups": {"wheel": true})",
+         "p.json:2:21: /control_groups: expected an array of names, got object"},
+        {R"("control_users": ["alice", 7])",
+         "p.json:2:30: /control_users/1: expected a non-empty string, got number"},
+        {R"("control_users": [""])",
+         "p.json:2:21: /control_users/0: expected a non-empty string, got \"\""},
+        {R"("control_groups": ["adm\u0000in"])",
+         "p.json:2:22: /control_groups/0: expected a string without control characters, got "
+         "\"adm\\u0000in\""},
+        {R"("control_users": ["alice", "bob", "alice"])",
+         "p.json:2:37: /control_users/2: duplicate name \"alice\" (first at 2:21)"},
+    };
+    for (const auto& [member, message] : cases) EXPECT_EQ(errors(top(member)), message) << member;
+}
+
+TEST(PolicyTopLevel, NearMissesOfTheNewKeys) {
+    EXPECT_EQ(errors(top(R"("metric": "tcp:127.0.0.1:9100")")),
+              "p.json:2:3: /metric: unknown key \"metric\" (did you mean \"metrics\"?)");
+    EXPECT_EQ(errors(top(R"("control_user": ["alice"])")),
+              "p.json:2:3: /control_user: unknown key \"control_user\" (did you mean "
+              "\"control_users\"?)");
+}
+
 }  // namespace
+
 }  // namespace pfp::policy

@@ -1,43 +1,47 @@
-// Real vsock data paths. This kernel has no vsock loopback, so these tests run only inside the
-// QEMU guest of tests/vm (Debian's kernel with vsock_loopback: CID 1 carries data). They are
-// built as `vm_guest_tests` and NOT registered with ctest here; the guest harness runs them.
-// Every vsock connect goes to CID 1 (VMADDR_CID_LOCAL) and nowhere else.
+// Real vsock data paths through the stream relays. This kernel has no vsock loopback, so these
+// tests run only inside the QEMU guest of tests/vm (Debian's kernel with vsock_loopback: CID 1
+// carries data); ctest's `vm` label boots it (tests/vm/run-guest.sh). Every vsock connect goes
+// to CID 1 (VMADDR_CID_LOCAL) and nowhere else.
 #include <gtest/gtest.h>
-#include <linux/vm_sockets.h>
-#include <poll.h>
-#include <sys/socket.h>
+#include <signal.h>
 
+#include <algorithm>
 #include <atomic>
-#include <filesystem>
+#include <functional>
 #include <thread>
 
-#include "../integration/harness.hpp"
+#include "guest_support.hpp"
 
 using namespace pfp::test;
+using namespace pfp::test::vm;
 using pfp::unique_fd;
 
 namespace {
 
-constexpr uint32_t kLocalCid = VMADDR_CID_LOCAL;  // 1: the only CID these tests may use
-
-// Decided without any connect: outside the guest no vsock socket may be connected anywhere.
-bool vsock_loopback_available() {
-    return std::filesystem::exists("/sys/module/vsock_loopback");
-}
-
-#define REQUIRE_VSOCK_LOOPBACK() \
-    if (!vsock_loopback_available()) GTEST_SKIP() << "no vsock loopback (run inside tests/vm)"
-
-// ip-to-vsock (TCP in) -> vsock CID 1 -> vsock-to-ip (vsock in) -> TCP echo server.
+// ip-to-vsock (TCP in) -> vsock CID 1 -> vsock-to-ip (vsock in) -> TCP server.
 std::string pair_policy(uint16_t in_port, uint32_t vport, uint16_t server_port) {
-    return "{\"proxies\": ["
-           "{\"name\": \"in\", \"listen\": \"tcp:127.0.0.1:" +
-           std::to_string(in_port) + "\", \"upstream\": \"vsock:1:" + std::to_string(vport) +
-           "\"},"
-           "{\"name\": \"out\", \"listen\": \"vsock:any:" +
-           std::to_string(vport) +
-           "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(server_port) + "\"}]}";
+    const std::string v = std::to_string(vport);
+    return policy({proxy("in", tcp(in_port), "vsock:1:" + v),
+                   proxy("out", "vsock:any:" + v, tcp(server_port))});
 }
+
+// A TCP server on 127.0.0.1:port that hands its first connection to `serve`, in a thread.
+class OneShotServer {
+  public:
+    OneShotServer(uint16_t port, std::function<void(int)> serve)
+        : listener_(listen_tcp(port)), thread_([this, serve] {
+              unique_fd c = accept_within(listener_.get(), 30s);
+              if (c) serve(c.get());
+          }) {}
+    ~OneShotServer() { join(); }
+    void join() {  // after this, what `serve` wrote is safe to read
+        if (thread_.joinable()) thread_.join();
+    }
+
+  private:
+    unique_fd listener_;
+    std::thread thread_;
+};
 
 TEST(VsockGuest, IpToVsockToIpMoves64MiBEachWayIntact) {
     REQUIRE_VSOCK_LOOPBACK();
@@ -48,26 +52,59 @@ TEST(VsockGuest, IpToVsockToIpMoves64MiBEachWayIntact) {
     unique_fd c = connect_tcp(in, 120s);
     ASSERT_TRUE(c);
     const size_t total = 64u << 20;
-    Fnv sent, received;
-    size_t got = 0;
-    std::thread reader([&] {
-        std::vector<char> buf(1 << 20);
-        ssize_t n;
-        while ((n = ::recv(c.get(), buf.data(), buf.size(), 0)) > 0) {
-            received.add(buf.data(), static_cast<size_t>(n));
-            got += static_cast<size_t>(n);
-        }
+    Transfer t = send_and_receive(c.get(), total, 1);  // ends with a half-close
+    EXPECT_TRUE(t.ok);
+    EXPECT_EQ(t.received, total);
+    EXPECT_EQ(t.received_hash, t.sent_hash);
+}
+
+// The client's FIN crosses both relays and vsock; the server answers after it, and the answer
+// still reaches the client.
+TEST(VsockGuest, ClientHalfCloseReachesServerAndTheReplyStillFlows) {
+    REQUIRE_VSOCK_LOOPBACK();
+    uint16_t in = free_port(), server = free_port();
+    std::string server_got;
+    OneShotServer srv(server, [&](int fd) {
+        if (!read_to_eof(fd, server_got)) return;
+        const std::string reply = "after your eof: " + server_got;
+        write_all(fd, reply.data(), reply.size());
     });
-    std::vector<char> buf(1 << 20);
-    for (size_t off = 0, seed = 1; off < total; off += buf.size(), ++seed) {
-        fill_pattern(buf, seed);
-        sent.add(buf.data(), buf.size());
-        ASSERT_TRUE(write_all(c.get(), buf.data(), buf.size()));
+    Daemon d(pair_policy(in, 5004, server));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(in, 20s);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(write_all(c.get(), "request", 7));
+    ::shutdown(c.get(), SHUT_WR);
+    std::string reply;
+    EXPECT_TRUE(read_to_eof(c.get(), reply));
+    EXPECT_EQ(reply, "after your eof: request");
+}
+
+// The other direction: the server finishes first; the client still sends afterwards.
+TEST(VsockGuest, ServerHalfCloseReachesClientAndTheClientStillSends) {
+    REQUIRE_VSOCK_LOOPBACK();
+    uint16_t in = free_port(), server = free_port();
+    std::string server_got;
+    OneShotServer srv(server, [&](int fd) {
+        write_all(fd, "bye", 3);
+        ::shutdown(fd, SHUT_WR);
+        read_to_eof(fd, server_got);
+    });
+    {
+        Daemon d(pair_policy(in, 5005, server));
+        ASSERT_TRUE(d.wait_ready()) << d.log();
+        unique_fd c = connect_tcp(in, 20s);
+        ASSERT_TRUE(c);
+        std::string first;
+        EXPECT_TRUE(read_to_eof(c.get(), first));  // "bye" and the server's FIN
+        EXPECT_EQ(first, "bye");
+        ASSERT_TRUE(write_all(c.get(), "late words", 10));
+        ::shutdown(c.get(), SHUT_WR);
+        char b;
+        EXPECT_EQ(::recv(c.get(), &b, 1, 0), 0);  // closed once both FINs have passed
     }
-    ::shutdown(c.get(), SHUT_WR);  // half-close travels over vsock and back
-    reader.join();
-    EXPECT_EQ(got, total);
-    EXPECT_EQ(received.value(), sent.value());
+    srv.join();
+    EXPECT_EQ(server_got, "late words");
 }
 
 TEST(VsockGuest, TwoHundredConcurrentConnections) {
@@ -82,90 +119,74 @@ TEST(VsockGuest, TwoHundredConcurrentConnections) {
         ASSERT_TRUE(clients.back()) << i;
     }
     int ok = 0;
-    for (int i = 0; i < 200; ++i) {
-        std::string m = "m" + std::to_string(i);
-        write_all(clients[i].get(), m.data(), m.size());
-        std::string back(m.size(), '\0');
-        if (read_exact(clients[i].get(), back.data(), back.size()) && back == m) ++ok;
-    }
+    for (int i = 0; i < 200; ++i) ok += echoes(clients[i].get(), "m" + std::to_string(i));
     EXPECT_EQ(ok, 200);
 }
 
-TEST(VsockGuest, VsockToVsockAllowedCids) {
+// vsock-to-vsock (vsockproxy) between the pair: CID 1 admitted only when allowed_cids lists it;
+// statistics lines while a connection moves bytes.
+TEST(VsockGuest, VsockToVsockAllowedCidsAndStatistics) {
     REQUIRE_VSOCK_LOOPBACK();
     uint16_t in = free_port(), server = free_port();
     EchoServer echo(server);
     for (bool listed : {true, false}) {
-        const std::string cids = listed ? "[1]" : "[7]";
-        Daemon d(
-            "{\"proxies\": ["
-            "{\"name\": \"in\", \"listen\": \"tcp:127.0.0.1:" +
-            std::to_string(in) +
-            "\", \"upstream\": \"vsock:1:6000\"},"
-            "{\"name\": \"g2g\", \"listen\": \"vsock:any:6000\", \"upstream\": \"vsock:1:6001\","
-            " \"allowed_cids\": " +
-            cids +
-            ", \"statistics\": true},"
-            "{\"name\": \"out\", \"listen\": \"vsock:any:6001\", \"upstream\": \"tcp:127.0.0.1:" +
-            std::to_string(server) + "\"}]}");
+        SCOPED_TRACE(listed ? "CID 1 listed" : "CID 1 not listed");
+        Daemon d(policy({proxy("in", tcp(in), "vsock:1:6000"),
+                         proxy("g2g", "vsock:any:6000", "vsock:1:6001",
+                               "\"allowed_cids\": " + std::string(listed ? "[1]" : "[7]") +
+                                   ", \"statistics\": true"),
+                         proxy("out", "vsock:any:6001", tcp(server))}));
         ASSERT_TRUE(d.wait_ready()) << d.log();
         unique_fd c = connect_tcp(in, 10s);
         ASSERT_TRUE(c);
-        write_all(c.get(), "cid", 3);
-        char b[3];
-        bool echoed = read_exact(c.get(), b, 3);
-        EXPECT_EQ(echoed, listed) << d.log();
-        if (listed)
+        EXPECT_EQ(echoes(c.get(), "cid"), listed) << d.log();
+        if (listed) {
+            // One line a second while bytes move: keep the connection busy for a while.
+            for (int i = 0; i < 30 && !d.wait_log(" bytes received (", 100ms); ++i)
+                EXPECT_TRUE(echoes(c.get(), "more"));
             EXPECT_TRUE(d.wait_log("statistics: vsock:1:", 5s)) << d.log();
-        else
+        } else {
             EXPECT_TRUE(d.wait_log("is not in allowed_cids", 5s)) << d.log();
+        }
     }
 }
 
-TEST(VsockGuest, TransparentPairOverVsockHonoursTheAllowList) {
-    REQUIRE_VSOCK_LOOPBACK();
-    // No netfilter in the guest: the header is written by the test itself to
-    // vsock-to-ip-transparent.
-    uint16_t server = free_port();
-    EchoServer echo(server);
-    Daemon d(
-        "{\"proxies\": [{\"name\": \"egress-host\", \"listen\": \"vsock:any:1200\","
-        " \"upstream\": \"destination-header\", \"allow\": [\"127.0.0.1:" +
-        std::to_string(server) + "\"]}]}");
-    ASSERT_TRUE(d.wait_ready()) << d.log();
-    for (bool allowed : {true, false}) {
-        unique_fd s(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        sockaddr_vm a{};
-        a.svm_family = AF_VSOCK;
-        a.svm_cid = kLocalCid;
-        a.svm_port = 1200;
-        set_timeouts(s.get(), 10s);
-        ASSERT_EQ(::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-        uint16_t port = allowed ? server : static_cast<uint16_t>(server + 1);
-        const char header[7] = {
-            4, 1, 0, 0, 127, static_cast<char>(port & 0xff), static_cast<char>(port >> 8)};
-        ASSERT_TRUE(write_all(s.get(), header, 7));
-        write_all(s.get(), "hey", 3);
-        char b[3];
-        EXPECT_EQ(read_exact(s.get(), b, 3), allowed) << d.log();
-    }
-}
-
+// The vsock-side worker dies by SIGKILL in the middle of a transfer: the supervisor starts a new
+// one on the same listener and later connections over vsock succeed.
 TEST(VsockGuest, KilledWorkerComesBackDuringVsockTraffic) {
     REQUIRE_VSOCK_LOOPBACK();
     uint16_t in = free_port(), server = free_port();
     EchoServer echo(server);
     Daemon d(pair_policy(in, 5003, server));
     ASSERT_TRUE(d.wait_ready()) << d.log();
-    auto before = d.wait_workers(2);
+    const std::vector<pid_t> before = d.wait_workers(2);
     ASSERT_EQ(before.size(), 2u);
-    ::kill(before[1], SIGKILL);
+    auto out = std::find_if(before.begin(), before.end(), [](pid_t p) {
+        return cmdline_of(p).find("pf-proxy-worker: out/") != std::string::npos;
+    });
+    ASSERT_NE(out, before.end());
+    const pid_t victim = *out;
+
+    unique_fd busy = connect_tcp(in, 20s);
+    ASSERT_TRUE(busy);
+    ASSERT_TRUE(echoes(busy.get(), "warm"));  // the vsock leg is established
+    std::atomic<bool> moving{false};
+    std::thread transfer([&] {
+        moving = true;
+        send_and_receive(busy.get(), 256u << 20, 7);  // cut short by the kill
+    });
+    for (int i = 0; i < 100 && !moving; ++i) std::this_thread::sleep_for(10ms);
+    std::this_thread::sleep_for(200ms);
+    ASSERT_EQ(::kill(victim, SIGKILL), 0);
+    transfer.join();  // the relay closes the client when its upstream is gone
+
+    const std::vector<pid_t> after = d.wait_workers(2, {victim});
+    ASSERT_EQ(after.size(), 2u) << d.log();
+    EXPECT_EQ(std::count(after.begin(), after.end(), victim), 0);
     for (int i = 0; i < 20; ++i) {
         unique_fd c = connect_tcp(in, 20s);
         ASSERT_TRUE(c);
-        ASSERT_TRUE(write_all(c.get(), "k", 1));
-        char b;
-        EXPECT_TRUE(read_exact(c.get(), &b, 1)) << i;
+        EXPECT_TRUE(echoes(c.get(), "k" + std::to_string(i))) << i << d.log();
     }
 }
 

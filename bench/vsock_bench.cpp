@@ -1,0 +1,434 @@
+// vsock_bench: vsock throughput, round trip and connection rate through pf-proxyd's relays
+// against direct vsock, inside the QEMU guest of tests/vm (the only place with vsock loopback:
+// never run it on a host). bench/vsock.sh boots the guest and runs it; see bench/README.md.
+//
+//   vsock_bench --bin DIR [--rounds N] [--seconds S]
+//
+// It starts its own servers (vsock port 9000, TCP 127.0.0.1:9001), a reference relay (a process
+// with two blocking copy threads per connection, vsock 9200 -> 9000: what the simplest relay
+// costs here) and one pf-proxyd (DIR/pf-proxyd) with a proxy per relay path, then measures every
+// path in turn, round after round (A B C, A B C), and prints a markdown table of medians and of
+// per-round ratios to direct vsock. Every loop is bounded by a deadline or a count.
+//
+// Protocol: the client's first byte picks what the server does with the connection:
+//   'B' bulk:  read and count until EOF, then send the count (8 bytes) and close;
+//   'P' ping:  echo every byte until EOF;
+//   'C' conn:  answer one byte, then close (the server closes first).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+// linux/vm_sockets.h needs sys/socket.h first.
+#include <linux/vm_sockets.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr uint32_t kLocalCid = VMADDR_CID_LOCAL;  // the only CID this program connects to
+constexpr uint32_t kVsockServer = 9000;
+constexpr uint16_t kTcpServer = 9001;
+
+[[noreturn]] void die(const std::string& what) {
+    std::fprintf(stderr, "vsock_bench: %s: %s\n", what.c_str(), std::strerror(errno));
+    std::exit(2);
+}
+
+// ---------------------------------------------------------------- sockets
+
+struct Target {
+    bool vsock;
+    uint32_t port;
+};
+
+int connect_to(const Target& t) {
+    int fd;
+    int r;
+    if (t.vsock) {
+        fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_vm a{};
+        a.svm_family = AF_VSOCK;
+        a.svm_cid = kLocalCid;
+        a.svm_port = t.port;
+        r = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    } else {
+        fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(static_cast<uint16_t>(t.port));
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        r = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    }
+    if (r < 0) {
+        ::close(fd);
+        return -1;
+    }
+    timeval tv{10, 0};  // nothing may hang the benchmark
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+bool send_all(int fd, const void* p, size_t n) {
+    const char* c = static_cast<const char*>(p);
+    while (n > 0) {
+        ssize_t w = ::send(fd, c, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        c += w;
+        n -= static_cast<size_t>(w);
+    }
+    return true;
+}
+
+bool recv_all(int fd, void* p, size_t n) {
+    char* c = static_cast<char*>(p);
+    while (n > 0) {
+        ssize_t r = ::recv(fd, c, n, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        c += r;
+        n -= static_cast<size_t>(r);
+    }
+    return true;
+}
+
+// ---------------------------------------------------------------- servers
+
+void serve_connection(int fd) {
+    timeval tv{30, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    std::vector<char> buf(1 << 20);
+    char mode = 0;
+    if (::recv(fd, &mode, 1, 0) != 1) {
+        ::close(fd);
+        return;
+    }
+    if (mode == 'B') {
+        uint64_t total = 0;
+        ssize_t n;
+        while ((n = ::recv(fd, buf.data(), buf.size(), 0)) > 0) total += static_cast<uint64_t>(n);
+        send_all(fd, &total, sizeof total);
+    } else if (mode == 'P') {
+        ssize_t n;
+        while ((n = ::recv(fd, buf.data(), 4096, 0)) > 0)
+            if (!send_all(fd, buf.data(), static_cast<size_t>(n))) break;
+    } else if (mode == 'C') {
+        send_all(fd, "c", 1);
+    }
+    ::close(fd);
+}
+
+// Accepts until `stop`; a detached thread per connection (they end with their connection).
+void accept_loop(int listener, const std::atomic<bool>& stop) {
+    while (!stop) {
+        pollfd p{listener, POLLIN, 0};
+        if (::poll(&p, 1, 100) <= 0) continue;
+        int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c >= 0) std::thread(serve_connection, c).detach();
+    }
+}
+
+int listen_on(bool vsock, uint32_t port) {
+    int fd;
+    int r;
+    if (vsock) {
+        fd = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_vm a{};
+        a.svm_family = AF_VSOCK;
+        a.svm_cid = VMADDR_CID_ANY;
+        a.svm_port = port;
+        r = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    } else {
+        fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(static_cast<uint16_t>(port));
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        r = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    }
+    if (r < 0 || ::listen(fd, 1024) < 0) die("listen on port " + std::to_string(port));
+    return fd;
+}
+
+// ---------------------------------------------------------------- reference relay
+
+// The simplest correct relay, for scale: a process of its own (as pf-proxyd's workers are) that
+// gives each connection two threads copying with blocking recv/send through 256 KiB buffers.
+void copy_until_eof(int from, int to) {
+    std::vector<char> buf(256 << 10);
+    ssize_t n;
+    while ((n = ::recv(from, buf.data(), buf.size(), 0)) > 0)
+        if (!send_all(to, buf.data(), static_cast<size_t>(n))) break;
+    ::shutdown(to, SHUT_WR);
+}
+
+[[noreturn]] void reference_relay(int listener, uint32_t upstream_port) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    for (;;) {  // ends with the benchmark (PDEATHSIG / kill)
+        int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) continue;
+        std::thread([c, upstream_port] {
+            int u = connect_to(Target{true, upstream_port});
+            if (u >= 0) {
+                std::thread back(copy_until_eof, u, c);
+                copy_until_eof(c, u);
+                back.join();
+                ::close(u);
+            }
+            ::close(c);
+        }).detach();
+    }
+}
+
+// ---------------------------------------------------------------- pf-proxyd
+
+struct Daemon {
+    pid_t pid = -1;
+    std::string log_path;
+};
+
+std::string read_file(const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+Daemon start_daemon(const std::string& bin, const std::string& policy) {
+    Daemon d;
+    const std::string policy_path = "/tmp/vsock_bench_policy.json";
+    d.log_path = "/tmp/vsock_bench_pf-proxyd.log";
+    std::ofstream(policy_path) << policy;
+    d.pid = ::fork();
+    if (d.pid < 0) die("fork");
+    if (d.pid == 0) {
+        int log = ::open(d.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(log, 1);
+        ::dup2(log, 2);
+        const std::string exe = bin + "/pf-proxyd";
+        ::execl(exe.c_str(), exe.c_str(), "--policy", policy_path.c_str(), nullptr);
+        ::_exit(127);
+    }
+    for (int i = 0; i < 300; ++i) {  // at most 30 s
+        if (read_file(d.log_path).find("proxies ready") != std::string::npos) return d;
+        std::this_thread::sleep_for(100ms);
+    }
+    std::fprintf(stderr, "vsock_bench: pf-proxyd not ready:\n%s\n", read_file(d.log_path).c_str());
+    ::kill(d.pid, SIGKILL);
+    std::exit(2);
+}
+
+void stop_daemon(const Daemon& d) {
+    ::kill(d.pid, SIGTERM);
+    for (int i = 0; i < 100; ++i) {  // at most 10 s
+        if (::waitpid(d.pid, nullptr, WNOHANG) == d.pid) return;
+        std::this_thread::sleep_for(100ms);
+    }
+    ::kill(d.pid, SIGKILL);
+    ::waitpid(d.pid, nullptr, 0);
+}
+
+// ---------------------------------------------------------------- measurements
+
+// MiB/s of one stream from client to server for `seconds` (counted by the server).
+double bulk(const Target& t, double seconds) {
+    int fd = connect_to(t);
+    if (fd < 0) return 0;
+    std::vector<char> buf(1 << 20, 'x');
+    buf[0] = 'B';
+    const auto start = Clock::now();
+    const auto end = start + std::chrono::duration<double>(seconds);
+    bool ok = true;
+    while (ok && Clock::now() < end) ok = send_all(fd, buf.data(), buf.size());
+    ::shutdown(fd, SHUT_WR);
+    uint64_t total = 0;
+    ok = ok && recv_all(fd, &total, sizeof total);
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    ::close(fd);
+    return ok ? static_cast<double>(total) / (1 << 20) / elapsed : 0;
+}
+
+// Median microseconds of a 1-byte round trip on one open connection, for `seconds`.
+double round_trip(const Target& t, double seconds) {
+    int fd = connect_to(t);
+    if (fd < 0) return 0;
+    char b = 'P';
+    std::vector<double> us;
+    bool ok = send_all(fd, &b, 1);                          // the mode byte (not echoed)
+    ok = ok && send_all(fd, &b, 1) && recv_all(fd, &b, 1);  // warm-up: the path is set up
+    const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+    for (int i = 0; ok && i < 1000000 && Clock::now() < end; ++i) {
+        const auto t0 = Clock::now();
+        ok = send_all(fd, &b, 1) && recv_all(fd, &b, 1);
+        us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    }
+    ::close(fd);
+    if (!ok || us.empty()) return 0;
+    std::nth_element(us.begin(), us.begin() + us.size() / 2, us.end());
+    return us[us.size() / 2];
+}
+
+// Connections per second, one at a time: connect, one byte each way, close.
+double connection_rate(const Target& t, double seconds) {
+    const auto start = Clock::now();
+    const auto end = start + std::chrono::duration<double>(seconds);
+    int done = 0;
+    for (int i = 0; i < 1000000 && Clock::now() < end; ++i) {
+        int fd = connect_to(t);
+        if (fd < 0) return 0;
+        char b = 'C';
+        bool ok = send_all(fd, &b, 1) && recv_all(fd, &b, 1);
+        ::close(fd);
+        if (!ok) return 0;
+        ++done;
+    }
+    return done / std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+struct Path {
+    std::string name;
+    std::string what;
+    Target target;
+};
+
+std::string fixed(double v, int digits) {
+    char s[64];
+    std::snprintf(s, sizeof s, "%.*f", digits, v);
+    return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string bin;
+    int rounds = 3;
+    double seconds = 2;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string k = argv[i], v = argv[i + 1];
+        if (k == "--bin")
+            bin = v;
+        else if (k == "--rounds")
+            rounds = std::atoi(v.c_str());
+        else if (k == "--seconds")
+            seconds = std::atof(v.c_str());
+    }
+    if (bin.empty() || rounds < 1 || rounds > 20 || seconds <= 0 || seconds > 60) {
+        std::fprintf(stderr, "usage: vsock_bench --bin DIR [--rounds 1-20] [--seconds S<=60]\n");
+        return 2;
+    }
+    if (::access("/sys/module/vsock_loopback", F_OK) != 0) {
+        std::fprintf(stderr,
+                     "vsock_bench: no vsock loopback: run it in the guest (bench/vsock.sh)\n");
+        return 2;
+    }
+    ::signal(SIGPIPE, SIG_IGN);
+
+    // Forked before any thread exists: the child is single-threaded until it makes its own.
+    const int rl = listen_on(true, 9200);
+    const pid_t relay = ::fork();
+    if (relay < 0) die("fork");
+    if (relay == 0) reference_relay(rl, kVsockServer);
+    ::close(rl);
+
+    std::atomic<bool> stop{false};
+    const int vl = listen_on(true, kVsockServer), tl = listen_on(false, kTcpServer);
+    std::thread vs(accept_loop, vl, std::cref(stop)), ts(accept_loop, tl, std::cref(stop));
+    const Daemon d = start_daemon(bin,
+                                  R"({"drain_timeout": "1s", "proxies": [
+  {"name": "v2v", "listen": "vsock:any:9100", "upstream": "vsock:1:9000"},
+  {"name": "v2v-copy", "listen": "vsock:any:9105", "upstream": "vsock:1:9000", "splice": false},
+  {"name": "i2v", "listen": "tcp:127.0.0.1:9101", "upstream": "vsock:1:9000"},
+  {"name": "v2i", "listen": "vsock:any:9102", "upstream": "tcp:127.0.0.1:9001"},
+  {"name": "pair-in", "listen": "tcp:127.0.0.1:9103", "upstream": "vsock:1:9104"},
+  {"name": "pair-out", "listen": "vsock:any:9104", "upstream": "tcp:127.0.0.1:9001"}]})");
+
+    const std::vector<Path> paths = {
+        {"direct vsock", "client -> vsock server", {true, kVsockServer}},
+        {"direct tcp", "client -> TCP server (loopback)", {false, kTcpServer}},
+        {"reference relay", "vsock -> 2 threads, blocking copy -> vsock", {true, 9200}},
+        {"vsock-to-vsock", "vsock -> relay -> vsock", {true, 9100}},
+        {"vsock-to-vsock copy", "the same with \"splice\": false", {true, 9105}},
+        {"ip-to-vsock", "TCP -> relay -> vsock", {false, 9101}},
+        {"vsock-to-ip", "vsock -> relay -> TCP", {true, 9102}},
+        {"pair", "TCP -> ip-to-vsock -> vsock -> vsock-to-ip -> TCP", {false, 9103}},
+    };
+    // results[metric][path] = one value per round; ratios[metric][path] per round too.
+    std::map<std::string, std::map<std::string, std::vector<double>>> results, ratios;
+    const std::vector<std::string> metrics = {"bulk", "rtt", "conn"};
+    for (int r = 0; r < rounds; ++r) {
+        std::fprintf(stderr, "vsock_bench: round %d/%d\n", r + 1, rounds);
+        for (const auto& m : metrics) {
+            for (const auto& p : paths) {
+                double v = m == "bulk"  ? bulk(p.target, seconds)
+                           : m == "rtt" ? round_trip(p.target, seconds)
+                                        : connection_rate(p.target, seconds);
+                results[m][p.name].push_back(v);
+            }
+            const double direct = results[m]["direct vsock"].back();
+            for (const auto& p : paths)
+                ratios[m][p.name].push_back(direct > 0 ? results[m][p.name].back() / direct : 0);
+        }
+    }
+    stop_daemon(d);
+    ::kill(relay, SIGKILL);
+    ::waitpid(relay, nullptr, 0);
+    stop = true;
+    vs.join();
+    ts.join();
+
+    std::printf("<!-- vsock_bench begin -->\n");
+    std::printf(
+        "| path | what | bulk MiB/s | x direct vsock | round trip us | x direct vsock "
+        "| connections/s | x direct vsock |\n");
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
+    for (const auto& p : paths) {
+        std::printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", p.name.c_str(), p.what.c_str(),
+                    fixed(median(results["bulk"][p.name]), 0).c_str(),
+                    fixed(median(ratios["bulk"][p.name]), 2).c_str(),
+                    fixed(median(results["rtt"][p.name]), 0).c_str(),
+                    fixed(median(ratios["rtt"][p.name]), 2).c_str(),
+                    fixed(median(results["conn"][p.name]), 0).c_str(),
+                    fixed(median(ratios["conn"][p.name]), 2).c_str());
+    }
+    std::printf(
+        "\nMedians of %d interleaved rounds, %.1f s per measurement, one boot (1 vCPU, "
+        "TCG); ratios are medians of per-round ratios.\n",
+        rounds, seconds);
+    std::printf("<!-- vsock_bench end -->\n");
+    return 0;
+}

@@ -1,0 +1,127 @@
+#include "supervisor/listener_source.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include "common/log.hpp"
+#include "supervisor/listeners.hpp"
+
+namespace pfp::supervisor {
+
+ListenerSource::ListenerSource(const Privileges& privs, std::optional<Identity> identity,
+                               PassedSockets passed)
+    : privs_(privs), identity_(std::move(identity)), passed_(std::move(passed)) {}
+
+Listener ListenerSource::obtain(const policy::Proxy& proxy) {
+    Listener l;
+    if (proxy.listen.scheme == Scheme::systemd) {
+        auto found = passed_.take(proxy.listen.name);
+        if (found.empty()) {
+            throw std::runtime_error("proxy \"" + proxy.name +
+                                     "\": systemd passed no socket named " + proxy.listen.name +
+                                     " (set FileDescriptorName=" + proxy.listen.name +
+                                     " in its .socket unit)");
+        }
+        if (found.size() > 1) {
+            std::string fds;
+            for (const auto& e : found) fds += " " + std::to_string(e.number);
+            for (auto& e : found) passed_.give_back(std::move(e));
+            throw std::runtime_error("proxy \"" + proxy.name + "\": systemd passed " +
+                                     std::to_string(found.size()) + " sockets named " +
+                                     proxy.listen.name + " (fds" + fds +
+                                     "); a proxy takes one listener");
+        }
+        try {
+            check_passed_socket(found.front(), proxy);
+            l.bound = bound_endpoint(found.front().fd.get());
+        } catch (...) {
+            passed_.give_back(std::move(found.front()));
+            throw;
+        }
+        // Our own dup: the entry keeps the original for a later reload or restart.
+        l.fd.reset(::fcntl(found.front().fd.get(), F_DUPFD_CLOEXEC, 3));
+        if (!l.fd) {
+            passed_.give_back(std::move(found.front()));
+            throw std::runtime_error("proxy \"" + proxy.name + "\": dup of fd " +
+                                     std::to_string(found.front().number) + " failed");
+        }
+        set_nonblocking(l.fd.get());
+        tune_listener(l.fd.get(), proxy);
+        l.origin = Listener::Origin::activated;
+        l.passed = std::move(found.front());
+        return l;
+    }
+    // A listener an earlier pf-proxyd stored: still queued connections, no capability needed.
+    for (auto& e : passed_.take(store_name(proxy.name))) {
+        if (!l.fd && listens_on(e.fd.get(), proxy.listen)) {
+            l.fd = std::move(e.fd);
+            l.origin = Listener::Origin::stored;
+        }
+    }
+    if (l.fd) {
+        set_nonblocking(l.fd.get());
+        tune_listener(l.fd.get(), proxy);
+        ::listen(l.fd.get(), proxy.backlog);  // the policy's backlog, if it changed
+        log::info("proxy \"", proxy.name, "\": reusing the listener on ", to_string(proxy.listen),
+                  " from systemd's FD store");
+    } else {
+        l.fd = open_listener(proxy, privs_, identity_);
+        l.origin = Listener::Origin::opened;
+        // The store holds its own reference; drop the old entry first or both would be kept.
+        remove_stored_fd(store_name(proxy.name));
+        store_fd(store_name(proxy.name), l.fd.get());
+    }
+    l.bound = proxy.listen;
+    return l;
+}
+
+Listener ListenerSource::share(const policy::Proxy& proxy, const Listener& donor) {
+    Listener l;
+    l.fd.reset(::fcntl(donor.fd.get(), F_DUPFD_CLOEXEC, 3));
+    if (!l.fd) {
+        throw std::runtime_error("proxy \"" + proxy.name + "\": cannot share the listener on " +
+                                 to_string(proxy.listen) + ": " + std::strerror(errno));
+    }
+    l.bound = donor.bound;
+    tune_listener(l.fd.get(), proxy);
+    if (donor.origin != Listener::Origin::activated) {
+        remove_stored_fd(store_name(proxy.name));
+        store_fd(store_name(proxy.name), l.fd.get());
+    }
+    return l;
+}
+
+void ListenerSource::replace(Listener& old) {
+    if (old.origin == Listener::Origin::activated && old.passed.fd) {
+        passed_.give_back(std::move(old.passed));
+    }
+    old.fd.reset();
+}
+
+void ListenerSource::release(const policy::Proxy& proxy, Listener& l) {
+    if (l.origin == Listener::Origin::activated) {
+        if (l.passed.fd) passed_.give_back(std::move(l.passed));
+    } else if (l.fd) {
+        remove_stored_fd(store_name(proxy.name));
+    }
+    l.fd.reset();
+}
+
+void ListenerSource::report_unused() {
+    for (auto& e : passed_.take_all()) {
+        if (e.name.starts_with("pfp-store.")) {
+            log::info("dropping the stored listener ", e.name,
+                      " (its proxy is gone or its listen endpoint changed)");
+            remove_stored_fd(e.name);
+        } else {
+            log::warning("fd ", e.number, " (FileDescriptorName=", e.name,
+                         ") passed by systemd is not used by any proxy");
+            passed_.give_back(std::move(e));  // a reload may add the proxy that uses it
+        }
+    }
+}
+
+}  // namespace pfp::supervisor

@@ -1,0 +1,52 @@
+#pragma once
+// Where each proxy's listener comes from: a socket systemd passed for "systemd:NAME", the FD
+// store copy of one an earlier pf-proxyd opened, or a new one opened here. Lives as long as the
+// supervisor, so reloads and `pf-proxyctl start` get listeners the same way as start-up.
+#include <optional>
+#include <string>
+
+#include "common/endpoint.hpp"
+#include "common/unique_fd.hpp"
+#include "policy/model.hpp"
+#include "supervisor/activation.hpp"
+#include "supervisor/privileges.hpp"
+
+namespace pfp::supervisor {
+
+struct Listener {
+    unique_fd fd;
+    Endpoint bound;  // what the worker listens on (a passed socket's real address)
+    enum class Origin { opened, stored, activated } origin = Origin::opened;
+    PassedSockets::Entry passed;  // activated: the entry, returned when the proxy lets go
+    explicit operator bool() const { return static_cast<bool>(fd); }
+};
+
+class ListenerSource {
+  public:
+    ListenerSource(const Privileges& privs, std::optional<Identity> identity, PassedSockets passed);
+
+    // The proxy's listener. Throws std::runtime_error naming the proxy and what was wrong.
+    Listener obtain(const policy::Proxy& proxy);
+
+    // The same socket as `donor` (another proxy's, or the proxy's own under an earlier
+    // configuration) for `proxy`: a reload that renames a proxy keeps its listener. Throws.
+    Listener share(const policy::Proxy& proxy, const Listener& donor);
+
+    // The proxy no longer uses it: an activated socket goes back to the pool, a stored one
+    // leaves the FD store (so it really closes), an opened one just closes.
+    void release(const policy::Proxy& proxy, Listener& l);
+    // The proxy got another listener under the same name, already in the store: close the old
+    // one without removing the store entry.
+    void replace(Listener& old);
+
+    // At start-up, after every proxy took its sockets: warns about passed sockets no proxy
+    // named, and drops stored listeners of proxies the policy no longer has.
+    void report_unused();
+
+  private:
+    const Privileges& privs_;
+    std::optional<Identity> identity_;
+    PassedSockets passed_;
+};
+
+}  // namespace pfp::supervisor

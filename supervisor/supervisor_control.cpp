@@ -1,0 +1,306 @@
+// The supervisor's answers to the control socket: status, reload, and per-proxy restart, stop
+// and start. Reload is transactional: every listener the new policy needs is obtained before
+// anything running changes, so an error leaves the old policy in force.
+#include <unistd.h>
+
+#include "common/log.hpp"
+#include "common/worker_kind.hpp"
+#include "policy/parse.hpp"
+#include "supervisor/listeners.hpp"
+#include "supervisor/supervisor.hpp"
+
+namespace pfp::supervisor {
+
+namespace {
+
+const char* state_name(ProxyState::State s) {
+    switch (s) {
+        case ProxyState::State::active:
+            return "running";
+        case ProxyState::State::stopped:
+            return "stopped";
+        case ProxyState::State::failed:
+            return "failed";
+        case ProxyState::State::removed:
+            return "draining";
+    }
+    return "?";
+}
+
+const char* worker_state(WorkerProcess::State s) {
+    switch (s) {
+        case WorkerProcess::State::starting:
+            return "starting";
+        case WorkerProcess::State::running:
+            return "running";
+        case WorkerProcess::State::draining:
+            return "draining";
+    }
+    return "?";
+}
+
+void add(ProxyCounters& c, const ipc::Stats& s) {
+    c.accepted += s.accepted;
+    c.active += s.active;
+    c.bytes_up += s.bytes_up;
+    c.bytes_down += s.bytes_down;
+    c.connect_failures += s.connect_failures;
+    c.accept_errors += s.accept_errors;
+    c.denied += s.denied;
+}
+
+bool same_listen(const policy::Proxy& a, const policy::Proxy& b) {
+    return to_string(a.listen) == to_string(b.listen) && a.listen_family == b.listen_family;
+}
+
+}  // namespace
+
+ProxyCounters Supervisor::counters(const ProxyState& p) const {
+    ProxyCounters c;
+    add(c, p.gone);
+    for (const auto& s : p.slots)
+        if (s.worker) add(c, s.worker->stats);
+    for (const auto& w : p.retiring) add(c, w->stats);
+    return c;
+}
+
+DaemonStatus Supervisor::status() {
+    DaemonStatus d;
+    d.version = PFPROXY_VERSION;
+    d.pid = ::getpid();
+    d.policy = policy_.path;
+    d.policy_generation = policy_generation_;
+    d.state = stopping_                ? "stopping"
+              : ready_                 ? "running"
+              : policy_generation_ > 1 ? "reloading"
+                                       : "starting";
+    d.uptime_seconds = std::chrono::duration<double>(Clock::now() - started_).count();
+    for (const auto* list : {&proxies_, &removed_}) {
+        for (const auto& pp : *list) {
+            const ProxyState& p = *pp;
+            ProxyStatus s;
+            s.name = p.config.name;
+            s.kind = std::string(kind_name(p.config.kind));
+            s.listen = to_string(p.config.listen);
+            s.upstream = describe_upstream(p.config);
+            s.state = state_name(p.state);
+            bool all_running = !p.slots.empty();
+            for (const auto& slot : p.slots) {
+                all_running &= slot.worker && slot.worker->state == WorkerProcess::State::running;
+            }
+            if (p.state == ProxyState::State::active && !all_running) {
+                s.state = p.retiring.empty() ? "starting" : "reloading";
+            }
+            s.generation = p.generation;
+            s.restarts = p.restarts;
+            s.last_exit = p.last_exit;
+            auto worker = [](const WorkerProcess& w) {
+                return WorkerStatus{w.pid, w.index, w.generation, worker_state(w.state)};
+            };
+            for (const auto& slot : p.slots)
+                if (slot.worker) s.workers.push_back(worker(*slot.worker));
+            for (const auto& w : p.retiring) s.workers.push_back(worker(*w));
+            s.counters = counters(p);
+            d.proxies.push_back(std::move(s));
+        }
+    }
+    return d;
+}
+
+std::string Supervisor::summary() const {
+    size_t running = 0, failed = 0, stopped = 0;
+    uint64_t active = 0;
+    for (const auto& p : proxies_) {
+        running += p->state == ProxyState::State::active;
+        failed += p->state == ProxyState::State::failed;
+        stopped += p->state == ProxyState::State::stopped;
+        active += counters(*p).active;
+    }
+    std::string s =
+        std::to_string(running) + " of " + std::to_string(proxies_.size()) + " proxies running";
+    if (failed) s += ", " + std::to_string(failed) + " failed";
+    if (stopped) s += ", " + std::to_string(stopped) + " stopped";
+    s += ", " + std::to_string(active) + " active connections, policy generation " +
+         std::to_string(policy_generation_);
+    return s;
+}
+
+CommandOutcome Supervisor::reload() {
+    if (stopping_) return {false, "pf-proxyd is stopping", {}};
+    if (policy_.path.empty()) {
+        return {false,
+                "nothing to reload: this pf-proxyd was started from a command line, not "
+                "a policy file",
+                {}};
+    }
+    notifier_.reloading();
+    auto refuse = [this](CommandOutcome out) {
+        log::error("reload of ", policy_.path, " refused: ", out.message,
+                   "; still running policy generation ", policy_generation_);
+        for (const auto& e : out.errors) log::error("  ", e);
+        notifier_.ready(summary());  // systemd expects READY=1 after RELOADING=1, either way
+        return out;
+    };
+
+    policy::Policy next;
+    try {
+        next = policy::load_policy(policy_.path);
+    } catch (const policy::policy_error& e) {
+        CommandOutcome out{
+            false, "the policy in " + policy_.path + " is invalid; nothing changed", {}};
+        for (const auto& d : e.diagnostics()) out.errors.push_back(d.str());
+        return refuse(std::move(out));
+    }
+    if (next.user != policy_.user || next.group != policy_.group) {
+        return refuse({false,
+                       "\"user\" and \"group\" cannot change on a reload (pf-proxyd has already "
+                       "switched user); restart pf-proxyd instead",
+                       {}});
+    }
+
+    // Every listener first: nothing running changes unless all of them can be had.
+    std::vector<ProxyState*> old(next.proxies.size(), nullptr);
+    std::vector<Listener> fresh(next.proxies.size());
+    std::vector<bool> unchanged(next.proxies.size(), false);
+    try {
+        for (size_t i = 0; i < next.proxies.size(); ++i) {
+            const policy::Proxy& cfg = next.proxies[i];
+            old[i] = find(cfg.name);
+            // A failed proxy is retried; a stopped one stays stopped until `start`.
+            if (old[i] && old[i]->state != ProxyState::State::failed &&
+                policy::same_configuration(old[i]->config, cfg)) {
+                unchanged[i] = true;
+                continue;
+            }
+            if (old[i] && old[i]->listener && same_listen(old[i]->config, cfg)) continue;
+            ProxyState* donor = nullptr;
+            for (auto& o : proxies_)
+                if (o->listener && same_listen(o->config, cfg)) donor = o.get();
+            fresh[i] = donor ? source_.share(cfg, donor->listener) : source_.obtain(cfg);
+        }
+    } catch (const std::exception& e) {
+        for (size_t i = 0; i < fresh.size(); ++i)
+            if (fresh[i]) source_.release(next.proxies[i], fresh[i]);
+        return refuse({false, e.what(), {}});
+    }
+
+    int changed = 0, added = 0, removed = 0, same = 0;
+    std::vector<std::unique_ptr<ProxyState>> kept;
+    for (size_t i = 0; i < next.proxies.size(); ++i) {
+        const policy::Proxy& cfg = next.proxies[i];
+        std::unique_ptr<ProxyState> p;
+        if (old[i]) {
+            for (auto& o : proxies_)
+                if (o.get() == old[i]) p = std::move(o);
+        }
+        if (!p) {
+            p = make_proxy(cfg, std::move(fresh[i]));
+            log::notice("reload: proxy \"", cfg.name, "\" added: ", kind_name(cfg.kind), " ",
+                        to_string(cfg.listen), " -> ", describe_upstream(cfg));
+            start_generation(*p);
+            ++added;
+        } else if (unchanged[i]) {
+            p->config.pointer = cfg.pointer;
+            ++same;
+        } else {
+            if (fresh[i]) {
+                source_.replace(p->listener);
+                p->listener = std::move(fresh[i]);
+            }
+            p->config = cfg;
+            ++p->generation;
+            p->state = ProxyState::State::active;
+            log::notice("reload: proxy \"", cfg.name, "\" changed: generation ", p->generation,
+                        " takes over");
+            start_generation(*p);
+            ++changed;
+        }
+        kept.push_back(std::move(p));
+    }
+    for (auto& o : proxies_) {
+        if (!o) continue;  // moved to kept
+        log::notice("reload: proxy \"", o->config.name,
+                    "\" removed: refusing new connections, "
+                    "draining ",
+                    counters(*o).active, " open one(s)");
+        o->state = ProxyState::State::removed;
+        source_.release(o->config, o->listener);
+        drain_proxy(*o);
+        ++removed;
+        removed_.push_back(std::move(o));
+    }
+    proxies_ = std::move(kept);
+    policy_ = std::move(next);
+    ++policy_generation_;
+    std::string msg = "reloaded " + policy_.path + " (policy generation " +
+                      std::to_string(policy_generation_) + "): " + std::to_string(same) +
+                      " unchanged, " + std::to_string(changed) + " changed, " +
+                      std::to_string(added) + " added, " + std::to_string(removed) + " removed";
+    log::notice(msg);
+    // Removed proxies whose workers were already gone have nothing to drain.
+    for (auto it = removed_.begin(); it != removed_.end();) {
+        bool empty = (*it)->retiring.empty();
+        for (const auto& s : (*it)->slots) empty &= !s.worker;
+        it = empty ? removed_.erase(it) : it + 1;
+    }
+    ready_ = false;
+    check_ready();
+    return {true, msg, {}};
+}
+
+CommandOutcome Supervisor::restart_proxy(const std::string& name) {
+    ProxyState* p = find(name);
+    if (!p) return {false, "no proxy named \"" + name + "\"", {}};
+    if (stopping_) return {false, "pf-proxyd is stopping", {}};
+    if (p->state != ProxyState::State::active) return start_proxy(name);
+    ++p->generation;
+    log::notice("proxy \"", name, "\": restart requested; generation ", p->generation,
+                " takes over");
+    start_generation(*p);
+    return {true,
+            "proxy \"" + name + "\" restarting: generation " + std::to_string(p->generation) +
+                " takes over, the previous one drains",
+            {}};
+}
+
+CommandOutcome Supervisor::stop_proxy(const std::string& name) {
+    ProxyState* p = find(name);
+    if (!p) return {false, "no proxy named \"" + name + "\"", {}};
+    if (p->state == ProxyState::State::stopped)
+        return {false, "proxy \"" + name + "\" is already stopped", {}};
+    const uint64_t active = counters(*p).active;
+    p->state = ProxyState::State::stopped;
+    source_.release(p->config, p->listener);
+    drain_proxy(*p);
+    log::notice("proxy \"", name, "\" stopped by request: refusing new connections, draining ",
+                active, " open one(s)");
+    check_ready();
+    return {true,
+            "proxy \"" + name + "\" stopped; " + std::to_string(active) +
+                " open connection(s) draining",
+            {}};
+}
+
+CommandOutcome Supervisor::start_proxy(const std::string& name) {
+    ProxyState* p = find(name);
+    if (!p) return {false, "no proxy named \"" + name + "\"", {}};
+    if (stopping_) return {false, "pf-proxyd is stopping", {}};
+    if (p->state == ProxyState::State::active) {
+        return {false, "proxy \"" + name + "\" is already running", {}};
+    }
+    if (!p->listener) {
+        try {
+            p->listener = source_.obtain(p->config);
+        } catch (const std::exception& e) {
+            return {false, e.what(), {}};
+        }
+    }
+    p->state = ProxyState::State::active;
+    ++p->generation;
+    log::notice("proxy \"", name, "\" started by request, generation ", p->generation);
+    start_generation(*p);
+    return {
+        true, "proxy \"" + name + "\" started, generation " + std::to_string(p->generation), {}};
+}
+
+}  // namespace pfp::supervisor

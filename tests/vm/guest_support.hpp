@@ -1,0 +1,99 @@
+#pragma once
+// Support for the tests that run inside the QEMU guest of tests/vm (run-guest.sh): vsock sockets
+// on CID 1 only, iptables REDIRECT rules that remove themselves, TCP connections from a chosen
+// source address, and policy text. Outside the guest no AF_VSOCK socket may ever be connected, so
+// every test starts with REQUIRE_VSOCK_LOOPBACK(), which decides without connecting.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+// linux/vm_sockets.h needs sys/socket.h first.
+#include <linux/vm_sockets.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../integration/harness.hpp"
+
+namespace pfp::test::vm {
+
+constexpr uint32_t kLocalCid = VMADDR_CID_LOCAL;  // 1: the only CID these tests connect to
+
+// The vsock_loopback module is loaded: only the guest's init does that.
+bool vsock_loopback_available();
+bool iptables_available();
+
+#define REQUIRE_VSOCK_LOOPBACK()                      \
+    if (!::pfp::test::vm::vsock_loopback_available()) \
+    GTEST_SKIP() << "no vsock loopback (run inside the guest: tests/vm/run-guest.sh)"
+
+// The guest gets iptables-legacy from the host (package iptables); without it the transparent
+// tests cannot get an original destination, which is a failure, not a reason to skip.
+#define REQUIRE_IPTABLES()                                                            \
+    if (!::pfp::test::vm::iptables_available())                                       \
+    GTEST_FAIL() << "no iptables in the guest (install the host's iptables package: " \
+                    "scripts/install-deps.sh)"
+
+// A listener bound to VMADDR_CID_ANY:port.
+unique_fd listen_vsock(uint32_t port, int backlog = 256);
+// Connects to CID 1 (VMADDR_CID_LOCAL) only; returns an empty fd on failure (errno set).
+unique_fd connect_vsock(uint32_t port, std::chrono::milliseconds timeout = 10s);
+// accept() with a deadline; an empty fd on timeout.
+unique_fd accept_within(int listener, std::chrono::milliseconds timeout = 10s);
+uint32_t peer_cid(int vsock_fd);
+
+// A vsock echo server on VMADDR_CID_ANY:port, a thread per connection; passes the peer's FIN
+// back once everything before it is echoed.
+class VsockEchoServer {
+  public:
+    explicit VsockEchoServer(uint32_t port);
+    ~VsockEchoServer();
+    VsockEchoServer(const VsockEchoServer&) = delete;
+    VsockEchoServer& operator=(const VsockEchoServer&) = delete;
+
+  private:
+    unique_fd listener_;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+    std::vector<std::thread> conns_;
+};
+
+// A TCP connection to 127.0.0.1:port from the source address `source` ("127.0.0.9"), so that an
+// iptables rule can match the test's client by source and leave the proxies' own connections
+// alone. Empty fd on failure.
+unique_fd connect_tcp_from(const std::string& source, uint16_t port,
+                           std::chrono::milliseconds timeout = 10s);
+
+// An iptables nat OUTPUT rule redirecting TCP from `source` to 127.0.0.1:dport to the local port
+// `to_port`; deleted on destruction. Adding any NAT rule also makes conntrack track connections,
+// which SO_ORIGINAL_DST needs even for connections no rule touches.
+class Redirect {
+  public:
+    Redirect(const std::string& source, uint16_t dport, uint16_t to_port);
+    ~Redirect();
+    Redirect(const Redirect&) = delete;
+    Redirect& operator=(const Redirect&) = delete;
+    bool ok() const { return ok_; }
+    const std::string& output() const { return output_; }
+
+  private:
+    std::vector<std::string> rule_;
+    bool ok_ = false;
+    std::string output_;
+};
+
+// Policy text: proxy("in", "tcp:127.0.0.1:80", "vsock:1:5000", "\"workers\": 2").
+std::string proxy(const std::string& name, const std::string& listen, const std::string& upstream,
+                  const std::string& extra = "");
+std::string policy(const std::vector<std::string>& proxies, const std::string& top_extra = "");
+
+std::string tcp(uint16_t port);  // "tcp:127.0.0.1:PORT"
+std::string hex(const std::string& bytes);
+
+bool write_text(int fd, const std::string& text);
+// One request/answer through an echo path: sends `text`, reads as many bytes back.
+bool echoes(int fd, const std::string& text);
+
+}  // namespace pfp::test::vm
