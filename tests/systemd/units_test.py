@@ -668,7 +668,7 @@ def exec_unit(args, root, echo, name, instance):
         with open(policy, "w") as f:
             json.dump({"drain_timeout": "2s", "proxies": proxies}, f)
         os.chmod(policy, 0o644)
-        # /run stands in for /run; RuntimeDirectory= exists before the service starts.
+        # WORK/run stands in for /run; systemd creates RuntimeDirectory= before the start.
         run_root = os.path.join(work, "run")
         for d in values(unit, "Service", "RuntimeDirectory"):
             path = os.path.join(run_root, d.replace("%i", instance or ""))
