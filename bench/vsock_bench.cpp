@@ -4,11 +4,13 @@
 //
 //   vsock_bench --bin DIR [--rounds N] [--seconds S]
 //
-// It starts its own servers (vsock port 9000, TCP 127.0.0.1:9001), a reference relay (a process
-// with two blocking copy threads per connection, vsock 9200 -> 9000: what the simplest relay
-// costs here) and one pf-proxyd (DIR/pf-proxyd) with a proxy per relay path, then measures every
-// path in turn, round after round (A B C, A B C), and prints a markdown table of medians and of
-// per-round ratios to direct vsock. Every loop is bounded by a deadline or a count.
+// It starts its servers (a process of their own: vsock port 9000, TCP 127.0.0.1:9001), a
+// reference relay (a process with two blocking copy threads per connection, vsock 9200 -> 9000:
+// what the simplest relay costs here) and one pf-proxyd (DIR/pf-proxyd) with a proxy per relay
+// path, then measures every path in turn, round after round (A B C, A B C), and prints a
+// markdown table of medians and of per-round ratios to direct vsock. Every client loop is bounded
+// by a deadline and a count; the server and relay processes end when the benchmark kills them or
+// dies (PDEATHSIG).
 //
 // Protocol: the client's first byte picks what the server does with the connection:
 //   'B' bulk:  read and count until EOF, then send the count (8 bytes) and close;
@@ -18,7 +20,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -28,7 +29,6 @@
 #include <linux/vm_sockets.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -144,14 +144,19 @@ void serve_connection(int fd) {
     ::close(fd);
 }
 
-// Accepts until `stop`; a detached thread per connection (they end with their connection).
-void accept_loop(int listener, const std::atomic<bool>& stop) {
-    while (!stop) {
-        pollfd p{listener, POLLIN, 0};
-        if (::poll(&p, 1, 100) <= 0) continue;
+// Accepts for ever; a detached thread per connection (they end with their connection).
+[[noreturn]] void accept_loop(int listener) {
+    for (;;) {  // ends with the process (PDEATHSIG / kill)
         int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
         if (c >= 0) std::thread(serve_connection, c).detach();
     }
+}
+
+// The servers' process: vsock port 9000 and TCP 127.0.0.1:9001.
+[[noreturn]] void serve_forever(int vsock_listener, int tcp_listener) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    std::thread(accept_loop, tcp_listener).detach();
+    accept_loop(vsock_listener);
 }
 
 int listen_on(bool vsock, uint32_t port) {
@@ -365,9 +370,15 @@ int main(int argc, char** argv) {
     if (relay == 0) reference_relay(rl, kVsockServer);
     ::close(rl);
 
-    std::atomic<bool> stop{false};
+    // The servers get a process of their own too, so that every path, the direct ones included,
+    // pays for the switches between client and server processes (costly under TCG).
     const int vl = listen_on(true, kVsockServer), tl = listen_on(false, kTcpServer);
-    std::thread vs(accept_loop, vl, std::cref(stop)), ts(accept_loop, tl, std::cref(stop));
+    const pid_t servers = ::fork();
+    if (servers < 0) die("fork");
+    if (servers == 0) serve_forever(vl, tl);
+    ::close(vl);
+    ::close(tl);
+
     const Daemon d = start_daemon(bin,
                                   R"({"drain_timeout": "1s", "proxies": [
   {"name": "v2v", "listen": "vsock:any:9100", "upstream": "vsock:1:9000"},
@@ -405,11 +416,10 @@ int main(int argc, char** argv) {
         }
     }
     stop_daemon(d);
-    ::kill(relay, SIGKILL);
-    ::waitpid(relay, nullptr, 0);
-    stop = true;
-    vs.join();
-    ts.join();
+    for (pid_t child : {relay, servers}) {
+        ::kill(child, SIGKILL);
+        ::waitpid(child, nullptr, 0);
+    }
 
     std::printf("<!-- vsock_bench begin -->\n");
     std::printf(

@@ -531,6 +531,24 @@ TEST_F(FdStore, StoredListenerOnAnotherAddressIsReplacedByANewOne) {
     expect_echo(c.get(), 30, "fwd");
 }
 
+TEST_F(FdStore, FirecrackerVsockListenerKeepsQueuedConnectionsAcrossARestart) {
+    EchoServer server(upstream_port);
+    const std::string uds = dir.path() + "/v.sock";
+    const std::string listen = "fc-vsock:" + uds + ":5000";
+    const std::string pol = policy({proxy("fc", listen, "", upstream_port)});
+    // Firecracker connects to PATH_PORT for a guest's connection to host port PORT.
+    const auto connect = [&uds] { return connect_unix(uds + "_5000", 30s); };
+    const int stored = store_and_stop(pol, "fc", connect);
+    ASSERT_GE(stored, 0);
+    ASSERT_FALSE(HasFailure());
+    sockaddr_un a{};
+    socklen_t len = sizeof a;
+    ASSERT_EQ(::getsockname(stored, reinterpret_cast<sockaddr*>(&a), &len), 0);
+    EXPECT_EQ(std::string(a.sun_path), uds + "_5000");
+
+    restart(pol, "fc", listen, connect);
+}
+
 // ---- Reloads ----------------------------------------------------------------------------------
 
 TEST_F(FdStore, ProxyRemovedByAReloadLeavesTheStore) {
@@ -588,6 +606,65 @@ TEST_F(Activation, PassedSocketNoProxyUsedIsTakenByAProxyAReloadAdds) {
     EXPECT_EQ(fds_of_socket(w, socket_inode(spare.get())).size(), 1u);
     unique_fd c = connect_tcp(spare_port, 30s);
     expect_echo(c.get(), 50, "late (systemd:spare)");
+}
+
+// ---- Found bugs (see the report; enable once fixed) -------------------------------------------
+
+// A reload that changes fwd's port and is then refused (another proxy's socket is missing) must
+// leave the store as it was: the running fwd still listens on the old port and a restart should
+// find that listener in the store. The refused reload's clean-up instead removes pfp-store.fwd
+// (ListenerSource::release of the listener the reload had opened and stored under the same name).
+TEST_F(FdStore, DISABLED_RefusedReloadLeavesTheRunningListenerInTheStore) {
+    EchoServer server(upstream_port);
+    ActivationEnv env;
+    env.notify_socket(notify.path());
+    Daemon d(policy({proxy("fwd", tcp(own_port), "", upstream_port)}), {}, 0, env.hook());
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    ASSERT_GE(wait_store_message(notify, "FDSTORE", "pfp-store.fwd"), 0) << notify.dump();
+    const pid_t w = worker_of(d, "fwd");
+    ASSERT_GT(w, 0);
+
+    rewrite(d, policy({proxy("fwd", tcp(free_port()), "", upstream_port),
+                       proxy("x", "systemd:nosuch", "tcp", upstream_port)}));
+    d.signal(SIGHUP);
+    ASSERT_TRUE(d.wait_log("refused: proxy \"x\": systemd passed no socket named nosuch"))
+        << d.log();
+    ASSERT_GE(notify.wait_for([](const NotifyMessage& m) { return m.has("READY=1"); }, 20s, 1), 0)
+        << notify.dump();
+    notify.drain();
+    // fwd still runs on its old listener, and that listener is what the store holds.
+    const auto in_store = notify.stored("pfp-store.fwd");
+    ASSERT_EQ(in_store.size(), 1u) << notify.dump();
+    EXPECT_EQ(fds_of_socket(w, socket_inode(in_store[0])).size(), 1u) << notify.dump();
+    unique_fd c = connect_tcp(own_port, 30s);
+    expect_echo(c.get(), 60, "fwd after the refused reload");
+}
+
+// The socket file's mode comes from the policy: a restart that reuses the stored Unix listener
+// under a policy with another socket_mode must apply it (here 0600 -> 0666), as opening a new
+// listener would. The reuse path keeps the file as the earlier pf-proxyd left it.
+TEST_F(FdStore, DISABLED_ReusedUnixListenerGetsThePolicysSocketMode) {
+    EchoServer server(upstream_port);
+    const std::string path = dir.path() + "/in.sock";
+    const auto with_mode = [&](const std::string& mode) {
+        return "{\"user\": \"nobody\", \"proxies\": [{\"name\": \"sock\", \"listen\": " +
+               q("unix:" + path) + ", \"socket_mode\": " + q(mode) +
+               ", \"upstream\": " + q(tcp(upstream_port)) + "}]}";
+    };
+    const auto connect = [&path] { return connect_unix(path, 30s); };
+    ASSERT_GE(store_and_stop(with_mode("0600"), "sock", connect), 0);
+    struct stat st {};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0600u);
+
+    ActivationEnv env;
+    notify.pass_store(env);
+    env.notify_socket(notify.path());
+    Daemon d(with_mode("0666"), {}, 0, env.hook());
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    ASSERT_TRUE(d.wait_log("reusing the listener on unix:" + path)) << d.log();
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0666u);
 }
 
 }  // namespace

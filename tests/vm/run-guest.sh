@@ -60,7 +60,8 @@ Runs COMMAND in a QEMU guest with vsock loopback; exits with its status (124 tim
   --memory MB       guest memory (env PFP_VM_MEMORY; default $MEMORY)
   --log FILE        guest console log (kept); default a temp file kept only on failure
   --keep-log        keep the temp log on success too
-  --add SRC[:DEST]  also put file SRC in the guest (at DEST, default the same path); repeatable
+  --add SRC[:DEST]  also put file SRC in the guest (at absolute path DEST, default SRC's own
+                    absolute path; an ELF file gets its libraries); repeatable
   --quiet           do not copy the guest console to stdout while it runs
   --shell           boot to an interactive shell on this terminal (no COMMAND, no timeout);
                     leave with 'poweroff -f' or Ctrl-A X
@@ -330,7 +331,10 @@ fi
 wait "$QEMU_PID"
 qemu_status=$?
 QEMU_PID=""
-[ -n "$FOLLOW_PID" ] && wait "$FOLLOW_PID" 2>/dev/null
+if [ -n "$FOLLOW_PID" ]; then
+    wait "$FOLLOW_PID" 2>/dev/null
+    echo  # the console's last line has no newline of its own
+fi
 FOLLOW_PID=""
 elapsed=$(( $(date +%s) - start ))
 
