@@ -1,6 +1,7 @@
 // pf-proxyd: reads a policy, opens its sockets with the least privilege, hands each proxy's
 // sockets to sandboxed workers and supervises them.
 #include <boost/program_options.hpp>
+#include <filesystem>
 #include <iostream>
 
 #include "common/control_protocol.hpp"
@@ -52,6 +53,9 @@ int run(int argc, char** argv) {
         return 1;
     }
     if (vm.count("check")) return 0;
+    // Reloads read the same file even if something changes the working directory.
+    std::error_code ec;
+    if (auto abs = std::filesystem::absolute(path, ec); !ec) pol.path = abs.string();
 
     supervisor::DaemonOptions options;
     if (vm.count("worker")) options.worker_path = vm["worker"].as<std::string>();

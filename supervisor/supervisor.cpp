@@ -369,8 +369,7 @@ void Supervisor::on_signal() {
         int sig = static_cast<int>(si.ssi_signo);
         if (sig == SIGHUP) {
             log::notice("SIGHUP: reloading ", policy_.path);
-            CommandOutcome r = reload();
-            if (!r.ok) log::error("reload failed: ", r.message);
+            reload();  // logs its outcome
             continue;
         }
         if (stopping_) {

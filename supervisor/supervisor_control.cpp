@@ -126,12 +126,14 @@ std::string Supervisor::summary() const {
 }
 
 CommandOutcome Supervisor::reload() {
-    if (stopping_) return {false, "pf-proxyd is stopping", {}};
-    if (policy_.path.empty()) {
-        return {false,
-                "nothing to reload: this pf-proxyd was started from a command line, not "
-                "a policy file",
-                {}};
+    if (stopping_ || policy_.path.empty()) {
+        CommandOutcome out{false,
+                           stopping_ ? "pf-proxyd is stopping"
+                                     : "nothing to reload: this pf-proxyd was started from a "
+                                       "command line, not a policy file",
+                           {}};
+        log::error("reload refused: ", out.message);
+        return out;
     }
     notifier_.reloading();
     auto refuse = [this](CommandOutcome out) {
