@@ -26,6 +26,7 @@ ninja -C build-asan -j "$jobs"
 echo "== fuzz smoke (${fuzz_seconds}s per target)"
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DPFPROXY_FUZZ=ON -DPFPROXY_WERROR=OFF >/dev/null
-ninja -C build-fuzz -j "$jobs" fuzz_policy fuzz_endpoint fuzz_worker_message fuzz_transparent_header fuzz_proxy_protocol
+ninja -C build-fuzz -j "$jobs" fuzz_policy fuzz_endpoint fuzz_worker_message fuzz_transparent_header fuzz_proxy_protocol \
+  fuzz_control_protocol
 tests/fuzz/smoke.sh build-fuzz "$fuzz_seconds"
 echo "all test stages passed"
