@@ -90,6 +90,7 @@ int run_daemon(policy::Policy pol, const DaemonOptions& options) {
         std::vector<Listener> listeners;
         for (const auto& p : pol.proxies) {
             listeners.push_back(source.obtain(p));
+            source.commit(p, listeners.back());
             log::info("proxy \"", p.name, "\": ", kind_name(p.kind), " ", to_string(p.listen),
                       p.listen.scheme == Scheme::systemd
                           ? " (" + to_string(listeners.back().bound) + ")"

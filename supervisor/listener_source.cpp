@@ -59,23 +59,41 @@ Listener ListenerSource::obtain(const policy::Proxy& proxy) {
         if (!l.fd && listens_on(e.fd.get(), proxy.listen)) {
             l.fd = std::move(e.fd);
             l.origin = Listener::Origin::stored;
+        } else {
+            log::info("dropping the stored listener ", e.name, " (fd ", e.number,
+                      "): it does not listen on ", to_string(proxy.listen), " any more");
+            l.store_pending = true;  // its entry is replaced by the new listener's
         }
     }
     if (l.fd) {
         set_nonblocking(l.fd.get());
         tune_listener(l.fd.get(), proxy);
-        ::listen(l.fd.get(), proxy.backlog);  // the policy's backlog, if it changed
+        ::listen(l.fd.get(), proxy.backlog);                 // the policy's backlog, if it changed
+        apply_socket_file_access(proxy, privs_, identity_);  // the policy's, if they changed
         log::info("proxy \"", proxy.name, "\": reusing the listener on ", to_string(proxy.listen),
                   " from systemd's FD store");
     } else {
         l.fd = open_listener(proxy, privs_, identity_);
         l.origin = Listener::Origin::opened;
-        // The store holds its own reference; drop the old entry first or both would be kept.
-        remove_stored_fd(store_name(proxy.name));
-        store_fd(store_name(proxy.name), l.fd.get());
+        l.store_pending = true;
     }
     l.bound = proxy.listen;
     return l;
+}
+
+void ListenerSource::commit(const policy::Proxy& proxy, Listener& l) {
+    if (!l.store_pending) return;
+    l.store_pending = false;
+    // The store keeps every fd sent under a name: drop the old entry first or both are kept.
+    remove_stored_fd(store_name(proxy.name));
+    if (l.origin != Listener::Origin::activated) store_fd(store_name(proxy.name), l.fd.get());
+}
+
+void ListenerSource::discard(Listener& l) {
+    if (l.origin == Listener::Origin::activated && l.passed.fd) {
+        passed_.give_back(std::move(l.passed));
+    }
+    l.fd.reset();
 }
 
 Listener ListenerSource::share(const policy::Proxy& proxy, const Listener& donor) {
@@ -86,19 +104,13 @@ Listener ListenerSource::share(const policy::Proxy& proxy, const Listener& donor
                                  to_string(proxy.listen) + ": " + std::strerror(errno));
     }
     l.bound = donor.bound;
+    // An activated socket stays systemd's (the donor keeps the entry); any other is stored
+    // under the new proxy's name once the reload commits.
+    l.origin = donor.origin == Listener::Origin::activated ? Listener::Origin::activated
+                                                           : Listener::Origin::opened;
+    l.store_pending = l.origin != Listener::Origin::activated;
     tune_listener(l.fd.get(), proxy);
-    if (donor.origin != Listener::Origin::activated) {
-        remove_stored_fd(store_name(proxy.name));
-        store_fd(store_name(proxy.name), l.fd.get());
-    }
     return l;
-}
-
-void ListenerSource::replace(Listener& old) {
-    if (old.origin == Listener::Origin::activated && old.passed.fd) {
-        passed_.give_back(std::move(old.passed));
-    }
-    old.fd.reset();
 }
 
 void ListenerSource::release(const policy::Proxy& proxy, Listener& l) {
@@ -113,8 +125,8 @@ void ListenerSource::release(const policy::Proxy& proxy, Listener& l) {
 void ListenerSource::report_unused() {
     for (auto& e : passed_.take_all()) {
         if (e.name.starts_with("pfp-store.")) {
-            log::info("dropping the stored listener ", e.name,
-                      " (its proxy is gone or its listen endpoint changed)");
+            log::info("dropping the stored listener ", e.name, " (fd ", e.number,
+                      "): the policy has no such proxy");
             remove_stored_fd(e.name);
         } else {
             log::warning("fd ", e.number, " (FileDescriptorName=", e.name,

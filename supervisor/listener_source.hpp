@@ -18,6 +18,7 @@ struct Listener {
     Endpoint bound;  // what the worker listens on (a passed socket's real address)
     enum class Origin { opened, stored, activated } origin = Origin::opened;
     PassedSockets::Entry passed;  // activated: the entry, returned when the proxy lets go
+    bool store_pending = false;   // the FD store does not have it yet: commit() sends it
     explicit operator bool() const { return static_cast<bool>(fd); }
 };
 
@@ -32,12 +33,15 @@ class ListenerSource {
     // configuration) for `proxy`: a reload that renames a proxy keeps its listener. Throws.
     Listener share(const policy::Proxy& proxy, const Listener& donor);
 
+    // The FD store learns of a listener only once it is really in use (start-up done, reload
+    // applied): a refused reload must leave the store as it was.
+    void commit(const policy::Proxy& proxy, Listener& l);
+    // A listener obtained for a reload that was refused: closed without touching the store.
+    void discard(Listener& l);
+
     // The proxy no longer uses it: an activated socket goes back to the pool, a stored one
     // leaves the FD store (so it really closes), an opened one just closes.
     void release(const policy::Proxy& proxy, Listener& l);
-    // The proxy got another listener under the same name, already in the store: close the old
-    // one without removing the store entry.
-    void replace(Listener& old);
 
     // At start-up, after every proxy took its sockets: warns about passed sockets no proxy
     // named, and drops stored listeners of proxies the policy no longer has.

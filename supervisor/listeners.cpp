@@ -145,6 +145,39 @@ void set_nonblocking(int fd) {
     if (fl >= 0 && !(fl & O_NONBLOCK)) ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
+void apply_socket_file_access(const policy::Proxy& proxy, const Privileges& privs,
+                              const std::optional<Identity>& identity) {
+    const std::string path = listener_path(proxy.listen);
+    if (path.empty()) return;
+    const auto& f = proxy.unix_socket;
+    uid_t uid = identity ? identity->uid : ::geteuid();
+    gid_t gid = identity ? identity->gid : ::getegid();
+    if (f.owner) {
+        Identity owner = resolve_identity(*f.owner, std::nullopt);
+        uid = owner.uid;
+        gid = owner.gid;
+    }
+    if (f.group) gid = resolve_group(*f.group);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) < 0) fail(proxy, "stat " + path, errno);
+    if ((st.st_mode & 07777) != f.mode) {
+        // chmod needs the owner (a file taken back from the FD store may already belong to the
+        // policy's user): take it back first, with CAP_CHOWN.
+        if (st.st_uid != ::geteuid()) {
+            auto raised = privs.raise(CAP_CHOWN);
+            if (::chown(path.c_str(), ::geteuid(), static_cast<gid_t>(-1)) < 0)
+                fail(proxy, "chown " + path, errno, &privs);
+            st.st_uid = ::geteuid();
+        }
+        if (::chmod(path.c_str(), f.mode) < 0) fail(proxy, "chmod " + path, errno);
+    }
+    // chown last (it needs CAP_CHOWN for another owner).
+    if (st.st_uid != uid || st.st_gid != gid) {
+        auto raised = privs.raise(CAP_CHOWN);
+        if (::chown(path.c_str(), uid, gid) < 0) fail(proxy, "chown " + path, errno, &privs);
+    }
+}
+
 unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
                         const std::optional<Identity>& identity) {
     const Endpoint& e = proxy.listen;
@@ -177,23 +210,7 @@ unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
         if (!path.empty()) ::umask(old);
         if (r < 0) fail(proxy, "bind", err, &privs);
     }
-    if (!path.empty()) {
-        const auto& f = proxy.unix_socket;
-        uid_t uid = identity ? identity->uid : ::geteuid();
-        gid_t gid = identity ? identity->gid : ::getegid();
-        if (f.owner) {
-            Identity owner = resolve_identity(*f.owner, std::nullopt);
-            uid = owner.uid;
-            gid = owner.gid;
-        }
-        if (f.group) gid = resolve_group(*f.group);
-        // chmod while we still own the file; chown last (it needs CAP_CHOWN for another owner).
-        if (::chmod(path.c_str(), f.mode) < 0) fail(proxy, "chmod " + path, errno);
-        if (uid != ::geteuid() || gid != ::getegid()) {
-            auto raised = privs.raise(CAP_CHOWN);
-            if (::chown(path.c_str(), uid, gid) < 0) fail(proxy, "chown " + path, errno, &privs);
-        }
-    }
+    if (!path.empty()) apply_socket_file_access(proxy, privs, identity);
     if (::listen(fd.get(), proxy.backlog) < 0) fail(proxy, "listen", errno);
     return fd;
 }

@@ -29,6 +29,11 @@ unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
 void tune_listener(int fd, const policy::Proxy& proxy);
 void set_nonblocking(int fd);
 
+// Mode, owner and group of a unix or fc-vsock listener's socket file as the policy says (a
+// listener taken back from the FD store gets them again). Throws like open_listener.
+void apply_socket_file_access(const policy::Proxy& proxy, const Privileges& privs,
+                              const std::optional<Identity>& identity);
+
 // The filesystem path an fc-vsock or unix listener binds ("" for abstract or other schemes).
 std::string listener_path(const Endpoint& e);
 

@@ -74,10 +74,11 @@ void RequestServer::read_request(Client& c) {
         const size_t have = c.in.size();
         c.in.resize(limits_.max_request);  // have < max_request: the loop ends when it is reached
         const ssize_t n = ::recv(c.fd.get(), c.in.data() + have, c.in.size() - have, 0);
+        const int err = errno;
         c.in.resize(have + static_cast<size_t>(std::max<ssize_t>(n, 0)));
         if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) close(c);
+            if (err == EINTR) continue;
+            if (err != EAGAIN && err != EWOULDBLOCK) close(c);
             return;
         }
         if (n == 0) {  // the client ended its side before the terminator

@@ -181,8 +181,8 @@ CommandOutcome Supervisor::reload() {
             fresh[i] = donor ? source_.share(cfg, donor->listener) : source_.obtain(cfg);
         }
     } catch (const std::exception& e) {
-        for (size_t i = 0; i < fresh.size(); ++i)
-            if (fresh[i]) source_.release(next.proxies[i], fresh[i]);
+        for (auto& l : fresh)
+            if (l) source_.discard(l);
         return refuse({false, e.what(), {}});
     }
 
@@ -196,6 +196,7 @@ CommandOutcome Supervisor::reload() {
                 if (o.get() == old[i]) p = std::move(o);
         }
         if (!p) {
+            source_.commit(cfg, fresh[i]);
             p = make_proxy(cfg, std::move(fresh[i]));
             log::notice("reload: proxy \"", cfg.name, "\" added: ", kind_name(cfg.kind), " ",
                         to_string(cfg.listen), " -> ", describe_upstream(cfg));
@@ -206,8 +207,10 @@ CommandOutcome Supervisor::reload() {
             ++same;
         } else {
             if (fresh[i]) {
-                source_.replace(p->listener);
+                // The new listener's store entry (same name) replaces the old one's at commit.
+                source_.discard(p->listener);
                 p->listener = std::move(fresh[i]);
+                source_.commit(cfg, p->listener);
             }
             p->config = cfg;
             ++p->generation;
@@ -293,6 +296,7 @@ CommandOutcome Supervisor::start_proxy(const std::string& name) {
     if (!p->listener) {
         try {
             p->listener = source_.obtain(p->config);
+            source_.commit(p->config, p->listener);
         } catch (const std::exception& e) {
             return {false, e.what(), {}};
         }

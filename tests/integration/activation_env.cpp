@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -233,10 +234,15 @@ unique_fd connect_unix(const std::string& path, std::chrono::milliseconds timeou
     unique_fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
-    if (path.size() >= sizeof a.sun_path) return unique_fd();
+    if (path.empty() || path.size() >= sizeof a.sun_path) return unique_fd();
     std::memcpy(a.sun_path, path.data(), path.size());
+    socklen_t len = sizeof a;
+    if (path[0] == '@') {  // abstract: the name is exactly the bytes after the NUL
+        a.sun_path[0] = '\0';
+        len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
+    }
     set_timeouts(s.get(), timeout);
-    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return unique_fd();
+    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), len) < 0) return unique_fd();
     return s;
 }
 

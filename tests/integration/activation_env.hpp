@@ -85,7 +85,8 @@ unique_fd listen_unix(const std::string& path);
 unique_fd listen_vsock_any(uint32_t& port);
 // A TCP socket bound to 127.0.0.1:port that does not listen.
 unique_fd bound_tcp(uint16_t port);
-// A connected Unix stream client with send/receive timeouts; -1 fd on failure.
+// A connected Unix stream client with send/receive timeouts ("@name": abstract); -1 fd on
+// failure.
 unique_fd connect_unix(const std::string& path, std::chrono::milliseconds timeout = 20s);
 
 ino_t socket_inode(int fd);

@@ -60,6 +60,17 @@ void expect_echo(int fd, uint64_t seed, const std::string& what) {
     EXPECT_EQ(t.received_hash, t.sent_hash) << what;
 }
 
+unique_fd connect_tcp6_loopback(uint16_t port) {
+    unique_fd s(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(port);
+    a.sin6_addr = in6addr_loopback;
+    set_timeouts(s.get(), 30s);
+    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return unique_fd();
+    return s;
+}
+
 // The worker of proxy `name`, slot 0, among the daemon's children; -1 if none.
 pid_t worker_of(const Daemon& d, const std::string& name) {
     for (pid_t w : d.workers())
@@ -479,8 +490,7 @@ TEST_F(FdStore, StoredListenerOfAProxyNoLongerInThePolicyIsDropped) {
     const auto dropped = lines_with(d.log(), "dropping the stored listener pfp-store.old");
     ASSERT_EQ(dropped.size(), 1u) << d.log();
     EXPECT_EQ(message_of(dropped[0]),
-              "dropping the stored listener pfp-store.old (its proxy is gone or its listen "
-              "endpoint changed)");
+              "dropping the stored listener pfp-store.old (fd 3): the policy has no such proxy");
     EXPECT_TRUE(lines_with(d.log(), "not used by any proxy").empty()) << d.log();
     const int removed = wait_store_message(notify, "FDSTOREREMOVE", "pfp-store.old");
     ASSERT_GE(removed, 0) << notify.dump();
@@ -510,6 +520,13 @@ TEST_F(FdStore, StoredListenerOnAnotherAddressIsReplacedByANewOne) {
     Daemon d(policy({proxy("fwd", tcp(own_port), "", upstream_port)}), {}, 0, env.hook());
     ASSERT_TRUE(d.wait_ready()) << d.log();
     EXPECT_TRUE(lines_with(d.log(), "reusing").empty()) << d.log();
+    EXPECT_EQ(lines_with(d.log(),
+                         "dropping the stored listener pfp-store.fwd (fd 3): it does not "
+                         "listen on tcp:127.0.0.1:" +
+                             std::to_string(own_port) + " any more")
+                  .size(),
+              1u)
+        << d.log();
 
     // The old entry leaves the store, the new listener on the policy's port enters it.
     const int removed = wait_store_message(notify, "FDSTOREREMOVE", "pfp-store.fwd");
@@ -547,6 +564,69 @@ TEST_F(FdStore, FirecrackerVsockListenerKeepsQueuedConnectionsAcrossARestart) {
     EXPECT_EQ(std::string(a.sun_path), uds + "_5000");
 
     restart(pol, "fc", listen, connect);
+}
+
+TEST_F(FdStore, AbstractUnixListenerKeepsQueuedConnectionsAcrossARestart) {
+    EchoServer server(upstream_port);
+    const std::string name =
+        "@pfp-activation-test-" + std::to_string(::getpid()) + "-" + std::to_string(own_port);
+    const std::string pol = policy({proxy("abs", "unix:" + name, "", upstream_port)});
+    const auto connect = [&name] { return connect_unix(name, 30s); };
+    ASSERT_GE(store_and_stop(pol, "abs", connect), 0);
+    ASSERT_FALSE(HasFailure());
+    restart(pol, "abs", "unix:" + name, connect);
+}
+
+TEST_F(FdStore, Ipv6TcpListenerKeepsQueuedConnectionsAcrossARestart) {
+    EchoServer server(upstream_port);
+    const std::string listen = "tcp:[::1]:" + std::to_string(own_port);
+    const std::string pol = policy({proxy("v6", listen, "", upstream_port)});
+    const auto connect = [this] { return connect_tcp6_loopback(own_port); };
+    const int stored = store_and_stop(pol, "v6", connect);
+    ASSERT_GE(stored, 0);
+    ASSERT_FALSE(HasFailure());
+    EXPECT_EQ(int_option(stored, SOL_SOCKET, SO_DOMAIN), AF_INET6);
+    restart(pol, "v6", listen, connect);
+}
+
+// Nothing can connect to a vsock listener on this host: the store round trip is checked by
+// which socket the new worker holds.
+TEST_F(FdStore, VsockListenerIsStoredAndReused) {
+    uint32_t port = 0;
+    listen_vsock_any(port);  // a port the kernel considers free, closed again
+    const std::string listen = "vsock:any:" + std::to_string(port);
+    const std::string pol = policy({proxy("guest", listen, "", upstream_port)});
+    ino_t ino = 0;
+    {
+        ActivationEnv env;
+        env.notify_socket(notify.path());
+        Daemon d(pol, {}, 0, env.hook());
+        ASSERT_TRUE(d.wait_ready()) << d.log();
+        ASSERT_GE(wait_store_message(notify, "FDSTORE", "pfp-store.guest"), 0) << notify.dump();
+        const auto in_store = notify.stored("pfp-store.guest");
+        ASSERT_EQ(in_store.size(), 1u) << notify.dump();
+        EXPECT_EQ(int_option(in_store[0], SOL_SOCKET, SO_DOMAIN), AF_VSOCK);
+        EXPECT_EQ(int_option(in_store[0], SOL_SOCKET, SO_ACCEPTCONN), 1);
+        ino = socket_inode(in_store[0]);
+        const pid_t w = worker_of(d, "guest");
+        ASSERT_GT(w, 0) << d.log();
+        EXPECT_EQ(fds_of_socket(w, ino).size(), 1u);
+        d.signal(SIGTERM);
+        const int status = d.wait_exit();
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << d.log();
+    }
+    ASSERT_TRUE(wait_sole_holder(ino));
+    ActivationEnv env;
+    notify.pass_store(env);
+    env.notify_socket(notify.path());
+    Daemon d(pol, {}, 0, env.hook());
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    EXPECT_TRUE(d.wait_log("proxy \"guest\": reusing the listener on " + listen +
+                           " from systemd's FD store"))
+        << d.log();
+    const pid_t w = worker_of(d, "guest");
+    ASSERT_GT(w, 0) << d.log();
+    EXPECT_EQ(fds_of_socket(w, ino).size(), 1u) << "the new worker does not hold the stored one";
 }
 
 // ---- Reloads ----------------------------------------------------------------------------------
@@ -608,13 +688,13 @@ TEST_F(Activation, PassedSocketNoProxyUsedIsTakenByAProxyAReloadAdds) {
     expect_echo(c.get(), 50, "late (systemd:spare)");
 }
 
-// ---- Found bugs (see the report; enable once fixed) -------------------------------------------
+// ---- Store consistency across refused reloads, and socket files of reused listeners -----------
 
 // A reload that changes fwd's port and is then refused (another proxy's socket is missing) must
 // leave the store as it was: the running fwd still listens on the old port and a restart should
 // find that listener in the store. The refused reload's clean-up instead removes pfp-store.fwd
 // (ListenerSource::release of the listener the reload had opened and stored under the same name).
-TEST_F(FdStore, DISABLED_RefusedReloadLeavesTheRunningListenerInTheStore) {
+TEST_F(FdStore, RefusedReloadLeavesTheRunningListenerInTheStore) {
     EchoServer server(upstream_port);
     ActivationEnv env;
     env.notify_socket(notify.path());
@@ -643,7 +723,7 @@ TEST_F(FdStore, DISABLED_RefusedReloadLeavesTheRunningListenerInTheStore) {
 // The socket file's mode comes from the policy: a restart that reuses the stored Unix listener
 // under a policy with another socket_mode must apply it (here 0600 -> 0666), as opening a new
 // listener would. The reuse path keeps the file as the earlier pf-proxyd left it.
-TEST_F(FdStore, DISABLED_ReusedUnixListenerGetsThePolicysSocketMode) {
+TEST_F(FdStore, ReusedUnixListenerGetsThePolicysSocketMode) {
     EchoServer server(upstream_port);
     const std::string path = dir.path() + "/in.sock";
     const auto with_mode = [&](const std::string& mode) {
