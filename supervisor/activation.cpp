@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "common/log.hpp"
+#include "common/socket_util.hpp"
 #include "common/worker_kind.hpp"
 
 namespace pfp::supervisor {
@@ -26,21 +27,6 @@ int int_option(int fd, int level, int name) {
     socklen_t len = sizeof v;
     if (::getsockopt(fd, level, name, &v, &len) < 0) return -1;
     return v;
-}
-
-std::string family_text(int family) {
-    switch (family) {
-        case AF_INET:
-            return "AF_INET";
-        case AF_INET6:
-            return "AF_INET6";
-        case AF_UNIX:
-            return "AF_UNIX";
-        case AF_VSOCK:
-            return "AF_VSOCK";
-        default:
-            return "family " + std::to_string(family);
-    }
 }
 
 std::string type_text(int type) {
@@ -144,7 +130,7 @@ void check_passed_socket(const PassedSockets::Entry& e, const policy::Proxy& pro
     bool family_ok = false;
     for (int f : need.families) family_ok |= f == domain;
     if (!family_ok || type != need.type) {
-        throw std::runtime_error(what + " is " + family_text(domain) + " " + type_text(type) +
+        throw std::runtime_error(what + " is " + family_name(domain) + " " + type_text(type) +
                                  "; " + needs);
     }
     if (need.listening && int_option(fd, SOL_SOCKET, SO_ACCEPTCONN) != 1) {
@@ -185,7 +171,7 @@ Endpoint bound_endpoint(int fd) {
             return parse_endpoint("unix:" + path);
         }
         default:
-            throw std::runtime_error("a socket of " + family_text(a.family()));
+            throw std::runtime_error("a socket of " + family_name(a.family()));
     }
 }
 

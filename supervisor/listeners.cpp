@@ -22,20 +22,6 @@ namespace {
 
 constexpr uint32_t kVsockReservedPorts = 1024;  // the kernel's LAST_RESERVED_PORT + 1
 
-uint32_t unprivileged_port_start() {
-    std::ifstream f("/proc/sys/net/ipv4/ip_unprivileged_port_start");
-    uint32_t v = 1024;
-    if (!(f >> v)) v = 1024;
-    return v;
-}
-
-bool needs_bind_service(const Endpoint& e) {
-    if (e.scheme == Scheme::tcp || e.scheme == Scheme::udp)
-        return e.port < unprivileged_port_start();
-    if (e.scheme == Scheme::vsock) return e.port < kVsockReservedPorts;
-    return false;
-}
-
 bool is_unix_listener(const Endpoint& e) {
     return e.scheme == Scheme::unix_stream || e.scheme == Scheme::fc_vsock;
 }
@@ -85,6 +71,20 @@ void clear_stale_socket(const policy::Proxy& proxy, const std::string& path) {
 }
 
 }  // namespace
+
+uint32_t unprivileged_port_start() {
+    std::ifstream f("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    uint32_t v = 1024;
+    if (!(f >> v)) v = 1024;
+    return v;
+}
+
+bool needs_bind_service(const Endpoint& e) {
+    if (e.scheme == Scheme::tcp || e.scheme == Scheme::udp)
+        return e.port < unprivileged_port_start();
+    if (e.scheme == Scheme::vsock) return e.port < kVsockReservedPorts;
+    return false;
+}
 
 std::string listener_path(const Endpoint& e) {
     if (e.scheme == Scheme::fc_vsock) return e.path + "_" + std::to_string(e.port);

@@ -24,6 +24,11 @@ std::set<int> caps_to_keep(const policy::Policy& p);
 unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
                         const std::optional<Identity>& identity);
 
+// Binding `e` needs CAP_NET_BIND_SERVICE: a TCP or UDP port below
+// net.ipv4.ip_unprivileged_port_start, or a vsock port below 1024.
+bool needs_bind_service(const Endpoint& e);
+uint32_t unprivileged_port_start();
+
 // TCP_NODELAY and keep-alive of the policy on a TCP listener (accepted sockets inherit them);
 // nothing for other families.
 void tune_listener(int fd, const policy::Proxy& proxy);

@@ -10,23 +10,13 @@
 #include <stdexcept>
 
 #include "common/log.hpp"
+#include "supervisor/listeners.hpp"
 #include "supervisor/status.hpp"
 
 namespace pfp::supervisor {
 namespace {
 
 constexpr int kBacklog = 64;
-
-uint32_t unprivileged_port_start() {
-    std::ifstream f("/proc/sys/net/ipv4/ip_unprivileged_port_start");
-    uint32_t v = 1024;
-    if (!(f >> v)) v = 1024;
-    return v;
-}
-
-bool needs_bind_service(const Endpoint& e) {
-    return e.scheme == Scheme::tcp && e.port < unprivileged_port_start();
-}
 
 // RFC 9110 token characters (methods, header names).
 bool is_token(std::string_view s) {
