@@ -104,13 +104,9 @@ int Supervisor::run() {
 }
 
 bool Supervisor::no_workers_left() const {
-    for (const auto* list : {&proxies_, &removed_}) {
-        for (const auto& p : *list) {
-            if (!p->retiring.empty()) return false;
-            for (const auto& s : p->slots)
-                if (s.worker) return false;
-        }
-    }
+    for (const auto* list : {&proxies_, &removed_})
+        for (const auto& p : *list)
+            if (has_workers(*p)) return false;
     return true;
 }
 
@@ -237,7 +233,11 @@ void Supervisor::worker_message(WorkerProcess& w) {
         loop_.remove(w.control.get());
         return;
     }
-    Verdict v = permit(w.state, *m);
+    // A worker told to drain before it said READY (a second reload, a stop) still says it once.
+    const auto state = w.state == WorkerProcess::State::draining && !w.said_ready
+                           ? WorkerProcess::State::starting
+                           : w.state;
+    Verdict v = permit(state, *m);
     if (!v.allowed) {
         kill_worker(w, "protocol violation: " + v.reason);
         loop_.remove(w.control.get());
@@ -245,6 +245,8 @@ void Supervisor::worker_message(WorkerProcess& w) {
     }
     switch (m->type) {
         case ipc::Type::ready:
+            w.said_ready = true;
+            if (w.state == WorkerProcess::State::draining) break;
             w.state = WorkerProcess::State::running;
             log::info(label(w), " ready");
             retire_old_generation_when_ready(*w.proxy);
@@ -326,10 +328,8 @@ void Supervisor::worker_exited(WorkerProcess& w) {
                               " consecutive failures");
         }
     }
-    if (p.state == ProxyState::State::removed && p.retiring.empty()) {
-        bool empty = true;
-        for (const auto& s : p.slots) empty &= !s.worker;
-        if (empty) {
+    if (p.state == ProxyState::State::removed) {
+        if (!has_workers(p)) {
             log::info("proxy \"", p.config.name, "\" removed: its last connection is gone");
             for (auto it = removed_.begin(); it != removed_.end(); ++it) {
                 if (it->get() == &p) {
@@ -420,6 +420,8 @@ std::optional<Clock::time_point> Supervisor::tick(Clock::time_point now) {
         }
         return next;
     }
+    for (auto& p : proxies_)
+        if (p->listen_retry_until) consider(retry_listen(*p, now));
     for (auto* list : {&proxies_, &removed_}) {
         for (auto& pp : *list) {
             ProxyState& p = *pp;

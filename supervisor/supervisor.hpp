@@ -47,6 +47,7 @@ struct WorkerProcess {
     unique_fd pidfd;
     unique_fd control;
     State state = State::starting;
+    bool said_ready = false;
     bool stop_requested = false;
     Clock::time_point started{};
     Clock::time_point deadline{};  // READY by then, or (draining) gone by then
@@ -73,6 +74,9 @@ struct ProxyState {
     std::vector<WorkerSlot> slots;                         // the current generation
     std::vector<std::unique_ptr<WorkerProcess>> retiring;  // older ones, until drained
     ipc::Stats gone;                                       // counters of workers that have exited
+    // Started while its drained workers still held the address: obtain the listener again
+    // until then (supervisor_control.cpp).
+    std::optional<Clock::time_point> listen_retry_until;
 };
 
 class Supervisor : public ControlHandler {
@@ -112,6 +116,8 @@ class Supervisor : public ControlHandler {
     std::string label(const WorkerProcess& w) const;
     void check_ready();
     bool no_workers_left() const;
+    bool has_workers(const ProxyState& p) const;
+    std::optional<Clock::time_point> retry_listen(ProxyState& p, Clock::time_point now);
     ProxyState* find(const std::string& name);
     ProxyCounters counters(const ProxyState& p) const;
     std::string summary() const;

@@ -13,6 +13,8 @@ namespace pfp::supervisor {
 
 namespace {
 
+constexpr auto kListenRetry = std::chrono::seconds(2);
+
 const char* state_name(ProxyState::State s) {
     switch (s) {
         case ProxyState::State::active:
@@ -298,7 +300,18 @@ CommandOutcome Supervisor::start_proxy(const std::string& name) {
             p->listener = source_.obtain(p->config);
             source_.commit(p->config, p->listener);
         } catch (const std::exception& e) {
-            return {false, e.what(), {}};
+            // Workers told to drain a moment ago may still hold the old socket (and so the
+            // address): try again from the loop until they have let go of it.
+            if (!has_workers(*p)) return {false, e.what(), {}};
+            p->state = ProxyState::State::active;
+            ++p->generation;
+            p->listen_retry_until = Clock::now() + kListenRetry;
+            log::notice("proxy \"", name, "\" starting by request, generation ", p->generation,
+                        ", once its previous workers release ", to_string(p->config.listen));
+            return {true,
+                    "proxy \"" + name + "\" starting, generation " + std::to_string(p->generation) +
+                        ", once its previous workers release " + to_string(p->config.listen),
+                    {}};
         }
     }
     p->state = ProxyState::State::active;
@@ -307,6 +320,29 @@ CommandOutcome Supervisor::start_proxy(const std::string& name) {
     start_generation(*p);
     return {
         true, "proxy \"" + name + "\" started, generation " + std::to_string(p->generation), {}};
+}
+
+std::optional<Clock::time_point> Supervisor::retry_listen(ProxyState& p, Clock::time_point now) {
+    try {
+        p.listener = source_.obtain(p.config);
+        source_.commit(p.config, p.listener);
+    } catch (const std::exception& e) {
+        if (now < *p.listen_retry_until) return now + std::chrono::milliseconds(20);
+        p.listen_retry_until.reset();
+        fail_proxy(p, e.what());
+        return std::nullopt;
+    }
+    p.listen_retry_until.reset();
+    log::notice("proxy \"", p.config.name, "\" started, generation ", p.generation);
+    start_generation(p);
+    return std::nullopt;
+}
+
+bool Supervisor::has_workers(const ProxyState& p) const {
+    if (!p.retiring.empty()) return true;
+    for (const auto& s : p.slots)
+        if (s.worker) return true;
+    return false;
 }
 
 }  // namespace pfp::supervisor

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -145,8 +146,7 @@ TEST_F(Reload, RemovedProxyDrainsItsOpenConnectionThenGoes) {
 
     rewrite(d, policy({proxy("a", pa, echo_port)}));
     d.signal(SIGHUP);
-    ASSERT_TRUE(d.wait_log("proxy \"d\" removed: refusing new connections"))
-        << d.log();
+    ASSERT_TRUE(d.wait_log("proxy \"d\" removed: refusing new connections")) << d.log();
     EXPECT_TRUE(refused(pd));
     EXPECT_TRUE(exchange(c.get(), 100000, 6)) << "the open connection keeps working";
     EXPECT_TRUE(alive(d_workers[0]));
@@ -229,6 +229,89 @@ TEST_F(Reload, SigtermClosesWhatRemainsAfterTheDrainTimeoutAndExitsZero) {
     EXPECT_TRUE(d.wait_log("drain timeout, closing 1 connection(s)")) << d.log();
     char b;
     EXPECT_EQ(::recv(c.get(), &b, 1, 0), 0) << "the client sees the connection end";
+}
+
+TEST_F(Reload, ReloadsInQuickSuccessionEndOnTheLastPolicyWithoutProtocolErrors) {
+    const uint16_t pa = free_port();
+    Daemon d(policy({proxy("a", pa, echo_port, ", \"workers\": 2")}));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(pa, 20s);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 20s);
+    ASSERT_TRUE(exchange(c.get(), 1000, 13));
+    // Each reload changes the proxy; the next one comes before its workers can be READY.
+    for (int i = 1; i <= 5; ++i) {
+        rewrite(
+            d,
+            policy({proxy("a", pa, echo_port,
+                          ", \"workers\": 2, \"idle_timeout\": \"" + std::to_string(i) + "m\"")}));
+        d.signal(SIGHUP);
+        ASSERT_TRUE(d.wait_log("(policy generation " + std::to_string(i + 1) + "):")) << d.log();
+    }
+    ASSERT_TRUE(d.wait_log("all 1 proxies ready (policy generation 6)")) << d.log();
+    EXPECT_EQ(d.log().find("protocol violation"), std::string::npos) << d.log();
+    // Generations 1-5 drain away; generation 6 serves, and the first connection still works.
+    std::vector<pid_t> now;
+    for (int i = 0; i < 500; ++i) {
+        now = workers_of(d, "a");
+        if (now.size() <= 3) break;  // generation 6 (2) + generation 1 holding the connection
+        std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_LE(now.size(), 3u) << d.log();
+    EXPECT_TRUE(exchange(c.get(), 1000, 14));
+    unique_fd c2 = connect_tcp(pa, 20s);
+    ASSERT_TRUE(c2);
+    set_timeouts(c2.get(), 20s);
+    EXPECT_TRUE(exchange(c2.get(), 1000, 15));
+}
+
+// Sends one control request per connection, all before reading any reply, so the supervisor
+// handles them back to back (faster than a worker can start).
+std::vector<std::string> control_burst(const Daemon& d, const std::vector<std::string>& requests) {
+    std::vector<unique_fd> conns;
+    for (const auto& r : requests) {
+        unique_fd c(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::snprintf(a.sun_path, sizeof a.sun_path, "%s", d.control_path().c_str());
+        if (::connect(c.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return {};
+        set_timeouts(c.get(), 20s);
+        const std::string line = r + "\n";
+        if (!write_all(c.get(), line.data(), line.size())) return {};
+        conns.push_back(std::move(c));
+    }
+    std::vector<std::string> replies;
+    for (auto& c : conns) {
+        std::string out;
+        read_to_eof(c.get(), out);
+        replies.push_back(out);
+    }
+    return replies;
+}
+
+TEST_F(Reload, WorkersDrainedBeforeTheyWereReadyAreNotProtocolViolations) {
+    const uint16_t pa = free_port();
+    Daemon d(policy({proxy("a", pa, echo_port, ", \"workers\": 2")}));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    // restart starts generation 2, stop drains it at once, start brings generation 3.
+    auto replies = control_burst(
+        d, {R"({"command":"restart","proxy":"a"})", R"({"command":"stop","proxy":"a"})",
+            R"({"command":"start","proxy":"a"})"});
+    ASSERT_EQ(replies.size(), 3u);
+    for (const auto& r : replies) EXPECT_NE(r.find("\"ok\":true"), std::string::npos) << r;
+    ASSERT_TRUE(d.wait_log("generation 3") && d.wait_log("proxy \"a\" started")) << d.log();
+    std::vector<pid_t> now;
+    for (int i = 0; i < 500; ++i) {
+        now = workers_of(d, "a");
+        if (now.size() == 2) break;
+        std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(now.size(), 2u) << d.log();
+    EXPECT_EQ(d.log().find("protocol violation"), std::string::npos) << d.log();
+    unique_fd c = connect_tcp(pa, 20s);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 20s);
+    EXPECT_TRUE(exchange(c.get(), 1000, 16));
 }
 
 }  // namespace
