@@ -105,16 +105,6 @@ void rewrite(const Daemon& d, const std::string& text) {
     ASSERT_EQ(std::rename(tmp.c_str(), d.policy_path().c_str()), 0);
 }
 
-bool refused(uint16_t port, std::chrono::milliseconds timeout = 20s) {
-    const auto end = std::chrono::steady_clock::now() + timeout;
-    do {
-        unique_fd c;
-        if (try_connect_tcp(port, c) == ECONNREFUSED) return true;
-        std::this_thread::sleep_for(20ms);
-    } while (std::chrono::steady_clock::now() < end);
-    return false;
-}
-
 // The index of the first message from `from` on that stores (FDSTORE=1) or removes
 // (FDSTOREREMOVE=1) `name`; -1 after the timeout.
 int wait_store_message(NotifySocket& n, const std::string& what, const std::string& name,
@@ -498,7 +488,7 @@ TEST_F(FdStore, StoredListenerOfAProxyNoLongerInThePolicyIsDropped) {
     // The store let it go, pf-proxyd closed its copy and no worker got one: it is closed.
     EXPECT_TRUE(notify.stored("pfp-store.old").empty());
     EXPECT_TRUE(holders_of_socket(old_ino).empty()) << d.log();
-    EXPECT_TRUE(refused(old_port));
+    EXPECT_TRUE(wait_refused(old_port));
 
     // The proxy that is in the policy opened and stored its own listener.
     const int store = wait_store_message(notify, "FDSTORE", "pfp-store.fwd");
@@ -543,7 +533,7 @@ TEST_F(FdStore, StoredListenerOnAnotherAddressIsReplacedByANewOne) {
     EXPECT_NE(socket_inode(in_store[0]), old_ino);
 
     EXPECT_TRUE(holders_of_socket(old_ino).empty()) << "pf-proxyd kept the outdated listener";
-    EXPECT_TRUE(refused(old_port));
+    EXPECT_TRUE(wait_refused(old_port));
     unique_fd c = connect_tcp(own_port, 30s);
     expect_echo(c.get(), 30, "fwd");
 }
@@ -653,7 +643,7 @@ TEST_F(FdStore, ProxyRemovedByAReloadLeavesTheStore) {
         << notify.dump();
     EXPECT_TRUE(notify.stored("pfp-store.gone").empty());
     // With the store's copy gone too, clients are refused rather than queued for nobody.
-    EXPECT_TRUE(refused(gone_port)) << d.log();
+    EXPECT_TRUE(wait_refused(gone_port)) << d.log();
     // The proxy that stays is left alone in the store.
     notify.drain();
     for (size_t i = static_cast<size_t>(stored) + 1; i < notify.messages().size(); ++i)

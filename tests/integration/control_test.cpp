@@ -236,13 +236,7 @@ TEST_F(Control, StopStartAndRestartOneProxy) {
     CommandResult r = ctl(d, {"stop", "web"});
     EXPECT_EQ(r.status, 0) << r.output;
     // Refused once the draining workers have closed their copies of the listener too.
-    bool refused = false;
-    for (int i = 0; i < 200 && !refused; ++i) {
-        unique_fd c;
-        refused = try_connect_tcp(web, c) == ECONNREFUSED;
-        if (!refused) std::this_thread::sleep_for(10ms);
-    }
-    EXPECT_TRUE(refused);
+    EXPECT_TRUE(wait_refused(web));
     EXPECT_EQ(proxy_status(status_json(d), "web")["state"], "stopped");
     {
         unique_fd c = connect_tcp(other, 10s);  // the other proxy is not disturbed

@@ -364,6 +364,16 @@ unique_fd connect_tcp(uint16_t port, std::chrono::milliseconds timeout) {
     return s;
 }
 
+bool wait_refused(uint16_t port, std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    do {
+        unique_fd c;
+        if (try_connect_tcp(port, c) == ECONNREFUSED) return true;
+        std::this_thread::sleep_for(10ms);
+    } while (std::chrono::steady_clock::now() < end);
+    return false;
+}
+
 void set_timeouts(int fd, std::chrono::milliseconds t) {
     timeval tv{static_cast<time_t>(t.count() / 1000),
                static_cast<suseconds_t>((t.count() % 1000) * 1000)};

@@ -116,6 +116,8 @@ unique_fd listen_tcp(uint16_t port, int backlog = 4096);
 unique_fd connect_tcp(uint16_t port, std::chrono::milliseconds timeout = 5s);  // -1 fd on fail
 // Connect result with errno for "refused" checks.
 int try_connect_tcp(uint16_t port, unique_fd& out);
+// Waits until a connect to the loopback port is refused (every copy of its listener closed).
+bool wait_refused(uint16_t port, std::chrono::milliseconds timeout = 20s);
 void set_timeouts(int fd, std::chrono::milliseconds t);
 bool write_all(int fd, const void* data, size_t n);
 // Reads until EOF; false on error/timeout.

@@ -58,15 +58,6 @@ bool exchange(int fd, size_t n, uint64_t seed) {
     return write_all(fd, out.data(), n) && read_exact(fd, in.data(), n) && in == out;
 }
 
-bool refused(uint16_t port) {
-    for (int i = 0; i < 200; ++i) {
-        unique_fd c;
-        if (try_connect_tcp(port, c) == ECONNREFUSED) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return false;
-}
-
 class Reload : public ::testing::Test {
   protected:
     uint16_t echo_port = free_port();
@@ -119,7 +110,7 @@ TEST_F(Reload, UnchangedAndChangedProxiesKeepTheirConnectionsAddedServesRemovedR
         set_timeouts(added.get(), 20s);
         EXPECT_TRUE(exchange(added.get(), 4096, 4)) << "an added proxy serves";
     }
-    EXPECT_TRUE(refused(pd)) << "a removed proxy refuses new clients";
+    EXPECT_TRUE(wait_refused(pd)) << "a removed proxy refuses new clients";
 
     EXPECT_TRUE(alive(b_before[0])) << "generation 1 of b lives while its connection is open";
     // Both long-lived connections finish their transfers after the reload.
@@ -147,7 +138,7 @@ TEST_F(Reload, RemovedProxyDrainsItsOpenConnectionThenGoes) {
     rewrite(d, policy({proxy("a", pa, echo_port)}));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("proxy \"d\" removed: refusing new connections")) << d.log();
-    EXPECT_TRUE(refused(pd));
+    EXPECT_TRUE(wait_refused(pd));
     EXPECT_TRUE(exchange(c.get(), 100000, 6)) << "the open connection keeps working";
     EXPECT_TRUE(alive(d_workers[0]));
     c.reset();

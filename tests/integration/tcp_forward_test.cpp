@@ -366,13 +366,7 @@ TEST_F(TcpForward, SigtermDrainsOpenConnectionsThenExitsZero) {
     d.signal(SIGTERM);
     ASSERT_TRUE(d.wait_log("draining")) << d.log();
     // New clients are refused once every copy of the listener is closed...
-    bool refused = false;
-    for (int i = 0; i < 200 && !refused; ++i) {
-        unique_fd n;
-        refused = try_connect_tcp(listen_port, n) == ECONNREFUSED;
-        if (!refused) std::this_thread::sleep_for(10ms);
-    }
-    EXPECT_TRUE(refused);
+    EXPECT_TRUE(wait_refused(listen_port));
     // ...while the open connection keeps working until the client ends it.
     ASSERT_TRUE(write_all(c.get(), "b", 1));
     ASSERT_TRUE(read_exact(c.get(), &b, 1));
