@@ -59,13 +59,16 @@ struct Setup {
 
 class Connection {
   public:
-    Connection(StreamRelay& relay, unique_fd client, bool copy_mode);
+    // copy_mode: the policy's "splice": false. Directions that write into a vsock socket copy
+    // in any case.
+    Connection(StreamRelay& relay, unique_fd client, bool copy_mode, bool client_is_vsock);
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
     void on_side_event(Side& side, uint32_t events);
-    bool register_client();                    // false: epoll_ctl failed, connection closed
-    void attach_upstream(unique_fd upstream);  // connect in progress: wait for it
+    bool register_client();  // false: epoll_ctl failed, connection closed
+    // Connect in progress: wait for it. A vsock upstream is written with copies.
+    void attach_upstream(unique_fd upstream, bool upstream_is_vsock);
     bool connecting() const { return phase != Phase::relaying; }
     // Moves bytes both ways until nothing more can move or the budget is spent.
     void pump();
