@@ -237,12 +237,21 @@ CommandOutcome Supervisor::reload() {
         removed_.push_back(std::move(o));
     }
     proxies_ = std::move(kept);
+    // The control socket and the metrics endpoint were opened at start, before privileges
+    // were dropped: they keep their settings until pf-proxyd restarts.
+    const auto text = [](const std::optional<Endpoint>& e) { return e ? to_string(*e) : ""; };
+    const bool start_only_changed = text(next.metrics) != text(policy_.metrics) ||
+                                    next.control_users != policy_.control_users ||
+                                    next.control_groups != policy_.control_groups;
     policy_ = std::move(next);
     ++policy_generation_;
     std::string msg = "reloaded " + policy_.path + " (policy generation " +
                       std::to_string(policy_generation_) + "): " + std::to_string(same) +
                       " unchanged, " + std::to_string(changed) + " changed, " +
                       std::to_string(added) + " added, " + std::to_string(removed) + " removed";
+    if (start_only_changed) {
+        msg += "; metrics, control_users and control_groups take effect at the next start";
+    }
     log::notice(msg);
     // Removed proxies whose workers were already gone have nothing to drain.
     for (auto it = removed_.begin(); it != removed_.end();) {

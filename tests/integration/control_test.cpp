@@ -225,6 +225,17 @@ TEST_F(Control, ReloadReportsEveryErrorAndAppliesAValidPolicy) {
     ASSERT_TRUE(c);
     Transfer t = send_and_receive(c.get(), 1000, 50);
     EXPECT_TRUE(t.ok && t.received == 1000);
+
+    // What only a start sets up is said so, not silently ignored.
+    std::ofstream(d.policy_path())
+        << "{\"metrics\": \"tcp:127.0.0.1:" << free_port() << "\", \"proxies\": ["
+        << proxy("web", web, echo_port) << ", " << proxy("added", added, echo_port) << "]}";
+    CommandResult later = ctl(d, {"reload"});
+    EXPECT_EQ(later.status, 0) << later.output;
+    EXPECT_NE(later.output.find("2 unchanged, 0 changed, 0 added, 0 removed; metrics, "
+                                "control_users and control_groups take effect at the next start"),
+              std::string::npos)
+        << later.output;
 }
 
 TEST_F(Control, StopStartAndRestartOneProxy) {
