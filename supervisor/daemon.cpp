@@ -1,6 +1,7 @@
 #include "supervisor/daemon.hpp"
 
 #include <linux/capability.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -100,6 +101,8 @@ int run_daemon(policy::Policy pol, const DaemonOptions& options) {
         source.report_unused();
         const AccessRule rule = access_rule(pol);
         unique_fd control = open_control(options, identity, pol, privs);
+        struct stat control_file {};
+        if (control && ::stat(options.control_path.c_str(), &control_file) != 0) control_file = {};
         unique_fd metrics;
         if (pol.metrics) {
             metrics = open_metrics_listener(*pol.metrics, &privs, socket_access(identity, pol));
@@ -120,7 +123,14 @@ int run_daemon(policy::Policy pol, const DaemonOptions& options) {
             metrics_server.emplace(sup.loop(), std::move(metrics), sup);
             sup.add_ticker([&](Clock::time_point now) { return metrics_server->tick(now); });
         }
-        return sup.run();
+        const int status = sup.run();
+        // Our control socket file goes with us; one a newer pf-proxyd made in its place stays.
+        struct stat now {};
+        if (control_file.st_ino != 0 && ::stat(options.control_path.c_str(), &now) == 0 &&
+            now.st_ino == control_file.st_ino && now.st_dev == control_file.st_dev) {
+            ::unlink(options.control_path.c_str());
+        }
+        return status;
     } catch (const std::exception& e) {
         log::error(e.what());
         return 1;

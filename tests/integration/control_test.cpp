@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <libgen.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -194,6 +195,10 @@ TEST_F(Control, SocketIsGroupOnlyAndRefusesAUidThatIsNotAllowed) {
     EXPECT_TRUE(d.wait_log("uid 65534")) << d.log();
     // Root still gets in.
     EXPECT_EQ(ctl(d, {"status"}).status, 0);
+    // A clean stop takes the socket file away.
+    d.signal(SIGTERM);
+    ASSERT_TRUE(WIFEXITED(d.wait_exit(20s))) << d.log();
+    EXPECT_NE(::access(d.control_path().c_str(), F_OK), 0);
 }
 
 TEST_F(Control, ReloadReportsEveryErrorAndAppliesAValidPolicy) {
