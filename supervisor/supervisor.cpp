@@ -264,14 +264,17 @@ void Supervisor::worker_message(WorkerProcess& w) {
 // after each reload (which sent RELOADING=1).
 void Supervisor::check_ready() {
     if (ready_ || stopping_) return;
+    size_t active = 0;
     for (const auto& p : proxies_) {
         if (p->state != ProxyState::State::active) continue;
+        ++active;
         for (const auto& s : p->slots)
             if (!s.worker || s.worker->state != WorkerProcess::State::running) return;
     }
     ready_ = true;
-    log::notice("all ", proxies_.size(), " proxies ready (policy generation ", policy_generation_,
-                ")");
+    const size_t others = proxies_.size() - active;
+    log::notice("all ", active, " proxies ready (policy generation ", policy_generation_, ")",
+                others ? "; " + std::to_string(others) + " stopped or failed" : std::string());
     notifier_.ready(summary());
 }
 
