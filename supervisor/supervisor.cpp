@@ -4,6 +4,7 @@
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/error.hpp"
@@ -120,9 +121,7 @@ ProxyState* Supervisor::find(const std::string& name) {
 // the previous generation keep serving until every new one is READY, then drain.
 void Supervisor::start_generation(ProxyState& p) {
     for (auto& s : p.slots) {
-        if (!s.worker) continue;
-        s.worker->retiring = true;
-        p.retiring.push_back(std::move(s.worker));
+        if (s.worker) p.retiring.push_back(std::move(s.worker));
     }
     p.slots.clear();
     for (int i = 0; i < p.config.workers; ++i) p.slots.emplace_back(p.config.restart);
@@ -293,23 +292,15 @@ void Supervisor::worker_exited(WorkerProcess& w) {
     // Its counters stay in the proxy's totals; active connections died with it.
     ipc::Stats gone = w.stats;
     gone.active = 0;
-    p.gone.accepted += gone.accepted;
-    p.gone.bytes_up += gone.bytes_up;
-    p.gone.bytes_down += gone.bytes_down;
-    p.gone.connect_failures += gone.connect_failures;
-    p.gone.accept_errors += gone.accept_errors;
-    p.gone.denied += gone.denied;
+    add_counters(p.gone, gone);
     if (info.cls != ExitClass::stopped) p.last_exit = info.text;
 
-    if (w.retiring) {
+    auto old = std::find_if(p.retiring.begin(), p.retiring.end(),
+                            [&w](const auto& held) { return held.get() == &w; });
+    if (old != p.retiring.end()) {
         log::info(label(w), " (generation ", w.generation, ") ", info.text);
-        for (auto it = p.retiring.begin(); it != p.retiring.end(); ++it) {
-            if (it->get() == &w) {
-                exited_.push_back(std::move(*it));  // `w` stays valid until the batch ends
-                p.retiring.erase(it);
-                break;
-            }
-        }
+        exited_.push_back(std::move(*old));  // `w` stays valid until the batch ends
+        p.retiring.erase(old);
     } else {
         WorkerSlot& slot = p.slots[static_cast<size_t>(w.index)];
         exited_.push_back(std::move(slot.worker));

@@ -40,9 +40,8 @@ struct WorkerProcess {
 
     Supervisor* owner = nullptr;
     ProxyState* proxy = nullptr;
-    int index = 0;          // slot within the proxy
-    int generation = 0;     // the proxy's configuration generation
-    bool retiring = false;  // an older generation's worker, in ProxyState::retiring
+    int index = 0;       // slot within the proxy
+    int generation = 0;  // the proxy's configuration generation
     pid_t pid = -1;
     unique_fd pidfd;
     unique_fd control;
@@ -73,11 +72,14 @@ struct ProxyState {
     std::string last_exit;
     std::vector<WorkerSlot> slots;                         // the current generation
     std::vector<std::unique_ptr<WorkerProcess>> retiring;  // older ones, until drained
-    ipc::Stats gone;                                       // counters of workers that have exited
+    ProxyCounters gone;  // counters of workers that have exited (active: 0)
     // Started while its drained workers still held the address: obtain the listener again
     // until then (supervisor_control.cpp).
     std::optional<Clock::time_point> listen_retry_until;
 };
+
+// Adds a worker's counters to a proxy's.
+void add_counters(ProxyCounters& c, const ipc::Stats& s);
 
 class Supervisor : public ControlHandler {
   public:

@@ -41,7 +41,13 @@ const char* worker_state(WorkerProcess::State s) {
     return "?";
 }
 
-void add(ProxyCounters& c, const ipc::Stats& s) {
+bool same_listen(const policy::Proxy& a, const policy::Proxy& b) {
+    return to_string(a.listen) == to_string(b.listen) && a.listen_family == b.listen_family;
+}
+
+}  // namespace
+
+void add_counters(ProxyCounters& c, const ipc::Stats& s) {
     c.accepted += s.accepted;
     c.active += s.active;
     c.bytes_up += s.bytes_up;
@@ -51,18 +57,11 @@ void add(ProxyCounters& c, const ipc::Stats& s) {
     c.denied += s.denied;
 }
 
-bool same_listen(const policy::Proxy& a, const policy::Proxy& b) {
-    return to_string(a.listen) == to_string(b.listen) && a.listen_family == b.listen_family;
-}
-
-}  // namespace
-
 ProxyCounters Supervisor::counters(const ProxyState& p) const {
-    ProxyCounters c;
-    add(c, p.gone);
+    ProxyCounters c = p.gone;
     for (const auto& s : p.slots)
-        if (s.worker) add(c, s.worker->stats);
-    for (const auto& w : p.retiring) add(c, w->stats);
+        if (s.worker) add_counters(c, s.worker->stats);
+    for (const auto& w : p.retiring) add_counters(c, w->stats);
     return c;
 }
 
@@ -254,11 +253,7 @@ CommandOutcome Supervisor::reload() {
     }
     log::notice(msg);
     // Removed proxies whose workers were already gone have nothing to drain.
-    for (auto it = removed_.begin(); it != removed_.end();) {
-        bool empty = (*it)->retiring.empty();
-        for (const auto& s : (*it)->slots) empty &= !s.worker;
-        it = empty ? removed_.erase(it) : it + 1;
-    }
+    std::erase_if(removed_, [this](const auto& r) { return !has_workers(*r); });
     ready_ = false;
     check_ready();
     return {true, msg, {}};

@@ -269,31 +269,33 @@ std::vector<int> fds_of_socket(pid_t pid, ino_t ino) {
     return out;
 }
 
-std::vector<pid_t> holders_of_socket(ino_t ino) {
+namespace {
+
+// Every process in /proc for which `keep` holds, sorted.
+template <typename Pred>
+std::vector<pid_t> processes_where(Pred keep) {
     std::vector<pid_t> out;
     std::error_code ec;
     for (const auto& e : fs::directory_iterator("/proc", ec)) {
         const std::string name = e.path().filename().string();
         if (!all_digits(name)) continue;
         const pid_t pid = static_cast<pid_t>(std::stoi(name));
-        if (!fds_of_socket(pid, ino).empty()) out.push_back(pid);
+        if (keep(pid)) out.push_back(pid);
     }
     std::sort(out.begin(), out.end());
     return out;
 }
 
+}  // namespace
+
+std::vector<pid_t> holders_of_socket(ino_t ino) {
+    return processes_where([ino](pid_t pid) { return !fds_of_socket(pid, ino).empty(); });
+}
+
 std::vector<pid_t> processes_with_cmdline(const std::string& text) {
-    std::vector<pid_t> out;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator("/proc", ec)) {
-        const std::string name = e.path().filename().string();
-        if (!all_digits(name)) continue;
-        const pid_t pid = static_cast<pid_t>(std::stoi(name));
-        if (pid != ::getpid() && cmdline_of(pid).find(text) != std::string::npos)
-            out.push_back(pid);
-    }
-    std::sort(out.begin(), out.end());
-    return out;
+    return processes_where([&text](pid_t pid) {
+        return pid != ::getpid() && cmdline_of(pid).find(text) != std::string::npos;
+    });
 }
 
 std::vector<std::string> environ_of(pid_t pid) {

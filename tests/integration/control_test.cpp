@@ -25,12 +25,6 @@ using pfp::unique_fd;
 
 namespace {
 
-std::string proxy(const std::string& name, uint16_t listen, uint16_t upstream,
-                  const std::string& extra = "") {
-    return "{\"name\": \"" + name + "\", \"listen\": \"tcp:127.0.0.1:" + std::to_string(listen) +
-           "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(upstream) + "\"" + extra + "}";
-}
-
 CommandResult ctl(const Daemon& d, std::vector<std::string> args) {
     std::vector<std::string> argv = {bin_dir() + "/pf-proxyctl", "--control", d.control_path()};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -94,10 +88,11 @@ class Control : public ::testing::Test {
 
 TEST_F(Control, StatusAndMetricsCountTheTrafficTheTestMade) {
     const uint16_t web = free_port(), guarded = free_port(), metrics = free_port();
-    Daemon d("{\"metrics\": \"tcp:127.0.0.1:" + std::to_string(metrics) + "\", \"proxies\": [" +
-             proxy("web", web, echo_port) + ", " +
-             proxy("guarded", guarded, echo_port, ", \"allowed_sources\": [\"10.0.0.0/8\"]") +
-             "]}");
+    Daemon d(
+        "{\"metrics\": \"tcp:127.0.0.1:" + std::to_string(metrics) + "\", \"proxies\": [" +
+        tcp_proxy_json("web", web, echo_port) + ", " +
+        tcp_proxy_json("guarded", guarded, echo_port, ", \"allowed_sources\": [\"10.0.0.0/8\"]") +
+        "]}");
     ASSERT_TRUE(d.wait_ready()) << d.log();
     constexpr size_t kBytes = 300'000;
     for (int i = 0; i < 3; ++i) {
@@ -159,7 +154,7 @@ TEST_F(Control, StatusAndMetricsCountTheTrafficTheTestMade) {
 
 TEST_F(Control, SocketIsGroupOnlyAndRefusesAUidThatIsNotAllowed) {
     const uint16_t web = free_port();
-    Daemon d("{\"proxies\": [" + proxy("web", web, echo_port) + "]}");
+    Daemon d("{\"proxies\": [" + tcp_proxy_json("web", web, echo_port) + "]}");
     ASSERT_TRUE(d.wait_ready()) << d.log();
     struct stat st {};
     ASSERT_EQ(::stat(d.control_path().c_str(), &st), 0);
@@ -203,10 +198,11 @@ TEST_F(Control, SocketIsGroupOnlyAndRefusesAUidThatIsNotAllowed) {
 
 TEST_F(Control, ReloadReportsEveryErrorAndAppliesAValidPolicy) {
     const uint16_t web = free_port(), added = free_port();
-    Daemon d("{\"proxies\": [" + proxy("web", web, echo_port) + "]}");
+    Daemon d("{\"proxies\": [" + tcp_proxy_json("web", web, echo_port) + "]}");
     ASSERT_TRUE(d.wait_ready()) << d.log();
-    std::ofstream(d.policy_path()) << "{\"proxies\": [\n"
-                                   << proxy("web", web, echo_port, ", \"workers\": 0") << "\n]}\n";
+    std::ofstream(d.policy_path())
+        << "{\"proxies\": [\n"
+        << tcp_proxy_json("web", web, echo_port, ", \"workers\": 0") << "\n]}\n";
     CommandResult bad = ctl(d, {"reload"});
     EXPECT_EQ(WEXITSTATUS(bad.status), 1);
     EXPECT_NE(bad.output.find("pf-proxyctl: the policy in " + d.policy_path() +
@@ -217,8 +213,8 @@ TEST_F(Control, ReloadReportsEveryErrorAndAppliesAValidPolicy) {
     EXPECT_NE(bad.output.find("/proxies/0/workers"), std::string::npos) << bad.output;
     EXPECT_EQ(status_json(d)["policy_generation"], 1);
 
-    std::ofstream(d.policy_path()) << "{\"proxies\": [" << proxy("web", web, echo_port) << ", "
-                                   << proxy("added", added, echo_port) << "]}";
+    std::ofstream(d.policy_path()) << "{\"proxies\": [" << tcp_proxy_json("web", web, echo_port)
+                                   << ", " << tcp_proxy_json("added", added, echo_port) << "]}";
     CommandResult good = ctl(d, {"reload"});
     EXPECT_EQ(good.status, 0) << good.output;
     EXPECT_NE(good.output.find("1 unchanged, 0 changed, 1 added, 0 removed"), std::string::npos)
@@ -232,9 +228,9 @@ TEST_F(Control, ReloadReportsEveryErrorAndAppliesAValidPolicy) {
     EXPECT_TRUE(t.ok && t.received == 1000);
 
     // What only a start sets up is said so, not silently ignored.
-    std::ofstream(d.policy_path())
-        << "{\"metrics\": \"tcp:127.0.0.1:" << free_port() << "\", \"proxies\": ["
-        << proxy("web", web, echo_port) << ", " << proxy("added", added, echo_port) << "]}";
+    std::ofstream(d.policy_path()) << "{\"metrics\": \"tcp:127.0.0.1:" << free_port()
+                                   << "\", \"proxies\": [" << tcp_proxy_json("web", web, echo_port)
+                                   << ", " << tcp_proxy_json("added", added, echo_port) << "]}";
     CommandResult later = ctl(d, {"reload"});
     EXPECT_EQ(later.status, 0) << later.output;
     EXPECT_NE(later.output.find("2 unchanged, 0 changed, 0 added, 0 removed; metrics, "
@@ -245,8 +241,8 @@ TEST_F(Control, ReloadReportsEveryErrorAndAppliesAValidPolicy) {
 
 TEST_F(Control, StopStartAndRestartOneProxy) {
     const uint16_t web = free_port(), other = free_port();
-    Daemon d("{\"proxies\": [" + proxy("web", web, echo_port) + ", " +
-             proxy("other", other, echo_port) + "]}");
+    Daemon d("{\"proxies\": [" + tcp_proxy_json("web", web, echo_port) + ", " +
+             tcp_proxy_json("other", other, echo_port) + "]}");
     ASSERT_TRUE(d.wait_ready()) << d.log();
 
     CommandResult r = ctl(d, {"stop", "web"});

@@ -496,7 +496,15 @@ Transfer send_and_receive(int fd, size_t total, uint64_t seed) {
     return t;
 }
 
-EchoServer::EchoServer(uint16_t port) : listener_(listen_tcp(port)) {
+std::string tcp_proxy_json(const std::string& name, uint16_t listen, uint16_t upstream,
+                           const std::string& extra) {
+    return "{\"name\": \"" + name + "\", \"listen\": \"tcp:127.0.0.1:" + std::to_string(listen) +
+           "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(upstream) + "\"" + extra + "}";
+}
+
+EchoServer::EchoServer(uint16_t port) : EchoServer(listen_tcp(port)) {}
+
+EchoServer::EchoServer(unique_fd listener) : listener_(std::move(listener)) {
     thread_ = std::thread([this] {
         while (!stop_) {
             pollfd p{listener_.get(), POLLIN, 0};

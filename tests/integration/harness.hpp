@@ -19,6 +19,10 @@ namespace pfp::test {
 using namespace std::chrono_literals;
 
 std::string bin_dir();
+// One policy proxy entry: tcp:127.0.0.1:listen -> tcp:127.0.0.1:upstream, plus `extra` members
+// (", \"workers\": 2").
+std::string tcp_proxy_json(const std::string& name, uint16_t listen, uint16_t upstream,
+                           const std::string& extra = "");
 uint16_t free_port();  // bound-then-closed loopback port
 
 // A temp directory removed on destruction.
@@ -146,10 +150,12 @@ struct Transfer {
 constexpr size_t kTransferChunk = 256 << 10;
 Transfer send_and_receive(int fd, size_t total, uint64_t seed);
 
-// A loopback TCP echo server, a thread per connection; passes the client's FIN back.
+// An echo server on a loopback TCP port (or any listening stream socket), a thread per
+// connection; passes the client's FIN back once everything before it is echoed.
 class EchoServer {
   public:
     explicit EchoServer(uint16_t port);
+    explicit EchoServer(unique_fd listener);
     ~EchoServer();
     EchoServer(const EchoServer&) = delete;
     EchoServer& operator=(const EchoServer&) = delete;

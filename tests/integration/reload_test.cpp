@@ -18,12 +18,6 @@ using pfp::unique_fd;
 
 namespace {
 
-std::string proxy(const std::string& name, uint16_t listen, uint16_t upstream,
-                  const std::string& extra = "") {
-    return "{\"name\": \"" + name + "\", \"listen\": \"tcp:127.0.0.1:" + std::to_string(listen) +
-           "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(upstream) + "\"" + extra + "}";
-}
-
 std::string policy(const std::vector<std::string>& proxies,
                    const std::string& drain_timeout = "30s") {
     std::string s = "{\"drain_timeout\": \"" + drain_timeout + "\", \"proxies\": [";
@@ -66,8 +60,8 @@ class Reload : public ::testing::Test {
 
 TEST_F(Reload, UnchangedAndChangedProxiesKeepTheirConnectionsAddedServesRemovedRefuses) {
     const uint16_t pa = free_port(), pb = free_port(), pc = free_port(), pd = free_port();
-    Daemon d(
-        policy({proxy("a", pa, echo_port), proxy("b", pb, echo_port), proxy("d", pd, echo_port)}));
+    Daemon d(policy({tcp_proxy_json("a", pa, echo_port), tcp_proxy_json("b", pb, echo_port),
+                     tcp_proxy_json("d", pd, echo_port)}));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     const auto a_before = workers_of(d, "a");
     const auto b_before = workers_of(d, "b");
@@ -82,9 +76,9 @@ TEST_F(Reload, UnchangedAndChangedProxiesKeepTheirConnectionsAddedServesRemovedR
     ASSERT_TRUE(exchange(cb.get(), 1 << 20, 2));
 
     // b changes (a new idle timeout), c is added, d is removed.
-    rewrite(d, policy({proxy("a", pa, echo_port),
-                       proxy("b", pb, echo_port, ", \"idle_timeout\": \"10m\""),
-                       proxy("c", pc, echo_port)}));
+    rewrite(d, policy({tcp_proxy_json("a", pa, echo_port),
+                       tcp_proxy_json("b", pb, echo_port, ", \"idle_timeout\": \"10m\""),
+                       tcp_proxy_json("c", pc, echo_port)}));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("1 unchanged, 1 changed, 1 added, 1 removed")) << d.log();
     ASSERT_TRUE(d.wait_log("all 3 proxies ready (policy generation 2)")) << d.log();
@@ -126,7 +120,7 @@ TEST_F(Reload, UnchangedAndChangedProxiesKeepTheirConnectionsAddedServesRemovedR
 
 TEST_F(Reload, RemovedProxyDrainsItsOpenConnectionThenGoes) {
     const uint16_t pa = free_port(), pd = free_port();
-    Daemon d(policy({proxy("a", pa, echo_port), proxy("d", pd, echo_port)}));
+    Daemon d(policy({tcp_proxy_json("a", pa, echo_port), tcp_proxy_json("d", pd, echo_port)}));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     const auto d_workers = workers_of(d, "d");
     ASSERT_EQ(d_workers.size(), 1u);
@@ -135,7 +129,7 @@ TEST_F(Reload, RemovedProxyDrainsItsOpenConnectionThenGoes) {
     set_timeouts(c.get(), 20s);
     ASSERT_TRUE(exchange(c.get(), 1000, 5));
 
-    rewrite(d, policy({proxy("a", pa, echo_port)}));
+    rewrite(d, policy({tcp_proxy_json("a", pa, echo_port)}));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("proxy \"d\" removed: refusing new connections")) << d.log();
     EXPECT_TRUE(wait_refused(pd));
@@ -148,7 +142,7 @@ TEST_F(Reload, RemovedProxyDrainsItsOpenConnectionThenGoes) {
 
 TEST_F(Reload, InvalidPolicyChangesNothingAndNamesLineAndColumn) {
     const uint16_t pa = free_port();
-    Daemon d(policy({proxy("a", pa, echo_port)}));
+    Daemon d(policy({tcp_proxy_json("a", pa, echo_port)}));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     const auto before = workers_of(d, "a");
     unique_fd c = connect_tcp(pa, 20s);
@@ -157,7 +151,7 @@ TEST_F(Reload, InvalidPolicyChangesNothingAndNamesLineAndColumn) {
     ASSERT_TRUE(exchange(c.get(), 1000, 7));
 
     // Line 3, column 2: the unknown key.
-    rewrite(d, "{\"proxies\": [\n" + proxy("a", pa, echo_port) +
+    rewrite(d, "{\"proxies\": [\n" + tcp_proxy_json("a", pa, echo_port) +
                    ",\n {\"nmae\": \"x\", \"listen\": \"tcp:127.0.0.1:1\", \"upstream\": "
                    "\"tcp:127.0.0.1:2\"}\n]}\n");
     d.signal(SIGHUP);
@@ -174,11 +168,11 @@ TEST_F(Reload, InvalidPolicyChangesNothingAndNamesLineAndColumn) {
 
 TEST_F(Reload, AddedProxyOnAPrivilegedPortNamesTheMissingCapability) {
     const uint16_t pa = free_port();
-    Daemon d(policy({proxy("a", pa, echo_port)}));
+    Daemon d(policy({tcp_proxy_json("a", pa, echo_port)}));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     const auto before = workers_of(d, "a");
     // Nothing listens on port 1 here; binding it needs CAP_NET_BIND_SERVICE, dropped at start.
-    rewrite(d, policy({proxy("a", pa, echo_port), proxy("low", 1, echo_port)}));
+    rewrite(d, policy({tcp_proxy_json("a", pa, echo_port), tcp_proxy_json("low", 1, echo_port)}));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("reload of " + d.policy_path() + " refused")) << d.log();
     EXPECT_TRUE(
@@ -191,9 +185,9 @@ TEST_F(Reload, AddedProxyOnAPrivilegedPortNamesTheMissingCapability) {
 
 TEST_F(Reload, RenamedProxyKeepsItsListener) {
     const uint16_t pa = free_port();
-    Daemon d(policy({proxy("old", pa, echo_port)}));
+    Daemon d(policy({tcp_proxy_json("old", pa, echo_port)}));
     ASSERT_TRUE(d.wait_ready()) << d.log();
-    rewrite(d, policy({proxy("new", pa, echo_port)}));
+    rewrite(d, policy({tcp_proxy_json("new", pa, echo_port)}));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("0 unchanged, 0 changed, 1 added, 1 removed")) << d.log();
     ASSERT_TRUE(d.wait_log("all 1 proxies ready (policy generation 2)")) << d.log();
@@ -207,7 +201,7 @@ TEST_F(Reload, RenamedProxyKeepsItsListener) {
 
 TEST_F(Reload, SigtermClosesWhatRemainsAfterTheDrainTimeoutAndExitsZero) {
     const uint16_t pa = free_port();
-    Daemon d(policy({proxy("a", pa, echo_port)}, "500ms"));
+    Daemon d(policy({tcp_proxy_json("a", pa, echo_port)}, "500ms"));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     unique_fd c = connect_tcp(pa, 20s);
     ASSERT_TRUE(c);
@@ -224,7 +218,7 @@ TEST_F(Reload, SigtermClosesWhatRemainsAfterTheDrainTimeoutAndExitsZero) {
 
 TEST_F(Reload, ReloadsInQuickSuccessionEndOnTheLastPolicyWithoutProtocolErrors) {
     const uint16_t pa = free_port();
-    Daemon d(policy({proxy("a", pa, echo_port, ", \"workers\": 2")}));
+    Daemon d(policy({tcp_proxy_json("a", pa, echo_port, ", \"workers\": 2")}));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     unique_fd c = connect_tcp(pa, 20s);
     ASSERT_TRUE(c);
@@ -232,10 +226,9 @@ TEST_F(Reload, ReloadsInQuickSuccessionEndOnTheLastPolicyWithoutProtocolErrors) 
     ASSERT_TRUE(exchange(c.get(), 1000, 13));
     // Each reload changes the proxy; the next one comes before its workers can be READY.
     for (int i = 1; i <= 5; ++i) {
-        rewrite(
-            d,
-            policy({proxy("a", pa, echo_port,
-                          ", \"workers\": 2, \"idle_timeout\": \"" + std::to_string(i) + "m\"")}));
+        rewrite(d, policy({tcp_proxy_json(
+                       "a", pa, echo_port,
+                       ", \"workers\": 2, \"idle_timeout\": \"" + std::to_string(i) + "m\"")}));
         d.signal(SIGHUP);
         ASSERT_TRUE(d.wait_log("(policy generation " + std::to_string(i + 1) + "):")) << d.log();
     }
@@ -282,7 +275,7 @@ std::vector<std::string> control_burst(const Daemon& d, const std::vector<std::s
 
 TEST_F(Reload, WorkersDrainedBeforeTheyWereReadyAreNotProtocolViolations) {
     const uint16_t pa = free_port();
-    Daemon d(policy({proxy("a", pa, echo_port, ", \"workers\": 2")}));
+    Daemon d(policy({tcp_proxy_json("a", pa, echo_port, ", \"workers\": 2")}));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     // restart starts generation 2, stop drains it at once, start brings generation 3.
     auto replies = control_burst(

@@ -97,30 +97,6 @@ uint32_t peer_cid(int vsock_fd) {
     return a.svm_cid;
 }
 
-VsockEchoServer::VsockEchoServer(uint32_t port) : listener_(listen_vsock(port)) {
-    thread_ = std::thread([this] {
-        while (!stop_) {
-            unique_fd c = accept_within(listener_.get(), 50ms);
-            if (!c) continue;
-            conns_.emplace_back([fd = c.release()] {
-                unique_fd conn(fd);
-                set_timeouts(conn.get(), 60s);
-                char buf[65536];
-                ssize_t n;
-                while ((n = ::recv(conn.get(), buf, sizeof buf, 0)) > 0)
-                    if (!write_all(conn.get(), buf, static_cast<size_t>(n))) return;
-                ::shutdown(conn.get(), SHUT_WR);
-            });
-        }
-    });
-}
-
-VsockEchoServer::~VsockEchoServer() {
-    stop_ = true;
-    thread_.join();
-    for (auto& t : conns_) t.join();
-}
-
 unique_fd connect_tcp_from(const std::string& source, uint16_t port,
                            std::chrono::milliseconds timeout) {
     unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));

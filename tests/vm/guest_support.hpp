@@ -44,20 +44,9 @@ unique_fd connect_vsock(uint32_t port, std::chrono::milliseconds timeout = 10s);
 unique_fd accept_within(int listener, std::chrono::milliseconds timeout = 10s);
 uint32_t peer_cid(int vsock_fd);
 
-// A vsock echo server on VMADDR_CID_ANY:port, a thread per connection; passes the peer's FIN
-// back once everything before it is echoed.
-class VsockEchoServer {
-  public:
-    explicit VsockEchoServer(uint32_t port);
-    ~VsockEchoServer();
-    VsockEchoServer(const VsockEchoServer&) = delete;
-    VsockEchoServer& operator=(const VsockEchoServer&) = delete;
-
-  private:
-    unique_fd listener_;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
-    std::vector<std::thread> conns_;
+// The harness's echo server on VMADDR_CID_ANY:port.
+struct VsockEchoServer : EchoServer {
+    explicit VsockEchoServer(uint32_t port) : EchoServer(listen_vsock(port)) {}
 };
 
 // A TCP connection to 127.0.0.1:port from the source address `source` ("127.0.0.9"), so that an
