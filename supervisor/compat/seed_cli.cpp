@@ -431,6 +431,20 @@ std::variant<Endpoint, std::string> parse_tcp_arg(std::string_view text) {
     }
 }
 
+constexpr std::string_view kMalformedListener =
+    "Failed to bind listener: malformed listening address:port";
+
+// The seeds parse their TCP listening address only when they bind it, after printing their
+// start-up lines: a bad one becomes the command's late error.
+void set_tcp_listener(std::string_view text, policy::Proxy& p, SeedCommand& cmd) {
+    auto listen = parse_tcp_arg(text);
+    if (auto* cause = std::get_if<std::string>(&listen)) {
+        cmd.late_error = Output{"", anyhow_error(kMalformedListener, *cause)};
+    } else {
+        p.listen = std::get<Endpoint>(listen);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // From options to a policy
 
@@ -501,14 +515,7 @@ std::variant<Finished, SeedCommand> build(Tool tool, std::string_view command,
             }
             cmd.startup.out = "Listening on: " + rust_debug(itext) +
                               "\nProxying to: " + describe_vsock(p.upstream, vtext) + "\n";
-            auto listen = parse_tcp_arg(itext);
-            if (auto* cause = std::get_if<std::string>(&listen)) {
-                cmd.late_error = Output{
-                    "", anyhow_error("Failed to bind listener: malformed listening address:port",
-                                     *cause)};
-            } else {
-                p.listen = std::get<Endpoint>(listen);
-            }
+            set_tcp_listener(itext, p, cmd);
             break;
         }
         case Tool::vsock_to_ip_transparent: {
@@ -550,14 +557,7 @@ std::variant<Finished, SeedCommand> build(Tool tool, std::string_view command,
             // The seed prints the parsed u32, so "+88" shows as 88.
             cmd.startup.out = "Listening on: " + rust_debug(itext) +
                               "\nProxying to: " + std::to_string(*cid.value) + "\n";
-            auto listen = parse_tcp_arg(itext);
-            if (auto* cause = std::get_if<std::string>(&listen)) {
-                cmd.late_error = Output{
-                    "", anyhow_error("Failed to bind listener: malformed listening address:port",
-                                     *cause)};
-            } else {
-                p.listen = std::get<Endpoint>(listen);
-            }
+            set_tcp_listener(itext, p, cmd);
             break;
         }
         case Tool::vsockproxy:
@@ -767,8 +767,7 @@ Output bind_failure(const SeedCommand& cmd, BindStage stage, int err) {
     }
     if (err == EADDRINUSE) return {"", "Error: Address already in use\n"};
     if (err == EACCES) return {"", "Error: Permission denied\n"};
-    return {"", anyhow_error("Failed to bind listener: malformed listening address:port",
-                             os_error(err))};
+    return {"", anyhow_error(kMalformedListener, os_error(err))};
 }
 
 int run(Tool tool, std::string_view command, const std::vector<std::string>& args) {

@@ -59,6 +59,30 @@ std::string TempDir::write(const std::string& name, const std::string& content) 
     return p;
 }
 
+namespace {
+
+std::string read_file(const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+bool wait_text(const std::string& path, const std::string& text, std::chrono::milliseconds timeout,
+               int count) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    do {
+        std::string l = read_file(path);
+        int n = 0;
+        for (size_t pos = l.find(text); pos != std::string::npos; pos = l.find(text, pos + 1)) ++n;
+        if (n >= count) return true;
+        std::this_thread::sleep_for(20ms);
+    } while (std::chrono::steady_clock::now() < end);
+    return false;
+}
+
+}  // namespace
+
 Daemon::Daemon(const std::string& policy_json, std::vector<std::string> extra_args, rlim_t nofile,
                std::function<void()> before_exec) {
     policy_path_ = dir_.write("policy.json", policy_json);
@@ -110,22 +134,11 @@ Daemon::~Daemon() {
 }
 
 std::string Daemon::log() const {
-    std::ifstream f(log_path_);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
+    return read_file(log_path_);
 }
 
 bool Daemon::wait_log(const std::string& text, std::chrono::milliseconds timeout, int count) const {
-    auto end = std::chrono::steady_clock::now() + timeout;
-    do {
-        std::string l = log();
-        int n = 0;
-        for (size_t pos = l.find(text); pos != std::string::npos; pos = l.find(text, pos + 1)) ++n;
-        if (n >= count) return true;
-        std::this_thread::sleep_for(20ms);
-    } while (std::chrono::steady_clock::now() < end);
-    return false;
+    return wait_text(log_path_, text, timeout, count);
 }
 
 bool Daemon::wait_ready(std::chrono::milliseconds timeout) const {
@@ -196,30 +209,6 @@ std::string cmdline_of(pid_t pid) {
     std::replace(s.begin(), s.end(), '\0', ' ');
     return s;
 }
-
-namespace {
-
-std::string read_file(const std::string& path) {
-    std::ifstream f(path);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
-
-bool wait_text(const std::string& path, const std::string& text, std::chrono::milliseconds timeout,
-               int count) {
-    auto end = std::chrono::steady_clock::now() + timeout;
-    do {
-        std::string l = read_file(path);
-        int n = 0;
-        for (size_t pos = l.find(text); pos != std::string::npos; pos = l.find(text, pos + 1)) ++n;
-        if (n >= count) return true;
-        std::this_thread::sleep_for(20ms);
-    } while (std::chrono::steady_clock::now() < end);
-    return false;
-}
-
-}  // namespace
 
 RunningCommand::RunningCommand(const std::vector<std::string>& argv) {
     out_path_ = dir_.path() + "/stdout";
