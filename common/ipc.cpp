@@ -22,23 +22,28 @@ T get(const std::byte* p) {
     return v;
 }
 
+constexpr MessageSpec kMessages[] = {
+    {Type::handover, "HANDOVER", Sender::supervisor},
+    {Type::ready, "READY", Sender::worker},
+    {Type::drain, "DRAIN", Sender::supervisor},
+    {Type::stats, "STATS", Sender::worker},
+};
+
 bool known(uint16_t t) {
-    return t >= 1 && t <= 4;
+    for (const auto& m : kMessages)
+        if (static_cast<uint16_t>(m.type) == t) return true;
+    return false;
 }
 
 }  // namespace
 
+std::span<const MessageSpec> message_table() {
+    return kMessages;
+}
+
 const char* type_name(Type t) {
-    switch (t) {
-        case Type::handover:
-            return "HANDOVER";
-        case Type::ready:
-            return "READY";
-        case Type::drain:
-            return "DRAIN";
-        case Type::stats:
-            return "STATS";
-    }
+    for (const auto& m : kMessages)
+        if (m.type == t) return m.name;
     return "UNKNOWN";
 }
 
@@ -81,7 +86,7 @@ std::optional<Message> receive(int sock, size_t max_payload) {
     return m;
 }
 
-std::string encode_stats(const Stats& s) {
+std::string encode_stats(const StreamStats& s) {
     std::string out;
     for (uint64_t v : {s.accepted, s.active, s.bytes_up, s.bytes_down, s.connect_failures,
                        s.accept_errors, s.denied})
@@ -89,12 +94,12 @@ std::string encode_stats(const Stats& s) {
     return out;
 }
 
-Stats decode_stats(const std::string& payload) {
+StreamStats decode_stream_stats(const std::string& payload) {
     constexpr size_t kFields = 7;
     if (payload.size() != kFields * sizeof(uint64_t))
         throw protocol_error("STATS payload of " + std::to_string(payload.size()) + " bytes");
     const auto* p = reinterpret_cast<const std::byte*>(payload.data());
-    Stats s;
+    StreamStats s;
     uint64_t* fields[kFields] = {&s.accepted,         &s.active,        &s.bytes_up, &s.bytes_down,
                                  &s.connect_failures, &s.accept_errors, &s.denied};
     for (size_t i = 0; i < kFields; ++i) *fields[i] = get<uint64_t>(p + i * sizeof(uint64_t));

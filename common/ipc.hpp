@@ -2,10 +2,12 @@
 // The supervisor <-> worker message set. One SOCK_SEQPACKET datagram per message:
 //   u32 magic "PFP1" | u16 type | u16 fd count | u32 payload length | payload
 // Supervisor -> worker: HANDOVER (config JSON + the proxy's fds), DRAIN (u32 ms).
-// Worker -> supervisor: READY (empty, once), STATS (fixed struct). The supervisor treats every
-// worker message as hostile: size limits, a permit table per worker state (supervisor/dispatch).
+// Worker -> supervisor: READY (empty, once), STATS (a fixed struct per kind family). The
+// supervisor treats every worker message as hostile: size limits, and a table that says in which
+// worker state each message is permitted and what handles it (supervisor/dispatch.cpp).
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -18,7 +20,6 @@ constexpr uint32_t kMagic = 0x31504650;  // "PFP1" little-endian
 constexpr size_t kHeaderSize = 12;
 constexpr size_t kMaxToWorker = 64 * 1024;
 constexpr size_t kMaxFromWorker = 256;
-constexpr size_t kStatsSize = 7 * sizeof(uint64_t);
 
 enum class Type : uint16_t {
     handover = 1,
@@ -27,14 +28,25 @@ enum class Type : uint16_t {
     stats = 4,
 };
 
+enum class Sender { supervisor, worker };
+
+// Every message type, who sends it and its name in logs; receive() knows no other type.
+struct MessageSpec {
+    Type type;
+    const char* name;
+    Sender sender;
+};
+std::span<const MessageSpec> message_table();
+
 struct Message {
     Type type{};
     std::string payload;
     std::vector<unique_fd> fds;
 };
 
-// Counters a worker reports about itself (all since the worker started).
-struct Stats {
+// Counters a stream worker reports about itself (all since the worker started). Each family has
+// its own struct; the STATS payload of a worker is its family's struct.
+struct StreamStats {
     uint64_t accepted = 0;
     uint64_t active = 0;
     uint64_t bytes_up = 0;    // client -> upstream
@@ -56,8 +68,10 @@ void send(int sock, Type type, const std::string& payload, const std::vector<int
 // unknown type, oversize) and system_error for a failed recvmsg (EAGAIN included).
 std::optional<Message> receive(int sock, size_t max_payload);
 
-std::string encode_stats(const Stats& s);
-Stats decode_stats(const std::string& payload);  // throws protocol_error on a wrong size
+constexpr size_t kStreamStatsSize = 7 * sizeof(uint64_t);
+std::string encode_stats(const StreamStats& s);
+// Throws protocol_error on a wrong size.
+StreamStats decode_stream_stats(const std::string& payload);
 
 const char* type_name(Type t);
 

@@ -1,7 +1,11 @@
 #include "common/socket_util.hpp"
 
+#include <linux/netlink.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+
+#include <cstring>
 
 #include "common/error.hpp"
 
@@ -53,6 +57,60 @@ void require_stream_listener(int fd, int family, const std::string& what) {
         throw std::runtime_error(what + ": expected a stream socket, got type " +
                                  std::to_string(i.type));
     if (!i.listening) throw std::runtime_error(what + ": socket is not listening");
+}
+
+namespace {
+
+std::string type_name(int type) {
+    switch (type) {
+        case SOCK_STREAM:
+            return "SOCK_STREAM";
+        case SOCK_DGRAM:
+            return "SOCK_DGRAM";
+        case SOCK_RAW:
+            return "SOCK_RAW";
+        case SOCK_SEQPACKET:
+            return "SOCK_SEQPACKET";
+    }
+    return "type " + std::to_string(type);
+}
+
+}  // namespace
+
+std::string socket_role_mismatch(int fd, FdRole role, const Endpoint& e) {
+    SocketInfo i;
+    try {
+        i = inspect_socket(fd);
+    } catch (const system_error& err) {
+        return "not a socket (" + std::string(std::strerror(err.code())) + ")";
+    }
+    const std::string got = ", got " + family_name(i.domain) + " " + type_name(i.type) +
+                            (i.listening ? " (listening)" : "");
+    switch (role) {
+        case FdRole::stream_listener:
+            if (i.domain != e.family() || i.type != SOCK_STREAM || !i.listening)
+                return "expected a listening " + family_name(e.family()) + " SOCK_STREAM socket" +
+                       got;
+            return "";
+        case FdRole::datagram_socket:
+            if (i.domain != e.family() || i.type != SOCK_DGRAM || i.listening)
+                return "expected a bound " + family_name(e.family()) + " SOCK_DGRAM socket" + got;
+            return "";
+        case FdRole::raw_ipv4:
+        case FdRole::raw_ipv6: {
+            const int want = role == FdRole::raw_ipv4 ? AF_INET : AF_INET6;
+            if (i.domain != want || i.type != SOCK_RAW || i.protocol != IPPROTO_RAW)
+                return "expected an " + family_name(want) + " SOCK_RAW IPPROTO_RAW socket" + got +
+                       " protocol " + std::to_string(i.protocol);
+            return "";
+        }
+        case FdRole::nfqueue:
+            if (i.domain != AF_NETLINK || i.type != SOCK_RAW || i.protocol != NETLINK_NETFILTER)
+                return "expected an AF_NETLINK SOCK_RAW NETLINK_NETFILTER socket" + got +
+                       " protocol " + std::to_string(i.protocol);
+            return "";
+    }
+    return "unknown role";
 }
 
 long raise_fd_limit() {

@@ -5,6 +5,7 @@
 
 #include "common/endpoint.hpp"
 #include "common/unique_fd.hpp"
+#include "common/worker_kind.hpp"
 
 namespace pfp {
 
@@ -20,6 +21,11 @@ SocketInfo inspect_socket(int fd);
 
 // Throws std::runtime_error unless `fd` is a listening stream socket of `family`.
 void require_stream_listener(int fd, int family, const std::string& what);
+
+// Whether `fd` is what a socket of `role` for endpoint `e` must be (the same checks the
+// supervisor's socket factory promises and the worker makes on receipt): "" when it is, else what
+// is wrong, in a few words ("expected a listening AF_INET stream socket, got AF_UNIX SOCK_DGRAM").
+std::string socket_role_mismatch(int fd, FdRole role, const Endpoint& e);
 
 std::string family_name(int family);
 

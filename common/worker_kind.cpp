@@ -1,40 +1,194 @@
 #include "common/worker_kind.hpp"
 
+#include <linux/capability.h>
+#include <sys/socket.h>
+
 #include <array>
+#include <stdexcept>
+#include <string>
 
 namespace pfp {
 namespace {
 
-struct KindEntry {
-    WorkerKind kind;
-    std::string_view name;
-};
+constexpr std::array kListenerOnly{FdRole::stream_listener};
+constexpr std::array kIpDomains{AF_INET, AF_INET6};
+// fc-vsock is a Unix socket on the host (Firecracker's hybrid vsock); unix: upstreams too.
+constexpr std::array kVsockDomains{AF_VSOCK, AF_UNIX};
+constexpr std::span<const int> kNoCapabilities{};
+constexpr std::string_view kNoCapabilitiesWhy =
+    "its listener is handed over and its upstreams are unprivileged outbound connects";
+constexpr std::string_view kIpWhy = "upstream TCP connections; no Unix, vsock, packet or netlink";
+constexpr std::string_view kVsockWhy =
+    "upstream vsock (or fc-vsock/unix) connections; no AF_INET/AF_INET6, packet or netlink";
 
-// One line per kind; both directions of the mapping read this table.
-constexpr std::array kKinds{
-    KindEntry{WorkerKind::tcp_forward, "tcp-forward"},
-    KindEntry{WorkerKind::ip_to_vsock, "ip-to-vsock"},
-    KindEntry{WorkerKind::ip_to_vsock_transparent, "ip-to-vsock-transparent"},
-    KindEntry{WorkerKind::transparent_port_to_vsock, "transparent-port-to-vsock"},
-    KindEntry{WorkerKind::vsock_to_ip, "vsock-to-ip"},
-    KindEntry{WorkerKind::vsock_to_ip_transparent, "vsock-to-ip-transparent"},
-    KindEntry{WorkerKind::vsock_to_vsock, "vsock-to-vsock"},
+constexpr std::array<KindRow, kWorkerKindCount> kRows{{
+    {.kind = WorkerKind::tcp_forward,
+     .name = "tcp-forward",
+     .summary = "TCP listener -> fixed TCP upstream",
+     .family = KindFamily::stream,
+     .listen = ListenSide::tcp,
+     .upstream = UpstreamTarget::tcp,
+     .takes_allow = true,
+     .fds = kListenerOnly,
+     .upstream_domains = kIpDomains,
+     .upstream_why = kIpWhy,
+     .connect_why = "non-blocking connect to the fixed upstream",
+     .capabilities = kNoCapabilities,
+     .capabilities_why = kNoCapabilitiesWhy,
+     .log = {"tcp", "tcp", "TCP"}},
+    {.kind = WorkerKind::ip_to_vsock,
+     .name = "ip-to-vsock",
+     .summary = "TCP listener -> fixed vsock, fc-vsock or unix upstream",
+     .family = KindFamily::stream,
+     .listen = ListenSide::tcp,
+     .upstream = UpstreamTarget::vsock_like,
+     .fds = kListenerOnly,
+     .upstream_domains = kVsockDomains,
+     .upstream_why = kVsockWhy,
+     .connect_why = "non-blocking connect to the fixed vsock upstream",
+     .capabilities = kNoCapabilities,
+     .capabilities_why = kNoCapabilitiesWhy,
+     .log = {"ip", "vsock", "vsock"}},
+    {.kind = WorkerKind::ip_to_vsock_transparent,
+     .name = "ip-to-vsock-transparent",
+     .summary = "redirected TCP -> vsock-like upstream, original destination sent first",
+     .family = KindFamily::stream,
+     .listen = ListenSide::tcp,
+     .upstream = UpstreamTarget::vsock_like,
+     .send_original_destination = true,
+     .fds = kListenerOnly,
+     .upstream_domains = kVsockDomains,
+     .upstream_why = kVsockWhy,
+     .connect_why = "non-blocking connect to the fixed vsock upstream",
+     .capabilities = kNoCapabilities,
+     .capabilities_why = kNoCapabilitiesWhy,
+     .log = {"ip", "vsock", "vsock"}},
+    {.kind = WorkerKind::transparent_port_to_vsock,
+     .name = "transparent-port-to-vsock",
+     .summary = "redirected TCP -> vsock CID at the client's original port",
+     .family = KindFamily::stream,
+     .listen = ListenSide::tcp,
+     .upstream = UpstreamTarget::original_port,
+     .fds = kListenerOnly,
+     .upstream_domains = kVsockDomains,
+     .upstream_why = kVsockWhy,
+     .connect_why = "non-blocking connect to the vsock CID at the client's original port",
+     .capabilities = kNoCapabilities,
+     .capabilities_why = kNoCapabilitiesWhy,
+     .log = {"port", "vsock", "vsock"}},
+    {.kind = WorkerKind::vsock_to_ip,
+     .name = "vsock-to-ip",
+     .summary = "vsock-like listener -> fixed TCP upstream",
+     .family = KindFamily::stream,
+     .listen = ListenSide::vsock_like,
+     .upstream = UpstreamTarget::tcp,
+     .takes_allow = true,
+     .fds = kListenerOnly,
+     .upstream_domains = kIpDomains,
+     .upstream_why = kIpWhy,
+     .connect_why = "non-blocking connect to the fixed TCP upstream",
+     .capabilities = kNoCapabilities,
+     .capabilities_why = kNoCapabilitiesWhy,
+     .log = {"vsock", "ip", "TCP"}},
+    {.kind = WorkerKind::vsock_to_ip_transparent,
+     .name = "vsock-to-ip-transparent",
+     .summary = "vsock-like listener -> the TCP destination its peer names in a header",
+     .family = KindFamily::stream,
+     .listen = ListenSide::vsock_like,
+     .upstream = UpstreamTarget::destination_header,
+     .takes_allow = true,
+     .fds = kListenerOnly,
+     .upstream_domains = kIpDomains,
+     .upstream_why = kIpWhy,
+     .connect_why = "connect to the destination the peer names, after the allow list said yes",
+     .capabilities = kNoCapabilities,
+     .capabilities_why = kNoCapabilitiesWhy,
+     .log = {"vsock", "ip", "TCP", false}},
+    {.kind = WorkerKind::vsock_to_vsock,
+     .name = "vsock-to-vsock",
+     .summary = "vsock-like listener -> fixed vsock-like upstream (vsockproxy)",
+     .family = KindFamily::stream,
+     .listen = ListenSide::vsock_like,
+     .upstream = UpstreamTarget::vsock_like,
+     .takes_statistics = true,
+     .fds = kListenerOnly,
+     .upstream_domains = kVsockDomains,
+     .upstream_why = kVsockWhy,
+     .connect_why = "non-blocking connect to the fixed vsock upstream",
+     .capabilities = kNoCapabilities,
+     .capabilities_why = kNoCapabilitiesWhy,
+     .log = {"vsock", "vsock", "vsock"}},
+}};
+
+// Rows are indexed by their kind; a row out of place would hand one kind another's sandbox.
+constexpr bool rows_in_kind_order() {
+    for (size_t i = 0; i < kRows.size(); ++i)
+        if (static_cast<size_t>(kRows[i].kind) != i) return false;
+    return true;
+}
+static_assert(rows_in_kind_order());
+
+constexpr std::array kFamilyNames{
+    Named<KindFamily>{KindFamily::stream, "stream"},
+    Named<KindFamily>{KindFamily::datagram, "datagram"},
+    Named<KindFamily>{KindFamily::packet, "packet"},
+    Named<KindFamily>{KindFamily::tunnel, "tunnel"},
+};
+constexpr std::array kRoleNames{
+    Named<FdRole>{FdRole::stream_listener, "listener"},
+    Named<FdRole>{FdRole::datagram_socket, "datagram socket"},
+    Named<FdRole>{FdRole::raw_ipv4, "raw IPv4 injector"},
+    Named<FdRole>{FdRole::raw_ipv6, "raw IPv6 injector"},
+    Named<FdRole>{FdRole::nfqueue, "nfqueue"},
+};
+constexpr std::array kUpstreamModeNames{
+    Named<UpstreamMode>{UpstreamMode::fixed, "fixed"},
+    Named<UpstreamMode>{UpstreamMode::original_destination, "original-destination"},
+    Named<UpstreamMode>{UpstreamMode::destination_header, "destination-header"},
 };
 
 }  // namespace
 
+std::span<const KindRow> kind_table() {
+    return kRows;
+}
+
+const KindRow& kind_row(WorkerKind k) {
+    const auto i = static_cast<size_t>(k);
+    if (i >= kRows.size())
+        throw std::invalid_argument("no row for worker kind " + std::to_string(i));
+    return kRows[i];
+}
+
 std::string_view kind_name(WorkerKind k) {
-    for (const auto& entry : kKinds) {
-        if (entry.kind == k) return entry.name;
-    }
-    return "unknown";
+    const auto i = static_cast<size_t>(k);
+    return i < kRows.size() ? kRows[i].name : "unknown";
 }
 
 std::optional<WorkerKind> kind_from_name(std::string_view name) {
-    for (const auto& entry : kKinds) {
-        if (entry.name == name) return entry.kind;
-    }
+    for (const auto& row : kRows)
+        if (row.name == name) return row.kind;
     return std::nullopt;
+}
+
+bool reads_original_dst(const KindRow& row) {
+    return row.send_original_destination || row.upstream == UpstreamTarget::original_port ||
+           row.upstream == UpstreamTarget::original_destination;
+}
+
+std::span<const int> listener_domains(ListenSide side) {
+    if (side == ListenSide::tcp) return kIpDomains;
+    return kVsockDomains;
+}
+
+std::span<const Named<KindFamily>> kind_family_names() {
+    return kFamilyNames;
+}
+std::span<const Named<FdRole>> fd_role_names() {
+    return kRoleNames;
+}
+std::span<const Named<UpstreamMode>> upstream_mode_names() {
+    return kUpstreamModeNames;
 }
 
 }  // namespace pfp

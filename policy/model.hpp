@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/endpoint.hpp"
+#include "common/transparent_header.hpp"
 #include "common/worker_kind.hpp"
 
 namespace pfp::policy {
@@ -29,14 +30,10 @@ struct RestartPolicy {
     bool operator==(const RestartPolicy&) const = default;
 };
 
-// Where a stream relay connects each client.
-enum class UpstreamMode {
-    fixed,                 // `upstream` (a vsock one may take its port from SO_ORIGINAL_DST)
-    original_destination,  // "original-destination": SO_ORIGINAL_DST of the client socket
-    destination_header,    // "destination-header": read from the stream (transparent header)
-};
-
-enum class HeaderFormat { standard, oyster_v4 };  // transparent header: 7/19 bytes, or legacy 6
+// Where a stream relay connects each client, and the transparent header's format: the same
+// enums (and name tables) the handover and the workers use.
+using UpstreamMode = pfp::UpstreamMode;
+using HeaderFormat = pfp::TransparentHeaderFormat;  // 7/19 bytes "standard", or legacy 6
 
 // Owner and mode of a Unix socket file the supervisor creates.
 struct UnixSocketFile {
@@ -51,7 +48,7 @@ struct Proxy {
     WorkerKind kind = WorkerKind::tcp_forward;
     Endpoint listen;
     std::optional<Scheme> listen_family;  // "systemd:NAME" listeners: tcp, udp, unix_stream, vsock
-    Endpoint upstream;  // meaningful when upstream_mode == fixed
+    Endpoint upstream;                    // meaningful when upstream_mode == fixed
     UpstreamMode upstream_mode = UpstreamMode::fixed;
     bool send_original_destination = false;  // transparent header before the payload
     HeaderFormat header = HeaderFormat::standard;

@@ -6,16 +6,33 @@ namespace {
 
 using State = WorkerProcess::State;
 
+size_t no_payload(KindFamily) {
+    return 0;
+}
+
+size_t stats_size(KindFamily family) {
+    switch (family) {
+        case KindFamily::stream:
+            return ipc::kStreamStatsSize;
+        case KindFamily::datagram:
+        case KindFamily::packet:
+        case KindFamily::tunnel:
+            break;
+    }
+    return 0;  // a family without counters yet sends no STATS
+}
+
 struct Entry {
     ipc::Type type;
     bool in_starting;  // READY is only valid once: it moves the worker out of `starting`
-    bool in_running;
-    size_t payload_size;
+    bool in_running;   // running and draining
+    size_t (*payload_size)(KindFamily);
+    MessageHandler handler;
 };
 
 constexpr Entry kTable[] = {
-    {ipc::Type::ready, true, false, 0},
-    {ipc::Type::stats, false, true, ipc::kStatsSize},
+    {ipc::Type::ready, true, false, no_payload, &Supervisor::on_ready},
+    {ipc::Type::stats, false, true, stats_size, &Supervisor::on_stats},
 };
 
 const char* state_name(State s) {
@@ -32,7 +49,7 @@ const char* state_name(State s) {
 
 }  // namespace
 
-Verdict permit(State state, const ipc::Message& m) {
+Verdict permit(State state, const ipc::Message& m, KindFamily family) {
     if (!m.fds.empty()) return {false, "a worker never sends file descriptors"};
     for (const Entry& e : kTable) {
         if (e.type != m.type) continue;
@@ -40,10 +57,11 @@ Verdict permit(State state, const ipc::Message& m) {
         if (!ok_state)
             return {false, std::string(ipc::type_name(m.type)) + " not allowed while " +
                                state_name(state)};
-        if (m.payload.size() != e.payload_size)
+        const size_t size = e.payload_size(family);
+        if (m.payload.size() != size || (e.type == ipc::Type::stats && size == 0))
             return {false, std::string(ipc::type_name(m.type)) + " with a payload of " +
                                std::to_string(m.payload.size()) + " bytes"};
-        return {true, ""};
+        return {true, "", e.handler};
     }
     return {false, std::string("a worker may not send ") + ipc::type_name(m.type)};
 }

@@ -1,18 +1,26 @@
 #pragma once
-// What a worker may say, and when (OpenSSH mon_table style). Worker messages are hostile input:
-// anything not in this table gets the worker killed.
+// What a worker may say, when, and what the supervisor does with it (OpenSSH mon_table style):
+// one table, a row per message a worker may send, with the worker states it is permitted in, its
+// payload size and its handler. Worker messages are hostile input: anything not in this table
+// gets the worker killed.
 #include <string>
 
 #include "common/ipc.hpp"
+#include "common/worker_kind.hpp"
 #include "supervisor/supervisor.hpp"
 
 namespace pfp::supervisor {
 
+using MessageHandler = void (Supervisor::*)(WorkerProcess&, const ipc::Message&);
+
 struct Verdict {
     bool allowed;
-    std::string reason;  // why not, for the log line
+    std::string reason;                // why not, for the log line
+    MessageHandler handler = nullptr;  // set when allowed
 };
 
-Verdict permit(WorkerProcess::State state, const ipc::Message& m);
+// `family`: the worker's kind family, which fixes the size of its STATS.
+Verdict permit(WorkerProcess::State state, const ipc::Message& m,
+               KindFamily family = KindFamily::stream);
 
 }  // namespace pfp::supervisor

@@ -20,8 +20,6 @@ namespace pfp::supervisor {
 
 namespace {
 
-constexpr uint32_t kVsockReservedPorts = 1024;  // the kernel's LAST_RESERVED_PORT + 1
-
 bool is_unix_listener(const Endpoint& e) {
     return e.scheme == Scheme::unix_stream || e.scheme == Scheme::fc_vsock;
 }
@@ -46,76 +44,33 @@ bool is_unix_listener(const Endpoint& e) {
     throw std::runtime_error(msg);
 }
 
-SockAddr unix_address(const std::string& path) {
-    SockAddr a;
-    auto* un = reinterpret_cast<sockaddr_un*>(&a.storage);
-    un->sun_family = AF_UNIX;
-    std::memcpy(un->sun_path, path.data(), path.size());
-    a.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
-    return a;
-}
-
-// A socket file left by an earlier run is replaced; a live one or any other file is an error.
-void clear_stale_socket(const policy::Proxy& proxy, const std::string& path) {
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) < 0) {
-        if (errno == ENOENT) return;
-        fail(proxy, "stat " + path, errno);
-    }
-    if (!S_ISSOCK(st.st_mode)) fail(proxy, path + " exists and is not a socket", 0);
-    unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    SockAddr a = unix_address(path);
-    if (::connect(probe.get(), a.get(), a.len) == 0)
-        fail(proxy, path + " is in use by another process", 0);
-    if (::unlink(path.c_str()) < 0) fail(proxy, "remove stale socket " + path, errno);
-}
-
 }  // namespace
 
-uint32_t unprivileged_port_start() {
-    std::ifstream f("/proc/sys/net/ipv4/ip_unprivileged_port_start");
-    uint32_t v = 1024;
-    if (!(f >> v)) v = 1024;
-    return v;
-}
-
-bool needs_bind_service(const Endpoint& e) {
-    if (e.scheme == Scheme::tcp || e.scheme == Scheme::udp)
-        return e.port < unprivileged_port_start();
-    if (e.scheme == Scheme::vsock) return e.port < kVsockReservedPorts;
-    return false;
-}
-
 std::string listener_path(const Endpoint& e) {
-    if (e.scheme == Scheme::fc_vsock) return e.path + "_" + std::to_string(e.port);
-    if (e.scheme == Scheme::unix_stream && !e.path.empty() && e.path.front() == '/') return e.path;
-    return "";
+    return socket_path(e);
 }
 
 std::string describe_upstream(const policy::Proxy& p) {
-    switch (p.upstream_mode) {
-        case policy::UpstreamMode::fixed:
-            return to_string(p.upstream);
-        case policy::UpstreamMode::destination_header:
-            return "destination-header";
-        case policy::UpstreamMode::original_destination:
-            return "original-destination";
-    }
-    return "?";
+    if (p.upstream_mode == UpstreamMode::fixed) return to_string(p.upstream);
+    return std::string(upstream_mode_name(p.upstream_mode));
 }
 
 std::set<int> caps_to_open(const policy::Policy& p) {
     std::set<int> caps;
     for (const auto& proxy : p.proxies) {
-        if (needs_bind_service(proxy.listen)) caps.insert(CAP_NET_BIND_SERVICE);
+        for (const FdRole role : kind_row(proxy.kind).fds)
+            caps.merge(capabilities_to_open(role, proxy.listen));
         if (is_unix_listener(proxy.listen) && !listener_path(proxy.listen).empty())
             caps.insert(CAP_CHOWN);  // only used when the owner differs from who we are
     }
     return caps;
 }
 
-std::set<int> caps_to_keep(const policy::Policy&) {
-    return {};  // no worker kind of this version needs a capability at run time
+std::set<int> caps_to_keep(const policy::Policy& p) {
+    std::set<int> caps;  // handed on to the workers whose kind names them, at their exec
+    for (const auto& proxy : p.proxies)
+        for (const int cap : kind_row(proxy.kind).capabilities) caps.insert(cap);
+    return caps;
 }
 
 void tune_listener(int fd, const policy::Proxy& proxy) {
@@ -180,39 +135,28 @@ void apply_socket_file_access(const policy::Proxy& proxy, const Privileges& priv
 
 unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
                         const std::optional<Identity>& identity) {
-    const Endpoint& e = proxy.listen;
-    SockAddr addr = e.addr;
-    std::string path;
-    if (e.scheme == Scheme::fc_vsock) {
-        path = listener_path(e);
-        if (path.size() >= sizeof(sockaddr_un::sun_path)) fail(proxy, "path too long: " + path, 0);
-        addr = unix_address(path);
-    } else if (e.scheme == Scheme::unix_stream) {
-        path = listener_path(e);
-    } else if (e.scheme != Scheme::tcp && e.scheme != Scheme::vsock) {
-        fail(proxy, "unsupported listener scheme", EINVAL);
+    SocketRequest req;
+    req.role = FdRole::stream_listener;
+    req.endpoint = proxy.listen;
+    req.backlog = proxy.backlog;
+    req.tune = [&proxy](int fd) { tune_listener(fd, proxy); };
+    req.file_access = [&](const std::string&) { apply_socket_file_access(proxy, privs, identity); };
+    try {
+        return open_socket(req, &privs);
+    } catch (const socket_error& e) {
+        const std::string path = listener_path(proxy.listen);
+        switch (e.step) {
+            case SocketStep::stale_file:
+                if (e.detail == "not a socket")
+                    fail(proxy, path + " exists and is not a socket", 0);
+                if (e.detail == "in use") fail(proxy, path + " is in use by another process", 0);
+                fail(proxy, e.call, e.err);
+            case SocketStep::file_access:
+                throw std::runtime_error(e.detail);  // already worded by fail()
+            default:
+                fail(proxy, e.call, e.err, &privs);
+        }
     }
-    unique_fd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd) fail(proxy, "socket", errno);
-    if (e.scheme == Scheme::tcp) {
-        int one = 1;
-        if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
-            fail(proxy, "setsockopt(SO_REUSEADDR)", errno);
-    }
-    tune_listener(fd.get(), proxy);
-    if (!path.empty()) clear_stale_socket(proxy, path);
-    {
-        auto raised = privs.raise(needs_bind_service(e) ? CAP_NET_BIND_SERVICE : -1);
-        // The file appears with no permissions at all; chmod below opens exactly what is asked.
-        mode_t old = path.empty() ? 0 : ::umask(0777);
-        int r = ::bind(fd.get(), addr.get(), addr.len);
-        int err = errno;
-        if (!path.empty()) ::umask(old);
-        if (r < 0) fail(proxy, "bind", err, &privs);
-    }
-    if (!path.empty()) apply_socket_file_access(proxy, privs, identity);
-    if (::listen(fd.get(), proxy.backlog) < 0) fail(proxy, "listen", errno);
-    return fd;
 }
 
 }  // namespace pfp::supervisor

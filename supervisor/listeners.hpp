@@ -1,6 +1,6 @@
 #pragma once
-// Opening the policy's listening sockets, raising a capability only around the call that
-// needs it.
+// Opening the policy's listening sockets through the socket factory, with the policy's tuning
+// and socket file ownership.
 #include <optional>
 #include <set>
 #include <string>
@@ -9,12 +9,13 @@
 #include "common/unique_fd.hpp"
 #include "policy/model.hpp"
 #include "supervisor/privileges.hpp"
+#include "supervisor/socket_factory.hpp"
 
 namespace pfp::supervisor {
 
-// Capabilities needed to open the policy's sockets (CAP_NET_BIND_SERVICE for a TCP port below
-// net.ipv4.ip_unprivileged_port_start or a vsock port below 1024; CAP_CHOWN to give a Unix
-// socket file to another owner) and those a running worker of the policy needs.
+// Capabilities needed to open the policy's sockets (what the socket factory says each of its kinds'
+// fds needs, plus CAP_CHOWN to give a Unix socket file to another owner) and those its workers
+// need at run time (their kind rows'), which the supervisor keeps to hand on at each spawn.
 std::set<int> caps_to_open(const policy::Policy& p);
 std::set<int> caps_to_keep(const policy::Policy& p);
 
@@ -23,11 +24,6 @@ std::set<int> caps_to_keep(const policy::Policy& p);
 // supervisor will switch to: the default owner of Unix socket files.
 unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
                         const std::optional<Identity>& identity);
-
-// Binding `e` needs CAP_NET_BIND_SERVICE: a TCP or UDP port below
-// net.ipv4.ip_unprivileged_port_start, or a vsock port below 1024.
-bool needs_bind_service(const Endpoint& e);
-uint32_t unprivileged_port_start();
 
 // TCP_NODELAY and keep-alive of the policy on a TCP listener (accepted sockets inherit them);
 // nothing for other families.

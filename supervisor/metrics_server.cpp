@@ -97,8 +97,7 @@ std::optional<RequestLine> parse_head(std::string_view head) {
 }  // namespace
 
 std::set<int> metrics_caps(const Endpoint& e) {
-    if (needs_bind_service(e)) return {CAP_NET_BIND_SERVICE};
-    return {};
+    return capabilities_to_open(FdRole::stream_listener, e);
 }
 
 unique_fd open_metrics_listener(const Endpoint& e, const Privileges* privs,
@@ -115,21 +114,15 @@ unique_fd open_metrics_listener(const Endpoint& e, const Privileges* privs,
     if (e.scheme == Scheme::unix_stream)
         return listen_socket_file(e.path, access, privs, "metrics endpoint", kBacklog);
     if (e.scheme != Scheme::tcp) fail("only tcp: and unix: endpoints can serve metrics", 0);
-    unique_fd fd(::socket(e.addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd) fail("socket", errno);
-    const int one = 1;
-    if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
-        fail("setsockopt(SO_REUSEADDR)", errno);
-    int bind_err = 0;  // saved before the guard's capng_apply() can change errno
-    if (privs && needs_bind_service(e)) {
-        auto raised = privs->raise(CAP_NET_BIND_SERVICE);
-        if (::bind(fd.get(), e.addr.get(), e.addr.len) < 0) bind_err = errno;
-    } else if (::bind(fd.get(), e.addr.get(), e.addr.len) < 0) {
-        bind_err = errno;
+    try {
+        SocketRequest req;
+        req.endpoint = e;
+        req.backlog = kBacklog;
+        return open_socket(req, privs);
+    } catch (const socket_error& err) {
+        fail(err.call, err.err);
     }
-    if (bind_err != 0) fail("bind", bind_err);
-    if (::listen(fd.get(), kBacklog) < 0) fail("listen", errno);
-    return fd;
+    return {};  // not reached: fail() throws
 }
 
 MetricsServer::MetricsServer(EventLoop& loop, unique_fd listener, ControlHandler& handler,

@@ -20,6 +20,8 @@ ExitInfo classify_exit(int status, bool stop_requested) {
             return {ExitClass::fatal, text + " (configuration unusable)"};
         if (code == exit_code::sandbox) return {ExitClass::fatal, text + " (could not lock down)"};
         if (code == exit_code::handover) return {ExitClass::failure, text + " (handover failed)"};
+        if (code == exit_code::resource)
+            return {ExitClass::failure, text + " (a resource was short at setup)"};
         return {ExitClass::failure, text};
     }
     if (WIFSIGNALED(status)) {

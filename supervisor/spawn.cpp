@@ -1,6 +1,7 @@
 #include "supervisor/spawn.hpp"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/close_range.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -26,17 +27,25 @@ namespace pfp::supervisor {
 
 namespace bp = boost::process;
 
-SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& title) {
+SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& title,
+                           const std::vector<int>& capabilities) {
     int pair[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
         throw_errno("socketpair for worker " + title);
     unique_fd ours(pair[0]), theirs(pair[1]);
     const int child_end = theirs.get();
     const pid_t parent = ::getpid();
+    // The inheritable set the child needs for its ambient capabilities, computed here: between
+    // fork and exec only async-signal-safe calls may run (capget/capset, prctl).
+    __user_cap_header_struct cap_header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct cap_data[_LINUX_CAPABILITY_U32S_3]{};
+    uint32_t ambient_bits[_LINUX_CAPABILITY_U32S_3]{};
+    for (int cap : capabilities) ambient_bits[cap / 32] |= 1U << (cap % 32);
+    const std::vector<int> ambient = capabilities;
 
     std::error_code ec;
     // Runs in the child between fork and exec: only async-signal-safe calls.
-    auto setup = [child_end, parent](auto&) {
+    auto setup = [child_end, parent, &cap_header, &cap_data, &ambient_bits, &ambient](auto&) {
         if (child_end == 3) {
             ::fcntl(3, F_SETFD, 0);
         } else if (::dup2(child_end, 3) < 0) {
@@ -45,6 +54,18 @@ SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& ti
         // Everything above 3 closes at exec; Boost's own error pipe keeps working until then.
         ::syscall(SYS_close_range, 4U, ~0U, CLOSE_RANGE_CLOEXEC);
         ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        if (!ambient.empty()) {
+            // A capability enters the ambient set only when it is permitted and inheritable. A
+            // failure here shows in the worker: it checks it holds exactly its kind's set.
+            if (::syscall(SYS_capget, &cap_header, cap_data) == 0) {
+                for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; ++i)
+                    cap_data[i].inheritable |= ambient_bits[i] & cap_data[i].permitted;
+                ::syscall(SYS_capset, &cap_header, cap_data);
+            }
+            for (int cap : ambient)
+                ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, static_cast<unsigned long>(cap), 0,
+                        0);
+        }
         ::prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);  // a lost supervisor means drain
         if (::getppid() != parent) ::_exit(0);        // it was lost before prctl took effect
     };

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "common/unique_fd.hpp"
 
@@ -15,7 +16,10 @@ struct SpawnedWorker {
     unique_fd control;  // the supervisor's end of the control socketpair
 };
 
-// Throws std::runtime_error with context.
-SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& title);
+// `capabilities`: what the worker's kind keeps (its row in the kind table). They go into the
+// worker's ambient set for this one exec, so a worker that is not root starts with exactly those;
+// the supervisor must hold them in its permitted set. Throws std::runtime_error with context.
+SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& title,
+                           const std::vector<int>& capabilities = {});
 
 }  // namespace pfp::supervisor

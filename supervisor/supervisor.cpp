@@ -10,8 +10,8 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/pidfd.hpp"
-#include "common/worker_config.hpp"
 #include "supervisor/dispatch.hpp"
+#include "supervisor/handover_builder.hpp"
 #include "supervisor/spawn.hpp"
 
 namespace pfp::supervisor {
@@ -19,40 +19,6 @@ namespace pfp::supervisor {
 namespace {
 constexpr auto kReadyTimeout = std::chrono::seconds(10);
 constexpr auto kStopGrace = std::chrono::seconds(5);  // past drain_timeout, before SIGKILL
-
-WorkerConfig worker_config(const policy::Policy& pol, const ProxyState& ps, int index) {
-    const policy::Proxy& p = ps.config;
-    WorkerConfig c;
-    c.proxy = p.name;
-    c.kind = p.kind;
-    c.index = index;
-    c.generation = ps.generation;
-    c.listen = to_string(ps.listener.bound);
-    c.upstream = p.upstream_mode == policy::UpstreamMode::fixed ? to_string(p.upstream) : "";
-    c.upstream_mode = p.upstream_mode == policy::UpstreamMode::fixed ? "fixed"
-                      : p.upstream_mode == policy::UpstreamMode::destination_header
-                          ? "destination-header"
-                          : "original-destination";
-    c.max_connections = (p.max_connections + p.workers - 1) / p.workers;
-    c.connect_timeout = p.connect_timeout;
-    c.idle_timeout = p.idle_timeout;
-    c.drain_timeout = pol.drain_timeout;
-    c.tcp_nodelay = p.tcp_nodelay;
-    c.keepalive = p.keepalive.enabled;
-    c.keepalive_idle = p.keepalive.idle;
-    c.keepalive_interval = p.keepalive.interval;
-    c.keepalive_count = p.keepalive.count;
-    c.splice = p.splice;
-    c.send_original_destination = p.send_original_destination;
-    c.header = p.header == policy::HeaderFormat::oyster_v4 ? "oyster-v4" : "standard";
-    c.proxy_protocol = p.proxy_protocol;
-    c.allow = p.allow;
-    c.allowed_cids = p.allowed_cids;
-    c.allowed_sources = p.allowed_sources;
-    c.log_connections = p.log_connections;
-    c.statistics = p.statistics;
-    return c;
-}
 
 std::string ms(std::chrono::milliseconds d) {
     return std::to_string(d.count()) + " ms";
@@ -140,8 +106,10 @@ void Supervisor::start_worker(ProxyState& p, size_t slot_index) {
     w->pid_watch.w = w.get();
     w->control_watch.w = w.get();
     try {
+        const KindRow& row = kind_row(p.config.kind);
         SpawnedWorker sp = spawn_worker(
-            worker_path_, "pf-proxy-worker: " + p.config.name + "/" + std::to_string(slot_index));
+            worker_path_, "pf-proxy-worker: " + p.config.name + "/" + std::to_string(slot_index),
+            {row.capabilities.begin(), row.capabilities.end()});
         w->pid = sp.pid;
         w->pidfd = std::move(sp.pidfd);
         w->control = std::move(sp.control);
@@ -152,8 +120,9 @@ void Supervisor::start_worker(ProxyState& p, size_t slot_index) {
             throw_errno("epoll_ctl(control)");
         // The message waits in the socket until the worker reads it; the worker verifies the
         // fd before trusting it.
-        ipc::send(w->control.get(), ipc::Type::handover,
-                  worker_config(policy_, p, w->index).to_json(), {p.listener.fd.get()});
+        const Handover h = build_handover(p.config, p.listener.bound, w->index, p.generation,
+                                          policy_.drain_timeout);
+        ipc::send(w->control.get(), ipc::Type::handover, h.to_json(), {p.listener.fd.get()});
     } catch (const std::exception& e) {
         log::error("proxy \"", p.config.name, "\" worker ", slot_index, ": ", e.what());
         if (w->pid > 0) {
@@ -236,27 +205,26 @@ void Supervisor::worker_message(WorkerProcess& w) {
     const auto state = w.state == WorkerProcess::State::draining && !w.said_ready
                            ? WorkerProcess::State::starting
                            : w.state;
-    Verdict v = permit(state, *m);
+    Verdict v = permit(state, *m, kind_row(w.proxy->config.kind).family);
     if (!v.allowed) {
         kill_worker(w, "protocol violation: " + v.reason);
         loop_.remove(w.control.get());
         return;
     }
-    switch (m->type) {
-        case ipc::Type::ready:
-            w.said_ready = true;
-            if (w.state == WorkerProcess::State::draining) break;
-            w.state = WorkerProcess::State::running;
-            log::info(label(w), " ready");
-            retire_old_generation_when_ready(*w.proxy);
-            check_ready();
-            break;
-        case ipc::Type::stats:
-            w.stats = ipc::decode_stats(m->payload);  // size already checked by permit()
-            break;
-        default:
-            break;
-    }
+    (this->*v.handler)(w, *m);
+}
+
+void Supervisor::on_ready(WorkerProcess& w, const ipc::Message&) {
+    w.said_ready = true;
+    if (w.state == WorkerProcess::State::draining) return;
+    w.state = WorkerProcess::State::running;
+    log::info(label(w), " ready");
+    retire_old_generation_when_ready(*w.proxy);
+    check_ready();
+}
+
+void Supervisor::on_stats(WorkerProcess& w, const ipc::Message& m) {
+    w.stats = ipc::decode_stream_stats(m.payload);  // size already checked by permit()
 }
 
 // READY=1 once every worker of the current generation of every active proxy runs: at start and
@@ -290,7 +258,7 @@ void Supervisor::worker_exited(WorkerProcess& w) {
     loop_.remove(w.pidfd.get());
     if (w.control) loop_.remove(w.control.get());
     // Its counters stay in the proxy's totals; active connections died with it.
-    ipc::Stats gone = w.stats;
+    ipc::StreamStats gone = w.stats;
     gone.active = 0;
     add_counters(p.gone, gone);
     if (info.cls != ExitClass::stopped) p.last_exit = info.text;

@@ -50,7 +50,7 @@ struct WorkerProcess {
     bool stop_requested = false;
     Clock::time_point started{};
     Clock::time_point deadline{};  // READY by then, or (draining) gone by then
-    ipc::Stats stats;
+    ipc::StreamStats stats;
     PidWatch pid_watch;
     ControlWatch control_watch;
 };
@@ -79,7 +79,7 @@ struct ProxyState {
 };
 
 // Adds a worker's counters to a proxy's.
-void add_counters(ProxyCounters& c, const ipc::Stats& s);
+void add_counters(ProxyCounters& c, const ipc::StreamStats& s);
 
 class Supervisor : public ControlHandler {
   public:
@@ -96,6 +96,9 @@ class Supervisor : public ControlHandler {
 
     void worker_exited(WorkerProcess& w);
     void worker_message(WorkerProcess& w);
+    // Handlers of the worker message table (dispatch.cpp), called once permit() said yes.
+    void on_ready(WorkerProcess& w, const ipc::Message& m);
+    void on_stats(WorkerProcess& w, const ipc::Message& m);
 
     // ControlHandler
     DaemonStatus status() override;

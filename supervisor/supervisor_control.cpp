@@ -47,7 +47,7 @@ bool same_listen(const policy::Proxy& a, const policy::Proxy& b) {
 
 }  // namespace
 
-void add_counters(ProxyCounters& c, const ipc::Stats& s) {
+void add_counters(ProxyCounters& c, const ipc::StreamStats& s) {
     c.accepted += s.accepted;
     c.active += s.active;
     c.bytes_up += s.bytes_up;

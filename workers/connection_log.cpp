@@ -8,8 +8,7 @@ namespace pfp::worker {
 namespace {
 
 bool from_vsock_side(WorkerKind k) {
-    return k == WorkerKind::vsock_to_ip || k == WorkerKind::vsock_to_ip_transparent ||
-           k == WorkerKind::vsock_to_vsock;
+    return kind_row(k).listen == ListenSide::vsock_like;
 }
 
 // "93.184.216.34:80" / "[2001:db8::1]:443": the socket address without any scheme.
@@ -48,11 +47,10 @@ std::unique_ptr<ConnectionLog> make_connection_log(WorkerKind kind, const Endpoi
     } else {
         l->client = seed_address(client, true);
     }
-    l->upstream =
-        seed_endpoint(dest, kind != WorkerKind::vsock_to_ip_transparent);  // seed: unquoted
+    l->upstream = seed_endpoint(dest, kind_row(kind).log.quote_upstream);
     if (original_dst) {
         std::string od = bare_inet(*original_dst);
-        if (kind == WorkerKind::transparent_port_to_vsock) {
+        if (kind_row(kind).upstream == UpstreamTarget::original_port) {
             std::string ip = od.substr(0, od.rfind(':'));
             if (ip.size() > 1 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
             l->original_dst = ", with original_dst=" + od + ", ip=" + ip +
@@ -70,26 +68,8 @@ std::string proxying_line(WorkerKind, const ConnectionLog& l) {
 }
 
 std::string copy_done_line(WorkerKind kind, const ConnectionLog& l, bool up) {
-    std::string from_side, to_side;
-    switch (kind) {
-        case WorkerKind::vsock_to_ip:
-        case WorkerKind::vsock_to_ip_transparent:
-            from_side = "vsock", to_side = "ip";
-            break;
-        case WorkerKind::ip_to_vsock:
-        case WorkerKind::ip_to_vsock_transparent:
-            from_side = "ip", to_side = "vsock";
-            break;
-        case WorkerKind::transparent_port_to_vsock:
-            from_side = "port", to_side = "vsock";
-            break;
-        case WorkerKind::vsock_to_vsock:
-            from_side = "vsock", to_side = "vsock";
-            break;
-        case WorkerKind::tcp_forward:
-            from_side = "tcp", to_side = "tcp";
-            break;
-    }
+    const ConnectionLogStyle& style = kind_row(kind).log;
+    const std::string from_side(style.from_side), to_side(style.to_side);
     if (up)
         return from_side + " to " + to_side + " IO copy done, from " + l.client + " to " +
                l.upstream + l.original_dst;
@@ -98,18 +78,8 @@ std::string copy_done_line(WorkerKind kind, const ConnectionLog& l, bool up) {
 }
 
 std::string connect_error_line(WorkerKind kind) {
-    switch (kind) {
-        case WorkerKind::tcp_forward:
-        case WorkerKind::vsock_to_ip:
-        case WorkerKind::vsock_to_ip_transparent:
-            return "Error: failed to connect to TCP endpoint";
-        case WorkerKind::ip_to_vsock:
-        case WorkerKind::ip_to_vsock_transparent:
-        case WorkerKind::transparent_port_to_vsock:
-        case WorkerKind::vsock_to_vsock:
-            return "Error: failed to connect to vsock endpoint";
-    }
-    return "Error: failed to connect";
+    return "Error: failed to connect to " + std::string(kind_row(kind).log.connect_error) +
+           " endpoint";
 }
 
 std::string header_error_line() {

@@ -1,9 +1,9 @@
 #pragma once
-// The per-connection lines of the seed tools (seed 000 "Output"), when log_connections is on:
+// The per-connection lines of the tools pf-proxy replaces, when log_connections is on:
 //   Proxying to: "127.0.0.1:8080"
 //   vsock to ip IO copy done, from "88:4000" to "127.0.0.1:8080"
 //   Failed to transfer data: error=Connection reset by peer
-// Each kind words them its own way; this file is the one place that knows how.
+// Each kind words them its own way (its row's ConnectionLogStyle); this file builds the lines.
 #include <memory>
 #include <string>
 
@@ -31,7 +31,7 @@ std::unique_ptr<ConnectionLog> make_connection_log(WorkerKind kind, const Endpoi
                                                    const SockAddr* original_dst);
 std::string proxying_line(WorkerKind kind, const ConnectionLog& l);
 std::string copy_done_line(WorkerKind kind, const ConnectionLog& l, bool up);
-// Seed 000's "Error Messages" wording for a connection that failed to reach its upstream, and
+// The replaced tools' wording for a connection that failed to reach its upstream, and
 // for a transparent header that could not be read.
 std::string connect_error_line(WorkerKind kind);
 std::string header_error_line();

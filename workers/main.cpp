@@ -1,6 +1,7 @@
 // pf-proxy-worker: receives one proxy's sockets from pf-proxyd on fd 3, locks itself down and
-// serves. Order (ANCHORS lesson 3): handover -> verify fds -> build everything the loop needs ->
-// rlimits -> lock down -> READY -> serve.
+// serves. Order: handover -> verify fds and capabilities -> build everything the loop needs ->
+// rlimits -> lock down -> READY -> serve. Nothing that needs a syscall the sandbox forbids may be
+// left for after lock-down.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -9,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <string>
 
 #include "common/error.hpp"
@@ -33,9 +35,9 @@ namespace {
 
 class Worker {
   public:
-    Worker(Handover h, EventLoop& loop) : config_(std::move(h.config)), loop_(loop) {
-        tag_ = config_.proxy + "/" + std::to_string(config_.index);
-        body_ = make_worker_body(config_, std::move(h.fds), loop_);
+    Worker(Received r, EventLoop& loop) : handover_(std::move(r.handover)), loop_(loop) {
+        tag_ = handover_.tag();
+        body_ = make_worker_body(handover_, std::move(r.fds), loop_);
         sigset_t set;
         sigemptyset(&set);
         sigaddset(&set, SIGTERM);
@@ -59,8 +61,8 @@ class Worker {
     void serve() {
         body_->start();
         ipc::send(kControlFd, ipc::Type::ready, "");
-        log::info(tag_, ": ", kind_name(config_.kind), " worker ready, generation ",
-                  config_.generation);
+        log::info(tag_, ": ", kind_name(handover_.kind), " worker ready, generation ",
+                  handover_.generation);
         next_stats_ = Clock::now();
         loop_.run([this] { return finished_; },
                   [this](Clock::time_point now) { return tick(now); });
@@ -76,7 +78,7 @@ class Worker {
         void on_event(uint32_t) override {
             signalfd_siginfo si;
             while (::read(fd.get(), &si, sizeof si) == sizeof si)
-                self->begin_drain(self->config_.drain_timeout, "signal");
+                self->begin_drain(self->handover_.drain_timeout, "signal");
         }
     };
     struct Control : EventSource {
@@ -99,7 +101,7 @@ class Worker {
         if (!m) {  // the supervisor is gone: finish what we have, take nothing new
             loop_.remove(kControlFd);
             control_open_ = false;
-            begin_drain(config_.drain_timeout, "supervisor gone");
+            begin_drain(handover_.drain_timeout, "supervisor gone");
             return;
         }
         if (m->type == ipc::Type::drain && m->payload.size() == sizeof(uint32_t)) {
@@ -145,8 +147,7 @@ class Worker {
     }
 
     void report_stats() {
-        const ipc::Stats& s = body_->stats();
-        std::string payload = ipc::encode_stats(s);
+        std::string payload = body_->encoded_stats();
         if (payload == last_stats_) return;
         try {
             ipc::send(kControlFd, ipc::Type::stats, payload);
@@ -156,7 +157,7 @@ class Worker {
         }
     }
 
-    WorkerConfig config_;
+    Handover handover_;
     EventLoop& loop_;
     std::string tag_;
     std::unique_ptr<WorkerBody> body_;
@@ -170,24 +171,51 @@ class Worker {
     std::string last_stats_;
 };
 
+// A setup failure for want of a resource (fds, memory) may pass: the supervisor restarts the
+// worker with backoff. Anything else means this handover can never work.
+int setup_exit_code(const std::exception& e) {
+    if (const auto* sys = dynamic_cast<const system_error*>(&e)) {
+        switch (sys->code()) {
+            case EMFILE:
+            case ENFILE:
+            case ENOMEM:
+            case ENOBUFS:
+            case EAGAIN:
+            case EINTR:
+                return exit_code::resource;
+        }
+    }
+    return exit_code::config;
+}
+
 int run() {
-    Handover handover;
+    Received received;
     try {
-        handover = receive_handover(kControlFd);
+        received = receive_handover(kControlFd);
     } catch (const std::exception& e) {
         log::error("handover failed: ", e.what());
         return exit_code::handover;
     }
-    WorkerKind kind = handover.config.kind;
-    std::string tag = handover.config.proxy + "/" + std::to_string(handover.config.index);
-    EventLoop loop;
+    const WorkerKind kind = received.handover.kind;
+    const std::string tag = received.handover.tag();
+    try {
+        verify_fds(received.handover, received.fds);
+        verify_capabilities(received.handover);
+    } catch (const std::exception& e) {
+        log::error(tag, ": handover refused: ", e.what());
+        return exit_code::config;
+    }
+    std::optional<EventLoop> loop;
     std::unique_ptr<Worker> worker;
     try {
-        worker = std::make_unique<Worker>(std::move(handover), loop);
+        loop.emplace();
+        worker = std::make_unique<Worker>(std::move(received), *loop);
         raise_fd_limit();
     } catch (const std::exception& e) {
-        log::error(tag, ": setup failed: ", e.what());
-        return exit_code::config;
+        const int code = setup_exit_code(e);
+        log::error(tag, ": setup failed", code == exit_code::resource ? " (will be retried)" : "",
+                   ": ", e.what());
+        return code;
     }
     try {
         sandbox::lock_down(kind);

@@ -20,22 +20,25 @@ bool ip_family(int f) {
 
 }  // namespace
 
-Route Route::from_config(const WorkerConfig& c) {
+Route Route::build(WorkerKind kind, const std::string& listen, const StreamOptions& c) {
     Route r;
-    r.kind = c.kind;
-    r.listen = parse_endpoint(c.listen);
-    if (c.upstream_mode == "destination-header") {
-        r.target = Target::destination_header;
-    } else if (c.upstream_mode == "fixed") {
-        r.upstream = parse_endpoint(c.upstream);
-        r.target = r.upstream.original_port ? Target::original_port : Target::fixed;
-    } else {
-        throw std::runtime_error("upstream mode " + c.upstream_mode + " is not supported");
+    r.kind = kind;
+    r.listen = parse_endpoint(listen);
+    switch (c.upstream_mode) {
+        case UpstreamMode::destination_header:
+            r.target = Target::destination_header;
+            break;
+        case UpstreamMode::fixed:
+            r.upstream = parse_endpoint(c.upstream);
+            r.target = r.upstream.original_port ? Target::original_port : Target::fixed;
+            break;
+        case UpstreamMode::original_destination:
+            throw std::runtime_error("upstream mode " +
+                                     std::string(upstream_mode_name(c.upstream_mode)) +
+                                     " is not supported");
     }
     r.send_original_destination = c.send_original_destination;
-    auto format = transparent_header_format_from_name(c.header);
-    if (!format) throw std::runtime_error("unknown header format " + c.header);
-    r.header = *format;
+    r.header = c.header;
     r.proxy_protocol = c.proxy_protocol;
     if (!c.allow.empty())
         r.allow = AllowList::parse(c.allow);

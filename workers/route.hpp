@@ -1,14 +1,14 @@
 #pragma once
 // How a stream worker picks and reaches the upstream of each client, built once from the
-// handover before lock-down: every kind of the seeds is one combination of these choices.
+// handover before lock-down: every stream kind is one combination of these choices.
 #include <optional>
 #include <string>
 
 #include "common/allow_list.hpp"
 #include "common/endpoint.hpp"
+#include "common/handover.hpp"
 #include "common/transparent_header.hpp"
 #include "common/unique_fd.hpp"
-#include "common/worker_config.hpp"
 
 namespace pfp::worker {
 
@@ -36,8 +36,8 @@ struct Route {
     bool keepalive = true;
     int keepalive_idle_s = 60, keepalive_interval_s = 10, keepalive_count = 6;
 
-    // Throws std::runtime_error naming what is wrong.
-    static Route from_config(const WorkerConfig& c);
+    // `listen`: the listener's endpoint text. Throws std::runtime_error naming what is wrong.
+    static Route build(WorkerKind kind, const std::string& listen, const StreamOptions& o);
 
     // nullopt: admitted; else the reason for the log line.
     std::optional<std::string> admit(const SockAddr& peer) const;

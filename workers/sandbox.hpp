@@ -1,6 +1,6 @@
 #pragma once
-// The one place that says which syscalls and capabilities each worker kind gets, and why
-// (sandbox_profiles.cpp), and the fixed lock-down sequence every worker runs (lockdown.cpp).
+// Which syscalls and capabilities each worker kind gets, and why (sandbox_profiles.cpp, from the
+// kind table), and the fixed lock-down sequence every worker runs (lockdown.cpp).
 #include <cstdint>
 #include <span>
 #include <string>
@@ -23,7 +23,7 @@ struct SyscallRule {
     std::string_view why;
     int arg_index = -1;
     std::vector<uint64_t> arg_values{};
-    std::string_view arg_desc{};  // human text for the docs, e.g. "domain AF_INET or AF_INET6"
+    std::string arg_desc{};  // human text for the docs, e.g. "domain AF_INET or AF_INET6"
     // Non-zero: compare (argument & arg_mask) with arg_values instead of the whole argument
     // (mmap prot without PROT_EXEC: mask PROT_EXEC, value 0).
     uint64_t arg_mask = 0;
@@ -40,7 +40,13 @@ struct Profile {
     std::string_view capabilities_why;
 };
 
+// Built from the kind's row (common/worker_kind.hpp) and its family's syscalls.
 const Profile& profile_for(WorkerKind kind);
+
+// Capability sets as /proc/PID/status shows them (bit N = capability N).
+uint64_t capability_mask(std::span<const int> caps);
+uint64_t read_capabilities(std::string_view key);  // "CapEff", "CapPrm", ...; throws
+std::string capability_names(uint64_t mask);       // "CAP_NET_ADMIN, CAP_NET_RAW" or "none"
 
 // Markdown table of a profile (syscall, argument restriction, why) for docs/security.md,
 // followed by one line naming the capabilities kept.

@@ -1,6 +1,6 @@
-// THE table of what each worker kind may do after lock-down: syscalls (with argument checks) and
-// capabilities, each with its reason. docs/security.md shows describe() of every profile and a
-// unit test keeps the two equal. A new kind adds one block below and one case in profile_for().
+// What each worker kind may do after lock-down: the syscalls (with argument checks) of its family,
+// with the socket domains and capabilities its row in the kind table names, each with its reason.
+// docs/security.md shows describe() of every profile and a unit test keeps the two equal.
 #include <cap-ng.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/socket_util.hpp"
 #include "workers/sandbox.hpp"
 
 namespace pfp::sandbox {
@@ -88,32 +89,30 @@ std::vector<SyscallRule> baseline_rules() {
     };
 }
 
-// What a stream kind's upstream sockets may be, and whether it reads SO_ORIGINAL_DST.
-struct StreamShape {
-    WorkerKind kind;
-    std::vector<uint64_t> domains;  // socket() domains for upstream connections
-    std::string_view domain_desc;
-    std::string_view socket_why;
-    bool original_dst;
-    std::string_view connect_why;
-};
-
 // Every stream kind: the relay of workers/stream_relay.cpp (accept, connect, splice through
-// pipes, copy fallback, half-close) with the kind's upstream socket families.
-Profile stream_profile(const StreamShape& shape) {
+// pipes, copy fallback, half-close) with the upstream socket families of the kind's row.
+Profile stream_profile(const KindRow& row) {
+    std::string domain_desc = "domain ";
+    std::vector<uint64_t> domains;
+    for (int d : row.upstream_domains) {
+        if (!domains.empty()) domain_desc += " or ";
+        domain_desc += family_name(d);
+        domains.push_back(static_cast<uint64_t>(d));
+    }
+    domain_desc += ", type SOCK_STREAM (+NONBLOCK/CLOEXEC)";
     Profile p{
-        .kind = shape.kind,
+        .kind = row.kind,
         .rules =
             {
                 {.name = "accept4", .why = "clients on the handed-over listener"},
                 {.name = "socket",
-                 .why = shape.socket_why,
+                 .why = row.upstream_why,
                  .arg_index = 0,
-                 .arg_values = shape.domains,
-                 .arg_desc = shape.domain_desc,
+                 .arg_values = domains,
+                 .arg_desc = domain_desc,
                  .arg2_index = 1,
                  .arg2_values = kStreamTypes},
-                {.name = "connect", .why = shape.connect_why},
+                {.name = "connect", .why = row.connect_why},
                 {.name = "setsockopt",
                  .why = "TCP_NODELAY, keep-alive and similar per-connection options",
                  .arg_index = 1,
@@ -137,11 +136,10 @@ Profile stream_profile(const StreamShape& shape) {
                  .arg_values = {F_SETPIPE_SZ, F_GETPIPE_SZ},
                  .arg_desc = "cmd F_SETPIPE_SZ or F_GETPIPE_SZ"},
             },
-        .capabilities = {},
-        .capabilities_why =
-            "listener is handed over and upstreams are unprivileged outbound connects",
+        .capabilities = {row.capabilities.begin(), row.capabilities.end()},
+        .capabilities_why = row.capabilities_why,
     };
-    if (shape.original_dst) {
+    if (reads_original_dst(row)) {
         // SO_ORIGINAL_DST is 80 at both levels (linux/netfilter_ipv4.h, ip6_tables.h).
         constexpr uint64_t kSoOriginalDst = 80;
         p.rules.push_back({.name = "getsockopt",
@@ -162,48 +160,19 @@ Profile stream_profile(const StreamShape& shape) {
     return p;
 }
 
-const std::vector<uint64_t> kIpDomains = {AF_INET, AF_INET6};
-const std::vector<uint64_t> kVsockDomains = {AF_VSOCK, AF_UNIX};
-constexpr std::string_view kIpDesc =
-    "domain AF_INET or AF_INET6, type SOCK_STREAM (+NONBLOCK/CLOEXEC)";
-constexpr std::string_view kVsockDesc =
-    "domain AF_VSOCK or AF_UNIX (fc-vsock/unix hops), type SOCK_STREAM (+NONBLOCK/CLOEXEC)";
-constexpr std::string_view kIpWhy = "upstream TCP connections; no Unix, vsock, packet or netlink";
-constexpr std::string_view kVsockWhy =
-    "upstream vsock (or fc-vsock/unix) connections; no AF_INET/AF_INET6, packet or netlink";
-
-StreamShape shape_of(WorkerKind kind) {
-    switch (kind) {
-        case WorkerKind::tcp_forward:
-            return {kind,   kIpDomains, kIpDesc,
-                    kIpWhy, false,      "non-blocking connect to the fixed upstream"};
-        case WorkerKind::ip_to_vsock:
-            return {kind,      kVsockDomains, kVsockDesc,
-                    kVsockWhy, false,         "non-blocking connect to the fixed vsock upstream"};
-        case WorkerKind::ip_to_vsock_transparent:
-            return {kind,      kVsockDomains, kVsockDesc,
-                    kVsockWhy, true,          "non-blocking connect to the fixed vsock upstream"};
-        case WorkerKind::transparent_port_to_vsock:
-            return {
-                kind,       kVsockDomains,
-                kVsockDesc, kVsockWhy,
-                true,       "non-blocking connect to the vsock CID at the client's original port"};
-        case WorkerKind::vsock_to_ip:
-            return {kind,   kIpDomains, kIpDesc,
-                    kIpWhy, false,      "non-blocking connect to the fixed TCP upstream"};
-        case WorkerKind::vsock_to_ip_transparent:
-            return {kind,
-                    kIpDomains,
-                    kIpDesc,
-                    kIpWhy,
-                    false,
-                    "connect to the destination the peer names, after the allow list said yes"};
-        case WorkerKind::vsock_to_vsock:
-            return {kind,      kVsockDomains, kVsockDesc,
-                    kVsockWhy, false,         "non-blocking connect to the fixed vsock upstream"};
+// The family's syscalls for one row; a family without a worker body has no profile yet.
+Profile family_profile(const KindRow& row) {
+    switch (row.family) {
+        case KindFamily::stream:
+            return stream_profile(row);
+        case KindFamily::datagram:
+        case KindFamily::packet:
+        case KindFamily::tunnel:
+            break;
     }
-    throw std::invalid_argument("no sandbox profile for worker kind " +
-                                std::to_string(static_cast<int>(kind)));
+    throw std::invalid_argument("no sandbox profile for the " +
+                                std::string(kind_family_name(row.family)) + " family of kind " +
+                                std::string(row.name));
 }
 
 // Baseline + the kind's additions (+ the sanitizer runtime's calls in sanitizer builds).
@@ -299,8 +268,8 @@ const Profile& profile_for(WorkerKind kind) {
     // Built once per kind, on first use (before lock-down).
     static const std::array<Profile, kWorkerKindCount> profiles = [] {
         std::array<Profile, kWorkerKindCount> all{};
-        for (size_t i = 0; i < kWorkerKindCount; ++i)
-            all[i] = finish(stream_profile(shape_of(static_cast<WorkerKind>(i))));
+        for (const KindRow& row : kind_table())
+            all[static_cast<size_t>(row.kind)] = finish(family_profile(row));
         return all;
     }();
     const auto i = static_cast<size_t>(kind);

@@ -44,7 +44,7 @@ class StreamRelay : private EventSource {
     void start();           // begin accepting; throws on failure
     void stop_accepting();  // drain: close our copy of the listener
     size_t active() const { return active_; }
-    const ipc::Stats& stats() const { return stats_; }
+    const ipc::StreamStats& stats() const { return stats_; }
 
     // Expires timeouts, frees closed connections, resumes a paused accept; returns next deadline.
     std::optional<Clock::time_point> tick(Clock::time_point now);
@@ -60,7 +60,7 @@ class StreamRelay : private EventSource {
     // the connection waits for one).
     void refuse(Connection& c, const std::string& why);
     bool begin_connect(Connection& c, Endpoint dest);
-    ipc::Stats& mutable_stats() { return stats_; }
+    ipc::StreamStats& mutable_stats() { return stats_; }
     void connection_closed(Connection& c, const char* reason, int err);
     void touch(Connection& c);  // activity: move to the back of the idle list
     void connected(Connection& c);
@@ -101,7 +101,7 @@ class StreamRelay : private EventSource {
     uint64_t accept_logs_suppressed_ = 0;
     Clock::time_point last_connect_log_{};
     uint64_t connect_logs_suppressed_ = 0;
-    ipc::Stats stats_;
+    ipc::StreamStats stats_;
 };
 
 }  // namespace pfp::worker

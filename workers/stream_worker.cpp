@@ -1,9 +1,5 @@
 #include "workers/stream_worker.hpp"
 
-#include <algorithm>
-#include <stdexcept>
-
-#include "common/socket_util.hpp"
 #include "workers/route.hpp"
 #include "workers/stream_relay.hpp"
 
@@ -13,16 +9,17 @@ namespace {
 
 class StreamWorker final : public WorkerBody {
   public:
-    StreamWorker(const WorkerConfig& c, Route route, unique_fd listener, EventLoop& loop)
+    StreamWorker(const Handover& h, const StreamOptions& o, Route route, unique_fd listener,
+                 EventLoop& loop)
         : route_(std::move(route)),
           relay_(loop, std::move(listener), route_,
-                 RelayOptions{c.max_connections, c.connect_timeout, c.idle_timeout, c.splice,
-                              c.proxy + "/" + std::to_string(c.index)}) {}
+                 RelayOptions{o.max_connections, o.connect_timeout, o.idle_timeout, o.splice,
+                              h.tag()}) {}
 
     void start() override { relay_.start(); }
     void stop_accepting() override { relay_.stop_accepting(); }
     size_t active() const override { return relay_.active(); }
-    const ipc::Stats& stats() const override { return relay_.stats(); }
+    std::string encoded_stats() const override { return ipc::encode_stats(relay_.stats()); }
     std::optional<Clock::time_point> tick(Clock::time_point now) override {
         return relay_.tick(now);
     }
@@ -34,20 +31,24 @@ class StreamWorker final : public WorkerBody {
 
 }  // namespace
 
-std::unique_ptr<WorkerBody> make_stream_worker(const WorkerConfig& config,
-                                               std::vector<unique_fd> fds, EventLoop& loop,
-                                               std::initializer_list<int> listener_families) {
-    const std::string kind(kind_name(config.kind));
-    if (fds.size() != 1)
-        throw std::runtime_error(kind + " expects 1 fd (the listener), got " +
-                                 std::to_string(fds.size()));
-    Route route = Route::from_config(config);
-    const int family = route.listen.family();
-    if (std::find(listener_families.begin(), listener_families.end(), family) ==
-        listener_families.end())
-        throw std::runtime_error(kind + " cannot listen on " + config.listen);
-    require_stream_listener(fds[0].get(), family, "listener fd for " + config.listen);
-    return std::make_unique<StreamWorker>(config, std::move(route), std::move(fds[0]), loop);
+std::unique_ptr<WorkerBody> make_stream_worker(const Handover& h, const StreamOptions& options,
+                                               unique_fd listener, EventLoop& loop) {
+    Route route = Route::build(h.kind, h.fds.at(0).endpoint, options);
+    return std::make_unique<StreamWorker>(h, options, std::move(route), std::move(listener), loop);
+}
+
+std::unique_ptr<WorkerBody> make_worker_body(const Handover& h, std::vector<unique_fd> fds,
+                                             EventLoop& loop) {
+    switch (kind_row(h.kind).family) {
+        case KindFamily::stream:
+            return make_stream_worker(h, std::get<StreamOptions>(h.options), std::move(fds.at(0)),
+                                      loop);
+        case KindFamily::datagram:
+        case KindFamily::packet:
+        case KindFamily::tunnel:
+            break;
+    }
+    throw std::runtime_error("kind " + std::string(kind_name(h.kind)) + " has no worker body");
 }
 
 }  // namespace pfp::worker

@@ -35,7 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         for (S s : {S::starting, S::running, S::draining}) {
             auto v = pfp::supervisor::permit(s, *m);
             if (v.allowed && m->type == pfp::ipc::Type::stats)
-                (void)pfp::ipc::decode_stats(m->payload);
+                (void)pfp::ipc::decode_stream_stats(m->payload);
         }
     } catch (const pfp::ipc::protocol_error&) {
     }

@@ -156,14 +156,14 @@ TEST(Ipc, MalformedMessagesAreProtocolErrors) {
 }
 
 TEST(Ipc, StatsCodecIsExactSize) {
-    ipc::Stats s{1, 2, 3, 4, 5, 6, 7};
+    ipc::StreamStats s{1, 2, 3, 4, 5, 6, 7};
     auto enc = ipc::encode_stats(s);
-    EXPECT_EQ(enc.size(), ipc::kStatsSize);
-    auto d = ipc::decode_stats(enc);
+    EXPECT_EQ(enc.size(), ipc::kStreamStatsSize);
+    auto d = ipc::decode_stream_stats(enc);
     EXPECT_EQ(d.accepted, 1u);
     EXPECT_EQ(d.accept_errors, 6u);
     EXPECT_EQ(d.denied, 7u);
-    EXPECT_THROW(ipc::decode_stats(enc + "x"), ipc::protocol_error);
+    EXPECT_THROW(ipc::decode_stream_stats(enc + "x"), ipc::protocol_error);
 }
 
 }  // namespace

@@ -12,12 +12,21 @@ using namespace pfp::worker;
 
 namespace {
 
-WorkerConfig config(const std::string& listen, const std::string& upstream) {
-    WorkerConfig c;
-    c.proxy = "t";
+// A stream worker's handover options, with the kind and listener beside them.
+struct Config : StreamOptions {
+    WorkerKind kind = WorkerKind::tcp_forward;
+    std::string listen;
+};
+
+Config config(const std::string& listen, const std::string& upstream) {
+    Config c;
     c.listen = listen;
     c.upstream = upstream;
     return c;
+}
+
+Route route_of(const Config& c) {
+    return Route::build(c.kind, c.listen, c);
 }
 
 SockAddr vsock_peer(uint32_t cid, uint32_t port) {
@@ -31,10 +40,10 @@ SockAddr vsock_peer(uint32_t cid, uint32_t port) {
 }
 
 TEST(RoutePeerCheck, AllowedCidsAdmitListedPeersOnly) {
-    WorkerConfig c = config("vsock:any:3000", "vsock:7:22");
+    Config c = config("vsock:any:3000", "vsock:7:22");
     c.kind = WorkerKind::vsock_to_vsock;
     c.allowed_cids = {5, 9};
-    Route r = Route::from_config(c);
+    Route r = route_of(c);
     EXPECT_FALSE(r.admit(vsock_peer(5, 1234)));
     EXPECT_FALSE(r.admit(vsock_peer(9, 1)));
     auto why = r.admit(vsock_peer(6, 4294967295u));
@@ -43,17 +52,17 @@ TEST(RoutePeerCheck, AllowedCidsAdmitListedPeersOnly) {
 }
 
 TEST(RoutePeerCheck, NoAllowedCidsAdmitsEveryPeer) {
-    WorkerConfig c = config("vsock:any:3000", "vsock:7:22");
+    Config c = config("vsock:any:3000", "vsock:7:22");
     c.kind = WorkerKind::vsock_to_vsock;
-    Route r = Route::from_config(c);
+    Route r = route_of(c);
     EXPECT_FALSE(r.admit(vsock_peer(1, 1)));
     EXPECT_FALSE(r.admit(vsock_peer(1234567, 1)));
 }
 
 TEST(RoutePeerCheck, AllowedSourcesCheckTcpClients) {
-    WorkerConfig c = config("tcp:127.0.0.1:1", "tcp:127.0.0.1:2");
+    Config c = config("tcp:127.0.0.1:1", "tcp:127.0.0.1:2");
     c.allowed_sources = {"10.0.0.0/8"};
-    Route r = Route::from_config(c);
+    Route r = route_of(c);
     Endpoint inside = parse_endpoint("tcp:10.1.2.3:5000");
     Endpoint outside = parse_endpoint("tcp:127.0.0.1:5000");
     EXPECT_FALSE(r.admit(inside.addr));
@@ -62,11 +71,11 @@ TEST(RoutePeerCheck, AllowedSourcesCheckTcpClients) {
 }
 
 TEST(RouteTarget, ModesFollowTheConfig) {
-    WorkerConfig c = config("tcp:127.0.0.1:1", "vsock:88:original-port");
-    EXPECT_EQ(Route::from_config(c).target, Target::original_port);
+    Config c = config("tcp:127.0.0.1:1", "vsock:88:original-port");
+    EXPECT_EQ(route_of(c).target, Target::original_port);
     c = config("vsock:any:1200", "");
-    c.upstream_mode = "destination-header";
-    Route r = Route::from_config(c);
+    c.upstream_mode = UpstreamMode::destination_header;
+    Route r = route_of(c);
     EXPECT_EQ(r.target, Target::destination_header);
     ASSERT_TRUE(r.allow) << "a peer-chosen destination is always checked";
     EXPECT_FALSE(r.allow->decide(parse_endpoint("tcp:127.0.0.1:80").addr).allowed());

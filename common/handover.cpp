@@ -1,0 +1,171 @@
+#include "common/handover.hpp"
+
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace pfp {
+
+using nlohmann::json;
+
+namespace {
+
+std::runtime_error bad(const std::string& what) {
+    return std::runtime_error("handover: " + what);
+}
+
+json stream_json(const StreamOptions& o) {
+    return {
+        {"upstream_mode", std::string(upstream_mode_name(o.upstream_mode))},
+        {"upstream", o.upstream},
+        {"send_original_destination", o.send_original_destination},
+        {"header", std::string(transparent_header_format_name(o.header))},
+        {"proxy_protocol", o.proxy_protocol},
+        {"allow", o.allow},
+        {"allowed_cids", o.allowed_cids},
+        {"allowed_sources", o.allowed_sources},
+        {"max_connections", o.max_connections},
+        {"connect_timeout_ms", o.connect_timeout.count()},
+        {"idle_timeout_ms", o.idle_timeout.count()},
+        {"tcp_nodelay", o.tcp_nodelay},
+        {"keepalive", o.keepalive},
+        {"keepalive_idle_ms", o.keepalive_idle.count()},
+        {"keepalive_interval_ms", o.keepalive_interval.count()},
+        {"keepalive_count", o.keepalive_count},
+        {"splice", o.splice},
+        {"log_connections", o.log_connections},
+        {"statistics", o.statistics},
+    };
+}
+
+// The keys the encoder writes are exactly the keys accepted: one list, never two.
+void require_keys(const json& j, const json& reference, const std::string& where) {
+    if (!j.is_object()) throw bad(where + " is not an object");
+    for (const auto& [k, v] : reference.items())
+        if (!j.contains(k)) throw bad(where + ": missing key " + k);
+    for (const auto& [k, v] : j.items())
+        if (!reference.contains(k)) throw bad(where + ": unknown key " + k);
+}
+
+std::chrono::milliseconds duration(const json& j, const char* key) {
+    const int64_t ms = j.at(key).get<int64_t>();
+    if (ms < 0) throw bad(std::string(key) + " is negative");
+    return std::chrono::milliseconds(ms);
+}
+
+StreamOptions stream_from_json(const json& j) {
+    static const json reference = stream_json(StreamOptions{});
+    require_keys(j, reference, "stream options");
+    StreamOptions o;
+    const std::string mode = j.at("upstream_mode").get<std::string>();
+    auto m = value_in(upstream_mode_names(), mode);
+    if (!m) throw bad("unknown upstream mode " + mode);
+    o.upstream_mode = *m;
+    o.upstream = j.at("upstream").get<std::string>();
+    o.send_original_destination = j.at("send_original_destination").get<bool>();
+    const std::string header = j.at("header").get<std::string>();
+    auto format = transparent_header_format_from_name(header);
+    if (!format) throw bad("unknown header format " + header);
+    o.header = *format;
+    o.proxy_protocol = j.at("proxy_protocol").get<bool>();
+    o.allow = j.at("allow").get<std::vector<std::string>>();
+    o.allowed_cids = j.at("allowed_cids").get<std::vector<uint32_t>>();
+    o.allowed_sources = j.at("allowed_sources").get<std::vector<std::string>>();
+    o.max_connections = j.at("max_connections").get<int>();
+    if (o.max_connections < 1) throw bad("max_connections < 1");
+    o.connect_timeout = duration(j, "connect_timeout_ms");
+    o.idle_timeout = duration(j, "idle_timeout_ms");
+    o.tcp_nodelay = j.at("tcp_nodelay").get<bool>();
+    o.keepalive = j.at("keepalive").get<bool>();
+    o.keepalive_idle = duration(j, "keepalive_idle_ms");
+    o.keepalive_interval = duration(j, "keepalive_interval_ms");
+    o.keepalive_count = j.at("keepalive_count").get<int>();
+    o.splice = j.at("splice").get<bool>();
+    o.log_connections = j.at("log_connections").get<bool>();
+    o.statistics = j.at("statistics").get<bool>();
+    return o;
+}
+
+json header_json(const Handover& h) {
+    return {{"proxy", h.proxy},
+            {"kind", std::string(kind_name(h.kind))},
+            {"index", h.index},
+            {"generation", h.generation},
+            {"drain_timeout_ms", h.drain_timeout.count()}};
+}
+
+json fd_json(const HandoverFd& f) {
+    return {{"role", std::string(role_name(f.role))}, {"endpoint", f.endpoint}};
+}
+
+// The family's options sit under the family's name, so a mismatch with the kind is visible.
+json options_json(const FamilyOptions& o) {
+    return std::visit(
+        [](const auto& opts) -> json {
+            using T = std::decay_t<decltype(opts)>;
+            if constexpr (std::is_same_v<T, StreamOptions>)
+                return {{std::string(kind_family_name(KindFamily::stream)), stream_json(opts)}};
+        },
+        o);
+}
+
+}  // namespace
+
+std::string Handover::to_json() const {
+    json fd_list = json::array();
+    for (const auto& f : fds) fd_list.push_back(fd_json(f));
+    return json{
+        {"header", header_json(*this)}, {"fds", fd_list}, {"options", options_json(options)}}
+        .dump();
+}
+
+Handover Handover::from_json(const std::string& text) {
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::exception& e) {
+        throw bad(e.what());
+    }
+    try {
+        require_keys(j, json{{"header", 0}, {"fds", 0}, {"options", 0}}, "message");
+        Handover h;
+        const json& head = j.at("header");
+        require_keys(head, header_json(Handover{}), "header");
+        h.proxy = head.at("proxy").get<std::string>();
+        const std::string kind = head.at("kind").get<std::string>();
+        auto k = kind_from_name(kind);
+        if (!k) throw bad("unknown kind " + kind);
+        h.kind = *k;
+        h.index = head.at("index").get<int>();
+        h.generation = head.at("generation").get<int>();
+        h.drain_timeout = duration(head, "drain_timeout_ms");
+
+        const json& fds = j.at("fds");
+        if (!fds.is_array()) throw bad("fds is not an array");
+        for (const auto& f : fds) {
+            require_keys(f, fd_json(HandoverFd{}), "fd entry");
+            const std::string role = f.at("role").get<std::string>();
+            auto r = value_in(fd_role_names(), role);
+            if (!r) throw bad("unknown fd role " + role);
+            h.fds.push_back(HandoverFd{*r, f.at("endpoint").get<std::string>()});
+        }
+
+        const json& options = j.at("options");
+        const KindFamily family = kind_row(h.kind).family;
+        const std::string family_key(kind_family_name(family));
+        require_keys(options, json{{family_key, 0}}, "options of a " + family_key + " kind");
+        switch (family) {
+            case KindFamily::stream:
+                h.options = stream_from_json(options.at(family_key));
+                break;
+            case KindFamily::datagram:
+            case KindFamily::packet:
+            case KindFamily::tunnel:
+                throw bad("no worker body for the " + family_key + " family");
+        }
+        return h;
+    } catch (const json::exception& e) {
+        throw bad(e.what());
+    }
+}
+
+}  // namespace pfp

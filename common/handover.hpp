@@ -1,0 +1,68 @@
+#pragma once
+// The HANDOVER message: what the supervisor tells a worker about the proxy it serves, beside the
+// fds it passes. A header (who the worker is), a table of fds (each with its role and endpoint,
+// in the order they travel), and the options of the kind's family, one struct per family. JSON
+// on the wire; the supervisor is trusted by the worker, but the decoder is strict anyway:
+// unknown or missing keys, unknown names and out-of-range numbers are errors.
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/transparent_header.hpp"
+#include "common/worker_kind.hpp"
+
+namespace pfp {
+
+struct HandoverFd {
+    FdRole role = FdRole::stream_listener;
+    std::string endpoint;  // canonical endpoint text (the socket's real address when known)
+    bool operator==(const HandoverFd&) const = default;
+};
+
+// Everything a stream relay needs besides its listener (policy/model.hpp explains each).
+struct StreamOptions {
+    UpstreamMode upstream_mode = UpstreamMode::fixed;
+    std::string upstream;  // canonical endpoint text when upstream_mode is fixed, else empty
+    bool send_original_destination = false;
+    TransparentHeaderFormat header = TransparentHeaderFormat::standard;
+    bool proxy_protocol = false;
+    std::vector<std::string> allow;
+    std::vector<uint32_t> allowed_cids;
+    std::vector<std::string> allowed_sources;
+    int max_connections = 10'000;  // this worker's share
+    std::chrono::milliseconds connect_timeout{10'000};
+    std::chrono::milliseconds idle_timeout{0};
+    bool tcp_nodelay = true;
+    bool keepalive = true;
+    std::chrono::milliseconds keepalive_idle{60'000};
+    std::chrono::milliseconds keepalive_interval{10'000};
+    int keepalive_count = 6;
+    bool splice = true;
+    bool log_connections = false;
+    bool statistics = false;
+    bool operator==(const StreamOptions&) const = default;
+};
+
+// One alternative per family that has a worker body.
+using FamilyOptions = std::variant<StreamOptions>;
+
+struct Handover {
+    std::string proxy;  // policy name
+    WorkerKind kind = WorkerKind::tcp_forward;
+    int index = 0;       // which of the proxy's worker processes
+    int generation = 0;  // the proxy's configuration generation
+    std::chrono::milliseconds drain_timeout{30'000};
+    std::vector<HandoverFd> fds;  // one entry per passed fd, in order
+    FamilyOptions options;
+    bool operator==(const Handover&) const = default;
+
+    std::string to_json() const;
+    static Handover from_json(const std::string& text);  // throws std::runtime_error
+
+    // "web/0": how the worker names itself in log lines.
+    std::string tag() const { return proxy + "/" + std::to_string(index); }
+};
+
+}  // namespace pfp

@@ -1,0 +1,19 @@
+#pragma once
+// A proxy's policy entry as its worker receives it: the HANDOVER header, the fd table its kind's
+// row asks for, and the options of the kind's family.
+#include <chrono>
+
+#include "common/handover.hpp"
+#include "policy/model.hpp"
+
+namespace pfp::supervisor {
+
+// `listen`: the listener's real address (a passed socket's own); `index` and `generation` say
+// which worker this is.
+Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int index, int generation,
+                        std::chrono::milliseconds drain_timeout);
+
+// The stream family's options of a policy entry; a worker gets its share of max_connections.
+StreamOptions stream_options(const policy::Proxy& p);
+
+}  // namespace pfp::supervisor

@@ -1,0 +1,276 @@
+#include "supervisor/socket_factory.hpp"
+
+#include <libmnl/libmnl.h>
+#include <linux/capability.h>
+#include <linux/netfilter/nfnetlink_queue.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+extern "C" {
+#include <libnetfilter_queue/libnetfilter_queue.h>
+}
+
+namespace pfp::supervisor {
+
+namespace {
+
+std::string message(const std::string& call, int err, const std::string& detail) {
+    std::string m = call;
+    if (err != 0) m += std::string(": ") + std::strerror(err);
+    if (!detail.empty()) m += (m.empty() ? "" : ": ") + detail;
+    return m;
+}
+
+SockAddr unix_address(const std::string& path) {
+    SockAddr a;
+    auto* un = reinterpret_cast<sockaddr_un*>(&a.storage);
+    un->sun_family = AF_UNIX;
+    std::memcpy(un->sun_path, path.data(), path.size());
+    a.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+    return a;
+}
+
+// A socket file nothing listens on is what an earlier run left behind.
+void clear_stale_socket(const std::string& path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) < 0) {
+        if (errno == ENOENT) return;
+        throw socket_error(SocketStep::stale_file, "stat " + path, errno, "stat");
+    }
+    if (!S_ISSOCK(st.st_mode)) throw socket_error(SocketStep::stale_file, "", 0, "not a socket");
+    unique_fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    SockAddr a = unix_address(path);
+    if (probe && ::connect(probe.get(), a.get(), a.len) == 0)
+        throw socket_error(SocketStep::stale_file, "", 0, "in use");
+    if (::unlink(path.c_str()) < 0)
+        throw socket_error(SocketStep::stale_file, "remove stale socket " + path, errno, "remove");
+}
+
+// Raises `cap` (if any) around `call`; errno of the call survives the guard's own syscalls.
+template <class F>
+int with_cap(const Privileges* privs, int cap, F call) {
+    int err = 0;
+    if (privs && cap >= 0) {
+        auto raised = privs->raise(cap);
+        if (call() < 0) err = errno;
+    } else if (call() < 0) {
+        err = errno;
+    }
+    return err;
+}
+
+unique_fd stream_listener(const SocketRequest& req, const Privileges* privs) {
+    const Endpoint& e = req.endpoint;
+    SockAddr addr = e.addr;
+    const std::string path = socket_path(e);
+    if (e.scheme == Scheme::fc_vsock) {
+        if (path.size() >= sizeof(sockaddr_un::sun_path))
+            throw socket_error(SocketStep::socket, "path too long: " + path, 0);
+        addr = unix_address(path);
+    } else if (e.scheme != Scheme::tcp && e.scheme != Scheme::vsock &&
+               e.scheme != Scheme::unix_stream) {
+        throw socket_error(SocketStep::socket, "unsupported listener scheme", EINVAL);
+    }
+    unique_fd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) throw socket_error(SocketStep::socket, "socket", errno);
+    if (e.scheme == Scheme::tcp) {
+        int one = 1;
+        if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+            throw socket_error(SocketStep::option, "setsockopt(SO_REUSEADDR)", errno);
+    }
+    if (req.tune) req.tune(fd.get());
+    if (!path.empty()) clear_stale_socket(path);
+    const int cap = needs_bind_service(e) ? CAP_NET_BIND_SERVICE : -1;
+    // A socket file appears with no permissions at all; file_access opens exactly what is asked.
+    const mode_t old = path.empty() ? 0 : ::umask(0777);
+    const int err = with_cap(privs, cap, [&] { return ::bind(fd.get(), addr.get(), addr.len); });
+    if (!path.empty()) ::umask(old);
+    if (err != 0) throw socket_error(SocketStep::bind, "bind", err);
+    if (!path.empty() && req.file_access) {
+        try {
+            req.file_access(path);
+        } catch (const std::exception& ex) {
+            ::unlink(path.c_str());  // no socket file nobody listens on
+            throw socket_error(SocketStep::file_access, "", 0, ex.what());
+        }
+    }
+    if (::listen(fd.get(), req.backlog) < 0) {
+        const int listen_err = errno;
+        if (!path.empty()) ::unlink(path.c_str());
+        throw socket_error(SocketStep::listen, "listen", listen_err);
+    }
+    return fd;
+}
+
+unique_fd datagram_socket(const SocketRequest& req, const Privileges* privs) {
+    const Endpoint& e = req.endpoint;
+    if (e.scheme != Scheme::udp)
+        throw socket_error(SocketStep::socket, "a datagram socket needs a udp: endpoint", EINVAL);
+    unique_fd fd(::socket(e.addr.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) throw socket_error(SocketStep::socket, "socket", errno);
+    if (req.tune) req.tune(fd.get());
+    const int cap = needs_bind_service(e) ? CAP_NET_BIND_SERVICE : -1;
+    if (int err = with_cap(privs, cap, [&] { return ::bind(fd.get(), e.addr.get(), e.addr.len); }))
+        throw socket_error(SocketStep::bind, "bind", err);
+    return fd;
+}
+
+// One raw socket per address family (its role says which). IPPROTO_RAW implies IP_HDRINCL: the
+// packet carries its own header, and the kernel only routes it (or sends it out the device).
+unique_fd raw_injector(const SocketRequest& req, const Privileges* privs, int family) {
+    const Endpoint& e = req.endpoint;
+    if (e.scheme != Scheme::raw)
+        throw socket_error(SocketStep::socket, "a raw injector needs a raw: endpoint", EINVAL);
+    int raw = -1;
+    int err = with_cap(privs, CAP_NET_RAW, [&] {
+        raw = ::socket(family, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_RAW);
+        return raw;
+    });
+    unique_fd fd(raw);
+    if (err != 0) throw socket_error(SocketStep::socket, "socket(SOCK_RAW)", err);
+    if (family == AF_INET) {
+        int one = 1;
+        if (::setsockopt(fd.get(), IPPROTO_IP, IP_HDRINCL, &one, sizeof one) < 0)
+            throw socket_error(SocketStep::option, "setsockopt(IP_HDRINCL)", errno);
+    }
+    if (!e.raw_route) {
+        const std::string& dev = e.name;
+        err = with_cap(privs, CAP_NET_RAW, [&] {
+            return ::setsockopt(fd.get(), SOL_SOCKET, SO_BINDTODEVICE, dev.c_str(),
+                                static_cast<socklen_t>(dev.size()));
+        });
+        if (err != 0)
+            throw socket_error(SocketStep::option, "setsockopt(SO_BINDTODEVICE " + dev + ")", err);
+    }
+    return fd;
+}
+
+// Sends one nfnetlink_queue config message and waits for the kernel's ACK (or error).
+int queue_config(int fd, const nlmsghdr* nlh) {
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    if (::sendto(fd, nlh, nlh->nlmsg_len, 0, reinterpret_cast<const sockaddr*>(&kernel),
+                 sizeof kernel) < 0)
+        return errno;
+    std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+    for (;;) {
+        const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+        if (n < 0) return errno == EINTR ? 0 : errno;
+        const int r =
+            mnl_cb_run(buf.data(), static_cast<size_t>(n), nlh->nlmsg_seq, 0, nullptr, nullptr);
+        if (r == MNL_CB_ERROR) return errno;
+        if (r == MNL_CB_STOP || r == MNL_CB_OK) return 0;
+    }
+}
+
+unique_fd nfqueue_reader(const SocketRequest& req, const Privileges* privs) {
+    const Endpoint& e = req.endpoint;
+    if (e.scheme != Scheme::nfqueue)
+        throw socket_error(SocketStep::socket, "an nfqueue reader needs an nfqueue: endpoint",
+                           EINVAL);
+    // Blocking while it is configured here (the ACK is waited for); the worker sets O_NONBLOCK.
+    unique_fd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER));
+    if (!fd) throw socket_error(SocketStep::socket, "socket(NETLINK_NETFILTER)", errno);
+    sockaddr_nl local{};
+    local.nl_family = AF_NETLINK;
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) < 0)
+        throw socket_error(SocketStep::bind, "bind", errno);
+    timeval tv{5, 0};  // the kernel answers at once; never hang start-up on it
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+    uint32_t seq = 1;
+    auto send = [&](const char* call, auto fill) {
+        nlmsghdr* nlh = nfq_nlmsg_put(buf.data(), NFQNL_MSG_CONFIG, e.queue);
+        nlh->nlmsg_flags |= NLM_F_ACK;
+        nlh->nlmsg_seq = seq++;
+        fill(nlh);
+        if (int err = with_cap(privs, CAP_NET_ADMIN, [&] {
+                const int r = queue_config(fd.get(), nlh);
+                errno = r;
+                return r == 0 ? 0 : -1;
+            }))
+            throw socket_error(SocketStep::queue,
+                               std::string(call) + " queue " + std::to_string(e.queue), err);
+    };
+    send("bind", [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND); });
+    send("copy mode of",
+         [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, 0xffff); });
+    if (req.queue_maxlen != 0) {
+        const uint32_t maxlen = req.queue_maxlen;
+        send("maxlen of", [maxlen](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_qmaxlen(nlh, maxlen); });
+    }
+    tv = timeval{0, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+}  // namespace
+
+socket_error::socket_error(SocketStep s, std::string c, int e, std::string d)
+    : std::runtime_error(message(c, e, d)),
+      step(s),
+      call(std::move(c)),
+      err(e),
+      detail(std::move(d)) {}
+
+uint32_t unprivileged_port_start() {
+    std::ifstream f("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    uint32_t v = 1024;
+    if (!(f >> v)) v = 1024;
+    return v;
+}
+
+bool needs_bind_service(const Endpoint& e) {
+    if (e.scheme == Scheme::tcp || e.scheme == Scheme::udp)
+        return e.port < unprivileged_port_start();
+    if (e.scheme == Scheme::vsock) return e.port < kVsockReservedPorts;
+    return false;
+}
+
+std::string socket_path(const Endpoint& e) {
+    if (e.scheme == Scheme::fc_vsock) return e.path + "_" + std::to_string(e.port);
+    if (e.scheme == Scheme::unix_stream && !e.path.empty() && e.path.front() == '/') return e.path;
+    return "";
+}
+
+std::set<int> capabilities_to_open(FdRole role, const Endpoint& e) {
+    switch (role) {
+        case FdRole::stream_listener:
+        case FdRole::datagram_socket:
+            if (needs_bind_service(e)) return {CAP_NET_BIND_SERVICE};
+            return {};
+        case FdRole::raw_ipv4:
+        case FdRole::raw_ipv6:
+            return {CAP_NET_RAW};
+        case FdRole::nfqueue:
+            return {CAP_NET_ADMIN};
+    }
+    return {};
+}
+
+unique_fd open_socket(const SocketRequest& req, const Privileges* privs) {
+    switch (req.role) {
+        case FdRole::stream_listener:
+            return stream_listener(req, privs);
+        case FdRole::datagram_socket:
+            return datagram_socket(req, privs);
+        case FdRole::raw_ipv4:
+            return raw_injector(req, privs, AF_INET);
+        case FdRole::raw_ipv6:
+            return raw_injector(req, privs, AF_INET6);
+        case FdRole::nfqueue:
+            return nfqueue_reader(req, privs);
+    }
+    throw socket_error(SocketStep::socket, "unknown socket role", EINVAL);
+}
+
+}  // namespace pfp::supervisor
