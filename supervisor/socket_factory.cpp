@@ -199,7 +199,10 @@ unique_fd nfqueue_reader(const SocketRequest& req, const Privileges* privs) {
                 return r == 0 ? 0 : -1;
             }))
             throw socket_error(SocketStep::queue,
-                               std::string(call) + " queue " + std::to_string(e.queue), err);
+                               std::string(call) + " queue " + std::to_string(e.queue), err,
+                               err == EPERM ? "another process reads this queue, or "
+                                              "CAP_NET_ADMIN is missing"
+                                            : "");
     };
     send("bind", [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND); });
     send("copy mode of",
