@@ -1,0 +1,83 @@
+// spawn_worker() hands a worker exactly the capabilities its kind names, through the ambient set
+// of that one exec: a supervisor running as nobody that keeps CAP_NET_RAW permitted starts a
+// program that holds CAP_NET_RAW (effective, permitted, ambient) and nothing else; asked for none,
+// the program holds none. The program is cat reading its own /proc/self/status (spawn passes the
+// title as the only argument).
+#include "supervisor/spawn.hpp"
+
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sstream>
+#include <string>
+
+namespace pfp::supervisor {
+namespace {
+
+// Runs spawn_worker in a child that is nobody holding only CAP_NET_RAW (permitted), and returns
+// the spawned program's /proc/self/status.
+std::string status_of_spawned(const std::vector<int>& caps) {
+    int out[2];
+    if (::pipe(out) != 0) return "pipe failed";
+    const pid_t child = ::fork();
+    if (child == 0) {
+        ::close(out[0]);
+        ::dup2(out[1], 1);
+        if (::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 || ::setgroups(0, nullptr) != 0 ||
+            ::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0)
+            _exit(2);
+        __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+        __user_cap_data_struct data[2]{};
+        data[CAP_NET_RAW / 32].permitted = 1U << (CAP_NET_RAW % 32);
+        if (::syscall(SYS_capset, &hdr, data) != 0) _exit(3);
+        try {
+            SpawnedWorker w = spawn_worker("/bin/cat", "/proc/self/status", caps);
+            int status = 0;
+            ::waitpid(w.pid, &status, 0);
+            _exit(WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 4);
+        } catch (const std::exception&) {
+            _exit(5);
+        }
+    }
+    ::close(out[1]);
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;)
+        text.append(buf, static_cast<size_t>(n));
+    ::close(out[0]);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return "spawning child failed with " + std::to_string(status);
+    return text;
+}
+
+std::string field(const std::string& status, const std::string& key) {
+    std::istringstream in(status);
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind(key + ":", 0) == 0) return line.substr(key.size() + 2);
+    return "missing " + key + " in: " + status;
+}
+
+TEST(SpawnCapabilities, KindCapabilitiesReachTheWorkerThroughTheAmbientSet) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to become nobody with a capability";
+    const std::string raw = "0000000000002000";  // bit 13: CAP_NET_RAW
+    const std::string with = status_of_spawned({CAP_NET_RAW});
+    EXPECT_EQ(field(with, "CapEff"), raw) << with;
+    EXPECT_EQ(field(with, "CapPrm"), raw) << with;
+    EXPECT_EQ(field(with, "CapAmb"), raw) << with;
+    EXPECT_EQ(field(with, "Uid"), "65534\t65534\t65534\t65534");
+
+    const std::string without = status_of_spawned({});
+    EXPECT_EQ(field(without, "CapEff"), "0000000000000000") << without;
+    EXPECT_EQ(field(without, "CapPrm"), "0000000000000000") << without;
+    EXPECT_EQ(field(without, "CapAmb"), "0000000000000000") << without;
+}
+
+}  // namespace
+}  // namespace pfp::supervisor
