@@ -1,5 +1,5 @@
 #pragma once
-// Egress and ingress control for stream relays (DESIGN.md "Stream relays"):
+// Egress and ingress control for stream relays (docs/policy.md "allow"):
 //   AllowList  `allow`: where vsock-to-ip(-transparent) may connect, CIDR + port range entries
 //              "0.0.0.0/0:443"  "10.0.0.0/8:1024-65535"  "[2001:db8::]/32:443"  "192.168.1.5:22"
 //              "127.0.0.1/32:*"  (no prefix: one host; * : any port)

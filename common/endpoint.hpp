@@ -1,5 +1,6 @@
 #pragma once
-// The endpoint grammar of DESIGN.md, shared by the policy, the compatibility CLIs and the logs.
+// The endpoint grammar (docs/policy.md "Endpoints"), shared by the policy, the compatibility CLIs
+// and the logs.
 //
 //   tcp:IP:PORT  tcp:[IPv6%scope]:PORT  udp:...   vsock:CID:PORT (CID: any|host|local|u32)
 //   unix:/path  unix:@abstract   fc-vsock:/path/to.sock:PORT   systemd:NAME

@@ -1,5 +1,5 @@
 #pragma once
-// The transparent destination header (DESIGN.md "Transparent header"): ip-to-vsock-transparent
+// The transparent destination header (docs/wire-formats.md): ip-to-vsock-transparent
 // sends the connection's original destination before any payload, vsock-to-ip-transparent reads
 // it and connects there. Byte layouts with examples: docs/wire-formats.md.
 //
@@ -23,7 +23,7 @@
 namespace pfp {
 
 enum class TransparentHeaderFormat : uint8_t {
-    standard,   // seed 000: version byte, IPv4 or IPv6
+    standard,   // the documented format: version byte, IPv4 or IPv6
     oyster_v4,  // deployed Oyster binaries: 6 bytes, IPv4 only
 };
 

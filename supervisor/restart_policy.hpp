@@ -1,5 +1,6 @@
 #pragma once
-// How the supervisor reads a worker's end and decides what happens next (ANCHORS lesson 7).
+// How the supervisor reads a worker's end and decides what happens next (exit classes, backoff and
+// crash loops: docs/architecture.md "Supervision").
 #include <chrono>
 #include <string>
 
