@@ -11,6 +11,20 @@ namespace pfp {
 
 namespace {
 constexpr size_t kCmsgSpace = CMSG_SPACE(sizeof(int) * kMaxPassedFds);
+constexpr int kSoPassRights = 83;  // SO_PASSRIGHTS (asm-generic/socket.h, Linux 6.16)
+
+// An unwanted fd is closed without waiting for anything its sender arranged: SO_LINGER {1, 0}
+// makes close() of a socket return at once (a reset instead of a lingering FIN).
+void defuse(std::vector<unique_fd>& fds) {
+    const linger now{1, 0};
+    for (auto& fd : fds) ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &now, sizeof now);
+    fds.clear();
+}
+}  // namespace
+
+bool refuse_passed_fds(int sock) {
+    const int zero = 0;
+    return ::setsockopt(sock, SOL_SOCKET, kSoPassRights, &zero, sizeof zero) == 0;
 }
 
 void send_with_fds(int sock, std::span<const std::byte> data, std::span<const int> fds) {
@@ -56,6 +70,13 @@ Received recv_with_fds(int sock, std::span<std::byte> buf, size_t max_fds) {
     if (n < 0) throw_errno("recvmsg");
 
     Received r;
+    struct DefuseUnwanted {  // on every path out, also the throwing ones
+        std::vector<unique_fd>& fds;
+        bool unwanted;
+        ~DefuseUnwanted() {
+            if (unwanted) defuse(fds);
+        }
+    } guard{r.fds, max_fds == 0};
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
         size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);

@@ -28,7 +28,14 @@ struct Received {
 
 // Receives one datagram into `buf`. Rejects MSG_TRUNC (datagram larger than buf), MSG_CTRUNC
 // (fds lost) and more than `max_fds` descriptors. Throws system_error on a failed recvmsg
-// (EAGAIN included) and fd_passing_error on a rejected message.
+// (EAGAIN included) and fd_passing_error on a rejected message. With max_fds 0 (a side that never
+// takes fds from its peer) every fd that arrives anyway is defused before it is closed: a socket
+// the peer set to linger would otherwise block close() for its linger time.
 Received recv_with_fds(int sock, std::span<std::byte> buf, size_t max_fds = kMaxPassedFds);
+
+// Tells the kernel to refuse SCM_RIGHTS sent to `sock` (SO_PASSRIGHTS 0, Linux 6.16): the
+// sender's sendmsg fails with EPERM and no fd ever reaches us. False where the kernel lacks it;
+// recv_with_fds(..., 0) is the fallback.
+bool refuse_passed_fds(int sock);
 
 }  // namespace pfp

@@ -58,11 +58,11 @@ void send(int sock, Type type, const std::string& payload, const std::vector<int
     send_with_fds(sock, std::as_bytes(std::span(buf)), fds);
 }
 
-std::optional<Message> receive(int sock, size_t max_payload) {
+std::optional<Message> receive(int sock, size_t max_payload, size_t max_fds) {
     std::vector<std::byte> buf(kHeaderSize + max_payload);
     Received r;
     try {
-        r = recv_with_fds(sock, buf, kMaxPassedFds);
+        r = recv_with_fds(sock, buf, max_fds);
     } catch (const fd_passing_error& e) {
         throw protocol_error(e.what());
     }

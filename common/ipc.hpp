@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fd_passing.hpp"
 #include "common/unique_fd.hpp"
 
 namespace pfp::ipc {
@@ -66,7 +67,8 @@ void send(int sock, Type type, const std::string& payload, const std::vector<int
 // Receives one message of at most `max_payload` bytes. nullopt: the peer closed the channel.
 // Throws protocol_error for anything malformed (bad magic, length mismatch, fd count mismatch,
 // unknown type, oversize) and system_error for a failed recvmsg (EAGAIN included).
-std::optional<Message> receive(int sock, size_t max_payload);
+// `max_fds` 0: the sender may never pass fds (fd_passing.hpp: they are defused and closed).
+std::optional<Message> receive(int sock, size_t max_payload, size_t max_fds = kMaxPassedFds);
 
 constexpr size_t kStreamStatsSize = 7 * sizeof(uint64_t);
 std::string encode_stats(const StreamStats& s);

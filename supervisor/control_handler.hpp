@@ -1,6 +1,8 @@
 #pragma once
 // What the control socket and the metrics endpoint ask of the supervisor. The supervisor
 // implements it; the servers (control_server, metrics_server) only parse, check and render.
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -22,6 +24,10 @@ class ControlHandler {
     virtual CommandOutcome restart_proxy(const std::string& name) = 0;
     virtual CommandOutcome stop_proxy(const std::string& name) = 0;
     virtual CommandOutcome start_proxy(const std::string& name) = 0;
+    // A live worker process of this supervisor: the control socket and a unix: metrics endpoint
+    // refuse it whatever its uid (workers share the daemon's uid, and run code an attacker may
+    // control). Workers cannot fork, so a worker's peer pid is its own.
+    virtual bool is_worker(pid_t) const { return false; }
 };
 
 }  // namespace pfp::supervisor

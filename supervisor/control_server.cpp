@@ -80,6 +80,12 @@ RequestProtocol::Admission ControlServer::admit(int fd) {
     }
     std::string peer =
         "uid " + std::to_string(cred.uid) + " (pid " + std::to_string(cred.pid) + ")";
+    if (handler_.is_worker(cred.pid)) {
+        log::warning("control socket: refused worker process ", cred.pid,
+                     ": workers never use the control socket");
+        return {std::move(peer), failure("permission denied: a worker may not use the control "
+                                         "socket")};
+    }
     const bool allowed =
         cred.uid == 0 || cred.uid == ::geteuid() || contains(rule_.uids, cred.uid) ||
         (!rule_.gids.empty() &&

@@ -130,6 +130,16 @@ MetricsServer::MetricsServer(EventLoop& loop, unique_fd listener, ControlHandler
     : handler_(handler), server_(loop, std::move(listener), limits, *this) {}
 
 RequestProtocol::Admission MetricsServer::admit(int fd) {
+    // A unix: endpoint knows its client's pid: workers are refused, as on the control socket.
+    ucred cred{};
+    socklen_t cred_len = sizeof cred;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0 && cred.pid > 0 &&
+        handler_.is_worker(cred.pid)) {
+        log::warning("metrics: refused worker process ", cred.pid,
+                     ": workers never read the metrics");
+        return {"worker " + std::to_string(cred.pid),
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"};
+    }
     SockAddr peer;
     peer.len = sizeof peer.storage;
     if (::getpeername(fd, peer.get(), &peer.len) < 0) return {"metrics client", std::nullopt};

@@ -21,6 +21,7 @@
 #include <system_error>
 
 #include "common/error.hpp"
+#include "common/fd_passing.hpp"
 #include "common/pidfd.hpp"
 
 namespace pfp::supervisor {
@@ -33,6 +34,9 @@ SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& ti
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
         throw_errno("socketpair for worker " + title);
     unique_fd ours(pair[0]), theirs(pair[1]);
+    // A worker never passes fds: the kernel refuses them (ipc::receive defuses any that still
+    // come).
+    refuse_passed_fds(ours.get());
     const int child_end = theirs.get();
     const pid_t parent = ::getpid();
     // The inheritable set the child needs for its ambient capabilities, computed here: between

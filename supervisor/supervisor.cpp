@@ -20,6 +20,48 @@ namespace {
 constexpr auto kReadyTimeout = std::chrono::seconds(10);
 constexpr auto kStopGrace = std::chrono::seconds(5);  // past drain_timeout, before SIGKILL
 
+// Counters are totals since the worker started: they never go down (so they never wrap), and none
+// grows faster than a worker could make it grow. What a worker reports is bounded by what it could
+// have done, or metrics and status could be faked.
+constexpr uint64_t kMaxBytesPerSecond = uint64_t{1} << 37;        // 128 GiB/s: beyond any NIC
+constexpr uint64_t kMaxConnectionsPerSecond = uint64_t{1} << 22;  // 4 M/s: beyond any accept loop
+}  // namespace
+
+std::string implausible_stats(const ipc::StreamStats& before, const ipc::StreamStats& after,
+                              Clock::duration elapsed, int max_connections) {
+    struct Counter {
+        const char* name;
+        uint64_t old_value, new_value, per_second;
+    };
+    const Counter counters[] = {
+        {"accepted", before.accepted, after.accepted, kMaxConnectionsPerSecond},
+        {"bytes_up", before.bytes_up, after.bytes_up, kMaxBytesPerSecond},
+        {"bytes_down", before.bytes_down, after.bytes_down, kMaxBytesPerSecond},
+        {"connect_failures", before.connect_failures, after.connect_failures,
+         kMaxConnectionsPerSecond},
+        {"accept_errors", before.accept_errors, after.accept_errors, kMaxConnectionsPerSecond},
+        {"denied", before.denied, after.denied, kMaxConnectionsPerSecond},
+    };
+    // Whole seconds, rounded up, plus one: a report right after start is bounded too.
+    const auto seconds = static_cast<uint64_t>(
+        std::chrono::ceil<std::chrono::seconds>(std::max(elapsed, Clock::duration::zero()))
+            .count() +
+        1);
+    for (const Counter& c : counters) {
+        if (c.new_value < c.old_value)
+            return std::string(c.name) + " went down from " + std::to_string(c.old_value) + " to " +
+                   std::to_string(c.new_value);
+        if (c.new_value - c.old_value > c.per_second * seconds)
+            return std::string(c.name) + " grew by " + std::to_string(c.new_value - c.old_value) +
+                   " in " + std::to_string(seconds) + " s";
+    }
+    if (after.active > static_cast<uint64_t>(max_connections) || after.active > after.accepted)
+        return "active " + std::to_string(after.active) + " is more than the worker can hold";
+    return "";
+}
+
+namespace {
+
 std::string ms(std::chrono::milliseconds d) {
     return std::to_string(d.count()) + " ms";
 }
@@ -77,6 +119,18 @@ bool Supervisor::no_workers_left() const {
     return true;
 }
 
+bool Supervisor::is_worker(pid_t pid) const {
+    for (const auto* list : {&proxies_, &removed_}) {
+        for (const auto& p : *list) {
+            for (const auto& s : p->slots)
+                if (s.worker && s.worker->pid == pid) return true;
+            for (const auto& w : p->retiring)
+                if (w->pid == pid) return true;
+        }
+    }
+    return false;
+}
+
 ProxyState* Supervisor::find(const std::string& name) {
     for (auto& p : proxies_)
         if (p->config.name == name) return p.get();
@@ -114,6 +168,7 @@ void Supervisor::start_worker(ProxyState& p, size_t slot_index) {
         w->pidfd = std::move(sp.pidfd);
         w->control = std::move(sp.control);
         w->started = Clock::now();
+        w->stats_at = w->started;
         w->deadline = w->started + kReadyTimeout;
         if (!loop_.add(w->pidfd.get(), EPOLLIN, &w->pid_watch)) throw_errno("epoll_ctl(pidfd)");
         if (!loop_.add(w->control.get(), EPOLLIN, &w->control_watch))
@@ -186,7 +241,7 @@ void Supervisor::retire_old_generation_when_ready(ProxyState& p) {
 void Supervisor::worker_message(WorkerProcess& w) {
     std::optional<ipc::Message> m;
     try {
-        m = ipc::receive(w.control.get(), ipc::kMaxFromWorker);
+        m = ipc::receive(w.control.get(), ipc::kMaxFromWorker, 0);
     } catch (const system_error& e) {
         if (e.code() == EAGAIN) return;
         kill_worker(w, std::string("control channel: ") + e.what());
@@ -224,7 +279,17 @@ void Supervisor::on_ready(WorkerProcess& w, const ipc::Message&) {
 }
 
 void Supervisor::on_stats(WorkerProcess& w, const ipc::Message& m) {
-    w.stats = ipc::decode_stream_stats(m.payload);  // size already checked by permit()
+    const ipc::StreamStats next = ipc::decode_stream_stats(m.payload);  // size checked by permit()
+    const auto now = Clock::now();
+    const std::string wrong = implausible_stats(w.stats, next, now - w.stats_at,
+                                                stream_options(w.proxy->config).max_connections);
+    if (!wrong.empty()) {
+        kill_worker(w, "protocol violation: STATS " + wrong);
+        loop_.remove(w.control.get());
+        return;
+    }
+    w.stats = next;
+    w.stats_at = now;
 }
 
 // READY=1 once every worker of the current generation of every active proxy runs: at start and

@@ -51,6 +51,7 @@ struct WorkerProcess {
     Clock::time_point started{};
     Clock::time_point deadline{};  // READY by then, or (draining) gone by then
     ipc::StreamStats stats;
+    Clock::time_point stats_at{};  // when `stats` was reported
     PidWatch pid_watch;
     ControlWatch control_watch;
 };
@@ -77,6 +78,11 @@ struct ProxyState {
     // until then (supervisor_control.cpp).
     std::optional<Clock::time_point> listen_retry_until;
 };
+
+// Why a worker's new STATS cannot be true ("" when they can): a counter that went down, grew faster
+// than any worker could make it grow in `elapsed`, or more active connections than it may hold.
+std::string implausible_stats(const ipc::StreamStats& before, const ipc::StreamStats& after,
+                              Clock::duration elapsed, int max_connections);
 
 // Adds a worker's counters to a proxy's.
 void add_counters(ProxyCounters& c, const ipc::StreamStats& s);
@@ -106,6 +112,7 @@ class Supervisor : public ControlHandler {
     CommandOutcome restart_proxy(const std::string& name) override;
     CommandOutcome stop_proxy(const std::string& name) override;
     CommandOutcome start_proxy(const std::string& name) override;
+    bool is_worker(pid_t pid) const override;
 
   private:
     void start_generation(ProxyState& p);

@@ -32,15 +32,21 @@ void check(int rc, std::string_view call, std::string_view syscall) {
                              ") failed: " + std::strerror(-rc));
 }
 
-std::vector<uint64_t> resolve_values(const std::vector<uint64_t>& values, uint64_t self_pid) {
+struct Placeholders {
+    uint64_t self_pid;
+    int listener_fd;
+};
+
+std::vector<uint64_t> resolve_values(const std::vector<uint64_t>& values, const Placeholders& p) {
     std::vector<uint64_t> out = values;
     for (auto& v : out) {
-        if (v == kSelfPid) v = self_pid;
+        if (v == kSelfPid) v = p.self_pid;
+        if (v == kListenerFd && p.listener_fd >= 0) v = static_cast<uint64_t>(p.listener_fd);
     }
     return out;
 }
 
-void add_rule(scmp_filter_ctx ctx, const SyscallRule& rule, uint64_t self_pid) {
+void add_rule(scmp_filter_ctx ctx, const SyscallRule& rule, const Placeholders& self_pid) {
     const std::string name(rule.name);
     const int nr = seccomp_syscall_resolve_name(name.c_str());
     if (nr == __NR_SCMP_ERROR) {
@@ -54,7 +60,8 @@ void add_rule(scmp_filter_ctx ctx, const SyscallRule& rule, uint64_t self_pid) {
     const bool has1 = rule.arg_index >= 0;
     const bool has2 = rule.arg2_index >= 0;
     if ((has1 && (rule.arg_index > 5 || rule.arg_values.empty())) ||
-        (has2 && (!has1 || rule.arg2_index > 5 || rule.arg2_values.empty()))) {
+        (has2 && (!has1 || rule.arg2_index > 5 || rule.arg2_values.empty())) ||
+        (rule.arg_not_equal && (!has1 || has2 || rule.arg_values.size() != 1 || rule.arg_mask))) {
         throw std::runtime_error("seccomp: rule for " + name + " has a malformed argument check");
     }
     if (!has1) {
@@ -67,10 +74,11 @@ void add_rule(scmp_filter_ctx ctx, const SyscallRule& rule, uint64_t self_pid) {
     const auto values2 =
         has2 ? resolve_values(rule.arg2_values, self_pid) : std::vector<uint64_t>{0};
     for (uint64_t v1 : values1) {
-        const scmp_arg_cmp c1 =
-            rule.arg_mask ? SCMP_CMP(static_cast<unsigned>(rule.arg_index), SCMP_CMP_MASKED_EQ,
-                                     rule.arg_mask, v1)
-                          : SCMP_CMP(static_cast<unsigned>(rule.arg_index), SCMP_CMP_EQ, v1);
+        const auto index = static_cast<unsigned>(rule.arg_index);
+        const scmp_arg_cmp c1 = rule.arg_mask
+                                    ? SCMP_CMP(index, SCMP_CMP_MASKED_EQ, rule.arg_mask, v1)
+                                : rule.arg_not_equal ? SCMP_CMP(index, SCMP_CMP_NE, v1)
+                                                     : SCMP_CMP(index, SCMP_CMP_EQ, v1);
         for (uint64_t v2 : values2) {
             int rc;
             if (has2) {
@@ -125,8 +133,8 @@ void install_seccomp(const Profile& profile, FilterMode mode) {
     }
     check(seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS),
           "seccomp_attr_set", "SCMP_FLTATR_ACT_BADARCH");
-    const auto self_pid = static_cast<uint64_t>(::getpid());
-    for (const auto& rule : profile.rules) add_rule(ctx.get(), rule, self_pid);
+    const Placeholders placeholders{static_cast<uint64_t>(::getpid()), profile.listener_fd};
+    for (const auto& rule : profile.rules) add_rule(ctx.get(), rule, placeholders);
     check(seccomp_load(ctx.get()), "seccomp_load", kind_name(profile.kind));
 }
 
@@ -187,8 +195,24 @@ void drop_capabilities(const Profile& profile) {
     verify_caps(capability_mask(profile.capabilities), can_drop_bounding);
 }
 
-void lock_down(WorkerKind kind, FilterMode mode) {
-    const Profile& profile = profile_for(kind);
+Profile narrowed(const Profile& profile, const std::vector<int>& upstream_domains) {
+    Profile out = profile;
+    const std::string_view kind = kind_name(profile.kind);
+    for (auto& rule : out.rules) {
+        if (rule.name != "socket" || rule.scope != kind) continue;
+        std::vector<uint64_t> kept;
+        for (uint64_t d : rule.arg_values)
+            for (int want : upstream_domains)
+                if (d == static_cast<uint64_t>(want)) kept.push_back(d);
+        rule.arg_values = std::move(kept);
+    }
+    // A rule left with no value would allow nothing but is malformed for libseccomp: drop it.
+    std::erase_if(out.rules,
+                  [&](const SyscallRule& r) { return r.arg_index >= 0 && r.arg_values.empty(); });
+    return out;
+}
+
+void lock_down(const Profile& profile, FilterMode mode) {
     // Caps first: afterwards the filter need not allow capset/prctl, and NNP cannot be undone.
     drop_capabilities(profile);
     // Required for an unprivileged seccomp filter; no execve could gain privileges anyway.

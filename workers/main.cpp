@@ -30,6 +30,12 @@ extern "C" const char* __asan_default_options() {
 }
 #endif
 
+#ifdef PFPROXY_HOSTILE_HOOK
+// Test-only builds (tests/hostile/, never installed) play a compromised worker here: after the
+// real lock-down and READY, with the real profile, capabilities and uid.
+void hostile_after_lockdown(int control_fd, const pfp::Handover& h);
+#endif
+
 namespace pfp::worker {
 namespace {
 
@@ -63,6 +69,9 @@ class Worker {
         ipc::send(kControlFd, ipc::Type::ready, "");
         log::info(tag_, ": ", kind_name(handover_.kind), " worker ready, generation ",
                   handover_.generation);
+#ifdef PFPROXY_HOSTILE_HOOK
+        hostile_after_lockdown(kControlFd, handover_);
+#endif
         next_stats_ = Clock::now();
         loop_.run([this] { return finished_; },
                   [this](Clock::time_point now) { return tick(now); });
@@ -171,6 +180,20 @@ class Worker {
     std::string last_stats_;
 };
 
+// The socket domains this worker's upstreams can have: a fixed upstream's own family only.
+std::vector<int> worker_upstream_domains(const Handover& h) {
+    const KindRow& row = kind_row(h.kind);
+    if (const auto* o = std::get_if<StreamOptions>(&h.options);
+        o && o->upstream_mode == UpstreamMode::fixed) {
+        const int family = parse_endpoint(o->upstream).family();
+        for (int d : row.upstream_domains)
+            if (d == family) return {family};
+        throw handover_refused("upstream " + o->upstream + " is not a socket kind " +
+                               std::string(row.name) + " may create");
+    }
+    return {row.upstream_domains.begin(), row.upstream_domains.end()};
+}
+
 // A setup failure for want of a resource (fds, memory) may pass: the supervisor restarts the
 // worker with backoff. Anything else means this handover can never work.
 int setup_exit_code(const std::exception& e) {
@@ -197,10 +220,16 @@ int run() {
         return exit_code::handover;
     }
     const WorkerKind kind = received.handover.kind;
+    std::vector<int> upstream_domains;
+    int listener_fd = -1;
     const std::string tag = received.handover.tag();
     try {
         verify_fds(received.handover, received.fds);
         verify_capabilities(received.handover);
+        upstream_domains = worker_upstream_domains(received.handover);
+        for (size_t i = 0; i < received.handover.fds.size(); ++i)
+            if (received.handover.fds[i].role == FdRole::stream_listener)
+                listener_fd = received.fds[i].get();
     } catch (const std::exception& e) {
         log::error(tag, ": handover refused: ", e.what());
         return exit_code::config;
@@ -218,7 +247,9 @@ int run() {
         return code;
     }
     try {
-        sandbox::lock_down(kind);
+        sandbox::Profile profile = sandbox::narrowed(sandbox::profile_for(kind), upstream_domains);
+        profile.listener_fd = listener_fd;
+        sandbox::lock_down(profile);
     } catch (const std::exception& e) {
         log::error(tag, ": lock-down failed: ", e.what());
         return exit_code::sandbox;

@@ -14,6 +14,9 @@ namespace pfp::sandbox {
 // Placeholder in arg_values: install_seccomp() replaces it with the installing process's
 // getpid(). Its upper bits are set, so an unreplaced placeholder matches no real pid.
 inline constexpr uint64_t kSelfPid = 0x5e1f'0000'0000'0000ULL;
+// Placeholder for the fd of the handed-over listener (Profile::listener_fd), which shutdown()
+// must never reach: the listener is shared with the supervisor and the worker's siblings.
+inline constexpr uint64_t kListenerFd = 0x11f0'0000'0000'0000ULL;
 
 // One allowlisted syscall. When `arg_index` >= 0 the call is allowed only when that argument
 // equals one of `arg_values` (e.g. socket() domain); everything else hits the default action.
@@ -31,6 +34,8 @@ struct SyscallRule {
     int arg2_index = -1;
     std::vector<uint64_t> arg2_values{};
     std::string_view scope{};  // set by the profile table: "baseline", a kind name, "sanitizer"
+    // Allowed when the argument differs from the (single) value instead of equalling one.
+    bool arg_not_equal = false;
 };
 
 struct Profile {
@@ -38,6 +43,7 @@ struct Profile {
     std::vector<SyscallRule> rules;  // kind-specific plus the shared baseline
     std::vector<int> capabilities;   // capabilities the worker keeps (CAP_* numbers)
     std::string_view capabilities_why;
+    int listener_fd = -1;  // replaces kListenerFd; -1 leaves the placeholder (no real fd)
 };
 
 // Built from the kind's row (common/worker_kind.hpp) and its family's syscalls.
@@ -70,6 +76,15 @@ void drop_capabilities(const Profile& profile);
 
 // The fixed order: drop capabilities (verified) -> PR_SET_NO_NEW_PRIVS -> PR_SET_DUMPABLE 0 ->
 // seccomp. Everything the worker's loop needs (epoll, timers, pipes) must exist before this.
-void lock_down(WorkerKind kind, FilterMode mode = FilterMode::kill);
+void lock_down(const Profile& profile, FilterMode mode = FilterMode::kill);
+inline void lock_down(WorkerKind kind, FilterMode mode = FilterMode::kill) {
+    lock_down(profile_for(kind), mode);
+}
+
+// The kind's profile narrowed to one worker: socket() only for `upstream_domains` (of those the
+// kind allows). A worker whose upstream is vsock:... gets no AF_UNIX, so it cannot reach the
+// control socket or any other Unix socket; one whose upstream is unix: or fc-vsock: gets no
+// AF_VSOCK; a TCP upstream gets only its own address family.
+Profile narrowed(const Profile& profile, const std::vector<int>& upstream_domains);
 
 }  // namespace pfp::sandbox

@@ -4,6 +4,7 @@
 #include <cap-ng.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -114,10 +115,20 @@ Profile stream_profile(const KindRow& row) {
                  .arg2_values = kStreamTypes},
                 {.name = "connect", .why = row.connect_why},
                 {.name = "setsockopt",
-                 .why = "TCP_NODELAY, keep-alive and similar per-connection options",
+                 .why = "keep-alive on a connection (no SO_LINGER, buffer sizes or others)",
                  .arg_index = 1,
-                 .arg_values = {SOL_SOCKET, IPPROTO_TCP},
-                 .arg_desc = "level SOL_SOCKET or IPPROTO_TCP"},
+                 .arg_values = {SOL_SOCKET},
+                 .arg_desc = "level SOL_SOCKET, optname SO_KEEPALIVE",
+                 .arg2_index = 2,
+                 .arg2_values = {SO_KEEPALIVE}},
+                {.name = "setsockopt",
+                 .why = "TCP_NODELAY and keep-alive timing (no TCP_CONGESTION, TCP_ULP or others)",
+                 .arg_index = 1,
+                 .arg_values = {IPPROTO_TCP},
+                 .arg_desc = "level IPPROTO_TCP, optname TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL "
+                             "or TCP_KEEPCNT",
+                 .arg2_index = 2,
+                 .arg2_values = {TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT}},
                 {.name = "getsockopt",
                  .why = "result of a non-blocking connect",
                  .arg_index = 1,
@@ -127,7 +138,12 @@ Profile stream_profile(const KindRow& row) {
                  .arg2_values = {SO_ERROR}},
                 {.name = "getsockname", .why = "local address of a connection (logging)"},
                 {.name = "getpeername", .why = "client address (logging, PROXY header)"},
-                {.name = "shutdown", .why = "half-close: pass a FIN on to the other side"},
+                {.name = "shutdown",
+                 .why = "half-close: pass a FIN on to the other side; never the shared listener",
+                 .arg_index = 0,
+                 .arg_values = {kListenerFd},
+                 .arg_desc = "fd is not the handed-over listener",
+                 .arg_not_equal = true},
                 {.name = "splice", .why = "zero-copy relay: socket -> pipe -> socket"},
                 {.name = "pipe2", .why = "pipes for splice, taken while data flows"},
                 {.name = "fcntl",
@@ -211,7 +227,9 @@ std::string render_check(int index, const std::vector<uint64_t>& values, uint64_
     const std::string arg = "a" + std::to_string(index);
     const std::string lhs = mask ? "(" + arg + " & " + hex(mask) + ")" : arg;
     auto value = [](uint64_t v) {
-        return v == kSelfPid ? std::string("getpid()") : std::to_string(v);
+        if (v == kSelfPid) return std::string("getpid()");
+        if (v == kListenerFd) return std::string("listener fd");
+        return std::to_string(v);
     };
     if (values.size() == 1) return lhs + " == " + value(values[0]);
     std::string out = lhs + " in {";
@@ -283,7 +301,12 @@ std::string describe_rules(std::span<const SyscallRule> rules) {
     for (const auto& r : rules) {
         std::string when = "always";
         if (r.arg_index >= 0) {
-            std::string code = render_check(r.arg_index, r.arg_values, r.arg_mask);
+            std::string code =
+                r.arg_not_equal
+                    ? "a" + std::to_string(r.arg_index) + " != " +
+                          (r.arg_values.at(0) == kListenerFd ? std::string("listener fd")
+                                                             : std::to_string(r.arg_values.at(0)))
+                    : render_check(r.arg_index, r.arg_values, r.arg_mask);
             if (r.arg2_index >= 0) code += " and " + render_check(r.arg2_index, r.arg2_values, 0);
             when = escape_cell(r.arg_desc) + " (`" + code + "`)";
         }

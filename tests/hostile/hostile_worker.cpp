@@ -1,0 +1,139 @@
+// The hook of the test-only hostile worker (pf-proxy-worker-hostile, never installed): the real
+// worker, locked down as usual, then running one attack chosen by the test through the
+// environment, as code an attacker controls would. It reports each attempt's outcome on stderr
+// ("hostile: ATTACK: RESULT") and keeps serving afterwards if it is still alive.
+//   PFPROXY_HOSTILE_PROXY  only the workers of this proxy attack
+//   PFPROXY_HOSTILE        the attack
+//   PFPROXY_HOSTILE_ARG    its target (a pid, a port, a path)
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "common/handover.hpp"
+#include "common/ipc.hpp"
+
+namespace {
+
+void report(const std::string& attack, const std::string& result) {
+    const std::string line = "hostile: " + attack + ": " + result + "\n";
+    (void)!::write(2, line.data(), line.size());
+}
+
+std::string outcome(int r) {
+    return r < 0 ? std::string("refused: ") + std::strerror(errno) : "succeeded";
+}
+
+// Raw message on the control channel, bypassing ipc::send's own checks.
+int send_raw(int control_fd, uint16_t type, const std::string& payload, int fd = -1) {
+    std::string buf(12, '\0');
+    const uint32_t magic = pfp::ipc::kMagic, len = static_cast<uint32_t>(payload.size());
+    const uint16_t nfds = fd >= 0 ? 1 : 0;
+    std::memcpy(buf.data(), &magic, 4);
+    std::memcpy(buf.data() + 4, &type, 2);
+    std::memcpy(buf.data() + 6, &nfds, 2);
+    std::memcpy(buf.data() + 8, &len, 4);
+    buf += payload;
+    iovec iov{buf.data(), buf.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    if (fd >= 0) {
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    return static_cast<int>(::sendmsg(control_fd, &msg, MSG_NOSIGNAL));
+}
+
+std::string stats_payload(uint64_t accepted) {
+    pfp::ipc::StreamStats s;
+    s.accepted = accepted;
+    return pfp::ipc::encode_stats(s);
+}
+
+// A TCP socket with unsent data and a 60 s linger: closing it blocks for a minute.
+int lingering_socket(uint16_t port) {
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0) return -1;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return -1;
+    const linger l{1, 60};
+    ::setsockopt(s, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    ::fcntl(s, F_SETFL, O_NONBLOCK);
+    static char junk[65536];
+    while (::send(s, junk, sizeof junk, MSG_NOSIGNAL) > 0) {
+    }
+    return s;
+}
+
+}  // namespace
+
+void hostile_after_lockdown(int control_fd, const pfp::Handover& h) {
+    const char* proxy = std::getenv("PFPROXY_HOSTILE_PROXY");
+    const char* attack_env = std::getenv("PFPROXY_HOSTILE");
+    if (!proxy || !attack_env || h.proxy != proxy) return;
+    const std::string attack = attack_env;
+    const char* arg_env = std::getenv("PFPROXY_HOSTILE_ARG");
+    const std::string arg = arg_env ? arg_env : "";
+    report(attack, "starting");
+    if (attack == "send-fd") {
+        const int s = lingering_socket(static_cast<uint16_t>(std::atoi(arg.c_str())));
+        report(attack, s < 0 ? "no socket" : "lingering socket ready");
+        report(attack, "sendmsg " + outcome(send_raw(control_fd, 4, stats_payload(0), s)));
+    } else if (attack == "stats-decrease") {
+        report(attack, "first " + outcome(send_raw(control_fd, 4, stats_payload(1000))));
+        report(attack, "second " + outcome(send_raw(control_fd, 4, stats_payload(3))));
+    } else if (attack == "oversized") {
+        report(attack, outcome(send_raw(control_fd, 4, std::string(200, 'x'))));
+    } else if (attack == "mistyped") {
+        report(attack, outcome(send_raw(control_fd, 1, "{}")));
+    } else if (attack == "signal-supervisor") {
+        report(attack, outcome(::kill(std::atoi(arg.c_str()), SIGTERM)));
+    } else if (attack == "open-file") {
+        report(attack, outcome(::open("/etc/hostname", O_RDONLY)));
+    } else if (attack == "control-socket") {
+        // A `stop` of another proxy on the control socket at ARG.
+        const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        report(attack, "socket " + outcome(s));
+        sockaddr_un un{};
+        un.sun_family = AF_UNIX;
+        std::strncpy(un.sun_path, arg.c_str(), sizeof un.sun_path - 1);
+        report(attack,
+               "connect " + outcome(::connect(s, reinterpret_cast<sockaddr*>(&un), sizeof un)));
+        const std::string req = "{\"command\": \"stop\", \"proxy\": \"b\"}\n";
+        report(attack, "write " + outcome(static_cast<int>(::write(s, req.data(), req.size()))));
+        char reply[512];
+        const ssize_t n = ::read(s, reply, sizeof reply - 1);
+        report(attack, n > 0 ? "reply " + std::string(reply, static_cast<size_t>(n))
+                             : "no reply (" + outcome(static_cast<int>(n)) + ")");
+    } else if (attack == "linger-option") {
+        const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+        const linger l{1, 60};
+        report(attack, outcome(::setsockopt(s, SOL_SOCKET, SO_LINGER, &l, sizeof l)));
+    } else if (attack == "tcp-congestion") {
+        const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+        report(attack, outcome(::setsockopt(s, IPPROTO_TCP, TCP_CONGESTION, "reno", 4)));
+    } else if (attack == "shutdown-listener") {
+        report(attack, outcome(::shutdown(4, SHUT_RDWR)));  // fd 4: the handed-over listener
+    } else {
+        report(attack, "unknown attack");
+    }
+    report(attack, "survived");
+}
