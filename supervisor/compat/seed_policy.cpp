@@ -22,10 +22,18 @@ std::variant<Finished, SeedCommand> with_policy(SeedCommand cmd,
     doc["proxies"] = nlohmann::ordered_json::array({std::move(entry)});
 
     const std::string source = policy_source(cmd.command);
+    const std::string invalid = "Error: " + source + " makes an invalid policy: ";
+    std::string text;
     try {
-        cmd.policy = policy::parse_policy(doc.dump(), source);
+        text = doc.dump();
+    } catch (const nlohmann::ordered_json::type_error&) {
+        // A policy file is UTF-8; an option value (--user) may be any bytes.
+        return Finished{1, {"", invalid + "an option value is not valid UTF-8\n"}};
+    }
+    try {
+        cmd.policy = policy::parse_policy(text, source);
     } catch (const policy::policy_error& e) {
-        std::string line = "Error: " + source + " makes an invalid policy: ";
+        std::string line = invalid;
         bool first = true;
         for (const auto& d : e.diagnostics()) {
             if (!first) line += "; ";

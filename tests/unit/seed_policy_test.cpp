@@ -192,6 +192,15 @@ TEST(SeedPolicy, AnInvalidPolicyIsAOneLineError) {
               0u)
         << f.output.err;
     EXPECT_EQ(f.output.err.find('\n'), f.output.err.size() - 1) << f.output.err;
+
+    // A policy document is UTF-8; the command line is bytes.
+    parsed =
+        parse_command_line(Tool::vsockproxy, "vsockproxy", {"1", "2", "3", "0", "--user", "\xff"});
+    ASSERT_TRUE(std::holds_alternative<Finished>(parsed));
+    EXPECT_EQ(std::get<Finished>(parsed).status, 1);
+    EXPECT_EQ(std::get<Finished>(parsed).output.err,
+              "Error: the vsockproxy command line makes an invalid policy: an option value is not "
+              "valid UTF-8\n");
 }
 
 }  // namespace
