@@ -1,7 +1,7 @@
 // pf-proxy-compat: the seed tools' command lines (vsock-to-ip, ip-to-vsock,
 // vsock-to-ip-transparent, ip-to-vsock-transparent, transparent-port-to-vsock,
 // port-to-vsock-transparent, vsockproxy) in one binary that runs as whichever name it is called
-// by. `pf-proxy-compat NAME ARGS...` runs NAME too. The mapping lives in seed_cli.cpp.
+// by. `pf-proxy-compat NAME ARGS...` runs NAME too. seed_cli.hpp describes the mapping.
 #include <errno.h>
 
 #include <cstdio>

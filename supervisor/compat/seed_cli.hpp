@@ -1,14 +1,19 @@
 #pragma once
-// The one place that maps a seed tool's command line to a policy (DESIGN.md, first section):
+// The seed tools' command lines, each mapped to a one-proxy policy:
 //
 //   vsock-to-ip, ip-to-vsock, vsock-to-ip-transparent, ip-to-vsock-transparent,
-//   transparent-port-to-vsock (alias port-to-vsock-transparent)     seeds 000 and 001
-//   vsockproxy                                                         seed 002
+//   transparent-port-to-vsock (alias port-to-vsock-transparent)   PF-Proxy / Oyster tcp-proxy
+//   vsockproxy                                                       Ghaf's vsock relay
 //
 // Each command accepts its seed's flags, prints its seed's help, version, startup lines and error
-// messages, and then runs an in-memory one-proxy policy through run_daemon(): the same
-// supervisor and sandboxed worker as a policy file. docs/migration.md lists the policy entry each
-// command line becomes and every deliberate difference.
+// messages, writes the policy file a user would write for it, validates that document like a
+// file (policy/parse.hpp) and runs it through run_daemon(): the same supervisor and sandboxed
+// worker as a policy file. docs/migration.md shows each command's policy file and every
+// deliberate difference.
+//
+// The pieces: clap_text.hpp (the seeds' text formats), options.hpp (reading clap-style options),
+// tcp_proxy_tools.hpp and vsockproxy.hpp (one per tool family), seed_policy.hpp (the policy
+// document), bind_probe.hpp (a listener's bind failure in the seed's words).
 #include <optional>
 #include <string>
 #include <string_view>
@@ -56,10 +61,11 @@ struct SeedCommand {
     // An error the seed reports only after its startup lines (a malformed listening address is
     // found by the bind that follows them); exit status 1.
     std::optional<Output> late_error;
-    policy::Policy policy;  // exactly one proxy
+    // Exactly one proxy, as parse_policy() made it; none when there is a late error.
+    policy::Policy policy;
 };
 
-// Reads `args` (argv without argv[0]) the way the seed tool does.
+// Reads `args` (argv without argv[0]) the way the seed tool does. Opens nothing.
 std::variant<Finished, SeedCommand> parse_command_line(Tool tool, std::string_view command,
                                                        const std::vector<std::string>& args);
 
