@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "common/unique_fd.hpp"
+#include "supervisor/socket_factory.hpp"
 
 namespace pfp::compat {
 namespace {
@@ -18,14 +19,19 @@ bool can_raise_bind_service() {
 
 // Creates and binds (then closes) a socket like the listener: the only place the probe opens a
 // socket, so that it can be swapped for the supervisor's own listener creation.
+// The supervisor's socket factory makes (and at once closes) the same listener, without raising a
+// capability: the failure, if any, is the one the supervisor's own bind would meet.
 std::optional<ProbeFailure> bind_like_listener(const Endpoint& e) {
-    unique_fd fd(::socket(e.addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd) return ProbeFailure{BindStage::socket, errno};
-    if (e.scheme == Scheme::tcp) {
-        int one = 1;
-        ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    try {
+        supervisor::SocketRequest req;
+        req.endpoint = e;
+        req.backlog = 1;
+        supervisor::open_socket(req, nullptr);
+    } catch (const supervisor::socket_error& err) {
+        return ProbeFailure{
+            err.step == supervisor::SocketStep::socket ? BindStage::socket : BindStage::bind,
+            err.err};
     }
-    if (::bind(fd.get(), e.addr.get(), e.addr.len) < 0) return ProbeFailure{BindStage::bind, errno};
     return std::nullopt;
 }
 
