@@ -65,8 +65,9 @@ std::string stats_payload(uint64_t accepted) {
     return pfp::ipc::encode_stats(s);
 }
 
-// A TCP socket with unsent data and a 60 s linger: closing it blocks for a minute.
-int lingering_socket(uint16_t port) {
+// A TCP socket with unsent data (the peer never reads). SO_LINGER, which would make its close
+// block, is what the filter no longer allows (the "linger-option" attack).
+int stuffed_socket(uint16_t port) {
     int s = ::socket(AF_INET, SOCK_STREAM, 0);
     if (s < 0) return -1;
     sockaddr_in a{};
@@ -74,8 +75,6 @@ int lingering_socket(uint16_t port) {
     a.sin_port = htons(port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return -1;
-    const linger l{1, 60};
-    ::setsockopt(s, SOL_SOCKET, SO_LINGER, &l, sizeof l);
     ::fcntl(s, F_SETFL, O_NONBLOCK);
     static char junk[65536];
     while (::send(s, junk, sizeof junk, MSG_NOSIGNAL) > 0) {
@@ -94,8 +93,8 @@ void hostile_after_lockdown(int control_fd, const pfp::Handover& h) {
     const std::string arg = arg_env ? arg_env : "";
     report(attack, "starting");
     if (attack == "send-fd") {
-        const int s = lingering_socket(static_cast<uint16_t>(std::atoi(arg.c_str())));
-        report(attack, s < 0 ? "no socket" : "lingering socket ready");
+        const int s = stuffed_socket(static_cast<uint16_t>(std::atoi(arg.c_str())));
+        report(attack, s < 0 ? "no socket" : "socket ready");
         report(attack, "sendmsg " + outcome(send_raw(control_fd, 4, stats_payload(0), s)));
     } else if (attack == "stats-decrease") {
         report(attack, "first " + outcome(send_raw(control_fd, 4, stats_payload(1000))));

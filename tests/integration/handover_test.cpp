@@ -3,17 +3,19 @@
 // missing, extra or mistyped fd, a capability the kind does not name — is refused with one line
 // naming the fd and its role, exit 78 (never restarted), and the worker never says READY. A
 // resource short at setup is exit 75, which pf-proxyd retries until the proxy serves.
+#include "common/handover.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <linux/capability.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/prctl.h>
-#include <grp.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,7 +23,6 @@
 #include <cstring>
 #include <functional>
 
-#include "common/handover.hpp"
 #include "common/ipc.hpp"
 #include "harness.hpp"
 
@@ -182,15 +183,16 @@ TEST(Handover, ExtraFdIsRefused) {
                    "fd #1 arrived but the handover lists no fd for it (kind tcp-forward takes "
                    "listener)");
     h.fds.push_back(h.fds[0]);
-    expect_refused(run_worker(h, {l.get(), other.get()}),
-                   "fd #1 (listener " + h.fds[0].endpoint +
-                       ") is extra: kind tcp-forward takes listener");
+    expect_refused(
+        run_worker(h, {l.get(), other.get()}),
+        "fd #1 (listener " + h.fds[0].endpoint + ") is extra: kind tcp-forward takes listener");
 }
 
 TEST(Handover, CapabilityTheKindDoesNotNameIsRefused) {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root to start a worker with a capability";
     unique_fd l = tcp_listener();
-    WorkerRun r = run_worker(tcp_forward(l.get()), {l.get()}, [] { become_nobody_with(CAP_NET_RAW); });
+    WorkerRun r =
+        run_worker(tcp_forward(l.get()), {l.get()}, [] { become_nobody_with(CAP_NET_RAW); });
     expect_refused(r, "the worker holds CAP_NET_RAW, which kind tcp-forward does not name");
 }
 
@@ -201,14 +203,13 @@ TEST(Handover, SetupShortOfFdsIsRetriedUntilTheProxyServes) {
     const std::string flag = dir.path() + "/short";
     dir.write("short", "");
     // Fds 0-3 and the listener fill a limit of 6 with epoll; signalfd then has none left.
-    const std::string wrapper = dir.write(
-        "worker.sh", "#!/bin/sh\n[ -e " + flag + " ] && ulimit -n 6\nexec " + bin_dir() +
-                         "/pf-proxy-worker \"$@\"\n");
+    const std::string wrapper =
+        dir.write("worker.sh", "#!/bin/sh\n[ -e " + flag + " ] && ulimit -n 6\nexec " + bin_dir() +
+                                   "/pf-proxy-worker \"$@\"\n");
     ::chmod(wrapper.c_str(), 0755);
     const uint16_t up = free_port(), listen = free_port();
     EchoServer echo(up);
-    Daemon d("{\"proxies\": [" + tcp_proxy_json("short", listen, up) + "]}",
-             {"--worker", wrapper});
+    Daemon d("{\"proxies\": [" + tcp_proxy_json("short", listen, up) + "]}", {"--worker", wrapper});
     ASSERT_TRUE(d.wait_log("exited with status 75 (a resource was short at setup)", 20s, 2))
         << d.log();
     EXPECT_NE(d.log().find("setup failed (will be retried): signalfd: Too many open files"),

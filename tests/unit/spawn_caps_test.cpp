@@ -3,8 +3,6 @@
 // program that holds CAP_NET_RAW (effective, permitted, ambient) and nothing else; asked for none,
 // the program holds none. The program is cat reading its own /proc/self/status (spawn passes the
 // title as the only argument).
-#include "supervisor/spawn.hpp"
-
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <linux/capability.h>
@@ -15,6 +13,8 @@
 
 #include <sstream>
 #include <string>
+
+#include "supervisor/spawn.hpp"
 
 namespace pfp::supervisor {
 namespace {

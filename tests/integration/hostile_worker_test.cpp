@@ -1,0 +1,209 @@
+// A compromised worker, played by the test-only pf-proxy-worker-hostile (the real worker with a
+// hook that runs after the real lock-down and READY), started by the real pf-proxyd as nobody.
+// For each attack: the attempt is refused (SIGSYS, EPERM, or the supervisor kills the worker),
+// the supervisor keeps answering the control socket, the other proxy keeps relaying (observed at
+// its echo server), and the log names the violation.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstring>
+
+#include "harness.hpp"
+
+using namespace pfp::test;
+using pfp::unique_fd;
+
+namespace {
+
+// The attack every worker of proxy "a" runs once it is locked down.
+class Attack {
+  public:
+    Attack(const std::string& name, const std::string& arg = "") {
+        ::setenv("PFPROXY_HOSTILE_PROXY", "a", 1);
+        ::setenv("PFPROXY_HOSTILE", name.c_str(), 1);
+        ::setenv("PFPROXY_HOSTILE_ARG", arg.c_str(), 1);
+    }
+    ~Attack() {
+        ::unsetenv("PFPROXY_HOSTILE_PROXY");
+        ::unsetenv("PFPROXY_HOSTILE");
+        ::unsetenv("PFPROXY_HOSTILE_ARG");
+    }
+};
+
+// Proxy "a" (the hostile one, `a_entry`, restarted only after 60 s so each attack runs once while
+// the test watches) beside proxy "b", a plain tcp-forward to an echo server.
+std::string policy(const std::string& a_entry, uint16_t b_listen, uint16_t b_up) {
+    return R"({"user": "nobody", "proxies": [)" + a_entry +
+           R"(, "restart": {"backoff_initial": "60s", "backoff_max": "60s"}}, )" +
+           tcp_proxy_json("b", b_listen, b_up) + "]}";
+}
+
+std::string tcp_entry(uint16_t listen, uint16_t up) {
+    return R"({"name": "a", "listen": "tcp:127.0.0.1:)" + std::to_string(listen) +
+           R"(", "upstream": "tcp:127.0.0.1:)" + std::to_string(up) + "\"";
+}
+
+std::vector<std::string> hostile_worker() {
+    return {"--worker", bin_dir() + "/pf-proxy-worker-hostile"};
+}
+
+// One status request on the control socket; its reply, or "" when none came within `limit`
+// (generous: it only has to catch a supervisor that is stuck).
+std::string control_status(const std::string& path, std::chrono::milliseconds limit = 1000ms) {
+    unique_fd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::strncpy(un.sun_path, path.c_str(), sizeof un.sun_path - 1);
+    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&un), sizeof un) != 0) return "";
+    const std::string req = "{\"command\": \"status\"}\n";
+    if (!write_all(s.get(), req.data(), req.size())) return "";
+    std::string reply;
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (reply.find('\n') == std::string::npos) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            end - std::chrono::steady_clock::now());
+        pollfd p{s.get(), POLLIN, 0};
+        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) != 1) return "";
+        char buf[4096];
+        const ssize_t n = ::read(s.get(), buf, sizeof buf);
+        if (n <= 0) break;
+        reply.append(buf, static_cast<size_t>(n));
+    }
+    return reply;
+}
+
+void expect_b_relays(uint16_t b_listen) {
+    unique_fd c = connect_tcp(b_listen);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(write_all(c.get(), "ping", 4));
+    char buf[4];
+    ASSERT_TRUE(read_exact(c.get(), buf, 4));
+    EXPECT_EQ(std::string(buf, 4), "ping");
+}
+
+size_t count(const std::string& haystack, const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = haystack.find(needle); at != std::string::npos;
+         at = haystack.find(needle, at + 1))
+        ++n;
+    return n;
+}
+
+// The supervisor is fine: it answers at once, proxy "b" serves, proxy "b" is still running.
+void expect_supervisor_unharmed(const Daemon& d, uint16_t b_listen,
+                                const std::string& control = "") {
+    const std::string reply = control_status(control.empty() ? d.control_path() : control);
+    EXPECT_NE(reply.find("\"ok\":true"), std::string::npos) << "status: " << reply << d.log();
+    expect_b_relays(b_listen);
+}
+
+struct Ports {
+    uint16_t a_listen = free_port(), a_up = free_port(), b_listen = free_port(), b_up = free_port();
+};
+
+TEST(HostileWorker, FdsSentToTheSupervisorAreRefusedAndNeverBlockIt) {
+    Ports s;
+    EchoServer echo(s.b_up);
+    // The passed socket's peer: accepts nothing, reads nothing, so its send queue stays full.
+    unique_fd sink = listen_tcp(s.a_up);
+    Attack attack("send-fd", std::to_string(s.a_up));
+    Daemon d(policy(tcp_entry(s.a_listen, s.a_up), s.b_listen, s.b_up), hostile_worker());
+    ASSERT_TRUE(d.wait_log("hostile: send-fd: socket ready")) << d.log();
+    ASSERT_TRUE(d.wait_log("hostile: send-fd: sendmsg ")) << d.log();
+    // The kernel refuses the fd (SO_PASSRIGHTS); a kernel without it delivers it, and the
+    // supervisor kills the worker after closing the fd without waiting for a linger. (The worker
+    // cannot set SO_LINGER itself any more: its filter allows only SO_KEEPALIVE at that level.)
+    const bool refused =
+        d.log().find("hostile: send-fd: sendmsg refused: Operation not permitted") !=
+        std::string::npos;
+    if (!refused) {
+        EXPECT_TRUE(d.wait_log("protocol violation: received 1 fds, at most 0 allowed")) << d.log();
+    }
+    expect_supervisor_unharmed(d, s.b_listen);
+}
+
+TEST(HostileWorker, ImplausibleStatsGetTheWorkerKilledOnce) {
+    Ports s;
+    EchoServer echo(s.b_up);
+    Attack attack("stats-decrease");
+    Daemon d(policy(tcp_entry(s.a_listen, s.a_up), s.b_listen, s.b_up), hostile_worker());
+    ASSERT_TRUE(
+        d.wait_log("protocol violation: STATS accepted went down from 1000 to 3; killing it"))
+        << d.log();
+    ASSERT_TRUE(d.wait_log("killed by signal SIGKILL")) << d.log();
+    expect_supervisor_unharmed(d, s.b_listen);
+    EXPECT_EQ(count(d.log(), "protocol violation"), 1u) << d.log();
+}
+
+TEST(HostileWorker, OversizedAndMistypedMessagesGetTheWorkerKilled) {
+    for (const std::string name : {"oversized", "mistyped"}) {
+        Ports s;
+        EchoServer echo(s.b_up);
+        Attack attack(name);
+        Daemon d(policy(tcp_entry(s.a_listen, s.a_up), s.b_listen, s.b_up), hostile_worker());
+        ASSERT_TRUE(d.wait_log("protocol violation: ")) << name << d.log();
+        ASSERT_TRUE(d.wait_log("killed by signal SIGKILL")) << name << d.log();
+        expect_supervisor_unharmed(d, s.b_listen);
+        EXPECT_EQ(count(d.log(), "protocol violation"), 1u) << d.log();
+    }
+}
+
+// Calls the sandbox forbids end the worker with SIGSYS, whatever they aim at.
+TEST(HostileWorker, ForbiddenCallsEndTheWorkerWithSigsys) {
+    for (const std::string name : {"signal-supervisor", "open-file", "linger-option",
+                                   "tcp-congestion", "shutdown-listener"}) {
+        Ports s;
+        EchoServer echo(s.b_up);
+        Attack attack(name);
+        Daemon d(policy(tcp_entry(s.a_listen, s.a_up), s.b_listen, s.b_up), hostile_worker());
+        ASSERT_TRUE(d.wait_log("hostile: " + name + ": starting")) << d.log();
+        ASSERT_TRUE(d.wait_log("killed by signal SIGSYS (seccomp violation)")) << name << d.log();
+        EXPECT_EQ(d.log().find("hostile: " + name + ": survived"), std::string::npos) << d.log();
+        expect_supervisor_unharmed(d, s.b_listen);
+    }
+}
+
+// A worker whose upstream is vsock cannot even make a Unix socket; one whose upstream is a Unix
+// socket can reach the control socket's file, and the control socket refuses it: proxy "b" keeps
+// running.
+TEST(HostileWorker, ControlSocketIsOutOfAWorkersReach) {
+    {
+        Ports s;
+        EchoServer echo(s.b_up);
+        const std::string entry = R"({"name": "a", "listen": "tcp:127.0.0.1:)" +
+                                  std::to_string(s.a_listen) + R"(", "upstream": "vsock:3:5000")";
+        Attack attack("control-socket", "/nonexistent");
+        Daemon d(policy(entry, s.b_listen, s.b_up), hostile_worker());
+        ASSERT_TRUE(d.wait_log("hostile: control-socket: starting")) << d.log();
+        ASSERT_TRUE(d.wait_log("killed by signal SIGSYS (seccomp violation)")) << d.log();
+        EXPECT_EQ(d.log().find("hostile: control-socket: socket"), std::string::npos) << d.log();
+        expect_supervisor_unharmed(d, s.b_listen);
+    }
+    {
+        Ports s;
+        EchoServer echo(s.b_up);
+        TempDir dir;
+        // The attack needs the control socket's path before pf-proxyd starts: fixed here.
+        const std::string control = dir.path() + "/control.sock";
+        const std::string entry = R"({"name": "a", "listen": "tcp:127.0.0.1:)" +
+                                  std::to_string(s.a_listen) + R"(", "upstream": "unix:)" +
+                                  dir.path() + "/up.sock\"";
+        Attack attack("control-socket", control);
+        std::vector<std::string> args = hostile_worker();
+        args.insert(args.end(), {"--control", control});
+        Daemon d(policy(entry, s.b_listen, s.b_up), args);
+        ASSERT_TRUE(d.wait_log("hostile: control-socket: reply ")) << d.log();
+        EXPECT_NE(d.log().find("permission denied: a worker may not use the control socket"),
+                  std::string::npos)
+            << d.log();
+        EXPECT_NE(d.log().find("control socket: refused worker process"), std::string::npos)
+            << d.log();
+        EXPECT_EQ(d.log().find("stop of proxy \"b\" requested"), std::string::npos) << d.log();
+        expect_supervisor_unharmed(d, s.b_listen, control);
+    }
+}
+
+}  // namespace
