@@ -16,6 +16,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "supervisor/socket_file.hpp"
+
 namespace pfp::supervisor {
 
 namespace {
@@ -101,7 +103,7 @@ void set_nonblocking(int fd) {
 }
 
 void apply_socket_file_access(const policy::Proxy& proxy, const Privileges& privs,
-                              const std::optional<Identity>& identity) {
+                              const std::optional<Identity>& identity, bool ours_only) {
     const std::string path = listener_path(proxy.listen);
     if (path.empty()) return;
     const auto& f = proxy.unix_socket;
@@ -113,23 +115,16 @@ void apply_socket_file_access(const policy::Proxy& proxy, const Privileges& priv
         gid = owner.gid;
     }
     if (f.group) gid = resolve_group(*f.group);
-    struct stat st {};
-    if (::stat(path.c_str(), &st) < 0) fail(proxy, "stat " + path, errno);
-    if ((st.st_mode & 07777) != f.mode) {
-        // chmod needs the owner (a file taken back from the FD store may already belong to the
-        // policy's user): take it back first, with CAP_CHOWN.
-        if (st.st_uid != ::geteuid()) {
-            auto raised = privs.raise(CAP_CHOWN);
-            if (::chown(path.c_str(), ::geteuid(), static_cast<gid_t>(-1)) < 0)
-                fail(proxy, "chown " + path, errno, &privs);
-            st.st_uid = ::geteuid();
-        }
-        if (::chmod(path.c_str(), f.mode) < 0) fail(proxy, "chmod " + path, errno);
-    }
-    // chown last (it needs CAP_CHOWN for another owner).
-    if (st.st_uid != uid || st.st_gid != gid) {
-        auto raised = privs.raise(CAP_CHOWN);
-        if (::chown(path.c_str(), uid, gid) < 0) fail(proxy, "chown " + path, errno, &privs);
+    try {
+        secure_socket_file(path, f.mode, uid, gid, &privs, ours_only);
+    } catch (const std::exception& e) {
+        std::string what = e.what();
+        if (what.starts_with("chown") && what.ends_with(std::strerror(EPERM)) &&
+            !privs.have(CAP_CHOWN))
+            what +=
+                " (giving the file to another owner needs CAP_CHOWN, which pf-proxyd does not "
+                "hold)";
+        fail(proxy, what, 0, &privs);
     }
 }
 
@@ -140,7 +135,10 @@ unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
     req.endpoint = proxy.listen;
     req.backlog = proxy.backlog;
     req.tune = [&proxy](int fd) { tune_listener(fd, proxy); };
-    req.file_access = [&](const std::string&) { apply_socket_file_access(proxy, privs, identity); };
+    req.file_mode = proxy.unix_socket.mode;
+    req.file_access = [&](const std::string&) {
+        apply_socket_file_access(proxy, privs, identity, true);
+    };
     try {
         return open_socket(req, &privs);
     } catch (const socket_error& e) {
@@ -150,6 +148,7 @@ unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
                 if (e.detail == "not a socket")
                     fail(proxy, path + " exists and is not a socket", 0);
                 if (e.detail == "in use") fail(proxy, path + " is in use by another process", 0);
+                if (e.detail == "directory") fail(proxy, e.call, 0);
                 fail(proxy, e.call, e.err);
             case SocketStep::file_access:
                 throw std::runtime_error(e.detail);  // already worded by fail()

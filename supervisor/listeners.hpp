@@ -32,8 +32,10 @@ void set_nonblocking(int fd);
 
 // Mode, owner and group of a unix or fc-vsock listener's socket file as the policy says (a
 // listener taken back from the FD store gets them again). Throws like open_listener.
+// `ours_only`: right after our bind (the file must be ours); false for a file kept from an
+// earlier run, which may already belong to the policy's owner.
 void apply_socket_file_access(const policy::Proxy& proxy, const Privileges& privs,
-                              const std::optional<Identity>& identity);
+                              const std::optional<Identity>& identity, bool ours_only = false);
 
 // The filesystem path an fc-vsock or unix listener binds ("" for abstract or other schemes).
 std::string listener_path(const Endpoint& e);

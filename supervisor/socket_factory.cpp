@@ -15,6 +15,8 @@
 #include <fstream>
 #include <vector>
 
+#include "supervisor/socket_file.hpp"
+
 extern "C" {
 #include <libnetfilter_queue/libnetfilter_queue.h>
 }
@@ -88,10 +90,14 @@ unique_fd stream_listener(const SocketRequest& req, const Privileges* privs) {
             throw socket_error(SocketStep::option, "setsockopt(SO_REUSEADDR)", errno);
     }
     if (req.tune) req.tune(fd.get());
-    if (!path.empty()) clear_stale_socket(path);
+    if (!path.empty()) {
+        if (std::string why = unsafe_socket_directory(path); !why.empty())
+            throw socket_error(SocketStep::stale_file, why, 0, "directory");
+        clear_stale_socket(path);
+    }
     const int cap = needs_bind_service(e) ? CAP_NET_BIND_SERVICE : -1;
-    // A socket file appears with no permissions at all; file_access opens exactly what is asked.
-    const mode_t old = path.empty() ? 0 : ::umask(0777);
+    // A socket file appears with its final mode (or none at all), never wider.
+    const mode_t old = path.empty() ? 0 : ::umask(~req.file_mode & 0777);
     const int err = with_cap(privs, cap, [&] { return ::bind(fd.get(), addr.get(), addr.len); });
     if (!path.empty()) ::umask(old);
     if (err != 0) throw socket_error(SocketStep::bind, "bind", err);

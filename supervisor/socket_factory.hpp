@@ -47,6 +47,8 @@ struct SocketRequest {
     // A pathname unix (or fc-vsock) socket's file right after bind, while it has no permissions
     // yet (bound under umask 0777): give it its mode and owner. May throw.
     std::function<void(const std::string& path)> file_access;
+    // The socket file's mode from the moment it exists (bind runs under the matching umask).
+    mode_t file_mode = 0;
     uint32_t queue_maxlen = 0;  // nfqueue: 0 keeps the kernel's default
 };
 

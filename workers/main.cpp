@@ -101,8 +101,12 @@ class Worker {
             m = ipc::receive(kControlFd, ipc::kMaxToWorker);
         } catch (const system_error& e) {
             if (e.code() == EAGAIN) return;
-            fail(e.what());
-            return;
+            // A supervisor that closed its end with our STATS still unread resets the channel:
+            // it is gone all the same.
+            if (e.code() != ECONNRESET) {
+                fail(e.what());
+                return;
+            }
         } catch (const std::exception& e) {
             fail(e.what());
             return;
