@@ -26,6 +26,7 @@ json stream_json(const StreamOptions& o) {
         {"max_connections", o.max_connections},
         {"connect_timeout_ms", o.connect_timeout.count()},
         {"idle_timeout_ms", o.idle_timeout.count()},
+        {"header_timeout_ms", o.header_timeout.count()},
         {"tcp_nodelay", o.tcp_nodelay},
         {"keepalive", o.keepalive},
         {"keepalive_idle_ms", o.keepalive_idle.count()},
@@ -74,6 +75,7 @@ StreamOptions stream_from_json(const json& j) {
     if (o.max_connections < 1) throw bad("max_connections < 1");
     o.connect_timeout = duration(j, "connect_timeout_ms");
     o.idle_timeout = duration(j, "idle_timeout_ms");
+    o.header_timeout = duration(j, "header_timeout_ms");
     o.tcp_nodelay = j.at("tcp_nodelay").get<bool>();
     o.keepalive = j.at("keepalive").get<bool>();
     o.keepalive_idle = duration(j, "keepalive_idle_ms");

@@ -34,6 +34,7 @@ struct StreamOptions {
     int max_connections = 10'000;  // this worker's share
     std::chrono::milliseconds connect_timeout{10'000};
     std::chrono::milliseconds idle_timeout{0};
+    std::chrono::milliseconds header_timeout{5'000};
     bool tcp_nodelay = true;
     bool keepalive = true;
     std::chrono::milliseconds keepalive_idle{60'000};

@@ -50,6 +50,7 @@ void Connection::attach_upstream(unique_fd upstream_fd, bool upstream_is_vsock) 
 void Connection::on_side_event(Side& side, uint32_t events) {
     if (closed) return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) side.readable = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP)) side.peer_closed = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) side.writable = true;
     switch (phase) {
         case Phase::reading_header:
@@ -88,9 +89,11 @@ void Connection::read_header() {
     TransparentHeaderDecoder decoder(relay.route().header);
     auto r = decoder.feed(buf, static_cast<size_t>(n));
     if (r.status == TransparentHeaderDecoder::Status::need_more) {
-        if (n == 0) {
+        // A peek never sees the FIN behind a partial header; EPOLLRDHUP does.
+        if (n == 0 || client.peer_closed) {
             if (relay.route().log_connections) log::info(header_error_line());
-            relay.refuse(*this, std::string(decoder.eof()));
+            relay.refuse(*this, std::string(decoder.eof()) + " (" + std::to_string(n) +
+                                    " bytes, then the peer closed)");
         } else {
             client.readable = false;  // the rest arrives with a new edge
         }
@@ -102,6 +105,7 @@ void Connection::read_header() {
         return;
     }
     ::recv(client.fd.get(), buf, r.consumed, MSG_DONTWAIT);  // the header itself, now consumed
+    relay.header_read(*this);
     Endpoint dest;
     dest.scheme = Scheme::tcp;
     dest.addr = decoder.destination();

@@ -25,6 +25,7 @@ struct Side : EventSource {
     unique_fd fd;
     bool readable = false;  // edge-triggered readiness, cleared when a call returns EAGAIN
     bool writable = false;
+    bool peer_closed = false;  // EPOLLRDHUP seen: the peer sent its FIN
     void on_event(uint32_t events) override;
 };
 

@@ -31,6 +31,7 @@ StreamRelay::StreamRelay(EventLoop& loop, unique_fd listener, const Route& route
       buffers_(std::make_unique<BufferPool>()) {}
 
 StreamRelay::~StreamRelay() {
+    header_.clear();
     connecting_.clear();
     relaying_.clear();
     closed_.clear();
@@ -135,6 +136,8 @@ void StreamRelay::accept_ready() {
         if (!c.register_client()) continue;
         if (route_.target == Target::destination_header) {
             c.phase = Phase::reading_header;  // the header arrives as client data
+            connecting_.erase(connecting_.iterator_to(c));
+            header_.push_back(c);
             continue;
         }
         if (!begin_connect(c, route_.upstream)) return;  // out of fds: stop accepting for now
@@ -248,6 +251,13 @@ void StreamRelay::retry_awaiting() {
     }
 }
 
+void StreamRelay::header_read(Connection& c) {
+    header_.erase(header_.iterator_to(c));
+    c.phase = Phase::connecting;
+    c.since = Clock::now();
+    connecting_.push_back(c);
+}
+
 void StreamRelay::connected(Connection& c) {
     connecting_.erase(connecting_.iterator_to(c));
     c.since = Clock::now();
@@ -268,7 +278,9 @@ void StreamRelay::requeue(Connection& c) {
 }
 
 void StreamRelay::connection_closed(Connection& c, const char* reason, int err) {
-    if (c.connecting()) {
+    if (c.phase == Phase::reading_header) {
+        header_.erase(header_.iterator_to(c));
+    } else if (c.connecting()) {
         connecting_.erase(connecting_.iterator_to(c));
         if (reason != nullptr && route_.log_connections && c.phase != Phase::reading_header)
             log::info(connect_error_line(route_.kind));
@@ -333,6 +345,12 @@ std::optional<Clock::time_point> StreamRelay::tick(Clock::time_point now) {
             c.pump();
         }
     }
+    while (!header_.empty() && header_.front().since + opts_.header_timeout <= now) {
+        Connection& c = header_.front();
+        if (route_.log_connections) log::info(header_error_line());
+        refuse(c, "no complete destination header within " +
+                      std::to_string(opts_.header_timeout.count()) + " ms");
+    }
     while (!connecting_.empty() && connecting_.front().since + opts_.connect_timeout <= now) {
         stats_.connect_failures++;
         connecting_.front().close("connect timed out", ETIMEDOUT);
@@ -359,6 +377,7 @@ std::optional<Clock::time_point> StreamRelay::tick(Clock::time_point now) {
         if (!next || t < *next) next = t;
     };
     if (!ready_.empty()) consider(now);
+    if (!header_.empty()) consider(header_.front().since + opts_.header_timeout);
     if (!connecting_.empty()) consider(connecting_.front().since + opts_.connect_timeout);
     if (opts_.idle_timeout.count() > 0 && !relaying_.empty())
         consider(relaying_.front().since + opts_.idle_timeout);

@@ -29,6 +29,9 @@ struct RelayOptions {
     int max_connections = 10'000;
     std::chrono::milliseconds connect_timeout{10'000};
     std::chrono::milliseconds idle_timeout{0};  // 0: never
+    // A destination header must be complete this long after accept (its own timer: a peer that
+    // sends nothing must not hold a slot for a whole connect timeout).
+    std::chrono::milliseconds header_timeout{5'000};
     bool splice = true;
     std::string tag;  // "proxy/index" for log lines
 };
@@ -58,6 +61,8 @@ class StreamRelay : private EventSource {
     // Setup steps, used by Connection: a refused client is logged and closed; begin_connect
     // works out headers and the destination and starts the upstream connect (false: out of fds,
     // the connection waits for one).
+    // The destination header is complete: the connection's connect clock starts now.
+    void header_read(Connection& c);
     void refuse(Connection& c, const std::string& why);
     bool begin_connect(Connection& c, Endpoint dest);
     ipc::StreamStats& mutable_stats() { return stats_; }
@@ -82,6 +87,7 @@ class StreamRelay : private EventSource {
     std::unique_ptr<PipePool> pipes_;
     std::unique_ptr<BufferPool> buffers_;
     std::list<Connection> all_;  // owns every connection
+    StateList header_;           // reading the destination header, ordered by accept time
     StateList connecting_;       // ordered by start time: the front times out first
     StateList relaying_;         // ordered by last activity: the front idles longest
     StateList closed_;           // freed in tick(), after the epoll batch that closed them

@@ -13,8 +13,12 @@ class StreamWorker final : public WorkerBody {
                  EventLoop& loop)
         : route_(std::move(route)),
           relay_(loop, std::move(listener), route_,
-                 RelayOptions{o.max_connections, o.connect_timeout, o.idle_timeout, o.splice,
-                              h.tag()}) {}
+                 RelayOptions{.max_connections = o.max_connections,
+                              .connect_timeout = o.connect_timeout,
+                              .idle_timeout = o.idle_timeout,
+                              .header_timeout = o.header_timeout,
+                              .splice = o.splice,
+                              .tag = h.tag()}) {}
 
     void start() override { relay_.start(); }
     void stop_accepting() override { relay_.stop_accepting(); }
