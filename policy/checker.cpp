@@ -190,11 +190,7 @@ std::optional<Checker::Upstream> Checker::upstream(const json& v, const std::str
 
 std::optional<size_t> Checker::choice(const json& v, const std::string& pointer,
                                       std::span<const std::string_view> names) {
-    std::string expected = "expected ";
-    for (size_t i = 0; i < names.size(); ++i) {
-        if (i > 0) expected += i + 1 == names.size() ? " or " : ", ";
-        expected += quote(names[i]);
-    }
+    const std::string expected = "expected " + one_of(names);
     if (!v.is_string()) {
         error(pointer, expected + ", got " + type_of(v));
         return std::nullopt;

@@ -5,6 +5,7 @@
 #include <span>
 #include <vector>
 
+#include "policy/names.hpp"
 #include "policy/wording.hpp"
 
 namespace pfp::policy::detail {
@@ -127,9 +128,9 @@ std::string target_text(Target t) {
         case Target::original_port:
             return "an original-port upstream";
         case Target::destination_header:
-            return "\"destination-header\"";
+            return "\"" + std::string(upstream_word(UpstreamMode::destination_header)) + "\"";
         case Target::original_destination:
-            return "\"original-destination\"";
+            return "\"" + std::string(upstream_word(UpstreamMode::original_destination)) + "\"";
     }
     return "this upstream";
 }

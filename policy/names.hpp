@@ -2,6 +2,7 @@
 // The words a policy uses for the values of enums, each beside the value it stands for. The one
 // place that spells them, so that the supervisor and workers can later share these tables.
 #include <array>
+#include <cstddef>
 #include <string_view>
 
 #include "common/endpoint.hpp"
@@ -14,6 +15,14 @@ constexpr std::array<std::string_view, 2> kUpstreamWords{"original-destination",
                                                          "destination-header"};
 constexpr std::array<UpstreamMode, 2> kUpstreamModes{UpstreamMode::original_destination,
                                                      UpstreamMode::destination_header};
+
+// The word for an upstream mode ("" for fixed: an endpoint, not a word).
+constexpr std::string_view upstream_word(UpstreamMode mode) {
+    for (size_t i = 0; i < kUpstreamModes.size(); ++i) {
+        if (kUpstreamModes[i] == mode) return kUpstreamWords[i];
+    }
+    return "";
+}
 
 // `header`: the transparent header's format.
 constexpr std::array<std::string_view, 2> kHeaderNames{"standard", "oyster-v4"};

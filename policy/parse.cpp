@@ -94,9 +94,9 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
             listen.reset();  // one error, not a second one about the systemd scheme
         }
     } else if (listen && listen->scheme == Scheme::systemd) {
-        check.error(pointer + "/listen",
-                    "a \"systemd:NAME\" listener needs listen_family (\"tcp\", \"udp\", "
-                    "\"unix\" or \"vsock\"): the kind of proxy depends on it");
+        check.error(pointer + "/listen", "a \"systemd:NAME\" listener needs listen_family (" +
+                                             one_of(kListenFamilyNames) +
+                                             "): the kind of proxy depends on it");
         listen.reset();
     }
     std::optional<Checker::Upstream> upstream;

@@ -29,6 +29,15 @@ std::string position_text(SourcePos pos) {
     return std::to_string(pos.line) + ":" + std::to_string(pos.column);
 }
 
+std::string one_of(std::span<const std::string_view> words) {
+    std::string out;
+    for (size_t i = 0; i < words.size(); ++i) {
+        if (i > 0) out += i + 1 == words.size() ? " or " : ", ";
+        out += quote(words[i]);
+    }
+    return out;
+}
+
 std::string_view article(Scheme s) {
     // "an fc-vsock", "an nfqueue": the names are read letter by letter.
     return s == Scheme::fc_vsock || s == Scheme::nfqueue ? "an" : "a";

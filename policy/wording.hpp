@@ -26,6 +26,9 @@ std::string value_of(const json& v);
 // "3:14" (line:column), for "first at ..." in messages about repeated things.
 std::string position_text(SourcePos pos);
 
+// `"a", "b" or "c"`: the words a value may be, each quoted, for messages.
+std::string one_of(std::span<const std::string_view> words);
+
 // "a" or "an", before the scheme's name.
 std::string_view article(Scheme s);
 
