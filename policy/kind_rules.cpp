@@ -1,0 +1,283 @@
+#include "policy/kind_rules.hpp"
+
+#include <algorithm>
+#include <array>
+#include <span>
+#include <vector>
+
+#include "policy/names.hpp"
+#include "policy/wording.hpp"
+
+namespace pfp::policy::detail {
+namespace {
+
+// A listener, as far as choosing a worker kind goes.
+enum class Side { tcp, vsock_like };
+
+// What a relay connects to.
+enum class Target {
+    tcp,                   // a tcp: endpoint
+    vsock_like,            // a vsock:, unix: or fc-vsock: endpoint with a fixed port
+    original_port,         // a vsock: or fc-vsock: endpoint whose port is original-port
+    destination_header,    // "destination-header": read from the stream
+    original_destination,  // "original-destination": SO_ORIGINAL_DST of the client
+};
+
+// Which listener, upstream and send_original_destination make each worker kind, and which of the
+// kind-specific keys it takes. A new kind is one more line here.
+struct KindRule {
+    Side listen;
+    Target upstream;
+    bool send_original_destination = false;
+    WorkerKind kind;
+    bool allow = false;       // `allow`: it connects to TCP destinations
+    bool statistics = false;  // `statistics`
+};
+constexpr std::array kKindRules{
+    KindRule{.listen = Side::tcp,
+             .upstream = Target::tcp,
+             .kind = WorkerKind::tcp_forward,
+             .allow = true},
+    KindRule{.listen = Side::tcp, .upstream = Target::vsock_like, .kind = WorkerKind::ip_to_vsock},
+    KindRule{.listen = Side::tcp,
+             .upstream = Target::vsock_like,
+             .send_original_destination = true,
+             .kind = WorkerKind::ip_to_vsock_transparent},
+    KindRule{.listen = Side::tcp,
+             .upstream = Target::original_port,
+             .kind = WorkerKind::transparent_port_to_vsock},
+    KindRule{.listen = Side::vsock_like,
+             .upstream = Target::tcp,
+             .kind = WorkerKind::vsock_to_ip,
+             .allow = true},
+    KindRule{.listen = Side::vsock_like,
+             .upstream = Target::destination_header,
+             .kind = WorkerKind::vsock_to_ip_transparent,
+             .allow = true},
+    KindRule{.listen = Side::vsock_like,
+             .upstream = Target::vsock_like,
+             .kind = WorkerKind::vsock_to_vsock,
+             .statistics = true},
+};
+
+// Each combination makes one kind at most, and each kind has one row (kind_takes() reads it).
+constexpr bool kind_rules_are_unambiguous() {
+    for (size_t i = 0; i < kKindRules.size(); ++i) {
+        for (size_t j = i + 1; j < kKindRules.size(); ++j) {
+            const KindRule& a = kKindRules[i];
+            const KindRule& b = kKindRules[j];
+            if (a.listen == b.listen && a.upstream == b.upstream &&
+                a.send_original_destination == b.send_original_destination) {
+                return false;
+            }
+            if (a.kind == b.kind) return false;
+        }
+    }
+    return true;
+}
+static_assert(kind_rules_are_unambiguous());
+
+constexpr std::array<Scheme, 1> kTcpSchemes{Scheme::tcp};
+constexpr std::array<Scheme, 3> kVsockLikeSchemes{Scheme::vsock, Scheme::unix_stream,
+                                                  Scheme::fc_vsock};
+// Endpoints whose port may be original-port (unix: has no port).
+constexpr std::array<Scheme, 2> kOriginalPortSchemes{Scheme::vsock, Scheme::fc_vsock};
+
+std::span<const Scheme> side_schemes(Side s) {
+    if (s == Side::tcp) return kTcpSchemes;
+    return kVsockLikeSchemes;
+}
+
+std::optional<Side> side_of(Scheme s) {
+    if (s == Scheme::tcp) return Side::tcp;
+    if (std::find(kVsockLikeSchemes.begin(), kVsockLikeSchemes.end(), s) !=
+        kVsockLikeSchemes.end()) {
+        return Side::vsock_like;
+    }
+    return std::nullopt;
+}
+
+// The endpoint schemes that reach a target (none for the words).
+std::span<const Scheme> target_schemes(Target t) {
+    switch (t) {
+        case Target::tcp:
+            return kTcpSchemes;
+        case Target::vsock_like:
+            return kVsockLikeSchemes;
+        case Target::original_port:
+            return kOriginalPortSchemes;
+        case Target::destination_header:
+        case Target::original_destination:
+            break;
+    }
+    return {};
+}
+
+std::optional<Target> target_of(const Endpoint& e) {
+    if (e.scheme == Scheme::tcp) return Target::tcp;
+    if (!side_of(e.scheme)) return std::nullopt;
+    return e.original_port ? Target::original_port : Target::vsock_like;
+}
+
+// The upstream a target stands for, in messages.
+std::string target_text(Target t) {
+    switch (t) {
+        case Target::tcp:
+        case Target::vsock_like:
+            return schemes_in_prose(target_schemes(t)) + " upstream";
+        case Target::original_port:
+            return "an original-port upstream";
+        case Target::destination_header:
+            return "\"" + std::string(upstream_word(UpstreamMode::destination_header)) + "\"";
+        case Target::original_destination:
+            return "\"" + std::string(upstream_word(UpstreamMode::original_destination)) + "\"";
+    }
+    return "this upstream";
+}
+
+// Why a target needs the listener it needs; appended to the message that says so.
+std::string_view target_reason(Target t) {
+    if (t == Target::original_port) {
+        return " (the port comes from SO_ORIGINAL_DST, which only a redirected TCP connection has)";
+    }
+    return "";
+}
+
+void add_unique(std::vector<Scheme>& v, std::span<const Scheme> schemes) {
+    for (const Scheme s : schemes) {
+        if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
+    }
+}
+
+// The rules that agree with every choice given (nullopt: unknown, matches anything).
+std::vector<const KindRule*> rules_for(const std::optional<Side>& listen,
+                                       const std::optional<Target>& upstream,
+                                       const std::optional<bool>& send_original_destination) {
+    std::vector<const KindRule*> out;
+    for (const auto& rule : kKindRules) {
+        if (listen && rule.listen != *listen) continue;
+        if (upstream && rule.upstream != *upstream) continue;
+        if (send_original_destination &&
+            rule.send_original_destination != *send_original_destination) {
+            continue;
+        }
+        out.push_back(&rule);
+    }
+    return out;
+}
+
+const KindRule* rule_of(WorkerKind kind) {
+    for (const auto& rule : kKindRules) {
+        if (rule.kind == kind) return &rule;
+    }
+    return nullptr;
+}
+
+bool takes(const KindRule& rule, KindKey key) {
+    switch (key) {
+        case KindKey::allow:
+            return rule.allow;
+        case KindKey::statistics:
+            return rule.statistics;
+    }
+    return false;
+}
+
+}  // namespace
+
+// Every message is about what is known; an unknown part (already reported) rules nothing out.
+KindChoice derive_kind(const KindInput& in) {
+    std::optional<Scheme> upstream_scheme;  // an endpoint upstream's scheme
+    std::optional<Target> upstream;         // nullopt: missing, did not parse or not supported
+    if (in.upstream_mode) {
+        switch (*in.upstream_mode) {
+            case UpstreamMode::fixed:
+                upstream_scheme = in.upstream.scheme;
+                upstream = target_of(in.upstream);
+                break;
+            case UpstreamMode::original_destination:
+                upstream = Target::original_destination;
+                break;
+            case UpstreamMode::destination_header:
+                upstream = Target::destination_header;
+                break;
+        }
+    }
+    KindChoice out;
+    const std::optional<Side> side = in.listen ? side_of(*in.listen) : std::nullopt;
+    if (in.listen && !side) {
+        std::vector<Scheme> listens;
+        for (const auto& rule : kKindRules) add_unique(listens, side_schemes(rule.listen));
+        out.listen_error =
+            std::string(article(*in.listen)) + " " + std::string(scheme_name(*in.listen)) +
+            " endpoint is not supported yet (supported: " + scheme_list(listens) + ")";
+    }
+    std::optional<Target> target = upstream;
+    if (upstream_scheme && !target) {
+        std::vector<Scheme> upstreams;
+        for (const KindRule* rule : rules_for(side, std::nullopt, std::nullopt)) {
+            add_unique(upstreams, target_schemes(rule->upstream));
+        }
+        out.upstream_error =
+            std::string(article(*upstream_scheme)) + " " +
+            std::string(scheme_name(*upstream_scheme)) +
+            " endpoint is not supported yet (supported: " + scheme_list(upstreams) + ")";
+    } else if (target) {
+        const auto by_target = rules_for(std::nullopt, target, std::nullopt);
+        if (by_target.empty()) {
+            out.upstream_error = target_text(*target) + " is not supported by any worker kind yet";
+            target.reset();
+        } else if (side && rules_for(side, target, std::nullopt).empty()) {
+            std::vector<Scheme> listens;
+            for (const KindRule* rule : by_target) add_unique(listens, side_schemes(rule->listen));
+            out.upstream_error = target_text(*target) + " needs " + schemes_in_prose(listens) +
+                                 " listener, not " + std::string(scheme_name(*in.listen)) +
+                                 std::string(target_reason(*target));
+            target.reset();
+        }
+    }
+    if (in.send_original_destination == true && rules_for(side, target, true).empty()) {
+        if (target == Target::original_port) {
+            out.send_original_destination_error =
+                "send_original_destination cannot be combined with an original-port upstream";
+        } else {
+            std::string where;
+            for (const KindRule* rule : rules_for(std::nullopt, std::nullopt, true)) {
+                if (!where.empty()) where += " or ";
+                where += schemes_in_prose(side_schemes(rule->listen)) + " listener with " +
+                         target_text(rule->upstream);
+            }
+            out.send_original_destination_error =
+                "send_original_destination applies only to " + where;
+        }
+    }
+    if (side && target && in.send_original_destination && out.listen_error.empty() &&
+        out.upstream_error.empty() && out.send_original_destination_error.empty()) {
+        const auto rules = rules_for(side, target, in.send_original_destination);
+        if (!rules.empty()) {
+            out.kind = rules.front()->kind;
+        } else {  // a listener and upstream that make a kind only with send_original_destination
+            out.upstream_error = "no worker kind connects " +
+                                 schemes_in_prose(side_schemes(*side)) + " listener to " +
+                                 target_text(*target);
+        }
+    }
+    return out;
+}
+
+bool kind_takes(WorkerKind kind, KindKey key) {
+    const KindRule* rule = rule_of(kind);
+    return rule && takes(*rule, key);
+}
+
+std::string kinds_taking(KindKey key) {
+    std::string out;
+    for (const auto& rule : kKindRules) {
+        if (!takes(rule, key)) continue;
+        if (!out.empty()) out += ", ";
+        out += kind_name(rule.kind);
+    }
+    return out;
+}
+
+}  // namespace pfp::policy::detail

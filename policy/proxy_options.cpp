@@ -1,0 +1,230 @@
+#include "policy/proxy_options.hpp"
+
+#include <array>
+#include <string_view>
+#include <utility>
+
+#include "common/allow_list.hpp"
+#include "policy/duration.hpp"
+#include "policy/kind_rules.hpp"
+#include "policy/names.hpp"
+
+namespace pfp::policy::detail {
+namespace {
+
+constexpr std::array<std::string_view, 3> kKeepaliveKeys{"idle", "interval", "count"};
+constexpr std::array<std::string_view, 4> kRestartKeys{"backoff_initial", "backoff_max",
+                                                       "healthy_after", "max_failures"};
+
+constexpr Checker::ListWords kAllowWords{"allow entries", "allow entry", "an",
+                                         R"("10.0.0.0/8:443")", "leave allow out for the default"};
+constexpr Checker::ListWords kSourceWords{"CIDRs", "CIDR", "a", R"("10.0.0.0/8")",
+                                          "to admit every client, leave allowed_sources out"};
+
+Keepalive parse_keepalive(Checker& check, const json& v, const std::string& pointer) {
+    Keepalive k;
+    if (v.is_boolean()) {
+        k.enabled = v.get<bool>();
+        return k;
+    }
+    if (!v.is_object()) {
+        check.error(pointer,
+                    "expected a boolean or an object {idle, interval, count}, got " + type_of(v));
+        return k;
+    }
+    check.known_keys(v, pointer, kKeepaliveKeys);
+    k.enabled = true;
+    if (const json* idle = member(v, "idle")) {
+        if (auto d = check.duration(*idle, pointer + "/idle", true)) k.idle = *d;
+    }
+    if (const json* interval = member(v, "interval")) {
+        if (auto d = check.duration(*interval, pointer + "/interval", true)) k.interval = *d;
+    }
+    if (const json* count = member(v, "count")) {
+        if (auto n = check.integer(*count, pointer + "/count", 1, 127)) k.count = *n;
+    }
+    return k;
+}
+
+RestartPolicy parse_restart(Checker& check, const json& v, const std::string& pointer) {
+    RestartPolicy r;
+    if (!v.is_object()) {
+        check.error(pointer,
+                    "expected an object {backoff_initial, backoff_max, healthy_after, "
+                    "max_failures}, got " +
+                        type_of(v));
+        return r;
+    }
+    check.known_keys(v, pointer, kRestartKeys);
+    const json* initial_json = member(v, "backoff_initial");
+    const json* max_json = member(v, "backoff_max");
+    std::optional<std::chrono::milliseconds> initial, max;
+    if (initial_json) {
+        initial = check.duration(*initial_json, pointer + "/backoff_initial", true);
+        if (initial) r.backoff_initial = *initial;
+    }
+    if (max_json) {
+        max = check.duration(*max_json, pointer + "/backoff_max", true);
+        if (max) r.backoff_max = *max;
+    }
+    if (const json* x = member(v, "healthy_after")) {
+        if (auto d = check.duration(*x, pointer + "/healthy_after", true)) r.healthy_after = *d;
+    }
+    if (const json* x = member(v, "max_failures")) {
+        if (auto n = check.integer(*x, pointer + "/max_failures", 1, 1000)) r.max_failures = *n;
+    }
+    // Point at a field the user wrote: backoff_max if written, else backoff_initial against the
+    // default. An invalid value was reported already.
+    if (r.backoff_max < r.backoff_initial) {
+        if (max) {
+            check.error(pointer + "/backoff_max", "expected a duration >= backoff_initial (" +
+                                                      format_ms(r.backoff_initial) + "), got " +
+                                                      value_of(*max_json));
+        } else if (initial && !max_json) {
+            check.error(pointer + "/backoff_initial",
+                        "expected a duration <= backoff_max (" + format_ms(r.backoff_max) +
+                            ", the default), got " + value_of(*initial_json));
+        }
+    }
+    return r;
+}
+
+}  // namespace
+
+// The keys that choose a relay's preamble, admission and egress. A key that cannot apply to this
+// entry is reported as such, and its value is not checked further.
+void parse_relay_options(Checker& check, const json& v, const std::string& pointer,
+                         const RelayShape& shape, Proxy& p) {
+    const auto at = [&pointer](std::string_view key) { return pointer + "/" + std::string(key); };
+    const std::string listen_name =
+        shape.listen ? std::string(scheme_name(*shape.listen)) : std::string();
+    const std::string kind = shape.kind ? std::string(kind_name(*shape.kind)) : "";
+
+    if (const json* x = member(v, "header")) {
+        const bool unused = shape.send_original_destination == false && shape.upstream_mode &&
+                            *shape.upstream_mode != UpstreamMode::destination_header;
+        if (unused) {
+            check.error(at("header"),
+                        "header applies only with send_original_destination or a "
+                        "\"destination-header\" upstream");
+        } else if (auto i = check.choice(*x, at("header"), kHeaderNames)) {
+            p.header = kHeaderFormats[*i];
+        }
+    }
+    if (const json* x = member(v, "proxy_protocol")) {
+        if (auto b = check.boolean(*x, at("proxy_protocol"))) {
+            if (*b && shape.send_original_destination == true) {
+                check.error(at("proxy_protocol"),
+                            "proxy_protocol cannot be combined with send_original_destination "
+                            "(the peer expects the transparent header first)");
+            }
+            p.proxy_protocol = *b;
+        }
+    }
+    if (const json* x = member(v, "allow")) {
+        if (shape.kind && !kind_takes(*shape.kind, KindKey::allow)) {
+            check.error(at("allow"),
+                        "allow applies only to relays that connect to TCP destinations (" +
+                            kinds_taking(KindKey::allow) + "), not " + kind);
+        } else if (auto list =
+                       check.allow_strings(*x, at("allow"), kAllowWords, parse_allow_entry)) {
+            p.allow = std::move(*list);
+            // A fixed upstream is the only destination: a list that denies it is a mistake.
+            if (shape.kind && p.upstream_mode == UpstreamMode::fixed &&
+                p.upstream.scheme == Scheme::tcp) {
+                const Decision d = AllowList::parse(p.allow).decide(p.upstream.addr);
+                if (!d.allowed()) {
+                    check.error(at("allow"), "the upstream " + quote(to_string(p.upstream)) +
+                                                 " is not allowed by this list (" +
+                                                 std::string(d.reason) + ")");
+                }
+            }
+        }
+    }
+    if (const json* x = member(v, "allowed_cids")) {
+        if (shape.listen && *shape.listen != Scheme::vsock) {
+            check.error(at("allowed_cids"),
+                        "allowed_cids applies only to vsock listeners, not " + listen_name);
+        } else if (auto cids = check.cids(*x, at("allowed_cids"))) {
+            p.allowed_cids = std::move(*cids);
+        }
+    }
+    if (const json* x = member(v, "allowed_sources")) {
+        if (shape.listen && *shape.listen != Scheme::tcp) {
+            check.error(at("allowed_sources"),
+                        "allowed_sources applies only to tcp listeners, not " + listen_name);
+        } else if (auto list =
+                       check.allow_strings(*x, at("allowed_sources"), kSourceWords, parse_cidr)) {
+            p.allowed_sources = std::move(*list);
+        }
+    }
+    for (const std::string_view key : {"socket_mode", "socket_owner", "socket_group"}) {
+        const json* x = member(v, key);
+        if (!x) continue;
+        if (shape.listen && *shape.listen != Scheme::unix_stream &&
+            *shape.listen != Scheme::fc_vsock) {
+            check.error(at(key), std::string(key) +
+                                     " applies only to unix and fc-vsock listeners, not " +
+                                     listen_name);
+        } else if (shape.abstract_listen) {
+            check.error(at(key), std::string(key) +
+                                     " does not apply to an abstract unix socket (it has no file)");
+        } else if (shape.activated) {
+            check.error(at(key), std::string(key) +
+                                     " does not apply to a socket systemd passes (set SocketMode=, "
+                                     "SocketUser= and SocketGroup= in the .socket unit)");
+        } else if (key == "socket_mode") {
+            if (auto mode = check.file_mode(*x, at(key))) p.unix_socket.mode = *mode;
+        } else if (auto name = check.account(*x, at(key))) {
+            (key == "socket_owner" ? p.unix_socket.owner : p.unix_socket.group) = std::move(*name);
+        }
+    }
+    if (const json* x = member(v, "log_connections")) {
+        if (auto b = check.boolean(*x, at("log_connections"))) p.log_connections = *b;
+    }
+    if (const json* x = member(v, "statistics")) {
+        if (auto b = check.boolean(*x, at("statistics"))) {
+            if (*b && shape.kind && !kind_takes(*shape.kind, KindKey::statistics)) {
+                check.error(at("statistics"), "statistics applies only to " +
+                                                  kinds_taking(KindKey::statistics) +
+                                                  " relays, not " + kind);
+            }
+            p.statistics = *b;
+        }
+    }
+}
+
+void parse_relay_tuning(Checker& check, const json& v, const std::string& pointer, Proxy& p) {
+    const auto at = [&pointer](std::string_view key) { return pointer + "/" + std::string(key); };
+    if (const json* x = member(v, "workers")) {
+        if (auto n = check.integer(*x, at("workers"), 1, 64)) p.workers = *n;
+    }
+    if (const json* x = member(v, "max_connections")) {
+        if (auto n = check.integer(*x, at("max_connections"), 1, 1'000'000)) {
+            p.max_connections = *n;
+        }
+    }
+    if (const json* x = member(v, "backlog")) {
+        if (auto n = check.integer(*x, at("backlog"), 1, 65535)) p.backlog = *n;
+    }
+    if (const json* x = member(v, "connect_timeout")) {
+        if (auto d = check.duration(*x, at("connect_timeout"), true)) p.connect_timeout = *d;
+    }
+    if (const json* x = member(v, "idle_timeout")) {
+        if (auto d = check.duration(*x, at("idle_timeout"), false)) p.idle_timeout = *d;
+    }
+    if (const json* x = member(v, "tcp_nodelay")) {
+        if (auto b = check.boolean(*x, at("tcp_nodelay"))) p.tcp_nodelay = *b;
+    }
+    if (const json* x = member(v, "splice")) {
+        if (auto b = check.boolean(*x, at("splice"))) p.splice = *b;
+    }
+    if (const json* x = member(v, "keepalive")) {
+        p.keepalive = parse_keepalive(check, *x, at("keepalive"));
+    }
+    if (const json* x = member(v, "restart")) {
+        p.restart = parse_restart(check, *x, at("restart"));
+    }
+}
+
+}  // namespace pfp::policy::detail
