@@ -11,71 +11,12 @@
 namespace pfp::policy::detail {
 namespace {
 
-// A listener, as far as choosing a worker kind goes.
-enum class Side { tcp, vsock_like };
-
-// What a relay connects to.
-enum class Target {
-    tcp,                   // a tcp: endpoint
-    vsock_like,            // a vsock:, unix: or fc-vsock: endpoint with a fixed port
-    original_port,         // a vsock: or fc-vsock: endpoint whose port is original-port
-    destination_header,    // "destination-header": read from the stream
-    original_destination,  // "original-destination": SO_ORIGINAL_DST of the client
-};
-
-// Which listener, upstream and send_original_destination make each worker kind, and which of the
-// kind-specific keys it takes. A new kind is one more line here.
-struct KindRule {
-    Side listen;
-    Target upstream;
-    bool send_original_destination = false;
-    WorkerKind kind;
-    bool allow = false;       // `allow`: it connects to TCP destinations
-    bool statistics = false;  // `statistics`
-};
-constexpr std::array kKindRules{
-    KindRule{.listen = Side::tcp,
-             .upstream = Target::tcp,
-             .kind = WorkerKind::tcp_forward,
-             .allow = true},
-    KindRule{.listen = Side::tcp, .upstream = Target::vsock_like, .kind = WorkerKind::ip_to_vsock},
-    KindRule{.listen = Side::tcp,
-             .upstream = Target::vsock_like,
-             .send_original_destination = true,
-             .kind = WorkerKind::ip_to_vsock_transparent},
-    KindRule{.listen = Side::tcp,
-             .upstream = Target::original_port,
-             .kind = WorkerKind::transparent_port_to_vsock},
-    KindRule{.listen = Side::vsock_like,
-             .upstream = Target::tcp,
-             .kind = WorkerKind::vsock_to_ip,
-             .allow = true},
-    KindRule{.listen = Side::vsock_like,
-             .upstream = Target::destination_header,
-             .kind = WorkerKind::vsock_to_ip_transparent,
-             .allow = true},
-    KindRule{.listen = Side::vsock_like,
-             .upstream = Target::vsock_like,
-             .kind = WorkerKind::vsock_to_vsock,
-             .statistics = true},
-};
-
-// Each combination makes one kind at most, and each kind has one row (kind_takes() reads it).
-constexpr bool kind_rules_are_unambiguous() {
-    for (size_t i = 0; i < kKindRules.size(); ++i) {
-        for (size_t j = i + 1; j < kKindRules.size(); ++j) {
-            const KindRule& a = kKindRules[i];
-            const KindRule& b = kKindRules[j];
-            if (a.listen == b.listen && a.upstream == b.upstream &&
-                a.send_original_destination == b.send_original_destination) {
-                return false;
-            }
-            if (a.kind == b.kind) return false;
-        }
-    }
-    return true;
-}
-static_assert(kind_rules_are_unambiguous());
+// The kind table (common/worker_kind.cpp) says which listener side, upstream target and
+// send_original_destination make each kind, and which kind-specific keys it takes; this file only
+// maps a policy entry onto those columns and words the messages.
+using Side = ListenSide;
+using Target = UpstreamTarget;
+using KindRule = KindRow;
 
 constexpr std::array<Scheme, 1> kTcpSchemes{Scheme::tcp};
 constexpr std::array<Scheme, 3> kVsockLikeSchemes{Scheme::vsock, Scheme::unix_stream,
@@ -154,7 +95,7 @@ std::vector<const KindRule*> rules_for(const std::optional<Side>& listen,
                                        const std::optional<Target>& upstream,
                                        const std::optional<bool>& send_original_destination) {
     std::vector<const KindRule*> out;
-    for (const auto& rule : kKindRules) {
+    for (const auto& rule : kind_table()) {
         if (listen && rule.listen != *listen) continue;
         if (upstream && rule.upstream != *upstream) continue;
         if (send_original_destination &&
@@ -167,18 +108,15 @@ std::vector<const KindRule*> rules_for(const std::optional<Side>& listen,
 }
 
 const KindRule* rule_of(WorkerKind kind) {
-    for (const auto& rule : kKindRules) {
-        if (rule.kind == kind) return &rule;
-    }
-    return nullptr;
+    return &kind_row(kind);
 }
 
 bool takes(const KindRule& rule, KindKey key) {
     switch (key) {
         case KindKey::allow:
-            return rule.allow;
+            return rule.takes_allow;
         case KindKey::statistics:
-            return rule.statistics;
+            return rule.takes_statistics;
     }
     return false;
 }
@@ -207,7 +145,7 @@ KindChoice derive_kind(const KindInput& in) {
     const std::optional<Side> side = in.listen ? side_of(*in.listen) : std::nullopt;
     if (in.listen && !side) {
         std::vector<Scheme> listens;
-        for (const auto& rule : kKindRules) add_unique(listens, side_schemes(rule.listen));
+        for (const auto& rule : kind_table()) add_unique(listens, side_schemes(rule.listen));
         out.listen_error =
             std::string(article(*in.listen)) + " " + std::string(scheme_name(*in.listen)) +
             " endpoint is not supported yet (supported: " + scheme_list(listens) + ")";
@@ -272,7 +210,7 @@ bool kind_takes(WorkerKind kind, KindKey key) {
 
 std::string kinds_taking(KindKey key) {
     std::string out;
-    for (const auto& rule : kKindRules) {
+    for (const auto& rule : kind_table()) {
         if (!takes(rule, key)) continue;
         if (!out.empty()) out += ", ";
         out += kind_name(rule.kind);

@@ -1,7 +1,7 @@
 #pragma once
 // Which worker kind a proxy entry makes: its listener, its upstream and send_original_destination
-// choose one, and the kind decides which kind-specific keys the entry may use. The table behind
-// this lives in kind_rules.cpp and nothing else reads it.
+// choose one, and the kind decides which kind-specific keys the entry may use. The columns come
+// from the kind table (common/worker_kind.cpp); kind_rules.cpp maps an entry onto them.
 #include <optional>
 #include <string>
 

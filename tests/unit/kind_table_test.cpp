@@ -78,6 +78,18 @@ TEST(KindTable, RowsAreInKindOrderWithUniqueNames) {
     }
 }
 
+// Each combination of the derivation columns makes one kind at most.
+TEST(KindTable, DerivationColumnsAreUnambiguous) {
+    for (size_t i = 0; i < kind_table().size(); ++i)
+        for (size_t j = i + 1; j < kind_table().size(); ++j) {
+            const KindRow& a = kind_table()[i];
+            const KindRow& b = kind_table()[j];
+            EXPECT_FALSE(a.listen == b.listen && a.upstream == b.upstream &&
+                         a.send_original_destination == b.send_original_destination)
+                << a.name << " and " << b.name << " are made by the same entries";
+        }
+}
+
 TEST(KindTable, EveryRowHasAPolicyDerivation) {
     for (const KindRow& row : kind_table()) {
         const std::string text = entry_json(row, listen_text(row));
