@@ -66,6 +66,21 @@ std::string peer_ip(const sockaddr_storage& ss) {
     return buf;
 }
 
+uint16_t peer_port(const sockaddr_storage& ss) {
+    if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port);
+    return 0;
+}
+
+// "ip port" of a connected socket's own end.
+std::string local_address(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+    return peer_ip(ss) + " " + std::to_string(peer_port(ss));
+}
+
 // Accepts on a ready listener (TCP or Unix, any namespace) and runs `handle(fd, peer ip)` on each
 // connection in its own thread; when the handler returns, the connection is shut down. The
 // destructor shuts every connection down too, so a handler blocked in recv() ends at once when a
@@ -87,6 +102,11 @@ class Server {
         for (auto& t : workers_) t.join();
     }
     int accepted() const { return accepted_; }
+    // "ip port" of every accepted connection's peer, in order.
+    std::vector<std::string> peers() {
+        std::lock_guard lock(mu_);
+        return peers_;
+    }
 
   private:
     void accept_loop() {
@@ -103,6 +123,7 @@ class Server {
             {
                 std::lock_guard lock(mu_);
                 conns_.emplace_back(fd);  // closed by the destructor, after the handlers ended
+                peers_.push_back(peer_ip(ss) + " " + std::to_string(peer_port(ss)));
             }
             workers_.emplace_back([this, fd, peer = peer_ip(ss)] {
                 handle_(fd, peer);
@@ -117,6 +138,7 @@ class Server {
     std::atomic<int> accepted_{0};
     std::mutex mu_;
     std::vector<unique_fd> conns_;
+    std::vector<std::string> peers_;
     std::thread thread_;
     std::vector<std::thread> workers_;
 };
@@ -128,30 +150,15 @@ std::string describe(const Transfer& t) {
     return s.str();
 }
 
-// Reads until the connection ends; says how: "eof", "reset", "timeout" or "error: ...".
-std::string read_until_end(int fd, std::string& got) {
-    char buf[65536];
-    for (;;) {
-        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n == 0) return "eof";
-        if (n < 0) {
-            if (errno == ECONNRESET) return "reset";
-            if (errno == EAGAIN) return "timeout";
-            return std::string("error: ") + std::strerror(errno);
-        }
-        got.append(buf, static_cast<size_t>(n));
-    }
-}
-
 // A client of a transparent path: connects to ip:port from the namespace it runs in (inside
 // run_in_child), sends `request`, shuts down writing and reads until the end. Returns
 // "connect failed: ..." or "<how it ended> <what it received>".
 std::string request_here(const std::string& ip, uint16_t port, const std::string& request,
-                         bool shut_write = true) {
+                         bool shut_write = true, std::string* local = nullptr) {
     unique_fd c;
     if (int err = connect_tcp_here(ip, port, c, kIo))
         return std::string("connect failed: ") + std::strerror(err);
+    if (local) *local = local_address(c.get());
     if (!request.empty() && !write_all(c.get(), request.data(), request.size()))
         return std::string("send failed: ") + std::strerror(errno);
     if (shut_write) ::shutdown(c.get(), SHUT_WR);
@@ -201,7 +208,7 @@ class TransparentPair : public ::testing::Test {
     // Topology, REDIRECT of N's TCP to the servers' subnet, the servers in S on port 80, and
     // pf-proxyd with the pair in N.
     void start(bool v6, Server::Handler handler) {
-        PFP_SKIP_WITHOUT_NETNS();
+        PFP_REQUIRE_NETNS();
         v6_ = v6;
         topo_ = std::make_unique<Topology>();
         redirect_ = std::make_unique<IptablesRule>(
@@ -234,9 +241,13 @@ class TransparentPair : public ::testing::Test {
             unique_fd c;
             if (int err = connect_tcp_here(dest, 80, c, kIo))
                 return std::string("connect failed: ") + std::strerror(err);
-            return describe(send_and_receive(c.get(), kTotal, 7));
+            // The client's own end first: the server must not see it (see via_proxy()).
+            const std::string local = local_address(c.get());
+            return local + "\n" + describe(send_and_receive(c.get(), kTotal, 7));
         });
         ASSERT_TRUE(r.ok) << r.output << "\n" << daemon_->log();
+        const std::string client_end = r.output.substr(0, r.output.find('\n'));
+        r.output.erase(0, client_end.size() + 1);
         // What the client must have seen: all of the server's bytes, and the server all of its.
         Transfer expect_client;
         {
@@ -268,6 +279,17 @@ class TransparentPair : public ::testing::Test {
         EXPECT_EQ(server_side_.received_hash, expect_client.sent_hash)
             << "client -> server corrupted";
         EXPECT_EQ(server_peer_, proxy_ip()) << "the server must be reached by egress-host";
+        expect_via_proxy(client_end);
+    }
+
+    // The client and egress-host share N's address, so the server's peer address alone cannot
+    // tell the proxied path from a direct connection; the port can: a connection that bypassed
+    // the redirect reaches the server from the client's own socket.
+    void expect_via_proxy(const std::string& client_end) {
+        const std::vector<std::string> peers = server_->peers();
+        ASSERT_EQ(peers.size(), 1u);
+        EXPECT_EQ(peers[0].substr(0, peers[0].find(' ')), proxy_ip());
+        EXPECT_NE(peers[0], client_end) << "the server saw the client's own socket: not proxied";
         EXPECT_EQ(server_->accepted(), 1);
     }
 
@@ -283,13 +305,17 @@ class TransparentPair : public ::testing::Test {
         if (IsSkipped()) return;
         const std::string dest = server_ip();
         ChildResult r = topo_->n.run_in_child([&] {
-            std::string out = request_here(dest, 80, "hello");
+            std::string local;
+            std::string out = request_here(dest, 80, "hello", true, &local);
             // Too big to send back whole: its start and size say enough.
-            return out.substr(0, 24) + " size=" + std::to_string(out.size());
+            return local + "\n" + out.substr(0, 24) + " size=" + std::to_string(out.size());
         });
         ASSERT_TRUE(r.ok) << r.output;
-        EXPECT_EQ(r.output, "eof got 5 bytes: hellorr size=" + std::to_string(4 + 18 + (3u << 20)))
+        const std::string client_end = r.output.substr(0, r.output.find('\n'));
+        EXPECT_EQ(r.output.substr(client_end.size() + 1),
+                  "eof got 5 bytes: hellorr size=" + std::to_string(4 + 18 + (3u << 20)))
             << daemon_->log();
+        expect_via_proxy(client_end);
     }
 
     TempDir dir_;
@@ -340,7 +366,7 @@ struct Capture {
 
 class TransparentGolden : public ::testing::Test {
   protected:
-    void SetUp() override { PFP_SKIP_WITHOUT_NETNS(); }
+    void SetUp() override { PFP_REQUIRE_NETNS(); }
 
     // egress alone, upstream the test's own unix listener; a client in N connects to dest:443
     // (REDIRECTed to egress) and sends "payload". `expect_log`: a line to wait for instead of a
@@ -500,7 +526,7 @@ std::unique_ptr<Server> marker_server(uint16_t port, const std::string& name) {
 }
 
 TEST(TransparentPortToVsock, OriginalPortIsSentInConnectLineAndDataFlowsAfterOk) {
-    PFP_SKIP_WITHOUT_NETNS();
+    PFP_REQUIRE_NETNS();
     Topology topo;
     IptablesRule redirect(topo.n, IptablesRule::v4, "nat", "OUTPUT",
                           concat(concat({"-p", "tcp", "-d", "10.200.0.0/16", "-m", "multiport",
@@ -542,7 +568,7 @@ TEST(TransparentPortToVsock, OriginalPortIsSentInConnectLineAndDataFlowsAfterOk)
 // ------------------------------------------------------------
 
 TEST(TransparentPrerouting, ClientInOtherNamespaceReachesOriginalDestinationThroughPair) {
-    PFP_SKIP_WITHOUT_NETNS();
+    PFP_REQUIRE_NETNS();
     // C (client) --veth-- P (pf-proxyd, PREROUTING REDIRECT) --veth-- S (server 10.200.1.1:80).
     NetNs c("c"), p("p"), s("s");
     Veth cp(c, "vc", p, "vp");
@@ -577,11 +603,34 @@ TEST(TransparentPrerouting, ClientInOtherNamespaceReachesOriginalDestinationThro
 // ---- 6: the allow list, seen from the client
 // -----------------------------------------------------
 
+// True when a connection completed its handshake on `listener` (a listener the test never
+// accepts on): the kernel queues it before the connecting side's connect() returns, so a proxy
+// that connected before closing the client has left it there.
+bool has_queued_connection(int listener) {
+    pollfd p{listener, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+}
+
 TEST(TransparentAllow, DeniedDestinationsCloseTheClientWithoutDataAndAreLogged) {
-    PFP_SKIP_WITHOUT_NETNS();
+    PFP_REQUIRE_NETNS();
     Topology topo;
     topo.n.ip({"route", "add", "10.201.0.0/16", "dev", "vn"});
     topo.n.ip({"route", "add", "169.254.0.0/16", "dev", "vn"});
+    // Every denied destination exists and listens, so a proxy that ignored the allow list would
+    // reach it: 10.201.0.1 and the metadata address in S, port 81 beside the server, port 9 on
+    // N's loopback (where egress-host runs).
+    topo.s.ip({"addr", "add", "10.201.0.1/16", "dev", "vs"});
+    topo.s.ip({"addr", "add", "169.254.169.254/16", "dev", "vs"});
+    struct Denied {
+        std::string ip;
+        uint16_t port;
+        unique_fd listener;
+    };
+    std::vector<Denied> denied;
+    denied.push_back({"10.201.0.1", 80, listen_tcp_in(topo.s, "10.201.0.1", 80)});
+    denied.push_back({"127.0.0.1", 9, listen_tcp_in(topo.n, "127.0.0.1", 9)});
+    denied.push_back({"10.200.1.1", 81, listen_tcp_in(topo.s, "10.200.1.1", 81)});
+    denied.push_back({"169.254.169.254", 80, listen_tcp_in(topo.s, "169.254.169.254", 80)});
     auto rule = [&](const std::string& dest, uint16_t to) {
         return std::make_unique<IptablesRule>(
             topo.n, IptablesRule::v4, "nat", "OUTPUT",
@@ -615,19 +664,28 @@ TEST(TransparentAllow, DeniedDestinationsCloseTheClientWithoutDataAndAreLogged) 
         const std::string out = client(ip, port);
         EXPECT_TRUE(out == "eof " || out == "reset ")
             << ip << ":" << port << " should be closed without data, got: " << out;
-        EXPECT_TRUE(
-            d->wait_log(": destination " + ip + ":" + std::to_string(port) + " denied" + why, 5s))
-            << d->log();
+        // Refusals are logged at most once a second per worker: one that came too soon after
+        // the last is not logged, so ask again (each time denied) until this one is.
+        const std::string line =
+            ": destination " + ip + ":" + std::to_string(port) + " denied" + why;
+        for (int i = 0; i < 60; ++i) {
+            if (d->wait_log(line, 300ms)) return;
+            const std::string again = client(ip, port);
+            EXPECT_TRUE(again == "eof " || again == "reset ") << ip << ":" << port << ": " << again;
+        }
+        ADD_FAILURE() << "never logged: " << line << "\n" << d->log();
     };
 
     EXPECT_EQ(client("10.200.1.1", 80), "eof allowed") << d->log();  // the control
     expect_denied("10.201.0.1", 80, ": ");
     expect_denied("127.0.0.1", 9, ": loopback destination not explicitly allowed");
-    // Refusals are logged at most once a second per worker: space the next ones out.
-    std::this_thread::sleep_for(1100ms);
     expect_denied("10.200.1.1", 81, ": ");
     expect_denied("169.254.169.254", 80, ": metadata address not explicitly allowed");
     EXPECT_EQ(server.accepted(), 1) << "a denied destination was connected to";
+    for (const auto& x : denied) {
+        EXPECT_FALSE(has_queued_connection(x.listener.get()))
+            << x.ip << ":" << x.port << " was connected to although the allow list denies it";
+    }
     EXPECT_TRUE(d->wait_log("egress-host/0: refused connection from ", 1s)) << d->log();
 }
 
@@ -635,7 +693,7 @@ TEST(TransparentAllow, DeniedDestinationsCloseTheClientWithoutDataAndAreLogged) 
 // --------------------------------------------------------
 
 TEST(TransparentSources, ClientOutsideAllowedSourcesIsClosedWithoutDataAndLogged) {
-    if (::geteuid() != 0) GTEST_SKIP() << "\"user\": \"nobody\" needs root";
+    PFP_REQUIRE(::geteuid() == 0 ? "" : "root (\"user\": \"nobody\")");
     const uint16_t deny = free_port(), admit = free_port(), upstream = free_port();
     Server echo(listen_tcp(upstream), [](int fd, const std::string&) {
         char buf[4096];
