@@ -134,12 +134,12 @@ TEST_F(StreamKinds, VsockToVsockOverUnixWithStatistics) {
     EXPECT_TRUE(d.wait_log(", 4 bytes received (", 5s)) << d.log();
     // Lines that report `sent` and `received` bytes of one connection.
     auto lines_with = [&](size_t sent, size_t received) {
-        const std::string a = ": " + std::to_string(sent) + " bytes sent (";
-        const std::string b = ", " + std::to_string(received) + " bytes received (";
+        const std::string up = ": " + std::to_string(sent) + " bytes sent (";
+        const std::string down = ", " + std::to_string(received) + " bytes received (";
         std::istringstream log(d.log());
         size_t n = 0;
         for (std::string line; std::getline(log, line);)
-            n += line.find(a) != std::string::npos && line.find(b) != std::string::npos;
+            n += line.find(up) != std::string::npos && line.find(down) != std::string::npos;
         return n;
     };
     // Lines come from one report per tick for every connection of the worker, and only for

@@ -662,7 +662,7 @@ TEST(TransparentAllow, DeniedDestinationsCloseTheClientWithoutDataAndAreLogged) 
     };
     auto expect_denied = [&](const std::string& ip, uint16_t port, const std::string& why) {
         const std::string out = client(ip, port);
-        EXPECT_TRUE(out == "eof " || out == "reset ")
+        ASSERT_TRUE(out == "eof " || out == "reset ")
             << ip << ":" << port << " should be closed without data, got: " << out;
         // Refusals are logged at most once a second per worker: one that came too soon after
         // the last is not logged, so ask again (each time denied) until this one is.
@@ -671,7 +671,7 @@ TEST(TransparentAllow, DeniedDestinationsCloseTheClientWithoutDataAndAreLogged) 
         for (int i = 0; i < 60; ++i) {
             if (d->wait_log(line, 300ms)) return;
             const std::string again = client(ip, port);
-            EXPECT_TRUE(again == "eof " || again == "reset ") << ip << ":" << port << ": " << again;
+            ASSERT_TRUE(again == "eof " || again == "reset ") << ip << ":" << port << ": " << again;
         }
         ADD_FAILURE() << "never logged: " << line << "\n" << d->log();
     };
