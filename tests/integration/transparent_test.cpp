@@ -1,11 +1,8 @@
 // Transparent proxying with real iptables REDIRECT inside network namespaces the tests create:
 // ip-to-vsock-transparent -> (unix hop) -> vsock-to-ip-transparent, the transparent header's
 // golden bytes, transparent-port-to-vsock against a fake Firecracker hybrid-vsock muxer, a
-// PREROUTING redirect across a veth pair, and the allow / allowed_sources denials.
-//
-// Every pf-proxyd here runs with "user": "nobody"; its workers' own outbound connections are
-// excluded from the OUTPUT redirects with `-m owner ! --uid-owner 65534`.
-#include <arpa/inet.h>
+// PREROUTING redirect across a veth pair. The allow list and allowed_sources are in
+// transparent_allow_test.cpp, the shared support in transparent_support.hpp.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -14,192 +11,19 @@
 
 #include <atomic>
 #include <cstring>
-#include <functional>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <thread>
 
 #include "harness.hpp"
 #include "netns.hpp"
+#include "transparent_support.hpp"
 
 using namespace pfp::test;
+using namespace pfp::test::transparent;
 using pfp::unique_fd;
 
 namespace {
-
-constexpr uint16_t kEgressPort = 15001;  // fresh namespaces: every port is free
-constexpr uint16_t kEgressPort2 = 15002;
-constexpr auto kIo = std::chrono::seconds(8);  // every socket operation in these tests
-
-const std::vector<std::string> kNotNobody = {"-m", "owner", "!", "--uid-owner", "65534"};
-
-std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
-    a.insert(a.end(), b.begin(), b.end());
-    return a;
-}
-
-std::string hex(const std::string& s) {
-    static const char* digits = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : s) {
-        if (!out.empty()) out += ' ';
-        out += digits[c >> 4];
-        out += digits[c & 15];
-    }
-    return out;
-}
-
-std::string bytes(std::initializer_list<unsigned> b) {
-    std::string s;
-    for (unsigned x : b) s += static_cast<char>(x);
-    return s;
-}
-
-std::string peer_ip(const sockaddr_storage& ss) {
-    char buf[INET6_ADDRSTRLEN] = "?";
-    if (ss.ss_family == AF_INET)
-        ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
-    else if (ss.ss_family == AF_INET6)
-        ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, buf,
-                    sizeof buf);
-    return buf;
-}
-
-uint16_t peer_port(const sockaddr_storage& ss) {
-    if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port);
-    if (ss.ss_family == AF_INET6)
-        return ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port);
-    return 0;
-}
-
-// "ip port" of a connected socket's own end.
-std::string local_address(int fd) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
-    return peer_ip(ss) + " " + std::to_string(peer_port(ss));
-}
-
-// Accepts on a ready listener (TCP or Unix, any namespace) and runs `handle(fd, peer ip)` on each
-// connection in its own thread; when the handler returns, the connection is shut down. The
-// destructor shuts every connection down too, so a handler blocked in recv() ends at once when a
-// test fails. The fds themselves are closed only by the destructor (no fd reuse races).
-class Server {
-  public:
-    using Handler = std::function<void(int fd, const std::string& peer)>;
-    Server(unique_fd listener, Handler handle)
-        : listener_(std::move(listener)), handle_(std::move(handle)) {
-        thread_ = std::thread([this] { accept_loop(); });
-    }
-    ~Server() {
-        stop_ = true;
-        thread_.join();
-        {
-            std::lock_guard lock(mu_);
-            for (auto& c : conns_) ::shutdown(c.get(), SHUT_RDWR);
-        }
-        for (auto& t : workers_) t.join();
-    }
-    int accepted() const { return accepted_; }
-    // "ip port" of every accepted connection's peer, in order.
-    std::vector<std::string> peers() {
-        std::lock_guard lock(mu_);
-        return peers_;
-    }
-
-  private:
-    void accept_loop() {
-        while (!stop_) {
-            pollfd p{listener_.get(), POLLIN, 0};
-            if (::poll(&p, 1, 50) <= 0) continue;
-            sockaddr_storage ss{};
-            socklen_t len = sizeof ss;
-            int fd =
-                ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
-            if (fd < 0) continue;
-            ++accepted_;
-            set_timeouts(fd, kIo);
-            {
-                std::lock_guard lock(mu_);
-                conns_.emplace_back(fd);  // closed by the destructor, after the handlers ended
-                peers_.push_back(peer_ip(ss) + " " + std::to_string(peer_port(ss)));
-            }
-            workers_.emplace_back([this, fd, peer = peer_ip(ss)] {
-                handle_(fd, peer);
-                ::shutdown(fd, SHUT_RDWR);  // the handler is done: the peer sees the end
-            });
-        }
-    }
-
-    unique_fd listener_;
-    Handler handle_;
-    std::atomic<bool> stop_{false};
-    std::atomic<int> accepted_{0};
-    std::mutex mu_;
-    std::vector<unique_fd> conns_;
-    std::vector<std::string> peers_;
-    std::thread thread_;
-    std::vector<std::thread> workers_;
-};
-
-std::string describe(const Transfer& t) {
-    std::ostringstream s;
-    s << "ok=" << t.ok << " received=" << t.received << " sent_hash=" << t.sent_hash
-      << " received_hash=" << t.received_hash;
-    return s.str();
-}
-
-// A client of a transparent path: connects to ip:port from the namespace it runs in (inside
-// run_in_child), sends `request`, shuts down writing and reads until the end. Returns
-// "connect failed: ..." or "<how it ended> <what it received>".
-std::string request_here(const std::string& ip, uint16_t port, const std::string& request,
-                         bool shut_write = true, std::string* local = nullptr) {
-    unique_fd c;
-    if (int err = connect_tcp_here(ip, port, c, kIo))
-        return std::string("connect failed: ") + std::strerror(err);
-    if (local) *local = local_address(c.get());
-    if (!request.empty() && !write_all(c.get(), request.data(), request.size()))
-        return std::string("send failed: ") + std::strerror(errno);
-    if (shut_write) ::shutdown(c.get(), SHUT_WR);
-    std::string got;
-    std::string end = read_until_end(c.get(), got);
-    return end + " " + got;
-}
-
-// Two namespaces joined by a veth: N holds the client and pf-proxyd, S the real servers.
-//   N: vn 10.200.0.1/16, fd00:200::1/64     S: vs 10.200.1.1/16, fd00:200::2/64
-struct Topology {
-    NetNs n{"n"};
-    NetNs s{"s"};
-    Veth veth{n, "vn", s, "vs"};
-    Topology() {
-        n.ip({"addr", "add", "10.200.0.1/16", "dev", "vn"});
-        n.ip({"addr", "add", "fd00:200::1/64", "dev", "vn", "nodad"});
-        s.ip({"addr", "add", "10.200.1.1/16", "dev", "vs"});
-        s.ip({"addr", "add", "fd00:200::2/64", "dev", "vs", "nodad"});
-    }
-};
-
-std::string quoted(const std::string& s) {
-    return "\"" + s + "\"";
-}
-
-// The pair: egress (ip-to-vsock-transparent) on `egress_listen` -> unix hop -> egress-host
-// (vsock-to-ip-transparent) -> the destination the header names, if `allow` admits it.
-std::string pair_entries(const std::string& suffix, const std::string& egress_listen,
-                         const std::string& hop, const std::string& allow,
-                         const std::string& egress_extra = "") {
-    return "{\"name\": \"egress" + suffix + "\", \"listen\": " + quoted(egress_listen) +
-           ", \"upstream\": " + quoted("unix:" + hop) + ", \"send_original_destination\": true" +
-           egress_extra + "}, {\"name\": \"egress-host" + suffix +
-           "\", \"listen\": " + quoted("unix:" + hop) +
-           ", \"upstream\": \"destination-header\", \"allow\": [" + allow + "]}";
-}
-
-std::string policy_of(const std::string& entries) {
-    return "{\"user\": \"nobody\", \"drain_timeout\": \"1s\", \"proxies\": [" + entries + "]}";
-}
 
 // ---- 1, 2: the pair behind an OUTPUT REDIRECT, IPv4 and IPv6 ------------------------------------
 
@@ -598,139 +422,6 @@ TEST(TransparentPrerouting, ClientInOtherNamespaceReachesOriginalDestinationThro
     EXPECT_EQ(r.output, "eof S saw via-prerouting from 10.200.0.1") << d->log();
     EXPECT_EQ(server.accepted(), 1);
     EXPECT_TRUE(d->wait_log("Original destination: 10.200.1.1:80", 5s)) << d->log();
-}
-
-// ---- 6: the allow list, seen from the client
-// -----------------------------------------------------
-
-// True when a connection completed its handshake on `listener` (a listener the test never
-// accepts on): the kernel queues it before the connecting side's connect() returns, so a proxy
-// that connected before closing the client has left it there.
-bool has_queued_connection(int listener) {
-    pollfd p{listener, POLLIN, 0};
-    return ::poll(&p, 1, 0) == 1;
-}
-
-TEST(TransparentAllow, DeniedDestinationsCloseTheClientWithoutDataAndAreLogged) {
-    PFP_REQUIRE_NETNS();
-    Topology topo;
-    topo.n.ip({"route", "add", "10.201.0.0/16", "dev", "vn"});
-    topo.n.ip({"route", "add", "169.254.0.0/16", "dev", "vn"});
-    // Every denied destination exists and listens, so a proxy that ignored the allow list would
-    // reach it: 10.201.0.1 and the metadata address in S, port 81 beside the server, port 9 on
-    // N's loopback (where egress-host runs).
-    topo.s.ip({"addr", "add", "10.201.0.1/16", "dev", "vs"});
-    topo.s.ip({"addr", "add", "169.254.169.254/16", "dev", "vs"});
-    struct Denied {
-        std::string ip;
-        uint16_t port;
-        unique_fd listener;
-    };
-    std::vector<Denied> denied;
-    denied.push_back({"10.201.0.1", 80, listen_tcp_in(topo.s, "10.201.0.1", 80)});
-    denied.push_back({"127.0.0.1", 9, listen_tcp_in(topo.n, "127.0.0.1", 9)});
-    denied.push_back({"10.200.1.1", 81, listen_tcp_in(topo.s, "10.200.1.1", 81)});
-    denied.push_back({"169.254.169.254", 80, listen_tcp_in(topo.s, "169.254.169.254", 80)});
-    auto rule = [&](const std::string& dest, uint16_t to) {
-        return std::make_unique<IptablesRule>(
-            topo.n, IptablesRule::v4, "nat", "OUTPUT",
-            concat(concat({"-p", "tcp", "-d", dest}, kNotNobody),
-                   {"-j", "REDIRECT", "--to-ports", std::to_string(to)}));
-    };
-    // 10.200/16 and 10.201/16 -> the strict pair; loopback and link-local -> the open pair.
-    auto r1 = rule("10.200.0.0/15", kEgressPort);
-    auto r2 = rule("127.0.0.0/8", kEgressPort2);
-    auto r3 = rule("169.254.0.0/16", kEgressPort2);
-    Server server(listen_tcp_in(topo.s, "10.200.1.1", 80), [](int fd, const std::string&) {
-        std::string got;
-        if (!read_to_eof(fd, got)) return;
-        write_all(fd, "allowed", 7);
-    });
-    TempDir dir;
-    auto d = start_daemon(
-        topo.n, policy_of(pair_entries("", "tcp:127.0.0.1:" + std::to_string(kEgressPort),
-                                       dir.path() + "/hop.sock", "\"10.200.0.0/16:80\"") +
-                          ", " +
-                          pair_entries("-open", "tcp:127.0.0.1:" + std::to_string(kEgressPort2),
-                                       dir.path() + "/hop-open.sock", "\"0.0.0.0/0:*\"")));
-    ASSERT_TRUE(d->wait_ready(10s)) << d->log();
-
-    auto client = [&](const std::string& ip, uint16_t port) {
-        ChildResult r = topo.n.run_in_child([&] { return request_here(ip, port, "GET /\n"); });
-        EXPECT_TRUE(r.ok) << r.output;
-        return r.output;
-    };
-    auto expect_denied = [&](const std::string& ip, uint16_t port, const std::string& why) {
-        const std::string out = client(ip, port);
-        ASSERT_TRUE(out == "eof " || out == "reset ")
-            << ip << ":" << port << " should be closed without data, got: " << out;
-        // Refusals are logged at most once a second per worker: one that came too soon after
-        // the last is not logged, so ask again (each time denied) until this one is.
-        const std::string line =
-            ": destination " + ip + ":" + std::to_string(port) + " denied" + why;
-        for (int i = 0; i < 60; ++i) {
-            if (d->wait_log(line, 300ms)) return;
-            const std::string again = client(ip, port);
-            ASSERT_TRUE(again == "eof " || again == "reset ") << ip << ":" << port << ": " << again;
-        }
-        ADD_FAILURE() << "never logged: " << line << "\n" << d->log();
-    };
-
-    EXPECT_EQ(client("10.200.1.1", 80), "eof allowed") << d->log();  // the control
-    expect_denied("10.201.0.1", 80, ": ");
-    expect_denied("127.0.0.1", 9, ": loopback destination not explicitly allowed");
-    expect_denied("10.200.1.1", 81, ": ");
-    expect_denied("169.254.169.254", 80, ": metadata address not explicitly allowed");
-    EXPECT_EQ(server.accepted(), 1) << "a denied destination was connected to";
-    for (const auto& x : denied) {
-        EXPECT_FALSE(has_queued_connection(x.listener.get()))
-            << x.ip << ":" << x.port << " was connected to although the allow list denies it";
-    }
-    EXPECT_TRUE(d->wait_log("egress-host/0: refused connection from ", 1s)) << d->log();
-}
-
-// ---- 7: allowed_sources on a TCP listener
-// --------------------------------------------------------
-
-TEST(TransparentSources, ClientOutsideAllowedSourcesIsClosedWithoutDataAndLogged) {
-    PFP_REQUIRE(::geteuid() == 0 ? "" : "root (\"user\": \"nobody\")");
-    const uint16_t deny = free_port(), admit = free_port(), upstream = free_port();
-    Server echo(listen_tcp(upstream), [](int fd, const std::string&) {
-        char buf[4096];
-        ssize_t n;
-        while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0)
-            if (!write_all(fd, buf, static_cast<size_t>(n))) return;
-        ::shutdown(fd, SHUT_WR);
-    });
-    auto entry = [&](const std::string& name, uint16_t port, const std::string& sources) {
-        return "{\"name\": " + quoted(name) +
-               ", \"listen\": \"tcp:127.0.0.1:" + std::to_string(port) +
-               "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(upstream) +
-               "\", \"allowed_sources\": [" + sources + "]}";
-    };
-    Daemon d(policy_of(entry("deny", deny, "\"10.9.9.9/32\"") + ", " +
-                       entry("admit", admit, "\"10.9.9.9/32\", \"127.0.0.0/8\"")));
-    ASSERT_TRUE(d.wait_ready(10s)) << d.log();
-
-    auto request = [](uint16_t port) {
-        unique_fd c;
-        if (int err = try_connect_tcp(port, c))
-            return std::string("connect failed: ") + strerror(err);
-        set_timeouts(c.get(), kIo);
-        write_all(c.get(), "ping", 4);
-        ::shutdown(c.get(), SHUT_WR);
-        std::string got;
-        std::string end = read_until_end(c.get(), got);
-        return end + " " + got;
-    };
-    const std::string denied = request(deny);
-    EXPECT_TRUE(denied == "eof " || denied == "reset ") << denied;
-    EXPECT_TRUE(d.wait_log("deny/0: refused connection from 127.0.0.1:", 5s)) << d.log();
-    EXPECT_TRUE(d.wait_log("is not in allowed_sources", 5s)) << d.log();
-    EXPECT_EQ(echo.accepted(), 0) << "a refused client reached the upstream";
-
-    EXPECT_EQ(request(admit), "eof ping") << d.log();
-    EXPECT_EQ(echo.accepted(), 1);
 }
 
 }  // namespace
