@@ -119,17 +119,21 @@ void verify_caps(uint64_t kept, bool bounding_dropped) {
 }  // namespace
 
 void install_seccomp(const Profile& profile, FilterMode mode) {
-    const uint32_t default_action = mode == FilterMode::log ? SCMP_ACT_LOG : SCMP_ACT_KILL_PROCESS;
+    const uint32_t default_action = mode == FilterMode::log    ? SCMP_ACT_LOG
+                                    : mode == FilterMode::trap ? SCMP_ACT_TRAP
+                                                               : SCMP_ACT_KILL_PROCESS;
+    const char* action_name = mode == FilterMode::log    ? "SCMP_ACT_LOG"
+                              : mode == FilterMode::trap ? "SCMP_ACT_TRAP"
+                                                         : "SCMP_ACT_KILL_PROCESS";
     // seccomp_init adds only the native architecture; calls from any other ABI hit BADARCH.
     SeccompCtx ctx(seccomp_init(default_action));
     if (!ctx) {
         // libseccomp only offers KILL_PROCESS/LOG when it can probe them with seccomp(2); an
         // outer filter returning EPERM for seccomp(2) (systemd SystemCallFilter=) hides them.
-        throw std::runtime_error(
-            std::string("seccomp: seccomp_init(") +
-            (mode == FilterMode::log ? "SCMP_ACT_LOG" : "SCMP_ACT_KILL_PROCESS") +
-            ") failed: action unsupported at libseccomp API level " +
-            std::to_string(seccomp_api_get()) + " (is seccomp(2) blocked by an outer filter?)");
+        throw std::runtime_error(std::string("seccomp: seccomp_init(") + action_name +
+                                 ") failed: action unsupported at libseccomp API level " +
+                                 std::to_string(seccomp_api_get()) +
+                                 " (is seccomp(2) blocked by an outer filter?)");
     }
     check(seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS),
           "seccomp_attr_set", "SCMP_FLTATR_ACT_BADARCH");

@@ -64,9 +64,11 @@ std::string describe_rules(std::span<const SyscallRule> rules);
 // PFPROXY_SANITIZE=1; listed here in all builds so docs and tests can show them.
 const std::vector<SyscallRule>& sanitizer_runtime_rules();
 
-enum class FilterMode { kill, log };  // log: sanitizer/debug runs only, never production
+// log: sanitizer/debug runs only, never production. trap: tests only; a forbidden call raises
+// SIGSYS with si_syscall set (a handler can name the call) instead of ending the process.
+enum class FilterMode { kill, log, trap };
 
-// Installs the profile's seccomp filter: default action KILL_PROCESS (or LOG), architecture
+// Installs the profile's seccomp filter: default action KILL_PROCESS (or LOG, TRAP), architecture
 // checked, the rules above. Throws std::runtime_error with context on failure.
 void install_seccomp(const Profile& profile, FilterMode mode = FilterMode::kill);
 

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "tests/support/require.hpp"
 
 using namespace pfp::test;
 using pfp::unique_fd;
@@ -547,7 +548,7 @@ TEST(CompatCliTcpListener, AddressAlreadyInUse) {
 
 TEST(CompatCliTcpListener, PermissionDeniedForAPrivilegedPort) {
     const passwd* pw = ::getpwnam("nobody");
-    if (!pw) GTEST_SKIP() << "no user nobody";
+    PFP_REQUIRE(pw ? "" : "the user nobody");
     const passwd nobody = *pw;
     uint32_t start = 1024;
     std::ifstream("/proc/sys/net/ipv4/ip_unprivileged_port_start") >> start;
@@ -562,15 +563,16 @@ TEST(CompatCliTcpListener, PermissionDeniedForAPrivilegedPort) {
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) port = p;
     }
-    if (!port) GTEST_SKIP() << "no free port below " << start;
+    PFP_REQUIRE(port ? "" : "a free port below " + std::to_string(start));
     struct stat st {};
-    if (::stat(tool_path("pf-proxy-compat").c_str(), &st) != 0 || !(st.st_mode & S_IXOTH))
-        GTEST_SKIP() << "the binary is not executable by nobody";
+    PFP_REQUIRE(::stat(tool_path("pf-proxy-compat").c_str(), &st) == 0 && (st.st_mode & S_IXOTH)
+                    ? ""
+                    : "pf-proxy-compat executable by nobody");
 
     for (const auto& tool : kTcpTools) {
         SCOPED_TRACE(tool.name);
         Result r = run_tool(tool.name, {"-i", loopback(*port), "-v", tool.vsock}, nobody);
-        if (r.status == 126) GTEST_SKIP() << "cannot switch to nobody";
+        PFP_REQUIRE(r.status != 126 ? "" : "switching to the user nobody");
         EXPECT_EQ(r.status, 1);
         EXPECT_EQ(r.out, "Listening on: \"" + loopback(*port) +
                              "\"\nProxying to: " + tool.proxying + "\n");
@@ -815,7 +817,7 @@ TEST(CompatCliStart, Vsockproxy) {
 
 TEST(CompatCliStart, UserOptionDropsPrivileges) {
     const passwd* pw = ::getpwnam("nobody");
-    if (!pw) GTEST_SKIP() << "no user nobody";
+    PFP_REQUIRE(pw ? "" : "the user nobody");
     const uid_t uid = pw->pw_uid;
     const uint16_t port = free_port();
     Running r("ip-to-vsock", {"-i", loopback(port), "-v", "1:5000", "--user", "nobody"});

@@ -393,6 +393,30 @@ bool read_to_eof(int fd, std::string& out) {
     }
 }
 
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() >= end) return false;
+        std::this_thread::sleep_for(5ms);
+    }
+    return true;
+}
+
+std::string read_until_end(int fd, std::string& got) {
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0) return "eof";
+        if (n < 0) {
+            if (errno == ECONNRESET) return "reset";
+            if (errno == EAGAIN) return "timeout";
+            return std::string("error: ") + std::strerror(errno);
+        }
+        got.append(buf, static_cast<size_t>(n));
+    }
+}
+
 bool read_exact(int fd, void* data, size_t n) {
     char* p = static_cast<char*>(data);
     while (n > 0) {

@@ -19,6 +19,10 @@ namespace pfp::test {
 using namespace std::chrono_literals;
 
 std::string bin_dir();
+
+// Waits until `done()` holds, checking every few milliseconds; false when `timeout` passes first.
+// The timeout only catches hangs: a test waits for an event, never asserts how soon it came.
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 20s);
 // One policy proxy entry: tcp:127.0.0.1:listen -> tcp:127.0.0.1:upstream, plus `extra` members
 // (", \"workers\": 2").
 std::string tcp_proxy_json(const std::string& name, uint16_t listen, uint16_t upstream,
@@ -126,6 +130,9 @@ void set_timeouts(int fd, std::chrono::milliseconds t);
 bool write_all(int fd, const void* data, size_t n);
 // Reads until EOF; false on error/timeout.
 bool read_to_eof(int fd, std::string& out);
+// Reads until the connection ends and says how: "eof", "reset", "timeout" (SO_RCVTIMEO passed:
+// the peer left the connection hanging) or "error: ...".
+std::string read_until_end(int fd, std::string& got);
 bool read_exact(int fd, void* data, size_t n);
 void raise_nofile(rlim_t n);
 

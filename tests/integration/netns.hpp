@@ -24,6 +24,7 @@
 #include "common/endpoint.hpp"
 #include "common/unique_fd.hpp"
 #include "harness.hpp"
+#include "tests/support/require.hpp"
 
 namespace pfp::test {
 
@@ -31,11 +32,8 @@ namespace pfp::test {
 // `iptables` or `ip6tables` missing, or `ip netns add` failing.
 std::string netns_unavailable_reason();
 
-#define PFP_SKIP_WITHOUT_NETNS()                                              \
-    do {                                                                      \
-        const std::string pfp_why_ = ::pfp::test::netns_unavailable_reason(); \
-        if (!pfp_why_.empty()) GTEST_SKIP() << pfp_why_;                      \
-    } while (0)
+// Skips the test when run by hand, fails it under PFPROXY_REQUIRE_ALL (tests/support/require.hpp).
+#define PFP_REQUIRE_NETNS() PFP_REQUIRE(::pfp::test::netns_unavailable_reason())
 
 // Absolute path of a system tool ("ip", "iptables"...), or "" when not installed.
 std::string find_tool(const std::string& name);

@@ -112,7 +112,24 @@ TEST(Notify, NoWatchdogWithoutWatchdogUsec) {
     Daemon d(policy(port, upstream), {}, 0, env.hook());
     ASSERT_GE(notify.wait_for([](const NotifyMessage& m) { return m.has("READY=1"); }), 0)
         << notify.dump();
-    std::this_thread::sleep_for(500ms);
+    // The daemon's whole life, bounded by events rather than a time window: a reload (RELOADING=1,
+    // READY=1), then SIGTERM (STOPPING=1) and its exit. No WATCHDOG=1 anywhere in it.
+    size_t from = notify.messages().size();
+    d.signal(SIGHUP);
+    const int reloading =
+        notify.wait_for([](const NotifyMessage& m) { return m.has("RELOADING=1"); }, 20s, from);
+    ASSERT_GE(reloading, 0) << notify.dump();
+    ASSERT_GE(notify.wait_for([](const NotifyMessage& m) { return m.has("READY=1"); }, 20s,
+                              static_cast<size_t>(reloading) + 1),
+              0)
+        << notify.dump();
+    from = notify.messages().size();
+    d.signal(SIGTERM);
+    ASSERT_GE(
+        notify.wait_for([](const NotifyMessage& m) { return m.has("STOPPING=1"); }, 20s, from), 0)
+        << notify.dump();
+    const int status = d.wait_exit(20s);
+    ASSERT_TRUE(WIFEXITED(status)) << status;
     notify.drain();
     for (const auto& m : notify.messages()) EXPECT_FALSE(m.has("WATCHDOG=1")) << notify.dump();
 }

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "harness.hpp"
@@ -129,21 +130,36 @@ TEST_F(StreamKinds, VsockToVsockOverUnixWithStatistics) {
     ASSERT_TRUE(read_exact(c.get(), buf, 4));
     EXPECT_TRUE(d.wait_log("g2g/0: statistics: unix: -> \"unix:" + b + "\": 4 bytes sent (", 5s))
         << d.log();
-    EXPECT_TRUE(d.wait_log("4 bytes received (", 5s)) << d.log();
-    auto count = [&] {
-        std::string log = d.log();
-        size_t lines = 0;
-        for (size_t p = log.find("statistics:"); p != std::string::npos;
-             p = log.find("statistics:", p + 1))
-            ++lines;
-        return lines;
+    EXPECT_TRUE(d.wait_log(": 4 bytes sent (", 5s)) << d.log();
+    EXPECT_TRUE(d.wait_log(", 4 bytes received (", 5s)) << d.log();
+    // Lines that report `sent` and `received` bytes of one connection.
+    auto lines_with = [&](size_t sent, size_t received) {
+        const std::string up = ": " + std::to_string(sent) + " bytes sent (";
+        const std::string down = ", " + std::to_string(received) + " bytes received (";
+        std::istringstream log(d.log());
+        size_t n = 0;
+        for (std::string line; std::getline(log, line);)
+            n += line.find(up) != std::string::npos && line.find(down) != std::string::npos;
+        return n;
     };
-    // At most once a second, and only when bytes moved: an idle connection adds no lines.
-    std::this_thread::sleep_for(1200ms);
-    size_t settled = count();
-    EXPECT_LE(settled, 2u) << "the request and the echo may land in different seconds";
-    std::this_thread::sleep_for(2500ms);
-    EXPECT_EQ(count(), settled) << d.log();
+    // Lines come from one report per tick for every connection of the worker, and only for
+    // connections that moved bytes since their last line. A second client makes the ticks
+    // visible: each of its rounds starts after the previous round's line, so its three lines
+    // come from three later ticks, through which the first connection stayed idle.
+    unique_fd c2 = connect_tcp(in_port, 10s);
+    ASSERT_TRUE(c2);
+    const std::string chunk(100, 'b');
+    for (size_t round = 1; round <= 3; ++round) {
+        ASSERT_TRUE(write_all(c2.get(), chunk.data(), chunk.size()));
+        std::string back(chunk.size(), '\0');
+        ASSERT_TRUE(read_exact(c2.get(), back.data(), back.size()));
+        ASSERT_TRUE(wait_until([&] { return lines_with(100 * round, 100 * round) == 1; }))
+            << "round " << round << "\n"
+            << d.log();
+    }
+    EXPECT_EQ(lines_with(4, 4), 1u) << "an idle connection added lines\n" << d.log();
+    for (size_t round = 1; round <= 3; ++round)
+        EXPECT_EQ(lines_with(100 * round, 100 * round), 1u) << d.log();
 }
 
 TEST_F(StreamKinds, VsockListenerBindsHere) {

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "harness.hpp"
+#include "tests/support/require.hpp"
 
 using namespace pfp::test;
 using pfp::unique_fd;
@@ -271,7 +272,7 @@ TEST_F(TcpForward, RestartedWorkerServesConnectionsMadeDuringTheRestart) {
             if (read_exact(c.get(), &b, 1)) ++done;
         }
     });
-    std::this_thread::sleep_for(200ms);
+    ASSERT_TRUE(wait_until([&] { return done > 0; })) << "the client loop never got an answer";
     ASSERT_EQ(::kill(before[0], SIGKILL), 0);
     // Connections made while no worker exists wait in the listener's backlog.
     std::vector<unique_fd> during;
@@ -290,12 +291,12 @@ TEST_F(TcpForward, RestartedWorkerServesConnectionsMadeDuringTheRestart) {
         ASSERT_TRUE(read_exact(c.get(), &b, 1));
         EXPECT_EQ(b, 'y');
     }
-    int done_at_restart = done;
-    std::this_thread::sleep_for(300ms);
+    const int done_at_restart = done;
+    EXPECT_TRUE(wait_until([&] { return done > done_at_restart; }))
+        << "the loop kept working after the restart";
     stop = true;
     client.join();
     EXPECT_EQ(refused.load(), 0);
-    EXPECT_GT(done.load(), done_at_restart) << "the loop kept working after the restart";
     EXPECT_TRUE(d.wait_log("killed by signal SIGKILL")) << d.log();
     EXPECT_TRUE(d.wait_log("restarting in 100 ms")) << d.log();
 }
@@ -385,9 +386,20 @@ TEST_F(TcpForward, TwoWorkersShareTheListener) {
     auto w = d.wait_workers(2);
     ASSERT_EQ(w.size(), 2u);
     for (int i = 0; i < 50; ++i) ASSERT_TRUE(ping(listen_port)) << i;
-    // Either worker alone keeps the proxy serving.
-    ::kill(w[0], SIGKILL);
-    for (int i = 0; i < 20; ++i) ASSERT_TRUE(ping(listen_port)) << i;
+    // Either worker alone serves every client: stop one (it accepts nothing while stopped, and
+    // the supervisor sees no exit to restart), then the other.
+    auto stopped = [](pid_t pid) { return status_field(pid, "State").starts_with("T"); };
+    for (size_t alone = 0; alone < 2; ++alone) {
+        const pid_t idle = w[1 - alone];
+        SCOPED_TRACE("only worker " + std::to_string(w[alone]) + " running");
+        ASSERT_EQ(::kill(idle, SIGSTOP), 0);
+        ASSERT_TRUE(wait_until([&] { return stopped(idle); })) << status_field(idle, "State");
+        for (int i = 0; i < 20; ++i) ASSERT_TRUE(ping(listen_port)) << i << "\n" << d.log();
+        EXPECT_TRUE(stopped(idle)) << "the stopped worker cannot have served them";
+        ASSERT_EQ(::kill(idle, SIGCONT), 0);
+        ASSERT_TRUE(wait_until([&] { return !stopped(idle); }));
+    }
+    EXPECT_EQ(d.workers(), w) << "no worker was restarted";
 }
 
 TEST_F(TcpForward, SurvivesEmfileAndServesQueuedClientsAfterwards) {
@@ -418,7 +430,7 @@ TEST_F(TcpForward, SurvivesEmfileAndServesQueuedClientsAfterwards) {
 }
 
 TEST_F(TcpForward, PrivilegedPortOpenedThenEveryCapabilityDropped) {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root to bind a port below 1024";
+    PFP_REQUIRE(::geteuid() == 0 ? "" : "root (to bind a port below 1024)");
     Server server(upstream_port, echo);
     uint16_t low = 0;
     for (uint16_t p = 1000; p > 900 && low == 0; --p) {
@@ -444,7 +456,9 @@ TEST_F(TcpForward, UnreachableUpstreamClosesTheClientAndIsLogged) {
     unique_fd c = connect_tcp(listen_port, 10s);
     ASSERT_TRUE(c);
     std::string got;
-    read_to_eof(c.get(), got);  // closed (FIN or RST), not left hanging
+    // Closed (FIN or RST) by the proxy, not left hanging until our 10 s SO_RCVTIMEO.
+    const std::string end = read_until_end(c.get(), got);
+    EXPECT_TRUE(end == "eof" || end == "reset") << end;
     EXPECT_TRUE(got.empty());
     EXPECT_TRUE(d.wait_log("connect failed to tcp:127.0.0.1:" + std::to_string(upstream_port) +
                            ": Connection refused"))

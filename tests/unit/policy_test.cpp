@@ -800,12 +800,9 @@ TEST(PolicyKinds, EveryListenerAndUpstreamCombination) {
     }
 }
 
-// A colleague is adding fc-vsock:/path:original-port to the endpoint grammar; the policy side
-// already derives the kind from Endpoint::original_port whatever the scheme.
+// The kind is derived from Endpoint::original_port whatever the scheme.
 TEST(PolicyKinds, FcVsockOriginalPortIsTransparentPortToVsock) {
-    if (endpoint_message("fc-vsock:/run/fc.sock:original-port") != "<valid>") {
-        GTEST_SKIP() << "the endpoint grammar has no fc-vsock original-port yet";
-    }
+    EXPECT_EQ(endpoint_message("fc-vsock:/run/fc.sock:original-port"), "<valid>");
     const Proxy p =
         parse_policy(relay("tcp:0.0.0.0:1200", "fc-vsock:/run/fc.sock:original-port"), "p.json")
             .proxies.at(0);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../integration/harness.hpp"
+#include "tests/support/require.hpp"
 
 namespace pfp::test::vm {
 
@@ -25,9 +26,10 @@ constexpr uint32_t kLocalCid = VMADDR_CID_LOCAL;  // 1: the only CID these tests
 bool vsock_loopback_available();
 bool iptables_available();
 
-#define REQUIRE_VSOCK_LOOPBACK()                      \
-    if (!::pfp::test::vm::vsock_loopback_available()) \
-    GTEST_SKIP() << "no vsock loopback (run inside the guest: tests/vm/run-guest.sh)"
+#define REQUIRE_VSOCK_LOOPBACK()                            \
+    PFP_REQUIRE(::pfp::test::vm::vsock_loopback_available() \
+                    ? ""                                    \
+                    : "vsock loopback (run inside the guest: tests/vm/run-guest.sh)")
 
 // The guest gets iptables-legacy from the host (package iptables); without it the transparent
 // tests cannot get an original destination, which is a failure, not a reason to skip.

@@ -255,7 +255,7 @@ done
 quote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 {
     echo "#!/bin/sh"
-    for v in $(compgen -e | grep '^GTEST_'); do echo "export $v=$(quote "${!v}")"; done
+    for v in $(compgen -e | grep -E '^(GTEST_|PFPROXY_)'); do echo "export $v=$(quote "${!v}")"; done
     if [ "$SHELL_MODE" = 1 ]; then
         echo "exec setsid cttyhack sh -l"
     else

@@ -170,15 +170,17 @@ TEST(VsockGuest, KilledWorkerComesBackDuringVsockTraffic) {
     unique_fd busy = connect_tcp(in, 20s);
     ASSERT_TRUE(busy);
     ASSERT_TRUE(echoes(busy.get(), "warm"));  // the vsock leg is established
-    std::atomic<bool> moving{false};
-    std::thread transfer([&] {
-        moving = true;
-        send_and_receive(busy.get(), 256u << 20, 7);  // cut short by the kill
-    });
-    for (int i = 0; i < 100 && !moving; ++i) std::this_thread::sleep_for(10ms);
-    std::this_thread::sleep_for(200ms);
-    ASSERT_EQ(::kill(victim, SIGKILL), 0);
+    // Traffic is flowing through the victim: a first MiB went there and back, and the
+    // connection stays open for the rest of the transfer.
+    std::vector<char> first(1u << 20, 'f');
+    ASSERT_TRUE(write_all(busy.get(), first.data(), first.size()));
+    ASSERT_TRUE(read_exact(busy.get(), first.data(), first.size()));
+    constexpr size_t kRest = 256u << 20;
+    Transfer t;
+    std::thread transfer([&] { t = send_and_receive(busy.get(), kRest, 7); });
+    EXPECT_EQ(::kill(victim, SIGKILL), 0);
     transfer.join();  // the relay closes the client when its upstream is gone
+    EXPECT_LT(t.received, kRest) << "the transfer was not cut: the kill came after it";
 
     const std::vector<pid_t> after = d.wait_workers(2, {victim});
     ASSERT_EQ(after.size(), 2u) << d.log();

@@ -1,0 +1,357 @@
+// Death tests over every worker kind's profile: each forbidden call ends the child with SIGSYS,
+// and a second run of the same child under FilterMode::trap shows that the call the test names is
+// the one the filter refused (not an earlier call on the way to it). The forbidden socket domains
+// and getsockopt options of a kind are what its profile does not allow; the rest is the same for
+// every kind. What each kind needs must keep working.
+#include <fcntl.h>
+#include <gtest/gtest-spi.h>
+#include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <functional>
+#include <ostream>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "sandbox_child.hpp"
+#include "workers/sandbox.hpp"
+
+namespace pfp::sandbox {
+namespace {
+
+using test::locked_as;
+using test::trapped_on;
+
+// What the child takes before lock-down, as a worker does (pids and sockets cannot be had after).
+struct Before {
+    pid_t parent;  // the test process: stands for the supervisor
+    int inet;      // an AF_INET stream socket
+};
+
+struct Case {
+    size_t kind;  // index into the worker kinds
+    std::string name;
+    long nr;  // the syscall the filter must refuse
+    std::function<long(const Before&)> call;
+};
+
+WorkerKind kind_at(size_t i) {
+    return static_cast<WorkerKind>(i);
+}
+
+// gtest prints a failing parameter with this instead of its bytes.
+void PrintTo(const Case& c, std::ostream* os) {
+    *os << kind_name(kind_at(c.kind)) << " " << c.name << " (syscall " << c.nr << ")";
+}
+
+std::string test_name(std::string s) {
+    std::replace_if(
+        s.begin(), s.end(), [](char c) { return !std::isalnum(c); }, '_');
+    return s;
+}
+
+std::vector<SyscallRule> production_rules(const Profile& p) {
+    std::vector<SyscallRule> out;
+    for (const auto& r : p.rules) {
+        if (r.scope != "sanitizer") out.push_back(r);
+    }
+    return out;
+}
+
+// socket() domains the profile allows (argument 0 of its socket rules).
+std::set<uint64_t> allowed_domains(const Profile& p) {
+    std::set<uint64_t> out;
+    for (const auto& r : production_rules(p)) {
+        if (r.name == "socket" && r.arg_index == 0)
+            out.insert(r.arg_values.begin(), r.arg_values.end());
+    }
+    return out;
+}
+
+// (level, optname) pairs getsockopt may read.
+std::set<std::pair<uint64_t, uint64_t>> allowed_getsockopt(const Profile& p) {
+    std::set<std::pair<uint64_t, uint64_t>> out;
+    for (const auto& r : production_rules(p)) {
+        if (r.name != "getsockopt" || r.arg_index != 1 || r.arg2_index != 2) continue;
+        for (uint64_t level : r.arg_values)
+            for (uint64_t opt : r.arg2_values) out.emplace(level, opt);
+    }
+    return out;
+}
+
+struct Named {
+    int value;
+    const char* name;
+};
+constexpr Named kDomains[] = {{AF_UNIX, "unix"},     {AF_INET, "inet"},
+                              {AF_INET6, "inet6"},   {AF_VSOCK, "vsock"},
+                              {AF_PACKET, "packet"}, {AF_NETLINK, "netlink"},
+                              {AF_KEY, "key"},       {AF_BLUETOOTH, "bluetooth"}};
+constexpr Named kLevels[] = {
+    {SOL_SOCKET, "sol_socket"}, {IPPROTO_IP, "ip"}, {IPPROTO_IPV6, "ipv6"}, {IPPROTO_TCP, "tcp"}};
+
+// The cases every kind shares: files, programs, processes, signals to others, executable memory,
+// listening, socket options outside the relay's.
+void add_common(size_t k, std::vector<Case>& out) {
+    auto add = [&](std::string name, long nr, std::function<long(const Before&)> f) {
+        out.push_back({k, std::move(name), nr, std::move(f)});
+    };
+    add("openat", SYS_openat,
+        [](const Before&) { return ::openat(AT_FDCWD, "/etc/hostname", O_RDONLY); });
+    add("open", SYS_open,
+        [](const Before&) { return ::syscall(SYS_open, "/etc/hostname", O_RDONLY | O_CLOEXEC); });
+    add("execve", SYS_execve, [](const Before&) {
+        char* const argv[] = {const_cast<char*>("/bin/true"), nullptr};
+        return ::execve("/bin/true", argv, environ);
+    });
+    add("fork", SYS_clone, [](const Before&) { return static_cast<long>(::fork()); });
+    add("kill_parent", SYS_kill, [](const Before& b) { return ::kill(b.parent, 0); });
+    add("kill_parent_group", SYS_kill, [](const Before& b) { return ::kill(-b.parent, 0); });
+    add("kill_process_group", SYS_kill, [](const Before&) { return ::kill(0, 0); });
+    add("kill_everyone", SYS_kill, [](const Before&) { return ::kill(-1, 0); });
+    add("kill_init", SYS_kill, [](const Before&) { return ::kill(1, 0); });
+    add("tgkill_parent", SYS_tgkill,
+        [](const Before& b) { return ::syscall(SYS_tgkill, b.parent, b.parent, 0); });
+    // Another tgid with the child's own tid: only the tgid argument makes it forbidden.
+    add("tgkill_other_tgid", SYS_tgkill,
+        [](const Before& b) { return ::syscall(SYS_tgkill, b.parent, ::gettid(), 0); });
+    add("tkill", SYS_tkill, [](const Before&) { return ::syscall(SYS_tkill, ::gettid(), 0); });
+    add("mmap_exec", SYS_mmap, [](const Before&) {
+        void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return p == MAP_FAILED ? -1L : 0L;
+    });
+    add("mprotect_exec", SYS_mprotect, [](const Before&) {
+        void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return 3L;
+        return static_cast<long>(::mprotect(p, 4096, PROT_READ | PROT_EXEC));
+    });
+    add("bind", SYS_bind, [](const Before& b) {
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        return ::bind(b.inet, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    });
+    add("listen", SYS_listen, [](const Before& b) { return ::listen(b.inet, 1); });
+    add("setsockopt_ip_ttl", SYS_setsockopt, [](const Before& b) {
+        int ttl = 1;
+        return ::setsockopt(b.inet, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
+    });
+    add("fcntl_dupfd", SYS_fcntl, [](const Before&) { return ::fcntl(0, F_DUPFD, 100); });
+    add("ptrace", SYS_ptrace,
+        [](const Before&) { return ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr); });
+    add("prctl", SYS_prctl,
+        [](const Before&) { return ::syscall(SYS_prctl, PR_SET_DUMPABLE, 1, 0, 0, 0); });
+    add("capset", SYS_capset, [](const Before&) {
+        __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+        __user_cap_data_struct d[2]{};
+        return ::syscall(SYS_capset, &h, d);
+    });
+    add("unshare", SYS_unshare, [](const Before&) { return static_cast<long>(::unshare(0)); });
+}
+
+// The cases that follow from the kind's profile: every socket domain it does not allow, a
+// datagram socket in one it does, and for every option level an optname it may not read.
+void add_per_kind(size_t k, std::vector<Case>& out) {
+    const Profile& p = profile_for(kind_at(k));
+    const auto domains = allowed_domains(p);
+    for (const auto& d : kDomains) {
+        if (domains.count(static_cast<uint64_t>(d.value)) != 0) continue;
+        const int domain = d.value;
+        out.push_back({k, std::string("socket_") + d.name, SYS_socket, [domain](const Before&) {
+                           return static_cast<long>(
+                               ::socket(domain, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+                       }});
+    }
+    if (!domains.empty()) {
+        const int domain = static_cast<int>(*domains.begin());
+        out.push_back({k, "socket_dgram_in_allowed_domain", SYS_socket, [domain](const Before&) {
+                           return static_cast<long>(::socket(domain, SOCK_DGRAM, 0));
+                       }});
+    }
+    const auto options = allowed_getsockopt(p);
+    for (const auto& level : kLevels) {
+        int opt = 1;
+        while (options.count({static_cast<uint64_t>(level.value), static_cast<uint64_t>(opt)}) != 0)
+            ++opt;
+        const int lv = level.value;
+        out.push_back({k, std::string("getsockopt_") + level.name + "_" + std::to_string(opt),
+                       SYS_getsockopt, [lv, opt](const Before& b) {
+                           int v = 0;
+                           socklen_t len = sizeof v;
+                           return static_cast<long>(::getsockopt(b.inet, lv, opt, &v, &len));
+                       }});
+    }
+}
+
+std::vector<Case> every_case() {
+    std::vector<Case> out;
+    for (size_t k = 0; k < kWorkerKindCount; ++k) {
+        add_per_kind(k, out);
+        add_common(k, out);
+    }
+    return out;
+}
+
+// The child: takes what it needs before lock-down, then makes the one call. A call that returns
+// (allowed after all) exits 1 or 2 instead of dying.
+[[noreturn]] void run_case(const Case& c, FilterMode mode) {
+    const Before before{::getppid(), ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    if (before.inet < 0) _exit(test::kLockDownFailed);
+    locked_as(kind_at(c.kind), mode, [&] { return c.call(before) < 0 ? 2 : 1; });
+}
+
+class SandboxKindDeathTest : public testing::TestWithParam<Case> {};
+
+TEST_P(SandboxKindDeathTest, DiesOnTheNamedSyscall) {
+    const Case& c = GetParam();
+    // The production filter: killed.
+    EXPECT_EXIT(run_case(c, FilterMode::kill), testing::KilledBySignal(SIGSYS), "");
+    // The same rules with a trapping default: the refused call is the one named.
+    EXPECT_EXIT(run_case(c, FilterMode::trap), testing::KilledBySignal(SIGSYS), trapped_on(c.nr));
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryKind, SandboxKindDeathTest, testing::ValuesIn(every_case()),
+                         [](const testing::TestParamInfo<Case>& tp) {
+                             return test_name(std::string(kind_name(kind_at(tp.param.kind))) + "_" +
+                                              tp.param.name);
+                         });
+
+// The trap reporter itself: a child trapped on getppid (allowed nowhere) names exactly that
+// call, and a death test that expects another call fails on it.
+[[noreturn]] void trapped_on_getppid() {
+    locked_as(WorkerKind::tcp_forward, FilterMode::trap,
+              [] { return static_cast<int>(::syscall(SYS_getppid)); });
+}
+
+TEST(SandboxTrapDeathTest, ReportsTheRefusedCallOnly) {
+    EXPECT_EXIT(trapped_on_getppid(), testing::KilledBySignal(SIGSYS), trapped_on(SYS_getppid));
+    EXPECT_NONFATAL_FAILURE(
+        EXPECT_EXIT(trapped_on_getppid(), testing::KilledBySignal(SIGSYS), trapped_on(SYS_kill)),
+        "seccomp trap: syscall=" + std::to_string(SYS_getppid));
+}
+
+// ---- What every kind needs: must not die ---------------------------------------------------
+
+class SandboxKindWorks : public testing::TestWithParam<size_t> {};
+
+// Sockets in every allowed domain, every allowed getsockopt, signals to itself.
+TEST_P(SandboxKindWorks, AllowedCallsDoNotKill) {
+    const size_t k = GetParam();
+    const Profile& p = profile_for(kind_at(k));
+    const auto domains = allowed_domains(p);
+    const auto options = allowed_getsockopt(p);
+    ASSERT_FALSE(domains.empty()) << kind_name(p.kind) << " may create no socket";
+    EXPECT_EXIT(
+        {
+            const int inet = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            locked_as(kind_at(k), FilterMode::trap, [&] {
+                for (uint64_t d : domains) {
+                    const int fd = ::socket(static_cast<int>(d),
+                                            SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+                    // An address family this kernel lacks fails with an error, not SIGSYS.
+                    if (fd >= 0) ::close(fd);
+                }
+                for (const auto& [level, opt] : options) {
+                    int v = 0;
+                    socklen_t len = sizeof v;
+                    ::getsockopt(inet, static_cast<int>(level), static_cast<int>(opt), &v, &len);
+                }
+                if (::kill(::getpid(), 0) < 0) return 3;
+                if (::syscall(SYS_tgkill, ::getpid(), ::gettid(), 0) < 0) return 4;
+                return 0;
+            });
+        },
+        testing::ExitedWithCode(0), "");
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryKind, SandboxKindWorks, testing::Range(size_t{0}, kWorkerKindCount),
+                         [](const testing::TestParamInfo<size_t>& tp) {
+                             return test_name(std::string(kind_name(kind_at(tp.param))));
+                         });
+
+// ---- The table --------------------------------------------------------------------------------
+
+// Calls that are only safe with their arguments checked never appear unconditionally.
+TEST(SandboxProfileTable, RiskyCallsAreAlwaysArgumentChecked) {
+    const std::set<std::string_view> checked = {"socket", "setsockopt", "getsockopt", "fcntl",
+                                                "kill",   "tgkill",     "mmap",       "mprotect"};
+    for (size_t k = 0; k < kWorkerKindCount; ++k) {
+        const Profile& p = profile_for(kind_at(k));
+        EXPECT_EQ(p.kind, kind_at(k));
+        for (const auto& r : production_rules(p)) {
+            if (checked.count(r.name) != 0) {
+                EXPECT_GE(r.arg_index, 0) << kind_name(p.kind) << ": " << r.name;
+            }
+        }
+        for (uint64_t d : allowed_domains(p)) {
+            EXPECT_TRUE(d == AF_INET || d == AF_INET6 || d == AF_UNIX || d == AF_VSOCK)
+                << kind_name(p.kind) << " may create sockets of domain " << d;
+        }
+    }
+}
+
+TEST(SandboxProfileTable, NoKindAllowsDangerousSyscalls) {
+    const std::vector<std::string_view> never = {"execve",
+                                                 "execveat",
+                                                 "open",
+                                                 "openat",
+                                                 "ptrace",
+                                                 "bind",
+                                                 "listen",
+                                                 "prctl",
+                                                 "capset",
+                                                 "clone",
+                                                 "clone3",
+                                                 "fork",
+                                                 "vfork",
+                                                 "seccomp",
+                                                 "bpf",
+                                                 "setuid",
+                                                 "setgid",
+                                                 "mount",
+                                                 "unshare",
+                                                 "setns",
+                                                 "io_uring_setup",
+                                                 "userfaultfd",
+                                                 "process_vm_writev",
+                                                 "tkill"};
+    for (size_t k = 0; k < kWorkerKindCount; ++k) {
+        const Profile& p = profile_for(kind_at(k));
+        for (const auto& r : production_rules(p)) {
+            for (auto bad : never) EXPECT_NE(r.name, bad) << kind_name(p.kind);
+        }
+    }
+}
+
+TEST(SandboxProfileTable, EveryRuleOfEveryKindSaysWhy) {
+    for (size_t k = 0; k < kWorkerKindCount; ++k) {
+        const Profile& p = profile_for(kind_at(k));
+        const std::string table = describe(p);
+        ASSERT_FALSE(p.rules.empty()) << kind_name(p.kind);
+        for (const auto& r : p.rules) {
+            EXPECT_FALSE(r.why.empty()) << kind_name(p.kind) << ": " << r.name;
+            EXPECT_FALSE(r.scope.empty()) << kind_name(p.kind) << ": " << r.name;
+            if (r.arg_index >= 0) {
+                EXPECT_FALSE(r.arg_desc.empty()) << r.name;
+            }
+            EXPECT_NE(table.find("| `" + std::string(r.name) + "` |"), std::string::npos)
+                << kind_name(p.kind) << ": " << r.name;
+        }
+    }
+}
+
+}  // namespace
+}  // namespace pfp::sandbox
