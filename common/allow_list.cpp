@@ -39,18 +39,60 @@ struct ProtectedRange {
 };
 
 // Innermost first: the first range containing a destination is the one an entry must lie in.
-const std::array<ProtectedRange, 8> kProtected{{
-    {{v4(169, 254, 169, 254), 32}, "metadata address not explicitly allowed"},
-    {{v6({0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54}), 128},
-     "metadata address not explicitly allowed"},
-    {{v4(127, 0, 0, 0), 8}, "loopback destination not explicitly allowed"},
-    {{v6({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}), 128},
-     "loopback destination not explicitly allowed"},
-    {{v4(169, 254, 0, 0), 16}, "link-local destination not explicitly allowed"},
-    {{v6({0xfe, 0x80}), 10}, "link-local destination not explicitly allowed"},
-    {{v4(0, 0, 0, 0), 8}, "unspecified destination not explicitly allowed"},
-    {{v6({}), 128}, "unspecified destination not explicitly allowed"},
+constexpr std::string_view kMetadata = "metadata address not explicitly allowed";
+constexpr std::string_view kLoopback = "loopback destination not explicitly allowed";
+constexpr std::string_view kLinkLocal = "link-local destination not explicitly allowed";
+constexpr std::string_view kUnspecified = "unspecified destination not explicitly allowed";
+constexpr std::string_view kMulticast = "multicast destination not explicitly allowed";
+constexpr std::string_view kReserved = "reserved or broadcast destination not explicitly allowed";
+const std::array<ProtectedRange, 14> kProtected{{
+    {{v4(169, 254, 169, 254), 32}, kMetadata},  // AWS, GCP, Azure IMDS, OpenStack
+    {{v6({0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54}), 128}, kMetadata},
+    {{v4(100, 100, 100, 200), 32}, kMetadata},  // Alibaba Cloud
+    {{v4(168, 63, 129, 16), 32}, kMetadata},    // Azure WireServer
+    {{v4(127, 0, 0, 0), 8}, kLoopback},
+    {{v6({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}), 128}, kLoopback},
+    {{v4(169, 254, 0, 0), 16}, kLinkLocal},
+    {{v6({0xfe, 0x80}), 10}, kLinkLocal},
+    {{v4(0, 0, 0, 0), 8}, kUnspecified},
+    {{v6({}), 128}, kUnspecified},
+    {{v6({}), 96}, kUnspecified},  // IPv4-compatible ::a.b.c.d (deprecated), ::127.0.0.1 included
+    {{v4(224, 0, 0, 0), 4}, kMulticast},
+    {{v6({0xff}), 8}, kMulticast},
+    {{v4(240, 0, 0, 0), 4}, kReserved},  // 255.255.255.255 included
 }};
+
+constexpr std::string_view kPortZero = "port 0 not explicitly allowed";
+constexpr std::string_view kHostAddress = "the host's own address not explicitly allowed";
+
+// An IPv6 form that carries an IPv4 address: the address and the IPv6 range of the form.
+struct Embedded {
+    IpAddress v4;
+    Cidr form;
+};
+
+std::optional<Embedded> embedded_ipv4(const IpAddress& a) {
+    if (!a.v6) return std::nullopt;
+    const auto& b = a.bytes;
+    IpAddress out;
+    // NAT64 well-known prefix 64:ff9b::/96 (RFC 6052): the last 32 bits.
+    if (b[0] == 0 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b &&
+        std::all_of(b.begin() + 4, b.begin() + 12, [](uint8_t x) { return x == 0; })) {
+        std::copy_n(b.begin() + 12, 4, out.bytes.begin());
+        return Embedded{out, {v6({0, 0x64, 0xff, 0x9b}), 96}};
+    }
+    // NAT64 local-use prefix 64:ff9b:1::/48 (RFC 8215), /48 layout: bits 48-63, then 72-87.
+    if (b[0] == 0 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0 && b[5] == 1) {
+        out.bytes = {b[6], b[7], b[9], b[10]};
+        return Embedded{out, {v6({0, 0x64, 0xff, 0x9b, 0, 1}), 48}};
+    }
+    // 6to4 2002::/16 (RFC 3056): bits 16-47.
+    if (b[0] == 0x20 && b[1] == 0x02) {
+        std::copy_n(b.begin() + 2, 4, out.bytes.begin());
+        return Embedded{out, {v6({0x20, 0x02}), 16}};
+    }
+    return std::nullopt;
+}
 
 constexpr std::string_view kAllowed = "allowed";
 constexpr std::string_view kNotListed = "not in the allow list";
@@ -295,21 +337,31 @@ AllowList AllowList::any() {
                       AllowEntry{Cidr{IpAddress{true, {}}, 0}, PortRange{}}});
 }
 
-Decision AllowList::decide(const IpAddress& address, uint16_t port) const noexcept {
-    const ProtectedRange* guarded = nullptr;
-    for (const auto& p : kProtected) {
-        if (p.range.contains(address)) {
-            guarded = &p;
-            break;
-        }
+std::optional<AllowList::Guard> AllowList::guard_for(const IpAddress& address,
+                                                     uint16_t port) const noexcept {
+    for (const ProtectedRange& p : kProtected)
+        if (p.range.contains(address)) return Guard{p.range, p.reason};
+    for (const IpAddress& host : host_)
+        if (host == address)
+            return Guard{{host, static_cast<uint8_t>(host.v6 ? 128 : 32)}, kHostAddress};
+    // An IPv4 address in IPv6 clothing is as protected as the address itself; an entry must then
+    // lie inside the form's own range to unlock it.
+    if (const auto e = embedded_ipv4(address)) {
+        if (const auto inner = guard_for(e->v4, port)) return Guard{e->form, inner->reason};
     }
+    if (port == 0) return Guard{{address, static_cast<uint8_t>(address.v6 ? 128 : 32)}, kPortZero};
+    return std::nullopt;
+}
+
+Decision AllowList::decide(const IpAddress& address, uint16_t port) const noexcept {
+    const std::optional<Guard> guarded = guard_for(address, port);
     bool matched = false;
     for (size_t i = 0; i < entries_.size(); ++i) {
         const AllowEntry& e = entries_[i];
         if (!e.cidr.contains(address) || !e.ports.contains(port)) continue;
-        if (guarded == nullptr || guarded->range.covers(e.cidr)) {
-            return Decision{Verdict::allow, kAllowed, static_cast<int>(i)};
-        }
+        const bool names_it = guarded && guarded->range.covers(e.cidr) &&
+                              (guarded->reason != kPortZero || e.ports.high == 0);
+        if (!guarded || names_it) return Decision{Verdict::allow, kAllowed, static_cast<int>(i)};
         matched = true;  // a broad entry; keep looking for one naming the protected range
     }
     if (matched) return Decision{Verdict::deny, guarded->reason, -1};

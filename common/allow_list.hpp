@@ -7,7 +7,13 @@
 //   CidSet     `allowed_cids`: which vsock peers a listener accepts
 //
 // IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are their IPv4 address everywhere: in entries, in
-// destinations and in sources, so a dual-stack socket can never slip past an IPv4 rule.
+// destinations and in sources, so a dual-stack socket can never slip past an IPv4 rule. IPv6
+// forms that carry an IPv4 address to an IPv4 host (NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4
+// 2002::/16) are protected whenever the IPv4 address they embed is.
+//
+// Protected even under a broad `allow` unless an entry lies inside the protected range: loopback,
+// unspecified (0.0.0.0/8, ::/128, ::/96), link-local, cloud metadata addresses, multicast,
+// 240.0.0.0/4 (broadcast included), port 0, and the host's own addresses.
 //
 // Parsing happens at setup and throws allow_list_error; the checks run on the data path and
 // neither throw nor allocate.
@@ -120,8 +126,19 @@ class AllowList {
 
     const std::vector<AllowEntry>& entries() const { return entries_; }
 
+    // The host's own addresses (the supervisor lists them at each worker generation): protected
+    // like loopback, so a broad list cannot reach the host's services on its public address.
+    void protect_host_addresses(std::vector<IpAddress> addresses) { host_ = std::move(addresses); }
+
   private:
+    struct Guard {
+        Cidr range;  // an entry unlocks the destination only when it lies inside this range
+        std::string_view reason;
+    };
+    std::optional<Guard> guard_for(const IpAddress& address, uint16_t port) const noexcept;
+
     std::vector<AllowEntry> entries_;
+    std::vector<IpAddress> host_;
 };
 
 // `allowed_sources`: no protected ranges, a source is in the set or not.

@@ -23,6 +23,7 @@ json stream_json(const StreamOptions& o) {
         {"allow", o.allow},
         {"allowed_cids", o.allowed_cids},
         {"allowed_sources", o.allowed_sources},
+        {"host_addresses", o.host_addresses},
         {"max_connections", o.max_connections},
         {"connect_timeout_ms", o.connect_timeout.count()},
         {"idle_timeout_ms", o.idle_timeout.count()},
@@ -71,6 +72,7 @@ StreamOptions stream_from_json(const json& j) {
     o.allow = j.at("allow").get<std::vector<std::string>>();
     o.allowed_cids = j.at("allowed_cids").get<std::vector<uint32_t>>();
     o.allowed_sources = j.at("allowed_sources").get<std::vector<std::string>>();
+    o.host_addresses = j.at("host_addresses").get<std::vector<std::string>>();
     o.max_connections = j.at("max_connections").get<int>();
     if (o.max_connections < 1) throw bad("max_connections < 1");
     o.connect_timeout = duration(j, "connect_timeout_ms");

@@ -31,6 +31,9 @@ struct StreamOptions {
     std::vector<std::string> allow;
     std::vector<uint32_t> allowed_cids;
     std::vector<std::string> allowed_sources;
+    // The host's own addresses when the worker started (the supervisor lists them at each worker
+    // start, so a reload or restart picks up changes): protected from the `allow` list.
+    std::vector<std::string> host_addresses;
     int max_connections = 10'000;  // this worker's share
     std::chrono::milliseconds connect_timeout{10'000};
     std::chrono::milliseconds idle_timeout{0};

@@ -1,8 +1,32 @@
 #include "supervisor/handover_builder.hpp"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <stdexcept>
 
+#include "common/allow_list.hpp"
+
 namespace pfp::supervisor {
+
+std::vector<std::string> host_addresses() {
+    std::vector<std::string> out;
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0) return out;
+    for (const ifaddrs* i = list; i; i = i->ifa_next) {
+        if (!i->ifa_addr) continue;
+        const int family = i->ifa_addr->sa_family;
+        if (family != AF_INET && family != AF_INET6) continue;
+        const socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+        const auto ip = IpAddress::from_sockaddr(i->ifa_addr, len);
+        if (!ip) continue;
+        const std::string text = ip->to_string();
+        if (std::find(out.begin(), out.end(), text) == out.end()) out.push_back(text);
+    }
+    ::freeifaddrs(list);
+    return out;
+}
 
 StreamOptions stream_options(const policy::Proxy& p) {
     StreamOptions o;
@@ -14,6 +38,7 @@ StreamOptions stream_options(const policy::Proxy& p) {
     o.allow = p.allow;
     o.allowed_cids = p.allowed_cids;
     o.allowed_sources = p.allowed_sources;
+    if (kind_row(p.kind).takes_allow) o.host_addresses = host_addresses();
     o.max_connections = (p.max_connections + p.workers - 1) / p.workers;
     o.connect_timeout = p.connect_timeout;
     o.idle_timeout = p.idle_timeout;

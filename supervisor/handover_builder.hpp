@@ -13,6 +13,9 @@ namespace pfp::supervisor {
 Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int index, int generation,
                         std::chrono::milliseconds drain_timeout);
 
+// The host's own IP addresses now (getifaddrs), as text.
+std::vector<std::string> host_addresses();
+
 // The stream family's options of a policy entry; a worker gets its share of max_connections.
 StreamOptions stream_options(const policy::Proxy& p);
 

@@ -44,6 +44,15 @@ Route Route::build(WorkerKind kind, const std::string& listen, const StreamOptio
         r.allow = AllowList::parse(c.allow);
     else if (r.target == Target::destination_header)
         r.allow = AllowList::any();  // everything but loopback, link-local and metadata
+    if (r.allow) {
+        std::vector<IpAddress> host;
+        for (const auto& text : c.host_addresses) {
+            const Endpoint e = parse_endpoint(
+                "tcp:" + (text.find(':') != std::string::npos ? "[" + text + "]:1" : text + ":1"));
+            if (auto ip = IpAddress::from_sockaddr(e.addr.get(), e.addr.len)) host.push_back(*ip);
+        }
+        r.allow->protect_host_addresses(std::move(host));
+    }
     if (!c.allowed_cids.empty()) r.allowed_cids = CidSet(c.allowed_cids);
     if (!c.allowed_sources.empty()) r.allowed_sources = CidrSet::parse(c.allowed_sources);
     r.log_connections = c.log_connections;
