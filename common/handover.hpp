@@ -54,7 +54,7 @@ using FamilyOptions = std::variant<StreamOptions>;
 
 struct Handover {
     std::string proxy;  // policy name
-    WorkerKind kind = WorkerKind::tcp_forward;
+    WorkerKind kind{};
     int index = 0;       // which of the proxy's worker processes
     int generation = 0;  // the proxy's configuration generation
     std::chrono::milliseconds drain_timeout{30'000};

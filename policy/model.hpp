@@ -45,7 +45,7 @@ struct UnixSocketFile {
 
 struct Proxy {
     std::string name;
-    WorkerKind kind = WorkerKind::tcp_forward;
+    WorkerKind kind{};
     Endpoint listen;
     std::optional<Scheme> listen_family;  // "systemd:NAME" listeners: tcp, udp, unix_stream, vsock
     Endpoint upstream;                    // meaningful when upstream_mode == fixed

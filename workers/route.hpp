@@ -19,7 +19,7 @@ enum class Target {
 };
 
 struct Route {
-    WorkerKind kind = WorkerKind::tcp_forward;
+    WorkerKind kind{};
     Target target = Target::fixed;
     Endpoint listen;
     Endpoint upstream;                       // fixed / original_port template
