@@ -779,11 +779,12 @@ class Checker {
         return std::move(diags_);
     }
 
-    // Every member of `obj` must be one of `known`.
+    // Every member of `obj` must be one of `known` (or `unlisted`, accepted but never suggested).
     void known_keys(const json& obj, const std::string& pointer,
-                    std::span<const std::string_view> known) {
+                    std::span<const std::string_view> known, std::string_view unlisted = {}) {
         for (const auto& [key, value] : obj.items()) {
             if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+            if (!unlisted.empty() && key == unlisted) continue;
             const std::string member = pointer + "/" + escape_pointer_token(key);
             if (const auto s = suggest(key, known)) {
                 key_error(member, "unknown key " + quote(key), did_you_mean(*s));
@@ -1421,7 +1422,12 @@ void validate(Checker& check, const json& doc, Policy& policy) {
         check.error("", "expected an object, got " + type_of(doc));
         return;
     }
-    check.known_keys(doc, "", kTopKeys);
+    // "$schema": the JSON Schema editors check the file against (schema/policy.schema.json);
+    // it means nothing to pf-proxyd.
+    check.known_keys(doc, "", kTopKeys, "$schema");
+    if (const json* x = member(doc, "$schema"); x && !x->is_string()) {
+        check.error("/$schema", "expected a string (the schema's URI), got " + type_of(*x));
+    }
     if (const json* x = member(doc, "user")) policy.user = check.account(*x, "/user");
     if (const json* x = member(doc, "group")) policy.group = check.account(*x, "/group");
     if (const json* x = member(doc, "drain_timeout")) {
