@@ -39,8 +39,11 @@ EXPECTED = [
     "usr/share/doc/pf-proxy/examples/loopback.json",
     "usr/share/doc/pf-proxy/examples/systemd/pf-proxyd-web.socket",
 ] + [f"usr/bin/{c}" for c in COMPAT] + [f"usr/share/man/man1/{c}.1.gz" for c in COMPAT]
-# The scratch root also serves a systemd guest: systemd and what the checks use.
-BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "iproute2", "python3-minimal"]
+# The scratch root: systemd (systemctl, systemd-sysusers, systemd-tmpfiles) and pf-proxy's
+# libraries, so that the one cached tarball serves every build whose dependencies stay among these.
+BASE_PACKAGES = ["systemd", "libc6",
+                 "libgcc-s1", "libstdc++6", "libboost-filesystem1.74.0",
+                 "libboost-program-options1.74.0", "libcap-ng0", "libseccomp2", "libsystemd0"]
 MIRROR = "http://deb.debian.org/debian"
 
 
@@ -71,9 +74,12 @@ def base_rootfs(cache_dir, packages):
         return tar, 0.0
     tar.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    tmp = tar.with_suffix(".tmp")
-    must(["mmdebstrap", "--variant=minbase", "--quiet", f"--include={','.join(packages)}",
-          "bookworm", str(tmp), MIRROR], stdin=subprocess.DEVNULL)
+    tmp = tar.with_suffix(".partial.tar")  # mmdebstrap picks the format by the extension
+    # In a mount namespace of its own: the mounts mmdebstrap makes in the root it builds go away
+    # with it even when it is killed (a ctest timeout).
+    must(["unshare", "--mount", "--propagation", "private", "mmdebstrap", "--variant=minbase",
+          "--quiet", f"--include={','.join(packages)}", "bookworm", str(tmp), MIRROR],
+         stdin=subprocess.DEVNULL)
     tmp.rename(tar)
     return tar, time.monotonic() - start
 

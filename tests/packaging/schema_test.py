@@ -2,8 +2,8 @@
 """The policy's JSON Schema (schema/policy.schema.json) against pf-proxyd's parser.
 
   docs       every complete policy in docs/*.md and README.md (a ```json block whose object has
-             "proxies") and every examples/*.json: pf-proxyd --check accepts it and so does the
-             schema; a block marked <!-- policy: invalid --> is rejected by both.
+             "proxies"), every examples/*.json and the package's default debian/policy.json:
+             pf-proxyd --check accepts it and so does the schema; a block marked <!-- policy: invalid --> is rejected by both.
   agreement  the fuzz corpus's policies, and mutants of the valid policies above (each key
              removed, retyped, pushed past its range, every listener/upstream combination...):
              whatever pf-proxyd accepts the schema accepts; whatever it rejects the schema rejects
@@ -49,7 +49,7 @@ KNOWN_DIFFERENCES = [
 ]
 
 DOC_GLOBS = ["docs/*.md", "README.md"]
-EXAMPLE_GLOBS = ["examples/*.json", "systemd/examples/*.json"]
+EXAMPLE_GLOBS = ["examples/*.json", "systemd/examples/*.json", "debian/policy.json"]
 
 
 def load(text_bytes):
