@@ -15,7 +15,13 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift ;;
     --werror) export PFPROXY_WERROR=1 ;;
-    --ccache) export PFPROXY_CCACHE=1 ;;
+    # debhelper points HOME at a scratch directory during the build: name the cache and its
+    # settings explicitly, or ccache would start an empty one there each time.
+    --ccache)
+      export PFPROXY_CCACHE=1
+      CCACHE_DIR=$(ccache --get-config cache_dir) CCACHE_BASEDIR=$(ccache --get-config base_dir)
+      export CCACHE_DIR CCACHE_BASEDIR
+      ;;
     --no-deps) deps=0 ;;
     *) echo "package.sh: unknown option $1" >&2; exit 1 ;;
   esac
