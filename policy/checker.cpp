@@ -48,9 +48,10 @@ std::vector<Diagnostic> Checker::take() {
 }
 
 void Checker::known_keys(const json& obj, const std::string& pointer,
-                         std::span<const std::string_view> known) {
+                         std::span<const std::string_view> known, std::string_view unlisted) {
     for (const auto& [key, value] : obj.items()) {
         if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+        if (!unlisted.empty() && key == unlisted) continue;
         const std::string member = pointer + "/" + escape_pointer_token(key);
         if (const auto s = suggest(key, known)) {
             key_error(member, "unknown key " + quote(key), did_you_mean(*s));

@@ -50,9 +50,9 @@ class Checker {
     // Each check below reports what is wrong with the value at `pointer` and returns nullopt, or
     // returns the value.
 
-    // Every member of `obj` must be one of `known`.
+    // Every member of `obj` must be one of `known` (or `unlisted`, accepted but never suggested).
     void known_keys(const json& obj, const std::string& pointer,
-                    std::span<const std::string_view> known);
+                    std::span<const std::string_view> known, std::string_view unlisted = {});
 
     std::optional<int> integer(const json& v, const std::string& pointer, int lo, int hi);
     std::optional<bool> boolean(const json& v, const std::string& pointer);

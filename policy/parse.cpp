@@ -166,7 +166,12 @@ void validate(Checker& check, const json& doc, Policy& policy) {
         check.error("", "expected an object, got " + type_of(doc));
         return;
     }
-    check.known_keys(doc, "", kTopKeys);
+    // "$schema": the JSON Schema editors check the file against (schema/policy.schema.json);
+    // it means nothing to pf-proxyd.
+    check.known_keys(doc, "", kTopKeys, "$schema");
+    if (const json* x = member(doc, "$schema"); x && !x->is_string()) {
+        check.error("/$schema", "expected a string (the schema's URI), got " + type_of(*x));
+    }
     if (const json* x = member(doc, "user")) policy.user = check.account(*x, "/user");
     if (const json* x = member(doc, "group")) policy.group = check.account(*x, "/group");
     if (const json* x = member(doc, "drain_timeout")) {

@@ -14,6 +14,10 @@ pkgs=(
   systemd strace
   # tests/vm: the QEMU guest with real vsock (its kernel and busybox are fetched by the harness).
   qemu-system-x86 cpio xz-utils
+  # Manual pages (man/*.scd) and their render check; the policy's JSON Schema check.
+  scdoc groff-base man-db python3-jsonschema
+  # The Debian package (scripts/package.sh) and its checks.
+  debhelper dpkg-dev lintian
 )
 if [ "${1:-}" = "--bench" ]; then pkgs+=(iperf3 haproxy wrk hyperfine); fi
 missing=()

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-ninja -C build pf-proxyd pf-proxy-worker pf-proxyctl
+ninja -C build pf-proxyd pf-proxy-worker pf-proxyctl pf-proxy-compat
 # The control socket's directory (systemd's RuntimeDirectory= makes it under the unit).
 mkdir -p /run/pf-proxy 2>/dev/null || true
 echo "pf-proxyd: Ctrl-C to stop; in another shell: ./build/bin/pf-proxyctl status" >&2

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Installs the dependencies, then builds and runs the whole test suite three ways:
-#   1. the release build (the production seccomp filters, SIGSYS death tests included),
-#   2. an ASan+UBSan build of everything, unit and integration tests alike,
-#   3. a short libFuzzer smoke run of every fuzz target (clang).
-# Needs root: the integration tests bind ports below 1024 and switch to the user nobody.
+# Installs the dependencies, then builds and tests the whole tree four ways:
+#   1. the release build (GCC, RelWithDebInfo): every test, the production seccomp filters and
+#      SIGSYS death tests included, and (label "package") the Debian package: built with
+#      scripts/package.sh, lintian, its contents, installed into a scratch Debian root;
+#   2. an ASan+UBSan build of everything (GCC, Debug), unit and integration tests alike;
+#   3. a Release build with GCC (-O3), built only: the optimiser's warnings, as packagers see them;
+#   4. a Release build with clang, built only, then a short libFuzzer smoke run of every fuzz
+#      target from the same tree.
+# Every build has warnings as errors (PFPROXY_WERROR=ON). Needs root: the integration tests bind
+# ports below 1024 and switch to the user nobody.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -12,24 +17,35 @@ jobs=$(nproc)
 # (tests/support/require.hpp); run by hand without this variable, it skips and says why.
 export PFPROXY_REQUIRE_ALL=1
 fuzz_seconds=${PFPROXY_FUZZ_SECONDS:-20}
+launcher=()
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+fi
+stage() { echo "== $1 ($(date -u +%T))"; }
 
-echo "== release build"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPFPROXY_WERROR=ON >/dev/null
+stage "release build"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPFPROXY_WERROR=ON \
+  "${launcher[@]}" >/dev/null
 ninja -C build -j "$jobs"
-(cd build && ctest --output-on-failure --timeout 600)
+(cd build && ctest --output-on-failure --timeout 1800)
 
-echo "== ASan+UBSan build"
+stage "ASan+UBSan build"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPFPROXY_SANITIZE=ON \
-  -DPFPROXY_WERROR=ON >/dev/null
+  -DPFPROXY_WERROR=ON "${launcher[@]}" >/dev/null
 ninja -C build-asan -j "$jobs"
 # Workers turn LeakSanitizer off themselves (it needs ptrace, which their filter forbids).
 (cd build-asan && ASAN_OPTIONS=abort_on_error=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 900)
 
-echo "== fuzz smoke (${fuzz_seconds}s per target)"
-cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DPFPROXY_FUZZ=ON -DPFPROXY_WERROR=OFF >/dev/null
-ninja -C build-fuzz -j "$jobs" fuzz_policy fuzz_endpoint fuzz_worker_message fuzz_transparent_header fuzz_proxy_protocol \
-  fuzz_control_protocol
+stage "GCC Release build (-O3), build only"
+cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DPFPROXY_WERROR=ON \
+  "${launcher[@]}" >/dev/null
+ninja -C build-release -j "$jobs"
+
+stage "clang Release build, build only; fuzz smoke (${fuzz_seconds}s per target)"
+# -g: symbolised stacks in a fuzz crash report.
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CXX_FLAGS=-g -DPFPROXY_FUZZ=ON -DPFPROXY_WERROR=ON "${launcher[@]}" >/dev/null
+ninja -C build-fuzz -j "$jobs"
 tests/fuzz/smoke.sh build-fuzz "$fuzz_seconds"
-echo "all test stages passed"
+stage "all test stages passed"

@@ -7,6 +7,7 @@
 #include "common/control_protocol.hpp"
 #include "common/log.hpp"
 #include "policy/parse.hpp"
+#include "policy_schema.hpp"  // generated from schema/policy.schema.json
 #include "supervisor/daemon.hpp"
 
 namespace po = boost::program_options;
@@ -22,8 +23,8 @@ int run(int argc, char** argv) {
         "control", po::value<std::string>(),
         ("control socket for pf-proxyctl (default: " + std::string(control::kDefaultSocketPath) +
          "; \"none\" for no socket)")
-            .c_str())("version,V", "print the version and exit")("help,h",
-                                                                 "print this help and exit");
+            .c_str())("print-schema", "print the policy's JSON Schema and exit")(
+        "version,V", "print the version and exit")("help,h", "print this help and exit");
     po::variables_map vm;
     try {
         po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
@@ -34,6 +35,10 @@ int run(int argc, char** argv) {
     }
     if (vm.count("help")) {
         std::cout << "Usage: pf-proxyd --policy FILE [--check] [--control PATH]\n\n" << opts;
+        return 0;
+    }
+    if (vm.count("print-schema")) {
+        std::cout << policy::kPolicySchema;
         return 0;
     }
     if (vm.count("version")) {

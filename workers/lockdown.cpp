@@ -70,6 +70,8 @@ void add_rule(scmp_filter_ctx ctx, const SyscallRule& rule, const Placeholders& 
     }
     // One BPF rule per allowed combination; libseccomp ORs rules of the same syscall. _exact:
     // fail instead of letting libseccomp rewrite (and possibly widen) a rule it cannot express.
+    // SCMP_CMP_EQ ignores datum_b; it is written out (0) because clang warns about the field
+    // SCMP_CMP's compound literal leaves out.
     const auto values1 = resolve_values(rule.arg_values, self_pid);
     const auto values2 =
         has2 ? resolve_values(rule.arg2_values, self_pid) : std::vector<uint64_t>{0};
@@ -77,13 +79,13 @@ void add_rule(scmp_filter_ctx ctx, const SyscallRule& rule, const Placeholders& 
         const auto index = static_cast<unsigned>(rule.arg_index);
         const scmp_arg_cmp c1 = rule.arg_mask
                                     ? SCMP_CMP(index, SCMP_CMP_MASKED_EQ, rule.arg_mask, v1)
-                                : rule.arg_not_equal ? SCMP_CMP(index, SCMP_CMP_NE, v1)
-                                                     : SCMP_CMP(index, SCMP_CMP_EQ, v1);
+                                : rule.arg_not_equal ? SCMP_CMP(index, SCMP_CMP_NE, v1, 0)
+                                                     : SCMP_CMP(index, SCMP_CMP_EQ, v1, 0);
         for (uint64_t v2 : values2) {
             int rc;
             if (has2) {
                 const scmp_arg_cmp c2 =
-                    SCMP_CMP(static_cast<unsigned>(rule.arg2_index), SCMP_CMP_EQ, v2);
+                    SCMP_CMP(static_cast<unsigned>(rule.arg2_index), SCMP_CMP_EQ, v2, 0);
                 rc = seccomp_rule_add_exact(ctx, SCMP_ACT_ALLOW, nr, 2, c1, c2);
             } else {
                 rc = seccomp_rule_add_exact(ctx, SCMP_ACT_ALLOW, nr, 1, c1);
