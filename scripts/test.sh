@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs the dependencies, then builds and tests the whole tree four ways:
-#   1. the release build (GCC, RelWithDebInfo): every test, the production seccomp filters and
+# Installs the dependencies, then builds and tests the whole tree three ways (the Debian package's
+# build, inside stage 1, adds Debian's own flags: -O2 -g with hardening):
+#   1. the release build (GCC, Release -O3): every test, the production seccomp filters and
 #      SIGSYS death tests included, and (label "package") the Debian package: built with
 #      scripts/package.sh, lintian, its contents, installed into a scratch Debian root;
 #   2. an ASan+UBSan build of everything (GCC, Debug), unit and integration tests alike;
-#   3. a Release build with GCC (-O3), built only: the optimiser's warnings, as packagers see them;
-#   4. a Release build with clang, built only, then a short libFuzzer smoke run of every fuzz
+#   3. a Release build with clang, built only, then a short libFuzzer smoke run of every fuzz
 #      target from the same tree.
 # Every build has warnings as errors (PFPROXY_WERROR=ON). Needs root: the integration tests bind
 # ports below 1024 and switch to the user nobody.
@@ -24,7 +24,7 @@ fi
 stage() { echo "== $1 ($(date -u +%T))"; }
 
 stage "release build"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPFPROXY_WERROR=ON \
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPFPROXY_WERROR=ON \
   "${launcher[@]}" >/dev/null
 ninja -C build -j "$jobs"
 (cd build && ctest --output-on-failure --timeout 1800)
@@ -36,11 +36,6 @@ ninja -C build-asan -j "$jobs"
 # Workers turn LeakSanitizer off themselves (it needs ptrace, which their filter forbids).
 (cd build-asan && ASAN_OPTIONS=abort_on_error=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 900)
-
-stage "GCC Release build (-O3), build only"
-cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DPFPROXY_WERROR=ON \
-  "${launcher[@]}" >/dev/null
-ninja -C build-release -j "$jobs"
 
 stage "clang Release build, build only; fuzz smoke (${fuzz_seconds}s per target)"
 # -g: symbolised stacks in a fuzz crash report.
