@@ -4,16 +4,25 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
 
 #include "common/allow_list.hpp"
+#include "common/log.hpp"
 
 namespace pfp::supervisor {
 
 std::vector<std::string> host_addresses() {
     std::vector<std::string> out;
     ifaddrs* list = nullptr;
-    if (::getifaddrs(&list) != 0) return out;
+    if (::getifaddrs(&list) != 0) {
+        // getifaddrs needs an AF_NETLINK socket; a unit that forbids it gets loopback and the
+        // other fixed ranges protected, not the host's own addresses.
+        log::warning("cannot list the host's own addresses (", std::strerror(errno),
+                     "): they are not protected from allow lists; allow AF_NETLINK to fix this");
+        return out;
+    }
     for (const ifaddrs* i = list; i; i = i->ifa_next) {
         if (!i->ifa_addr) continue;
         const int family = i->ifa_addr->sa_family;
@@ -38,7 +47,11 @@ StreamOptions stream_options(const policy::Proxy& p) {
     o.allow = p.allow;
     o.allowed_cids = p.allowed_cids;
     o.allowed_sources = p.allowed_sources;
-    if (kind_row(p.kind).takes_allow) o.host_addresses = host_addresses();
+    // Only where a peer names the destination: there the allow list is checked per connection.
+    const UpstreamTarget target = kind_row(p.kind).upstream;
+    if (target == UpstreamTarget::destination_header ||
+        target == UpstreamTarget::original_destination)
+        o.host_addresses = host_addresses();
     o.max_connections = (p.max_connections + p.workers - 1) / p.workers;
     o.connect_timeout = p.connect_timeout;
     o.idle_timeout = p.idle_timeout;

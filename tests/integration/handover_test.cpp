@@ -25,6 +25,7 @@
 
 #include "common/ipc.hpp"
 #include "harness.hpp"
+#include "tests/support/require.hpp"
 
 using namespace pfp::test;
 using pfp::Handover;
@@ -189,7 +190,7 @@ TEST(Handover, ExtraFdIsRefused) {
 }
 
 TEST(Handover, CapabilityTheKindDoesNotNameIsRefused) {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root to start a worker with a capability";
+    PFP_REQUIRE(::geteuid() == 0 ? "" : "root, to start a worker with a capability");
     unique_fd l = tcp_listener();
     WorkerRun r =
         run_worker(tcp_forward(l.get()), {l.get()}, [] { become_nobody_with(CAP_NET_RAW); });

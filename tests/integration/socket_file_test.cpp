@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "harness.hpp"
+#include "tests/support/require.hpp"
 
 using namespace pfp::test;
 
@@ -38,7 +39,7 @@ TEST(SocketFile, DirectoryWritableByOthersWithoutStickyBitIsRefused) {
 }
 
 TEST(SocketFile, RacingSymlinksNeverRedirectOwnerOrModeChanges) {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root to race as another user";
+    PFP_REQUIRE(::geteuid() == 0 ? "" : "root, to race as another user");
     TempDir dir, outside;
     ASSERT_EQ(::chmod(dir.path().c_str(), 01777), 0);
     const std::string target = outside.write("secret", "root only");

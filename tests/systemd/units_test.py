@@ -27,7 +27,9 @@ systemd is not PID 1 on the test machines; systemd-analyze works without it.
 """
 import argparse
 import json
+import grp
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -670,10 +672,15 @@ def exec_unit(args, root, echo, name, instance):
         os.chmod(policy, 0o644)
         # WORK/run stands in for /run; systemd creates RuntimeDirectory= before the start.
         run_root = os.path.join(work, "run")
+        # As systemd makes it: owned by User= (nobody stands in), RuntimeDirectoryMode=.
+        # pf-proxyd refuses a socket directory others may write to.
+        run_mode = int(one(unit, "Service", "RuntimeDirectoryMode"), 8)
         for d in values(unit, "Service", "RuntimeDirectory"):
             path = os.path.join(run_root, d.replace("%i", instance or ""))
             os.makedirs(path)
-            os.chmod(path, 0o777)
+            if as_root:
+                os.chown(path, pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
+            os.chmod(path, run_mode)
         notify = Notify(os.path.join(work, "notify"))
 
         def command(value, mainpid=None):

@@ -23,6 +23,7 @@
 #include <string>
 
 #include "common/socket_util.hpp"
+#include "tests/support/require.hpp"
 
 namespace pfp::supervisor {
 namespace {
@@ -51,8 +52,30 @@ uint16_t free_port(int type) {
     return ntohs(a.sin_port);
 }
 
-void require_root() {
-    if (::geteuid() != 0) GTEST_SKIP() << "raw sockets and nfqueue need root";
+std::string root_missing() {
+    return ::geteuid() == 0 ? "" : "root, for raw sockets and nfqueue";
+}
+
+// Runs `body` in a forked child and returns what it wrote to `out` (its result, or what failed).
+template <class Body>
+std::string in_child(Body body) {
+    int p[2];
+    if (::pipe(p) != 0) return "pipe failed";
+    const pid_t child = ::fork();
+    if (child < 0) return "fork failed";
+    if (child == 0) {
+        ::close(p[0]);
+        const std::string out = body();
+        (void)!::write(p[1], out.data(), out.size());
+        _exit(0);
+    }
+    ::close(p[1]);
+    std::string out;
+    char c[256];
+    for (ssize_t n; (n = ::read(p[0], c, sizeof c)) > 0;) out.append(c, static_cast<size_t>(n));
+    ::close(p[0]);
+    ::waitpid(child, nullptr, 0);
+    return out;
 }
 
 TEST(SocketFactory, StreamListenerIsWhatTheWorkerExpects) {
@@ -79,7 +102,7 @@ TEST(SocketFactory, DatagramSocketIsBound) {
 }
 
 TEST(SocketFactory, RawInjectorsIncludeHeadersAndBindTheDevice) {
-    require_root();
+    PFP_REQUIRE(root_missing());
     unique_fd v4 = open_role(FdRole::raw_ipv4, "raw:lo");
     EXPECT_EQ(socket_role_mismatch(v4.get(), FdRole::raw_ipv4, parse_endpoint("raw:lo")), "");
     int hdrincl = 0;
@@ -101,7 +124,7 @@ TEST(SocketFactory, RawInjectorsIncludeHeadersAndBindTheDevice) {
 }
 
 TEST(SocketFactory, NfqueueReaderOwnsItsQueue) {
-    require_root();
+    PFP_REQUIRE(root_missing());
     const std::string q = "nfqueue:" + std::to_string(queue_number());
     unique_fd fd = open_role(FdRole::nfqueue, q);
     EXPECT_EQ(socket_role_mismatch(fd.get(), FdRole::nfqueue, parse_endpoint(q)), "");
@@ -121,31 +144,22 @@ TEST(SocketFactory, NfqueueReaderOwnsItsQueue) {
 // In a private network namespace: an NFQUEUE rule sends a UDP packet to the queue, and the
 // reader the factory bound receives it, copied whole.
 TEST(SocketFactory, NfqueueReaderReceivesTheQueuedPacket) {
-    require_root();
-    if (std::system("command -v iptables >/dev/null 2>&1") != 0) FAIL() << "iptables is missing";
+    PFP_REQUIRE(root_missing());
+    PFP_REQUIRE(std::system("command -v iptables >/dev/null 2>&1") == 0 ? "" : "iptables");
     const uint16_t queue = queue_number();
-    int p[2];
-    ASSERT_EQ(::pipe(p), 0);
-    const pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-        ::close(p[0]);
-        auto result = [&](const std::string& s) {
-            (void)!::write(p[1], s.data(), s.size());
-            _exit(0);
-        };
-        if (::unshare(CLONE_NEWNET) != 0) result(std::string("unshare: ") + std::strerror(errno));
-        if (std::system("ip link set lo up") != 0) result("ip link set lo up failed");
+    const std::string out = in_child([queue]() -> std::string {
+        if (::unshare(CLONE_NEWNET) != 0) return std::string("unshare: ") + std::strerror(errno);
+        if (std::system("ip link set lo up") != 0) return "ip link set lo up failed";
         const std::string rule =
             "iptables -w -A OUTPUT -o lo -p udp --dport 9 -j NFQUEUE "
             "--queue-num " +
             std::to_string(queue);
-        if (std::system(rule.c_str()) != 0) result("iptables NFQUEUE rule failed");
+        if (std::system(rule.c_str()) != 0) return "iptables NFQUEUE rule failed";
         unique_fd reader;
         try {
             reader = open_role(FdRole::nfqueue, "nfqueue:" + std::to_string(queue));
         } catch (const std::exception& e) {
-            result(std::string("open: ") + e.what());
+            return std::string("open: ") + e.what();
         }
         timeval tv{10, 0};
         ::setsockopt(reader.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -154,60 +168,41 @@ TEST(SocketFactory, NfqueueReaderReceivesTheQueuedPacket) {
         to.sin_family = AF_INET;
         to.sin_port = htons(9);
         to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        const char payload[] = "queued!";
-        ::sendto(udp.get(), payload, 7, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to), sizeof to);
+        ::sendto(udp.get(), "queued!", 7, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to),
+                 sizeof to);
         char buf[65536];
         const ssize_t n = ::recv(reader.get(), buf, sizeof buf, 0);
-        if (n < static_cast<ssize_t>(sizeof(nlmsghdr))) result("nothing received from the queue");
-        const auto* nlh = reinterpret_cast<const nlmsghdr*>(buf);
-        const int type = nlh->nlmsg_type;
+        if (n < static_cast<ssize_t>(sizeof(nlmsghdr))) return "nothing received from the queue";
+        const int type = reinterpret_cast<const nlmsghdr*>(buf)->nlmsg_type;
         if (type != ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET))
-            result("unexpected netlink message type " + std::to_string(type));
-        // The copied packet: IPv4 header (20) + UDP header (8) + 7 bytes, somewhere in the message.
-        const std::string msg(buf, static_cast<size_t>(n));
-        if (msg.find("queued!") == std::string::npos) result("payload not copied");
-        result("ok");
-    }
-    ::close(p[1]);
-    std::string out;
-    char c[256];
-    for (ssize_t n; (n = ::read(p[0], c, sizeof c)) > 0;) out.append(c, static_cast<size_t>(n));
-    ::close(p[0]);
-    int status = 0;
-    ::waitpid(child, &status, 0);
+            return "unexpected netlink message type " + std::to_string(type);
+        // The copied packet (IPv4 + UDP headers + 7 bytes) is in the message, whole.
+        if (std::string(buf, static_cast<size_t>(n)).find("queued!") == std::string::npos)
+            return "payload not copied";
+        return "ok";
+    });
     EXPECT_EQ(out, "ok");
 }
 
 // Without the capability a role needs, the call that needs it fails (and says which step).
 TEST(SocketFactory, WithoutCapabilitiesRawAndNfqueueAreRefused) {
-    require_root();
-    int p[2];
-    ASSERT_EQ(::pipe(p), 0);
-    const pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-        ::close(p[0]);
-        std::string out;
+    PFP_REQUIRE(root_missing());
+    const std::string out = in_child([]() -> std::string {
         if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0)
-            out = "setuid failed";
+            return "setuid failed";
+        std::string result;
         for (auto [role, ep] :
              {std::pair{FdRole::raw_ipv4, "raw:lo"}, std::pair{FdRole::nfqueue, "nfqueue:1"}}) {
             try {
                 open_role(role, ep);
-                out += std::string(role_name(role)) + " opened;";
+                result += std::string(role_name(role)) + " opened;";
             } catch (const socket_error& e) {
-                out += std::to_string(static_cast<int>(e.step)) + ":" + std::to_string(e.err) + ";";
+                result +=
+                    std::to_string(static_cast<int>(e.step)) + ":" + std::to_string(e.err) + ";";
             }
         }
-        (void)!::write(p[1], out.data(), out.size());
-        _exit(0);
-    }
-    ::close(p[1]);
-    std::string out;
-    char c[256];
-    for (ssize_t n; (n = ::read(p[0], c, sizeof c)) > 0;) out.append(c, static_cast<size_t>(n));
-    ::close(p[0]);
-    ::waitpid(child, nullptr, 0);
+        return result;
+    });
     EXPECT_EQ(out, std::to_string(static_cast<int>(SocketStep::socket)) + ":" +
                        std::to_string(EPERM) + ";" +
                        std::to_string(static_cast<int>(SocketStep::queue)) + ":" +

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "supervisor/spawn.hpp"
+#include "tests/support/require.hpp"
 
 namespace pfp::supervisor {
 namespace {
@@ -65,7 +66,7 @@ std::string field(const std::string& status, const std::string& key) {
 }
 
 TEST(SpawnCapabilities, KindCapabilitiesReachTheWorkerThroughTheAmbientSet) {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root to become nobody with a capability";
+    PFP_REQUIRE(::geteuid() == 0 ? "" : "root, to become nobody with a capability");
     const std::string raw = "0000000000002000";  // bit 13: CAP_NET_RAW
     const std::string with = status_of_spawned({CAP_NET_RAW});
     EXPECT_EQ(field(with, "CapEff"), raw) << with;

@@ -8,6 +8,7 @@
 #include "common/error.hpp"
 #include "common/fd_passing.hpp"
 #include "common/ipc.hpp"
+#include "tests/support/require.hpp"
 
 namespace pfp {
 namespace {
@@ -24,7 +25,7 @@ struct Pair {
 
 TEST(UnwantedFds, KernelRefusesThemWhereItCan) {
     Pair p;
-    if (!refuse_passed_fds(p.a.get())) GTEST_SKIP() << "this kernel has no SO_PASSRIGHTS";
+    PFP_REQUIRE(refuse_passed_fds(p.a.get()) ? "" : "SO_PASSRIGHTS (Linux 6.16)");
     int sock[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sock), 0);
     unique_fd x(sock[0]), y(sock[1]);
