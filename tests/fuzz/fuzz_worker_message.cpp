@@ -1,5 +1,5 @@
 // libFuzzer entry point for what a worker sends the supervisor: worker messages are hostile
-// (DESIGN.md, "Security model"). Each input travels as one real SOCK_SEQPACKET datagram and goes
+// (docs/security.md, "Threat model"). Each input travels as one real SOCK_SEQPACKET datagram and goes
 // through the supervisor's receive path and permit table. Only protocol_error is expected.
 #include <sys/socket.h>
 

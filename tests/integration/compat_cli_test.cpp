@@ -398,7 +398,7 @@ TEST(CompatCliHelp, MultiCallBinaryRunsTheNamedCommand) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Seed 000 "Error Messages" for CID:PORT arguments (utils::split_vsock), for every tool that
+// The PF-Proxy tools' documented error messages for CID:PORT arguments (utils::split_vsock), for every tool that
 // takes one. Each is the exact stderr (anyhow's format: context, then the cause), exit 1, and
 // nothing on stdout: the seed parses -v before it prints anything.
 
@@ -581,7 +581,7 @@ TEST(CompatCliTcpListener, PermissionDeniedForAPrivilegedPort) {
 }
 
 TEST(CompatCliTcpListener, TransparentPortToVsockTakesACidOnly) {
-    // clap parses --vsock as a u32; its message, exit 1 (clap's own status is 2; seed 000 says 1).
+    // clap parses --vsock as a u32; its message, exit 1 (clap's own status is 2; the tools' documentation says 1).
     for (const std::string name : {"transparent-port-to-vsock", "port-to-vsock-transparent"}) {
         for (const auto& [arg, why] : std::vector<std::pair<std::string, std::string>>{
                  {"88:1200", "invalid digit found in string"},
@@ -631,7 +631,7 @@ TEST(CompatCliVsockToIpTransparent, PfProxyOptionsAreChecked) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Usage errors: clap's messages, exit status 1 as seed 000 documents
+// Usage errors: clap's messages, exit status 1 as the tools' documentation says
 
 TEST(CompatCliUsage, MissingUnknownRepeatedArguments) {
     for (const auto& tool : kTools) {
@@ -685,7 +685,7 @@ TEST(CompatCliUsage, MissingUnknownRepeatedArguments) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// vsockproxy (seed 002)
+// vsockproxy
 
 TEST(CompatCliVsockproxy, ArgumentErrors) {
     const std::string usage =

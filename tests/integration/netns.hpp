@@ -1,7 +1,7 @@
 #pragma once
 // Network namespaces, veth pairs and iptables rules for integration tests, all RAII: the real
-// `ip` and `iptables`/`ip6tables` commands, run as root (TESTING.md "Network namespaces and
-// iptables"). Every object undoes what it did in its destructor, also when a test fails.
+// `ip` and `iptables`/`ip6tables` commands, run as root (docs/testing.md). Every object undoes
+// what it did in its destructor, also when a test fails.
 //
 // Code runs inside a namespace in one of two ways:
 //   NetNs::run(f)           f on a fresh thread that has entered the namespace (setns affects only

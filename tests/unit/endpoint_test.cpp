@@ -1,4 +1,4 @@
-// The endpoint grammar (DESIGN.md "Endpoints"): every form, its canonical text, the seeds' bare
+// The endpoint grammar (docs/policy.md "Endpoints"): every form, its canonical text, the seeds' bare
 // forms, the exact error messages, and format_sockaddr for log lines.
 #include "common/endpoint.hpp"
 

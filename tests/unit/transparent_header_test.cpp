@@ -1,4 +1,4 @@
-// The transparent destination header (DESIGN.md "Transparent header"): golden bytes of both
+// The transparent destination header (docs/wire-formats.md): golden bytes of both
 // formats, the decoder under every split of a header across reads, payload after the header, a bad
 // version byte and a short header.
 #include "common/transparent_header.hpp"

@@ -1,6 +1,6 @@
 // systemd-style socket activation of a vsock listener, in the QEMU guest (tests/vm): the test
 // does what systemd does for a .socket unit with ListenStream=vsock::PORT and
-// FileDescriptorName=NAME (TESTING.md: systemd is not PID 1 here, and systemd-socket-activate
+// FileDescriptorName=NAME (docs/testing.md: systemd is not PID 1 here, and systemd-socket-activate
 // would start the command only at the first connection): it binds and listens, puts the socket at
 // fd 3, sets LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES and execs pf-proxyd, whose policy names the
 // socket "systemd:NAME" with "listen_family": "vsock".

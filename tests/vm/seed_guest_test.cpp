@@ -1,4 +1,4 @@
-// The seed command lines as seed 000 (and 001, 002) show them, with their CIDs replaced by 1 (the
+// The seed command lines as the replaced tools' documentation shows them, with their CIDs replaced by 1 (the
 // guest's loopback CID), carrying real vsock traffic in the QEMU guest (tests/vm), and the lines
 // they print: startup lines on stdout exactly, per-connection lines in pf-proxy's log on stderr.
 // The guest is a machine of its own, so the seeds' own ports (80, 1200, 3000, 4000, 8080) are used.
@@ -90,7 +90,7 @@ TEST(SeedGuest, IpToVsock) {
     EXPECT_EQ(r.terminate(), 0) << r.err();
 }
 
-// Seed 000, "Complete Transparent Proxy Chain": REDIRECT port 80 to 1200, ip-to-vsock-transparent
+// The PF-Proxy documentation's "Complete Transparent Proxy Chain": REDIRECT port 80 to 1200, ip-to-vsock-transparent
 // on 1200 in the enclave, vsock-to-ip-transparent on the host. Both ends are in this guest, so
 // the rule matches the client's source only (else the host side's own connection would loop).
 TEST(SeedGuest, TransparentChain) {
@@ -135,7 +135,7 @@ TEST(SeedGuest, TransparentChain) {
     EXPECT_EQ(enclave.terminate(), 0) << enclave.err();
 }
 
-// Seed 000, transparent-port-to-vsock's "Architecture Example": port 80 redirected to 1200, on to
+// transparent-port-to-vsock's documented "Architecture Example": port 80 redirected to 1200, on to
 // vsock port 80, where `vsock-to-ip -v 88:80 -i 127.0.0.1:8080` (CID 1 here) serves it.
 TEST(SeedGuest, TransparentPortToVsockBothNames) {
     REQUIRE_VSOCK_LOOPBACK();
@@ -164,7 +164,7 @@ TEST(SeedGuest, TransparentPortToVsockBothNames) {
     }
 }
 
-// Seed 002: `vsockproxy 8080 4 9090 2`, with remote CID and allowed CID 1.
+// The vsockproxy README: `vsockproxy 8080 4 9090 2`, with remote CID and allowed CID 1.
 TEST(SeedGuest, Vsockproxy) {
     REQUIRE_VSOCK_LOOPBACK();
     VsockEchoServer target(9090);
