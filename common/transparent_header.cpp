@@ -58,14 +58,12 @@ TransparentHeaderBytes encode_v4(TransparentHeaderFormat format, const uint8_t* 
 }  // namespace
 
 std::string_view transparent_header_format_name(TransparentHeaderFormat f) noexcept {
-    return f == TransparentHeaderFormat::oyster_v4 ? "oyster-v4" : "standard";
+    return name_in<TransparentHeaderFormat>(kTransparentHeaderFormatNames, f);
 }
 
 std::optional<TransparentHeaderFormat> transparent_header_format_from_name(
     std::string_view name) noexcept {
-    if (name == "standard") return TransparentHeaderFormat::standard;
-    if (name == "oyster-v4") return TransparentHeaderFormat::oyster_v4;
-    return std::nullopt;
+    return value_in<TransparentHeaderFormat>(kTransparentHeaderFormatNames, name);
 }
 
 std::optional<TransparentHeaderBytes> encode_transparent_header(TransparentHeaderFormat format,

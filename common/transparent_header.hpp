@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "common/endpoint.hpp"
+#include "common/names.hpp"
 
 namespace pfp {
 
@@ -26,6 +27,12 @@ enum class TransparentHeaderFormat : uint8_t {
     standard,   // the documented format: version byte, IPv4 or IPv6
     oyster_v4,  // deployed Oyster binaries: 6 bytes, IPv4 only
 };
+
+// The one spelling of each format, for the policy's `header`, the handover and messages.
+inline constexpr std::array<Named<TransparentHeaderFormat>, 2> kTransparentHeaderFormatNames{{
+    {TransparentHeaderFormat::standard, "standard"},
+    {TransparentHeaderFormat::oyster_v4, "oyster-v4"},
+}};
 
 // "standard" / "oyster-v4" (the latter is the policy's `header` value for the legacy format).
 std::string_view transparent_header_format_name(TransparentHeaderFormat f) noexcept;

@@ -141,11 +141,6 @@ constexpr std::array kRoleNames{
     Named<FdRole>{FdRole::raw_ipv6, "raw IPv6 injector"},
     Named<FdRole>{FdRole::nfqueue, "nfqueue"},
 };
-constexpr std::array kUpstreamModeNames{
-    Named<UpstreamMode>{UpstreamMode::fixed, "fixed"},
-    Named<UpstreamMode>{UpstreamMode::original_destination, "original-destination"},
-    Named<UpstreamMode>{UpstreamMode::destination_header, "destination-header"},
-};
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 // words its per-connection log lines. The policy parser, the socket factory, the handover codec,
 // the worker factory, the sandbox profiles and the docs all read it. A new kind of an existing
 // family is one row here; a kind with behaviour of its own adds one file in workers/.
+#include <array>
 #include <cstddef>
 #include <optional>
 #include <span>
@@ -101,6 +102,14 @@ std::optional<WorkerKind> kind_from_name(std::string_view name);
 // Derived from the row, never stored twice.
 bool reads_original_dst(const KindRow& row);             // getsockopt(SO_ORIGINAL_DST)
 std::span<const int> listener_domains(ListenSide side);  // AF_* a listener of that side has
+
+// "fixed" is never written in a policy (an endpoint stands for it); the other two are words of
+// `upstream` there, and all three are values in the handover.
+inline constexpr std::array<Named<UpstreamMode>, 3> kUpstreamModeNames{{
+    {UpstreamMode::fixed, "fixed"},
+    {UpstreamMode::original_destination, "original-destination"},
+    {UpstreamMode::destination_header, "destination-header"},
+}};
 
 std::span<const Named<KindFamily>> kind_family_names();
 std::span<const Named<FdRole>> fd_role_names();

@@ -31,8 +31,8 @@ struct Entry {
 };
 
 constexpr Entry kTable[] = {
-    {ipc::Type::ready, true, false, no_payload, &Supervisor::on_ready},
-    {ipc::Type::stats, false, true, stats_size, &Supervisor::on_stats},
+    {ipc::Type::ready, true, false, no_payload, MessageHandler::ready},
+    {ipc::Type::stats, false, true, stats_size, MessageHandler::stats},
 };
 
 const char* state_name(State s) {

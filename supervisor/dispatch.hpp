@@ -11,12 +11,13 @@
 
 namespace pfp::supervisor {
 
-using MessageHandler = void (Supervisor::*)(WorkerProcess&, const ipc::Message&);
+// What handles a permitted message: Supervisor::on_ready, Supervisor::on_stats.
+enum class MessageHandler { none, ready, stats };
 
 struct Verdict {
     bool allowed;
-    std::string reason;                // why not, for the log line
-    MessageHandler handler = nullptr;  // set when allowed
+    std::string reason;                             // why not, for the log line
+    MessageHandler handler = MessageHandler::none;  // set when allowed
 };
 
 // `family`: the worker's kind family, which fixes the size of its STATS.

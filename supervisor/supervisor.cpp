@@ -266,7 +266,16 @@ void Supervisor::worker_message(WorkerProcess& w) {
         loop_.remove(w.control.get());
         return;
     }
-    (this->*v.handler)(w, *m);
+    switch (v.handler) {
+        case MessageHandler::ready:
+            on_ready(w, *m);
+            break;
+        case MessageHandler::stats:
+            on_stats(w, *m);
+            break;
+        case MessageHandler::none:
+            break;
+    }
 }
 
 void Supervisor::on_ready(WorkerProcess& w, const ipc::Message&) {
