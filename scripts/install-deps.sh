@@ -18,6 +18,8 @@ pkgs=(
   scdoc groff-base man-db python3-jsonschema
   # The Debian package (scripts/package.sh) and its checks.
   debhelper dpkg-dev lintian
+  # package_test.py installs the .deb into a scratch Debian root it makes with mmdebstrap.
+  mmdebstrap
 )
 if [ "${1:-}" = "--bench" ]; then pkgs+=(iperf3 haproxy wrk hyperfine); fi
 missing=()
