@@ -37,6 +37,10 @@ std::vector<std::string> host_addresses() {
     return out;
 }
 
+int connections_per_worker(const policy::Proxy& p) {
+    return (p.max_connections + p.workers - 1) / p.workers;
+}
+
 StreamOptions stream_options(const policy::Proxy& p) {
     StreamOptions o;
     o.upstream_mode = p.upstream_mode;
@@ -52,7 +56,7 @@ StreamOptions stream_options(const policy::Proxy& p) {
     if (target == UpstreamTarget::destination_header ||
         target == UpstreamTarget::original_destination)
         o.host_addresses = host_addresses();
-    o.max_connections = (p.max_connections + p.workers - 1) / p.workers;
+    o.max_connections = connections_per_worker(p);
     o.connect_timeout = p.connect_timeout;
     o.idle_timeout = p.idle_timeout;
     o.tcp_nodelay = p.tcp_nodelay;

@@ -16,6 +16,9 @@ Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int inde
 // The host's own IP addresses now (getifaddrs), as text.
 std::vector<std::string> host_addresses();
 
+// One worker's share of the proxy's max_connections.
+int connections_per_worker(const policy::Proxy& p);
+
 // The stream family's options of a policy entry; a worker gets its share of max_connections.
 StreamOptions stream_options(const policy::Proxy& p);
 

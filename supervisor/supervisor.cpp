@@ -290,8 +290,8 @@ void Supervisor::on_ready(WorkerProcess& w, const ipc::Message&) {
 void Supervisor::on_stats(WorkerProcess& w, const ipc::Message& m) {
     const ipc::StreamStats next = ipc::decode_stream_stats(m.payload);  // size checked by permit()
     const auto now = Clock::now();
-    const std::string wrong = implausible_stats(w.stats, next, now - w.stats_at,
-                                                stream_options(w.proxy->config).max_connections);
+    const std::string wrong =
+        implausible_stats(w.stats, next, now - w.stats_at, connections_per_worker(w.proxy->config));
     if (!wrong.empty()) {
         kill_worker(w, "protocol violation: STATS " + wrong);
         loop_.remove(w.control.get());

@@ -1,7 +1,8 @@
-#include "workers/stream_worker.hpp"
-
+// The stream family's body (declared in worker_body.hpp): a Route built from the handover and the
+// StreamRelay that follows it.
 #include "workers/route.hpp"
 #include "workers/stream_relay.hpp"
+#include "workers/worker_body.hpp"
 
 namespace pfp::worker {
 
