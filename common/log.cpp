@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 
 namespace pfp::log {
 
@@ -61,7 +62,11 @@ void write_line(Level level, std::string_view message) {
     std::string line;
     line.reserve(message.size() + 64);
     char prefix[96];
-    if (std::getenv("JOURNAL_STREAM") != nullptr) {
+    const char* sink = std::getenv("PFPROXY_LOG");
+    if (sink != nullptr && std::string_view(sink) == "supervisor") {
+        // A worker: the supervisor reads this pipe and sets the prefix (supervisor/worker_log.hpp).
+        std::snprintf(prefix, sizeof prefix, "<%d>", static_cast<int>(level));
+    } else if (std::getenv("JOURNAL_STREAM") != nullptr) {
         std::snprintf(prefix, sizeof prefix, "<%d>%s[%d]: ", static_cast<int>(level),
                       program_invocation_short_name, static_cast<int>(::getpid()));
     } else {

@@ -1,7 +1,8 @@
 #pragma once
 // One line per event on stderr, written with a single write() so lines from several processes
 // sharing the stream never interleave. Under journald (JOURNAL_STREAM set) lines carry a
-// <priority> prefix instead of a timestamp.
+// <priority> prefix instead of a timestamp. A worker (PFPROXY_LOG=supervisor) writes only
+// "<priority>message" to a pipe the supervisor relays under its own prefix.
 #include <sstream>
 #include <string_view>
 

@@ -34,6 +34,12 @@ SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& ti
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
         throw_errno("socketpair for worker " + title);
     unique_fd ours(pair[0]), theirs(pair[1]);
+    // The worker's stdout and stderr: a pipe only the supervisor reads (worker_log.hpp).
+    int log_pipe[2];
+    if (::pipe2(log_pipe, O_CLOEXEC) < 0) throw_errno("pipe for worker " + title);
+    unique_fd log_read(log_pipe[0]), log_write(log_pipe[1]);
+    if (::fcntl(log_read.get(), F_SETFL, O_NONBLOCK) < 0) throw_errno("O_NONBLOCK on a log pipe");
+    const int log_end = log_write.get();
     // A worker never passes fds: the kernel refuses them (ipc::receive defuses any that still
     // come).
     refuse_passed_fds(ours.get());
@@ -49,7 +55,11 @@ SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& ti
 
     std::error_code ec;
     // Runs in the child between fork and exec: only async-signal-safe calls.
-    auto setup = [child_end, parent, &cap_header, &cap_data, &ambient_bits, &ambient](auto&) {
+    auto setup = [child_end, log_end, parent, &cap_header, &cap_data, &ambient_bits,
+                  &ambient](auto&) {
+        // dup2 clears close-on-exec on the copies; fds 0-2 exist (stdin is /dev/null), so the
+        // pipe and the socketpair are both above 2.
+        if (::dup2(log_end, 1) < 0 || ::dup2(log_end, 2) < 0) ::_exit(127);
         if (child_end == 3) {
             ::fcntl(3, F_SETFD, 0);
         } else if (::dup2(child_end, 3) < 0) {
@@ -77,9 +87,10 @@ SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& ti
     // variables, already unset) are not theirs to use.
     bp::environment env = boost::this_process::environment();
     for (const char* name : {"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
-                             "WATCHDOG_USEC", "WATCHDOG_PID"}) {
+                             "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"}) {
         if (env.find(name) != env.end()) env.erase(name);
     }
+    env["PFPROXY_LOG"] = "supervisor";
     bp::child c(bp::exe = worker_path, bp::args = {title}, bp::std_in < bp::null, env,
                 bp::extend::on_exec_setup = setup, ec);
     if (ec) throw std::runtime_error("cannot start worker " + worker_path + ": " + ec.message());
@@ -92,7 +103,7 @@ SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& ti
         ::waitpid(pid, nullptr, 0);
         throw system_error("pidfd_open(" + std::to_string(pid) + ")", err);
     }
-    return SpawnedWorker{pid, unique_fd(pidfd), std::move(ours)};
+    return SpawnedWorker{pid, unique_fd(pidfd), std::move(ours), std::move(log_read)};
 }
 
 }  // namespace pfp::supervisor

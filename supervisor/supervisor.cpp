@@ -73,6 +73,9 @@ void WorkerProcess::PidWatch::on_event(uint32_t) {
 void WorkerProcess::ControlWatch::on_event(uint32_t) {
     w->owner->worker_message(*w);
 }
+void WorkerProcess::LogWatch::on_event(uint32_t) {
+    w->owner->worker_log(*w);
+}
 
 Supervisor::Supervisor(policy::Policy policy, std::vector<Listener> listeners,
                        ListenerSource& source, std::string worker_path)
@@ -159,6 +162,7 @@ void Supervisor::start_worker(ProxyState& p, size_t slot_index) {
     w->generation = p.generation;
     w->pid_watch.w = w.get();
     w->control_watch.w = w.get();
+    w->log_watch.w = w.get();
     try {
         const KindRow& row = kind_row(p.config.kind);
         SpawnedWorker sp = spawn_worker(
@@ -167,12 +171,15 @@ void Supervisor::start_worker(ProxyState& p, size_t slot_index) {
         w->pid = sp.pid;
         w->pidfd = std::move(sp.pidfd);
         w->control = std::move(sp.control);
+        w->log = std::move(sp.log);
+        w->log_relay.set_label(label(*w));
         w->started = Clock::now();
         w->stats_at = w->started;
         w->deadline = w->started + kReadyTimeout;
         if (!loop_.add(w->pidfd.get(), EPOLLIN, &w->pid_watch)) throw_errno("epoll_ctl(pidfd)");
         if (!loop_.add(w->control.get(), EPOLLIN, &w->control_watch))
             throw_errno("epoll_ctl(control)");
+        if (!loop_.add(w->log.get(), EPOLLIN, &w->log_watch)) throw_errno("epoll_ctl(log pipe)");
         // The message waits in the socket until the worker reads it; the worker verifies the
         // fd before trusting it.
         const Handover h = build_handover(p.config, p.listener.bound, w->index, p.generation,
@@ -235,6 +242,13 @@ void Supervisor::retire_old_generation_when_ready(ProxyState& p) {
         log::info(label(*w), " (generation ", w->generation, ") hands over to generation ",
                   p.generation, "; draining");
         drain_worker(*w);
+    }
+}
+
+void Supervisor::worker_log(WorkerProcess& w) {
+    if (!w.log_relay.drain(w.log.get(), Clock::now())) {
+        loop_.remove(w.log.get());
+        w.log.reset();
     }
 }
 
@@ -331,6 +345,14 @@ void Supervisor::worker_exited(WorkerProcess& w) {
     ExitInfo info = classify_exit(status, w.stop_requested || stopping_);
     loop_.remove(w.pidfd.get());
     if (w.control) loop_.remove(w.control.get());
+    if (w.log) {  // its last words come before the supervisor's note of its end
+        // A pipe holds 64 KiB, a drain takes as much: bounded even if a writer survived it.
+        for (int i = 0; i < 4 && w.log_relay.drain(w.log.get(), Clock::now()); ++i) {
+        }
+        w.log_relay.flush(Clock::now());
+        loop_.remove(w.log.get());
+        w.log.reset();
+    }
     // Its counters stay in the proxy's totals; active connections died with it.
     ipc::StreamStats gone = w.stats;
     gone.active = 0;
@@ -462,6 +484,7 @@ std::optional<Clock::time_point> Supervisor::tick(Clock::time_point now) {
         for (auto& pp : *list) {
             ProxyState& p = *pp;
             for (auto& w : p.retiring) {
+                consider(w->log_relay.tick(now));
                 if (w->state != WorkerProcess::State::draining) continue;
                 if (now >= w->deadline) {
                     kill_worker(*w,
@@ -480,6 +503,7 @@ std::optional<Clock::time_point> Supervisor::tick(Clock::time_point now) {
                         consider(*s.restart_at);
                 }
                 if (!s.worker) continue;
+                consider(s.worker->log_relay.tick(now));
                 const bool starting = s.worker->state == WorkerProcess::State::starting;
                 const bool draining = s.worker->state == WorkerProcess::State::draining;
                 if (!starting && !draining) continue;

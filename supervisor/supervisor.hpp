@@ -19,6 +19,7 @@
 #include "supervisor/listener_source.hpp"
 #include "supervisor/notifier.hpp"
 #include "supervisor/restart_policy.hpp"
+#include "supervisor/worker_log.hpp"
 
 namespace pfp::supervisor {
 
@@ -37,6 +38,10 @@ struct WorkerProcess {
         WorkerProcess* w = nullptr;
         void on_event(uint32_t) override;
     };
+    struct LogWatch : EventSource {
+        WorkerProcess* w = nullptr;
+        void on_event(uint32_t) override;
+    };
 
     Supervisor* owner = nullptr;
     ProxyState* proxy = nullptr;
@@ -45,6 +50,8 @@ struct WorkerProcess {
     pid_t pid = -1;
     unique_fd pidfd;
     unique_fd control;
+    unique_fd log;  // its stdout/stderr, relayed line by line (worker_log.hpp)
+    WorkerLogRelay log_relay{""};
     State state = State::starting;
     bool said_ready = false;
     bool stop_requested = false;
@@ -54,6 +61,7 @@ struct WorkerProcess {
     Clock::time_point stats_at{};  // when `stats` was reported
     PidWatch pid_watch;
     ControlWatch control_watch;
+    LogWatch log_watch;
 };
 
 struct WorkerSlot {
@@ -102,6 +110,7 @@ class Supervisor : public ControlHandler {
 
     void worker_exited(WorkerProcess& w);
     void worker_message(WorkerProcess& w);
+    void worker_log(WorkerProcess& w);
     // Handlers of the worker message table (dispatch.cpp), called once permit() said yes.
     void on_ready(WorkerProcess& w, const ipc::Message& m);
     void on_stats(WorkerProcess& w, const ipc::Message& m);

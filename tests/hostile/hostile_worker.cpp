@@ -131,6 +131,18 @@ void hostile_after_lockdown(int control_fd, const pfp::Handover& h) {
         report(attack, outcome(::setsockopt(s, IPPROTO_TCP, TCP_CONGESTION, "reno", 4)));
     } else if (attack == "shutdown-listener") {
         report(attack, outcome(::shutdown(4, SHUT_RDWR)));  // fd 4: the handed-over listener
+    } else if (attack == "forge-log") {
+        // A supervisor line, a journald priority and a terminal escape, then a flood.
+        const std::string forged =
+            "\n2026-01-01T00:00:00.000Z pf-proxyd[1] error: FORGED-LINE\n<0>FORGED-PRIO\n"
+            "\x1b[2KFORGED-ESC\r\n";
+        report(attack, outcome(static_cast<int>(::write(2, forged.data(), forged.size()))));
+        std::string flood;
+        for (int i = 0; i < 2000; ++i) flood += "flood line " + std::to_string(i) + "\n";
+        int failed = 0;
+        for (int i = 0; i < 10; ++i)  // 20,000 lines at once: over the relay's burst
+            if (::write(1, flood.data(), flood.size()) < 0) ++failed;
+        report(attack, "flood " + std::to_string(failed) + " writes failed");
     } else {
         report(attack, "unknown attack");
     }

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 
 #include <cstring>
+#include <sstream>
 
 #include "harness.hpp"
 
@@ -164,6 +165,46 @@ TEST(HostileWorker, ForbiddenCallsEndTheWorkerWithSigsys) {
         EXPECT_EQ(d.log().find("hostile: " + name + ": survived"), std::string::npos) << d.log();
         expect_supervisor_unharmed(d, s.b_listen);
     }
+}
+
+// What a worker writes reaches the log only as the supervisor's line about that worker: under its
+// prefix, at most at error priority, control bytes escaped; a flood is cut to the relay's rate
+// and reported, and the supervisor keeps answering meanwhile.
+TEST(HostileWorker, LogLinesCannotBeForgedOrFloodTheSupervisor) {
+    Ports s;
+    EchoServer echo(s.b_up);
+    Attack attack("forge-log");
+    Daemon d(policy(tcp_entry(s.a_listen, s.a_up), s.b_listen, s.b_up), hostile_worker());
+    ASSERT_TRUE(d.wait_log("FORGED-ESC")) << d.log();
+    // Reported a second after the loss began, though the worker wrote nothing more since.
+    ASSERT_TRUE(d.wait_log("log lines suppressed (over 1000 lines/s)")) << d.log().substr(0, 4096);
+    expect_supervisor_unharmed(d, s.b_listen);
+    const std::string log = d.log();
+    EXPECT_EQ(log.find('\x1b'), std::string::npos);
+    EXPECT_EQ(log.find('\r'), std::string::npos);
+    size_t forged = 0, flood = 0;
+    std::istringstream lines(log);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.find("flood line ") != std::string::npos) ++flood;
+        const size_t at = line.find("FORGED-");
+        if (at == std::string::npos) continue;
+        ++forged;
+        // The supervisor's own prefix, then the worker's label, then what the worker wrote.
+        EXPECT_EQ(line.find(" pf-proxyd["), 24u) << line;
+        const size_t label = line.find(": proxy \"a\" worker 0 (pid ");
+        EXPECT_LT(label, at) << line;
+        EXPECT_EQ(line.rfind("2026-01-01", 0), std::string::npos) << line;
+        if (line.find("FORGED-PRIO") != std::string::npos) {
+            EXPECT_NE(line.find(" error: proxy \"a\""), std::string::npos) << line;
+        }
+        if (line.find("FORGED-ESC") != std::string::npos) {
+            EXPECT_NE(line.find("\\x1b[2KFORGED-ESC\\x0d"), std::string::npos) << line;
+        }
+    }
+    EXPECT_EQ(forged, 3u) << log.substr(0, 4096);
+    // The burst went through, the rest of the 20,000 did not.
+    EXPECT_GE(flood, 4000u);
+    EXPECT_LT(flood, 20000u);
 }
 
 // A worker whose upstream is vsock cannot even make a Unix socket; one whose upstream is a Unix

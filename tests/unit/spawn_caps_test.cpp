@@ -2,7 +2,8 @@
 // of that one exec: a supervisor running as nobody that keeps CAP_NET_RAW permitted starts a
 // program that holds CAP_NET_RAW (effective, permitted, ambient) and nothing else; asked for none,
 // the program holds none. The program is cat reading its own /proc/self/status (spawn passes the
-// title as the only argument).
+// title as the only argument) to its stdout, the log pipe spawn hands back.
+#include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <linux/capability.h>
@@ -38,6 +39,12 @@ std::string status_of_spawned(const std::vector<int>& caps) {
         if (::syscall(SYS_capset, &hdr, data) != 0) _exit(3);
         try {
             SpawnedWorker w = spawn_worker("/bin/cat", "/proc/self/status", caps);
+            // The program's stdout is the log pipe spawn made: copy it out as the supervisor
+            // would read it.
+            ::fcntl(w.log.get(), F_SETFL, 0);
+            char buf[4096];
+            for (ssize_t n; (n = ::read(w.log.get(), buf, sizeof buf)) > 0;)
+                if (::write(1, buf, static_cast<size_t>(n)) != n) _exit(6);
             int status = 0;
             ::waitpid(w.pid, &status, 0);
             _exit(WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 4);
