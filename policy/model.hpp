@@ -63,7 +63,10 @@ struct Proxy {
     int max_connections = 10'000;              // per proxy, split evenly across its workers
     int backlog = 4096;
     milliseconds connect_timeout{10'000};
-    milliseconds idle_timeout{0};  // 0: never
+    // 0: never. Finite by default so connections whose peers vanished without a FIN (keepalive
+    // off, or a peer that still ACKs) give their max_connections slot back; an hour is the usual
+    // tunnel timeout, past the keepalive period of pooled and interactive connections.
+    milliseconds idle_timeout{std::chrono::hours(1)};
     bool tcp_nodelay = true;
     Keepalive keepalive;
     bool splice = true;  // false: copy through user-space buffers

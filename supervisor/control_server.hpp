@@ -55,6 +55,7 @@ class ControlServer : private RequestProtocol {
   public:
     static constexpr RequestServer::Limits kLimits{.max_clients = 16,
                                                    .max_request = control::kMaxRequestBytes,
+                                                   .request_timeout = std::chrono::seconds(2),
                                                    .timeout = std::chrono::seconds(5)};
 
     // `listener` from open_control_socket(). Throws system_error if the loop refuses it.
@@ -63,6 +64,7 @@ class ControlServer : private RequestProtocol {
                   RequestServer::Limits limits = kLimits);
 
     std::optional<Clock::time_point> tick(Clock::time_point now) { return server_.tick(now); }
+    uint64_t evicted() const { return server_.evicted(); }  // clients that made room for others
     size_t clients() const { return server_.clients(); }
 
   private:

@@ -44,8 +44,10 @@ unique_fd open_metrics_listener(const Endpoint& e, const Privileges* privs = nul
 
 class MetricsServer : private RequestProtocol {
   public:
-    static constexpr RequestServer::Limits kLimits{
-        .max_clients = 16, .max_request = 8192, .timeout = std::chrono::seconds(5)};
+    static constexpr RequestServer::Limits kLimits{.max_clients = 16,
+                                                   .max_request = 8192,
+                                                   .request_timeout = std::chrono::seconds(2),
+                                                   .timeout = std::chrono::seconds(5)};
 
     // `listener` from open_metrics_listener(). Throws system_error if the loop refuses it.
     // `limits`: kLimits, except in tests that need a shorter timeout.
@@ -53,6 +55,7 @@ class MetricsServer : private RequestProtocol {
                   RequestServer::Limits limits = kLimits);
 
     std::optional<Clock::time_point> tick(Clock::time_point now) { return server_.tick(now); }
+    uint64_t evicted() const { return server_.evicted(); }  // clients that made room for others
     size_t clients() const { return server_.clients(); }
 
   private:

@@ -34,7 +34,9 @@ RequestServer::~RequestServer() {
 }
 
 void RequestServer::accept_clients() {
-    while (clients_.size() < limits_.max_clients) {
+    for (;;) {
+        const bool full = clients_.size() >= limits_.max_clients;
+        if (full && !victim()) break;
         unique_fd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!fd) {
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
@@ -42,17 +44,46 @@ void RequestServer::accept_clients() {
                 pause(Clock::now() + kAcceptBackoff);
             return;  // EAGAIN: nobody else waiting
         }
+        if (full) {  // someone is waiting: make room
+            ++evicted_;
+            close(*victim());
+        }
         auto c = std::make_unique<Client>();
         c->server = this;
         c->fd = std::move(fd);
-        c->deadline = Clock::now() + limits_.timeout;
+        c->accepted = Clock::now();
+        c->deadline = c->accepted + limits_.request_timeout;
         RequestProtocol::Admission admission = protocol_.admit(c->fd.get());
         c->peer = std::move(admission.peer);
         if (!loop_.add(c->fd.get(), EPOLLIN | EPOLLRDHUP, c.get())) continue;  // closes it
         Client& client = *clients_.emplace_back(std::move(c));
         if (admission.reply) reply(client, std::move(*admission.reply));
     }
-    pause(std::nullopt);  // at the limit: the next clients wait in the backlog
+    pause(std::nullopt);  // every slot is taking a reply: the next clients wait in the backlog
+}
+
+RequestServer::Client* RequestServer::victim() const {
+    // Idle before partway through a request before done with its reply; the oldest of each. A
+    // client being sent its reply is never the victim.
+    auto rank = [](const Client& c) {
+        if (c.phase == Phase::reading) {
+            // A request already waiting in the socket (its event later in this batch) is not
+            // idle.
+            char b;
+            const bool idle =
+                c.in.empty() && ::recv(c.fd.get(), &b, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+            return idle ? 0 : 1;
+        }
+        return c.phase == Phase::lingering ? 2 : 3;
+    };
+    Client* found = nullptr;
+    for (const auto& c : clients_) {
+        if (rank(*c) == 3) continue;
+        if (!found || rank(*c) < rank(*found) ||
+            (rank(*c) == rank(*found) && c->accepted < found->accepted))
+            found = c.get();
+    }
+    return found;
 }
 
 void RequestServer::on_client(Client& c, uint32_t) {
@@ -131,6 +162,7 @@ void RequestServer::write_reply(Client& c) {
     c.out.shrink_to_fit();
     ::shutdown(c.fd.get(), SHUT_WR);
     c.phase = Phase::lingering;
+    c.deadline = std::min(c.deadline, Clock::now() + limits_.request_timeout);
     if (!loop_.modify(c.fd.get(), EPOLLIN | EPOLLRDHUP, &c)) {
         close(c);
         return;

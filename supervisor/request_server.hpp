@@ -1,10 +1,12 @@
 #pragma once
 // What the control socket and the metrics endpoint share: a one-request-per-connection server on
 // the supervisor's single-threaded epoll loop that a client can never make block. Everything is
-// bounded: the number of clients (at the limit the listener is paused and new clients wait in
-// its backlog), the request size, and the time each client may take to send its request and
-// then to read the reply. Replies are written non-blocking; a client that does not read its
-// reply within the deadline is dropped.
+// bounded: the number of clients, the request size, the time each client may take to send its
+// request (short) and then to read the reply. Replies are written non-blocking; a client that
+// does not read its reply within the deadline is dropped. When all slots are taken, a new client
+// evicts the oldest one that has not finished its request (idle ones first), so a scrape or a
+// pf-proxyctl always gets a slot however many idle connections someone holds; only when every
+// slot is receiving a reply does the listener pause and new clients wait in its backlog.
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -42,8 +44,9 @@ class RequestServer {
     struct Limits {
         size_t max_clients = 16;
         size_t max_request = 4096;  // bytes, terminator included
-        Clock::duration timeout =
-            std::chrono::seconds(5);  // to send the request; to read the reply
+        // To send the request, and to close after the reply: a client sends at once.
+        Clock::duration request_timeout = std::chrono::seconds(2);
+        Clock::duration timeout = std::chrono::seconds(5);  // to read the reply
     };
 
     // `listener`: a non-blocking listening stream socket. Throws system_error if it cannot be
@@ -58,6 +61,7 @@ class RequestServer {
     std::optional<Clock::time_point> tick(Clock::time_point now);
 
     size_t clients() const { return clients_.size(); }
+    uint64_t evicted() const { return evicted_; }
 
   private:
     enum class Phase { reading, writing, lingering };
@@ -66,6 +70,7 @@ class RequestServer {
         unique_fd fd;
         std::string peer;
         Phase phase = Phase::reading;
+        Clock::time_point accepted{};
         Clock::time_point deadline{};
         std::string in;
         std::string out;
@@ -85,6 +90,7 @@ class RequestServer {
     void write_reply(Client& c);
     void linger(Client& c);
     void close(Client& c);
+    Client* victim() const;  // the client a newcomer replaces when all slots are taken
     void pause(std::optional<Clock::time_point> until);
     void resume();
 
@@ -97,6 +103,7 @@ class RequestServer {
     std::optional<Clock::time_point> resume_at_;  // after accept() ran out of fds or memory
     std::vector<std::unique_ptr<Client>> clients_;
     std::vector<std::unique_ptr<Client>> closed_;  // freed in tick(), after the epoll batch
+    uint64_t evicted_ = 0;
 };
 
 }  // namespace pfp::supervisor

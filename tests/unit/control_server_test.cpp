@@ -387,29 +387,79 @@ bool still_open(int fd) {
     return ::poll(&p, 1, 0) == 0;
 }
 
-TEST_F(ControlServerTest, MoreThanSixteenClientsDoNotBlock) {
+// Sixteen clients that connect and say nothing cannot keep a newcomer out: each newcomer takes the
+// slot of the oldest idle one, and the others stay.
+TEST_F(ControlServerTest, AFullServerEvictsTheOldestIdleClientForANewOne) {
     RequestServer::Limits limits = ControlServer::kLimits;
-    limits.timeout = 5s;  // the idle clients' deadline: they are dropped only at the end
+    limits.request_timeout = 30s;  // no deadline interferes: only eviction frees a slot
     start({}, limits);
     std::vector<unique_fd> idle;
     for (int i = 0; i < 16; ++i) {
         idle.push_back(connect_unix(path_));
         ASSERT_TRUE(idle.back());
     }
-    // The 17th connects (the backlog holds it) but waits for a slot.
+    // Newcomers keep their connections open after the reply, so the server holds them too (done,
+    // waiting for them to close): still an idle client goes first.
+    std::vector<unique_fd> served;
+    for (int newcomer = 0; newcomer < 2; ++newcomer) {
+        served.push_back(connect_unix(path_));
+        ASSERT_TRUE(send_all(served.back().get(), "{\"command\":\"status\"}\n"));
+        const std::string reply = read_all(served.back().get(), 10s);
+        EXPECT_TRUE(control::parse_response(reply).ok) << newcomer << ": " << reply;
+        // The oldest idle client made room: it sees its end, the younger ones are still there.
+        EXPECT_EQ(read_all(idle[static_cast<size_t>(newcomer)].get(), 10s), "") << newcomer;
+        for (size_t i = static_cast<size_t>(newcomer) + 1; i < idle.size(); ++i)
+            EXPECT_TRUE(still_open(idle[i].get())) << "idle client " << i << " dropped";
+    }
+}
+
+// A client has a short deadline to send its request, not the reply's.
+TEST_F(ControlServerTest, AClientThatSendsNothingIsDroppedAtTheRequestDeadline) {
+    RequestServer::Limits limits = ControlServer::kLimits;
+    limits.request_timeout = 300ms;
+    limits.timeout = 60s;
+    start({}, limits);
+    unique_fd quiet = connect_unix(path_);
+    ASSERT_TRUE(quiet);
+    EXPECT_EQ(read_all(quiet.get(), 20s), "");  // dropped long before the reply's 60 s
+    // One that asks in time is answered.
+    EXPECT_TRUE(control::parse_response(ask(path_, "{\"command\":\"status\"}\n")).ok);
+}
+
+// Clients being sent their replies are never evicted: with all sixteen slots taking a big reply
+// they do not read, a newcomer waits in the backlog until a slot frees at a deadline.
+TEST_F(ControlServerTest, ClientsTakingRepliesAreNotEvictedAndANewcomerWaits) {
+    handler_.set_status(big_status());
+    RequestServer::Limits limits = ControlServer::kLimits;
+    limits.timeout = 2s;
+    start({}, limits);
+    std::vector<unique_fd> slow;
+    for (int i = 0; i < 16; ++i) {
+        slow.push_back(connect_unix(path_));
+        ASSERT_TRUE(slow.back());
+        ASSERT_TRUE(send_all(slow.back().get(), "{\"command\":\"status\"}\n"));
+    }
+    // Every reply has begun (and does not fit in the socket buffer).
+    const auto deadline = Clock::now() + 20s;
+    for (auto& fd : slow) {
+        int queued = 0;
+        while ((::ioctl(fd.get(), FIONREAD, &queued) != 0 || queued == 0) &&
+               Clock::now() < deadline)
+            std::this_thread::sleep_for(5ms);
+        ASSERT_GT(queued, 0) << "a reply never started";
+    }
     unique_fd waiting = connect_unix(path_);
     ASSERT_TRUE(waiting);
     ASSERT_TRUE(send_all(waiting.get(), "{\"command\":\"status\"}\n"));
     EXPECT_EQ(read_all(waiting.get(), 300ms), "<timeout>");
-    // A slot frees: it is served.
-    idle.pop_back();
-    const std::string reply = read_all(waiting.get(), 20s);
-    EXPECT_TRUE(control::parse_response(reply).ok) << reply;
-    // Because of the freed slot, not a deadline: the other idle clients are all still there.
-    for (auto& fd : idle) EXPECT_TRUE(still_open(fd.get())) << "an idle client was dropped early";
-    // They are dropped at their deadline.
-    for (auto& fd : idle) EXPECT_EQ(read_all(fd.get(), 20s), "");
-    EXPECT_TRUE(control::parse_response(ask(path_, "{\"command\":\"status\"}\n")).ok);
+    for (auto& fd : slow) {  // none was evicted for it
+        pollfd p{fd.get(), POLLRDHUP, 0};
+        EXPECT_EQ(::poll(&p, 1, 0), 0) << "a client taking its reply was dropped";
+    }
+    // The slow readers reach their deadline and are dropped; the newcomer is served.
+    const std::string reply = read_all(waiting.get(), 30s);
+    const Response r = control::parse_response(reply);
+    EXPECT_TRUE(r.ok) << reply.substr(0, 200);
 }
 
 TEST_F(ControlServerTest, SlowReaderDoesNotBlockOthersAndIsDropped) {
@@ -554,6 +604,24 @@ TEST_F(MetricsServerTest, ServesMetrics) {
     EXPECT_NE(
         body.find("pfproxy_connections_accepted_total{proxy=\"web\",kind=\"tcp-forward\"} 5\n"),
         std::string::npos);
+}
+
+// Sixty-four idle TCP connections (four times the slots, held with the default deadlines) do not
+// keep a scrape out: it is answered at once, the idle ones making room.
+TEST_F(MetricsServerTest, IdleConnectionsNeverStarveAScrape) {
+    std::vector<unique_fd> idle;
+    for (int i = 0; i < 64; ++i) {
+        idle.emplace_back(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(port_);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ASSERT_EQ(::connect(idle.back().get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    }
+    EXPECT_EQ(status_line(get("GET /metrics HTTP/1.0\r\n\r\n")), "HTTP/1.1 200 OK");
+    // It was queued behind 48 idle ones, each accepted by evicting an older one.
+    loop_.stop();
+    EXPECT_GE(server_->evicted(), 48u);
 }
 
 TEST_F(MetricsServerTest, HttpVariants) {

@@ -220,7 +220,7 @@ TEST(PolicyParse, MinimalPolicyGetsDefaults) {
     EXPECT_EQ(web.max_connections, 10'000);
     EXPECT_EQ(web.backlog, 4096);
     EXPECT_EQ(web.connect_timeout, milliseconds(10'000));
-    EXPECT_EQ(web.idle_timeout, milliseconds(0));
+    EXPECT_EQ(web.idle_timeout, milliseconds(3'600'000));  // an hour unless written
     EXPECT_TRUE(web.tcp_nodelay);
     EXPECT_EQ(web.keepalive, Keepalive{});
     EXPECT_TRUE(web.keepalive.enabled);
