@@ -218,14 +218,17 @@ Profile narrowed(const Profile& profile, const std::vector<int>& upstream_domain
     return out;
 }
 
-void lock_down(const Profile& profile, FilterMode mode) {
+std::string lock_down(const Profile& profile, FilterMode mode, const LandlockRules& landlock) {
     // Caps first: afterwards the filter need not allow capset/prctl, and NNP cannot be undone.
     drop_capabilities(profile);
     // Required for an unprivileged seccomp filter; no execve could gain privileges anyway.
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("prctl(PR_SET_NO_NEW_PRIVS)");
     // No core dumps of relayed data, no ptrace attach by same-uid processes.
     if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) throw_errno("prctl(PR_SET_DUMPABLE, 0)");
+    // Before seccomp, whose filter does not allow the Landlock calls.
+    std::string applied = apply_landlock(landlock, landlock_abi());
     install_seccomp(profile, mode);
+    return applied;
 }
 
 }  // namespace pfp::sandbox

@@ -225,12 +225,14 @@ int run() {
     }
     const WorkerKind kind = received.handover.kind;
     std::vector<int> upstream_domains;
+    sandbox::LandlockRules landlock_rules;
     int listener_fd = -1;
     const std::string tag = received.handover.tag();
     try {
         verify_fds(received.handover, received.fds);
         verify_capabilities(received.handover);
         upstream_domains = worker_upstream_domains(received.handover);
+        landlock_rules = sandbox::landlock_rules(received.handover);
         for (size_t i = 0; i < received.handover.fds.size(); ++i)
             if (received.handover.fds[i].role == FdRole::stream_listener)
                 listener_fd = received.fds[i].get();
@@ -253,7 +255,9 @@ int run() {
     try {
         sandbox::Profile profile = sandbox::narrowed(sandbox::profile_for(kind), upstream_domains);
         profile.listener_fd = listener_fd;
-        sandbox::lock_down(profile);
+        const std::string landlock =
+            sandbox::lock_down(profile, sandbox::FilterMode::kill, landlock_rules);
+        log::info(tag, ": landlock ", landlock);
     } catch (const std::exception& e) {
         log::error(tag, ": lock-down failed: ", e.what());
         return exit_code::sandbox;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/worker_kind.hpp"
+#include "workers/landlock.hpp"
 
 namespace pfp::sandbox {
 
@@ -77,8 +78,11 @@ void install_seccomp(const Profile& profile, FilterMode mode = FilterMode::kill)
 void drop_capabilities(const Profile& profile);
 
 // The fixed order: drop capabilities (verified) -> PR_SET_NO_NEW_PRIVS -> PR_SET_DUMPABLE 0 ->
-// seccomp. Everything the worker's loop needs (epoll, timers, pipes) must exist before this.
-void lock_down(const Profile& profile, FilterMode mode = FilterMode::kill);
+// Landlock (landlock.hpp; as far as the kernel's ABI goes) -> seccomp. Everything the worker's
+// loop needs (epoll, timers, pipes) must exist before this. Returns what Landlock applied.
+// `landlock`: from the worker's handover (the default allows a TCP connect to any port).
+std::string lock_down(const Profile& profile, FilterMode mode = FilterMode::kill,
+                      const LandlockRules& landlock = {});
 inline void lock_down(WorkerKind kind, FilterMode mode = FilterMode::kill) {
     lock_down(profile_for(kind), mode);
 }

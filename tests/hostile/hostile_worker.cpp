@@ -13,7 +13,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -131,6 +133,24 @@ void hostile_after_lockdown(int control_fd, const pfp::Handover& h) {
         report(attack, outcome(::setsockopt(s, IPPROTO_TCP, TCP_CONGESTION, "reno", 4)));
     } else if (attack == "shutdown-listener") {
         report(attack, outcome(::shutdown(4, SHUT_RDWR)));  // fd 4: the handed-over listener
+    } else if (attack == "tcp-connect") {
+        // A TCP port on loopback that the proxy's upstream does not name (ARG).
+        const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(static_cast<uint16_t>(std::atoi(arg.c_str())));
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        report(attack,
+               "connect " + outcome(::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a)));
+    } else if (attack == "abstract-unix") {
+        // An abstract Unix socket outside the worker's Landlock domain (name ARG).
+        const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        report(attack, "socket " + outcome(s));
+        sockaddr_un un{};
+        un.sun_family = AF_UNIX;
+        std::memcpy(un.sun_path + 1, arg.data(), std::min(arg.size(), sizeof un.sun_path - 1));
+        const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + arg.size());
+        report(attack, "connect " + outcome(::connect(s, reinterpret_cast<sockaddr*>(&un), len)));
     } else if (attack == "forge-log") {
         // A supervisor line, a journald priority and a terminal escape, then a flood.
         const std::string forged =

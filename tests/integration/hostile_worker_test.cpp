@@ -9,10 +9,13 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <cstddef>
 #include <cstring>
 #include <sstream>
 
 #include "harness.hpp"
+#include "tests/support/require.hpp"
+#include "workers/landlock.hpp"
 
 using namespace pfp::test;
 using pfp::unique_fd;
@@ -244,6 +247,90 @@ TEST(HostileWorker, ControlSocketIsOutOfAWorkersReach) {
             << d.log();
         EXPECT_EQ(d.log().find("stop of proxy \"b\" requested"), std::string::npos) << d.log();
         expect_supervisor_unharmed(d, s.b_listen, control);
+    }
+}
+
+// A listening socket nobody accepts from (non-blocking): a connection that arrived waits in its
+// backlog.
+struct Listening {
+    unique_fd fd;
+    bool connected_to() const {
+        unique_fd c(::accept4(fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        return static_cast<bool>(c);
+    }
+};
+
+Listening tcp_listening(uint16_t port) {
+    unique_fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const int one = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(fd.get(), 16) != 0)
+        return {};
+    return {std::move(fd)};
+}
+
+Listening abstract_listening(const std::string& name) {
+    unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::memcpy(un.sun_path + 1, name.data(), name.size());
+    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&un), len) != 0 || ::listen(fd.get(), 16) != 0)
+        return {};
+    return {std::move(fd)};
+}
+
+// Landlock, under the seccomp filter, bounds what seccomp cannot see: a tcp-forward worker may
+// connect to its upstream's port only, and no worker reaches an abstract Unix socket outside its
+// domain. Each attempt is refused and the listener the worker aimed at saw nothing.
+TEST(HostileWorker, LandlockKeepsConnectsToTheUpstreamsPortAndOutOfAbstractSockets) {
+    PFP_REQUIRE(pfp::sandbox::landlock_abi() >= 6
+                    ? ""
+                    : "Landlock ABI 6 (ports and scopes, Linux 6.12) for the worker's layer under "
+                      "seccomp");
+    {
+        Ports s;
+        EchoServer echo(s.b_up);
+        const uint16_t elsewhere = free_port();
+        Listening target = tcp_listening(elsewhere);
+        ASSERT_TRUE(target.fd);
+        Attack attack("tcp-connect", std::to_string(elsewhere));
+        Daemon d(policy(tcp_entry(s.a_listen, s.a_up), s.b_listen, s.b_up), hostile_worker());
+        ASSERT_TRUE(d.wait_log("hostile: tcp-connect: connect ")) << d.log();
+        EXPECT_NE(d.log().find("hostile: tcp-connect: connect refused: Permission denied"),
+                  std::string::npos)
+            << d.log();
+        EXPECT_FALSE(target.connected_to());
+        EXPECT_NE(d.log().find("landlock ABI "), std::string::npos) << d.log();
+        EXPECT_NE(d.log().find("TCP connect to " + std::to_string(s.a_up)), std::string::npos)
+            << d.log();
+        expect_supervisor_unharmed(d, s.b_listen);
+    }
+    {
+        Ports s;
+        EchoServer echo(s.b_up);
+        TempDir dir;
+        const std::string name = "pfp-hostile-" + std::to_string(::getpid());
+        Listening target = abstract_listening(name);
+        ASSERT_TRUE(target.fd);
+        // A Unix upstream: the one kind of worker that may create AF_UNIX sockets.
+        const std::string entry = R"({"name": "a", "listen": "tcp:127.0.0.1:)" +
+                                  std::to_string(s.a_listen) + R"(", "upstream": "unix:)" +
+                                  dir.path() + "/up.sock\"";
+        Attack attack("abstract-unix", name);
+        Daemon d(policy(entry, s.b_listen, s.b_up), hostile_worker());
+        ASSERT_TRUE(d.wait_log("hostile: abstract-unix: connect ")) << d.log();
+        EXPECT_NE(d.log().find("hostile: abstract-unix: socket succeeded"), std::string::npos);
+        EXPECT_NE(d.log().find("hostile: abstract-unix: connect refused: Operation not permitted"),
+                  std::string::npos)
+            << d.log();
+        EXPECT_FALSE(target.connected_to());
+        expect_supervisor_unharmed(d, s.b_listen);
     }
 }
 
