@@ -23,10 +23,13 @@ T get(const std::byte* p) {
 }
 
 constexpr MessageSpec kMessages[] = {
+    // clang-format off
     {Type::handover, "HANDOVER", Sender::supervisor},
     {Type::ready, "READY", Sender::worker},
     {Type::drain, "DRAIN", Sender::supervisor},
     {Type::stats, "STATS", Sender::worker},
+    {Type::addresses, "ADDRESSES", Sender::supervisor},
+    // clang-format on
 };
 
 bool known(uint16_t t) {

@@ -1,7 +1,8 @@
 #pragma once
 // The supervisor <-> worker message set. One SOCK_SEQPACKET datagram per message:
 //   u32 magic "PFP1" | u16 type | u16 fd count | u32 payload length | payload
-// Supervisor -> worker: HANDOVER (config JSON + the proxy's fds), DRAIN (u32 ms).
+// Supervisor -> worker: HANDOVER (config JSON + the proxy's fds), DRAIN (u32 ms), ADDRESSES (the
+// resolved addresses of a host-name upstream).
 // Worker -> supervisor: READY (empty, once), STATS (a fixed struct per kind family). The
 // supervisor treats every worker message as hostile: size limits, and a table that says in which
 // worker state each message is permitted and what handles it (supervisor/dispatch.cpp).
@@ -27,6 +28,8 @@ enum class Type : uint16_t {
     ready = 2,
     drain = 3,
     stats = 4,
+    addresses =
+        5,  // supervisor -> worker: a host-name upstream's address set (address_message.hpp)
 };
 
 enum class Sender { supervisor, worker };

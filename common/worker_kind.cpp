@@ -11,6 +11,8 @@ namespace pfp {
 namespace {
 
 constexpr std::array kListenerOnly{FdRole::stream_listener};
+constexpr std::array kRedirectedTcp{UpstreamTarget::original_destination,
+                                    UpstreamTarget::base_address};
 constexpr std::array kIpDomains{AF_INET, AF_INET6};
 // fc-vsock is a Unix socket on the host (Firecracker's hybrid vsock); unix: upstreams too.
 constexpr std::array kVsockDomains{AF_VSOCK, AF_UNIX};
@@ -24,15 +26,18 @@ constexpr std::string_view kVsockWhy =
 constexpr std::array<KindRow, kWorkerKindCount> kRows{{
     {.kind = WorkerKind::tcp_forward,
      .name = "tcp-forward",
-     .summary = "TCP listener -> fixed TCP upstream",
+     .summary = "TCP listener -> fixed TCP upstream, or one a redirected client's original "
+                "destination gives",
      .family = KindFamily::stream,
      .listen = ListenSide::tcp,
      .upstream = UpstreamTarget::tcp,
+     .more_upstreams = kRedirectedTcp,
      .takes_allow = true,
      .fds = kListenerOnly,
      .upstream_domains = kIpDomains,
      .upstream_why = kIpWhy,
-     .connect_why = "non-blocking connect to the fixed upstream",
+     .connect_why = "non-blocking connect to the fixed upstream, or to the one the original "
+                    "destination gives after the allow list said yes",
      .capabilities = kNoCapabilities,
      .capabilities_why = kNoCapabilitiesWhy,
      .log = {"tcp", "tcp", "TCP"}},
@@ -166,9 +171,22 @@ std::optional<WorkerKind> kind_from_name(std::string_view name) {
     return std::nullopt;
 }
 
+bool takes_upstream(const KindRow& row, UpstreamTarget t) {
+    if (row.upstream == t) return true;
+    for (const UpstreamTarget m : row.more_upstreams)
+        if (m == t) return true;
+    return false;
+}
+
+bool client_chooses_destination(UpstreamTarget t) {
+    return t == UpstreamTarget::destination_header || t == UpstreamTarget::original_destination ||
+           t == UpstreamTarget::base_address;
+}
+
 bool reads_original_dst(const KindRow& row) {
-    return row.send_original_destination || row.upstream == UpstreamTarget::original_port ||
-           row.upstream == UpstreamTarget::original_destination;
+    return row.send_original_destination || takes_upstream(row, UpstreamTarget::original_port) ||
+           takes_upstream(row, UpstreamTarget::original_destination) ||
+           takes_upstream(row, UpstreamTarget::base_address);
 }
 
 std::span<const int> listener_domains(ListenSide side) {

@@ -47,6 +47,7 @@ enum class UpstreamMode {
     fixed,                 // `upstream` (a vsock one may take its port from SO_ORIGINAL_DST)
     original_destination,  // "original-destination": SO_ORIGINAL_DST of the client socket
     destination_header,    // "destination-header": read from the stream (transparent header)
+    base_address,          // `upstream` + `base_address`: its IP + (original port - listen port)
 };
 
 // A listener, as far as choosing a kind goes.
@@ -59,6 +60,7 @@ enum class UpstreamTarget {
     original_port,         // a vsock: or fc-vsock: endpoint whose port is original-port
     destination_header,    // "destination-header"
     original_destination,  // "original-destination"
+    base_address,          // a tcp: endpoint with `base_address: true`
 };
 
 // The deployed tools' per-connection wording, which operators' log parsing relies on.
@@ -77,6 +79,8 @@ struct KindRow {
     // Policy: the entries that make this kind, and the kind-specific keys it takes.
     ListenSide listen;
     UpstreamTarget upstream;
+    // Other upstreams the same kind takes (tcp-forward: original-destination, base-address).
+    std::span<const UpstreamTarget> more_upstreams{};
     bool send_original_destination = false;
     bool takes_allow = false;       // `allow`: it connects to TCP destinations
     bool takes_statistics = false;  // `statistics`
@@ -100,15 +104,21 @@ std::string_view kind_name(WorkerKind k);
 std::optional<WorkerKind> kind_from_name(std::string_view name);
 
 // Derived from the row, never stored twice.
-bool reads_original_dst(const KindRow& row);             // getsockopt(SO_ORIGINAL_DST)
+bool reads_original_dst(const KindRow& row);                // getsockopt(SO_ORIGINAL_DST)
+bool takes_upstream(const KindRow& row, UpstreamTarget t);  // `upstream` or `more_upstreams`
+// The destination depends on the client (a header it sends, or where it connected): such a
+// kind needs an `allow` list (deny by default).
+bool client_chooses_destination(UpstreamTarget t);
 std::span<const int> listener_domains(ListenSide side);  // AF_* a listener of that side has
 
 // "fixed" is never written in a policy (an endpoint stands for it); the other two are words of
 // `upstream` there, and all three are values in the handover.
-inline constexpr std::array<Named<UpstreamMode>, 3> kUpstreamModeNames{{
+// "base-address" is a handover value only: a policy writes an endpoint and `base_address: true`.
+inline constexpr std::array<Named<UpstreamMode>, 4> kUpstreamModeNames{{
     {UpstreamMode::fixed, "fixed"},
     {UpstreamMode::original_destination, "original-destination"},
     {UpstreamMode::destination_header, "destination-header"},
+    {UpstreamMode::base_address, "base-address"},
 }};
 
 std::span<const Named<KindFamily>> kind_family_names();
@@ -122,6 +132,10 @@ inline std::string_view role_name(FdRole r) {
 }
 inline std::string_view upstream_mode_name(UpstreamMode m) {
     return name_in(upstream_mode_names(), m);
+}
+// The modes whose `upstream` is an endpoint (the others leave it empty).
+constexpr bool has_upstream_endpoint(UpstreamMode m) {
+    return m == UpstreamMode::fixed || m == UpstreamMode::base_address;
 }
 
 }  // namespace pfp

@@ -49,6 +49,7 @@ std::span<const Scheme> target_schemes(Target t) {
             return kOriginalPortSchemes;
         case Target::destination_header:
         case Target::original_destination:
+        case Target::base_address:
             break;
     }
     return {};
@@ -72,6 +73,8 @@ std::string target_text(Target t) {
             return "\"" + std::string(upstream_word(UpstreamMode::destination_header)) + "\"";
         case Target::original_destination:
             return "\"" + std::string(upstream_word(UpstreamMode::original_destination)) + "\"";
+        case Target::base_address:
+            return "a base_address upstream";
     }
     return "this upstream";
 }
@@ -80,6 +83,10 @@ std::string target_text(Target t) {
 std::string_view target_reason(Target t) {
     if (t == Target::original_port) {
         return " (the port comes from SO_ORIGINAL_DST, which only a redirected TCP connection has)";
+    }
+    if (t == Target::original_destination || t == Target::base_address) {
+        return " (the destination comes from SO_ORIGINAL_DST, which only a redirected TCP "
+               "connection has)";
     }
     return "";
 }
@@ -97,7 +104,7 @@ std::vector<const KindRule*> rules_for(const std::optional<Side>& listen,
     std::vector<const KindRule*> out;
     for (const auto& rule : kind_table()) {
         if (listen && rule.listen != *listen) continue;
-        if (upstream && rule.upstream != *upstream) continue;
+        if (upstream && !takes_upstream(rule, *upstream)) continue;
         if (send_original_destination &&
             rule.send_original_destination != *send_original_destination) {
             continue;
@@ -138,6 +145,9 @@ KindChoice derive_kind(const KindInput& in) {
                 break;
             case UpstreamMode::destination_header:
                 upstream = Target::destination_header;
+                break;
+            case UpstreamMode::base_address:  // parse.cpp lets only a tcp: endpoint through
+                upstream = Target::base_address;
                 break;
         }
     }

@@ -48,12 +48,17 @@ struct Proxy {
     WorkerKind kind{};
     Endpoint listen;
     std::optional<Scheme> listen_family;  // "systemd:NAME" listeners: tcp, udp, unix_stream, vsock
-    Endpoint upstream;                    // meaningful when upstream_mode == fixed
+    Endpoint upstream;                    // meaningful when has_upstream_endpoint(upstream_mode)
+    // fixed, original_destination, destination_header, or base_address (`base_address: true`
+    // with a tcp: upstream: each connection goes to its IP + (original port - listen port)).
     UpstreamMode upstream_mode = UpstreamMode::fixed;
     bool send_original_destination = false;  // transparent header before the payload
     HeaderFormat header = HeaderFormat::standard;
-    bool proxy_protocol = false;               // PROXY v2 header before the payload
-    std::vector<std::string> allow;            // egress allow list (common/allow_list.hpp syntax)
+    bool proxy_protocol = false;     // PROXY v2 header before the payload
+    std::vector<std::string> allow;  // egress allow list (common/allow_list.hpp syntax)
+    // `allow: "any"` (allow holds AllowList::any()'s entries): an open relay the operator asked
+    // for; the supervisor warns at each start.
+    bool allow_any = false;
     std::vector<uint32_t> allowed_cids;        // vsock listeners: peer CIDs admitted (empty: all)
     std::vector<std::string> allowed_sources;  // TCP listeners: client CIDRs admitted (empty: all)
     UnixSocketFile unix_socket;                // unix and fc-vsock listeners

@@ -35,8 +35,8 @@ constexpr std::array<std::string_view, 7> kTopKeys{
 // The endpoints the metrics server can listen on (supervisor/metrics_server.cpp).
 constexpr std::array<Scheme, 2> kMetricsSchemes{Scheme::tcp, Scheme::unix_stream};
 // In the order of docs/policy.md; unknown-key messages list them so.
-constexpr std::array<std::string_view, 24> kProxyKeys{
-    "name", "listen", "listen_family", "upstream",
+constexpr std::array<std::string_view, 25> kProxyKeys{
+    "name", "listen", "listen_family", "upstream", "base_address",
     // The relay: preamble, egress, admission, socket file.
     "send_original_destination", "header", "proxy_protocol", "allow", "allowed_cids",
     "allowed_sources", "socket_mode", "socket_owner", "socket_group",
@@ -101,6 +101,18 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
     }
     std::optional<Checker::Upstream> upstream;
     if (const json* x = member(v, "upstream")) upstream = check.upstream(*x, pointer + "/upstream");
+    if (const json* x = member(v, "base_address")) {
+        const auto b = check.boolean(*x, pointer + "/base_address");
+        if (b && *b && upstream) {
+            if (upstream->mode != UpstreamMode::fixed || upstream->endpoint.scheme != Scheme::tcp) {
+                check.error(pointer + "/base_address",
+                            "base_address applies only to a tcp: upstream (its IP address is the "
+                            "base the original port is added to)");
+            } else {
+                upstream->mode = UpstreamMode::base_address;
+            }
+        }
+    }
     std::optional<bool> send_original_destination = false;
     if (const json* x = member(v, "send_original_destination")) {
         send_original_destination = check.boolean(*x, pointer + "/send_original_destination");

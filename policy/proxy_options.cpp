@@ -12,12 +12,31 @@
 namespace pfp::policy::detail {
 namespace {
 
+// `allow: "any"`: every destination outside the protected ranges, written out on purpose.
+constexpr std::string_view kAllowAny = "any";
+
+// Where a client-chosen destination comes from, for the deny-by-default message.
+std::string destination_source(UpstreamMode mode) {
+    switch (mode) {
+        case UpstreamMode::destination_header:
+            return "the client's destination header";
+        case UpstreamMode::original_destination:
+            return "the client's original destination (SO_ORIGINAL_DST)";
+        case UpstreamMode::base_address:
+            return "the client's original port (base_address)";
+        case UpstreamMode::fixed:
+            break;
+    }
+    return "the client";
+}
+
 constexpr std::array<std::string_view, 3> kKeepaliveKeys{"idle", "interval", "count"};
 constexpr std::array<std::string_view, 4> kRestartKeys{"backoff_initial", "backoff_max",
                                                        "healthy_after", "max_failures"};
 
 constexpr Checker::ListWords kAllowWords{"allow entries", "allow entry", "an",
-                                         R"("10.0.0.0/8:443")", "leave allow out for the default"};
+                                         R"("10.0.0.0/8:443")",
+                                         "leave allow out for a fixed upstream"};
 constexpr Checker::ListWords kSourceWords{"CIDRs", "CIDR", "a", R"("10.0.0.0/8")",
                                           "to admit every client, leave allowed_sources out"};
 
@@ -121,11 +140,38 @@ void parse_relay_options(Checker& check, const json& v, const std::string& point
             p.proxy_protocol = *b;
         }
     }
-    if (const json* x = member(v, "allow")) {
+    // Deny by default: where the client chooses the destination, the policy must say where it
+    // may go, or write "any" to ask for an open relay.
+    const bool client_chooses = shape.upstream_mode && *shape.upstream_mode != UpstreamMode::fixed;
+    const json* allow = member(v, "allow");
+    if (!allow && client_chooses && shape.kind) {
+        check.error(pointer, "proxy " + quote(p.name) + " connects wherever " +
+                                 destination_source(*shape.upstream_mode) +
+                                 " says, and has no allow list: add \"allow\" with the "
+                                 "destinations it may reach (such as [\"10.0.0.0/8:443\"]), or "
+                                 "\"allow\": \"any\" for an open relay");
+    }
+    if (const json* x = allow) {
         if (shape.kind && !kind_takes(*shape.kind, KindKey::allow)) {
             check.error(at("allow"),
                         "allow applies only to relays that connect to TCP destinations (" +
                             kinds_taking(KindKey::allow) + "), not " + kind);
+        } else if (x->is_string() && x->get_ref<const std::string&>() == kAllowAny) {
+            if (shape.upstream_mode && !client_chooses) {
+                check.error(at("allow"),
+                            "\"any\" applies only where the client chooses the destination "
+                            "(\"destination-header\", \"original-destination\" or "
+                            "base_address); a fixed upstream needs no allow list");
+            } else {
+                const AllowList any = AllowList::any();
+                for (const AllowEntry& e : any.entries()) p.allow.push_back(e.to_string());
+                p.allow_any = true;
+            }
+        } else if (x->is_string()) {
+            check.error(at("allow"),
+                        "expected an array of allow entries such as "
+                        "[\"10.0.0.0/8:443\"] or the word \"any\", got " +
+                            value_of(*x));
         } else if (auto list =
                        check.allow_strings(*x, at("allow"), kAllowWords, parse_allow_entry)) {
             p.allow = std::move(*list);

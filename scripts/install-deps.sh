@@ -7,6 +7,8 @@ pkgs=(
   libboost-dev libboost-program-options-dev libboost-filesystem-dev
   libcap-ng-dev libcap-ng-utils libseccomp-dev libsystemd-dev nlohmann-json3-dev
   libmnl-dev libnetfilter-queue-dev
+  # Host names in upstreams: resolved by the supervisor with c-ares.
+  libc-ares-dev
   libgtest-dev libgmock-dev
   clang libclang-rt-14-dev
   iproute2 iptables procps util-linux python3 socat

@@ -30,6 +30,8 @@ struct Entry {
     MessageHandler handler;
 };
 
+// What a worker may send. The supervisor's own messages (HANDOVER, DRAIN, ADDRESSES) are absent on
+// purpose: a worker that sends one is refused and killed like any other violation.
 constexpr Entry kTable[] = {
     {ipc::Type::ready, true, false, no_payload, MessageHandler::ready},
     {ipc::Type::stats, false, true, stats_size, MessageHandler::stats},

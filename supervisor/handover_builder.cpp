@@ -44,7 +44,7 @@ int connections_per_worker(const policy::Proxy& p) {
 StreamOptions stream_options(const policy::Proxy& p) {
     StreamOptions o;
     o.upstream_mode = p.upstream_mode;
-    o.upstream = p.upstream_mode == UpstreamMode::fixed ? to_string(p.upstream) : "";
+    o.upstream = has_upstream_endpoint(p.upstream_mode) ? to_string(p.upstream) : "";
     o.send_original_destination = p.send_original_destination;
     o.header = p.header;
     o.proxy_protocol = p.proxy_protocol;
@@ -52,10 +52,7 @@ StreamOptions stream_options(const policy::Proxy& p) {
     o.allowed_cids = p.allowed_cids;
     o.allowed_sources = p.allowed_sources;
     // Only where a peer names the destination: there the allow list is checked per connection.
-    const UpstreamTarget target = kind_row(p.kind).upstream;
-    if (target == UpstreamTarget::destination_header ||
-        target == UpstreamTarget::original_destination)
-        o.host_addresses = host_addresses();
+    if (p.upstream_mode != UpstreamMode::fixed) o.host_addresses = host_addresses();
     o.max_connections = connections_per_worker(p);
     o.connect_timeout = p.connect_timeout;
     o.idle_timeout = p.idle_timeout;

@@ -54,6 +54,8 @@ std::string listener_path(const Endpoint& e) {
 
 std::string describe_upstream(const policy::Proxy& p) {
     if (p.upstream_mode == UpstreamMode::fixed) return to_string(p.upstream);
+    if (p.upstream_mode == UpstreamMode::base_address)
+        return std::string(upstream_mode_name(p.upstream_mode)) + " " + to_string(p.upstream);
     return std::string(upstream_mode_name(p.upstream_mode));
 }
 

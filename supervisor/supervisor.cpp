@@ -143,6 +143,11 @@ ProxyState* Supervisor::find(const std::string& name) {
 // A new generation of workers for the proxy's current configuration and listener. Workers of
 // the previous generation keep serving until every new one is READY, then drain.
 void Supervisor::start_generation(ProxyState& p) {
+    if (p.config.allow_any) {
+        log::warning("proxy \"", p.config.name,
+                     "\" is an open relay (allow: \"any\"): it connects wherever its clients "
+                     "say, except the protected ranges; list the destinations in allow instead");
+    }
     for (auto& s : p.slots) {
         if (s.worker) p.retiring.push_back(std::move(s.worker));
     }

@@ -188,7 +188,7 @@ class Worker {
 std::vector<int> worker_upstream_domains(const Handover& h) {
     const KindRow& row = kind_row(h.kind);
     if (const auto* o = std::get_if<StreamOptions>(&h.options);
-        o && o->upstream_mode == UpstreamMode::fixed) {
+        o && has_upstream_endpoint(o->upstream_mode)) {
         const int family = parse_endpoint(o->upstream).family();
         for (int d : row.upstream_domains)
             if (d == family) return {family};

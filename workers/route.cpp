@@ -33,17 +33,22 @@ Route Route::build(WorkerKind kind, const std::string& listen, const StreamOptio
             r.target = r.upstream.original_port ? Target::original_port : Target::fixed;
             break;
         case UpstreamMode::original_destination:
-            throw std::runtime_error("upstream mode " +
-                                     std::string(upstream_mode_name(c.upstream_mode)) +
-                                     " is not supported");
+            r.target = Target::original_destination;
+            break;
+        case UpstreamMode::base_address:
+            r.upstream = parse_endpoint(c.upstream);
+            if (r.upstream.scheme != Scheme::tcp)
+                throw std::runtime_error("a base-address upstream must be tcp:, not " + c.upstream);
+            r.target = Target::base_address;
+            break;
     }
     r.send_original_destination = c.send_original_destination;
     r.header = c.header;
     r.proxy_protocol = c.proxy_protocol;
     if (!c.allow.empty())
         r.allow = AllowList::parse(c.allow);
-    else if (r.target == Target::destination_header)
-        r.allow = AllowList::any();  // everything but loopback, link-local and metadata
+    else if (r.client_chooses_destination())
+        r.allow = AllowList();  // deny by default: the policy writes "any" to mean any
     if (r.allow) {
         std::vector<IpAddress> host;
         for (const auto& text : c.host_addresses) {

@@ -13,9 +13,11 @@
 namespace pfp::worker {
 
 enum class Target {
-    fixed,               // the configured upstream
-    original_port,       // the configured vsock/fc-vsock upstream, port from SO_ORIGINAL_DST
-    destination_header,  // read the transparent header from the client, connect there (TCP)
+    fixed,                 // the configured upstream
+    original_port,         // the configured vsock/fc-vsock upstream, port from SO_ORIGINAL_DST
+    destination_header,    // read the transparent header from the client, connect there (TCP)
+    original_destination,  // the client's SO_ORIGINAL_DST address itself (TCP)
+    base_address,          // the configured TCP upstream's IP + (original port - local port)
 };
 
 struct Route {
@@ -26,7 +28,9 @@ struct Route {
     bool send_original_destination = false;  // transparent header first on the upstream
     TransparentHeaderFormat header = TransparentHeaderFormat::standard;
     bool proxy_protocol = false;
-    std::optional<AllowList> allow;          // destinations (always set for destination_header)
+    // Destinations; always set where the client chooses them (empty = deny all, which the
+    // policy never sends: it refuses such a proxy without `allow`).
+    std::optional<AllowList> allow;
     std::optional<CidSet> allowed_cids;      // vsock peers
     std::optional<CidrSet> allowed_sources;  // TCP clients
     bool log_connections = false;
@@ -41,6 +45,17 @@ struct Route {
 
     // nullopt: admitted; else the reason for the log line.
     std::optional<std::string> admit(const SockAddr& peer) const;
+
+    // The destination depends on the client, so `allow` is checked for each connection.
+    bool client_chooses_destination() const {
+        return target == Target::destination_header || target == Target::original_destination ||
+               target == Target::base_address;
+    }
+    // Each connection needs the client's SO_ORIGINAL_DST.
+    bool reads_original_destination() const {
+        return send_original_destination || target == Target::original_port ||
+               target == Target::original_destination || target == Target::base_address;
+    }
 
     // Socket options for a client or upstream socket (TCP ones only).
     void tune(int fd, int family) const;

@@ -12,6 +12,7 @@
 #include "common/original_dst.hpp"
 #include "common/proxy_protocol.hpp"
 #include "common/transparent_header.hpp"
+#include "workers/redirected_destination.hpp"
 
 namespace pfp::worker {
 
@@ -159,7 +160,7 @@ void StreamRelay::refuse(Connection& c, const std::string& why) {
 bool StreamRelay::begin_connect(Connection& c, Endpoint dest) {
     Setup& s = *c.setup;
     std::optional<SockAddr> original;
-    if (route_.target == Target::original_port || route_.send_original_destination) {
+    if (route_.reads_original_destination()) {
         original = original_destination(c.client.fd.get());
         if (!original) {
             refuse(c, "Failed to retrieve original destination from TCP stream");
@@ -176,7 +177,18 @@ bool StreamRelay::begin_connect(Connection& c, Endpoint dest) {
         if (dest.scheme == Scheme::vsock)
             reinterpret_cast<sockaddr_vm*>(&dest.addr.storage)->svm_port = port;
     }
-    if (route_.target == Target::destination_header && route_.allow) {
+    if (route_.target == Target::original_destination) dest = tcp_endpoint(*original);
+    if (route_.target == Target::base_address) {
+        auto moved = base_address_destination(dest.addr, port_of(*original),
+                                              port_of(local_address(c.client.fd.get())));
+        if (!moved) {
+            refuse(c, "original destination " + format_sockaddr(*original) +
+                          " takes the base address " + to_string(dest) + " out of range");
+            return true;
+        }
+        dest = tcp_endpoint(*moved);
+    }
+    if (route_.client_chooses_destination() && route_.allow) {
         Decision d = route_.allow->decide(dest.addr);
         if (!d.allowed()) {
             refuse(c, "destination " + format_sockaddr(dest.addr) +

@@ -218,9 +218,12 @@ std::variant<Finished, SeedCommand> build(Tool tool, std::string_view command,
         }
         case Tool::vsock_to_ip_transparent: {
             const std::string vtext = *value_of(values, "vsock-addr");
-            // Every destination, less the protected ones (common/allow_list.hpp), plus --allow.
-            Json allow = Json::array({"0.0.0.0/0:*", "[::]/0:*"});
+            // The seed relayed anywhere: an open relay written on purpose ("any", which
+            // pf-proxyd warns about at start), less the protected destinations
+            // (common/allow_list.hpp); --allow adds some of those back, in a list.
+            Json allow = "any";
             if (auto it = values.find("allow"); it != values.end()) {
+                allow = Json::array({"0.0.0.0/0:*", "[::]/0:*"});
                 for (const auto& entry : it->second) {
                     try {
                         parse_allow_entry(entry);

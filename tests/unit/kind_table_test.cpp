@@ -36,8 +36,8 @@ std::string listen_text(const KindRow& row) {
     return "vsock:any:9000";
 }
 
-std::string upstream_text(const KindRow& row) {
-    switch (row.upstream) {
+std::string upstream_text(UpstreamTarget target) {
+    switch (target) {
         case UpstreamTarget::tcp:
             return "tcp:127.0.0.1:9001";
         case UpstreamTarget::vsock_like:
@@ -48,18 +48,19 @@ std::string upstream_text(const KindRow& row) {
             return "destination-header";
         case UpstreamTarget::original_destination:
             return "original-destination";
+        case UpstreamTarget::base_address:
+            return "tcp:10.1.0.0:9001";
     }
     return "";
 }
 
 // The policy entry the row's derivation columns describe.
-std::string entry_json(const KindRow& row, const std::string& listen) {
-    std::string e =
-        R"({"name": "k", "listen": ")" + listen + R"(", "upstream": ")" + upstream_text(row) + "\"";
+std::string entry_json(const KindRow& row, const std::string& listen, UpstreamTarget target) {
+    std::string e = R"({"name": "k", "listen": ")" + listen + R"(", "upstream": ")" +
+                    upstream_text(target) + "\"";
     if (row.send_original_destination) e += R"(, "send_original_destination": true)";
-    if (row.upstream == UpstreamTarget::destination_header ||
-        row.upstream == UpstreamTarget::original_destination)
-        e += R"(, "allow": ["0.0.0.0/0:*"])";
+    if (target == UpstreamTarget::base_address) e += R"(, "base_address": true)";
+    if (client_chooses_destination(target)) e += R"(, "allow": ["0.0.0.0/0:*"])";
     return R"({"proxies": [)" + e + "}]}";
 }
 
@@ -92,16 +93,20 @@ TEST(KindTable, DerivationColumnsAreUnambiguous) {
 
 TEST(KindTable, EveryRowHasAPolicyDerivation) {
     for (const KindRow& row : kind_table()) {
-        const std::string text = entry_json(row, listen_text(row));
-        policy::Policy p;
-        try {
-            p = policy::parse_policy(text, "row.json");
-        } catch (const std::exception& e) {
-            ADD_FAILURE() << row.name << ": " << text << " does not parse: " << e.what();
-            continue;
+        std::vector<UpstreamTarget> targets{row.upstream};
+        targets.insert(targets.end(), row.more_upstreams.begin(), row.more_upstreams.end());
+        for (const UpstreamTarget target : targets) {
+            const std::string text = entry_json(row, listen_text(row), target);
+            policy::Policy p;
+            try {
+                p = policy::parse_policy(text, "row.json");
+            } catch (const std::exception& e) {
+                ADD_FAILURE() << row.name << ": " << text << " does not parse: " << e.what();
+                continue;
+            }
+            ASSERT_EQ(p.proxies.size(), 1u);
+            EXPECT_EQ(kind_name(p.proxies[0].kind), row.name) << text;
         }
-        ASSERT_EQ(p.proxies.size(), 1u);
-        EXPECT_EQ(kind_name(p.proxies[0].kind), row.name) << text;
     }
 }
 
@@ -155,7 +160,8 @@ TEST(KindTable, EveryRowHasAWorkerBodyForTheFdsTheSupervisorBuilds) {
             ASSERT_EQ(::getsockname(probe.get(), a.get(), &a.len), 0);
             listen = "tcp:" + format_sockaddr(a);
         }
-        policy::Policy pol = policy::parse_policy(entry_json(row, listen), "row.json");
+        policy::Policy pol =
+            policy::parse_policy(entry_json(row, listen, row.upstream), "row.json");
         const policy::Proxy& proxy = pol.proxies.at(0);
         std::vector<unique_fd> fds;
         Endpoint bound = parse_endpoint(listen);

@@ -68,7 +68,8 @@ constexpr std::string_view kDurationExpected =
 constexpr std::string_view kProxy =
     R"({"name": "a", "listen": "tcp:127.0.0.1:1", "upstream": "tcp:127.0.0.1:2"})";
 constexpr std::string_view kProxyKeyList =
-    "name, listen, listen_family, upstream, send_original_destination, header, proxy_protocol, "
+    "name, listen, listen_family, upstream, base_address, send_original_destination, header, "
+    "proxy_protocol, "
     "allow, "
     "allowed_cids, allowed_sources, socket_mode, socket_owner, socket_group, workers, "
     "max_connections, backlog, connect_timeout, idle_timeout, tcp_nodelay, keepalive, splice, "
@@ -689,6 +690,9 @@ Proxy only(std::string_view entry) {
 }
 
 // A proxy "web" with this listener and upstream (unquoted) and extra members from line 7.
+// An allow list for the entries whose client chooses the destination (deny by default).
+constexpr const char* kAllowSome = R"("allow": ["0.0.0.0/0:443"])";
+
 std::string relay(std::string_view listen, std::string_view upstream,
                   const std::vector<std::string>& extra = {}) {
     return proxy_policy(R"("web")", "\"" + std::string(listen) + "\"",
@@ -792,6 +796,7 @@ TEST(PolicyKinds, EveryListenerAndUpstreamCombination) {
     for (const auto& c : cases) {
         std::vector<std::string> extra;
         if (c.send_original_destination) extra.push_back(R"("send_original_destination": true)");
+        if (std::string_view(c.upstream) == "destination-header") extra.push_back(kAllowSome);
         const std::string text = relay(c.listen, c.upstream, extra);
         SCOPED_TRACE(text);
         const Proxy p = parse_policy(text, "p.json").proxies.at(0);
@@ -814,13 +819,102 @@ TEST(PolicyKinds, FcVsockOriginalPortIsTransparentPortToVsock) {
               "connection has)");
 }
 
-TEST(PolicyKinds, OriginalDestinationIsNotSupportedYet) {
+TEST(PolicyKinds, OriginalDestinationIsTcpForwardWithATcpListener) {
+    const Proxy p =
+        parse_policy(relay("tcp:0.0.0.0:80", "original-destination", {kAllowSome}), "p.json")
+            .proxies.at(0);
+    EXPECT_EQ(p.kind, WorkerKind::tcp_forward);
+    EXPECT_EQ(p.upstream_mode, UpstreamMode::original_destination);
+    EXPECT_EQ(errors(relay("vsock:any:80", "original-destination", {kAllowSome})),
+              "p.json:6:19: /proxies/0/upstream: \"original-destination\" needs a tcp listener, "
+              "not vsock (the destination comes from SO_ORIGINAL_DST, which only a redirected TCP "
+              "connection has)");
+    EXPECT_EQ(errors(relay("tcp:0.0.0.0:80", "original-destination",
+                           {kAllowSome, R"("send_original_destination": true)"})),
+              "p.json:8:36: /proxies/0/send_original_destination: send_original_destination "
+              "applies only to a tcp listener with a vsock, unix or fc-vsock upstream");
+}
+
+TEST(PolicyKinds, BaseAddressIsTcpForwardWithATcpUpstream) {
+    const Proxy p = parse_policy(relay("tcp:127.0.0.1:7000", "tcp:10.1.0.0:80",
+                                       {R"("base_address": true)", kAllowSome}),
+                                 "p.json")
+                        .proxies.at(0);
+    EXPECT_EQ(p.kind, WorkerKind::tcp_forward);
+    EXPECT_EQ(p.upstream_mode, UpstreamMode::base_address);
+    EXPECT_EQ(to_string(p.upstream), "tcp:10.1.0.0:80");
+    // false is the default, accepted anywhere.
+    EXPECT_EQ(errors(relay("vsock:any:1", "vsock:3:2", {R"("base_address": false)"})), "<valid>");
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:7000", "vsock:3:2", {R"("base_address": true)"})),
+              "p.json:7:23: /proxies/0/base_address: base_address applies only to a tcp: upstream "
+              "(its IP address is the base the original port is added to)");
+    EXPECT_EQ(
+        errors(relay("vsock:any:1", "tcp:10.1.0.0:80", {R"("base_address": true)", kAllowSome})),
+        "p.json:6:19: /proxies/0/upstream: a base_address upstream needs a tcp listener, "
+        "not vsock (the destination comes from SO_ORIGINAL_DST, which only a redirected "
+        "TCP connection has)");
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:7000", "tcp:10.1.0.0:80", {R"("base_address": 1)"})),
+              "p.json:7:23: /proxies/0/base_address: expected a boolean (true or false), got 1");
+}
+
+// Where the client chooses the destination, a proxy without `allow` is refused: the message names
+// the proxy and both ways to fix it.
+TEST(PolicyErrors, DenyByDefaultWithoutAllow) {
+    const std::string fix =
+        " says, and has no allow list: add \"allow\" with the destinations it may reach (such "
+        "as [\"10.0.0.0/8:443\"]), or \"allow\": \"any\" for an open relay";
+    EXPECT_EQ(errors(relay("vsock:any:1", "destination-header")),
+              "p.json:3:5: /proxies/0: proxy \"web\" connects wherever the client's destination "
+              "header" +
+                  fix);
     EXPECT_EQ(errors(relay("tcp:0.0.0.0:80", "original-destination")),
-              "p.json:6:19: /proxies/0/upstream: \"original-destination\" is not supported by "
-              "any worker kind yet");
-    EXPECT_EQ(errors(relay("vsock:any:80", "original-destination")),
-              "p.json:6:19: /proxies/0/upstream: \"original-destination\" is not supported by "
-              "any worker kind yet");
+              "p.json:3:5: /proxies/0: proxy \"web\" connects wherever the client's original "
+              "destination (SO_ORIGINAL_DST)" +
+                  fix);
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:7000", "tcp:10.1.0.0:80", {R"("base_address": true)"})),
+              "p.json:3:5: /proxies/0: proxy \"web\" connects wherever the client's original port "
+              "(base_address)" +
+                  fix);
+    // A fixed upstream is its own destination: no allow list needed.
+    EXPECT_EQ(errors(relay("vsock:any:1", "tcp:10.0.0.1:443")), "<valid>");
+    EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "tcp:10.0.0.1:443")), "<valid>");
+}
+
+TEST(PolicyErrors, AllowAnyIsAnOpenRelayWrittenOnPurpose) {
+    for (const auto& [listen, upstream, extra] :
+         {std::tuple{"vsock:any:1", "destination-header", ""},
+          {"tcp:0.0.0.0:80", "original-destination", ""},
+          {"tcp:127.0.0.1:7000", "tcp:10.1.0.0:80", R"("base_address": true)"}}) {
+        std::vector<std::string> keys{R"("allow": "any")"};
+        if (*extra) keys.emplace_back(extra);
+        const std::string text = relay(listen, upstream, keys);
+        SCOPED_TRACE(text);
+        const Proxy p = parse_policy(text, "p.json").proxies.at(0);
+        EXPECT_TRUE(p.allow_any);
+        EXPECT_EQ(p.allow, (std::vector<std::string>{"0.0.0.0/0:*", "[::]/0:*"}));
+    }
+    // A list is not an open relay, even a broad one.
+    EXPECT_FALSE(parse_policy(relay("vsock:any:1", "destination-header",
+                                    {R"("allow": ["0.0.0.0/0:*", "[::]/0:*"])"}),
+                              "p.json")
+                     .proxies.at(0)
+                     .allow_any);
+    EXPECT_EQ(errors(relay("vsock:any:1", "tcp:10.0.0.1:443", {R"("allow": "any")"})),
+              "p.json:7:16: /proxies/0/allow: \"any\" applies only where the client chooses the "
+              "destination (\"destination-header\", \"original-destination\" or base_address); a "
+              "fixed upstream needs no allow list");
+    EXPECT_EQ(errors(relay("vsock:any:1", "destination-header", {R"("allow": "all")"})),
+              "p.json:7:16: /proxies/0/allow: expected an array of allow entries such as "
+              "[\"10.0.0.0/8:443\"] or the word \"any\", got \"all\"");
+    // A change between "any" and the same list written out is a change of configuration.
+    const Proxy any =
+        parse_policy(relay("vsock:any:1", "destination-header", {R"("allow": "any")"}), "p.json")
+            .proxies.at(0);
+    const Proxy listed = parse_policy(relay("vsock:any:1", "destination-header",
+                                            {R"("allow": ["0.0.0.0/0:*", "[::]/0:*"])"}),
+                                      "p.json")
+                             .proxies.at(0);
+    EXPECT_FALSE(same_configuration(any, listed));
 }
 
 TEST(PolicyKinds, DestinationHeaderNeedsAVsockLikeListener) {
@@ -901,7 +995,7 @@ TEST(PolicyParse, EveryRelayOption) {
     {"name": "out", "listen": "vsock:any:1300", "upstream": "tcp:10.0.0.2:443",
      "allow": ["10.0.0.0/8:443", "[2001:db8::]/32:1024-65535"], "allowed_cids": [3, 4294967295, 0]},
     {"name": "fc", "listen": "fc-vsock:/run/fc.sock:5000", "upstream": "destination-header",
-     "header": "standard", "socket_mode": "640", "log_connections": false, "statistics": false},
+     "allow": ["0.0.0.0/0:443"], "header": "standard", "socket_mode": "640", "log_connections": false, "statistics": false},
     {"name": "local", "listen": "tcp:127.0.0.1:80", "upstream": "tcp:127.0.0.1:8080",
      "allow": ["127.0.0.1:8080"], "proxy_protocol": false}
   ]
@@ -947,11 +1041,12 @@ TEST(PolicyErrors, Header) {
     EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "vsock:3:2", {R"("header": "standard")"})),
               "p.json:7:17: /proxies/0/header: header applies only with send_original_destination "
               "or a \"destination-header\" upstream");
-    EXPECT_EQ(errors(relay("vsock:any:1", "destination-header", {R"("header": "oyster_v4")"})),
-              "p.json:7:17: /proxies/0/header: expected \"standard\" or \"oyster-v4\", got "
+    EXPECT_EQ(errors(relay("vsock:any:1", "destination-header",
+                           {kAllowSome, R"("header": "oyster_v4")"})),
+              "p.json:8:17: /proxies/0/header: expected \"standard\" or \"oyster-v4\", got "
               "\"oyster_v4\" (did you mean \"oyster-v4\"?)");
-    EXPECT_EQ(errors(relay("vsock:any:1", "destination-header", {R"("header": "v4")"})),
-              "p.json:7:17: /proxies/0/header: expected \"standard\" or \"oyster-v4\", got \"v4\"");
+    EXPECT_EQ(errors(relay("vsock:any:1", "destination-header", {kAllowSome, R"("header": "v4")"})),
+              "p.json:8:17: /proxies/0/header: expected \"standard\" or \"oyster-v4\", got \"v4\"");
     EXPECT_EQ(errors(relay("tcp:127.0.0.1:1", "vsock:3:2",
                            {R"("send_original_destination": true)", R"("header": 4)"})),
               "p.json:8:17: /proxies/0/header: expected \"standard\" or \"oyster-v4\", got number");
@@ -974,8 +1069,9 @@ TEST(PolicyErrors, ProxyProtocol) {
                                            {"vsock:any:1", "tcp:127.0.0.1:2"},
                                            {"vsock:any:1", "destination-header"},
                                            {"vsock:any:1", "vsock:3:2"}}) {
-        EXPECT_EQ(errors(relay(listen, upstream, {R"("proxy_protocol": true)"})), "<valid>")
-            << listen << " " << upstream;
+        std::vector<std::string> extra{R"("proxy_protocol": true)"};
+        if (std::string_view(upstream) == "destination-header") extra.emplace_back(kAllowSome);
+        EXPECT_EQ(errors(relay(listen, upstream, extra)), "<valid>") << listen << " " << upstream;
     }
 }
 
@@ -1005,10 +1101,13 @@ TEST(PolicyErrors, AllowEntries) {
             allow_message("10.0.0.1/8:*"));
     EXPECT_EQ(errors(relay("vsock:any:1", "destination-header", {R"("allow": [])"})),
               "p.json:7:16: /proxies/0/allow: expected at least one allow entry, got an empty "
-              "array (leave allow out for the default)");
+              "array (leave allow out for a fixed upstream)");
     EXPECT_EQ(errors(relay("vsock:any:1", "destination-header", {R"("allow": "0.0.0.0/0:443")"})),
               "p.json:7:16: /proxies/0/allow: expected an array of allow entries such as "
-              "[\"10.0.0.0/8:443\"], got string");
+              "[\"10.0.0.0/8:443\"] or the word \"any\", got \"0.0.0.0/0:443\"");
+    EXPECT_EQ(errors(relay("vsock:any:1", "destination-header", {R"("allow": 443)"})),
+              "p.json:7:16: /proxies/0/allow: expected an array of allow entries such as "
+              "[\"10.0.0.0/8:443\"], got number");
 }
 
 TEST(PolicyErrors, AllowMustAdmitAFixedUpstream) {
@@ -1128,9 +1227,10 @@ TEST(PolicyErrors, StatisticsAndLogConnections) {
     EXPECT_EQ(errors(with({R"("statistics": true)"})),
               "p.json:7:21: /proxies/0/statistics: statistics applies only to vsock-to-vsock "
               "relays, not tcp-forward");
-    EXPECT_EQ(errors(relay("vsock:any:1", "destination-header", {R"("statistics": true)"})),
-              "p.json:7:21: /proxies/0/statistics: statistics applies only to vsock-to-vsock "
-              "relays, not vsock-to-ip-transparent");
+    EXPECT_EQ(
+        errors(relay("vsock:any:1", "destination-header", {R"("statistics": true)", kAllowSome})),
+        "p.json:7:21: /proxies/0/statistics: statistics applies only to vsock-to-vsock "
+        "relays, not vsock-to-ip-transparent");
     EXPECT_EQ(errors(with({R"("statistics": false)", R"("log_connections": true)"})), "<valid>");
     EXPECT_EQ(errors(with({R"("statistics": 1)", R"("log_connections": "yes")"})),
               "p.json:7:21: /proxies/0/statistics: expected a boolean (true or false), got 1\n"
@@ -1181,8 +1281,9 @@ TEST(PolicyErrors, EveryRelayErrorIsReportedAtOnce) {
      "send_original_destination": true, "proxy_protocol": true, "allow": ["0.0.0.0/0:443"]},
     {"name": "b", "listen": "vsock:any:1200", "upstream": "destination-header",
      "allowed_sources": ["10.0.0.0/8"], "allow": ["10.0.0.0/8:x"], "header": "oyster"},
-    {"name": "c", "listen": "tcp:0.0.0.0:1201", "upstream": "original-destination",
-     "statistics": true}
+    {"name": "c", "listen": "vsock:any:1201", "upstream": "original-destination",
+     "statistics": true},
+    {"name": "d", "listen": "tcp:0.0.0.0:1202", "upstream": "original-destination"}
   ]
 })json"),
               "p.json:4:59: /proxies/0/proxy_protocol: proxy_protocol cannot be combined with "
@@ -1197,8 +1298,13 @@ TEST(PolicyErrors, EveryRelayErrorIsReportedAtOnce) {
                   "\n"
                   "p.json:6:78: /proxies/1/header: expected \"standard\" or \"oyster-v4\", got "
                   "\"oyster\"\n"
-                  "p.json:7:61: /proxies/2/upstream: \"original-destination\" is not supported by "
-                  "any worker kind yet");
+                  "p.json:7:59: /proxies/2/upstream: \"original-destination\" needs a tcp "
+                  "listener, not vsock (the destination comes from SO_ORIGINAL_DST, which only a "
+                  "redirected TCP connection has)\n"
+                  "p.json:9:5: /proxies/3: proxy \"d\" connects wherever the client's original "
+                  "destination (SO_ORIGINAL_DST) says, and has no allow list: add \"allow\" with "
+                  "the destinations it may reach (such as [\"10.0.0.0/8:443\"]), or \"allow\": "
+                  "\"any\" for an open relay");
 }
 
 // ---- Cross-entry checks -------------------------------------------------------------------------
@@ -1504,7 +1610,8 @@ TEST_F(PolicyLoad, OversizedFile) {
     EXPECT_EQ(load_error(path), path + ": the policy is larger than 16 MiB");
 }
 
-// ---- Socket activation: "systemd:NAME" + listen_family --------------------------------------------
+// ---- Socket activation: "systemd:NAME" + listen_family
+// --------------------------------------------
 
 TEST(PolicyActivation, ListenFamilyChoosesTheKind) {
     Policy p = parse_policy(proxy_policy(R"("web")", R"("systemd:web")", R"("vsock:3:80")",
@@ -1546,29 +1653,27 @@ TEST(PolicyActivation, ListenFamilyErrors) {
               "systemd passes (set SocketMode=, SocketUser= and SocketGroup= in the .socket "
               "unit)");
     // Checked like a listener pf-proxyd opens: allowed_sources is for TCP.
-    EXPECT_EQ(errors(proxy_policy(R"("v")", R"("systemd:v")", R"("tcp:127.0.0.1:80")",
-                                  {R"("listen_family": "vsock")",
-                                   R"("allowed_sources": ["10.0.0.0/8"])"})),
+    EXPECT_EQ(errors(proxy_policy(
+                  R"("v")", R"("systemd:v")", R"("tcp:127.0.0.1:80")",
+                  {R"("listen_family": "vsock")", R"("allowed_sources": ["10.0.0.0/8"])"})),
               "p.json:8:26: /proxies/0/allowed_sources: allowed_sources applies only to tcp "
               "listeners, not vsock");
 }
 
 TEST(PolicyActivation, SameConfigurationIgnoresOnlyThePointer) {
-    const std::string text = proxy_policy(R"("web")", R"("tcp:127.0.0.1:80")",
-                                          R"("tcp:127.0.0.1:81")");
+    const std::string text =
+        proxy_policy(R"("web")", R"("tcp:127.0.0.1:80")", R"("tcp:127.0.0.1:81")");
     Policy a = parse_policy(text, "a.json");
     Policy b = parse_policy(text, "b.json");
     b.proxies[0].pointer = "/proxies/7";
     EXPECT_TRUE(same_configuration(a.proxies[0], b.proxies[0]));
     b.proxies[0].idle_timeout = milliseconds(5);
     EXPECT_FALSE(same_configuration(a.proxies[0], b.proxies[0]));
-    Policy c = parse_policy(proxy_policy(R"("web")", R"("tcp:127.0.0.1:80")",
-                                         R"("tcp:127.0.0.1:82")"),
-                            "c.json");
+    Policy c = parse_policy(
+        proxy_policy(R"("web")", R"("tcp:127.0.0.1:80")", R"("tcp:127.0.0.1:82")"), "c.json");
     EXPECT_FALSE(same_configuration(a.proxies[0], c.proxies[0]));
-    Policy d = parse_policy(proxy_policy(R"("web")", R"("tcp:127.0.0.2:80")",
-                                         R"("tcp:127.0.0.1:81")"),
-                            "d.json");
+    Policy d = parse_policy(
+        proxy_policy(R"("web")", R"("tcp:127.0.0.2:80")", R"("tcp:127.0.0.1:81")"), "d.json");
     EXPECT_FALSE(same_configuration(a.proxies[0], d.proxies[0]));
 }
 

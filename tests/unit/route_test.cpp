@@ -6,6 +6,7 @@
 #include <linux/vm_sockets.h>
 
 #include "workers/connection_log.hpp"
+#include "workers/redirected_destination.hpp"
 
 using namespace pfp;
 using namespace pfp::worker;
@@ -78,8 +79,53 @@ TEST(RouteTarget, ModesFollowTheConfig) {
     Route r = route_of(c);
     EXPECT_EQ(r.target, Target::destination_header);
     ASSERT_TRUE(r.allow) << "a peer-chosen destination is always checked";
+    // Deny by default: without a list (the policy never sends one) nothing is allowed.
+    EXPECT_FALSE(r.allow->decide(parse_endpoint("tcp:127.0.0.1:80").addr).allowed());
+    EXPECT_FALSE(r.allow->decide(parse_endpoint("tcp:93.184.216.34:80").addr).allowed());
+    c.allow = {"0.0.0.0/0:*"};
+    r = route_of(c);
     EXPECT_FALSE(r.allow->decide(parse_endpoint("tcp:127.0.0.1:80").addr).allowed());
     EXPECT_TRUE(r.allow->decide(parse_endpoint("tcp:93.184.216.34:80").addr).allowed());
+
+    c = config("tcp:127.0.0.1:1", "");
+    c.upstream_mode = UpstreamMode::original_destination;
+    r = route_of(c);
+    EXPECT_EQ(r.target, Target::original_destination);
+    EXPECT_TRUE(r.client_chooses_destination());
+    EXPECT_TRUE(r.reads_original_destination());
+    ASSERT_TRUE(r.allow);
+    EXPECT_FALSE(r.allow->decide(parse_endpoint("tcp:93.184.216.34:80").addr).allowed());
+
+    c = config("tcp:127.0.0.1:1", "tcp:10.1.0.0:80");
+    c.upstream_mode = UpstreamMode::base_address;
+    r = route_of(c);
+    EXPECT_EQ(r.target, Target::base_address);
+    EXPECT_EQ(to_string(r.upstream), "tcp:10.1.0.0:80");
+    EXPECT_TRUE(r.client_chooses_destination());
+    c = config("tcp:127.0.0.1:1", "vsock:3:80");
+    c.upstream_mode = UpstreamMode::base_address;
+    EXPECT_THROW(route_of(c), std::runtime_error);
+}
+
+// tcpfwd -b: base + (original port - local port) in the IPv4 address or the last 32 bits of an
+// IPv6 one, the port unchanged; out of those 32 bits is refused, not wrapped.
+TEST(RouteBaseAddress, OriginalPortMovesTheAddress) {
+    const auto moved = [](const std::string& base, uint16_t original, uint16_t local) {
+        auto a = base_address_destination(parse_endpoint(base).addr, original, local);
+        return a ? format_sockaddr(*a) : std::string("refused");
+    };
+    EXPECT_EQ(moved("tcp:10.1.0.0:80", 7005, 7000), "10.1.0.5:80");
+    EXPECT_EQ(moved("tcp:10.1.0.0:80", 7000, 7000), "10.1.0.0:80");
+    EXPECT_EQ(moved("tcp:10.1.0.0:80", 6999, 7000), "10.0.255.255:80");
+    EXPECT_EQ(moved("tcp:10.1.0.250:80", 7010, 7000), "10.1.1.4:80");
+    EXPECT_EQ(moved("tcp:0.0.0.1:80", 7000, 7002), "refused");
+    EXPECT_EQ(moved("tcp:255.255.255.254:80", 7002, 7000), "refused");
+    EXPECT_EQ(moved("tcp:[2001:db8::1:ff00]:443", 1300, 1000), "[2001:db8::2:2c]:443");
+    EXPECT_EQ(moved("tcp:[2001:db8::5]:443", 995, 1000), "[2001:db8::]:443");
+    EXPECT_EQ(moved("tcp:[2001:db8::ffff:ffff]:443", 1001, 1000), "refused");
+    EXPECT_EQ(moved("unix:/run/x.sock", 1001, 1000), "refused");
+    EXPECT_EQ(port_of(parse_endpoint("tcp:[::1]:8443").addr), 8443);
+    EXPECT_EQ(to_string(tcp_endpoint(parse_endpoint("tcp:10.0.0.1:22").addr)), "tcp:10.0.0.1:22");
 }
 
 TEST(RouteFcVsock, ReplyParsing) {

@@ -94,6 +94,7 @@ void expect_same_policy(const policy::Policy& built, const policy::Policy& docum
         EXPECT_EQ(a.send_original_destination, b.send_original_destination);
         EXPECT_EQ(a.header, b.header);
         EXPECT_EQ(a.allow, b.allow);
+        EXPECT_EQ(a.allow_any, b.allow_any);
         EXPECT_EQ(a.allowed_cids, b.allowed_cids);
         EXPECT_EQ(a.log_connections, b.log_connections);
         EXPECT_EQ(a.statistics, b.statistics);
@@ -170,7 +171,7 @@ TEST(SeedPolicy, OptionsBecomePolicyKeys) {
                              {"-v", "vsock:any:1200", "--header", "standard"}),
                        documented(R"({"proxies": [{"name": "vsock-to-ip-transparent",
             "listen": "vsock:any:1200", "upstream": "destination-header",
-            "allow": ["0.0.0.0/0:*", "[::]/0:*"], "log_connections": true}]})"));
+            "allow": "any", "log_connections": true}]})"));
     expect_same_policy(built(Tool::transparent_port_to_vsock, "port-to-vsock-transparent",
                              {"-i", "[::1]:1200", "-v", "+88"}),
                        documented(R"({"proxies": [{"name": "port-to-vsock-transparent",

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include "common/address_message.hpp"
 #include "supervisor/dispatch.hpp"
 #include "supervisor/restart_policy.hpp"
 
@@ -78,6 +79,12 @@ TEST(SupervisorDispatch, PermitTable) {
     EXPECT_EQ(permit(S::running, msg(ipc::Type::handover)).reason,
               "a worker may not send HANDOVER");
     EXPECT_EQ(permit(S::running, msg(ipc::Type::drain)).reason, "a worker may not send DRAIN");
+    // A forged address set would steer its siblings' upstreams: never from a worker, in any state.
+    const std::string addresses = ipc::encode_addresses({parse_endpoint("tcp:10.0.0.1:443").addr});
+    for (const S state : {S::starting, S::running, S::draining}) {
+        EXPECT_EQ(permit(state, msg(ipc::Type::addresses, addresses)).reason,
+                  "a worker may not send ADDRESSES");
+    }
     ipc::Message with_fd = msg(ipc::Type::ready);
     int p[2];
     ASSERT_EQ(::pipe(p), 0);
