@@ -62,8 +62,10 @@ struct Proxy {
     int workers = 1;                           // worker processes sharing the listener
     int max_connections = 10'000;              // per proxy, split evenly across its workers
     int backlog = 4096;
+    int max_flows = 8192;  // datagram kinds: client flows per proxy, split across its workers
+    bool batch = true;     // datagram kinds: recvmmsg/sendmmsg
     milliseconds connect_timeout{10'000};
-    milliseconds idle_timeout{0};  // 0: never
+    milliseconds idle_timeout{0};  // 0: never (datagram kinds default to 60 s)
     bool tcp_nodelay = true;
     Keepalive keepalive;
     bool splice = true;  // false: copy through user-space buffers

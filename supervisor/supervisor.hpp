@@ -51,7 +51,8 @@ struct WorkerProcess {
     Clock::time_point started{};
     Clock::time_point deadline{};  // READY by then, or (draining) gone by then
     ipc::StreamStats stats;
-    Clock::time_point stats_at{};  // when `stats` was reported
+    std::optional<ipc::DatagramStats> datagram_stats;  // datagram kinds, as reported
+    Clock::time_point stats_at{};                      // when `stats` was reported
     PidWatch pid_watch;
     ControlWatch control_watch;
 };
@@ -84,8 +85,13 @@ struct ProxyState {
 std::string implausible_stats(const ipc::StreamStats& before, const ipc::StreamStats& after,
                               Clock::duration elapsed, int max_connections);
 
+// The same for a datagram worker; `max_flows`: its share of the flow table.
+std::string implausible_stats(const ipc::DatagramStats& before, const ipc::DatagramStats& after,
+                              Clock::duration elapsed, int max_flows);
+
 // Adds a worker's counters to a proxy's.
 void add_counters(ProxyCounters& c, const ipc::StreamStats& s);
+void add_counters(ProxyCounters& c, const ipc::DatagramStats& s);
 
 class Supervisor : public ControlHandler {
   public:
