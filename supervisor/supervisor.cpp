@@ -446,11 +446,21 @@ void Supervisor::fail_proxy(ProxyState& p, const std::string& why) {
     check_ready();
 }
 
+void Supervisor::stop_on_hangup() {
+    hangup_stops_ = true;
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&set, sig);
+    if (::sigprocmask(SIG_BLOCK, &set, nullptr) < 0) throw_errno("sigprocmask");
+    if (::signalfd(signals_.fd.get(), &set, SFD_NONBLOCK | SFD_CLOEXEC) < 0)
+        throw_errno("signalfd");
+}
+
 void Supervisor::on_signal() {
     signalfd_siginfo si;
     while (::read(signals_.fd.get(), &si, sizeof si) == sizeof si) {
         int sig = static_cast<int>(si.ssi_signo);
-        if (sig == SIGHUP) {
+        if (sig == SIGHUP && !hangup_stops_) {
             log::notice("SIGHUP: reloading ", policy_.path);
             reload();  // logs its outcome
             continue;

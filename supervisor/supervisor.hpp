@@ -100,6 +100,8 @@ class Supervisor : public ControlHandler {
     Supervisor(policy::Policy policy, std::vector<Listener> listeners, ListenerSource& source,
                std::string worker_path);
     int run();  // until stopped; returns the process exit status
+    // SIGHUP and SIGQUIT stop it as SIGTERM does, instead of reloading (SIGHUP) or dumping core.
+    void stop_on_hangup();
 
     // For the control and metrics servers, which live on this loop and need their deadlines.
     EventLoop& loop() { return loop_; }
@@ -157,6 +159,7 @@ class Supervisor : public ControlHandler {
     std::vector<std::unique_ptr<ProxyState>> proxies_;  // in policy order
     std::vector<std::unique_ptr<ProxyState>> removed_;  // removed by a reload, still draining
     std::vector<Ticker> tickers_;
+    bool hangup_stops_ = false;
     bool stopping_ = false;
     bool ready_ = false;  // READY=1 sent for the current generation of everything
     Clock::time_point started_ = Clock::now();
