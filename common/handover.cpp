@@ -89,6 +89,28 @@ StreamOptions stream_from_json(const json& j) {
     return o;
 }
 
+json datagram_json(const DatagramOptions& o) {
+    return {
+        {"upstream", o.upstream},   {"allowed_sources", o.allowed_sources},
+        {"max_flows", o.max_flows}, {"idle_timeout_ms", o.idle_timeout.count()},
+        {"batch", o.batch},         {"log_connections", o.log_connections},
+    };
+}
+
+DatagramOptions datagram_from_json(const json& j) {
+    static const json reference = datagram_json(DatagramOptions{});
+    require_keys(j, reference, "datagram options");
+    DatagramOptions o;
+    o.upstream = j.at("upstream").get<std::string>();
+    o.allowed_sources = j.at("allowed_sources").get<std::vector<std::string>>();
+    o.max_flows = j.at("max_flows").get<int>();
+    if (o.max_flows < 1) throw bad("max_flows < 1");
+    o.idle_timeout = duration(j, "idle_timeout_ms");
+    o.batch = j.at("batch").get<bool>();
+    o.log_connections = j.at("log_connections").get<bool>();
+    return o;
+}
+
 json header_json(const Handover& h) {
     return {{"proxy", h.proxy},
             {"kind", std::string(kind_name(h.kind))},
@@ -108,6 +130,8 @@ json options_json(const FamilyOptions& o) {
             using T = std::decay_t<decltype(opts)>;
             if constexpr (std::is_same_v<T, StreamOptions>)
                 return {{std::string(kind_family_name(KindFamily::stream)), stream_json(opts)}};
+            if constexpr (std::is_same_v<T, DatagramOptions>)
+                return {{std::string(kind_family_name(KindFamily::datagram)), datagram_json(opts)}};
         },
         o);
 }
@@ -162,6 +186,8 @@ Handover Handover::from_json(const std::string& text) {
                 h.options = stream_from_json(options.at(family_key));
                 break;
             case KindFamily::datagram:
+                h.options = datagram_from_json(options.at(family_key));
+                break;
             case KindFamily::packet:
             case KindFamily::tunnel:
                 throw bad("no worker body for the " + family_key + " family");

@@ -49,8 +49,19 @@ struct StreamOptions {
     bool operator==(const StreamOptions&) const = default;
 };
 
+// Everything a datagram forwarder needs besides its bound socket (docs/policy.md explains each).
+struct DatagramOptions {
+    std::string upstream;  // canonical udp: endpoint text
+    std::vector<std::string> allowed_sources;
+    int max_flows = 8192;                            // this worker's share of the flow table
+    std::chrono::milliseconds idle_timeout{60'000};  // 0: never
+    bool batch = true;                               // recvmmsg/sendmmsg, else one call each
+    bool log_connections = false;                    // a line per flow created and ended
+    bool operator==(const DatagramOptions&) const = default;
+};
+
 // One alternative per family that has a worker body.
-using FamilyOptions = std::variant<StreamOptions>;
+using FamilyOptions = std::variant<StreamOptions, DatagramOptions>;
 
 struct Handover {
     std::string proxy;  // policy name

@@ -1,6 +1,7 @@
 #include "common/ipc.hpp"
 
 #include <cstring>
+#include <iterator>
 
 #include "common/fd_passing.hpp"
 
@@ -106,6 +107,46 @@ StreamStats decode_stream_stats(const std::string& payload) {
     uint64_t* fields[kFields] = {&s.accepted,         &s.active,        &s.bytes_up, &s.bytes_down,
                                  &s.connect_failures, &s.accept_errors, &s.denied};
     for (size_t i = 0; i < kFields; ++i) *fields[i] = get<uint64_t>(p + i * sizeof(uint64_t));
+    return s;
+}
+
+namespace {
+using D = DatagramStats;
+constexpr DatagramField kDatagramFields[] = {
+    {"flows_created", &D::flows_created},
+    {"flows_active", &D::flows_active},
+    {"flows_expired", &D::flows_expired},
+    {"flows_evicted", &D::flows_evicted},
+    {"datagrams_up", &D::datagrams_up},
+    {"datagrams_down", &D::datagrams_down},
+    {"bytes_up", &D::bytes_up},
+    {"bytes_down", &D::bytes_down},
+    {"denied", &D::denied},
+    {"truncated", &D::truncated},
+    {"refused", &D::refused},
+    {"flow_errors", &D::flow_errors},
+    {"send_errors", &D::send_errors},
+};
+static_assert(std::size(kDatagramFields) * sizeof(uint64_t) == kDatagramStatsSize);
+}  // namespace
+
+std::span<const DatagramField> datagram_fields() {
+    return kDatagramFields;
+}
+
+std::string encode_stats(const DatagramStats& s) {
+    std::string out;
+    for (const auto& f : kDatagramFields) put<uint64_t>(out, s.*f.field);
+    return out;
+}
+
+DatagramStats decode_datagram_stats(const std::string& payload) {
+    if (payload.size() != kDatagramStatsSize)
+        throw protocol_error("STATS payload of " + std::to_string(payload.size()) + " bytes");
+    const auto* p = reinterpret_cast<const std::byte*>(payload.data());
+    DatagramStats s;
+    for (size_t i = 0; i < std::size(kDatagramFields); ++i)
+        s.*kDatagramFields[i].field = get<uint64_t>(p + i * sizeof(uint64_t));
     return s;
 }
 

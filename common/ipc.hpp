@@ -60,6 +60,31 @@ struct StreamStats {
     uint64_t denied = 0;  // refused by allowed_cids / allowed_sources / allow / a bad header
 };
 
+// Counters a datagram worker reports about itself (all since the worker started). A drop is a
+// datagram not forwarded; each reason has its own counter.
+struct DatagramStats {
+    uint64_t flows_created = 0;
+    uint64_t flows_active = 0;
+    uint64_t flows_expired = 0;  // idle longer than idle_timeout
+    uint64_t flows_evicted = 0;  // the least recently active, to make room in a full table
+    uint64_t datagrams_up = 0;   // client -> upstream, forwarded
+    uint64_t datagrams_down = 0;
+    uint64_t bytes_up = 0;
+    uint64_t bytes_down = 0;
+    uint64_t denied = 0;       // from a source allowed_sources refuses
+    uint64_t truncated = 0;    // larger than a UDP datagram can be (MSG_TRUNC): never sent cut
+    uint64_t refused = 0;      // ECONNREFUSED on a flow socket (ICMP unreachable); flow kept
+    uint64_t flow_errors = 0;  // no flow socket could be made (EMFILE, ENOBUFS, ...)
+    uint64_t send_errors = 0;  // a send that failed (ENOBUFS, a full buffer, ...)
+    bool operator==(const DatagramStats&) const = default;
+};
+// The fields in wire order (also the names the supervisor's checks and status use).
+struct DatagramField {
+    const char* name;
+    uint64_t DatagramStats::*field;
+};
+std::span<const DatagramField> datagram_fields();
+
 class protocol_error : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;
@@ -77,6 +102,11 @@ constexpr size_t kStreamStatsSize = 7 * sizeof(uint64_t);
 std::string encode_stats(const StreamStats& s);
 // Throws protocol_error on a wrong size.
 StreamStats decode_stream_stats(const std::string& payload);
+
+constexpr size_t kDatagramStatsSize = 13 * sizeof(uint64_t);
+std::string encode_stats(const DatagramStats& s);
+// Throws protocol_error on a wrong size.
+DatagramStats decode_datagram_stats(const std::string& payload);
 
 const char* type_name(Type t);
 

@@ -13,6 +13,7 @@ namespace {
 constexpr std::array kListenerOnly{FdRole::stream_listener};
 constexpr std::array kRedirectedTcp{UpstreamTarget::original_destination,
                                     UpstreamTarget::base_address};
+constexpr std::array kDatagramOnly{FdRole::datagram_socket};
 constexpr std::array kIpDomains{AF_INET, AF_INET6};
 // fc-vsock is a Unix socket on the host (Firecracker's hybrid vsock); unix: upstreams too.
 constexpr std::array kVsockDomains{AF_VSOCK, AF_UNIX};
@@ -123,6 +124,20 @@ constexpr std::array<KindRow, kWorkerKindCount> kRows{{
      .capabilities = kNoCapabilities,
      .capabilities_why = kNoCapabilitiesWhy,
      .log = {"vsock", "vsock", "vsock"}},
+    {.kind = WorkerKind::udp_forward,
+     .name = "udp-forward",
+     .summary = "UDP socket -> fixed UDP upstream, one connected upstream socket per client",
+     .family = KindFamily::datagram,
+     .listen = ListenSide::udp,
+     .upstream = UpstreamTarget::udp,
+     .fds = kDatagramOnly,
+     .upstream_domains = kIpDomains,
+     .upstream_why = "one UDP socket per client flow toward the upstream; no TCP, Unix, vsock, "
+                     "packet or netlink",
+     .connect_why = "fixes a flow socket's peer to the upstream (a UDP connect sends nothing)",
+     .capabilities = kNoCapabilities,
+     .capabilities_why = "its socket is handed over and its flow sockets are unprivileged",
+     .log = {"udp", "udp", "UDP"}},
 }};
 
 // Rows are indexed by their kind; a row out of place would hand one kind another's sandbox.
@@ -190,7 +205,7 @@ bool reads_original_dst(const KindRow& row) {
 }
 
 std::span<const int> listener_domains(ListenSide side) {
-    if (side == ListenSide::tcp) return kIpDomains;
+    if (side == ListenSide::tcp || side == ListenSide::udp) return kIpDomains;
     return kVsockDomains;
 }
 

@@ -23,6 +23,7 @@ enum class WorkerKind {
     vsock_to_ip,                // vsock-like listener -> fixed TCP upstream
     vsock_to_ip_transparent,    // vsock-like listener -> TCP destination read from the stream
     vsock_to_vsock,             // vsock-like listener -> fixed vsock-like upstream (vsockproxy)
+    udp_forward,                // UDP socket -> fixed UDP upstream, one flow per client (udpfwd)
 };
 
 // How a kind moves data; each family has one worker body and one sandbox profile shape.
@@ -51,7 +52,7 @@ enum class UpstreamMode {
 };
 
 // A listener, as far as choosing a kind goes.
-enum class ListenSide { tcp, vsock_like };  // vsock-like: vsock, unix or fc-vsock
+enum class ListenSide { tcp, vsock_like, udp };  // vsock-like: vsock, unix or fc-vsock
 
 // What a relay connects to, as far as choosing a kind goes.
 enum class UpstreamTarget {
@@ -61,6 +62,7 @@ enum class UpstreamTarget {
     destination_header,    // "destination-header"
     original_destination,  // "original-destination"
     base_address,          // a tcp: endpoint with `base_address: true`
+    udp,                   // a udp: endpoint
 };
 
 // The deployed tools' per-connection wording, which operators' log parsing relies on.
@@ -98,7 +100,7 @@ struct KindRow {
 
 std::span<const KindRow> kind_table();
 const KindRow& kind_row(WorkerKind k);  // every kind has a row (a table test checks)
-inline constexpr size_t kWorkerKindCount = 7;
+inline constexpr size_t kWorkerKindCount = 8;
 
 std::string_view kind_name(WorkerKind k);
 std::optional<WorkerKind> kind_from_name(std::string_view name);

@@ -19,6 +19,7 @@ using Target = UpstreamTarget;
 using KindRule = KindRow;
 
 constexpr std::array<Scheme, 1> kTcpSchemes{Scheme::tcp};
+constexpr std::array<Scheme, 1> kUdpSchemes{Scheme::udp};
 constexpr std::array<Scheme, 3> kVsockLikeSchemes{Scheme::vsock, Scheme::unix_stream,
                                                   Scheme::fc_vsock};
 // Endpoints whose port may be original-port (unix: has no port).
@@ -26,11 +27,13 @@ constexpr std::array<Scheme, 2> kOriginalPortSchemes{Scheme::vsock, Scheme::fc_v
 
 std::span<const Scheme> side_schemes(Side s) {
     if (s == Side::tcp) return kTcpSchemes;
+    if (s == Side::udp) return kUdpSchemes;
     return kVsockLikeSchemes;
 }
 
 std::optional<Side> side_of(Scheme s) {
     if (s == Scheme::tcp) return Side::tcp;
+    if (s == Scheme::udp) return Side::udp;
     if (std::find(kVsockLikeSchemes.begin(), kVsockLikeSchemes.end(), s) !=
         kVsockLikeSchemes.end()) {
         return Side::vsock_like;
@@ -47,6 +50,8 @@ std::span<const Scheme> target_schemes(Target t) {
             return kVsockLikeSchemes;
         case Target::original_port:
             return kOriginalPortSchemes;
+        case Target::udp:
+            return kUdpSchemes;
         case Target::destination_header:
         case Target::original_destination:
         case Target::base_address:
@@ -57,6 +62,7 @@ std::span<const Scheme> target_schemes(Target t) {
 
 std::optional<Target> target_of(const Endpoint& e) {
     if (e.scheme == Scheme::tcp) return Target::tcp;
+    if (e.scheme == Scheme::udp) return Target::udp;
     if (!side_of(e.scheme)) return std::nullopt;
     return e.original_port ? Target::original_port : Target::vsock_like;
 }
@@ -66,6 +72,7 @@ std::string target_text(Target t) {
     switch (t) {
         case Target::tcp:
         case Target::vsock_like:
+        case Target::udp:
             return schemes_in_prose(target_schemes(t)) + " upstream";
         case Target::original_port:
             return "an original-port upstream";

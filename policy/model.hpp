@@ -67,11 +67,13 @@ struct Proxy {
     int workers = 1;                           // worker processes sharing the listener
     int max_connections = 10'000;              // per proxy, split evenly across its workers
     int backlog = 4096;
+    int max_flows = 8192;  // datagram kinds: client flows per proxy, split across its workers
+    bool batch = true;     // datagram kinds: recvmmsg/sendmmsg
     milliseconds connect_timeout{10'000};
     // 0: never. Finite by default so connections whose peers vanished without a FIN (keepalive
     // off, or a peer that still ACKs) give their max_connections slot back; an hour is the usual
     // tunnel timeout, past the keepalive period of pooled and interactive connections.
-    milliseconds idle_timeout{std::chrono::hours(1)};
+    milliseconds idle_timeout{std::chrono::hours(1)};  // datagram kinds: 60 s
     bool tcp_nodelay = true;
     Keepalive keepalive;
     bool splice = true;  // false: copy through user-space buffers

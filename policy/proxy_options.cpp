@@ -30,6 +30,13 @@ std::string destination_source(UpstreamMode mode) {
     return "the client";
 }
 
+// Keys of the stream relays only, and of the datagram forwarders only.
+// (header and statistics have checks of their own.)
+constexpr std::array<std::string_view, 7> kStreamOnlyKeys{
+    "proxy_protocol", "max_connections", "backlog", "connect_timeout",
+    "tcp_nodelay",    "keepalive",       "splice"};
+constexpr std::array<std::string_view, 2> kDatagramOnlyKeys{"max_flows", "batch"};
+
 constexpr std::array<std::string_view, 3> kKeepaliveKeys{"idle", "interval", "count"};
 constexpr std::array<std::string_view, 4> kRestartKeys{"backoff_initial", "backoff_max",
                                                        "healthy_after", "max_failures"};
@@ -196,9 +203,10 @@ void parse_relay_options(Checker& check, const json& v, const std::string& point
         }
     }
     if (const json* x = member(v, "allowed_sources")) {
-        if (shape.listen && *shape.listen != Scheme::tcp) {
-            check.error(at("allowed_sources"),
-                        "allowed_sources applies only to tcp listeners, not " + listen_name);
+        if (shape.listen && *shape.listen != Scheme::tcp && *shape.listen != Scheme::udp) {
+            check.error(
+                at("allowed_sources"),
+                "allowed_sources applies only to tcp and udp listeners, not " + listen_name);
         } else if (auto list =
                        check.allow_strings(*x, at("allowed_sources"), kSourceWords, parse_cidr)) {
             p.allowed_sources = std::move(*list);
@@ -271,6 +279,36 @@ void parse_relay_tuning(Checker& check, const json& v, const std::string& pointe
     if (const json* x = member(v, "restart")) {
         p.restart = parse_restart(check, *x, at("restart"));
     }
+}
+
+void parse_family_keys(Checker& check, const json& v, const std::string& pointer,
+                       std::optional<WorkerKind> kind, Proxy& p) {
+    const auto at = [&pointer](std::string_view key) { return pointer + "/" + std::string(key); };
+    const bool datagram = kind && kind_row(*kind).family == KindFamily::datagram;
+    const std::string name = kind ? std::string(kind_name(*kind)) : "";
+    if (datagram) {
+        // A forgotten flow holds a socket forever; the deployed udpfwd's default was 60 s.
+        if (!member(v, "idle_timeout")) p.idle_timeout = std::chrono::seconds(60);
+        for (const std::string_view key : kStreamOnlyKeys)
+            if (member(v, key))
+                check.error(at(key), std::string(key) + " applies only to stream relays, not " +
+                                         name + " (a datagram forwarder has no connections)");
+    }
+    for (const std::string_view key : kDatagramOnlyKeys) {
+        const json* x = member(v, key);
+        if (!x) continue;
+        if (kind && !datagram) {
+            check.error(at(key), std::string(key) + " applies only to datagram forwarders (" +
+                                     "udp-forward), not " + name);
+        } else if (key == "max_flows") {
+            if (auto n = check.integer(*x, at(key), 1, 1'000'000)) p.max_flows = *n;
+        } else if (auto b = check.boolean(*x, at(key))) {
+            p.batch = *b;
+        }
+    }
+    if (datagram && p.max_flows < p.workers)
+        check.error(at("max_flows"), "expected max_flows >= workers (" + std::to_string(p.workers) +
+                                         "): each worker needs a flow");
 }
 
 }  // namespace pfp::policy::detail

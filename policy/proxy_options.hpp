@@ -31,4 +31,9 @@ void parse_relay_options(Checker& check, const json& v, const std::string& point
 // Limits, timeouts, TCP tuning, keepalive and restart: keys every relay takes.
 void parse_relay_tuning(Checker& check, const json& v, const std::string& pointer, Proxy& p);
 
+// After the above: the keys of one family only (max_flows and batch for datagram forwarders; a
+// stream relay's connection keys refused there), and the datagram family's defaults.
+void parse_family_keys(Checker& check, const json& v, const std::string& pointer,
+                       std::optional<WorkerKind> kind, Proxy& p);
+
 }  // namespace pfp::policy::detail

@@ -176,7 +176,8 @@ Endpoint bound_endpoint(int fd) {
 }
 
 bool listens_on(int fd, const Endpoint& e) {
-    if (int_option(fd, SOL_SOCKET, SO_ACCEPTCONN) != 1) return false;
+    // A bound UDP socket serves as it is; every other kind must still listen.
+    if (e.scheme != Scheme::udp && int_option(fd, SOL_SOCKET, SO_ACCEPTCONN) != 1) return false;
     if (e.scheme == Scheme::fc_vsock) {
         // Bound to PATH_PORT (supervisor/listeners.cpp).
         Endpoint as_unix;

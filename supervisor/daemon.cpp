@@ -113,6 +113,7 @@ int run_daemon(policy::Policy pol, const DaemonOptions& options) {
         log::notice("pf-proxyd " PFPROXY_VERSION " running ", pol.proxies.size(), " proxies from ",
                     options.source, " as uid ", ::getuid());
         Supervisor sup(std::move(pol), std::move(listeners), source, worker);
+        if (options.hangup_stops) sup.stop_on_hangup();
         std::optional<ControlServer> control_server;
         if (control) {
             control_server.emplace(sup.loop(), std::move(control), sup, rule);

@@ -15,6 +15,8 @@ struct DaemonOptions {
     // to open it fatal (an explicit --control), otherwise it is a warning.
     std::string control_path;
     bool control_required = false;
+    // SIGHUP and SIGQUIT stop it like SIGTERM (a command line has no policy file to reload).
+    bool hangup_stops = false;
 };
 
 // Takes the sockets systemd passed, opens the rest, drops privileges, spawns and supervises

@@ -15,6 +15,7 @@ size_t stats_size(KindFamily family) {
         case KindFamily::stream:
             return ipc::kStreamStatsSize;
         case KindFamily::datagram:
+            return ipc::kDatagramStatsSize;
         case KindFamily::packet:
         case KindFamily::tunnel:
             break;

@@ -67,6 +67,17 @@ StreamOptions stream_options(const policy::Proxy& p) {
     return o;
 }
 
+DatagramOptions datagram_options(const policy::Proxy& p) {
+    DatagramOptions o;
+    o.upstream = to_string(p.upstream);
+    o.allowed_sources = p.allowed_sources;
+    o.max_flows = (p.max_flows + p.workers - 1) / p.workers;
+    o.idle_timeout = p.idle_timeout;
+    o.batch = p.batch;
+    o.log_connections = p.log_connections;
+    return o;
+}
+
 Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int index, int generation,
                         std::chrono::milliseconds drain_timeout) {
     const KindRow& row = kind_row(p.kind);
@@ -79,9 +90,9 @@ Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int inde
     for (const FdRole role : row.fds) {
         switch (role) {
             case FdRole::stream_listener:
+            case FdRole::datagram_socket:
                 h.fds.push_back({role, to_string(listen)});
                 break;
-            case FdRole::datagram_socket:
             case FdRole::raw_ipv4:
             case FdRole::raw_ipv6:
             case FdRole::nfqueue:
@@ -94,6 +105,8 @@ Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int inde
             h.options = stream_options(p);
             break;
         case KindFamily::datagram:
+            h.options = datagram_options(p);
+            break;
         case KindFamily::packet:
         case KindFamily::tunnel:
             throw std::logic_error("kind " + std::string(row.name) + ": no options for its family");

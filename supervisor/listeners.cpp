@@ -84,6 +84,9 @@ void tune_listener(int fd, const policy::Proxy& proxy) {
         (domain != AF_INET && domain != AF_INET6)) {
         return;
     }
+    int type = 0;
+    len = sizeof type;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) return;
     // Accepted sockets inherit these from the listener, which saves the worker five setsockopt
     // calls per client.
     int one = 1;
@@ -133,7 +136,8 @@ void apply_socket_file_access(const policy::Proxy& proxy, const Privileges& priv
 unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
                         const std::optional<Identity>& identity) {
     SocketRequest req;
-    req.role = FdRole::stream_listener;
+    // The kind's first fd is the one bound to `listen`: a stream listener or a datagram socket.
+    req.role = kind_row(proxy.kind).fds.front();
     req.endpoint = proxy.listen;
     req.backlog = proxy.backlog;
     req.tune = [&proxy](int fd) { tune_listener(fd, proxy); };

@@ -99,6 +99,12 @@ ProxyCounters counters_from_json(const json& j, const std::string& path) {
     c.connect_failures = r.count("connect_failures");
     c.accept_errors = r.count("accept_errors");
     c.denied = r.count("denied");
+    if (j.contains("datagram")) {
+        const Reader d(r.member("datagram"), r.path("datagram"));
+        ipc::DatagramStats s;
+        for (const auto& f : ipc::datagram_fields()) s.*f.field = d.count(f.name);
+        c.datagram = s;
+    }
     return c;
 }
 
@@ -249,6 +255,18 @@ nlohmann::json to_json(const DaemonStatus& s) {
                                {"state", w.state}});
         }
         const ProxyCounters& c = p.counters;
+        json counters = {{"accepted", c.accepted},
+                         {"active", c.active},
+                         {"bytes_up", c.bytes_up},
+                         {"bytes_down", c.bytes_down},
+                         {"connect_failures", c.connect_failures},
+                         {"accept_errors", c.accept_errors},
+                         {"denied", c.denied}};
+        if (c.datagram) {
+            json d = json::object();
+            for (const auto& f : ipc::datagram_fields()) d[f.name] = (*c.datagram).*f.field;
+            counters["datagram"] = std::move(d);
+        }
         proxies.push_back({{"name", p.name},
                            {"kind", p.kind},
                            {"listen", p.listen},
@@ -258,14 +276,7 @@ nlohmann::json to_json(const DaemonStatus& s) {
                            {"restarts", p.restarts},
                            {"last_exit", p.last_exit},
                            {"workers", std::move(workers)},
-                           {"counters",
-                            {{"accepted", c.accepted},
-                             {"active", c.active},
-                             {"bytes_up", c.bytes_up},
-                             {"bytes_down", c.bytes_down},
-                             {"connect_failures", c.connect_failures},
-                             {"accept_errors", c.accept_errors},
-                             {"denied", c.denied}}}});
+                           {"counters", std::move(counters)}});
     }
     return {{"version", s.version},
             {"pid", s.pid},
@@ -310,9 +321,22 @@ std::string render_table(const DaemonStatus& s) {
                         p.last_exit.empty() ? "-" : cell(p.last_exit)});
     }
     using A = Align;
-    return out +
-           render_columns(rows, {A::left, A::left, A::left, A::right, A::left, A::right, A::right,
+    out += render_columns(rows, {A::left, A::left, A::left, A::right, A::left, A::right, A::right,
                                  A::right, A::right, A::right, A::right, A::right, A::left});
+    // Datagram proxies: flows and drops, one line each (ACTIVE and TOTAL above count flows).
+    for (const auto& p : s.proxies) {
+        if (!p.counters.datagram) continue;
+        const ipc::DatagramStats& d = *p.counters.datagram;
+        out += cell(p.name) + ": flows " + std::to_string(d.flows_active) + " active, " +
+               std::to_string(d.flows_created) + " created, " + std::to_string(d.flows_expired) +
+               " expired, " + std::to_string(d.flows_evicted) + " evicted; datagrams " +
+               std::to_string(d.datagrams_up) + " up, " + std::to_string(d.datagrams_down) +
+               " down; dropped: " + std::to_string(d.denied) + " denied, " +
+               std::to_string(d.truncated) + " truncated, " + std::to_string(d.refused) +
+               " refused, " + std::to_string(d.flow_errors) + " flow errors, " +
+               std::to_string(d.send_errors) + " send errors\n";
+    }
+    return out;
 }
 
 std::string render_prometheus(const DaemonStatus& s) {
@@ -370,6 +394,40 @@ std::string render_prometheus(const DaemonStatus& s) {
     per_proxy("pfproxy_connections_denied_total", "counter",
               "Connections refused by the proxy's admission or allow rules.",
               [&](L l, P p) { e.sample(l, p.counters.denied); });
+    // Datagram proxies only: their families list no stream proxy.
+    std::vector<size_t> datagram;
+    for (size_t i = 0; i < s.proxies.size(); ++i)
+        if (s.proxies[i].counters.datagram) datagram.push_back(i);
+    if (datagram.empty()) return e.take();
+    const auto per_datagram = [&](const char* name, const char* type, const char* help,
+                                  const auto& value) {
+        e.family(name, type, help);
+        for (size_t i : datagram) value(labels[i], *s.proxies[i].counters.datagram);
+    };
+    using D = const ipc::DatagramStats&;
+    per_datagram("pfproxy_flows_active", "gauge", "Datagram flows (client addresses) open now.",
+                 [&](L l, D d) { e.sample(l, d.flows_active); });
+    per_datagram("pfproxy_flows_total", "counter",
+                 "Datagram flows by how they began or ended: created, expired (idle), evicted "
+                 "(the table was full).",
+                 [&](L l, D d) {
+                     e.sample(l + ",event=\"created\"", d.flows_created);
+                     e.sample(l + ",event=\"expired\"", d.flows_expired);
+                     e.sample(l + ",event=\"evicted\"", d.flows_evicted);
+                 });
+    per_datagram("pfproxy_datagrams_total", "counter",
+                 "Datagrams forwarded; direction up is client to upstream.", [&](L l, D d) {
+                     e.sample(l + ",direction=\"up\"", d.datagrams_up);
+                     e.sample(l + ",direction=\"down\"", d.datagrams_down);
+                 });
+    per_datagram("pfproxy_datagrams_dropped_total", "counter",
+                 "Datagrams not forwarded, by reason.", [&](L l, D d) {
+                     e.sample(l + ",reason=\"denied\"", d.denied);
+                     e.sample(l + ",reason=\"truncated\"", d.truncated);
+                     e.sample(l + ",reason=\"refused\"", d.refused);
+                     e.sample(l + ",reason=\"flow_error\"", d.flow_errors);
+                     e.sample(l + ",reason=\"send_error\"", d.send_errors);
+                 });
     return e.take();
 }
 

@@ -5,8 +5,11 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "common/ipc.hpp"
 
 namespace pfp::supervisor {
 
@@ -28,6 +31,9 @@ struct ProxyCounters {
     uint64_t connect_failures = 0;
     uint64_t accept_errors = 0;
     uint64_t denied = 0;
+    // Datagram kinds: flows and datagrams by direction, drops by reason (the fields above hold
+    // flows created and active, bytes, and datagrams refused by allowed_sources).
+    std::optional<ipc::DatagramStats> datagram;
     bool operator==(const ProxyCounters&) const = default;
 };
 

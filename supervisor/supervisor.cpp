@@ -60,6 +60,33 @@ std::string implausible_stats(const ipc::StreamStats& before, const ipc::StreamS
     return "";
 }
 
+std::string implausible_stats(const ipc::DatagramStats& before, const ipc::DatagramStats& after,
+                              Clock::duration elapsed, int max_flows) {
+    const auto seconds = static_cast<uint64_t>(
+        std::chrono::ceil<std::chrono::seconds>(std::max(elapsed, Clock::duration::zero()))
+            .count() +
+        1);
+    for (const auto& f : ipc::datagram_fields()) {
+        if (f.field == &ipc::DatagramStats::flows_active) continue;  // a gauge
+        const uint64_t old_value = before.*f.field, new_value = after.*f.field;
+        const bool bytes =
+            f.field == &ipc::DatagramStats::bytes_up || f.field == &ipc::DatagramStats::bytes_down;
+        // A datagram is a "connection" here: no worker receives 4 M a second.
+        const uint64_t per_second = bytes ? kMaxBytesPerSecond : kMaxConnectionsPerSecond;
+        if (new_value < old_value)
+            return std::string(f.name) + " went down from " + std::to_string(old_value) + " to " +
+                   std::to_string(new_value);
+        if (new_value - old_value > per_second * seconds)
+            return std::string(f.name) + " grew by " + std::to_string(new_value - old_value) +
+                   " in " + std::to_string(seconds) + " s";
+    }
+    if (after.flows_active > static_cast<uint64_t>(max_flows) ||
+        after.flows_active > after.flows_created)
+        return "flows_active " + std::to_string(after.flows_active) +
+               " is more than the worker can hold";
+    return "";
+}
+
 namespace {
 
 std::string ms(std::chrono::milliseconds d) {
@@ -307,6 +334,21 @@ void Supervisor::on_ready(WorkerProcess& w, const ipc::Message&) {
 }
 
 void Supervisor::on_stats(WorkerProcess& w, const ipc::Message& m) {
+    if (kind_row(w.proxy->config.kind).family == KindFamily::datagram) {
+        const auto next = ipc::decode_datagram_stats(m.payload);  // size checked by permit()
+        const auto now = Clock::now();
+        const std::string wrong =
+            implausible_stats(w.datagram_stats.value_or(ipc::DatagramStats{}), next,
+                              now - w.stats_at, datagram_options(w.proxy->config).max_flows);
+        if (!wrong.empty()) {
+            kill_worker(w, "protocol violation: STATS " + wrong);
+            loop_.remove(w.control.get());
+            return;
+        }
+        w.datagram_stats = next;
+        w.stats_at = now;
+        return;
+    }
     const ipc::StreamStats next = ipc::decode_stream_stats(m.payload);  // size checked by permit()
     const auto now = Clock::now();
     const std::string wrong =
@@ -362,6 +404,11 @@ void Supervisor::worker_exited(WorkerProcess& w) {
     ipc::StreamStats gone = w.stats;
     gone.active = 0;
     add_counters(p.gone, gone);
+    if (w.datagram_stats) {
+        ipc::DatagramStats ended = *w.datagram_stats;
+        ended.flows_active = 0;
+        add_counters(p.gone, ended);
+    }
     if (info.cls != ExitClass::stopped) p.last_exit = info.text;
 
     auto old = std::find_if(p.retiring.begin(), p.retiring.end(),
@@ -426,11 +473,21 @@ void Supervisor::fail_proxy(ProxyState& p, const std::string& why) {
     check_ready();
 }
 
+void Supervisor::stop_on_hangup() {
+    hangup_stops_ = true;
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&set, sig);
+    if (::sigprocmask(SIG_BLOCK, &set, nullptr) < 0) throw_errno("sigprocmask");
+    if (::signalfd(signals_.fd.get(), &set, SFD_NONBLOCK | SFD_CLOEXEC) < 0)
+        throw_errno("signalfd");
+}
+
 void Supervisor::on_signal() {
     signalfd_siginfo si;
     while (::read(signals_.fd.get(), &si, sizeof si) == sizeof si) {
         int sig = static_cast<int>(si.ssi_signo);
-        if (sig == SIGHUP) {
+        if (sig == SIGHUP && !hangup_stops_) {
             log::notice("SIGHUP: reloading ", policy_.path);
             reload();  // logs its outcome
             continue;

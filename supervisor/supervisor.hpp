@@ -58,7 +58,8 @@ struct WorkerProcess {
     Clock::time_point started{};
     Clock::time_point deadline{};  // READY by then, or (draining) gone by then
     ipc::StreamStats stats;
-    Clock::time_point stats_at{};  // when `stats` was reported
+    std::optional<ipc::DatagramStats> datagram_stats;  // datagram kinds, as reported
+    Clock::time_point stats_at{};                      // when `stats` was reported
     PidWatch pid_watch;
     ControlWatch control_watch;
     LogWatch log_watch;
@@ -92,8 +93,13 @@ struct ProxyState {
 std::string implausible_stats(const ipc::StreamStats& before, const ipc::StreamStats& after,
                               Clock::duration elapsed, int max_connections);
 
+// The same for a datagram worker; `max_flows`: its share of the flow table.
+std::string implausible_stats(const ipc::DatagramStats& before, const ipc::DatagramStats& after,
+                              Clock::duration elapsed, int max_flows);
+
 // Adds a worker's counters to a proxy's.
 void add_counters(ProxyCounters& c, const ipc::StreamStats& s);
+void add_counters(ProxyCounters& c, const ipc::DatagramStats& s);
 
 class Supervisor : public ControlHandler {
   public:
@@ -102,6 +108,8 @@ class Supervisor : public ControlHandler {
     Supervisor(policy::Policy policy, std::vector<Listener> listeners, ListenerSource& source,
                std::string worker_path);
     int run();  // until stopped; returns the process exit status
+    // SIGHUP and SIGQUIT stop it as SIGTERM does, instead of reloading (SIGHUP) or dumping core.
+    void stop_on_hangup();
 
     // For the control and metrics servers, which live on this loop and need their deadlines.
     EventLoop& loop() { return loop_; }
@@ -160,6 +168,7 @@ class Supervisor : public ControlHandler {
     std::vector<std::unique_ptr<ProxyState>> proxies_;  // in policy order
     std::vector<std::unique_ptr<ProxyState>> removed_;  // removed by a reload, still draining
     std::vector<Ticker> tickers_;
+    bool hangup_stops_ = false;
     bool stopping_ = false;
     bool ready_ = false;  // READY=1 sent for the current generation of everything
     Clock::time_point started_ = Clock::now();

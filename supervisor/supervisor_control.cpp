@@ -57,11 +57,28 @@ void add_counters(ProxyCounters& c, const ipc::StreamStats& s) {
     c.denied += s.denied;
 }
 
+void add_counters(ProxyCounters& c, const ipc::DatagramStats& s) {
+    c.accepted += s.flows_created;
+    c.active += s.flows_active;
+    c.bytes_up += s.bytes_up;
+    c.bytes_down += s.bytes_down;
+    c.connect_failures += s.flow_errors;
+    c.denied += s.denied;
+    if (!c.datagram) c.datagram.emplace();
+    for (const auto& f : ipc::datagram_fields()) (*c.datagram).*f.field += s.*f.field;
+}
+
 ProxyCounters Supervisor::counters(const ProxyState& p) const {
     ProxyCounters c = p.gone;
+    const auto add = [&c](const WorkerProcess& w) {
+        add_counters(c, w.stats);
+        if (w.datagram_stats) add_counters(c, *w.datagram_stats);
+    };
     for (const auto& s : p.slots)
-        if (s.worker) add_counters(c, s.worker->stats);
-    for (const auto& w : p.retiring) add_counters(c, w->stats);
+        if (s.worker) add(*s.worker);
+    for (const auto& w : p.retiring) add(*w);
+    // A datagram proxy shows its datagram counters before its first report too.
+    if (kind_row(p.config.kind).family == KindFamily::datagram && !c.datagram) c.datagram.emplace();
     return c;
 }
 

@@ -195,6 +195,13 @@ std::vector<int> worker_upstream_domains(const Handover& h) {
         throw handover_refused("upstream " + o->upstream + " is not a socket kind " +
                                std::string(row.name) + " may create");
     }
+    if (const auto* o = std::get_if<DatagramOptions>(&h.options)) {
+        const int family = parse_endpoint(o->upstream).family();
+        for (int d : row.upstream_domains)
+            if (d == family) return {family};
+        throw handover_refused("upstream " + o->upstream + " is not a socket kind " +
+                               std::string(row.name) + " may create");
+    }
     return {row.upstream_domains.begin(), row.upstream_domains.end()};
 }
 

@@ -26,6 +26,11 @@ const std::vector<uint64_t> kStreamTypes = {SOCK_STREAM, SOCK_STREAM | SOCK_NONB
                                             SOCK_STREAM | SOCK_CLOEXEC,
                                             SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC};
 
+// socket() type values a datagram kind may pass: SOCK_DGRAM with any of the two flag bits.
+const std::vector<uint64_t> kDatagramTypes = {SOCK_DGRAM, SOCK_DGRAM | SOCK_NONBLOCK,
+                                              SOCK_DGRAM | SOCK_CLOEXEC,
+                                              SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC};
+
 // What every worker does after lock-down: the event loop, its control socket to the supervisor,
 // memory management by libc, time, its own exit and abort().
 std::vector<SyscallRule> baseline_rules() {
@@ -176,12 +181,44 @@ Profile stream_profile(const KindRow& row) {
     return p;
 }
 
+// Every datagram kind: the forwarder of workers/udp_forward.cpp (a UDP socket per client flow,
+// batched reads and writes); nothing to accept, splice, shut down or tune.
+Profile datagram_profile(const KindRow& row) {
+    std::string domain_desc = "domain ";
+    std::vector<uint64_t> domains;
+    for (int d : row.upstream_domains) {
+        if (!domains.empty()) domain_desc += " or ";
+        domain_desc += family_name(d);
+        domains.push_back(static_cast<uint64_t>(d));
+    }
+    domain_desc += ", type SOCK_DGRAM (+NONBLOCK/CLOEXEC)";
+    return Profile{
+        .kind = row.kind,
+        .rules =
+            {
+                {.name = "socket",
+                 .why = row.upstream_why,
+                 .arg_index = 0,
+                 .arg_values = domains,
+                 .arg_desc = domain_desc,
+                 .arg2_index = 1,
+                 .arg2_values = kDatagramTypes},
+                {.name = "connect", .why = row.connect_why},
+                {.name = "recvmmsg", .why = "batched reads of datagrams"},
+                {.name = "sendmmsg", .why = "batched writes of datagrams"},
+            },
+        .capabilities = {row.capabilities.begin(), row.capabilities.end()},
+        .capabilities_why = row.capabilities_why,
+    };
+}
+
 // The family's syscalls for one row; a family without a worker body has no profile yet.
 Profile family_profile(const KindRow& row) {
     switch (row.family) {
         case KindFamily::stream:
             return stream_profile(row);
         case KindFamily::datagram:
+            return datagram_profile(row);
         case KindFamily::packet:
         case KindFamily::tunnel:
             break;

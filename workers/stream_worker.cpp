@@ -49,6 +49,8 @@ std::unique_ptr<WorkerBody> make_worker_body(const Handover& h, std::vector<uniq
             return make_stream_worker(h, std::get<StreamOptions>(h.options), std::move(fds.at(0)),
                                       loop);
         case KindFamily::datagram:
+            return make_datagram_worker(h, std::get<DatagramOptions>(h.options),
+                                        std::move(fds.at(0)), loop);
         case KindFamily::packet:
         case KindFamily::tunnel:
             break;

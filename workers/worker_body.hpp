@@ -31,5 +31,7 @@ std::unique_ptr<WorkerBody> make_worker_body(const Handover& h, std::vector<uniq
 // One factory per family (a kind with behaviour of its own adds one file and one case).
 std::unique_ptr<WorkerBody> make_stream_worker(const Handover& h, const StreamOptions& options,
                                                unique_fd listener, EventLoop& loop);
+std::unique_ptr<WorkerBody> make_datagram_worker(const Handover& h, const DatagramOptions& options,
+                                                 unique_fd sock, EventLoop& loop);
 
 }  // namespace pfp::worker

@@ -24,6 +24,7 @@ bool can_raise_bind_service() {
 std::optional<ProbeFailure> bind_like_listener(const Endpoint& e) {
     try {
         supervisor::SocketRequest req;
+        req.role = e.scheme == Scheme::udp ? FdRole::datagram_socket : FdRole::stream_listener;
         req.endpoint = e;
         req.backlog = 1;
         supervisor::open_socket(req, nullptr);
@@ -38,7 +39,8 @@ std::optional<ProbeFailure> bind_like_listener(const Endpoint& e) {
 }  // namespace
 
 std::optional<ProbeFailure> probe_listener(const Endpoint& e) {
-    if (e.scheme != Scheme::tcp && e.scheme != Scheme::vsock) return std::nullopt;
+    if (e.scheme != Scheme::tcp && e.scheme != Scheme::vsock && e.scheme != Scheme::udp)
+        return std::nullopt;
     auto failure = bind_like_listener(e);
     if (failure && failure->stage == BindStage::bind && failure->err == EACCES &&
         can_raise_bind_service()) {

@@ -1,12 +1,18 @@
 #include "supervisor/compat/seed_cli.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
 #include <utility>
 
 #include "supervisor/compat/bind_probe.hpp"
+#include "supervisor/compat/pid_file.hpp"
+#include "supervisor/compat/portfwd.hpp"
 #include "supervisor/compat/tcp_proxy_tools.hpp"
 #include "supervisor/compat/vsockproxy.hpp"
 #include "supervisor/daemon.hpp"
@@ -28,6 +34,8 @@ constexpr std::array kCommands{
     // The name the PF-Proxy tools' documentation uses for transparent-port-to-vsock.
     CommandEntry{"port-to-vsock-transparent", Tool::transparent_port_to_vsock},
     CommandEntry{"vsockproxy", Tool::vsockproxy},
+    CommandEntry{"tcpfwd", Tool::tcpfwd},
+    CommandEntry{"udpfwd", Tool::udpfwd},
 };
 
 void write_all(int fd, std::string_view s) {
@@ -37,6 +45,20 @@ void write_all(int fd, std::string_view s) {
         if (n <= 0) return;
         s.remove_prefix(static_cast<size_t>(n));
     }
+}
+
+// The classic daemon: the parent returns at once with status 0; the child leaves the session and
+// the terminal, and keeps running from /.
+void daemonize() {
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+    if (pid > 0) ::_exit(0);
+    if (::setsid() < 0) throw std::runtime_error(std::string("setsid: ") + std::strerror(errno));
+    if (::chdir("/") < 0) throw std::runtime_error(std::string("chdir /: ") + std::strerror(errno));
+    const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0) throw std::runtime_error(std::string("/dev/null: ") + std::strerror(errno));
+    for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) ::dup2(null, fd);
+    if (null > STDERR_FILENO) ::close(null);
 }
 
 void print(const Output& o) {
@@ -65,11 +87,14 @@ std::optional<Tool> tool_for(std::string_view command) {
 std::variant<Finished, SeedCommand> parse_command_line(Tool tool, std::string_view command,
                                                        const std::vector<std::string>& args) {
     if (tool == Tool::vsockproxy) return parse_vsockproxy(command, args);
+    if (tool == Tool::tcpfwd || tool == Tool::udpfwd) return parse_portfwd(tool, command, args);
     return parse_tcp_proxy_tool(tool, command, args);
 }
 
 Output bind_failure(const SeedCommand& cmd, BindStage stage, int err) {
     if (cmd.tool == Tool::vsockproxy) return vsockproxy_bind_failure(stage, err);
+    if (cmd.tool == Tool::tcpfwd || cmd.tool == Tool::udpfwd)
+        return portfwd_bind_failure(cmd.command, cmd, err);
     return tcp_proxy_bind_failure(cmd.tool, err);
 }
 
@@ -89,8 +114,19 @@ int run(Tool tool, std::string_view command, const std::vector<std::string>& arg
         print(bind_failure(cmd, failure->stage, failure->err));
         return 1;
     }
+    // Every check has passed: only now the pid file, then the fork (a bad option never forks).
+    std::optional<PidFile> pid_file;
+    try {
+        if (cmd.pid_file) pid_file.emplace(*cmd.pid_file);
+        if (cmd.daemonize) daemonize();
+        if (pid_file) pid_file->write_pid();
+    } catch (const std::exception& e) {
+        print({"", std::string(command) + ": " + e.what() + "\n"});
+        return 1;
+    }
     supervisor::DaemonOptions options;
     options.source = cmd.policy.path;
+    options.hangup_stops = cmd.hangup_stops;
     const int status = supervisor::run_daemon(std::move(cmd.policy), options);
     if (tool == Tool::vsockproxy && status == 0) write_all(STDOUT_FILENO, kVsockproxyFinished);
     return status;

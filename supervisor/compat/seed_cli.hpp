@@ -4,6 +4,7 @@
 //   vsock-to-ip, ip-to-vsock, vsock-to-ip-transparent, ip-to-vsock-transparent,
 //   transparent-port-to-vsock (alias port-to-vsock-transparent)   PF-Proxy / Oyster tcp-proxy
 //   vsockproxy                                                       Ghaf's vsock relay
+//   tcpfwd, udpfwd                                                   portfwd
 //
 // Each command accepts its seed's flags, prints its seed's help, version, startup lines and error
 // messages, writes the policy file a user would write for it, validates that document like a
@@ -31,6 +32,8 @@ enum class Tool {
     ip_to_vsock_transparent,
     transparent_port_to_vsock,
     vsockproxy,
+    tcpfwd,
+    udpfwd,
 };
 
 // Every command name pf-proxy-compat answers to (the links installed beside it).
@@ -63,6 +66,11 @@ struct SeedCommand {
     std::optional<Output> late_error;
     // Exactly one proxy, as parse_policy() made it; none when there is a late error.
     policy::Policy policy;
+    // portfwd's -d and -p: run in the background once every check passed; hold this pid file.
+    bool daemonize = false;
+    std::optional<std::string> pid_file;
+    // SIGHUP and SIGQUIT stop the command as SIGTERM and SIGINT do (no policy file to reload).
+    bool hangup_stops = false;
 };
 
 // Reads `args` (argv without argv[0]) the way the seed tool does. Opens nothing.

@@ -78,6 +78,8 @@ std::vector<OptSpec> options_for(Tool tool) {
                     kHelpOpt,
                     kVersionOpt};
         case Tool::vsockproxy:
+        case Tool::tcpfwd:
+        case Tool::udpfwd:
             break;
     }
     return {kUserOpt, kHelpOpt, kVersionOpt};
@@ -264,6 +266,8 @@ std::variant<Finished, SeedCommand> build(Tool tool, std::string_view command,
             break;
         }
         case Tool::vsockproxy:
+        case Tool::tcpfwd:
+        case Tool::udpfwd:
             break;
     }
     for (auto& [key, value] : extra.items()) proxy[key] = std::move(value);

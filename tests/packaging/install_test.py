@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 COMPAT = ["vsock-to-ip", "ip-to-vsock", "vsock-to-ip-transparent", "ip-to-vsock-transparent",
-          "transparent-port-to-vsock", "port-to-vsock-transparent", "vsockproxy"]
+          "transparent-port-to-vsock", "port-to-vsock-transparent", "vsockproxy", "tcpfwd", "udpfwd"]
 
 
 def expected(a):

@@ -24,7 +24,7 @@ import tempfile
 import time
 
 COMPAT = ["vsock-to-ip", "ip-to-vsock", "vsock-to-ip-transparent", "ip-to-vsock-transparent",
-          "transparent-port-to-vsock", "port-to-vsock-transparent", "vsockproxy"]
+          "transparent-port-to-vsock", "port-to-vsock-transparent", "vsockproxy", "tcpfwd", "udpfwd"]
 EXPECTED = [
     "usr/sbin/pf-proxyd", "usr/bin/pf-proxyctl", "usr/bin/pf-proxy-compat",
     "usr/libexec/pf-proxy/pf-proxy-worker",

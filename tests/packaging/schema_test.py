@@ -39,6 +39,7 @@ KNOWN_DIFFERENCES = [
     (r"invalid (allow entry|source CIDR) .*(is not an IPv[46] address|prefix length|host bits|port range|"
      r"port must be|scope ids)", "address, prefix and port ranges inside allow entries and CIDRs"),
     (r"is not allowed by this list", "whether an allow list admits the upstream address"),
+    (r"expected max_flows >= workers", "comparing two keys' numbers"),
     (r"expected a duration of at most 7 days, got \"", "the range of a duration written as text"),
     (r"expected a whole number of milliseconds", "a duration's resolution"),
     (r"expected a duration (>= backoff_initial|<= backoff_max)",

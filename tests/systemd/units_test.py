@@ -67,7 +67,7 @@ ACCEPTED_RAW_PACKETS = {
 SERVICES = ["pf-proxyd.service", "pf-proxyd@example.service"]
 EXAMPLE_SOCKETS = ["pf-proxyd-web.socket", "pf-proxyd-guest.socket"]
 COMPAT_COMMANDS = ["vsock-to-ip", "ip-to-vsock", "vsock-to-ip-transparent", "ip-to-vsock-transparent",
-                   "transparent-port-to-vsock", "port-to-vsock-transparent", "vsockproxy"]
+                   "transparent-port-to-vsock", "port-to-vsock-transparent", "vsockproxy", "tcpfwd", "udpfwd"]
 
 
 class Failure(Exception):

@@ -33,6 +33,7 @@ std::string read_file(const std::string& rel) {
 // A listener endpoint of the row's side that any test process can bind.
 std::string listen_text(const KindRow& row) {
     if (row.listen == ListenSide::tcp) return "tcp:127.0.0.1:9000";
+    if (row.listen == ListenSide::udp) return "udp:127.0.0.1:9000";
     return "vsock:any:9000";
 }
 
@@ -50,6 +51,8 @@ std::string upstream_text(UpstreamTarget target) {
             return "original-destination";
         case UpstreamTarget::base_address:
             return "tcp:10.1.0.0:9001";
+        case UpstreamTarget::udp:
+            return "udp:127.0.0.1:9001";
     }
     return "";
 }
@@ -152,13 +155,14 @@ TEST(KindTable, EveryRowHasAWorkerBodyForTheFdsTheSupervisorBuilds) {
         // A TCP listener on a port the kernel picks; a vsock-like one as an abstract socket.
         std::string listen =
             "unix:@pfp-kind-" + std::to_string(::getpid()) + "-" + std::string(row.name);
-        if (row.listen == ListenSide::tcp) {
-            unique_fd probe(::socket(AF_INET, SOCK_STREAM, 0));
+        if (row.listen == ListenSide::tcp || row.listen == ListenSide::udp) {
+            const bool udp = row.listen == ListenSide::udp;
+            unique_fd probe(::socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0));
             SockAddr a = parse_endpoint("tcp:127.0.0.1:1").addr;
             reinterpret_cast<sockaddr_in*>(&a.storage)->sin_port = 0;
             ASSERT_EQ(::bind(probe.get(), a.get(), a.len), 0);
             ASSERT_EQ(::getsockname(probe.get(), a.get(), &a.len), 0);
-            listen = "tcp:" + format_sockaddr(a);
+            listen = (udp ? "udp:" : "tcp:") + format_sockaddr(a);
         }
         policy::Policy pol =
             policy::parse_policy(entry_json(row, listen, row.upstream), "row.json");

@@ -73,7 +73,7 @@ constexpr std::string_view kProxyKeyList =
     "allow, "
     "allowed_cids, allowed_sources, socket_mode, socket_owner, socket_group, workers, "
     "max_connections, backlog, connect_timeout, idle_timeout, tcp_nodelay, keepalive, splice, "
-    "log_connections, statistics, restart";
+    "log_connections, statistics, restart, max_flows, batch";
 
 // ---- Diagnostic formatting ----------------------------------------------------------------------
 
@@ -664,22 +664,21 @@ TEST(PolicyErrors, EndpointParseErrorsUseTheEndpointMessage) {
 
 TEST(PolicyErrors, UnsupportedSchemes) {
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("udp:127.0.0.1:53")", R"("tcp:127.0.0.1:1")")),
-              "p.json:5:17: /proxies/0/listen: a udp endpoint is not supported yet "
-              "(supported: tcp, vsock, unix, fc-vsock)");
+              "p.json:6:19: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix or "
+              "fc-vsock listener, not udp");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("vsock:3:80")")),
               "p.json:5:17: /proxies/0/listen: a \"systemd:NAME\" listener needs listen_family "
               "(\"tcp\", \"udp\", \"unix\" or \"vsock\"): the kind of proxy depends on it");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("tcp:127.0.0.1:1")", R"("udp:127.0.0.1:53")")),
-              "p.json:6:19: /proxies/0/upstream: a udp endpoint is not supported yet "
-              "(supported: tcp, vsock, unix, fc-vsock)");
+              "p.json:6:19: /proxies/0/upstream: a udp upstream needs a udp listener, not tcp");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("vsock:any:80")", R"("raw:route")")),
               "p.json:6:19: /proxies/0/upstream: a raw endpoint is not supported yet "
               "(supported: tcp, vsock, unix, fc-vsock)");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("nfqueue:3")", R"("systemd:api")")),
               "p.json:5:17: /proxies/0/listen: an nfqueue endpoint is not supported yet "
-              "(supported: tcp, vsock, unix, fc-vsock)\n"
+              "(supported: tcp, vsock, unix, fc-vsock, udp)\n"
               "p.json:6:19: /proxies/0/upstream: a systemd endpoint is not supported yet "
-              "(supported: tcp, vsock, unix, fc-vsock)");
+              "(supported: tcp, vsock, unix, fc-vsock, udp)");
 }
 
 // ---- Worker kinds -------------------------------------------------------------------------------
@@ -1171,7 +1170,7 @@ TEST(PolicyErrors, AllowedSources) {
     EXPECT_EQ(
         errors(relay("vsock:any:1", "tcp:10.0.0.1:2", {R"("allowed_sources": ["10.0.0.0/8"])"})),
         "p.json:7:26: /proxies/0/allowed_sources: allowed_sources applies only to tcp "
-        "listeners, not vsock");
+        "and udp listeners, not vsock");
 }
 
 TEST(PolicyErrors, UnixSocketFile) {
@@ -1292,7 +1291,7 @@ TEST(PolicyErrors, EveryRelayErrorIsReportedAtOnce) {
               "destinations (tcp-forward, vsock-to-ip, vsock-to-ip-transparent), not "
               "ip-to-vsock-transparent\n"
               "p.json:6:25: /proxies/1/allowed_sources: allowed_sources applies only to tcp "
-              "listeners, not vsock\n"
+              "and udp listeners, not vsock\n"
               "p.json:6:51: /proxies/1/allow/0: " +
                   allow_message("10.0.0.0/8:x") +
                   "\n"
@@ -1402,8 +1401,7 @@ TEST(PolicyErrors, EveryErrorIsReportedInFileOrder) {
               "p.json:12:15: /proxies/1/name: duplicate proxy name \"web\" (first at 6:15)\n"
               "p.json:13:17: /proxies/1/listen: duplicate listen endpoint "
               "\"tcp:127.0.0.1:8080\" (first at 7:17)\n"
-              "p.json:14:19: /proxies/1/upstream: a udp endpoint is not supported yet "
-              "(supported: tcp, vsock, unix, fc-vsock)\n"
+              "p.json:14:19: /proxies/1/upstream: a udp upstream needs a udp listener, not tcp\n"
               "p.json:15:29: /proxies/1/keepalive/idle: expected a duration (a number of seconds "
               "or a string such as \"250ms\", \"10s\", \"5m\", \"1h\"), got \"1x\"\n"
               "p.json:15:44: /proxies/1/keepalive/count: expected an integer 1-127, got 500\n"
@@ -1644,8 +1642,8 @@ TEST(PolicyActivation, ListenFamilyErrors) {
               "\"vsock\", got \"tpc\" (did you mean \"tcp\"?)");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("tcp:127.0.0.1:81")",
                                   {R"("listen_family": "udp")"})),
-              "p.json:5:17: /proxies/0/listen: a udp endpoint is not supported yet "
-              "(supported: tcp, vsock, unix, fc-vsock)");
+              "p.json:6:19: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix or "
+              "fc-vsock listener, not udp");
     // systemd made the socket file: its mode belongs in the .socket unit.
     EXPECT_EQ(errors(proxy_policy(R"("u")", R"("systemd:u")", R"("tcp:127.0.0.1:80")",
                                   {R"("listen_family": "unix")", R"("socket_mode": "0600")"})),
@@ -1657,7 +1655,7 @@ TEST(PolicyActivation, ListenFamilyErrors) {
                   R"("v")", R"("systemd:v")", R"("tcp:127.0.0.1:80")",
                   {R"("listen_family": "vsock")", R"("allowed_sources": ["10.0.0.0/8"])"})),
               "p.json:8:26: /proxies/0/allowed_sources: allowed_sources applies only to tcp "
-              "listeners, not vsock");
+              "and udp listeners, not vsock");
 }
 
 TEST(PolicyActivation, SameConfigurationIgnoresOnlyThePointer) {

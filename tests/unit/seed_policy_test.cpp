@@ -20,8 +20,9 @@ namespace pfp::compat {
 namespace {
 
 constexpr std::string_view kGuide = PFPROXY_SOURCE_DIR "/docs/migration.md";
-// The markers the guide has: one per tool, two more for --allow and vsockproxy's allowed_cid 0.
-constexpr size_t kMarkersInGuide = 8;
+// The markers the guide has: one per tool, two more for --allow and vsockproxy's allowed_cid 0,
+// and one more each for tcpfwd's IPv6 listener and udpfwd's -t.
+constexpr size_t kMarkersInGuide = 12;
 
 struct Example {
     int line = 0;  // of the marker, for messages
@@ -112,7 +113,7 @@ TEST(SeedPolicy, GuideShowsEveryCommand) {
     // Every tool, each under its main name (port-to-vsock-transparent is an alias).
     for (const char* name :
          {"vsock-to-ip", "ip-to-vsock", "vsock-to-ip-transparent", "ip-to-vsock-transparent",
-          "transparent-port-to-vsock", "vsockproxy"}) {
+          "transparent-port-to-vsock", "vsockproxy", "tcpfwd", "udpfwd"}) {
         EXPECT_TRUE(commands.count(name)) << name << " has no policy in " << kGuide;
     }
 }

@@ -41,7 +41,8 @@ DaemonStatus sample() {
                     .bytes_down = 5ull << 30,
                     .connect_failures = 4,
                     .accept_errors = 1,
-                    .denied = 2};
+                    .denied = 2,
+                    .datagram = std::nullopt};
 
     ProxyStatus api;
     api.name = "api";

@@ -1,0 +1,193 @@
+#include "supervisor/compat/portfwd.hpp"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "common/endpoint.hpp"
+#include "supervisor/compat/seed_policy.hpp"
+
+namespace pfp::compat {
+namespace {
+
+struct Flag {
+    char letter;
+    const char* value;  // nullptr: a flag without a value
+    const char* help;
+};
+
+// The seed's options, in its help's order; -b (base-address mode) is refused by the parser.
+constexpr Flag kTcpFlags[] = {
+    {'d', nullptr, "run in background (daemonize)"},
+    {'p', "<pidfile>", "write PID to file"},
+    {'b', nullptr,
+     "base-addr mode (Linux TPROXY/original-dst based address math; expert use only)"},
+    {'r', nullptr, "set SO_REUSEADDR on listener socket"},
+    {'R', nullptr, "set SO_REUSEPORT on listener socket"},
+    {'6', nullptr, "for IPv6 listener, set IPV6_V6ONLY"},
+    {'h', nullptr, "show help"},
+};
+constexpr Flag kUdpFlags[] = {
+    {'t', "<seconds>", "proxy session timeout (default: 60)"},
+    {'d', nullptr, "run in background (daemonize)"},
+    {'o', nullptr, "for IPv6 listener, set IPV6_V6ONLY"},
+    {'r', nullptr, "set SO_REUSEADDR before binding listener"},
+    {'R', nullptr, "set SO_REUSEPORT before binding listener"},
+    {'H', "<size>", "hash table size for UDP connection tracking (default: 4093)"},
+    {'p', "<pidfile>", "write PID to file"},
+    {'h', nullptr, "show help"},
+};
+
+std::span<const Flag> flags(Tool tool) {
+    if (tool == Tool::tcpfwd) return kTcpFlags;
+    return kUdpFlags;
+}
+
+std::string usage_line(Tool tool, std::string_view command) {
+    return tool == Tool::tcpfwd
+               ? std::string(command) + " [options] <local_addr:local_port> <dest_addr:dest_port>"
+               : std::string(command) + " <local_addr:local_port> <dest_addr:dest_port> [options]";
+}
+
+std::string help(Tool tool, std::string_view command) {
+    std::string out = "Usage:\n  " + usage_line(tool, command) + "\n\nOptions:\n";
+    for (const Flag& f : flags(tool)) {
+        std::string left = std::string("-") + f.letter;
+        if (f.value) left += std::string(" ") + f.value;
+        left.resize(std::max<size_t>(left.size() + 1, 19), ' ');
+        out += "  " + left + f.help + "\n";
+    }
+    return out;
+}
+
+Finished fail(std::string_view command, const std::string& why) {
+    return Finished{1, {"", std::string(command) + ": " + why + "\n"}};
+}
+
+// "1022" (0.0.0.0:1022), "127.0.0.1:1022", "[::]:1022", "localhost:1022". Host names other than
+// localhost need a resolver, which the supervisor does not have yet.
+std::variant<std::string, Endpoint> address(std::string_view text, Scheme scheme,
+                                            std::string_view what) {
+    std::string t(text);
+    if (!t.empty() && t.find_first_not_of("0123456789") == std::string::npos) t = "0.0.0.0:" + t;
+    if (t.starts_with("localhost:")) t = "127.0.0.1:" + t.substr(10);
+    if (t.find_first_of("[]") == std::string::npos && t.find(':') != std::string::npos) {
+        const std::string host = t.substr(0, t.rfind(':'));
+        if (host.find_first_not_of("0123456789.") != std::string::npos)
+            return "invalid " + std::string(what) + " '" + std::string(text) +
+                   "': host names are not supported yet (use a numeric address or localhost)";
+    }
+    try {
+        Endpoint e = parse_endpoint_or_bare(std::string(scheme_name(scheme)) + ":" + t, scheme);
+        if (e.port == 0)
+            return "invalid " + std::string(what) + " '" + std::string(text) + "': port 0";
+        return e;
+    } catch (const std::exception& ex) {
+        return "invalid " + std::string(what) + " '" + std::string(text) + "': " + ex.what();
+    }
+}
+
+bool ipv6_wildcard(const Endpoint& e) {
+    if (e.addr.family() != AF_INET6) return false;
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(e.addr.get());
+    return IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+}
+
+bool number(const std::string& s, uint64_t max, uint64_t& out) {
+    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos)
+        return false;
+    out = std::stoull(s);
+    return out <= max;
+}
+
+}  // namespace
+
+std::variant<Finished, SeedCommand> parse_portfwd(Tool tool, std::string_view command,
+                                                  const std::vector<std::string>& args) {
+    const auto spec = flags(tool);
+    std::vector<std::string> positional;
+    std::map<char, std::string> given;
+    bool options = true;
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (!options || a.size() < 2 || a[0] != '-') {
+            positional.push_back(a);
+            continue;
+        }
+        if (a == "--") {
+            options = false;
+            continue;
+        }
+        // getopt: letters may be grouped (-dr), a value follows its letter or is the next word.
+        for (size_t j = 1; j < a.size(); ++j) {
+            const char c = a[j];
+            const Flag* f = nullptr;
+            for (const Flag& x : spec)
+                if (x.letter == c) f = &x;
+            if (!f) return fail(command, std::string("invalid option -- '") + c + "'");
+            if (c == 'h') return Finished{0, {help(tool, command), ""}};
+            if (!f->value) {
+                given[c] = "";
+                continue;
+            }
+            if (j + 1 < a.size()) {
+                given[c] = a.substr(j + 1);
+            } else if (i + 1 < args.size()) {
+                given[c] = args[++i];
+            } else {
+                return fail(command, std::string("option requires an argument -- '") + c + "'");
+            }
+            break;
+        }
+    }
+    if (given.count('b'))
+        return fail(command, "-b (base-address mode) is not supported yet; see docs/migration.md");
+    if (positional.size() != 2)
+        return fail(command, "expected <local_addr:local_port> <dest_addr:dest_port>, got " +
+                                 std::to_string(positional.size()) +
+                                 " address(es) (usage: " + usage_line(tool, command) + ")");
+    const Scheme scheme = tool == Tool::tcpfwd ? Scheme::tcp : Scheme::udp;
+    auto local = address(positional[0], scheme, "local address");
+    if (auto* why = std::get_if<std::string>(&local)) return fail(command, *why);
+    auto dest = address(positional[1], scheme, "destination address");
+    if (auto* why = std::get_if<std::string>(&dest)) return fail(command, *why);
+    const Endpoint& listen = std::get<Endpoint>(local);
+    // IPV6_V6ONLY only changes a wildcard IPv6 listener, which is dual-stack here.
+    const char v6only = tool == Tool::tcpfwd ? '6' : 'o';
+    if (given.count(v6only) && ipv6_wildcard(listen))
+        return fail(command, std::string("-") + v6only +
+                                 " (IPv6-only wildcard listener) is not supported yet; listen on "
+                                 "a specific IPv6 address instead");
+
+    nlohmann::ordered_json proxy = {{"listen", to_string(listen)},
+                                    {"upstream", to_string(std::get<Endpoint>(dest))}};
+    if (tool == Tool::udpfwd) {
+        uint64_t n = 0;
+        if (auto t = given.find('t'); t != given.end()) {
+            if (!number(t->second, 7 * 24 * 3600, n))
+                return fail(command, "invalid -t '" + t->second +
+                                         "': expected seconds 0-604800 (0: never time out)");
+            proxy["idle_timeout"] = n;
+        }
+        // -H sized the deployed tool's hash buckets; the flow table here needs no tuning.
+        if (auto h = given.find('H'); h != given.end() && !number(h->second, 1'000'000, n))
+            return fail(command, "invalid -H '" + h->second + "': expected a number 1-1000000");
+    }
+    SeedCommand cmd;
+    cmd.tool = tool;
+    cmd.command = std::string(command);
+    cmd.daemonize = given.count('d') != 0;
+    if (auto p = given.find('p'); p != given.end()) {
+        if (p->second.empty()) return fail(command, "invalid -p '': expected a file name");
+        cmd.pid_file = p->second;
+    }
+    cmd.hangup_stops = true;
+    return with_policy(std::move(cmd), std::nullopt, std::move(proxy));
+}
+
+Output portfwd_bind_failure(std::string_view command, const SeedCommand& cmd, int err) {
+    return {"", std::string(command) + ": cannot bind " +
+                    to_string(cmd.policy.proxies.front().listen) + ": " + std::strerror(err) +
+                    "\n"};
+}
+
+}  // namespace pfp::compat

@@ -1,0 +1,19 @@
+#pragma once
+// portfwd's tcpfwd and udpfwd: `<local_addr:port> <dest_addr:port>` with getopt-style options
+// before, between or after the addresses. tcpfwd makes a tcp-forward proxy, udpfwd a udp-forward
+// one; -d, -p and the signals that stop them are handled by run() (seed_cli.cpp).
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "supervisor/compat/seed_cli.hpp"
+
+namespace pfp::compat {
+
+std::variant<Finished, SeedCommand> parse_portfwd(Tool tool, std::string_view command,
+                                                  const std::vector<std::string>& args);
+
+Output portfwd_bind_failure(std::string_view command, const SeedCommand& cmd, int err);
+
+}  // namespace pfp::compat
