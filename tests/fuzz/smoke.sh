@@ -14,7 +14,8 @@ artifacts="$build/fuzz-artifacts"
 mkdir -p "$artifacts"
 
 status=0
-for name in policy endpoint worker_message transparent_header proxy_protocol control_protocol; do
+for name in policy endpoint worker_message transparent_header proxy_protocol control_protocol \
+        packet_framer; do
     bin=""
     for candidate in "$build/bin/fuzz_$name" "$build/tests/fuzz/fuzz_$name"; do
         if [ -x "$candidate" ]; then bin=$candidate; break; fi
