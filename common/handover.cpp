@@ -97,6 +97,19 @@ json header_json(const Handover& h) {
             {"drain_timeout_ms", h.drain_timeout.count()}};
 }
 
+json packet_json(const PacketOptions& o) {
+    return {{"upstream", o.upstream}, {"log_connections", o.log_connections}};
+}
+
+PacketOptions packet_from_json(const json& j) {
+    static const json reference = packet_json(PacketOptions{});
+    require_keys(j, reference, "packet options");
+    PacketOptions o;
+    o.upstream = j.at("upstream").get<std::string>();
+    o.log_connections = j.at("log_connections").get<bool>();
+    return o;
+}
+
 json fd_json(const HandoverFd& f) {
     return {{"role", std::string(role_name(f.role))}, {"endpoint", f.endpoint}};
 }
@@ -108,6 +121,8 @@ json options_json(const FamilyOptions& o) {
             using T = std::decay_t<decltype(opts)>;
             if constexpr (std::is_same_v<T, StreamOptions>)
                 return {{std::string(kind_family_name(KindFamily::stream)), stream_json(opts)}};
+            else if constexpr (std::is_same_v<T, PacketOptions>)
+                return {{std::string(kind_family_name(KindFamily::packet)), packet_json(opts)}};
         },
         o);
 }
@@ -161,8 +176,10 @@ Handover Handover::from_json(const std::string& text) {
             case KindFamily::stream:
                 h.options = stream_from_json(options.at(family_key));
                 break;
-            case KindFamily::datagram:
             case KindFamily::packet:
+                h.options = packet_from_json(options.at(family_key));
+                break;
+            case KindFamily::datagram:
             case KindFamily::tunnel:
                 throw bad("no worker body for the " + family_key + " family");
         }

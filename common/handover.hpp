@@ -49,8 +49,16 @@ struct StreamOptions {
     bool operator==(const StreamOptions&) const = default;
 };
 
+// The packet family (docs/wire-formats.md, "Raw packet stream"): whole IP packets between a
+// stream and the kernel.
+struct PacketOptions {
+    std::string upstream;  // canonical endpoint text: raw:DEVICE or raw:route
+    bool log_connections = false;
+    bool operator==(const PacketOptions&) const = default;
+};
+
 // One alternative per family that has a worker body.
-using FamilyOptions = std::variant<StreamOptions>;
+using FamilyOptions = std::variant<StreamOptions, PacketOptions>;
 
 struct Handover {
     std::string proxy;  // policy name

@@ -12,6 +12,9 @@ namespace {
 
 constexpr std::array kListenerOnly{FdRole::stream_listener};
 constexpr std::array kIpDomains{AF_INET, AF_INET6};
+constexpr std::array kListenerAndInjectors{FdRole::stream_listener, FdRole::raw_ipv4,
+                                           FdRole::raw_ipv6};
+constexpr std::span<const int> kNoDomains{};
 // fc-vsock is a Unix socket on the host (Firecracker's hybrid vsock); unix: upstreams too.
 constexpr std::array kVsockDomains{AF_VSOCK, AF_UNIX};
 constexpr std::span<const int> kNoCapabilities{};
@@ -118,6 +121,19 @@ constexpr std::array<KindRow, kWorkerKindCount> kRows{{
      .capabilities = kNoCapabilities,
      .capabilities_why = kNoCapabilitiesWhy,
      .log = {"vsock", "vsock", "vsock"}},
+    {.kind = WorkerKind::stream_to_raw,
+     .name = "stream-to-raw",
+     .summary = "vsock-like listener -> IP packets injected through raw sockets",
+     .family = KindFamily::packet,
+     .listen = ListenSide::vsock_like,
+     .upstream = UpstreamTarget::raw,
+     .fds = kListenerAndInjectors,
+     .upstream_domains = kNoDomains,
+     .upstream_why = "none: the supervisor opens both raw injectors",
+     .connect_why = "",
+     .capabilities = kNoCapabilities,
+     .capabilities_why = "raw sockets opened by the supervisor keep sending without CAP_NET_RAW",
+     .log = {"vsock", "ip", "raw"}},
 }};
 
 // Rows are indexed by their kind; a row out of place would hand one kind another's sandbox.

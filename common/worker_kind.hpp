@@ -23,6 +23,7 @@ enum class WorkerKind {
     vsock_to_ip,                // vsock-like listener -> fixed TCP upstream
     vsock_to_ip_transparent,    // vsock-like listener -> TCP destination read from the stream
     vsock_to_vsock,             // vsock-like listener -> fixed vsock-like upstream (vsockproxy)
+    stream_to_raw,              // vsock-like listener -> IP packets injected by raw sockets
 };
 
 // How a kind moves data; each family has one worker body and one sandbox profile shape.
@@ -59,6 +60,7 @@ enum class UpstreamTarget {
     original_port,         // a vsock: or fc-vsock: endpoint whose port is original-port
     destination_header,    // "destination-header"
     original_destination,  // "original-destination"
+    raw,                   // a raw: endpoint (raw:DEVICE or raw:route): packets injected
 };
 
 // The deployed tools' per-connection wording, which operators' log parsing relies on.
@@ -94,7 +96,7 @@ struct KindRow {
 
 std::span<const KindRow> kind_table();
 const KindRow& kind_row(WorkerKind k);  // every kind has a row (a table test checks)
-inline constexpr size_t kWorkerKindCount = 7;
+inline constexpr size_t kWorkerKindCount = 8;
 
 std::string_view kind_name(WorkerKind k);
 std::optional<WorkerKind> kind_from_name(std::string_view name);

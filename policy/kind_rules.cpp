@@ -23,6 +23,7 @@ constexpr std::array<Scheme, 3> kVsockLikeSchemes{Scheme::vsock, Scheme::unix_st
                                                   Scheme::fc_vsock};
 // Endpoints whose port may be original-port (unix: has no port).
 constexpr std::array<Scheme, 2> kOriginalPortSchemes{Scheme::vsock, Scheme::fc_vsock};
+constexpr std::array<Scheme, 1> kRawSchemes{Scheme::raw};
 
 std::span<const Scheme> side_schemes(Side s) {
     if (s == Side::tcp) return kTcpSchemes;
@@ -47,6 +48,8 @@ std::span<const Scheme> target_schemes(Target t) {
             return kVsockLikeSchemes;
         case Target::original_port:
             return kOriginalPortSchemes;
+        case Target::raw:
+            return kRawSchemes;
         case Target::destination_header:
         case Target::original_destination:
             break;
@@ -56,6 +59,7 @@ std::span<const Scheme> target_schemes(Target t) {
 
 std::optional<Target> target_of(const Endpoint& e) {
     if (e.scheme == Scheme::tcp) return Target::tcp;
+    if (e.scheme == Scheme::raw) return Target::raw;
     if (!side_of(e.scheme)) return std::nullopt;
     return e.original_port ? Target::original_port : Target::vsock_like;
 }
@@ -65,6 +69,7 @@ std::string target_text(Target t) {
     switch (t) {
         case Target::tcp:
         case Target::vsock_like:
+        case Target::raw:
             return schemes_in_prose(target_schemes(t)) + " upstream";
         case Target::original_port:
             return "an original-port upstream";

@@ -70,6 +70,13 @@ StreamOptions stream_options(const policy::Proxy& p) {
     return o;
 }
 
+PacketOptions packet_options(const policy::Proxy& p) {
+    PacketOptions o;
+    o.upstream = to_string(p.upstream);
+    o.log_connections = p.log_connections;
+    return o;
+}
+
 Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int index, int generation,
                         std::chrono::milliseconds drain_timeout) {
     const KindRow& row = kind_row(p.kind);
@@ -84,9 +91,11 @@ Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int inde
             case FdRole::stream_listener:
                 h.fds.push_back({role, to_string(listen)});
                 break;
-            case FdRole::datagram_socket:
             case FdRole::raw_ipv4:
             case FdRole::raw_ipv6:
+                h.fds.push_back({role, to_string(p.upstream)});
+                break;
+            case FdRole::datagram_socket:
             case FdRole::nfqueue:
                 throw std::logic_error("kind " + std::string(row.name) + ": no socket for role " +
                                        std::string(role_name(role)));
@@ -96,8 +105,10 @@ Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int inde
         case KindFamily::stream:
             h.options = stream_options(p);
             break;
-        case KindFamily::datagram:
         case KindFamily::packet:
+            h.options = packet_options(p);
+            break;
+        case KindFamily::datagram:
         case KindFamily::tunnel:
             throw std::logic_error("kind " + std::string(row.name) + ": no options for its family");
     }

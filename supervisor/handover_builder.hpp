@@ -22,4 +22,7 @@ int connections_per_worker(const policy::Proxy& p);
 // The stream family's options of a policy entry; a worker gets its share of max_connections.
 StreamOptions stream_options(const policy::Proxy& p);
 
+// The packet family's options of a policy entry.
+PacketOptions packet_options(const policy::Proxy& p);
+
 }  // namespace pfp::supervisor

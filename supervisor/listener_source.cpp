@@ -16,6 +16,17 @@ ListenerSource::ListenerSource(const Privileges& privs, std::optional<Identity> 
     : privs_(privs), identity_(std::move(identity)), passed_(std::move(passed)) {}
 
 Listener ListenerSource::obtain(const policy::Proxy& proxy) {
+    Listener l = obtain_listener(proxy);
+    try {
+        l.others = open_other_fds(proxy, privs_);
+    } catch (...) {
+        discard(l);
+        throw;
+    }
+    return l;
+}
+
+Listener ListenerSource::obtain_listener(const policy::Proxy& proxy) {
     Listener l;
     if (proxy.listen.scheme == Scheme::systemd) {
         auto found = passed_.take(proxy.listen.name);
@@ -94,6 +105,7 @@ void ListenerSource::discard(Listener& l) {
         passed_.give_back(std::move(l.passed));
     }
     l.fd.reset();
+    l.others.clear();
 }
 
 Listener ListenerSource::share(const policy::Proxy& proxy, const Listener& donor) {
@@ -104,6 +116,12 @@ Listener ListenerSource::share(const policy::Proxy& proxy, const Listener& donor
                                  to_string(proxy.listen) + ": " + std::strerror(errno));
     }
     l.bound = donor.bound;
+    for (const auto& fd : donor.others) {
+        l.others.emplace_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+        if (!l.others.back())
+            throw std::runtime_error("proxy \"" + proxy.name +
+                                     "\": cannot share its raw sockets: " + std::strerror(errno));
+    }
     // An activated socket stays systemd's (the donor keeps the entry); any other is stored
     // under the new proxy's name once the reload commits.
     l.origin = donor.origin == Listener::Origin::activated ? Listener::Origin::activated
@@ -120,6 +138,7 @@ void ListenerSource::release(const policy::Proxy& proxy, Listener& l) {
         remove_stored_fd(store_name(proxy.name));
     }
     l.fd.reset();
+    l.others.clear();
 }
 
 void ListenerSource::report_unused() {

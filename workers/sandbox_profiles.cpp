@@ -176,13 +176,26 @@ Profile stream_profile(const KindRow& row) {
     return p;
 }
 
+// The packet family's injector (workers/raw_injector.cpp): it accepts one stream at a time and
+// sends on the raw sockets it was given (sendto is in the baseline). It creates no socket and sets
+// no option: the supervisor opened and bound the raw sockets.
+Profile packet_profile(const KindRow& row) {
+    return Profile{
+        .kind = row.kind,
+        .rules = {{.name = "accept4", .why = "the packet stream, one at a time"}},
+        .capabilities = {row.capabilities.begin(), row.capabilities.end()},
+        .capabilities_why = row.capabilities_why,
+    };
+}
+
 // The family's syscalls for one row; a family without a worker body has no profile yet.
 Profile family_profile(const KindRow& row) {
     switch (row.family) {
         case KindFamily::stream:
             return stream_profile(row);
-        case KindFamily::datagram:
         case KindFamily::packet:
+            return packet_profile(row);
+        case KindFamily::datagram:
         case KindFamily::tunnel:
             break;
     }

@@ -48,8 +48,9 @@ std::unique_ptr<WorkerBody> make_worker_body(const Handover& h, std::vector<uniq
         case KindFamily::stream:
             return make_stream_worker(h, std::get<StreamOptions>(h.options), std::move(fds.at(0)),
                                       loop);
-        case KindFamily::datagram:
         case KindFamily::packet:
+            return make_raw_injector(h, std::get<PacketOptions>(h.options), std::move(fds), loop);
+        case KindFamily::datagram:
         case KindFamily::tunnel:
             break;
     }

@@ -15,6 +15,7 @@
 #include "common/worker_kind.hpp"
 #include "policy/parse.hpp"
 #include "supervisor/handover_builder.hpp"
+#include "supervisor/listeners.hpp"
 #include "supervisor/socket_factory.hpp"
 #include "workers/handover.hpp"
 #include "workers/sandbox.hpp"
@@ -48,6 +49,8 @@ std::string upstream_text(const KindRow& row) {
             return "destination-header";
         case UpstreamTarget::original_destination:
             return "original-destination";
+        case UpstreamTarget::raw:
+            return "raw:route";
     }
     return "";
 }
@@ -162,7 +165,8 @@ TEST(KindTable, EveryRowHasAWorkerBodyForTheFdsTheSupervisorBuilds) {
         for (FdRole role : row.fds) {
             supervisor::SocketRequest req;
             req.role = role;
-            req.endpoint = bound;
+            req.endpoint =
+                role == FdRole::stream_listener ? bound : supervisor::fd_endpoint(proxy, role);
             fds.push_back(supervisor::open_socket(req, nullptr));
         }
         const Handover h = supervisor::build_handover(proxy, bound, 0, 1, std::chrono::seconds(1));
