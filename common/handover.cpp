@@ -98,7 +98,12 @@ json header_json(const Handover& h) {
 }
 
 json packet_json(const PacketOptions& o) {
-    return {{"upstream", o.upstream}, {"log_connections", o.log_connections}};
+    return {{"upstream", o.upstream},
+            {"log_connections", o.log_connections},
+            {"accept_when_stream_down", o.accept_when_stream_down},
+            {"connect_timeout_ms", o.connect_timeout.count()},
+            {"backoff_initial_ms", o.backoff_initial.count()},
+            {"backoff_max_ms", o.backoff_max.count()}};
 }
 
 PacketOptions packet_from_json(const json& j) {
@@ -107,6 +112,10 @@ PacketOptions packet_from_json(const json& j) {
     PacketOptions o;
     o.upstream = j.at("upstream").get<std::string>();
     o.log_connections = j.at("log_connections").get<bool>();
+    o.accept_when_stream_down = j.at("accept_when_stream_down").get<bool>();
+    o.connect_timeout = duration(j, "connect_timeout_ms");
+    o.backoff_initial = duration(j, "backoff_initial_ms");
+    o.backoff_max = duration(j, "backoff_max_ms");
     return o;
 }
 

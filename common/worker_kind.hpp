@@ -24,6 +24,7 @@ enum class WorkerKind {
     vsock_to_ip_transparent,    // vsock-like listener -> TCP destination read from the stream
     vsock_to_vsock,             // vsock-like listener -> fixed vsock-like upstream (vsockproxy)
     stream_to_raw,              // vsock-like listener -> IP packets injected by raw sockets
+    nfqueue_to_stream,          // packets of an nfqueue -> one vsock-like stream
 };
 
 // How a kind moves data; each family has one worker body and one sandbox profile shape.
@@ -51,7 +52,7 @@ enum class UpstreamMode {
 };
 
 // A listener, as far as choosing a kind goes.
-enum class ListenSide { tcp, vsock_like };  // vsock-like: vsock, unix or fc-vsock
+enum class ListenSide { tcp, vsock_like, nfqueue };  // vsock-like: vsock, unix or fc-vsock
 
 // What a relay connects to, as far as choosing a kind goes.
 enum class UpstreamTarget {
@@ -96,7 +97,7 @@ struct KindRow {
 
 std::span<const KindRow> kind_table();
 const KindRow& kind_row(WorkerKind k);  // every kind has a row (a table test checks)
-inline constexpr size_t kWorkerKindCount = 8;
+inline constexpr size_t kWorkerKindCount = 9;
 
 std::string_view kind_name(WorkerKind k);
 std::optional<WorkerKind> kind_from_name(std::string_view name);

@@ -24,14 +24,17 @@ constexpr std::array<Scheme, 3> kVsockLikeSchemes{Scheme::vsock, Scheme::unix_st
 // Endpoints whose port may be original-port (unix: has no port).
 constexpr std::array<Scheme, 2> kOriginalPortSchemes{Scheme::vsock, Scheme::fc_vsock};
 constexpr std::array<Scheme, 1> kRawSchemes{Scheme::raw};
+constexpr std::array<Scheme, 1> kNfqueueSchemes{Scheme::nfqueue};
 
 std::span<const Scheme> side_schemes(Side s) {
     if (s == Side::tcp) return kTcpSchemes;
+    if (s == Side::nfqueue) return kNfqueueSchemes;
     return kVsockLikeSchemes;
 }
 
 std::optional<Side> side_of(Scheme s) {
     if (s == Scheme::tcp) return Side::tcp;
+    if (s == Scheme::nfqueue) return Side::nfqueue;
     if (std::find(kVsockLikeSchemes.begin(), kVsockLikeSchemes.end(), s) !=
         kVsockLikeSchemes.end()) {
         return Side::vsock_like;
@@ -60,7 +63,7 @@ std::span<const Scheme> target_schemes(Target t) {
 std::optional<Target> target_of(const Endpoint& e) {
     if (e.scheme == Scheme::tcp) return Target::tcp;
     if (e.scheme == Scheme::raw) return Target::raw;
-    if (!side_of(e.scheme)) return std::nullopt;
+    if (side_of(e.scheme) != Side::vsock_like) return std::nullopt;
     return e.original_port ? Target::original_port : Target::vsock_like;
 }
 

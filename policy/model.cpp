@@ -16,7 +16,7 @@ auto fields(const Proxy& p) {
                     p.header, p.proxy_protocol, p.allow, p.allowed_cids, p.allowed_sources,
                     p.unix_socket, p.log_connections, p.statistics, p.workers, p.max_connections,
                     p.backlog, p.connect_timeout, p.idle_timeout, p.tcp_nodelay, p.keepalive,
-                    p.splice, p.restart);
+                    p.splice, p.restart, p.accept_when_stream_down, p.fail_open, p.queue_maxlen);
 }
 
 }  // namespace
@@ -24,7 +24,7 @@ auto fields(const Proxy& p) {
 bool same_configuration(const Proxy& a, const Proxy& b) {
     // A new field of Proxy must be added to fields() (or deliberately left out, like pointer);
     // this trips when the struct grows so that it cannot be forgotten.
-    static_assert(sizeof(Proxy) == 824, "compare the new Proxy field in same_configuration()");
+    static_assert(sizeof(Proxy) == 832, "compare the new Proxy field in same_configuration()");
     return fields(a) == fields(b) && text(a.listen) == text(b.listen) &&
            (a.upstream_mode != UpstreamMode::fixed || text(a.upstream) == text(b.upstream));
 }

@@ -35,14 +35,16 @@ constexpr std::array<std::string_view, 7> kTopKeys{
 // The endpoints the metrics server can listen on (supervisor/metrics_server.cpp).
 constexpr std::array<Scheme, 2> kMetricsSchemes{Scheme::tcp, Scheme::unix_stream};
 // In the order of docs/policy.md; unknown-key messages list them so.
-constexpr std::array<std::string_view, 24> kProxyKeys{
+constexpr std::array<std::string_view, 27> kProxyKeys{
     "name", "listen", "listen_family", "upstream",
     // The relay: preamble, egress, admission, socket file.
     "send_original_destination", "header", "proxy_protocol", "allow", "allowed_cids",
     "allowed_sources", "socket_mode", "socket_owner", "socket_group",
     // Limits, tuning and logging.
     "workers", "max_connections", "backlog", "connect_timeout", "idle_timeout", "tcp_nodelay",
-    "keepalive", "splice", "log_connections", "statistics", "restart"};
+    "keepalive", "splice", "log_connections", "statistics", "restart",
+    // nfqueue listeners.
+    "on_stream_down", "fail_open", "queue_maxlen"};
 
 struct ParsedProxy {
     Proxy proxy;
@@ -146,6 +148,7 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
     shape.kind = kind.kind;
     parse_relay_options(check, v, pointer, shape, p);
     parse_relay_tuning(check, v, pointer, p);
+    parse_queue_options(check, v, pointer, shape, p);
     return out;
 }
 

@@ -74,6 +74,7 @@ PacketOptions packet_options(const policy::Proxy& p) {
     PacketOptions o;
     o.upstream = to_string(p.upstream);
     o.log_connections = p.log_connections;
+    o.accept_when_stream_down = p.accept_when_stream_down;
     return o;
 }
 
@@ -95,8 +96,10 @@ Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int inde
             case FdRole::raw_ipv6:
                 h.fds.push_back({role, to_string(p.upstream)});
                 break;
-            case FdRole::datagram_socket:
             case FdRole::nfqueue:
+                h.fds.push_back({role, to_string(p.listen)});
+                break;
+            case FdRole::datagram_socket:
                 throw std::logic_error("kind " + std::string(row.name) + ": no socket for role " +
                                        std::string(role_name(role)));
         }

@@ -28,6 +28,24 @@ Listener ListenerSource::obtain(const policy::Proxy& proxy) {
 
 Listener ListenerSource::obtain_listener(const policy::Proxy& proxy) {
     Listener l;
+    if (kind_row(proxy.kind).fds.front() == FdRole::nfqueue) {
+        // Bound to its queue for the supervisor's whole life, so a restarted worker reads the
+        // same queue; never put in the FD store (a stored copy would keep the queue bound).
+        SocketRequest req;
+        req.role = FdRole::nfqueue;
+        req.endpoint = proxy.listen;
+        req.queue_maxlen = proxy.queue_maxlen;
+        req.fail_open = proxy.fail_open;
+        try {
+            l.fd = open_socket(req, &privs_);
+        } catch (const socket_error& e) {
+            std::string msg = "proxy \"" + proxy.name + "\": cannot read " +
+                              to_string(proxy.listen) + ": " + e.what();
+            throw std::runtime_error(msg);
+        }
+        l.bound = proxy.listen;
+        return l;
+    }
     if (proxy.listen.scheme == Scheme::systemd) {
         auto found = passed_.take(proxy.listen.name);
         if (found.empty()) {

@@ -72,8 +72,8 @@ const Endpoint& fd_endpoint(const policy::Proxy& proxy, FdRole role) {
 
 std::vector<unique_fd> open_other_fds(const policy::Proxy& proxy, const Privileges& privs) {
     std::vector<unique_fd> out;
-    for (const FdRole role : kind_row(proxy.kind).fds) {
-        if (role == FdRole::stream_listener) continue;
+    const auto roles = kind_row(proxy.kind).fds;
+    for (const FdRole role : roles.subspan(1)) {  // the first is the listener (or queue)
         SocketRequest req;
         req.role = role;
         req.endpoint = fd_endpoint(proxy, role);

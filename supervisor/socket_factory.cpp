@@ -217,6 +217,12 @@ unique_fd nfqueue_reader(const SocketRequest& req, const Privileges* privs) {
         const uint32_t maxlen = req.queue_maxlen;
         send("maxlen of", [maxlen](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_qmaxlen(nlh, maxlen); });
     }
+    if (req.fail_open) {
+        send("fail-open flag of", [](nlmsghdr* nlh) {
+            mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(NFQA_CFG_F_FAIL_OPEN));
+            mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_FAIL_OPEN));
+        });
+    }
     tv = timeval{0, 0};
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     return fd;

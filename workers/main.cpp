@@ -232,7 +232,8 @@ int run() {
         verify_capabilities(received.handover);
         upstream_domains = worker_upstream_domains(received.handover);
         for (size_t i = 0; i < received.handover.fds.size(); ++i)
-            if (received.handover.fds[i].role == FdRole::stream_listener)
+            if (received.handover.fds[i].role == FdRole::stream_listener ||
+                received.handover.fds[i].role == FdRole::nfqueue)
                 listener_fd = received.fds[i].get();
     } catch (const std::exception& e) {
         log::error(tag, ": handover refused: ", e.what());

@@ -31,6 +31,9 @@ std::unique_ptr<WorkerBody> make_worker_body(const Handover& h, std::vector<uniq
 // One factory per family (a kind with behaviour of its own adds one file and one case).
 std::unique_ptr<WorkerBody> make_stream_worker(const Handover& h, const StreamOptions& options,
                                                unique_fd listener, EventLoop& loop);
+// nfqueue-to-stream: fds is the nfqueue (nfqueue_sender.cpp).
+std::unique_ptr<WorkerBody> make_nfqueue_sender(const Handover& h, const PacketOptions& options,
+                                                std::vector<unique_fd> fds, EventLoop& loop);
 // stream-to-raw: fds are the listener, the IPv4 and the IPv6 raw injector (raw_injector.cpp).
 std::unique_ptr<WorkerBody> make_raw_injector(const Handover& h, const PacketOptions& options,
                                               std::vector<unique_fd> fds, EventLoop& loop);

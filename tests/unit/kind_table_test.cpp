@@ -34,6 +34,7 @@ std::string read_file(const std::string& rel) {
 // A listener endpoint of the row's side that any test process can bind.
 std::string listen_text(const KindRow& row) {
     if (row.listen == ListenSide::tcp) return "tcp:127.0.0.1:9000";
+    if (row.listen == ListenSide::nfqueue) return "nfqueue:9000";
     return "vsock:any:9000";
 }
 
@@ -158,6 +159,9 @@ TEST(KindTable, EveryRowHasAWorkerBodyForTheFdsTheSupervisorBuilds) {
             ASSERT_EQ(::getsockname(probe.get(), a.get(), &a.len), 0);
             listen = "tcp:" + format_sockaddr(a);
         }
+        // A queue number no other test binds (binding needs root, which this suite runs as).
+        if (row.listen == ListenSide::nfqueue)
+            listen = "nfqueue:" + std::to_string(40000 + ::getpid() % 20000);
         policy::Policy pol = policy::parse_policy(entry_json(row, listen), "row.json");
         const policy::Proxy& proxy = pol.proxies.at(0);
         std::vector<unique_fd> fds;

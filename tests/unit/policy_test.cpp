@@ -72,7 +72,7 @@ constexpr std::string_view kProxyKeyList =
     "allow, "
     "allowed_cids, allowed_sources, socket_mode, socket_owner, socket_group, workers, "
     "max_connections, backlog, connect_timeout, idle_timeout, tcp_nodelay, keepalive, splice, "
-    "log_connections, statistics, restart";
+    "log_connections, statistics, restart, on_stream_down, fail_open, queue_maxlen";
 
 // ---- Diagnostic formatting ----------------------------------------------------------------------
 
@@ -664,7 +664,7 @@ TEST(PolicyErrors, EndpointParseErrorsUseTheEndpointMessage) {
 TEST(PolicyErrors, UnsupportedSchemes) {
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("udp:127.0.0.1:53")", R"("tcp:127.0.0.1:1")")),
               "p.json:5:17: /proxies/0/listen: a udp endpoint is not supported yet "
-              "(supported: tcp, vsock, unix, fc-vsock)");
+              "(supported: tcp, vsock, unix, fc-vsock, nfqueue)");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("vsock:3:80")")),
               "p.json:5:17: /proxies/0/listen: a \"systemd:NAME\" listener needs listen_family "
               "(\"tcp\", \"udp\", \"unix\" or \"vsock\"): the kind of proxy depends on it");
@@ -678,10 +678,8 @@ TEST(PolicyErrors, UnsupportedSchemes) {
               "p.json:6:19: /proxies/0/upstream: a raw upstream needs a vsock, unix or fc-vsock "
               "listener, not tcp");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("nfqueue:3")", R"("systemd:api")")),
-              "p.json:5:17: /proxies/0/listen: an nfqueue endpoint is not supported yet "
-              "(supported: tcp, vsock, unix, fc-vsock)\n"
               "p.json:6:19: /proxies/0/upstream: a systemd endpoint is not supported yet "
-              "(supported: tcp, vsock, unix, fc-vsock, raw)");
+              "(supported: vsock, unix, fc-vsock)");
 }
 
 // ---- Worker kinds -------------------------------------------------------------------------------
@@ -1542,7 +1540,7 @@ TEST(PolicyActivation, ListenFamilyErrors) {
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("tcp:127.0.0.1:81")",
                                   {R"("listen_family": "udp")"})),
               "p.json:5:17: /proxies/0/listen: a udp endpoint is not supported yet "
-              "(supported: tcp, vsock, unix, fc-vsock)");
+              "(supported: tcp, vsock, unix, fc-vsock, nfqueue)");
     // systemd made the socket file: its mode belongs in the .socket unit.
     EXPECT_EQ(errors(proxy_policy(R"("u")", R"("systemd:u")", R"("tcp:127.0.0.1:80")",
                                   {R"("listen_family": "unix")", R"("socket_mode": "0600")"})),
