@@ -1,5 +1,5 @@
-// The endpoint grammar (docs/policy.md "Endpoints"): every form, its canonical text, the seeds'
-// bare forms, the exact error messages, and format_sockaddr for log lines.
+// The endpoint grammar (docs/policy.md "Endpoints"): every form, its canonical text, the seeds' bare
+// forms, the exact error messages, and format_sockaddr for log lines.
 #include "common/endpoint.hpp"
 
 #include <arpa/inet.h>
