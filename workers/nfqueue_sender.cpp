@@ -120,8 +120,15 @@ class NfqueueSender final : public WorkerBody {
                                  " failed: ", std::strerror(errno));
                 continue;
             }
-            mnl_cb_run(recv_.data(), static_cast<size_t>(n), 0, 0, &NfqueueSender::on_message,
-                       this);
+            // An NLMSG_ERROR here answers a verdict (EPERM: CAP_NET_ADMIN was missing when the
+            // socket was opened or now); the packets it named stay queued.
+            if (mnl_cb_run(recv_.data(), static_cast<size_t>(n), 0, 0, &NfqueueSender::on_message,
+                           this) == MNL_CB_ERROR &&
+                !verdict_error_logged_) {
+                verdict_error_logged_ = true;
+                log::error(tag_, ": the kernel refused a verdict on nfqueue ", queue_num_, ": ",
+                           std::strerror(errno));
+            }
         }
         flush_stream();  // the packets first, then their verdicts
         flush_verdicts();
