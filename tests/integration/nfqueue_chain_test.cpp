@@ -11,10 +11,12 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <fstream>
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "harness.hpp"
 #include "netns.hpp"
@@ -46,6 +48,34 @@ uint64_t veth_packets(const NetNs& ns, const std::string& dev) {
     uint64_t tx = 0, rx = 0;
     in >> tx >> rx;
     return tx + rx;
+}
+
+// "waiting" and the reader's port id of queue `q` in ns (/proc/net/netfilter/nfnetlink_queue:
+// queue, portid, waiting, copy mode, range, queue dropped, user dropped, last id, 1).
+struct QueueState {
+    uint64_t portid = 0, waiting = 0;
+    bool found = false;
+};
+QueueState queue_state(const NetNs& ns, int q) {
+    std::istringstream in(ns.exec({"cat", "/proc/net/netfilter/nfnetlink_queue"}));
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream l(line);
+        uint64_t num = 0;
+        QueueState s;
+        if (l >> num >> s.portid >> s.waiting && num == static_cast<uint64_t>(q)) {
+            s.found = true;
+            return s;
+        }
+    }
+    return {};
+}
+
+// The pid of the daemon's worker whose command line names `proxy` ("a-out", "b-in").
+pid_t worker_of(const Daemon& d, const std::string& proxy) {
+    for (pid_t w : d.workers())
+        if (cmdline_of(w).find(proxy + "/0") != std::string::npos) return w;
+    return -1;
 }
 
 class NfqueueChain : public ::testing::Test {
@@ -191,6 +221,45 @@ TEST_F(NfqueueChain, TheReaderKeepsOnlyCapNetAdminAndTheInjectorNothing) {
     }
     EXPECT_EQ(readers, 1);
     EXPECT_EQ(injectors, 1);
+}
+
+// The stream's peer (B's injector) killed with -9 in the middle of 16 MiB: A's reader logs the
+// loss, gives the packets it cannot write their verdict, reconnects once B's supervisor has
+// restarted the injector, and the transfer completes (TCP retransmits what was lost). No packet
+// is left queued.
+TEST_F(NfqueueChain, StreamPeerKilledMidTransferTrafficResumesAndNothingStaysQueued) {
+    std::atomic<bool> killed{false};
+    std::thread killer([&] {
+        // Once the transfer is under way (the injector has a stream and bytes went through).
+        wait_until([&] {
+            return queue_state(*a_, 3).found && da_->log().find("connected") != std::string::npos;
+        });
+        std::this_thread::sleep_for(300ms);
+        const pid_t w = worker_of(*db_, "b-in");
+        if (w > 0 && ::kill(w, SIGKILL) == 0) killed = true;
+    });
+    bulk("10.99.0.2", "10.99.0.1");
+    killer.join();
+    ASSERT_TRUE(killed);
+    EXPECT_TRUE(da_->wait_log("lost: closed by the peer; packets get NF_DROP", 5s)) << da_->log();
+    EXPECT_TRUE(da_->wait_log("stream to unix:" + ab_ + " connected", 5s, 2)) << da_->log();
+    EXPECT_TRUE(wait_until([&] { return queue_state(*a_, 3).waiting == 0; }, 5s));
+    EXPECT_TRUE(wait_until([&] { return queue_state(*b_, 5).waiting == 0; }, 5s));
+}
+
+// The reader killed with -9: its supervisor restarts it on the same queue socket (the same port
+// id in the kernel's table), and traffic flows again.
+TEST_F(NfqueueChain, ReaderKilledIsRestartedOnTheSameQueue) {
+    const QueueState before = queue_state(*a_, 3);
+    ASSERT_TRUE(before.found);
+    const pid_t w = worker_of(*da_, "a-out");
+    ASSERT_GT(w, 0);
+    ASSERT_EQ(::kill(w, SIGKILL), 0);
+    ASSERT_TRUE(da_->wait_log("stream to unix:" + ab_ + " connected", 10s, 2)) << da_->log();
+    EXPECT_NE(worker_of(*da_, "a-out"), w);
+    EXPECT_EQ(queue_state(*a_, 3).portid, before.portid) << "a new socket was bound";
+    bulk("10.99.0.2", "10.99.0.1");
+    EXPECT_EQ(queue_state(*a_, 3).waiting, 0u);
 }
 
 }  // namespace
