@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "supervisor/compat/bind_probe.hpp"
+#include "supervisor/compat/raw_proxy_tools.hpp"
 #include "supervisor/compat/tcp_proxy_tools.hpp"
 #include "supervisor/compat/vsockproxy.hpp"
 #include "supervisor/daemon.hpp"
@@ -28,6 +29,10 @@ constexpr std::array kCommands{
     // The name the PF-Proxy tools' documentation uses for transparent-port-to-vsock.
     CommandEntry{"port-to-vsock-transparent", Tool::transparent_port_to_vsock},
     CommandEntry{"vsockproxy", Tool::vsockproxy},
+    CommandEntry{"ip-to-vsock-raw-incoming", Tool::ip_to_vsock_raw_incoming},
+    CommandEntry{"ip-to-vsock-raw-outgoing", Tool::ip_to_vsock_raw_outgoing},
+    CommandEntry{"vsock-to-ip-raw-incoming", Tool::vsock_to_ip_raw_incoming},
+    CommandEntry{"vsock-to-ip-raw-outgoing", Tool::vsock_to_ip_raw_outgoing},
 };
 
 void write_all(int fd, std::string_view s) {
@@ -65,6 +70,7 @@ std::optional<Tool> tool_for(std::string_view command) {
 std::variant<Finished, SeedCommand> parse_command_line(Tool tool, std::string_view command,
                                                        const std::vector<std::string>& args) {
     if (tool == Tool::vsockproxy) return parse_vsockproxy(command, args);
+    if (is_raw_tool(tool)) return parse_raw_proxy_tool(tool, command, args);
     return parse_tcp_proxy_tool(tool, command, args);
 }
 
@@ -85,7 +91,9 @@ int run(Tool tool, std::string_view command, const std::vector<std::string>& arg
         print(*cmd.late_error);
         return 1;
     }
-    if (auto failure = probe_listener(cmd.policy.proxies.front().listen)) {
+    // A queue is not probed: binding it needs CAP_NET_ADMIN, and the daemon's error says enough.
+    const Endpoint& listen = cmd.policy.proxies.front().listen;
+    if (auto failure = listen.scheme == Scheme::nfqueue ? std::nullopt : probe_listener(listen)) {
         print(bind_failure(cmd, failure->stage, failure->err));
         return 1;
     }
