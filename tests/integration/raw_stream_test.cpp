@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <cstring>
 #include <string>
@@ -114,7 +115,8 @@ class RawStream : public ::testing::Test {
         unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
         sockaddr_un a{};
         a.sun_family = AF_UNIX;
-        std::strncpy(a.sun_path, sock_.c_str(), sizeof a.sun_path - 1);
+        const std::string& path = unix_path_.empty() ? sock_ : unix_path_;
+        std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
         if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return {};
         set_timeouts(fd.get(), 5s);
         return fd;
@@ -137,6 +139,7 @@ class RawStream : public ::testing::Test {
     unique_fd udp4_, udp6_;
     TempDir dir_;
     std::string sock_;
+    std::string unix_path_;  // connect_stream() goes here instead when set
     std::unique_ptr<Daemon> daemon_;
 };
 
@@ -213,6 +216,76 @@ TEST_F(RawStream, TheInjectorHoldsNoCapabilityUnderItsSeccompFilter) {
     const Bytes p = udp_packet("10.88.0.1", "10.88.0.2", "locked");
     ASSERT_TRUE(write_all(c.get(), p.data(), p.size()));
     EXPECT_EQ(receive(udp4_.get()), "locked") << daemon_->log();
+}
+
+// The seed's command line runs the same kind: vsock-to-ip-raw-incoming on a Unix listener (one of
+// pf-proxy's vsock-like forms) with --device vp injects what it is sent.
+TEST_F(RawStream, SeedCommandVsockToIpRawIncomingInjectsThroughItsDevice) {
+    const std::string path = dir_.path() + "/seed.sock";
+    auto cmd = p_->run([&] {
+        return std::make_unique<RunningCommand>(std::vector<std::string>{
+            bin_dir() + "/vsock-to-ip-raw-incoming", "--vsock-addr", "unix:" + path, "-d", "vp"});
+    });
+    ASSERT_TRUE(cmd->wait_err("ready", 10s)) << cmd->err();
+    unix_path_ = path;
+    unique_fd c = connect_stream();
+    ASSERT_TRUE(c) << cmd->err();
+    const Bytes p = udp_packet("10.88.0.1", "10.88.0.2", "from-the-seed-command");
+    ASSERT_TRUE(write_all(c.get(), p.data(), p.size()));
+    EXPECT_EQ(receive(udp4_.get()), "from-the-seed-command") << cmd->err();
+    c.reset();  // else the stop waits the drain timeout for this stream
+    EXPECT_EQ(cmd->terminate(), 0) << cmd->err();
+}
+
+// The four commands' help, version and a bad flag, exactly.
+TEST(RawSeedCommands, HelpVersionAndErrors) {
+    const std::string footer =
+        "\npf-proxy: this command runs one proxy through the pf-proxyd supervisor and a sandboxed\n"
+        "worker; see the migration guide (migration.md) for the equivalent policy entry.\n";
+    CommandResult r = run_command({bin_dir() + "/vsock-to-ip-raw-incoming", "-h"});
+    EXPECT_EQ(WEXITSTATUS(r.status), 0);
+    EXPECT_EQ(
+        r.output,
+        "Usage: vsock-to-ip-raw-incoming [OPTIONS] --vsock-addr <VSOCK_ADDR> --device "
+        "<DEVICE>\n\nOptions:\n"
+        "  -v, --vsock-addr <VSOCK_ADDR>  vsock address to listen on <cid:port>\n"
+        "  -d, --device <DEVICE>          network device to forward packets on\n"
+        "      --user <USER>              pf-proxy: run as this user once the socket is open\n"
+        "  -h, --help                     Print help\n"
+        "  -V, --version                  Print version\n" +
+            footer);
+    r = run_command({bin_dir() + "/ip-to-vsock-raw-incoming", "--help"});
+    EXPECT_EQ(WEXITSTATUS(r.status), 0);
+    EXPECT_EQ(
+        r.output,
+        "Usage: ip-to-vsock-raw-incoming [OPTIONS] --vsock-addr <VSOCK_ADDR> --queue-num "
+        "<QUEUE_NUM>\n\nOptions:\n"
+        "  -v, --vsock-addr <VSOCK_ADDR>  vsock address to forward packets to <cid:port>\n"
+        "  -q, --queue-num <QUEUE_NUM>    nfqueue number of the listener <num>\n"
+        "      --user <USER>              pf-proxy: run as this user once the socket is open\n"
+        "  -h, --help                     Print help\n"
+        "  -V, --version                  Print version\n" +
+            footer);
+    for (const std::string name : {"ip-to-vsock-raw-incoming", "ip-to-vsock-raw-outgoing",
+                                   "vsock-to-ip-raw-incoming", "vsock-to-ip-raw-outgoing"}) {
+        r = run_command({bin_dir() + "/" + name, "-V"});
+        EXPECT_EQ(WEXITSTATUS(r.status), 0);
+        EXPECT_EQ(r.output.rfind(name + " ", 0), 0u) << r.output;  // clap's "NAME VERSION"
+        EXPECT_EQ(r.output.find('\n'), r.output.size() - 1) << r.output;
+        r = run_command({bin_dir() + "/" + name, "--vsock-addr", "3:1200", "--bogus"});
+        EXPECT_EQ(WEXITSTATUS(r.status), 1) << name;
+        EXPECT_EQ(r.output.substr(0, r.output.find('\n')),
+                  "error: unexpected argument '--bogus' found")
+            << name;
+    }
+    r = run_command({bin_dir() + "/ip-to-vsock-raw-outgoing", "-v", "3:1200", "-q", "65536"});
+    EXPECT_EQ(WEXITSTATUS(r.status), 1);
+    EXPECT_EQ(r.output,
+              "error: invalid value '65536' for '--queue-num <QUEUE_NUM>': number too large to "
+              "fit in target type\n\nFor more information, try '--help'.\n");
+    r = run_command({bin_dir() + "/vsock-to-ip-raw-outgoing", "-v", "3-1200"});
+    EXPECT_EQ(WEXITSTATUS(r.status), 1);
+    EXPECT_EQ(r.output, "Error: invalid vsock address, should contain one colon [:] sign\n");
 }
 
 }  // namespace
