@@ -1505,8 +1505,7 @@ TEST_F(PolicyLoad, OversizedFile) {
     EXPECT_EQ(load_error(path), path + ": the policy is larger than 16 MiB");
 }
 
-// ---- Socket activation: "systemd:NAME" + listen_family
-// --------------------------------------------
+// ---- Socket activation: "systemd:NAME" + listen_family --------------------------------------------
 
 TEST(PolicyActivation, ListenFamilyChoosesTheKind) {
     Policy p = parse_policy(proxy_policy(R"("web")", R"("systemd:web")", R"("vsock:3:80")",
@@ -1548,27 +1547,29 @@ TEST(PolicyActivation, ListenFamilyErrors) {
               "systemd passes (set SocketMode=, SocketUser= and SocketGroup= in the .socket "
               "unit)");
     // Checked like a listener pf-proxyd opens: allowed_sources is for TCP.
-    EXPECT_EQ(errors(proxy_policy(
-                  R"("v")", R"("systemd:v")", R"("tcp:127.0.0.1:80")",
-                  {R"("listen_family": "vsock")", R"("allowed_sources": ["10.0.0.0/8"])"})),
+    EXPECT_EQ(errors(proxy_policy(R"("v")", R"("systemd:v")", R"("tcp:127.0.0.1:80")",
+                                  {R"("listen_family": "vsock")",
+                                   R"("allowed_sources": ["10.0.0.0/8"])"})),
               "p.json:8:26: /proxies/0/allowed_sources: allowed_sources applies only to tcp "
               "listeners, not vsock");
 }
 
 TEST(PolicyActivation, SameConfigurationIgnoresOnlyThePointer) {
-    const std::string text =
-        proxy_policy(R"("web")", R"("tcp:127.0.0.1:80")", R"("tcp:127.0.0.1:81")");
+    const std::string text = proxy_policy(R"("web")", R"("tcp:127.0.0.1:80")",
+                                          R"("tcp:127.0.0.1:81")");
     Policy a = parse_policy(text, "a.json");
     Policy b = parse_policy(text, "b.json");
     b.proxies[0].pointer = "/proxies/7";
     EXPECT_TRUE(same_configuration(a.proxies[0], b.proxies[0]));
     b.proxies[0].idle_timeout = milliseconds(5);
     EXPECT_FALSE(same_configuration(a.proxies[0], b.proxies[0]));
-    Policy c = parse_policy(
-        proxy_policy(R"("web")", R"("tcp:127.0.0.1:80")", R"("tcp:127.0.0.1:82")"), "c.json");
+    Policy c = parse_policy(proxy_policy(R"("web")", R"("tcp:127.0.0.1:80")",
+                                         R"("tcp:127.0.0.1:82")"),
+                            "c.json");
     EXPECT_FALSE(same_configuration(a.proxies[0], c.proxies[0]));
-    Policy d = parse_policy(
-        proxy_policy(R"("web")", R"("tcp:127.0.0.2:80")", R"("tcp:127.0.0.1:81")"), "d.json");
+    Policy d = parse_policy(proxy_policy(R"("web")", R"("tcp:127.0.0.2:80")",
+                                         R"("tcp:127.0.0.1:81")"),
+                            "d.json");
     EXPECT_FALSE(same_configuration(a.proxies[0], d.proxies[0]));
 }
 
