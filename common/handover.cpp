@@ -119,6 +119,28 @@ json header_json(const Handover& h) {
             {"drain_timeout_ms", h.drain_timeout.count()}};
 }
 
+json packet_json(const PacketOptions& o) {
+    return {{"upstream", o.upstream},
+            {"log_connections", o.log_connections},
+            {"accept_when_stream_down", o.accept_when_stream_down},
+            {"connect_timeout_ms", o.connect_timeout.count()},
+            {"backoff_initial_ms", o.backoff_initial.count()},
+            {"backoff_max_ms", o.backoff_max.count()}};
+}
+
+PacketOptions packet_from_json(const json& j) {
+    static const json reference = packet_json(PacketOptions{});
+    require_keys(j, reference, "packet options");
+    PacketOptions o;
+    o.upstream = j.at("upstream").get<std::string>();
+    o.log_connections = j.at("log_connections").get<bool>();
+    o.accept_when_stream_down = j.at("accept_when_stream_down").get<bool>();
+    o.connect_timeout = duration(j, "connect_timeout_ms");
+    o.backoff_initial = duration(j, "backoff_initial_ms");
+    o.backoff_max = duration(j, "backoff_max_ms");
+    return o;
+}
+
 json fd_json(const HandoverFd& f) {
     return {{"role", std::string(role_name(f.role))}, {"endpoint", f.endpoint}};
 }
@@ -130,8 +152,10 @@ json options_json(const FamilyOptions& o) {
             using T = std::decay_t<decltype(opts)>;
             if constexpr (std::is_same_v<T, StreamOptions>)
                 return {{std::string(kind_family_name(KindFamily::stream)), stream_json(opts)}};
-            if constexpr (std::is_same_v<T, DatagramOptions>)
+            else if constexpr (std::is_same_v<T, DatagramOptions>)
                 return {{std::string(kind_family_name(KindFamily::datagram)), datagram_json(opts)}};
+            else if constexpr (std::is_same_v<T, PacketOptions>)
+                return {{std::string(kind_family_name(KindFamily::packet)), packet_json(opts)}};
         },
         o);
 }
@@ -189,6 +213,9 @@ Handover Handover::from_json(const std::string& text) {
                 h.options = datagram_from_json(options.at(family_key));
                 break;
             case KindFamily::packet:
+                h.options = packet_from_json(options.at(family_key));
+                break;
+            case KindFamily::datagram:
             case KindFamily::tunnel:
                 throw bad("no worker body for the " + family_key + " family");
         }

@@ -60,8 +60,24 @@ struct DatagramOptions {
     bool operator==(const DatagramOptions&) const = default;
 };
 
+// The packet family (docs/wire-formats.md, "Raw packet stream"): whole IP packets between a
+// stream and the kernel.
+struct PacketOptions {
+    // Canonical endpoint text: raw:DEVICE or raw:route (stream-to-raw), the stream's vsock: or
+    // unix: endpoint (nfqueue-to-stream).
+    std::string upstream;
+    bool log_connections = false;
+    // nfqueue-to-stream: the verdict of a packet that cannot be written (NF_DROP or NF_ACCEPT),
+    // the stream's connect timeout and its reconnect backoff (doubling).
+    bool accept_when_stream_down = false;
+    std::chrono::milliseconds connect_timeout{4'000};
+    std::chrono::milliseconds backoff_initial{1'000};
+    std::chrono::milliseconds backoff_max{64'000};
+    bool operator==(const PacketOptions&) const = default;
+};
+
 // One alternative per family that has a worker body.
-using FamilyOptions = std::variant<StreamOptions, DatagramOptions>;
+using FamilyOptions = std::variant<StreamOptions, DatagramOptions, PacketOptions>;
 
 struct Handover {
     std::string proxy;  // policy name

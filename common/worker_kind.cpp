@@ -15,6 +15,12 @@ constexpr std::array kRedirectedTcp{UpstreamTarget::original_destination,
                                     UpstreamTarget::base_address};
 constexpr std::array kDatagramOnly{FdRole::datagram_socket};
 constexpr std::array kIpDomains{AF_INET, AF_INET6};
+constexpr std::array kListenerAndInjectors{FdRole::stream_listener, FdRole::raw_ipv4,
+                                           FdRole::raw_ipv6};
+constexpr std::span<const int> kNoDomains{};
+constexpr std::array kNfqueueOnly{FdRole::nfqueue};
+constexpr std::array kNetlinkDomain{AF_NETLINK};
+constexpr std::array kNetAdmin{CAP_NET_ADMIN};
 // fc-vsock is a Unix socket on the host (Firecracker's hybrid vsock); unix: upstreams too.
 constexpr std::array kVsockDomains{AF_VSOCK, AF_UNIX};
 constexpr std::span<const int> kNoCapabilities{};
@@ -138,6 +144,34 @@ constexpr std::array<KindRow, kWorkerKindCount> kRows{{
      .capabilities = kNoCapabilities,
      .capabilities_why = "its socket is handed over and its flow sockets are unprivileged",
      .log = {"udp", "udp", "UDP"}},
+    {.kind = WorkerKind::stream_to_raw,
+     .name = "stream-to-raw",
+     .summary = "vsock-like listener -> IP packets injected through raw sockets",
+     .family = KindFamily::packet,
+     .listen = ListenSide::vsock_like,
+     .upstream = UpstreamTarget::raw,
+     .fds = kListenerAndInjectors,
+     .upstream_domains = kNoDomains,
+     .upstream_why = "none: the supervisor opens both raw injectors",
+     .connect_why = "",
+     .capabilities = kNoCapabilities,
+     .capabilities_why = "raw sockets opened by the supervisor keep sending without CAP_NET_RAW",
+     .log = {"vsock", "ip", "raw"}},
+    {.kind = WorkerKind::nfqueue_to_stream,
+     .name = "nfqueue-to-stream",
+     .summary = "packets of an nfqueue -> one vsock or unix stream, each then dropped",
+     .family = KindFamily::packet,
+     .listen = ListenSide::nfqueue,
+     .upstream = UpstreamTarget::vsock_like,
+     .fds = kNfqueueOnly,
+     .upstream_domains = kVsockDomains,
+     .upstream_why =
+         "the one stream to the vsock (or unix) upstream; no AF_INET, packet or netlink",
+     .connect_why = "non-blocking connect (and reconnect with backoff) to the fixed upstream",
+     .capabilities = kNetAdmin,
+     .capabilities_why =
+         "the kernel checks CAP_NET_ADMIN of the process sending each nfqueue verdict",
+     .log = {"ip", "vsock", "vsock"}},
 }};
 
 // Rows are indexed by their kind; a row out of place would hand one kind another's sandbox.
@@ -206,6 +240,7 @@ bool reads_original_dst(const KindRow& row) {
 
 std::span<const int> listener_domains(ListenSide side) {
     if (side == ListenSide::tcp || side == ListenSide::udp) return kIpDomains;
+    if (side == ListenSide::nfqueue) return kNetlinkDomain;
     return kVsockDomains;
 }
 

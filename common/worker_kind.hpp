@@ -24,6 +24,8 @@ enum class WorkerKind {
     vsock_to_ip_transparent,    // vsock-like listener -> TCP destination read from the stream
     vsock_to_vsock,             // vsock-like listener -> fixed vsock-like upstream (vsockproxy)
     udp_forward,                // UDP socket -> fixed UDP upstream, one flow per client (udpfwd)
+    stream_to_raw,              // vsock-like listener -> IP packets injected by raw sockets
+    nfqueue_to_stream,          // packets of an nfqueue -> one vsock-like stream
 };
 
 // How a kind moves data; each family has one worker body and one sandbox profile shape.
@@ -52,7 +54,7 @@ enum class UpstreamMode {
 };
 
 // A listener, as far as choosing a kind goes.
-enum class ListenSide { tcp, vsock_like, udp };  // vsock-like: vsock, unix or fc-vsock
+enum class ListenSide { tcp, vsock_like, udp, nfqueue };  // vsock-like: vsock, unix or fc-vsock
 
 // What a relay connects to, as far as choosing a kind goes.
 enum class UpstreamTarget {
@@ -63,6 +65,7 @@ enum class UpstreamTarget {
     original_destination,  // "original-destination"
     base_address,          // a tcp: endpoint with `base_address: true`
     udp,                   // a udp: endpoint
+    raw,                   // a raw: endpoint (raw:DEVICE or raw:route): packets injected
 };
 
 // The deployed tools' per-connection wording, which operators' log parsing relies on.
@@ -100,7 +103,7 @@ struct KindRow {
 
 std::span<const KindRow> kind_table();
 const KindRow& kind_row(WorkerKind k);  // every kind has a row (a table test checks)
-inline constexpr size_t kWorkerKindCount = 8;
+inline constexpr size_t kWorkerKindCount = 10;
 
 std::string_view kind_name(WorkerKind k);
 std::optional<WorkerKind> kind_from_name(std::string_view name);

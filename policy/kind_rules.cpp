@@ -24,16 +24,20 @@ constexpr std::array<Scheme, 3> kVsockLikeSchemes{Scheme::vsock, Scheme::unix_st
                                                   Scheme::fc_vsock};
 // Endpoints whose port may be original-port (unix: has no port).
 constexpr std::array<Scheme, 2> kOriginalPortSchemes{Scheme::vsock, Scheme::fc_vsock};
+constexpr std::array<Scheme, 1> kRawSchemes{Scheme::raw};
+constexpr std::array<Scheme, 1> kNfqueueSchemes{Scheme::nfqueue};
 
 std::span<const Scheme> side_schemes(Side s) {
     if (s == Side::tcp) return kTcpSchemes;
     if (s == Side::udp) return kUdpSchemes;
+    if (s == Side::nfqueue) return kNfqueueSchemes;
     return kVsockLikeSchemes;
 }
 
 std::optional<Side> side_of(Scheme s) {
     if (s == Scheme::tcp) return Side::tcp;
     if (s == Scheme::udp) return Side::udp;
+    if (s == Scheme::nfqueue) return Side::nfqueue;
     if (std::find(kVsockLikeSchemes.begin(), kVsockLikeSchemes.end(), s) !=
         kVsockLikeSchemes.end()) {
         return Side::vsock_like;
@@ -52,6 +56,8 @@ std::span<const Scheme> target_schemes(Target t) {
             return kOriginalPortSchemes;
         case Target::udp:
             return kUdpSchemes;
+        case Target::raw:
+            return kRawSchemes;
         case Target::destination_header:
         case Target::original_destination:
         case Target::base_address:
@@ -63,7 +69,8 @@ std::span<const Scheme> target_schemes(Target t) {
 std::optional<Target> target_of(const Endpoint& e) {
     if (e.scheme == Scheme::tcp) return Target::tcp;
     if (e.scheme == Scheme::udp) return Target::udp;
-    if (!side_of(e.scheme)) return std::nullopt;
+    if (e.scheme == Scheme::raw) return Target::raw;
+    if (side_of(e.scheme) != Side::vsock_like) return std::nullopt;
     return e.original_port ? Target::original_port : Target::vsock_like;
 }
 
@@ -73,6 +80,7 @@ std::string target_text(Target t) {
         case Target::tcp:
         case Target::vsock_like:
         case Target::udp:
+        case Target::raw:
             return schemes_in_prose(target_schemes(t)) + " upstream";
         case Target::original_port:
             return "an original-port upstream";

@@ -16,7 +16,8 @@ auto fields(const Proxy& p) {
                     p.header, p.proxy_protocol, p.allow, p.allow_any, p.allowed_cids,
                     p.allowed_sources, p.unix_socket, p.log_connections, p.statistics, p.workers,
                     p.max_connections, p.backlog, p.connect_timeout, p.idle_timeout, p.tcp_nodelay,
-                    p.keepalive, p.splice, p.restart, p.max_flows, p.batch);
+                    p.keepalive, p.splice, p.restart, p.max_flows, p.batch,
+                    p.accept_when_stream_down, p.fail_open, p.queue_maxlen);
 }
 
 }  // namespace

@@ -78,7 +78,12 @@ struct Proxy {
     Keepalive keepalive;
     bool splice = true;  // false: copy through user-space buffers
     RestartPolicy restart;
-    std::string pointer;  // "/proxies/N", for messages about this entry
+    // nfqueue listeners: what a packet gets when the stream cannot take it ("drop" or "accept"),
+    // whether the kernel accepts packets when the queue is full (fail_open), the queue's length.
+    bool accept_when_stream_down = false;
+    bool fail_open = false;
+    uint32_t queue_maxlen = 0;  // 0: the kernel's default (1024)
+    std::string pointer;        // "/proxies/N", for messages about this entry
 };
 
 // Same configuration (everything but where in the file it was written): a reload leaves such a

@@ -35,7 +35,7 @@ constexpr std::array<std::string_view, 7> kTopKeys{
 // The endpoints the metrics server can listen on (supervisor/metrics_server.cpp).
 constexpr std::array<Scheme, 2> kMetricsSchemes{Scheme::tcp, Scheme::unix_stream};
 // In the order of docs/policy.md; unknown-key messages list them so.
-constexpr std::array<std::string_view, 27> kProxyKeys{
+constexpr std::array<std::string_view, 30> kProxyKeys{
     "name", "listen", "listen_family", "upstream", "base_address",
     // The relay: preamble, egress, admission, socket file.
     "send_original_destination", "header", "proxy_protocol", "allow", "allowed_cids",
@@ -44,7 +44,9 @@ constexpr std::array<std::string_view, 27> kProxyKeys{
     "workers", "max_connections", "backlog", "connect_timeout", "idle_timeout", "tcp_nodelay",
     "keepalive", "splice", "log_connections", "statistics", "restart",
     // Datagram forwarders.
-    "max_flows", "batch"};
+    "max_flows", "batch",
+    // nfqueue listeners.
+    "on_stream_down", "fail_open", "queue_maxlen"};
 
 struct ParsedProxy {
     Proxy proxy;
@@ -161,6 +163,7 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
     parse_relay_options(check, v, pointer, shape, p);
     parse_relay_tuning(check, v, pointer, p);
     parse_family_keys(check, v, pointer, kind.kind, p);
+    parse_queue_options(check, v, pointer, shape, p);
     return out;
 }
 

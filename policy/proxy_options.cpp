@@ -248,6 +248,38 @@ void parse_relay_options(Checker& check, const json& v, const std::string& point
     }
 }
 
+void parse_queue_options(Checker& check, const json& v, const std::string& pointer,
+                         const RelayShape& shape, Proxy& p) {
+    static constexpr std::array<std::string_view, 2> kVerdicts{"drop", "accept"};
+    const auto at = [&pointer](std::string_view key) { return pointer + "/" + std::string(key); };
+    const bool queue = !shape.listen || *shape.listen == Scheme::nfqueue;
+    // One stream at a time, one reader per queue: two workers would share (and interleave) both.
+    if (shape.kind && kind_row(*shape.kind).family == KindFamily::packet && p.workers != 1 &&
+        member(v, "workers"))
+        check.error(at("workers"), "expected 1: " + std::string(kind_name(*shape.kind)) +
+                                       " runs one worker (one stream, one queue reader)");
+    // The reader never reads from its stream, so it cannot take fc-vsock's CONNECT/OK exchange.
+    if (shape.listen == Scheme::nfqueue && p.upstream_mode == UpstreamMode::fixed &&
+        p.upstream.scheme == Scheme::fc_vsock)
+        check.error(at("upstream"),
+                    "an nfqueue listener writes to a vsock: or unix: upstream, not fc-vsock (its "
+                    "reader never reads from the stream, and fc-vsock answers CONNECT)");
+    for (const std::string_view key : {"on_stream_down", "fail_open", "queue_maxlen"}) {
+        const json* x = member(v, key);
+        if (!x) continue;
+        if (!queue) {
+            check.error(at(key), std::string(key) + " applies only to nfqueue listeners, not " +
+                                     std::string(scheme_name(*shape.listen)));
+        } else if (key == "on_stream_down") {
+            if (auto i = check.choice(*x, at(key), kVerdicts)) p.accept_when_stream_down = *i == 1;
+        } else if (key == "fail_open") {
+            if (auto b = check.boolean(*x, at(key))) p.fail_open = *b;
+        } else if (auto n = check.integer(*x, at(key), 1, 1'000'000)) {
+            p.queue_maxlen = static_cast<uint32_t>(*n);
+        }
+    }
+}
+
 void parse_relay_tuning(Checker& check, const json& v, const std::string& pointer, Proxy& p) {
     const auto at = [&pointer](std::string_view key) { return pointer + "/" + std::string(key); };
     if (const json* x = member(v, "workers")) {

@@ -78,6 +78,14 @@ DatagramOptions datagram_options(const policy::Proxy& p) {
     return o;
 }
 
+PacketOptions packet_options(const policy::Proxy& p) {
+    PacketOptions o;
+    o.upstream = to_string(p.upstream);
+    o.log_connections = p.log_connections;
+    o.accept_when_stream_down = p.accept_when_stream_down;
+    return o;
+}
+
 Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int index, int generation,
                         std::chrono::milliseconds drain_timeout) {
     const KindRow& row = kind_row(p.kind);
@@ -95,7 +103,12 @@ Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int inde
                 break;
             case FdRole::raw_ipv4:
             case FdRole::raw_ipv6:
+                h.fds.push_back({role, to_string(p.upstream)});
+                break;
             case FdRole::nfqueue:
+                h.fds.push_back({role, to_string(p.listen)});
+                break;
+            case FdRole::datagram_socket:
                 throw std::logic_error("kind " + std::string(row.name) + ": no socket for role " +
                                        std::string(role_name(role)));
         }
@@ -108,6 +121,8 @@ Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int inde
             h.options = datagram_options(p);
             break;
         case KindFamily::packet:
+            h.options = packet_options(p);
+            break;
         case KindFamily::tunnel:
             throw std::logic_error("kind " + std::string(row.name) + ": no options for its family");
     }

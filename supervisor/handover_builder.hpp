@@ -24,5 +24,7 @@ StreamOptions stream_options(const policy::Proxy& p);
 
 // The datagram family's options; a worker gets its share of max_flows.
 DatagramOptions datagram_options(const policy::Proxy& p);
+// The packet family's options of a policy entry.
+PacketOptions packet_options(const policy::Proxy& p);
 
 }  // namespace pfp::supervisor

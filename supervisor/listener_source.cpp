@@ -16,7 +16,36 @@ ListenerSource::ListenerSource(const Privileges& privs, std::optional<Identity> 
     : privs_(privs), identity_(std::move(identity)), passed_(std::move(passed)) {}
 
 Listener ListenerSource::obtain(const policy::Proxy& proxy) {
+    Listener l = obtain_listener(proxy);
+    try {
+        l.others = open_other_fds(proxy, privs_);
+    } catch (...) {
+        discard(l);
+        throw;
+    }
+    return l;
+}
+
+Listener ListenerSource::obtain_listener(const policy::Proxy& proxy) {
     Listener l;
+    if (kind_row(proxy.kind).fds.front() == FdRole::nfqueue) {
+        // Bound to its queue for the supervisor's whole life, so a restarted worker reads the
+        // same queue; never put in the FD store (a stored copy would keep the queue bound).
+        SocketRequest req;
+        req.role = FdRole::nfqueue;
+        req.endpoint = proxy.listen;
+        req.queue_maxlen = proxy.queue_maxlen;
+        req.fail_open = proxy.fail_open;
+        try {
+            l.fd = open_socket(req, &privs_);
+        } catch (const socket_error& e) {
+            std::string msg = "proxy \"" + proxy.name + "\": cannot read " +
+                              to_string(proxy.listen) + ": " + e.what();
+            throw std::runtime_error(msg);
+        }
+        l.bound = proxy.listen;
+        return l;
+    }
     if (proxy.listen.scheme == Scheme::systemd) {
         auto found = passed_.take(proxy.listen.name);
         if (found.empty()) {
@@ -94,6 +123,7 @@ void ListenerSource::discard(Listener& l) {
         passed_.give_back(std::move(l.passed));
     }
     l.fd.reset();
+    l.others.clear();
 }
 
 Listener ListenerSource::share(const policy::Proxy& proxy, const Listener& donor) {
@@ -104,6 +134,12 @@ Listener ListenerSource::share(const policy::Proxy& proxy, const Listener& donor
                                  to_string(proxy.listen) + ": " + std::strerror(errno));
     }
     l.bound = donor.bound;
+    for (const auto& fd : donor.others) {
+        l.others.emplace_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+        if (!l.others.back())
+            throw std::runtime_error("proxy \"" + proxy.name +
+                                     "\": cannot share its raw sockets: " + std::strerror(errno));
+    }
     // An activated socket stays systemd's (the donor keeps the entry); any other is stored
     // under the new proxy's name once the reload commits.
     l.origin = donor.origin == Listener::Origin::activated ? Listener::Origin::activated
@@ -120,6 +156,7 @@ void ListenerSource::release(const policy::Proxy& proxy, Listener& l) {
         remove_stored_fd(store_name(proxy.name));
     }
     l.fd.reset();
+    l.others.clear();
 }
 
 void ListenerSource::report_unused() {

@@ -4,6 +4,7 @@
 // supervisor, so reloads and `pf-proxyctl start` get listeners the same way as start-up.
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/endpoint.hpp"
 #include "common/unique_fd.hpp"
@@ -19,6 +20,9 @@ struct Listener {
     enum class Origin { opened, stored, activated } origin = Origin::opened;
     PassedSockets::Entry passed;  // activated: the entry, returned when the proxy lets go
     bool store_pending = false;   // the FD store does not have it yet: commit() sends it
+    // The kind's other fds (raw injectors), in its row's order after the listener: opened with
+    // the listener, while the supervisor still holds the capability they need.
+    std::vector<unique_fd> others;
     explicit operator bool() const { return static_cast<bool>(fd); }
 };
 
@@ -48,6 +52,7 @@ class ListenerSource {
     void report_unused();
 
   private:
+    Listener obtain_listener(const policy::Proxy& proxy);
     const Privileges& privs_;
     std::optional<Identity> identity_;
     PassedSockets passed_;

@@ -59,11 +59,46 @@ std::string describe_upstream(const policy::Proxy& p) {
     return std::string(upstream_mode_name(p.upstream_mode));
 }
 
+const Endpoint& fd_endpoint(const policy::Proxy& proxy, FdRole role) {
+    switch (role) {
+        case FdRole::raw_ipv4:
+        case FdRole::raw_ipv6:
+            return proxy.upstream;
+        case FdRole::stream_listener:
+        case FdRole::datagram_socket:
+        case FdRole::nfqueue:
+            break;
+    }
+    return proxy.listen;
+}
+
+std::vector<unique_fd> open_other_fds(const policy::Proxy& proxy, const Privileges& privs) {
+    std::vector<unique_fd> out;
+    const auto roles = kind_row(proxy.kind).fds;
+    for (const FdRole role : roles.subspan(1)) {  // the first is the listener (or queue)
+        SocketRequest req;
+        req.role = role;
+        req.endpoint = fd_endpoint(proxy, role);
+        try {
+            out.push_back(open_socket(req, &privs));
+        } catch (const socket_error& e) {
+            std::string msg = "proxy \"" + proxy.name + "\": cannot open its " +
+                              std::string(role_name(role)) + " on " + to_string(req.endpoint) +
+                              ": " + e.call;
+            if (e.err != 0) msg += std::string(": ") + std::strerror(e.err);
+            if (e.err == EPERM && !privs.have(CAP_NET_RAW))
+                msg += " (a raw socket needs CAP_NET_RAW, which pf-proxyd does not hold)";
+            throw std::runtime_error(msg);
+        }
+    }
+    return out;
+}
+
 std::set<int> caps_to_open(const policy::Policy& p) {
     std::set<int> caps;
     for (const auto& proxy : p.proxies) {
         for (const FdRole role : kind_row(proxy.kind).fds)
-            caps.merge(capabilities_to_open(role, proxy.listen));
+            caps.merge(capabilities_to_open(role, fd_endpoint(proxy, role)));
         if (is_unix_listener(proxy.listen) && !listener_path(proxy.listen).empty())
             caps.insert(CAP_CHOWN);  // only used when the owner differs from who we are
     }

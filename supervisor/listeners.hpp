@@ -4,6 +4,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "common/endpoint.hpp"
 #include "common/unique_fd.hpp"
@@ -24,6 +25,14 @@ std::set<int> caps_to_keep(const policy::Policy& p);
 // supervisor will switch to: the default owner of Unix socket files.
 unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
                         const std::optional<Identity>& identity);
+
+// What the socket of `role` is opened on: the listener on `listen`, raw injectors on `upstream`.
+const Endpoint& fd_endpoint(const policy::Proxy& proxy, FdRole role);
+
+// The fds of the proxy's kind other than its listener, in its row's order (raw injectors, bound to
+// the upstream's device). Throws std::runtime_error naming the proxy, the endpoint and, on EPERM,
+// the capability that was missing.
+std::vector<unique_fd> open_other_fds(const policy::Proxy& proxy, const Privileges& privs);
 
 // TCP_NODELAY and keep-alive of the policy on a TCP listener (accepted sockets inherit them);
 // nothing for other families.

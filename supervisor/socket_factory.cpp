@@ -184,8 +184,16 @@ unique_fd nfqueue_reader(const SocketRequest& req, const Privileges* privs) {
         throw socket_error(SocketStep::socket, "an nfqueue reader needs an nfqueue: endpoint",
                            EINVAL);
     // Blocking while it is configured here (the ACK is waited for); the worker sets O_NONBLOCK.
-    unique_fd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER));
-    if (!fd) throw socket_error(SocketStep::socket, "socket(NETLINK_NETFILTER)", errno);
+    // Created with CAP_NET_ADMIN in effect: the kernel checks a verdict against the credentials
+    // the socket was opened with as well as against the sender's (netlink_net_capable), so a
+    // queue socket opened without it can never give a verdict, whoever holds it.
+    int nl = -1;
+    const int nl_err = with_cap(privs, CAP_NET_ADMIN, [&] {
+        nl = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+        return nl;
+    });
+    unique_fd fd(nl);
+    if (!fd) throw socket_error(SocketStep::socket, "socket(NETLINK_NETFILTER)", nl_err);
     sockaddr_nl local{};
     local.nl_family = AF_NETLINK;
     if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) < 0)
@@ -216,6 +224,12 @@ unique_fd nfqueue_reader(const SocketRequest& req, const Privileges* privs) {
     if (req.queue_maxlen != 0) {
         const uint32_t maxlen = req.queue_maxlen;
         send("maxlen of", [maxlen](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_qmaxlen(nlh, maxlen); });
+    }
+    if (req.fail_open) {
+        send("fail-open flag of", [](nlmsghdr* nlh) {
+            mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(NFQA_CFG_F_FAIL_OPEN));
+            mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_FAIL_OPEN));
+        });
     }
     tv = timeval{0, 0};
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);

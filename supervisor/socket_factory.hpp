@@ -50,6 +50,7 @@ struct SocketRequest {
     // The socket file's mode from the moment it exists (bind runs under the matching umask).
     mode_t file_mode = 0;
     uint32_t queue_maxlen = 0;  // nfqueue: 0 keeps the kernel's default
+    bool fail_open = false;     // nfqueue: the kernel accepts packets when the queue is full
 };
 
 // The capabilities opening `e` for `role` needs (CAP_NET_BIND_SERVICE for a privileged port,

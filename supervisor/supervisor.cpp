@@ -216,7 +216,9 @@ void Supervisor::start_worker(ProxyState& p, size_t slot_index) {
         // fd before trusting it.
         const Handover h = build_handover(p.config, p.listener.bound, w->index, p.generation,
                                           policy_.drain_timeout);
-        ipc::send(w->control.get(), ipc::Type::handover, h.to_json(), {p.listener.fd.get()});
+        std::vector<int> fds{p.listener.fd.get()};
+        for (const auto& fd : p.listener.others) fds.push_back(fd.get());
+        ipc::send(w->control.get(), ipc::Type::handover, h.to_json(), fds);
     } catch (const std::exception& e) {
         log::error("proxy \"", p.config.name, "\" worker ", slot_index, ": ", e.what());
         if (w->pid > 0) {
@@ -510,6 +512,7 @@ void Supervisor::begin_stop(const char* why) {
     for (auto* list : {&proxies_, &removed_}) {
         for (auto& p : *list) {
             p->listener.fd.reset();  // our copy; the workers close theirs on DRAIN
+            p->listener.others.clear();
             drain_proxy(*p);
         }
     }

@@ -41,7 +41,12 @@ const char* worker_state(WorkerProcess::State s) {
     return "?";
 }
 
+// Raw injectors are bound to the upstream's device and opened with the listener: a listener
+// whose kind has them is the same only with the same kind and upstream.
 bool same_listen(const policy::Proxy& a, const policy::Proxy& b) {
+    const bool others = kind_row(a.kind).fds.size() > 1 || kind_row(b.kind).fds.size() > 1;
+    if (others && (a.kind != b.kind || to_string(a.upstream) != to_string(b.upstream)))
+        return false;
     return to_string(a.listen) == to_string(b.listen) && a.listen_family == b.listen_family;
 }
 

@@ -202,6 +202,15 @@ std::vector<int> worker_upstream_domains(const Handover& h) {
         throw handover_refused("upstream " + o->upstream + " is not a socket kind " +
                                std::string(row.name) + " may create");
     }
+    // The queue reader's one stream: its upstream's family only (stream-to-raw creates none).
+    if (const auto* o = std::get_if<PacketOptions>(&h.options);
+        o && !row.upstream_domains.empty()) {
+        const int family = parse_endpoint(o->upstream).family();
+        for (int d : row.upstream_domains)
+            if (d == family) return {family};
+        throw handover_refused("upstream " + o->upstream + " is not a socket kind " +
+                               std::string(row.name) + " may create");
+    }
     return {row.upstream_domains.begin(), row.upstream_domains.end()};
 }
 
@@ -241,7 +250,8 @@ int run() {
         upstream_domains = worker_upstream_domains(received.handover);
         landlock_rules = sandbox::landlock_rules(received.handover);
         for (size_t i = 0; i < received.handover.fds.size(); ++i)
-            if (received.handover.fds[i].role == FdRole::stream_listener)
+            if (received.handover.fds[i].role == FdRole::stream_listener ||
+                received.handover.fds[i].role == FdRole::nfqueue)
                 listener_fd = received.fds[i].get();
     } catch (const std::exception& e) {
         log::error(tag, ": handover refused: ", e.what());

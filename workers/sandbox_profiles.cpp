@@ -212,6 +212,64 @@ Profile datagram_profile(const KindRow& row) {
     };
 }
 
+// The nfqueue reader (workers/nfqueue_sender.cpp) keeps CAP_NET_ADMIN, with which a netlink
+// socket would reach nf_tables, conntrack and ipset: so it may create only the one stream socket of
+// its upstream's family (never AF_NETLINK), and has no setsockopt, ioctl, bind or accept. Reading
+// the queue and sending verdicts are recv/send on the handed-over socket (baseline).
+Profile nfqueue_profile(const KindRow& row) {
+    std::string domain_desc = "domain ";
+    std::vector<uint64_t> domains;
+    for (int d : row.upstream_domains) {
+        if (!domains.empty()) domain_desc += " or ";
+        domain_desc += family_name(d);
+        domains.push_back(static_cast<uint64_t>(d));
+    }
+    domain_desc += ", type SOCK_STREAM (+NONBLOCK/CLOEXEC)";
+    return Profile{
+        .kind = row.kind,
+        .rules =
+            {
+                {.name = "socket",
+                 .why = row.upstream_why,
+                 .arg_index = 0,
+                 .arg_values = domains,
+                 .arg_desc = domain_desc,
+                 .arg2_index = 1,
+                 .arg2_values = kStreamTypes},
+                {.name = "connect", .why = row.connect_why},
+                {.name = "getsockopt",
+                 .why = "result of a non-blocking connect",
+                 .arg_index = 1,
+                 .arg_values = {SOL_SOCKET},
+                 .arg_desc = "level SOL_SOCKET, optname SO_ERROR",
+                 .arg2_index = 2,
+                 .arg2_values = {SO_ERROR}},
+                {.name = "shutdown",
+                 .why = "the stream's read side, so nothing the peer sends is ever read; never "
+                        "the nfqueue socket",
+                 .arg_index = 0,
+                 .arg_values = {kListenerFd},
+                 .arg_desc = "fd is not the handed-over nfqueue socket",
+                 .arg_not_equal = true},
+            },
+        .capabilities = {row.capabilities.begin(), row.capabilities.end()},
+        .capabilities_why = row.capabilities_why,
+    };
+}
+
+// The packet family's injector (workers/raw_injector.cpp): it accepts one stream at a time and
+// sends on the raw sockets it was given (sendto is in the baseline). It creates no socket and sets
+// no option: the supervisor opened and bound the raw sockets.
+Profile packet_profile(const KindRow& row) {
+    if (row.fds.front() == FdRole::nfqueue) return nfqueue_profile(row);
+    return Profile{
+        .kind = row.kind,
+        .rules = {{.name = "accept4", .why = "the packet stream, one at a time"}},
+        .capabilities = {row.capabilities.begin(), row.capabilities.end()},
+        .capabilities_why = row.capabilities_why,
+    };
+}
+
 // The family's syscalls for one row; a family without a worker body has no profile yet.
 Profile family_profile(const KindRow& row) {
     switch (row.family) {
@@ -220,6 +278,7 @@ Profile family_profile(const KindRow& row) {
         case KindFamily::datagram:
             return datagram_profile(row);
         case KindFamily::packet:
+            return packet_profile(row);
         case KindFamily::tunnel:
             break;
     }

@@ -52,6 +52,10 @@ std::unique_ptr<WorkerBody> make_worker_body(const Handover& h, std::vector<uniq
             return make_datagram_worker(h, std::get<DatagramOptions>(h.options),
                                         std::move(fds.at(0)), loop);
         case KindFamily::packet:
+            if (kind_row(h.kind).fds.front() == FdRole::nfqueue)
+                return make_nfqueue_sender(h, std::get<PacketOptions>(h.options), std::move(fds),
+                                           loop);
+            return make_raw_injector(h, std::get<PacketOptions>(h.options), std::move(fds), loop);
         case KindFamily::tunnel:
             break;
     }

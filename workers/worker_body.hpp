@@ -33,5 +33,11 @@ std::unique_ptr<WorkerBody> make_stream_worker(const Handover& h, const StreamOp
                                                unique_fd listener, EventLoop& loop);
 std::unique_ptr<WorkerBody> make_datagram_worker(const Handover& h, const DatagramOptions& options,
                                                  unique_fd sock, EventLoop& loop);
+// nfqueue-to-stream: fds is the nfqueue (nfqueue_sender.cpp).
+std::unique_ptr<WorkerBody> make_nfqueue_sender(const Handover& h, const PacketOptions& options,
+                                                std::vector<unique_fd> fds, EventLoop& loop);
+// stream-to-raw: fds are the listener, the IPv4 and the IPv6 raw injector (raw_injector.cpp).
+std::unique_ptr<WorkerBody> make_raw_injector(const Handover& h, const PacketOptions& options,
+                                              std::vector<unique_fd> fds, EventLoop& loop);
 
 }  // namespace pfp::worker

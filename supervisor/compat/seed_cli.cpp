@@ -13,6 +13,7 @@
 #include "supervisor/compat/bind_probe.hpp"
 #include "supervisor/compat/pid_file.hpp"
 #include "supervisor/compat/portfwd.hpp"
+#include "supervisor/compat/raw_proxy_tools.hpp"
 #include "supervisor/compat/tcp_proxy_tools.hpp"
 #include "supervisor/compat/vsockproxy.hpp"
 #include "supervisor/daemon.hpp"
@@ -36,6 +37,10 @@ constexpr std::array kCommands{
     CommandEntry{"vsockproxy", Tool::vsockproxy},
     CommandEntry{"tcpfwd", Tool::tcpfwd},
     CommandEntry{"udpfwd", Tool::udpfwd},
+    CommandEntry{"ip-to-vsock-raw-incoming", Tool::ip_to_vsock_raw_incoming},
+    CommandEntry{"ip-to-vsock-raw-outgoing", Tool::ip_to_vsock_raw_outgoing},
+    CommandEntry{"vsock-to-ip-raw-incoming", Tool::vsock_to_ip_raw_incoming},
+    CommandEntry{"vsock-to-ip-raw-outgoing", Tool::vsock_to_ip_raw_outgoing},
 };
 
 void write_all(int fd, std::string_view s) {
@@ -88,6 +93,7 @@ std::variant<Finished, SeedCommand> parse_command_line(Tool tool, std::string_vi
                                                        const std::vector<std::string>& args) {
     if (tool == Tool::vsockproxy) return parse_vsockproxy(command, args);
     if (tool == Tool::tcpfwd || tool == Tool::udpfwd) return parse_portfwd(tool, command, args);
+    if (is_raw_tool(tool)) return parse_raw_proxy_tool(tool, command, args);
     return parse_tcp_proxy_tool(tool, command, args);
 }
 
@@ -110,7 +116,9 @@ int run(Tool tool, std::string_view command, const std::vector<std::string>& arg
         print(*cmd.late_error);
         return 1;
     }
-    if (auto failure = probe_listener(cmd.policy.proxies.front().listen)) {
+    // A queue is not probed: binding it needs CAP_NET_ADMIN, and the daemon's error says enough.
+    const Endpoint& listen = cmd.policy.proxies.front().listen;
+    if (auto failure = listen.scheme == Scheme::nfqueue ? std::nullopt : probe_listener(listen)) {
         print(bind_failure(cmd, failure->stage, failure->err));
         return 1;
     }

@@ -34,6 +34,10 @@ enum class Tool {
     vsockproxy,
     tcpfwd,
     udpfwd,
+    ip_to_vsock_raw_incoming,  // Oyster raw proxies: nfqueue -> vsock -> raw socket
+    ip_to_vsock_raw_outgoing,
+    vsock_to_ip_raw_incoming,
+    vsock_to_ip_raw_outgoing,
 };
 
 // Every command name pf-proxy-compat answers to (the links installed beside it).

@@ -77,9 +77,7 @@ std::vector<OptSpec> options_for(Tool tool) {
                     kUserOpt,
                     kHelpOpt,
                     kVersionOpt};
-        case Tool::vsockproxy:
-        case Tool::tcpfwd:
-        case Tool::udpfwd:
+        default:  // vsockproxy and the raw tools have files of their own
             break;
     }
     return {kUserOpt, kHelpOpt, kVersionOpt};
@@ -89,34 +87,6 @@ std::vector<OptSpec> options_for(Tool tool) {
 
 bool has_prefix(std::string_view s, std::string_view p) {
     return s.substr(0, p.size()) == p;
-}
-
-// A vsock-side argument: the seeds' CID:PORT (their split_vsock, with its messages), or one of
-// pf-proxy's vsock-like endpoints (vsock:any:5000, fc-vsock:/run/fc.sock:5000, unix:/path).
-std::variant<Endpoint, std::string> parse_vsock_arg(std::string_view text) {
-    if (has_prefix(text, "vsock:") || has_prefix(text, "fc-vsock:") || has_prefix(text, "unix:")) {
-        try {
-            Endpoint e = parse_endpoint(text);
-            if (e.original_port) {
-                return anyhow_error("invalid endpoint " + rust_debug(text) +
-                                        ": original-port is for transparent-port-to-vsock only",
-                                    "");
-            }
-            return e;
-        } catch (const endpoint_error& e) {
-            return anyhow_error(e.what(), "");
-        }
-    }
-    const size_t colon = text.find(':');
-    if (colon == std::string_view::npos) {
-        return anyhow_error("invalid vsock address, should contain one colon [:] sign", "");
-    }
-    const RustU32 cid = rust_parse_u32(text.substr(0, colon));
-    if (!cid.value) return anyhow_error("failed to parse cid as a u32", cid.error);
-    const RustU32 port = rust_parse_u32(text.substr(colon + 1));
-    if (!port.value) return anyhow_error("failed to parse port as a u32", port.error);
-    return parse_endpoint_or_bare(std::to_string(*cid.value) + ":" + std::to_string(*port.value),
-                                  Scheme::vsock);
 }
 
 // A TCP-side argument: IP:PORT, [IPv6]:PORT or tcp:...; the error is the cause to report.
@@ -265,9 +235,7 @@ std::variant<Finished, SeedCommand> build(Tool tool, std::string_view command,
             proxy["upstream"] = "vsock:" + std::to_string(*cid.value) + ":original-port";
             break;
         }
-        case Tool::vsockproxy:
-        case Tool::tcpfwd:
-        case Tool::udpfwd:
+        default:
             break;
     }
     for (auto& [key, value] : extra.items()) proxy[key] = std::move(value);
@@ -275,6 +243,32 @@ std::variant<Finished, SeedCommand> build(Tool tool, std::string_view command,
 }
 
 }  // namespace
+
+std::variant<Endpoint, std::string> parse_vsock_arg(std::string_view text) {
+    if (has_prefix(text, "vsock:") || has_prefix(text, "fc-vsock:") || has_prefix(text, "unix:")) {
+        try {
+            Endpoint e = parse_endpoint(text);
+            if (e.original_port) {
+                return anyhow_error("invalid endpoint " + rust_debug(text) +
+                                        ": original-port is for transparent-port-to-vsock only",
+                                    "");
+            }
+            return e;
+        } catch (const endpoint_error& e) {
+            return anyhow_error(e.what(), "");
+        }
+    }
+    const size_t colon = text.find(':');
+    if (colon == std::string_view::npos) {
+        return anyhow_error("invalid vsock address, should contain one colon [:] sign", "");
+    }
+    const RustU32 cid = rust_parse_u32(text.substr(0, colon));
+    if (!cid.value) return anyhow_error("failed to parse cid as a u32", cid.error);
+    const RustU32 port = rust_parse_u32(text.substr(colon + 1));
+    if (!port.value) return anyhow_error("failed to parse port as a u32", port.error);
+    return parse_endpoint_or_bare(std::to_string(*cid.value) + ":" + std::to_string(*port.value),
+                                  Scheme::vsock);
+}
 
 std::variant<Finished, SeedCommand> parse_tcp_proxy_tool(Tool tool, std::string_view command,
                                                          const std::vector<std::string>& args) {

@@ -34,7 +34,8 @@ KNOWN_DIFFERENCES = [
     (r"duplicate key ", "duplicate object keys are invisible after parsing"),
     # Values inside strings that need arithmetic or the system, not a pattern.
     (r"invalid endpoint .*(is not an IPv[46] address|port must be|CID must be|"
-     r"bytes; a Unix socket address holds|unknown interface|scope id|IPv6 addresses must be)",
+     r"bytes; a Unix socket address holds|unknown interface|scope id|IPv6 addresses must be|"
+     r"queue number must be)",
      "address and number ranges inside endpoint strings"),
     (r"invalid (allow entry|source CIDR) .*(is not an IPv[46] address|prefix length|host bits|port range|"
      r"port must be|scope ids)", "address, prefix and port ranges inside allow entries and CIDRs"),

@@ -15,6 +15,7 @@
 #include "common/worker_kind.hpp"
 #include "policy/parse.hpp"
 #include "supervisor/handover_builder.hpp"
+#include "supervisor/listeners.hpp"
 #include "supervisor/socket_factory.hpp"
 #include "workers/handover.hpp"
 #include "workers/sandbox.hpp"
@@ -34,6 +35,7 @@ std::string read_file(const std::string& rel) {
 std::string listen_text(const KindRow& row) {
     if (row.listen == ListenSide::tcp) return "tcp:127.0.0.1:9000";
     if (row.listen == ListenSide::udp) return "udp:127.0.0.1:9000";
+    if (row.listen == ListenSide::nfqueue) return "nfqueue:9000";
     return "vsock:any:9000";
 }
 
@@ -53,6 +55,8 @@ std::string upstream_text(UpstreamTarget target) {
             return "tcp:10.1.0.0:9001";
         case UpstreamTarget::udp:
             return "udp:127.0.0.1:9001";
+        case UpstreamTarget::raw:
+            return "raw:route";
     }
     return "";
 }
@@ -164,6 +168,9 @@ TEST(KindTable, EveryRowHasAWorkerBodyForTheFdsTheSupervisorBuilds) {
             ASSERT_EQ(::getsockname(probe.get(), a.get(), &a.len), 0);
             listen = (udp ? "udp:" : "tcp:") + format_sockaddr(a);
         }
+        // A queue number no other test binds (binding needs root, which this suite runs as).
+        if (row.listen == ListenSide::nfqueue)
+            listen = "nfqueue:" + std::to_string(40000 + ::getpid() % 20000);
         policy::Policy pol =
             policy::parse_policy(entry_json(row, listen, row.upstream), "row.json");
         const policy::Proxy& proxy = pol.proxies.at(0);
@@ -172,7 +179,8 @@ TEST(KindTable, EveryRowHasAWorkerBodyForTheFdsTheSupervisorBuilds) {
         for (FdRole role : row.fds) {
             supervisor::SocketRequest req;
             req.role = role;
-            req.endpoint = bound;
+            req.endpoint =
+                role == FdRole::stream_listener ? bound : supervisor::fd_endpoint(proxy, role);
             fds.push_back(supervisor::open_socket(req, nullptr));
         }
         const Handover h = supervisor::build_handover(proxy, bound, 0, 1, std::chrono::seconds(1));

@@ -73,7 +73,7 @@ constexpr std::string_view kProxyKeyList =
     "allow, "
     "allowed_cids, allowed_sources, socket_mode, socket_owner, socket_group, workers, "
     "max_connections, backlog, connect_timeout, idle_timeout, tcp_nodelay, keepalive, splice, "
-    "log_connections, statistics, restart, max_flows, batch";
+    "log_connections, statistics, restart, max_flows, batch, on_stream_down, fail_open, queue_maxlen";
 
 // ---- Diagnostic formatting ----------------------------------------------------------------------
 
@@ -679,6 +679,12 @@ TEST(PolicyErrors, UnsupportedSchemes) {
               "(supported: tcp, vsock, unix, fc-vsock, udp)\n"
               "p.json:6:19: /proxies/0/upstream: a systemd endpoint is not supported yet "
               "(supported: tcp, vsock, unix, fc-vsock, udp)");
+    EXPECT_EQ(errors(proxy_policy(R"("web")", R"("vsock:any:80")", R"("nfqueue:3")")),
+              "p.json:6:19: /proxies/0/upstream: an nfqueue endpoint is not supported yet "
+              "(supported: tcp, vsock, unix, fc-vsock, udp, raw)");
+    EXPECT_EQ(errors(proxy_policy(R"("web")", R"("tcp:127.0.0.1:1")", R"("raw:route")")),
+              "p.json:6:19: /proxies/0/upstream: a raw upstream needs a vsock, unix or fc-vsock "
+              "listener, not tcp");
 }
 
 // ---- Worker kinds -------------------------------------------------------------------------------

@@ -15,10 +15,13 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstddef>
+#include <cstring>
 #include <functional>
 #include <ostream>
 #include <set>
@@ -27,6 +30,7 @@
 #include <vector>
 
 #include "sandbox_child.hpp"
+#include "tests/support/require.hpp"
 #include "workers/sandbox.hpp"
 
 namespace pfp::sandbox {
@@ -220,6 +224,32 @@ void add_per_kind(size_t k, std::vector<Case>& out) {
                  return static_cast<long>(::socket(domain, other, 0));
              }});
     }
+    // A kind that makes no upstream connection (the packet injector) may not connect, set even
+    // keep-alive, or shut a socket down.
+    auto has = [&p](std::string_view name) {
+        const auto rules = production_rules(p);
+        return std::any_of(rules.begin(), rules.end(),
+                           [name](const SyscallRule& r) { return r.name == name; });
+    };
+    if (!has("connect"))
+        out.push_back({k, "connect", SYS_connect, [](const Before& b) {
+                           sockaddr_in a{};
+                           a.sin_family = AF_INET;
+                           a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                           a.sin_port = htons(9);
+                           return static_cast<long>(
+                               ::connect(b.inet, reinterpret_cast<sockaddr*>(&a), sizeof a));
+                       }});
+    if (!has("setsockopt"))
+        out.push_back({k, "setsockopt_keepalive", SYS_setsockopt, [](const Before& b) {
+                           int one = 1;
+                           return static_cast<long>(
+                               ::setsockopt(b.inet, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one));
+                       }});
+    if (!has("shutdown"))
+        out.push_back({k, "shutdown", SYS_shutdown, [](const Before& b) {
+                           return static_cast<long>(::shutdown(b.inet, SHUT_RDWR));
+                       }});
     const auto options = allowed_getsockopt(p);
     for (const auto& level : kLevels) {
         int opt = 1;
@@ -293,7 +323,10 @@ TEST_P(SandboxKindWorks, AllowedCallsDoNotKill) {
     const Profile& p = profile_for(kind_at(k));
     const auto domains = allowed_domains(p);
     const auto options = allowed_getsockopt(p);
-    ASSERT_FALSE(domains.empty()) << kind_name(p.kind) << " may create no socket";
+    // Exactly the row's upstream domains: none for the injector, whose sockets are handed over.
+    const std::set<uint64_t> expected(kind_row(p.kind).upstream_domains.begin(),
+                                      kind_row(p.kind).upstream_domains.end());
+    EXPECT_EQ(domains, expected) << kind_name(p.kind);
     EXPECT_EXIT(
         {
             const int inet = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -328,6 +361,43 @@ TEST_P(SandboxKindWorks, AllowedCallsDoNotKill) {
                 }
                 if (::kill(::getpid(), 0) < 0) return 3;
                 if (::syscall(SYS_tgkill, ::getpid(), ::gettid(), 0) < 0) return 4;
+                return 0;
+            });
+        },
+        testing::ExitedWithCode(0), "");
+}
+
+// The injector's whole data path after lock-down: accept a stream on a handed-over listener and
+// send an IP packet on a raw socket someone else opened (here: this test, as root).
+TEST(SandboxPacketKindWorks, InjectorAcceptsAndSendsOnAHandedOverRawSocket) {
+    const int raw = ::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+    if (raw >= 0) ::close(raw);
+    PFP_REQUIRE(raw < 0 ? "CAP_NET_RAW (root) to make the raw socket a supervisor would" : "");
+    EXPECT_EXIT(
+        {
+            const int raw4 = ::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+            const int lst = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            sockaddr_un a{};
+            a.sun_family = AF_UNIX;
+            const std::string name = "pfp-injector-" + std::to_string(::getpid());
+            std::memcpy(a.sun_path + 1, name.data(), name.size());
+            const socklen_t len =
+                static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+            if (::bind(lst, reinterpret_cast<sockaddr*>(&a), len) < 0 || ::listen(lst, 1) < 0)
+                _exit(5);
+            const int peer = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (::connect(peer, reinterpret_cast<sockaddr*>(&a), len) < 0) _exit(6);
+            locked_as(WorkerKind::stream_to_raw, FilterMode::trap, [&] {
+                if (::accept4(lst, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC) < 0) return 3;
+                // A UDP packet to 127.0.0.1:9 (discard), header and all.
+                uint8_t pkt[28] = {0x45, 0, 0,   28, 0, 0, 0, 0, 64, 17, 0, 0, 127, 0,
+                                   0,    1, 127, 0,  0, 1, 0, 9, 0,  9,  0, 8, 0,   0};
+                sockaddr_in dst{};
+                dst.sin_family = AF_INET;
+                dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                if (::sendto(raw4, pkt, sizeof pkt, 0, reinterpret_cast<sockaddr*>(&dst),
+                             sizeof dst) != static_cast<ssize_t>(sizeof pkt))
+                    return 4;
                 return 0;
             });
         },

@@ -1,0 +1,291 @@
+// The stream-to-raw kind with real raw sockets: pf-proxyd in namespace P listens on a Unix socket
+// and injects the packets written there through raw sockets bound to a veth device; UDP servers in
+// namespace S receive them. IPv4 and IPv6, several packets per write and a packet split across
+// writes; an invalid header ends the stream and the client that waited meanwhile is served next;
+// the running worker holds no capability under its seccomp filter.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+#include "netns.hpp"
+
+using namespace pfp::test;
+using pfp::unique_fd;
+
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+constexpr uint16_t kPort = 5000;
+
+uint32_t sum16(const uint8_t* p, size_t n, uint32_t sum = 0) {
+    for (size_t i = 0; i + 1 < n; i += 2) sum += (uint32_t{p[i]} << 8) | p[i + 1];
+    if (n % 2) sum += uint32_t{p[n - 1]} << 8;
+    return sum;
+}
+
+uint16_t fold(uint32_t sum) {
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    return static_cast<uint16_t>(~sum);
+}
+
+// UDP from src:4000 to dst:kPort. IPv4: checksum 0 (none); the kernel fills the IP header's.
+Bytes udp_packet(const std::string& src, const std::string& dst, const std::string& payload) {
+    const bool v6 = dst.find(':') != std::string::npos;
+    const size_t ip = v6 ? 40 : 20;
+    Bytes p(ip + 8 + payload.size());
+    const size_t udp_len = 8 + payload.size();
+    if (v6) {
+        p[0] = 0x60;
+        p[4] = static_cast<uint8_t>(udp_len >> 8);
+        p[5] = static_cast<uint8_t>(udp_len);
+        p[6] = IPPROTO_UDP;
+        p[7] = 64;
+        inet_pton(AF_INET6, src.c_str(), &p[8]);
+        inet_pton(AF_INET6, dst.c_str(), &p[24]);
+    } else {
+        p[0] = 0x45;
+        p[2] = static_cast<uint8_t>(p.size() >> 8);
+        p[3] = static_cast<uint8_t>(p.size());
+        p[8] = 64;
+        p[9] = IPPROTO_UDP;
+        inet_pton(AF_INET, src.c_str(), &p[12]);
+        inet_pton(AF_INET, dst.c_str(), &p[16]);
+    }
+    uint8_t* u = &p[ip];
+    u[0] = 4000 >> 8;
+    u[1] = 4000 & 0xff;
+    u[2] = kPort >> 8;
+    u[3] = kPort & 0xff;
+    u[4] = static_cast<uint8_t>(udp_len >> 8);
+    u[5] = static_cast<uint8_t>(udp_len);
+    std::memcpy(u + 8, payload.data(), payload.size());
+    if (v6) {  // mandatory in IPv6: pseudo-header (addresses, length, next header) + UDP
+        uint32_t s = sum16(&p[8], 32);
+        s += static_cast<uint32_t>(udp_len) + IPPROTO_UDP;
+        uint16_t c = fold(sum16(u, udp_len, s));
+        if (c == 0) c = 0xffff;
+        u[6] = static_cast<uint8_t>(c >> 8);
+        u[7] = static_cast<uint8_t>(c);
+    }
+    return p;
+}
+
+class RawStream : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        PFP_REQUIRE_NETNS();
+        p_ = std::make_unique<NetNs>("p");
+        s_ = std::make_unique<NetNs>("s");
+        veth_ = std::make_unique<Veth>(*p_, "vp", *s_, "vs");
+        p_->ip({"addr", "add", "10.88.0.1/24", "dev", "vp"});
+        p_->ip({"addr", "add", "fd00:88::1/64", "dev", "vp", "nodad"});
+        s_->ip({"addr", "add", "10.88.0.2/24", "dev", "vs"});
+        s_->ip({"addr", "add", "fd00:88::2/64", "dev", "vs", "nodad"});
+        udp4_ = udp_in(*s_, "10.88.0.2");
+        udp6_ = udp_in(*s_, "fd00:88::2");
+        sock_ = dir_.path() + "/raw.sock";
+        daemon_ = start_daemon(
+            *p_, R"({"user": "nobody", "drain_timeout": "1s", "proxies": [{"name": "inject", )"
+                 R"("listen": "unix:)" +
+                     sock_ + R"(", "upstream": "raw:vp", "log_connections": true}]})");
+        ASSERT_TRUE(daemon_->wait_ready(10s)) << daemon_->log();
+    }
+
+    static unique_fd udp_in(const NetNs& ns, const std::string& ip) {
+        return ns.run([&] {
+            const pfp::SockAddr a = make_addr(ip, kPort);
+            unique_fd fd(::socket(a.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
+            if (!fd || ::bind(fd.get(), a.get(), a.len) < 0)
+                throw std::runtime_error("udp bind " + ip + ": " + std::strerror(errno));
+            set_timeouts(fd.get(), 5s);
+            return fd;
+        });
+    }
+
+    unique_fd connect_stream() const {
+        unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        const std::string& path = unix_path_.empty() ? sock_ : unix_path_;
+        std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+        if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return {};
+        set_timeouts(fd.get(), 5s);
+        return fd;
+    }
+
+    // The next datagram's payload and sender ("" on timeout).
+    static std::string receive(int fd, std::string* from = nullptr) {
+        char buf[2048];
+        sockaddr_storage peer{};
+        socklen_t len = sizeof peer;
+        const ssize_t n =
+            ::recvfrom(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&peer), &len);
+        if (n < 0) return "";
+        if (from) *from = pfp::format_sockaddr(reinterpret_cast<sockaddr*>(&peer), len);
+        return std::string(buf, static_cast<size_t>(n));
+    }
+
+    std::unique_ptr<NetNs> p_, s_;
+    std::unique_ptr<Veth> veth_;
+    unique_fd udp4_, udp6_;
+    TempDir dir_;
+    std::string sock_;
+    std::string unix_path_;  // connect_stream() goes here instead when set
+    std::unique_ptr<Daemon> daemon_;
+};
+
+TEST_F(RawStream, Ipv4AndIpv6PacketsReachServersInTheOtherNamespace) {
+    unique_fd c = connect_stream();
+    ASSERT_TRUE(c);
+    // 40 packets of both families in one write.
+    Bytes burst;
+    for (int i = 0; i < 20; ++i) {
+        const Bytes a = udp_packet("10.88.0.1", "10.88.0.2", "v4-" + std::to_string(i));
+        const Bytes b = udp_packet("fd00:88::1", "fd00:88::2", "v6-" + std::to_string(i));
+        burst.insert(burst.end(), a.begin(), a.end());
+        burst.insert(burst.end(), b.begin(), b.end());
+    }
+    ASSERT_TRUE(write_all(c.get(), burst.data(), burst.size()));
+    for (int i = 0; i < 20; ++i) {
+        std::string from4, from6;
+        EXPECT_EQ(receive(udp4_.get(), &from4), "v4-" + std::to_string(i)) << daemon_->log();
+        EXPECT_EQ(from4, "10.88.0.1:4000");
+        EXPECT_EQ(receive(udp6_.get(), &from6), "v6-" + std::to_string(i)) << daemon_->log();
+        EXPECT_EQ(from6, "[fd00:88::1]:4000");
+    }
+    // One 1400-byte packet a byte at a time.
+    const Bytes big = udp_packet("10.88.0.1", "10.88.0.2", std::string(1372, 'x'));
+    ASSERT_EQ(big.size(), 1400u);
+    for (uint8_t byte : big) ASSERT_TRUE(write_all(c.get(), &byte, 1));
+    EXPECT_EQ(receive(udp4_.get()), std::string(1372, 'x'));
+    EXPECT_TRUE(daemon_->wait_log("packet stream from", 5s)) << daemon_->log();
+}
+
+TEST_F(RawStream, InvalidHeaderEndsTheStreamAndTheWaitingClientIsServedNext) {
+    unique_fd first = connect_stream();
+    ASSERT_TRUE(first);
+    const Bytes good = udp_packet("10.88.0.1", "10.88.0.2", "first");
+    ASSERT_TRUE(write_all(first.get(), good.data(), good.size()));
+    ASSERT_EQ(receive(udp4_.get()), "first") << daemon_->log();
+    // A second client while the first is open: it waits in the backlog, nothing of it is injected.
+    unique_fd second = connect_stream();
+    ASSERT_TRUE(second);
+    const Bytes waiting = udp_packet("10.88.0.1", "10.88.0.2", "second");
+    ASSERT_TRUE(write_all(second.get(), waiting.data(), waiting.size()));
+    // Version 5 at stream offset 33 (after the 33-byte packet above): the stream ends there.
+    const uint8_t bad[20] = {0x55};
+    ASSERT_TRUE(write_all(first.get(), bad, sizeof bad));
+    std::string rest;
+    EXPECT_TRUE(read_to_eof(first.get(), rest)) << "the worker did not close the bad stream";
+    EXPECT_TRUE(
+        daemon_->wait_log("invalid IP header at stream offset 33 (packet 2 starting at "
+                          "offset 33): version is neither 4 nor 6",
+                          5s))
+        << daemon_->log();
+    // Then the waiting client's packet goes through.
+    EXPECT_EQ(receive(udp4_.get()), "second") << daemon_->log();
+    EXPECT_TRUE(daemon_->wait_log("one stream at a time", 5s, 2)) << daemon_->log();
+}
+
+TEST_F(RawStream, TheInjectorHoldsNoCapabilityUnderItsSeccompFilter) {
+    const auto workers = daemon_->wait_workers(1);
+    ASSERT_EQ(workers.size(), 1u);
+    const pid_t w = workers[0];
+    EXPECT_EQ(status_field(w, "CapEff"), "0000000000000000");
+    EXPECT_EQ(status_field(w, "CapPrm"), "0000000000000000");
+    EXPECT_EQ(status_field(w, "CapAmb"), "0000000000000000");
+    EXPECT_EQ(status_field(w, "Uid").substr(0, 5), "65534");
+    EXPECT_EQ(status_field(w, "NoNewPrivs"), "1");
+    EXPECT_EQ(status_field(w, "Seccomp"), "2");
+    // Its fds: the handed-over listener and both raw sockets, its control socket, stdio, epoll.
+    int sockets = 0;
+    for (const auto& t : fd_targets(w))
+        if (t.find("socket:") != std::string::npos) ++sockets;
+    EXPECT_EQ(sockets, 4) << "control socket, listener, raw IPv4, raw IPv6";
+    // And it works that way.
+    unique_fd c = connect_stream();
+    const Bytes p = udp_packet("10.88.0.1", "10.88.0.2", "locked");
+    ASSERT_TRUE(write_all(c.get(), p.data(), p.size()));
+    EXPECT_EQ(receive(udp4_.get()), "locked") << daemon_->log();
+}
+
+// The seed's command line runs the same kind: vsock-to-ip-raw-incoming on a Unix listener (one of
+// pf-proxy's vsock-like forms) with --device vp injects what it is sent.
+TEST_F(RawStream, SeedCommandVsockToIpRawIncomingInjectsThroughItsDevice) {
+    const std::string path = dir_.path() + "/seed.sock";
+    auto cmd = p_->run([&] {
+        return std::make_unique<RunningCommand>(std::vector<std::string>{
+            bin_dir() + "/vsock-to-ip-raw-incoming", "--vsock-addr", "unix:" + path, "-d", "vp"});
+    });
+    ASSERT_TRUE(cmd->wait_err("ready", 10s)) << cmd->err();
+    unix_path_ = path;
+    unique_fd c = connect_stream();
+    ASSERT_TRUE(c) << cmd->err();
+    const Bytes p = udp_packet("10.88.0.1", "10.88.0.2", "from-the-seed-command");
+    ASSERT_TRUE(write_all(c.get(), p.data(), p.size()));
+    EXPECT_EQ(receive(udp4_.get()), "from-the-seed-command") << cmd->err();
+    c.reset();  // else the stop waits the drain timeout for this stream
+    EXPECT_EQ(cmd->terminate(), 0) << cmd->err();
+}
+
+// The four commands' help, version and a bad flag, exactly.
+TEST(RawSeedCommands, HelpVersionAndErrors) {
+    const std::string footer =
+        "\npf-proxy: this command runs one proxy through the pf-proxyd supervisor and a sandboxed\n"
+        "worker; see the migration guide (migration.md) for the equivalent policy entry.\n";
+    CommandResult r = run_command({bin_dir() + "/vsock-to-ip-raw-incoming", "-h"});
+    EXPECT_EQ(WEXITSTATUS(r.status), 0);
+    EXPECT_EQ(
+        r.output,
+        "Usage: vsock-to-ip-raw-incoming [OPTIONS] --vsock-addr <VSOCK_ADDR> --device "
+        "<DEVICE>\n\nOptions:\n"
+        "  -v, --vsock-addr <VSOCK_ADDR>  vsock address to listen on <cid:port>\n"
+        "  -d, --device <DEVICE>          network device to forward packets on\n"
+        "      --user <USER>              pf-proxy: run as this user once the socket is open\n"
+        "  -h, --help                     Print help\n"
+        "  -V, --version                  Print version\n" +
+            footer);
+    r = run_command({bin_dir() + "/ip-to-vsock-raw-incoming", "--help"});
+    EXPECT_EQ(WEXITSTATUS(r.status), 0);
+    EXPECT_EQ(
+        r.output,
+        "Usage: ip-to-vsock-raw-incoming [OPTIONS] --vsock-addr <VSOCK_ADDR> --queue-num "
+        "<QUEUE_NUM>\n\nOptions:\n"
+        "  -v, --vsock-addr <VSOCK_ADDR>  vsock address to forward packets to <cid:port>\n"
+        "  -q, --queue-num <QUEUE_NUM>    nfqueue number of the listener <num>\n"
+        "      --user <USER>              pf-proxy: run as this user once the socket is open\n"
+        "  -h, --help                     Print help\n"
+        "  -V, --version                  Print version\n" +
+            footer);
+    for (const std::string name : {"ip-to-vsock-raw-incoming", "ip-to-vsock-raw-outgoing",
+                                   "vsock-to-ip-raw-incoming", "vsock-to-ip-raw-outgoing"}) {
+        r = run_command({bin_dir() + "/" + name, "-V"});
+        EXPECT_EQ(WEXITSTATUS(r.status), 0);
+        EXPECT_EQ(r.output.rfind(name + " ", 0), 0u) << r.output;  // clap's "NAME VERSION"
+        EXPECT_EQ(r.output.find('\n'), r.output.size() - 1) << r.output;
+        r = run_command({bin_dir() + "/" + name, "--vsock-addr", "3:1200", "--bogus"});
+        EXPECT_EQ(WEXITSTATUS(r.status), 1) << name;
+        EXPECT_EQ(r.output.substr(0, r.output.find('\n')),
+                  "error: unexpected argument '--bogus' found")
+            << name;
+    }
+    r = run_command({bin_dir() + "/ip-to-vsock-raw-outgoing", "-v", "3:1200", "-q", "65536"});
+    EXPECT_EQ(WEXITSTATUS(r.status), 1);
+    EXPECT_EQ(r.output,
+              "error: invalid value '65536' for '--queue-num <QUEUE_NUM>': number too large to "
+              "fit in target type\n\nFor more information, try '--help'.\n");
+    r = run_command({bin_dir() + "/vsock-to-ip-raw-outgoing", "-v", "3-1200"});
+    EXPECT_EQ(WEXITSTATUS(r.status), 1);
+    EXPECT_EQ(r.output, "Error: invalid vsock address, should contain one colon [:] sign\n");
+}
+
+}  // namespace

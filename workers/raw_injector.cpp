@@ -1,0 +1,237 @@
+// The stream-to-raw body (declared in worker_body.hpp): accepts one stream at a time, frames the IP
+// packets on it by their own headers (common/packet_framer.hpp) and sends each through the raw
+// socket of its family, which the supervisor opened (and bound to the device for raw:DEVICE). The
+// worker holds no capability: sending on a raw socket someone else opened needs none.
+//
+// One stream at a time, as the deployed tools: while a stream is open the listener is out of the
+// event loop, so a second client waits in the listen backlog until the first ends (logged when a
+// stream starts). A stream with an invalid header ends (it cannot be resynchronised); a packet the
+// kernel refuses (no route, too big, filtered) is counted and the stream goes on. When a raw
+// socket's send buffer is full the stream is not read until it has room: back-pressure, no loss.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "common/endpoint.hpp"
+#include "common/log.hpp"
+#include "common/packet_framer.hpp"
+#include "workers/worker_body.hpp"
+
+namespace pfp::worker {
+namespace {
+
+class RawInjector final : public WorkerBody {
+  public:
+    RawInjector(const Handover& h, const PacketOptions& o, std::vector<unique_fd> fds,
+                EventLoop& loop)
+        : loop_(loop),
+          tag_(h.tag()),
+          upstream_(o.upstream),
+          listener_(std::move(fds.at(0))),
+          raw4_(std::move(fds.at(1))),
+          raw6_(std::move(fds.at(2))) {}
+
+    void start() override { listen(true); }
+
+    void stop_accepting() override {
+        draining_ = true;
+        listen(false);
+    }
+
+    size_t active() const override { return client_ ? 1 : 0; }
+
+    std::string encoded_stats() const override {
+        ipc::StreamStats s = stats_;
+        s.active = active();
+        return ipc::encode_stats(s);
+    }
+
+    std::optional<Clock::time_point> tick(Clock::time_point) override { return std::nullopt; }
+
+  private:
+    struct Watch final : EventSource {
+        Watch(RawInjector* s, void (RawInjector::*h)(uint32_t)) : self(s), handler(h) {}
+        RawInjector* self;
+        void (RawInjector::*handler)(uint32_t);
+        void on_event(uint32_t events) override { (self->*handler)(events); }
+    };
+
+    void listen(bool on) {
+        if (on == listening_ || (on && draining_)) return;
+        listening_ = on;
+        if (on)
+            loop_.add(listener_.get(), EPOLLIN, &listener_watch_);
+        else
+            loop_.remove(listener_.get());
+    }
+
+    void on_listener(uint32_t) {
+        sockaddr_storage peer{};
+        socklen_t len = sizeof peer;
+        const int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&peer), &len,
+                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+                stats_.accept_errors++;
+                log::warning(tag_, ": accept failed: ", std::strerror(errno));
+            }
+            return;
+        }
+        client_.reset(fd);
+        stats_.accepted++;
+        framer_.emplace();
+        refused_ = 0;
+        peer_ = format_sockaddr(reinterpret_cast<const sockaddr*>(&peer), len);
+        listen(false);
+        if (!loop_.add(client_.get(), EPOLLIN | EPOLLRDHUP, &client_watch_)) {
+            end_stream("cannot watch the stream: " + std::string(std::strerror(errno)));
+            return;
+        }
+        log::info(tag_, ": packet stream from ", peer_, " -> ", upstream_,
+                  " (one stream at a time: another client waits in the listen backlog until "
+                  "this one ends)");
+    }
+
+    void on_client(uint32_t) {
+        if (blocked_) return;
+        for (int reads = 0; reads < 16 && client_; ++reads) {
+            const auto space = framer_->write_space();
+            const ssize_t n = ::read(client_.get(), space.data(), space.size());
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR) return;
+                end_stream(std::string("read failed: ") + std::strerror(errno));
+                return;
+            }
+            if (n == 0) {
+                const std::string eof = framer_->eof_error();
+                end_stream(eof.empty() ? "closed by the peer" : eof);
+                return;
+            }
+            stats_.bytes_up += static_cast<uint64_t>(n);
+            framer_->commit(static_cast<size_t>(n));
+            if (!inject_ready() || blocked_) return;
+        }
+    }
+
+    // Sends every complete packet the framer holds. False when the stream ended (bad header).
+    bool inject_ready() {
+        for (;;) {
+            if (!blocked_) {
+                const auto next = framer_->next();
+                if (next.status == PacketFramer::Status::need_more) return true;
+                if (next.status == PacketFramer::Status::error) {
+                    end_stream(framer_->error());
+                    return false;
+                }
+                pending_ = next.packet;
+            }
+            if (!send_pending()) return true;  // blocked: resumes when the raw socket has room
+        }
+    }
+
+    // False when the raw socket's buffer is full (the packet stays pending). The framer checked
+    // the header: an IPv4 packet has its 20 bytes, an IPv6 one its 40.
+    bool send_pending() {
+        const uint8_t version = pending_[0] >> 4;
+        sockaddr_storage dst{};
+        socklen_t len = 0;
+        int fd = -1;
+        if (version == 4) {
+            auto* sin = reinterpret_cast<sockaddr_in*>(&dst);
+            sin->sin_family = AF_INET;
+            std::memcpy(&sin->sin_addr, pending_.data() + 16, 4);
+            len = sizeof *sin;
+            fd = raw4_.get();
+        } else {
+            auto* sin6 = reinterpret_cast<sockaddr_in6*>(&dst);
+            sin6->sin6_family = AF_INET6;
+            std::memcpy(&sin6->sin6_addr, pending_.data() + 24, 16);
+            len = sizeof *sin6;
+            fd = raw6_.get();
+        }
+        const ssize_t n = ::sendto(fd, pending_.data(), pending_.size(), MSG_NOSIGNAL,
+                                   reinterpret_cast<const sockaddr*>(&dst), len);
+        if (n < 0 && errno == EAGAIN) {
+            block(fd);
+            return false;
+        }
+        if (n < 0) {
+            refuse(std::strerror(errno));
+        } else {
+            stats_.bytes_down += pending_.size();  // bytes injected
+        }
+        if (blocked_) unblock();
+        return true;
+    }
+
+    void refuse(const char* why) {
+        stats_.denied++;
+        // The first refusal of a stream is logged; the rest are counted (one summary at its end).
+        if (refused_++ == 0)
+            log::warning(tag_, ": a packet from ", peer_, " was not injected: ", why,
+                         " (further ones on this stream are counted)");
+    }
+
+    void block(int fd) {
+        blocked_ = true;
+        blocked_fd_ = fd;
+        loop_.modify(client_.get(), 0, &client_watch_);  // not read until the packet is out
+        loop_.add(fd, EPOLLOUT, &raw_watch_);
+    }
+
+    void unblock() {
+        blocked_ = false;
+        loop_.remove(blocked_fd_);
+        blocked_fd_ = -1;
+        if (client_) loop_.modify(client_.get(), EPOLLIN | EPOLLRDHUP, &client_watch_);
+    }
+
+    void on_raw(uint32_t) {
+        if (!blocked_ || !client_) return;
+        if (!send_pending()) return;
+        if (inject_ready() && client_ && !blocked_) on_client(EPOLLIN);
+    }
+
+    void end_stream(const std::string& why) {
+        if (blocked_) unblock();
+        loop_.remove(client_.get());
+        client_.reset();
+        const uint64_t packets = framer_ ? framer_->packets() : 0;
+        const std::string refused =
+            refused_ ? ", " + std::to_string(refused_) + " not injected" : std::string();
+        log::info(tag_, ": packet stream from ", peer_, " ended after ", packets, " packets",
+                  refused, ": ", why);
+        framer_.reset();
+        listen(true);
+    }
+
+    EventLoop& loop_;
+    std::string tag_;
+    std::string upstream_;
+    unique_fd listener_, raw4_, raw6_, client_;
+    std::optional<PacketFramer> framer_;  // per stream: a new stream starts on a packet boundary
+    std::span<const uint8_t> pending_;    // the packet being sent (inside the framer's buffer)
+    bool listening_ = false, draining_ = false, blocked_ = false;
+    int blocked_fd_ = -1;
+    uint64_t refused_ = 0;
+    std::string peer_;
+    ipc::StreamStats stats_;
+    Watch listener_watch_{this, &RawInjector::on_listener};
+    Watch client_watch_{this, &RawInjector::on_client};
+    Watch raw_watch_{this, &RawInjector::on_raw};
+};
+
+}  // namespace
+
+std::unique_ptr<WorkerBody> make_raw_injector(const Handover& h, const PacketOptions& options,
+                                              std::vector<unique_fd> fds, EventLoop& loop) {
+    if (fds.size() != 3) throw std::runtime_error("stream-to-raw takes a listener and two raw fds");
+    return std::make_unique<RawInjector>(h, options, std::move(fds), loop);
+}
+
+}  // namespace pfp::worker
