@@ -37,10 +37,10 @@ struct Direction {
     std::unique_ptr<std::byte[]> buffer;  // while copied bytes are in flight
     size_t offset = 0;                    // copied bytes: first unsent byte
     size_t pending = 0;                   // bytes read but not yet written
-    bool copy = false;     // never splice (policy "splice": false, vsock, or no pipe)
-    bool bulk = false;     // reads splice (only when !copy)
-    bool in_pipe = false;  // the pending bytes are in the pipe, not the buffer
-    bool eof = false;      // the source sent FIN
+    bool copy = false;       // never splice (policy "splice": false, vsock, or no pipe)
+    bool bulk = false;       // reads splice (only when !copy)
+    bool in_pipe = false;    // the pending bytes are in the pipe, not the buffer
+    bool eof = false;        // the source sent FIN
     bool shut_down = false;  // FIN passed on with shutdown(SHUT_WR)
     bool done() const { return eof && shut_down && pending == 0; }
     // A splice that moves less than this goes back to copying (hysteresis against the
