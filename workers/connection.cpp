@@ -51,6 +51,7 @@ void Connection::on_side_event(Side& side, uint32_t events) {
     if (closed) return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) side.readable = true;
     if (events & (EPOLLRDHUP | EPOLLHUP)) side.peer_closed = true;
+    if ((events & (EPOLLRDHUP | EPOLLERR)) == EPOLLRDHUP) side.fin = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) side.writable = true;
     switch (phase) {
         case Phase::reading_header:
@@ -275,10 +276,14 @@ int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& cou
             if (got < Direction::kSpliceBelow) d.bulk = false;
         } else if (got == BufferPool::kSize) {
             d.bulk = !d.copy;  // a full buffer: more is likely queued, splice it
+        } else if (from.fin) {
+            // The FIN was queued behind every byte the peer sent, so a short read took the
+            // last of them: the next read could only return 0.
+            d.eof = true;
         } else if (!from.peer_closed) {
             // A short read on a stream socket means its receive queue is empty (epoll(7)):
             // skip the read that would only return EAGAIN. Bytes arriving later raise a new
-            // edge. A FIN seen already (EPOLLRDHUP) has no edge left: read on to the 0.
+            // edge. A hang-up seen already has no edge left: read on to the 0 or the error.
             from.readable = false;
         }
         d.pending = got;

@@ -25,7 +25,8 @@ struct Side : EventSource {
     unique_fd fd;
     bool readable = false;  // edge-triggered readiness, cleared when a call returns EAGAIN
     bool writable = false;
-    bool peer_closed = false;  // EPOLLRDHUP seen: the peer sent its FIN
+    bool peer_closed = false;  // EPOLLRDHUP or EPOLLHUP seen: the peer is gone or sent its FIN
+    bool fin = false;          // EPOLLRDHUP without EPOLLERR: a FIN, behind all the peer's data
     void on_event(uint32_t events) override;
 };
 
