@@ -15,6 +15,12 @@
 //       {"rate": conn/s, "p50_us": .., "p99_us": .., "done": .., "total": .., "errors": ..,
 //       "cpu_us": ..} Latency = connect() start to EOF of the response.
 //
+//   connbench ping --port P [--size BYTES] [--duration S] [--warmup S]
+//       One connection, one request in flight: sends BYTES (default 100) bytes, waits for the
+//       echo of all of them, sends again, for S seconds (blocking calls, as a request/response
+//       client would). Prints one JSON line: {"p50_us": .., "p99_us": .., "count": ..,
+//       "cpu_us": ..} (round trip = first send to last byte of the echo).
+//
 //   connbench idle --port P [--count N] [--pids PID,PID..] [--warmup N] [--timeout S]
 //       Opens N connections (at most 64 connecting at once), pings each one once (1 byte out,
 //       1 byte back: the connection is established end to end), waits for RSS to settle and
@@ -388,6 +394,66 @@ int cmd_rr(const Args& a) {
     return all.done > 0 ? 0 : 1;
 }
 
+// ---------------------------------------------------------------- ping
+
+int cmd_ping(const Args& a) {
+    int port = static_cast<int>(a.num("port", 0));
+    size_t size = static_cast<size_t>(std::clamp(a.num("size", 100), 1L, 16384L));
+    double duration = a.real("duration", 5), warmup = a.real("warmup", 0.5);
+    auto d = [](double s) {
+        return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+    };
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket");
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    timeval tv{5, 0};  // a lost echo ends the run instead of hanging it
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in addr = loopback(port);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) die("connect");
+    std::string msg(size, 'P');  // 'P': connbench serve echoes
+    std::vector<char> buf(size);
+    std::vector<uint32_t> lat;
+    lat.reserve(1 << 20);
+    const auto t0 = Clock::now() + d(warmup);
+    const auto t1 = t0 + d(duration);
+    rusage r0{};
+    bool measuring = false;
+    for (;;) {
+        auto start = Clock::now();
+        if (start >= t1 || g_stop) break;
+        if (!measuring && start >= t0) {
+            measuring = true;
+            getrusage(RUSAGE_SELF, &r0);
+        }
+        if (send(fd, msg.data(), size, MSG_NOSIGNAL) != static_cast<ssize_t>(size)) die("send");
+        for (size_t got = 0; got < size;) {
+            ssize_t n = recv(fd, buf.data() + got, size - got, 0);
+            if (n <= 0) die("recv (echo lost or connection closed)");
+            got += static_cast<size_t>(n);
+        }
+        if (measuring) {
+            auto us = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start);
+            lat.push_back(static_cast<uint32_t>(std::min<long long>(us.count(), UINT32_MAX)));
+        }
+    }
+    rusage r1{};
+    getrusage(RUSAGE_SELF, &r1);
+    close(fd);
+    auto usec = [](const rusage& r) {
+        return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1e6 + r.ru_utime.tv_usec +
+               r.ru_stime.tv_usec;
+    };
+    std::sort(lat.begin(), lat.end());
+    auto pct = [&](double p) -> double {
+        if (lat.empty()) return 0;
+        return lat[static_cast<size_t>(p * static_cast<double>(lat.size() - 1))] / 1000.0;
+    };
+    std::printf("{\"p50_us\": %.1f, \"p99_us\": %.1f, \"count\": %zu, \"cpu_us\": %.0f}\n",
+                pct(0.50), pct(0.99), lat.size(), usec(r1) - usec(r0));
+    return lat.empty() ? 1 : 0;
+}
+
 // ---------------------------------------------------------------- idle
 
 long rss_kb(int pid) {
@@ -566,6 +632,7 @@ int main(int argc, char** argv) {
     if (cmd == "serve") return cmd_serve(a);
     if (cmd == "rr") return cmd_rr(a);
     if (cmd == "idle") return cmd_idle(a);
+    if (cmd == "ping") return cmd_ping(a);
     std::fprintf(stderr, "connbench: unknown command %s\n", cmd.c_str());
     return 2;
 }

@@ -10,16 +10,19 @@ import collections
 import statistics
 import sys
 
-PATHS = ["direct", "pf-w1", "pf-w2", "socat", "haproxy"]
+PATHS = ["direct", "pf-w1", "pf-w2", "socat", "haproxy", "sdproxy", "base-w1", "base-w2"]
+PF = ("pf-w1", "pf-w2")  # the paths the targets are about (base-*: a baseline build, for comparison)
 TPUT = [
     ("t1f", "bulk 1 stream  c->s"),
     ("t1r", "bulk 1 stream  s->c (-R)"),
     ("t4f", "bulk 4 streams c->s"),
     ("t4r", "bulk 4 streams s->c (-R)"),
 ]
-TARGET_TPUT = 0.6
-TARGET_RR = 0.8
-TARGET_IDLE_KB = 4.0
+TARGET_TPUT = {"t1f": 0.7, "t1r": 0.7, "t4f": 0.75, "t4r": 0.75}  # x direct
+TARGET_RR_VS_HAPROXY = 1.1  # connection rate, x haproxy
+TARGET_CPU_VS_HAPROXY = 0.6  # proxy CPU per short connection, x haproxy's
+TARGET_LAT = 1.8  # p50 round trip with 1 request in flight, x direct
+TARGET_IDLE_KB = 1.0
 
 
 def main():
@@ -82,18 +85,17 @@ def main():
             if g is None:
                 continue
             x = ratio(test, path, "gbps") if path != "direct" else 1.0
-            xh = ratio_to(test, path, "gbps", "haproxy") if path.startswith("pf-") else None
+            xh = ratio_to(test, path, "gbps", "haproxy") if path in PF or path.startswith("base-") else None
             cores = med(test, path, "cores")
             cpu = ""
             if cores is not None and cores > 0:
                 cpu = "%.2f core = %.0f Gb/s/core" % (cores, g / cores)
             machine = med(test, path, "all_cores")
             target = result = ""
-            if test in ("t1f", "t1r") and path.startswith("pf-"):
-                target = ">= %.1fx" % TARGET_TPUT
-                result = "PASS" if x is not None and x >= TARGET_TPUT else "MISS"
-                verdicts.append(("single-stream throughput %s, %s" % ({"t1f": "c->s", "t1r": "s->c"}[test], path),
-                                 x, target, result))
+            if path in PF:
+                target = ">= %.2fx" % TARGET_TPUT[test]
+                result = "PASS" if x is not None and x >= TARGET_TPUT[test] else "MISS"
+                verdicts.append(("%s, %s" % (label.strip(), path), x, target, result))
             rows.append((label + ", Gbit/s" if first else "", path, "%.2f" % g,
                          rng(test, path, "gbps", "%.1f"), fmt_x(x), fmt_x(xh) if xh else "", cpu,
                          "%.2f cores" % machine if machine is not None else "", target, result))
@@ -106,7 +108,7 @@ def main():
             if r is None:
                 continue
             x = ratio("rr", path, "rate") if path != "direct" else 1.0
-            xh = ratio_to("rr", path, "rate", "haproxy") if path.startswith("pf-") else None
+            xh = ratio_to("rr", path, "rate", "haproxy") if path in PF or path.startswith("base-") else None
             cpu_us = med("rr", path, "cpu_us")
             cpu = "%.0f us/conn" % cpu_us if cpu_us is not None else ""
             share = med("rr", path, "busiest_share")
@@ -114,10 +116,14 @@ def main():
                 cpu += ", busiest worker %d%%" % share
             mus = med("rr", path, "all_us")
             target = result = ""
-            if path == "pf-w2":
-                target = ">= %.1fx" % TARGET_RR
-                result = "PASS" if x is not None and x >= TARGET_RR else "MISS"
-                verdicts.append(("short-connection rate, pf-w2", x, target, result))
+            if path in PF:
+                target = ">= %.1fx haproxy" % TARGET_RR_VS_HAPROXY
+                result = "PASS" if xh is not None and xh >= TARGET_RR_VS_HAPROXY else "MISS"
+                verdicts.append(("short-connection rate x haproxy, %s" % path, xh, target, result))
+                cx = ratio_to("rr", path, "cpu_us", "haproxy")
+                verdicts.append(("proxy CPU per short connection x haproxy's, %s" % path, cx,
+                                 "<= %.1fx" % TARGET_CPU_VS_HAPROXY,
+                                 "PASS" if cx is not None and cx <= TARGET_CPU_VS_HAPROXY else "MISS"))
             rows.append(("short connections, conn/s" if first else "", path, "%.0f" % r,
                          rng("rr", path, "rate", "%.0f"), fmt_x(x), fmt_x(xh) if xh else "", cpu,
                          "%.0f us/conn" % mus if mus is not None else "", target, result))
@@ -130,6 +136,27 @@ def main():
             errs = sum(v for v in data["rr"][path]["errors"].values() if isinstance(v, float))
             rows.append(("  latency p50/p99, us" if first else "", path, "%.0f/%.0f" % (p50, p99 or 0),
                          "errors: %d" % errs if errs else "", "", "", "", "", "", ""))
+            first = False
+
+    if "lat" in data:
+        first = True
+        for path in PATHS:
+            p50 = med("lat", path, "p50")
+            if p50 is None:
+                continue
+            x = ratio("lat", path, "p50") if path != "direct" else 1.0
+            xh = ratio_to("lat", path, "p50", "haproxy") if path in PF or path.startswith("base-") else None
+            p99 = med("lat", path, "p99")
+            cpu = med("lat", path, "cpu_us")
+            target = result = ""
+            if path in PF:
+                target = "<= %.1fx" % TARGET_LAT
+                result = "PASS" if x is not None and x <= TARGET_LAT else "MISS"
+                verdicts.append(("round trip p50, 1 in flight, %s" % path, x, target, result))
+            rows.append(("1 in flight, p50 (p99) us" if first else "", path,
+                         "%.1f (%.0f)" % (p50, p99 or 0), rng("lat", path, "p50", "%.0f"), fmt_x(x),
+                         fmt_x(xh) if xh else "", "%.1f us/exchange" % cpu if cpu is not None else "",
+                         "", target, result))
             first = False
 
     if "idle" in data:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# pf-proxy performance comparison: direct path vs pf-proxyd (1 and 2 workers) vs socat vs haproxy.
+# pf-proxy performance comparison: direct path vs pf-proxyd (1 and 2 workers) vs socat, haproxy
+# and systemd-socket-proxyd (optionally also a baseline build of pf-proxyd: --baseline DIR).
 # Loopback only. Not run in CI. See bench/README.md for what it measures and how to read it.
 #
 #   sudo bench/run.sh [--rounds N] [--duration S] [--quick] [--idle-conns N] [options]
@@ -21,7 +22,8 @@ SERVER_THREADS=2
 QUIET_WAIT=20      # seconds to wait, before each measurement, for other load on the machine to stop
 BUILD=1
 KEEP=0
-ONLY=""            # comma list of tests: tput,rr,idle
+ONLY=""            # comma list of tests: tput,rr,lat,idle
+BASELINE=""        # directory with another pf-proxyd build, measured as paths base-w1 / base-w2
 BIN=""             # directory with pf-proxyd and pf-proxy-worker (default: build/bin, built first)
 
 usage() {
@@ -34,12 +36,14 @@ Usage: sudo $0 [options]
   --rr-conns N        connections in flight for the connection-rate test (default $RR_CONNS)
   --rr-threads N      client threads for the connection-rate test (default $RR_CLIENT_THREADS)
   --server-threads N  threads of the upstream request/response server (default $SERVER_THREADS)
-  --base-port P       first of the loopback ports used (P .. P+60; default $BASE_PORT)
+  --base-port P       first of the loopback ports used (P .. P+81; default $BASE_PORT)
   --quiet-wait S      wait up to S s before each measurement for the CPUs to be idle (default $QUIET_WAIT, 0 = off)
-  --only LIST         run only some tests: tput,rr,idle (default all)
+  --only LIST         run only some tests: tput,rr,lat,idle (default all)
   --no-build          do not run ninja; use the binaries in build/bin as they are
   --bin DIR           benchmark pf-proxyd and pf-proxy-worker from DIR instead (implies --no-build),
                       e.g. a build of a clean snapshot while the working tree is mid-change
+  --baseline DIR      also measure pf-proxyd and pf-proxy-worker from DIR (paths base-w1, base-w2),
+                      e.g. the build before a change, in the same interleaved run
   --keep              keep the work directory (logs, configs, raw results)
 EOF
 }
@@ -58,6 +62,7 @@ while [ $# -gt 0 ]; do
         --only) ONLY="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --bin) BIN="$(cd "$2" && pwd)" || exit 2; BUILD=0; shift 2 ;;
+        --baseline) BASELINE="$(cd "$2" && pwd)" || exit 2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -69,6 +74,9 @@ done
 if [ "$ROUNDS" -lt 1 ] || [ "$ROUNDS" -gt 50 ]; then echo "run.sh: --rounds 1-50" >&2; exit 2; fi
 if [ "$DURATION" -lt 1 ] || [ "$DURATION" -gt 120 ]; then echo "run.sh: --duration 1-120" >&2; exit 2; fi
 if [ "$IDLE_CONNS" -lt 1 ] || [ "$IDLE_CONNS" -gt 50000 ]; then echo "run.sh: --idle-conns 1-50000" >&2; exit 2; fi
+if [ -n "$BASELINE" ] && ! { [ -x "$BASELINE/pf-proxyd" ] && [ -x "$BASELINE/pf-proxy-worker" ]; }; then
+    echo "run.sh: --baseline $BASELINE has no pf-proxyd and pf-proxy-worker" >&2; exit 2
+fi
 if [ "$BASE_PORT" -lt 1024 ] || [ "$BASE_PORT" -gt 32000 ]; then
     echo "run.sh: --base-port 1024-32000 (stay below the ephemeral range)" >&2; exit 2
 fi
@@ -184,7 +192,10 @@ if [ -x "$ROOT/scripts/install-deps.sh" ]; then
     log "installing benchmark dependencies (scripts/install-deps.sh --bench)"
     "$ROOT/scripts/install-deps.sh" --bench >&2 || { echo "run.sh: install-deps.sh failed" >&2; exit 1; }
 fi
-for tool in iperf3 socat haproxy g++ python3 ss; do
+SDPROXY=/lib/systemd/systemd-socket-proxyd
+[ -x "$SDPROXY" ] || SDPROXY=/usr/lib/systemd/systemd-socket-proxyd
+[ -x "$SDPROXY" ] || { echo "run.sh: systemd-socket-proxyd not found (Debian package systemd)" >&2; exit 1; }
+for tool in iperf3 socat haproxy systemd-socket-activate g++ python3 ss; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
 done
 
@@ -222,8 +233,12 @@ P_W2_IPERF=$((BASE_PORT + 20)); P_W2_RR=$((BASE_PORT + 21))
 P_SOCAT_IPERF=$((BASE_PORT + 30)); P_SOCAT_RR=$((BASE_PORT + 31))
 P_HA_IPERF=$((BASE_PORT + 40)); P_HA_RR=$((BASE_PORT + 41))
 P_PF_IDLE=$((BASE_PORT + 50)); P_HA_IDLE=$((BASE_PORT + 51))
+P_SD_IPERF=$((BASE_PORT + 60)); P_SD_RR=$((BASE_PORT + 61))
+P_B1_IPERF=$((BASE_PORT + 70)); P_B1_RR=$((BASE_PORT + 71))
+P_B2_IPERF=$((BASE_PORT + 80)); P_B2_RR=$((BASE_PORT + 81))
 for p in $P_SERVE $P_IPERF $P_W1_IPERF $P_W1_RR $P_W2_IPERF $P_W2_RR $P_SOCAT_IPERF $P_SOCAT_RR \
-         $P_HA_IPERF $P_HA_RR $P_PF_IDLE $P_HA_IDLE; do
+         $P_HA_IPERF $P_HA_RR $P_PF_IDLE $P_HA_IDLE $P_SD_IPERF $P_SD_RR $P_B1_IPERF $P_B1_RR \
+         $P_B2_IPERF $P_B2_RR; do
     if port_listening "$p"; then echo "run.sh: port $p is in use; pick another --base-port" >&2; exit 1; fi
 done
 
@@ -244,10 +259,10 @@ start_bg() {  # start_bg LOGFILE CMD...: runs CMD in the background, records its
     PIDS+=("$BG_PID")
 }
 
-# start_pfproxyd POLICYFILE LOG: sets PF_PID, waits for "proxies ready" (10 s).
+# start_pfproxyd POLICYFILE LOG [BINDIR]: sets PF_PID, waits for "proxies ready" (10 s).
 start_pfproxyd() {
     chmod 644 "$1"
-    start_bg "$2" "$BIN/pf-proxyd" --policy "$1"
+    start_bg "$2" "${3:-$BIN}/pf-proxyd" --policy "$1"
     PF_PID=$BG_PID
     local i
     for ((i = 0; i < 200; i++)); do
@@ -331,12 +346,34 @@ start_bg "$WORK/socat-rr.log" socat "TCP-LISTEN:$P_SOCAT_RR,bind=127.0.0.1,fork,
 SOCAT2=$BG_PID
 wait_listen "$P_SOCAT_IPERF" && wait_listen "$P_SOCAT_RR" || { echo "run.sh: socat did not start" >&2; exit 1; }
 
+if [ -n "$BASELINE" ]; then
+    cat > "$WORK/policy-base.json" <<EOF
+{"user": "nobody", "drain_timeout": "1s", "proxies": [
+  $(pf_policy b1i "$P_B1_IPERF" "$P_IPERF" 1),
+  $(pf_policy b1r "$P_B1_RR" "$P_SERVE" 1),
+  $(pf_policy b2i "$P_B2_IPERF" "$P_IPERF" 2),
+  $(pf_policy b2r "$P_B2_RR" "$P_SERVE" 2)
+]}
+EOF
+    start_pfproxyd "$WORK/policy-base.json" "$WORK/pf-proxyd-base.log" "$BASELINE"
+    PF_BASE=$PF_PID
+fi
+
+# systemd-socket-proxyd as systemd runs it: the listener comes from socket activation
+# (systemd-socket-activate opens it and execs the proxy, so the PID is the proxy's).
+start_bg "$WORK/sdproxy-iperf.log" systemd-socket-activate -l "127.0.0.1:$P_SD_IPERF" "$SDPROXY" "127.0.0.1:$P_IPERF"
+SD1=$BG_PID
+start_bg "$WORK/sdproxy-rr.log" systemd-socket-activate -l "127.0.0.1:$P_SD_RR" "$SDPROXY" "127.0.0.1:$P_SERVE"
+SD2=$BG_PID
+wait_listen "$P_SD_IPERF" "$SD1" && wait_listen "$P_SD_RR" "$SD2" || { echo "run.sh: systemd-socket-proxyd did not start" >&2; exit 1; }
+
 haproxy_cfg "$WORK/haproxy.cfg" "$P_HA_IPERF" "$P_IPERF" "$P_HA_RR" "$P_SERVE"
 start_haproxy "$WORK/haproxy.cfg" "$WORK/haproxy.log" "$P_HA_IPERF"
 HA_MAIN=$HA_PID
 wait_listen "$P_HA_RR" || { echo "run.sh: haproxy did not listen on $P_HA_RR" >&2; exit 1; }
 
-PATHS=(direct pf-w1 pf-w2 socat haproxy)
+PATHS=(direct pf-w1 pf-w2 socat haproxy sdproxy)
+[ -n "$BASELINE" ] && PATHS+=(base-w1 base-w2)
 path_port() {  # path_port PATH iperf|rr
     case "$1:$2" in
         direct:iperf) echo "$P_IPERF" ;;  direct:rr) echo "$P_SERVE" ;;
@@ -344,6 +381,9 @@ path_port() {  # path_port PATH iperf|rr
         pf-w2:iperf) echo "$P_W2_IPERF" ;; pf-w2:rr) echo "$P_W2_RR" ;;
         socat:iperf) echo "$P_SOCAT_IPERF" ;; socat:rr) echo "$P_SOCAT_RR" ;;
         haproxy:iperf) echo "$P_HA_IPERF" ;; haproxy:rr) echo "$P_HA_RR" ;;
+        sdproxy:iperf) echo "$P_SD_IPERF" ;; sdproxy:rr) echo "$P_SD_RR" ;;
+        base-w1:iperf) echo "$P_B1_IPERF" ;; base-w1:rr) echo "$P_B1_RR" ;;
+        base-w2:iperf) echo "$P_B2_IPERF" ;; base-w2:rr) echo "$P_B2_RR" ;;
     esac
 }
 path_pids() {  # path_pids PATH iperf|rr: the proxy processes whose CPU time is counted
@@ -354,6 +394,9 @@ path_pids() {  # path_pids PATH iperf|rr: the proxy processes whose CPU time is 
         pf-w2) pf_workers "$PF_MAIN" "w2$suffix" ;;
         socat) [ "$2" = iperf ] && echo "$SOCAT1" || echo "$SOCAT2" ;;
         haproxy) echo "$HA_MAIN" ;;
+        sdproxy) [ "$2" = iperf ] && echo "$SD1" || echo "$SD2" ;;
+        base-w1) pf_workers "$PF_BASE" "b1$suffix" ;;
+        base-w2) pf_workers "$PF_BASE" "b2$suffix" ;;
     esac
 }
 
@@ -444,7 +487,7 @@ print(d["rate"], d["p50_us"], d["p99_us"], d["errors"], d["total"], int(d["cpu_u
     if [ -n "$pids" ] && [ "$total" -gt 0 ]; then
         record "$round" rr "$path" cpu_us "$(( (c1 - c0) * 1000000 / HZ / total ))"
     fi
-    if [[ "$path" == pf-w2 ]]; then
+    if [[ "$path" == *-w2 ]]; then
         # accept distribution: share of the busiest worker in the workers' CPU time
         local i=0 d sum=0 max=0
         for p in $pids; do
@@ -454,6 +497,34 @@ print(d["rate"], d["p50_us"], d["p99_us"], d["errors"], d["total"], int(d["cpu_u
         [ "$sum" -gt 0 ] && record "$round" rr "$path" busiest_share "$((100 * max / sum))"
     fi
     log "  rr $path: $rate conn/s, p50 ${p50} us, p99 ${p99} us, errors $errs"
+}
+
+# run_lat ROUND PATH: one connection, one 100-byte request in flight (echoed by connbench serve).
+run_lat() {
+    local round="$1" path="$2" port pids c0 c1 out
+    port="$(path_port "$path" rr)"
+    pids="$(path_pids "$path" rr)"
+    wait_quiet
+    # shellcheck disable=SC2086
+    c0="$(cpu_ticks $pids)"
+    out="$(timeout -k 2 $((DURATION + 30)) "$CB" ping --port "$port" --size 100 \
+        --duration "$DURATION" --warmup 0.5 2>>"$WORK/lat.log")"
+    # shellcheck disable=SC2086
+    c1="$(cpu_ticks $pids)"
+    if [ -z "$out" ]; then log "  lat $path: client failed"; return; fi
+    echo "$round $path $out" >> "$WORK/lat.jsonl"
+    local p50 p99 count
+    read -r p50 p99 count <<< "$(python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+print(d["p50_us"], d["p99_us"], d["count"])' "$out")"
+    record "$round" lat "$path" p50 "$p50"
+    record "$round" lat "$path" p99 "$p99"
+    if [ -n "$pids" ] && [ "$count" -gt 0 ]; then
+        # proxy CPU per exchange (the warm-up's exchanges are in the ticks too: slightly high)
+        record "$round" lat "$path" cpu_us "$(python3 -c "print('%.1f' % (($c1 - $c0) * 1e6 / $HZ / $count))")"
+    fi
+    log "  lat $path: p50 ${p50} us, p99 ${p99} us ($count exchanges)"
 }
 
 # run_idle ROUND: fresh pf-proxyd (workers: 2) and fresh haproxy, N idle connections through each.
@@ -510,9 +581,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
     if want rr; then
         for path in "${PATHS[@]}"; do run_rr "$round" "$path"; done
     fi
+    if want lat; then
+        for path in "${PATHS[@]}"; do run_lat "$round" "$path"; done
+    fi
     if want idle; then run_idle "$round"; fi
     # Workers that died would have been restarted with new PIDs: say so, it skews the numbers.
-    if grep -q "exited\|killed\|signal" "$WORK/pf-proxyd.log"; then
+    if grep -q "exited\|killed\|signal" "$WORK/pf-proxyd.log" ${BASELINE:+"$WORK/pf-proxyd-base.log"}; then
         log "WARNING: a pf-proxyd worker exited during the run (see $WORK/pf-proxyd.log)"
     fi
 done

@@ -35,7 +35,7 @@ void EventLoop::run(
     epoll_event events[kBatch];
     while (!done()) {
         int timeout = -1;
-        auto now = Clock::now();
+        auto now = now_ = Clock::now();
         if (auto next = tick(now)) {
             auto ms = std::chrono::ceil<std::chrono::milliseconds>(*next - now).count();
             timeout = ms < 0 ? 0 : static_cast<int>(std::min<long long>(ms, 60'000));
@@ -46,6 +46,7 @@ void EventLoop::run(
             if (errno == EINTR) continue;
             throw_errno("epoll_wait");
         }
+        now_ = Clock::now();
         for (int i = 0; i < n; ++i)
             static_cast<EventSource*>(events[i].data.ptr)->on_event(events[i].events);
     }

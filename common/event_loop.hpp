@@ -33,8 +33,13 @@ class EventLoop {
     void run(const std::function<bool()>& done,
              const std::function<std::optional<Clock::time_point>(Clock::time_point)>& tick);
 
+    // The time of the current wake-up (read once after epoll_wait returns, and before each tick):
+    // a coarse clock for timestamps taken per event, which need no clock read of their own.
+    Clock::time_point now() const { return now_; }
+
   private:
     unique_fd epfd_;
+    Clock::time_point now_ = Clock::now();
 };
 
 }  // namespace pfp

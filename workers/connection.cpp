@@ -51,13 +51,14 @@ void Connection::on_side_event(Side& side, uint32_t events) {
     if (closed) return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) side.readable = true;
     if (events & (EPOLLRDHUP | EPOLLHUP)) side.peer_closed = true;
+    if ((events & (EPOLLRDHUP | EPOLLERR)) == EPOLLRDHUP) side.fin = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) side.writable = true;
     switch (phase) {
         case Phase::reading_header:
             if (!side.upstream && side.readable) read_header();
             return;
         case Phase::connecting:
-            if (side.upstream && side.writable) finish_connect();
+            if (side.upstream && side.writable) finish_connect(events);
             return;
         case Phase::handshake:
             if (side.upstream && side.readable) read_fc_reply();
@@ -112,10 +113,14 @@ void Connection::read_header() {
     relay.begin_connect(*this, std::move(dest));
 }
 
-void Connection::finish_connect() {
+void Connection::finish_connect(uint32_t events) {
     int err = 0;
     socklen_t len = sizeof err;
-    if (::getsockopt(upstream.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    // A failed connect raises EPOLLERR (and EPOLLHUP); writable without either is connected,
+    // so the error is fetched only when there is one.
+    if ((events & (EPOLLERR | EPOLLHUP)) &&
+        ::getsockopt(upstream.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
     if (err != 0) {
         relay.mutable_stats().connect_failures++;
         close("connect failed", err);
@@ -174,16 +179,14 @@ void Connection::start_relaying() {
     pump();
 }
 
-bool Connection::acquire(Direction& d) {
-    if (d.copy) {
-        if (!d.buffer) d.buffer = relay.buffers().take();
-        return true;
+bool Connection::acquire(Direction& d, bool splice) {
+    if (splice) {
+        if (!d.pipe) d.pipe = relay.pipes().take();
+        if (d.pipe) return true;
+        // No fd left for a pipe (EMFILE): this direction copies from now on, which needs no fd.
+        d.copy = true;
     }
-    if (!d.pipe) d.pipe = relay.pipes().take();
-    if (d.pipe) return true;
-    // No fd left for a pipe (EMFILE): this direction copies instead, which needs no fd.
-    d.copy = true;
-    d.buffer = relay.buffers().take();
+    if (!d.buffer) d.buffer = relay.buffers().take();
     return true;
 }
 
@@ -202,10 +205,10 @@ int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& cou
     for (;;) {
         if (d.pending > 0) {
             if (!to.writable) return 0;
-            ssize_t n = d.copy ? ::send(to.fd.get(), d.buffer.get() + d.offset, d.pending,
-                                        MSG_NOSIGNAL | MSG_DONTWAIT)
-                               : ::splice(d.pipe->read_end.get(), nullptr, to.fd.get(), nullptr,
-                                          d.pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            ssize_t n = d.in_pipe ? ::splice(d.pipe->read_end.get(), nullptr, to.fd.get(), nullptr,
+                                             d.pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+                                  : ::send(to.fd.get(), d.buffer.get() + d.offset, d.pending,
+                                           MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n < 0) {
                 if (errno == EAGAIN) {
                     to.writable = false;
@@ -238,13 +241,15 @@ int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& cou
             release(d);
             return 0;
         }
-        if (!acquire(d)) return errno != 0 ? errno : ENOMEM;
+        const bool splice = d.bulk && !d.copy;
+        if (!acquire(d, splice)) return errno != 0 ? errno : ENOMEM;
+        d.in_pipe = splice && d.pipe;
         ssize_t n;
-        if (d.copy) {
-            n = ::recv(from.fd.get(), d.buffer.get(), BufferPool::kSize, MSG_DONTWAIT);
-        } else {
+        if (d.in_pipe) {
             n = ::splice(from.fd.get(), nullptr, d.pipe->write_end.get(), nullptr, d.pipe->capacity,
                          SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        } else {
+            n = ::recv(from.fd.get(), d.buffer.get(), BufferPool::kSize, MSG_DONTWAIT);
         }
         if (n == 0) {
             d.eof = true;
@@ -257,16 +262,33 @@ int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& cou
                 return 0;
             }
             if (errno == EINTR) continue;
-            if (errno == EINVAL && !d.copy) {  // this socket type cannot splice: copy instead
+            if (errno == EINVAL && d.in_pipe) {  // this socket type cannot splice: copy instead
                 release(d);
                 d.copy = true;
                 continue;
             }
             return errno;
         }
-        d.pending = static_cast<size_t>(n);
+        const auto got = static_cast<size_t>(n);
+        if (d.in_pipe) {
+            // A splice stops at the pipe's slots (one per segment) as well as at an empty
+            // socket, so a short splice says nothing about what is left: read on until EAGAIN.
+            if (got < Direction::kSpliceBelow) d.bulk = false;
+        } else if (got == BufferPool::kSize) {
+            d.bulk = !d.copy;  // a full buffer: more is likely queued, splice it
+        } else if (from.fin) {
+            // The FIN was queued behind every byte the peer sent, so a short read took the
+            // last of them: the next read could only return 0.
+            d.eof = true;
+        } else if (!from.peer_closed) {
+            // A short read on a stream socket means its receive queue is empty (epoll(7)):
+            // skip the read that would only return EAGAIN. Bytes arriving later raise a new
+            // edge. A hang-up seen already has no edge left: read on to the 0 or the error.
+            from.readable = false;
+        }
+        d.pending = got;
         d.offset = 0;
-        budget -= std::min(budget, static_cast<size_t>(n));
+        budget -= std::min(budget, got);
     }
 }
 

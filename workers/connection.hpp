@@ -25,20 +25,28 @@ struct Side : EventSource {
     unique_fd fd;
     bool readable = false;  // edge-triggered readiness, cleared when a call returns EAGAIN
     bool writable = false;
-    bool peer_closed = false;  // EPOLLRDHUP seen: the peer sent its FIN
+    bool peer_closed = false;  // EPOLLRDHUP or EPOLLHUP seen: the peer is gone or sent its FIN
+    bool fin = false;          // EPOLLRDHUP without EPOLLERR: a FIN, behind all the peer's data
     void on_event(uint32_t events) override;
 };
 
-// Bytes moving from one side to the other.
+// Bytes moving from one side to the other. A direction reads with recv() into a buffer until a
+// read fills the whole buffer (bulk), then splices through a pipe until a splice moves less than
+// kSpliceBelow; small exchanges thus cost a recv and a send, bulk moves without copies.
 struct Direction {
-    std::optional<Pipe> pipe;             // splice mode, while bytes are in flight
-    std::unique_ptr<std::byte[]> buffer;  // copy mode, while bytes are in flight
-    size_t offset = 0;                    // copy mode: first unsent byte
+    std::optional<Pipe> pipe;             // while spliced bytes are in flight
+    std::unique_ptr<std::byte[]> buffer;  // while copied bytes are in flight
+    size_t offset = 0;                    // copied bytes: first unsent byte
     size_t pending = 0;                   // bytes read but not yet written
-    bool copy = false;
+    bool copy = false;       // never splice (policy "splice": false, vsock, or no pipe)
+    bool bulk = false;       // reads splice (only when !copy)
+    bool in_pipe = false;    // the pending bytes are in the pipe, not the buffer
     bool eof = false;        // the source sent FIN
     bool shut_down = false;  // FIN passed on with shutdown(SHUT_WR)
     bool done() const { return eof && shut_down && pending == 0; }
+    // A splice that moves less than this goes back to copying (hysteresis against the
+    // buffer's full 64 KiB that switches to splicing).
+    static constexpr size_t kSpliceBelow = 16 * 1024;
 };
 
 using ListHook = boost::intrusive::list_member_hook<>;
@@ -97,8 +105,8 @@ class Connection {
     int pump_direction(Direction& d, Side& from, Side& to, uint64_t& counter, uint64_t& own,
                        size_t& budget);
     void release(Direction& d);
-    bool acquire(Direction& d);
-    void finish_connect();
+    bool acquire(Direction& d, bool splice);
+    void finish_connect(uint32_t events);
     void read_header();
     void read_fc_reply();
     bool send_all(int fd, std::string_view bytes);

@@ -121,7 +121,7 @@ void StreamRelay::accept_ready() {
                                route_.listen.family() == AF_VSOCK);
         Connection& c = *it;
         c.self = it;
-        c.since = Clock::now();
+        c.since = loop_.now();
         c.setup = std::make_unique<Setup>();
         c.setup->peer.storage = peer;
         c.setup->peer.len = len;
@@ -266,19 +266,19 @@ void StreamRelay::retry_awaiting() {
 void StreamRelay::header_read(Connection& c) {
     header_.erase(header_.iterator_to(c));
     c.phase = Phase::connecting;
-    c.since = Clock::now();
+    c.since = loop_.now();
     connecting_.push_back(c);
 }
 
 void StreamRelay::connected(Connection& c) {
     connecting_.erase(connecting_.iterator_to(c));
-    c.since = Clock::now();
+    c.since = loop_.now();
     relaying_.push_back(c);
 }
 
 void StreamRelay::touch(Connection& c) {
     if (opts_.idle_timeout.count() == 0) return;
-    c.since = Clock::now();
+    c.since = loop_.now();
     relaying_.erase(relaying_.iterator_to(c));
     relaying_.push_back(c);
 }

@@ -3,10 +3,11 @@
 // connects each client to the upstream its Route picks (fixed, original port, or a header read
 // from the client), and moves bytes both ways.
 //
-// Data path (systemd-socket-proxyd style): edge-triggered epoll registered once per socket (no
-// epoll_ctl per event), splice() through a pipe that is taken from a pool only while a direction
-// has data in flight, each direction drained until EAGAIN. Backpressure: a direction reads only
-// when its pipe (or copy buffer) is empty. Half-close: EOF on one side -> shutdown(SHUT_WR) on the
+// Data path: edge-triggered epoll registered once per socket (no epoll_ctl per event); each
+// direction copies small reads through a buffer and splices bulk through a pipe (connection.hpp),
+// both taken from a pool only while the direction has data in flight, and reads until the socket
+// is drained (EAGAIN, or a short recv). Backpressure: a direction reads only when its pipe (or
+// copy buffer) is empty. Half-close: EOF on one side -> shutdown(SHUT_WR) on the
 // other, while the other direction keeps flowing. Errors on the data path are error codes that
 // end one connection, never the process.
 #include <chrono>
