@@ -215,7 +215,6 @@ Handover Handover::from_json(const std::string& text) {
             case KindFamily::packet:
                 h.options = packet_from_json(options.at(family_key));
                 break;
-            case KindFamily::datagram:
             case KindFamily::tunnel:
                 throw bad("no worker body for the " + family_key + " family");
         }

@@ -108,9 +108,6 @@ Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int inde
             case FdRole::nfqueue:
                 h.fds.push_back({role, to_string(p.listen)});
                 break;
-            case FdRole::datagram_socket:
-                throw std::logic_error("kind " + std::string(row.name) + ": no socket for role " +
-                                       std::string(role_name(role)));
         }
     }
     switch (row.family) {

@@ -186,17 +186,13 @@ void add_datagram(size_t k, std::vector<Case>& out) {
     };
     add("accept4", SYS_accept4,
         [](const Before& b) { return ::accept4(b.inet, nullptr, nullptr, SOCK_NONBLOCK); });
-    add("shutdown", SYS_shutdown, [](const Before& b) { return ::shutdown(b.inet, SHUT_WR); });
+    // shutdown and setsockopt: add_per_kind, for every kind whose profile lacks them.
     add("pipe2", SYS_pipe2, [](const Before&) {
         int p[2];
         return static_cast<long>(::pipe2(p, O_CLOEXEC));
     });
     add("splice", SYS_splice, [](const Before& b) {
         return static_cast<long>(::splice(b.inet, nullptr, b.inet, nullptr, 1, 0));
-    });
-    add("setsockopt_keepalive", SYS_setsockopt, [](const Before& b) {
-        int one = 1;
-        return ::setsockopt(b.inet, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
     });
 }
 
