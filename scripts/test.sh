@@ -4,8 +4,8 @@
 #   1. the release build (GCC, Release -O3): every test, the production seccomp filters and
 #      SIGSYS death tests included, and (label "package") the Debian package: built with
 #      scripts/package.sh, lintian, its contents, installed into a scratch Debian root;
-#   2. an ASan+UBSan build of everything with clang (Debug), unit and integration tests alike,
-#      then a short libFuzzer smoke run of every fuzz target from the same tree.
+#   2. an ASan+UBSan build of everything (GCC, Debug), unit and integration tests alike;
+#   3. the libFuzzer targets only (clang), then a short smoke run of each.
 # Every build has warnings as errors (PFPROXY_WERROR=ON). Needs root: the integration tests bind
 # ports below 1024 and switch to the user nobody.
 set -euo pipefail
@@ -28,16 +28,19 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPFPROXY_WERROR=ON \
 ninja -C build -j "$jobs"
 (cd build && ctest --output-on-failure --timeout 1800)
 
-stage "ASan+UBSan build (clang, with the fuzz targets)"
-# One sanitizer tree serves both: the test suite under ASan+UBSan, and the libFuzzer targets
-# (clang only), which carry the same sanitizers. It is also the whole tree's clang build.
-cmake -S . -B build-asan -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
-  -DPFPROXY_SANITIZE=ON -DPFPROXY_FUZZ=ON -DPFPROXY_WERROR=ON "${launcher[@]}" >/dev/null
+stage "ASan+UBSan build"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPFPROXY_SANITIZE=ON \
+  -DPFPROXY_WERROR=ON "${launcher[@]}" >/dev/null
 ninja -C build-asan -j "$jobs"
 # Workers turn LeakSanitizer off themselves (it needs ptrace, which their filter forbids).
 (cd build-asan && ASAN_OPTIONS=abort_on_error=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 900)
 
-stage "fuzz smoke (${fuzz_seconds}s per target)"
-tests/fuzz/smoke.sh build-asan "$fuzz_seconds"
+stage "fuzz targets (clang), fuzz smoke (${fuzz_seconds}s per target)"
+# Only the libFuzzer targets (clang, ASan+UBSan): each compiles the code it fuzzes itself, so the
+# rest of the tree is not built a third time. -g: symbolised stacks in a crash report.
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CXX_FLAGS=-g -DPFPROXY_FUZZ=ON -DPFPROXY_WERROR=ON "${launcher[@]}" >/dev/null
+ninja -C build-fuzz -j "$jobs" fuzz
+tests/fuzz/smoke.sh build-fuzz "$fuzz_seconds"
 stage "all test stages passed"

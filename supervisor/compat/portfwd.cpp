@@ -15,7 +15,7 @@ struct Flag {
     const char* help;
 };
 
-// The seed's options, in its help's order; -b (base-address mode) is refused by the parser.
+// The seed's options, in its help's order.
 constexpr Flag kTcpFlags[] = {
     {'d', nullptr, "run in background (daemonize)"},
     {'p', "<pidfile>", "write PID to file"},
@@ -139,8 +139,6 @@ std::variant<Finished, SeedCommand> parse_portfwd(Tool tool, std::string_view co
             break;
         }
     }
-    if (given.count('b'))
-        return fail(command, "-b (base-address mode) is not supported yet; see docs/migration.md");
     if (positional.size() != 2)
         return fail(command, "expected <local_addr:local_port> <dest_addr:dest_port>, got " +
                                  std::to_string(positional.size()) +
@@ -160,6 +158,12 @@ std::variant<Finished, SeedCommand> parse_portfwd(Tool tool, std::string_view co
 
     nlohmann::ordered_json proxy = {{"listen", to_string(listen)},
                                     {"upstream", to_string(std::get<Endpoint>(dest))}};
+    if (given.count('b')) {
+        // The redirected port moves the address: the deployed tool connected wherever that led,
+        // so the command writes the open allow list a policy must spell out (and is warned of).
+        proxy["base_address"] = true;
+        proxy["allow"] = "any";
+    }
     if (tool == Tool::udpfwd) {
         uint64_t n = 0;
         if (auto t = given.find('t'); t != given.end()) {

@@ -158,8 +158,6 @@ TEST(Portfwd, HelpAndOneLineErrors) {
          "udpfwd: invalid -t '-1': expected seconds 0-604800 (0: never time out)\n"},
         {{"udpfwd", "5353", "127.0.0.1:53", "-H", "big"},
          "udpfwd: invalid -H 'big': expected a number 1-1000000\n"},
-        {{"tcpfwd", "-b", "1", "2"},
-         "tcpfwd: -b (base-address mode) is not supported yet; see docs/migration.md\n"},
         {{"tcpfwd", "-6", "[::]:8080", "127.0.0.1:80"},
          "tcpfwd: -6 (IPv6-only wildcard listener) is not supported yet; listen on a specific "
          "IPv6 address instead\n"},
