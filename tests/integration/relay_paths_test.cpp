@@ -20,10 +20,13 @@ std::string policy(uint16_t listen, uint16_t upstream, const std::string& extra 
            tcp_proxy_json("web", listen, upstream, extra) + "]}";
 }
 
+// Splice pipes only: fds 1 and 2 are the log pipe the supervisor reads.
 int pipe_fds(pid_t pid) {
     int n = 0;
     for (const auto& f : fd_targets(pid))
-        if (f.find("pipe:") != std::string::npos) ++n;
+        if (f.find("pipe:") != std::string::npos && !f.starts_with("1 -> ") &&
+            !f.starts_with("2 -> "))
+            ++n;
     return n;
 }
 
