@@ -181,9 +181,9 @@ Profile stream_profile(const KindRow& row) {
     return p;
 }
 
-// Every datagram kind: the forwarder of workers/udp_forward.cpp (a UDP socket per client flow,
-// batched reads and writes); nothing to accept, splice, shut down or tune.
-Profile datagram_profile(const KindRow& row) {
+// socket() for a kind's upstream: only its row's domains, only the one socket type.
+SyscallRule upstream_socket_rule(const KindRow& row, const std::vector<uint64_t>& types,
+                                 std::string_view type_name) {
     std::string domain_desc = "domain ";
     std::vector<uint64_t> domains;
     for (int d : row.upstream_domains) {
@@ -191,18 +191,24 @@ Profile datagram_profile(const KindRow& row) {
         domain_desc += family_name(d);
         domains.push_back(static_cast<uint64_t>(d));
     }
-    domain_desc += ", type SOCK_DGRAM (+NONBLOCK/CLOEXEC)";
+    domain_desc += ", type " + std::string(type_name) + " (+NONBLOCK/CLOEXEC)";
+    return {.name = "socket",
+            .why = row.upstream_why,
+            .arg_index = 0,
+            .arg_values = domains,
+            .arg_desc = domain_desc,
+            .arg2_index = 1,
+            .arg2_values = types};
+}
+
+// Every datagram kind: the forwarder of workers/udp_forward.cpp (a UDP socket per client flow,
+// batched reads and writes); nothing to accept, splice, shut down or tune.
+Profile datagram_profile(const KindRow& row) {
     return Profile{
         .kind = row.kind,
         .rules =
             {
-                {.name = "socket",
-                 .why = row.upstream_why,
-                 .arg_index = 0,
-                 .arg_values = domains,
-                 .arg_desc = domain_desc,
-                 .arg2_index = 1,
-                 .arg2_values = kDatagramTypes},
+                upstream_socket_rule(row, kDatagramTypes, "SOCK_DGRAM"),
                 {.name = "connect", .why = row.connect_why},
                 {.name = "recvmmsg", .why = "batched reads of datagrams"},
                 {.name = "sendmmsg", .why = "batched writes of datagrams"},
@@ -217,25 +223,11 @@ Profile datagram_profile(const KindRow& row) {
 // its upstream's family (never AF_NETLINK), and has no setsockopt, ioctl, bind or accept. Reading
 // the queue and sending verdicts are recv/send on the handed-over socket (baseline).
 Profile nfqueue_profile(const KindRow& row) {
-    std::string domain_desc = "domain ";
-    std::vector<uint64_t> domains;
-    for (int d : row.upstream_domains) {
-        if (!domains.empty()) domain_desc += " or ";
-        domain_desc += family_name(d);
-        domains.push_back(static_cast<uint64_t>(d));
-    }
-    domain_desc += ", type SOCK_STREAM (+NONBLOCK/CLOEXEC)";
     return Profile{
         .kind = row.kind,
         .rules =
             {
-                {.name = "socket",
-                 .why = row.upstream_why,
-                 .arg_index = 0,
-                 .arg_values = domains,
-                 .arg_desc = domain_desc,
-                 .arg2_index = 1,
-                 .arg2_values = kStreamTypes},
+                upstream_socket_rule(row, kStreamTypes, "SOCK_STREAM"),
                 {.name = "connect", .why = row.connect_why},
                 {.name = "getsockopt",
                  .why = "result of a non-blocking connect",
