@@ -59,7 +59,6 @@ ACCEPTED = {
 }
 # examples/pf-proxyd.service.d/raw-packets.conf adds these on purpose.
 ACCEPTED_RAW_PACKETS = {
-    "RestrictAddressFamilies=~AF_PACKET": "raw IP injection",
     "RestrictAddressFamilies=~AF_NETLINK": "nfqueue",
     "CapabilityBoundingSet=~CAP_NET_ADMIN": "nfqueue bind and verdicts",
 }
@@ -67,7 +66,9 @@ ACCEPTED_RAW_PACKETS = {
 SERVICES = ["pf-proxyd.service", "pf-proxyd@example.service"]
 EXAMPLE_SOCKETS = ["pf-proxyd-web.socket", "pf-proxyd-guest.socket"]
 COMPAT_COMMANDS = ["vsock-to-ip", "ip-to-vsock", "vsock-to-ip-transparent", "ip-to-vsock-transparent",
-                   "transparent-port-to-vsock", "port-to-vsock-transparent", "vsockproxy", "tcpfwd", "udpfwd"]
+                   "transparent-port-to-vsock", "port-to-vsock-transparent", "vsockproxy", "tcpfwd", "udpfwd",
+                   "ip-to-vsock-raw-incoming", "ip-to-vsock-raw-outgoing", "vsock-to-ip-raw-incoming",
+                   "vsock-to-ip-raw-outgoing"]
 
 
 class Failure(Exception):
