@@ -292,6 +292,13 @@ void Supervisor::worker_message(WorkerProcess& w) {
         m = ipc::receive(w.control.get(), ipc::kMaxFromWorker, 0);
     } catch (const system_error& e) {
         if (e.code() == EAGAIN) return;
+        if (e.code() == ECONNRESET && (stopping_ || w.state == WorkerProcess::State::draining)) {
+            // It drained on a SIGTERM of its own (a terminal's Ctrl-C signals the whole process
+            // group) and exited before reading our DRAIN: an end, not a fault. Its pidfd reports
+            // how it exited.
+            loop_.remove(w.control.get());
+            return;
+        }
         kill_worker(w, std::string("control channel: ") + e.what());
         loop_.remove(w.control.get());
         return;

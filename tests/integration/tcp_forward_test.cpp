@@ -379,6 +379,23 @@ TEST_F(TcpForward, SigtermDrainsOpenConnectionsThenExitsZero) {
     EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
+// Ctrl-C in a terminal signals pf-proxyd and its workers together: the workers drain on their
+// own signal, possibly before reading the supervisor's DRAIN, and that is a clean stop, not a
+// channel fault to kill anyone for.
+TEST_F(TcpForward, SignalToTheWholeProcessGroupIsACleanStop) {
+    Server server(upstream_port, echo);
+    Daemon d(policy(listen_port, upstream_port, ", \"workers\": 2"), {}, 0,
+             [] { ::setpgid(0, 0); });
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    ASSERT_EQ(d.wait_workers(2).size(), 2u);
+    ASSERT_EQ(::killpg(d.pid(), SIGINT), 0);
+    const int status = d.wait_exit(20s);
+    ASSERT_TRUE(WIFEXITED(status)) << d.log();
+    EXPECT_EQ(WEXITSTATUS(status), 0) << d.log();
+    EXPECT_EQ(d.log().find("killing it"), std::string::npos) << d.log();
+    EXPECT_EQ(d.log().find(" error: "), std::string::npos) << d.log();
+}
+
 TEST_F(TcpForward, TwoWorkersShareTheListener) {
     Server server(upstream_port, echo);
     Daemon d(policy(listen_port, upstream_port, ", \"workers\": 2"));
