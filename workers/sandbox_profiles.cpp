@@ -95,9 +95,9 @@ std::vector<SyscallRule> baseline_rules() {
     };
 }
 
-// Every stream kind: the relay of workers/stream_relay.cpp (accept, connect, splice through
-// pipes, copy fallback, half-close) with the upstream socket families of the kind's row.
-Profile stream_profile(const KindRow& row) {
+// socket() for a kind's upstream: only its row's domains, only the one socket type.
+SyscallRule upstream_socket_rule(const KindRow& row, const std::vector<uint64_t>& types,
+                                 std::string_view type_name) {
     std::string domain_desc = "domain ";
     std::vector<uint64_t> domains;
     for (int d : row.upstream_domains) {
@@ -105,19 +105,36 @@ Profile stream_profile(const KindRow& row) {
         domain_desc += family_name(d);
         domains.push_back(static_cast<uint64_t>(d));
     }
-    domain_desc += ", type SOCK_STREAM (+NONBLOCK/CLOEXEC)";
+    domain_desc += ", type " + std::string(type_name) + " (+NONBLOCK/CLOEXEC)";
+    return {.name = "socket",
+            .why = row.upstream_why,
+            .arg_index = 0,
+            .arg_values = domains,
+            .arg_desc = domain_desc,
+            .arg2_index = 1,
+            .arg2_values = types};
+}
+
+// getsockopt(SO_ERROR) only: the outcome of a non-blocking connect.
+SyscallRule connect_result_rule() {
+    return {.name = "getsockopt",
+            .why = "result of a non-blocking connect",
+            .arg_index = 1,
+            .arg_values = {SOL_SOCKET},
+            .arg_desc = "level SOL_SOCKET, optname SO_ERROR",
+            .arg2_index = 2,
+            .arg2_values = {SO_ERROR}};
+}
+
+// Every stream kind: the relay of workers/stream_relay.cpp (accept, connect, splice through
+// pipes, copy fallback, half-close) with the upstream socket families of the kind's row.
+Profile stream_profile(const KindRow& row) {
     Profile p{
         .kind = row.kind,
         .rules =
             {
                 {.name = "accept4", .why = "clients on the handed-over listener"},
-                {.name = "socket",
-                 .why = row.upstream_why,
-                 .arg_index = 0,
-                 .arg_values = domains,
-                 .arg_desc = domain_desc,
-                 .arg2_index = 1,
-                 .arg2_values = kStreamTypes},
+                upstream_socket_rule(row, kStreamTypes, "SOCK_STREAM"),
                 {.name = "connect", .why = row.connect_why},
                 {.name = "setsockopt",
                  .why = "keep-alive on a connection (no SO_LINGER, buffer sizes or others)",
@@ -134,13 +151,7 @@ Profile stream_profile(const KindRow& row) {
                              "or TCP_KEEPCNT",
                  .arg2_index = 2,
                  .arg2_values = {TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT}},
-                {.name = "getsockopt",
-                 .why = "result of a non-blocking connect",
-                 .arg_index = 1,
-                 .arg_values = {SOL_SOCKET},
-                 .arg_desc = "level SOL_SOCKET, optname SO_ERROR",
-                 .arg2_index = 2,
-                 .arg2_values = {SO_ERROR}},
+                connect_result_rule(),
                 {.name = "getsockname", .why = "local address of a connection (logging)"},
                 {.name = "getpeername", .why = "client address (logging, PROXY header)"},
                 {.name = "shutdown",
@@ -181,26 +192,6 @@ Profile stream_profile(const KindRow& row) {
     return p;
 }
 
-// socket() for a kind's upstream: only its row's domains, only the one socket type.
-SyscallRule upstream_socket_rule(const KindRow& row, const std::vector<uint64_t>& types,
-                                 std::string_view type_name) {
-    std::string domain_desc = "domain ";
-    std::vector<uint64_t> domains;
-    for (int d : row.upstream_domains) {
-        if (!domains.empty()) domain_desc += " or ";
-        domain_desc += family_name(d);
-        domains.push_back(static_cast<uint64_t>(d));
-    }
-    domain_desc += ", type " + std::string(type_name) + " (+NONBLOCK/CLOEXEC)";
-    return {.name = "socket",
-            .why = row.upstream_why,
-            .arg_index = 0,
-            .arg_values = domains,
-            .arg_desc = domain_desc,
-            .arg2_index = 1,
-            .arg2_values = types};
-}
-
 // Every datagram kind: the forwarder of workers/udp_forward.cpp (a UDP socket per client flow,
 // batched reads and writes); nothing to accept, splice, shut down or tune.
 Profile datagram_profile(const KindRow& row) {
@@ -229,13 +220,7 @@ Profile nfqueue_profile(const KindRow& row) {
             {
                 upstream_socket_rule(row, kStreamTypes, "SOCK_STREAM"),
                 {.name = "connect", .why = row.connect_why},
-                {.name = "getsockopt",
-                 .why = "result of a non-blocking connect",
-                 .arg_index = 1,
-                 .arg_values = {SOL_SOCKET},
-                 .arg_desc = "level SOL_SOCKET, optname SO_ERROR",
-                 .arg2_index = 2,
-                 .arg2_values = {SO_ERROR}},
+                connect_result_rule(),
                 {.name = "shutdown",
                  .why = "the stream's read side, so nothing the peer sends is ever read; never "
                         "the nfqueue socket",
