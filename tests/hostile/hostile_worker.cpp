@@ -105,6 +105,10 @@ void hostile_after_lockdown(int control_fd, const pfp::Handover& h) {
         report(attack, outcome(send_raw(control_fd, 4, std::string(200, 'x'))));
     } else if (attack == "mistyped") {
         report(attack, outcome(send_raw(control_fd, 1, "{}")));
+    } else if (attack == "addresses") {
+        // The supervisor's own message (a host name's address set), sent the wrong way.
+        report(attack,
+               outcome(send_raw(control_fd, static_cast<uint16_t>(pfp::ipc::Type::addresses), "")));
     } else if (attack == "signal-supervisor") {
         report(attack, outcome(::kill(std::atoi(arg.c_str()), SIGTERM)));
     } else if (attack == "open-file") {

@@ -142,8 +142,9 @@ TEST(HostileWorker, ImplausibleStatsGetTheWorkerKilledOnce) {
     EXPECT_EQ(count(d.log(), "protocol violation"), 1u) << d.log();
 }
 
+// "addresses": the supervisor-to-worker ADDRESSES message, sent by a worker.
 TEST(HostileWorker, OversizedAndMistypedMessagesGetTheWorkerKilled) {
-    for (const std::string name : {"oversized", "mistyped"}) {
+    for (const std::string name : {"oversized", "mistyped", "addresses"}) {
         Ports s;
         EchoServer echo(s.b_up);
         Attack attack(name);
