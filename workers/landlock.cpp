@@ -11,6 +11,7 @@
 #include "common/endpoint.hpp"
 #include "common/error.hpp"
 #include "common/unique_fd.hpp"
+#include "workers/filesystem_view.hpp"
 
 namespace pfp::sandbox {
 
@@ -54,6 +55,9 @@ std::string ports_text(const std::vector<PortRange>& ranges) {
 LandlockRules landlock_rules(const Handover& h) {
     LandlockRules rules;
     rules.tcp_connect = std::vector<PortRange>{};
+    if (const auto up = own_upstream(h);
+        up && up->scheme == Scheme::unix_stream && !up->path.empty() && up->path.front() == '@')
+        rules.scope_abstract_unix = false;
     const auto* stream = std::get_if<StreamOptions>(&h.options);
     if (stream == nullptr) return rules;  // no stream upstream: no TCP connect at all
     if (stream->upstream_mode == UpstreamMode::fixed) {
@@ -100,8 +104,10 @@ std::string apply_landlock(const LandlockRules& rules, int abi) {
                    (rules.tcp_connect ? ports_text(*rules.tcp_connect) : "any port");
     }
     if (abi >= 6) {
-        attr.scoped = kScopeAbstractUnix | kScopeSignal;
-        applied += ", abstract Unix sockets and signals scoped";
+        attr.scoped = (rules.scope_abstract_unix ? kScopeAbstractUnix : 0) | kScopeSignal;
+        applied += rules.scope_abstract_unix
+                       ? ", abstract Unix sockets and signals scoped"
+                       : ", signals scoped (its upstream is an abstract socket)";
     }
     if (attr.handled_access_fs == 0 && attr.handled_access_net == 0 && attr.scoped == 0)
         return "nothing to restrict (ABI " + std::to_string(abi) + ")";

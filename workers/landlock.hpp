@@ -21,6 +21,8 @@ struct LandlockRules {
     // TCP ports connect() may reach; nullopt: any (a destination chosen per connection that no
     // `allow` entry bounds by port).
     std::optional<std::vector<PortRange>> tcp_connect;
+    // Off only for a worker whose own upstream is an abstract socket, which it must reach.
+    bool scope_abstract_unix = true;
 #ifdef PFPROXY_SANITIZE
     bool restrict_files = false;  // the sanitizer runtime reads /proc/self/maps for its reports
 #else
@@ -30,7 +32,8 @@ struct LandlockRules {
 
 // From the handover: a fixed tcp: upstream allows its port; a destination chosen per connection
 // allows the ports of the `allow` entries (any, if one allows every port or they span more than
-// kMaxPortRules ports); every other upstream allows no TCP connect at all.
+// kMaxPortRules ports); every other upstream allows no TCP connect at all. An abstract Unix
+// upstream leaves abstract sockets unscoped.
 LandlockRules landlock_rules(const Handover& h);
 inline constexpr size_t kMaxPortRules = 4096;
 

@@ -218,17 +218,25 @@ Profile narrowed(const Profile& profile, const std::vector<int>& upstream_domain
     return out;
 }
 
-std::string lock_down(const Profile& profile, FilterMode mode, const LandlockRules& landlock) {
+LockDownReport lock_down(const Profile& profile, FilterMode mode, const LandlockRules& landlock,
+                         const std::optional<FilesystemView>& view) {
+    if (view && !profile.capabilities.empty())
+        throw std::runtime_error("a filesystem view would void the capabilities " +
+                                 capability_names(capability_mask(profile.capabilities)) +
+                                 " (they count only in the worker's own user namespace)");
+    LockDownReport report;
     // Caps first: afterwards the filter need not allow capset/prctl, and NNP cannot be undone.
     drop_capabilities(profile);
     // Required for an unprivileged seccomp filter; no execve could gain privileges anyway.
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("prctl(PR_SET_NO_NEW_PRIVS)");
+    // While still dumpable: a non-dumpable process's /proc/self/uid_map belongs to root.
+    if (view) report.view = enter_filesystem_view(*view);
     // No core dumps of relayed data, no ptrace attach by same-uid processes.
     if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) throw_errno("prctl(PR_SET_DUMPABLE, 0)");
     // Before seccomp, whose filter does not allow the Landlock calls.
-    std::string applied = apply_landlock(landlock, landlock_abi());
+    report.landlock = apply_landlock(landlock, landlock_abi());
     install_seccomp(profile, mode);
-    return applied;
+    return report;
 }
 
 }  // namespace pfp::sandbox

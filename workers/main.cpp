@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -242,6 +243,7 @@ int run() {
     const WorkerKind kind = received.handover.kind;
     std::vector<int> upstream_domains;
     sandbox::LandlockRules landlock_rules;
+    std::optional<sandbox::FilesystemView> view;
     int listener_fd = -1;
     const std::string tag = received.handover.tag();
     try {
@@ -249,6 +251,7 @@ int run() {
         verify_capabilities(received.handover);
         upstream_domains = worker_upstream_domains(received.handover);
         landlock_rules = sandbox::landlock_rules(received.handover);
+        view = sandbox::filesystem_view(received.handover);
         for (size_t i = 0; i < received.handover.fds.size(); ++i)
             if (received.handover.fds[i].role == FdRole::stream_listener ||
                 received.handover.fds[i].role == FdRole::nfqueue)
@@ -256,6 +259,12 @@ int run() {
     } catch (const std::exception& e) {
         log::error(tag, ": handover refused: ", e.what());
         return exit_code::config;
+    }
+    if (view && !view->directory.empty() && ::access(view->directory.c_str(), F_OK) != 0) {
+        // Its view is that directory: wait for it with the supervisor's backoff.
+        log::error(tag, ": setup failed (will be retried): upstream directory ", view->directory,
+                   ": ", std::strerror(errno));
+        return exit_code::resource;
     }
     std::optional<EventLoop> loop;
     std::unique_ptr<Worker> worker;
@@ -272,9 +281,21 @@ int run() {
     try {
         sandbox::Profile profile = sandbox::narrowed(sandbox::profile_for(kind), upstream_domains);
         profile.listener_fd = listener_fd;
-        const std::string landlock =
-            sandbox::lock_down(profile, sandbox::FilterMode::kill, landlock_rules);
-        log::info(tag, ": landlock ", landlock);
+        if (view && !profile.capabilities.empty()) {
+            // The nfqueue reader with a unix: upstream: its CAP_NET_ADMIN would not survive a
+            // user namespace. Its control-socket refusal by peer pid still holds.
+            log::warning(tag, ": no filesystem view: it keeps ",
+                         sandbox::capability_names(sandbox::capability_mask(profile.capabilities)),
+                         ", which a user namespace would void");
+            view.reset();
+        }
+        const auto report =
+            sandbox::lock_down(profile, sandbox::FilterMode::kill, landlock_rules, view);
+        log::info(tag, ": landlock ", report.landlock);
+        if (report.view && report.view->entered)
+            log::info(tag, ": filesystem view: ", report.view->text);
+        else if (report.view)
+            log::warning(tag, ": filesystem view ", report.view->text);
     } catch (const std::exception& e) {
         log::error(tag, ": lock-down failed: ", e.what());
         return exit_code::sandbox;

@@ -2,12 +2,14 @@
 // Which syscalls and capabilities each worker kind gets, and why (sandbox_profiles.cpp, from the
 // kind table), and the fixed lock-down sequence every worker runs (lockdown.cpp).
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/worker_kind.hpp"
+#include "workers/filesystem_view.hpp"
 #include "workers/landlock.hpp"
 
 namespace pfp::sandbox {
@@ -77,12 +79,20 @@ void install_seccomp(const Profile& profile, FilterMode mode = FilterMode::kill)
 // reads /proc/self/status back and throws if CapEff/CapPrm/CapAmb hold anything else.
 void drop_capabilities(const Profile& profile);
 
-// The fixed order: drop capabilities (verified) -> PR_SET_NO_NEW_PRIVS -> PR_SET_DUMPABLE 0 ->
+struct LockDownReport {
+    std::string landlock;             // what Landlock applied
+    std::optional<ViewOutcome> view;  // the filesystem view, when the worker gets one
+};
+
+// The fixed order: drop capabilities (verified) -> PR_SET_NO_NEW_PRIVS -> the filesystem view
+// (filesystem_view.hpp; a worker whose upstream is a Unix socket) -> PR_SET_DUMPABLE 0 ->
 // Landlock (landlock.hpp; as far as the kernel's ABI goes) -> seccomp. Everything the worker's
-// loop needs (epoll, timers, pipes) must exist before this. Returns what Landlock applied.
-// `landlock`: from the worker's handover (the default allows a TCP connect to any port).
-std::string lock_down(const Profile& profile, FilterMode mode = FilterMode::kill,
-                      const LandlockRules& landlock = {});
+// loop needs (epoll, timers, pipes) must exist before this. `landlock` and `view`: from the
+// worker's handover (the default allows a TCP connect to any port and gives no view). A view
+// with a profile that keeps capabilities is an error: the user namespace would void them.
+LockDownReport lock_down(const Profile& profile, FilterMode mode = FilterMode::kill,
+                         const LandlockRules& landlock = {},
+                         const std::optional<FilesystemView>& view = std::nullopt);
 inline void lock_down(WorkerKind kind, FilterMode mode = FilterMode::kill) {
     lock_down(profile_for(kind), mode);
 }

@@ -155,6 +155,15 @@ void hostile_after_lockdown(int control_fd, const pfp::Handover& h) {
         std::memcpy(un.sun_path + 1, arg.data(), std::min(arg.size(), sizeof un.sun_path - 1));
         const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + arg.size());
         report(attack, "connect " + outcome(::connect(s, reinterpret_cast<sockaddr*>(&un), len)));
+    } else if (attack == "unix-connect") {
+        // A pathname Unix socket outside the upstream's directory (path ARG).
+        const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        report(attack, "socket " + outcome(s));
+        sockaddr_un un{};
+        un.sun_family = AF_UNIX;
+        std::strncpy(un.sun_path, arg.c_str(), sizeof un.sun_path - 1);
+        report(attack,
+               "connect " + outcome(::connect(s, reinterpret_cast<sockaddr*>(&un), sizeof un)));
     } else if (attack == "forge-log") {
         // A supervisor line, a journald priority and a terminal escape, then a flood.
         const std::string forged =

@@ -7,7 +7,10 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstring>
@@ -331,6 +334,103 @@ TEST(HostileWorker, LandlockKeepsConnectsToTheUpstreamsPortAndOutOfAbstractSocke
                   std::string::npos)
             << d.log();
         EXPECT_FALSE(target.connected_to());
+        expect_supervisor_unharmed(d, s.b_listen);
+    }
+}
+
+// A listening pathname Unix socket anyone may connect to (mode 0777).
+Listening unix_listening(const std::string& path) {
+    unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::strncpy(un.sun_path, path.c_str(), sizeof un.sun_path - 1);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&un), sizeof un) != 0 ||
+        ::chmod(path.c_str(), 0777) != 0 || ::listen(fd.get(), 16) != 0)
+        return {};
+    return {std::move(fd)};
+}
+
+// Whether uid nobody, outside any worker's view, can connect to `path`: the attack's target is
+// in its reach but for the view.
+bool nobody_can_connect(const std::string& path) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+        const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        sockaddr_un un{};
+        un.sun_family = AF_UNIX;
+        std::strncpy(un.sun_path, path.c_str(), sizeof un.sun_path - 1);
+        ::_exit(::connect(s, reinterpret_cast<sockaddr*>(&un), sizeof un) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    return pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+           WEXITSTATUS(status) == 0;
+}
+
+void expect_relays(uint16_t port) {
+    unique_fd c = connect_tcp(port);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(write_all(c.get(), "view", 4));
+    char buf[4];
+    ASSERT_TRUE(read_exact(c.get(), buf, 4));
+    EXPECT_EQ(std::string(buf, 4), "view");
+}
+
+// A worker whose upstream is a Unix socket may create AF_UNIX sockets, and neither seccomp nor
+// Landlock can bound which path it connects to: its filesystem is its upstream's directory only
+// (a pathname upstream) or nothing (an abstract one). A socket uid nobody could reach elsewhere
+// is not there for it, and its listener saw nothing; the upstream itself still relays.
+TEST(HostileWorker, UnixSocketsOutsideItsUpstreamsDirectoryAreOutOfSight) {
+    TempDir elsewhere;
+    const std::string target_path = elsewhere.path() + "/other.sock";
+    Listening target = unix_listening(target_path);
+    ASSERT_TRUE(target.fd);
+    ASSERT_TRUE(nobody_can_connect(target_path)) << "the negative control: nobody reaches it";
+    target.connected_to();  // the control's own connection
+    {
+        Ports s;
+        EchoServer echo(s.b_up);
+        TempDir dir;
+        const std::string up = dir.path() + "/up.sock";
+        Listening up_listener = unix_listening(up);
+        ASSERT_TRUE(up_listener.fd);
+        EchoServer upstream(std::move(up_listener.fd));
+        const std::string entry = R"({"name": "a", "listen": "tcp:127.0.0.1:)" +
+                                  std::to_string(s.a_listen) + R"(", "upstream": "unix:)" + up +
+                                  "\"";
+        Attack attack("unix-connect", target_path);
+        Daemon d(policy(entry, s.b_listen, s.b_up), hostile_worker());
+        ASSERT_TRUE(d.wait_log("hostile: unix-connect: connect ")) << d.log();
+        EXPECT_NE(d.log().find("a/0: filesystem view: only " + dir.path() + " under a read-only"),
+                  std::string::npos)
+            << d.log();
+        EXPECT_NE(d.log().find("hostile: unix-connect: connect refused: No such file or directory"),
+                  std::string::npos)
+            << d.log();
+        EXPECT_FALSE(target.connected_to());
+        expect_relays(s.a_listen);
+        expect_supervisor_unharmed(d, s.b_listen);
+    }
+    {
+        Ports s;
+        EchoServer echo(s.b_up);
+        const std::string name = "pfp-view-" + std::to_string(::getpid());
+        Listening up_listener = abstract_listening(name);
+        ASSERT_TRUE(up_listener.fd);
+        EchoServer upstream(std::move(up_listener.fd));
+        const std::string entry = R"({"name": "a", "listen": "tcp:127.0.0.1:)" +
+                                  std::to_string(s.a_listen) + R"(", "upstream": "unix:@)" + name +
+                                  "\"";
+        Attack attack("unix-connect", target_path);
+        Daemon d(policy(entry, s.b_listen, s.b_up), hostile_worker());
+        ASSERT_TRUE(d.wait_log("hostile: unix-connect: connect ")) << d.log();
+        EXPECT_NE(d.log().find("a/0: filesystem view: an empty read-only root"), std::string::npos)
+            << d.log();
+        EXPECT_NE(d.log().find("hostile: unix-connect: connect refused: No such file or directory"),
+                  std::string::npos)
+            << d.log();
+        EXPECT_FALSE(target.connected_to());
+        expect_relays(s.a_listen);  // its abstract upstream stays in reach
         expect_supervisor_unharmed(d, s.b_listen);
     }
 }

@@ -56,6 +56,9 @@ ACCEPTED = {
     "PrivateUsers=": "capabilities in a user namespace do not count for the host's network namespace",
     "DeviceAllow=": "char-rtc:r, which ProtectClock=yes adds",
     "IPAddressDeny=": "a proxy's peers are per deployment (drop-in)",
+    "SystemCallFilter=~@mount": "mount, chroot: a worker with a Unix upstream builds its filesystem view",
+    "RestrictNamespaces=~user": "the filesystem view's own user namespace (unprivileged mounts)",
+    "RestrictNamespaces=~mnt": "the filesystem view's own mount namespace",
 }
 # examples/pf-proxyd.service.d/raw-packets.conf adds these on purpose.
 ACCEPTED_RAW_PACKETS = {
@@ -545,10 +548,17 @@ def check_syscalls(args):
 class Echo(threading.Thread):
     """The upstream: echoes whatever it gets."""
 
-    def __init__(self):
+    def __init__(self, path=None):
         super().__init__(daemon=True)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
+        if path is None:
+            self.sock = socket.create_server(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
+            return
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        os.chmod(path, 0o777)
+        self.sock.listen()
+        self.port = None
 
     def run(self):
         while True:
@@ -667,6 +677,14 @@ def exec_unit(args, root, echo, name, instance):
         if low:
             proxies.append({"name": "low", "listen": f"tcp:127.0.0.1:{low}",
                             "upstream": f"tcp:127.0.0.1:{echo.port}"})
+        # A Unix upstream: its worker builds its filesystem view (user and mount namespace,
+        # mount, chroot), which the unit's filters must allow.
+        os.makedirs(os.path.join(work, "up"), mode=0o755)
+        unix_echo = Echo(os.path.join(work, "up", "echo.sock"))
+        unix_echo.start()
+        unix_port = free_port()
+        proxies.append({"name": "unixup", "listen": f"tcp:127.0.0.1:{unix_port}",
+                        "upstream": f"unix:{work}/up/echo.sock"})
         policy = os.path.join(work, "policy.json")
         with open(policy, "w") as f:
             json.dump({"drain_timeout": "2s", "proxies": proxies}, f)
@@ -746,7 +764,7 @@ def exec_unit(args, root, echo, name, instance):
         children = open(f"/proc/{main.pid}/task/{main.pid}/children").read().split()
         if str(mainpid) not in children:
             problems.append(f"{label}: READY=1 came from pid {mainpid}, not the main process")
-        for p in [port] + ([low] if low else []):
+        for p in [port, unix_port] + ([low] if low else []):
             if relay_once(p, b"hello through pf-proxyd\n") != b"hello through pf-proxyd\n":
                 problems.append(f"{label}: port {p}: the relay did not echo")
         # The control socket: in the RuntimeDirectory=, mode 0660 despite UMask=0077 (group
