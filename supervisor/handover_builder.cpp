@@ -1,6 +1,5 @@
 #include "supervisor/handover_builder.hpp"
 
-#include <ifaddrs.h>
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -10,31 +9,20 @@
 
 #include "common/allow_list.hpp"
 #include "common/log.hpp"
+#include "supervisor/host_addresses.hpp"
 
 namespace pfp::supervisor {
 
 std::vector<std::string> host_addresses() {
-    std::vector<std::string> out;
-    ifaddrs* list = nullptr;
-    if (::getifaddrs(&list) != 0) {
-        // getifaddrs needs an AF_NETLINK socket; a unit that forbids it gets loopback and the
-        // other fixed ranges protected, not the host's own addresses.
-        log::warning("cannot list the host's own addresses (", std::strerror(errno),
-                     "): they are not protected from allow lists; allow AF_NETLINK to fix this");
-        return out;
+    if (auto listed = host_addresses_from_netlink()) return *listed;
+    // The shipped unit allows no AF_NETLINK: the same list from SIOCGIFCONF and /proc.
+    try {
+        return host_addresses_without_netlink();
+    } catch (const std::exception& e) {
+        log::warning("cannot list the host's own addresses (", e.what(),
+                     "): they are not protected from allow lists");
+        return {};
     }
-    for (const ifaddrs* i = list; i; i = i->ifa_next) {
-        if (!i->ifa_addr) continue;
-        const int family = i->ifa_addr->sa_family;
-        if (family != AF_INET && family != AF_INET6) continue;
-        const socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
-        const auto ip = IpAddress::from_sockaddr(i->ifa_addr, len);
-        if (!ip) continue;
-        const std::string text = ip->to_string();
-        if (std::find(out.begin(), out.end(), text) == out.end()) out.push_back(text);
-    }
-    ::freeifaddrs(list);
-    return out;
 }
 
 int connections_per_worker(const policy::Proxy& p) {
