@@ -70,6 +70,8 @@ struct Proxy {
     int max_flows = 8192;  // datagram kinds: client flows per proxy, split across its workers
     bool batch = true;     // datagram kinds: recvmmsg/sendmmsg
     milliseconds connect_timeout{10'000};
+    // How long a destination-header relay waits for the whole header (docs/policy.md).
+    milliseconds header_timeout{5'000};
     // 0: never. Finite by default so connections whose peers vanished without a FIN (keepalive
     // off, or a peer that still ACKs) give their max_connections slot back; an hour is the usual
     // tunnel timeout, past the keepalive period of pooled and interactive connections.

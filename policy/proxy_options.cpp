@@ -137,6 +137,15 @@ void parse_relay_options(Checker& check, const json& v, const std::string& point
             p.header = kHeaderFormats[*i];
         }
     }
+    if (const json* x = member(v, "header_timeout")) {
+        if (shape.upstream_mode && *shape.upstream_mode != UpstreamMode::destination_header) {
+            check.error(at("header_timeout"),
+                        "header_timeout applies only to a \"destination-header\" upstream (the "
+                        "one relay that reads a header from its client)");
+        } else if (auto d = check.duration(*x, at("header_timeout"), true)) {
+            p.header_timeout = *d;
+        }
+    }
     if (const json* x = member(v, "proxy_protocol")) {
         if (auto b = check.boolean(*x, at("proxy_protocol"))) {
             if (*b && shape.send_original_destination == true) {

@@ -44,6 +44,7 @@ StreamOptions stream_options(const policy::Proxy& p) {
     o.max_connections = connections_per_worker(p);
     o.connect_timeout = p.connect_timeout;
     o.idle_timeout = p.idle_timeout;
+    o.header_timeout = p.header_timeout;
     o.tcp_nodelay = p.tcp_nodelay;
     o.keepalive = p.keepalive.enabled;
     o.keepalive_idle = p.keepalive.idle;

@@ -112,3 +112,22 @@ TEST(HeaderTimeout, APartialHeaderThenSilenceIsClosedByTheHeaderTimer) {
     }
     EXPECT_EQ(d.log().find("then the peer closed"), std::string::npos) << d.log();
 }
+
+// The policy's header_timeout replaces the 5 s: a partial header then silence is closed by it.
+TEST(HeaderTimeout, ThePolicysHeaderTimeoutIsTheDeadline) {
+    TempDir dir;
+    Daemon d(R"({"proxies": [{"name": "rx", "listen": "unix:)" + dir.path() +
+             R"(/rx.sock", "upstream": "destination-header", "allow": ["10.0.0.0/8:80"],
+                 "connect_timeout": "60s", "header_timeout": "300ms"}]})");
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_unix(dir.path() + "/rx.sock");
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(write_all(c.get(), kHeader.data(), 3));
+    std::string got;
+    const std::string end = read_until_end(c.get(), got);
+    EXPECT_TRUE(end == "eof" || end == "reset") << end;
+    EXPECT_EQ(got, "");
+    ASSERT_TRUE(d.wait_log("rx/0: refused connection from ")) << d.log();
+    EXPECT_NE(d.log().find("no complete destination header within 300 ms"), std::string::npos)
+        << d.log();
+}

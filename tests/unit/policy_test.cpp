@@ -72,8 +72,10 @@ constexpr std::string_view kProxyKeyList =
     "proxy_protocol, "
     "allow, "
     "allowed_cids, allowed_sources, socket_mode, socket_owner, socket_group, workers, "
-    "max_connections, backlog, connect_timeout, idle_timeout, tcp_nodelay, keepalive, splice, "
-    "log_connections, statistics, restart, max_flows, batch, on_stream_down, fail_open, queue_maxlen";
+    "max_connections, backlog, connect_timeout, header_timeout, idle_timeout, tcp_nodelay, "
+    "keepalive, splice, "
+    "log_connections, statistics, restart, max_flows, batch, on_stream_down, fail_open, "
+    "queue_maxlen";
 
 // ---- Diagnostic formatting ----------------------------------------------------------------------
 
@@ -386,6 +388,23 @@ TEST(PolicyDuration, RejectedForms) {
                   "p.json:7:23: /proxies/0/idle_timeout: " + message)
             << text;
     }
+}
+
+// header_timeout: a destination-header relay's; anywhere else it is an error naming why.
+TEST(PolicyHeaderTimeout, OnlyADestinationHeaderRelayTakesIt) {
+    EXPECT_EQ(
+        errors(with({R"("header_timeout": "2s")"})),
+        "p.json:7:25: /proxies/0/header_timeout: header_timeout applies only to a "
+        "\"destination-header\" upstream (the one relay that reads a header from its client)");
+    const std::string rx = R"({"proxies": [{"name": "rx", "listen": "vsock:any:1200",
+        "upstream": "destination-header", "allow": ["10.0.0.0/8:443"], "header_timeout": "750ms"}]})";
+    EXPECT_EQ(parse_policy(rx, "p.json").proxies.at(0).header_timeout, milliseconds(750));
+    const std::string fallback = R"({"proxies": [{"name": "rx", "listen": "vsock:any:1200",
+        "upstream": "destination-header", "allow": ["10.0.0.0/8:443"]}]})";
+    EXPECT_EQ(parse_policy(fallback, "p.json").proxies.at(0).header_timeout, milliseconds(5000));
+    EXPECT_EQ(errors(R"({"proxies": [{"name": "rx", "listen": "vsock:any:1200",
+        "upstream": "destination-header", "allow": ["10.0.0.0/8:443"], "header_timeout": 0}]})"),
+              "p.json:2:90: /proxies/0/header_timeout: expected a duration > 0, got 0");
 }
 
 TEST(PolicyDuration, ZeroIsRejectedWhereAPositiveDurationIsNeeded) {
