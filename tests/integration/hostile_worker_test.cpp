@@ -436,3 +436,60 @@ TEST(HostileWorker, UnixSocketsOutsideItsUpstreamsDirectoryAreOutOfSight) {
 }
 
 }  // namespace
+
+namespace {
+
+// One proxy "a" of each family: its worker is the attacker. (A unique port or path per entry.)
+struct FamilyEntry {
+    std::string family;
+    std::string entry;
+};
+
+std::vector<FamilyEntry> one_proxy_per_family(const Ports& s, const std::string& dir) {
+    return {
+        {"stream (tcp-forward)", tcp_entry(s.a_listen, s.a_up)},
+        {"datagram (udp-forward)",
+         R"({"name": "a", "listen": "udp:127.0.0.1:)" + std::to_string(s.a_listen) +
+             R"(", "upstream": "udp:127.0.0.1:)" + std::to_string(s.a_up) + "\""},
+        {"packet (stream-to-raw)",
+         R"({"name": "a", "listen": "unix:)" + dir + R"(/raw.sock", "upstream": "raw:lo")"},
+    };
+}
+
+}  // namespace
+
+// The same attacks against a worker of each family (stream, datagram, packet): a forbidden call
+// ends it with SIGSYS, a message outside its permit table gets it killed once, and meanwhile the
+// supervisor answers and proxy "b" relays. (Every kind's own filter is proven call by call in
+// sandbox_kinds_test; this is the supervisor's side of it, per family.)
+TEST(HostileWorker, EveryFamilyIsHeldToTheSameRules) {
+    for (size_t i = 0; i < 3; ++i) {
+        for (const std::string name :
+             {"signal-supervisor", "open-file", "linger-option", "shutdown-listener"}) {
+            Ports s;
+            TempDir dir;
+            EchoServer echo(s.b_up);
+            const FamilyEntry f = one_proxy_per_family(s, dir.path())[i];
+            Attack attack(name);
+            Daemon d(policy(f.entry, s.b_listen, s.b_up), hostile_worker());
+            ASSERT_TRUE(d.wait_log("hostile: " + name + ": starting")) << f.family << d.log();
+            ASSERT_TRUE(d.wait_log("killed by signal SIGSYS (seccomp violation)"))
+                << f.family << " " << name << d.log();
+            EXPECT_EQ(d.log().find("hostile: " + name + ": survived"), std::string::npos)
+                << f.family << d.log();
+            expect_supervisor_unharmed(d, s.b_listen);
+        }
+        for (const std::string name : {"oversized", "mistyped", "addresses"}) {
+            Ports s;
+            TempDir dir;
+            EchoServer echo(s.b_up);
+            const FamilyEntry f = one_proxy_per_family(s, dir.path())[i];
+            Attack attack(name);
+            Daemon d(policy(f.entry, s.b_listen, s.b_up), hostile_worker());
+            ASSERT_TRUE(d.wait_log("protocol violation: ")) << f.family << " " << name << d.log();
+            ASSERT_TRUE(d.wait_log("killed by signal SIGKILL")) << f.family << d.log();
+            expect_supervisor_unharmed(d, s.b_listen);
+            EXPECT_EQ(count(d.log(), "protocol violation"), 1u) << f.family << d.log();
+        }
+    }
+}
