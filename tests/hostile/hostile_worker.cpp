@@ -61,6 +61,17 @@ int send_raw(int control_fd, uint16_t type, const std::string& payload, int fd =
     return static_cast<int>(::sendmsg(control_fd, &msg, MSG_NOSIGNAL));
 }
 
+// A stream socket connected to the pathname Unix socket `path`, each step reported.
+int unix_connect(const std::string& attack, const std::string& path) {
+    const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    report(attack, "socket " + outcome(s));
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::strncpy(un.sun_path, path.c_str(), sizeof un.sun_path - 1);
+    report(attack, "connect " + outcome(::connect(s, reinterpret_cast<sockaddr*>(&un), sizeof un)));
+    return s;
+}
+
 std::string stats_payload(uint64_t accepted) {
     pfp::ipc::StreamStats s;
     s.accepted = accepted;
@@ -115,13 +126,7 @@ void hostile_after_lockdown(int control_fd, const pfp::Handover& h) {
         report(attack, outcome(::open("/etc/hostname", O_RDONLY)));
     } else if (attack == "control-socket") {
         // A `stop` of another proxy on the control socket at ARG.
-        const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
-        report(attack, "socket " + outcome(s));
-        sockaddr_un un{};
-        un.sun_family = AF_UNIX;
-        std::strncpy(un.sun_path, arg.c_str(), sizeof un.sun_path - 1);
-        report(attack,
-               "connect " + outcome(::connect(s, reinterpret_cast<sockaddr*>(&un), sizeof un)));
+        const int s = unix_connect(attack, arg);
         const std::string req = "{\"command\": \"stop\", \"proxy\": \"b\"}\n";
         report(attack, "write " + outcome(static_cast<int>(::write(s, req.data(), req.size()))));
         char reply[512];
@@ -157,13 +162,7 @@ void hostile_after_lockdown(int control_fd, const pfp::Handover& h) {
         report(attack, "connect " + outcome(::connect(s, reinterpret_cast<sockaddr*>(&un), len)));
     } else if (attack == "unix-connect") {
         // A pathname Unix socket outside the upstream's directory (path ARG).
-        const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
-        report(attack, "socket " + outcome(s));
-        sockaddr_un un{};
-        un.sun_family = AF_UNIX;
-        std::strncpy(un.sun_path, arg.c_str(), sizeof un.sun_path - 1);
-        report(attack,
-               "connect " + outcome(::connect(s, reinterpret_cast<sockaddr*>(&un), sizeof un)));
+        (void)unix_connect(attack, arg);
     } else if (attack == "forge-log") {
         // A supervisor line, a journald priority and a terminal escape, then a flood.
         const std::string forged =

@@ -387,52 +387,32 @@ TEST(HostileWorker, UnixSocketsOutsideItsUpstreamsDirectoryAreOutOfSight) {
     ASSERT_TRUE(target.fd);
     ASSERT_TRUE(nobody_can_connect(target_path)) << "the negative control: nobody reaches it";
     target.connected_to();  // the control's own connection
-    {
+    // `upstream`: a listening socket for `up_listener`; `view`: how the worker's log line says it.
+    const auto attack_from = [&](const std::string& upstream, Listening up_listener,
+                                 const std::string& view) {
         Ports s;
         EchoServer echo(s.b_up);
-        TempDir dir;
-        const std::string up = dir.path() + "/up.sock";
-        Listening up_listener = unix_listening(up);
-        ASSERT_TRUE(up_listener.fd);
-        EchoServer upstream(std::move(up_listener.fd));
+        ASSERT_TRUE(up_listener.fd) << upstream;
+        EchoServer upstream_echo(std::move(up_listener.fd));
         const std::string entry = R"({"name": "a", "listen": "tcp:127.0.0.1:)" +
-                                  std::to_string(s.a_listen) + R"(", "upstream": "unix:)" + up +
+                                  std::to_string(s.a_listen) + R"(", "upstream": ")" + upstream +
                                   "\"";
         Attack attack("unix-connect", target_path);
         Daemon d(policy(entry, s.b_listen, s.b_up), hostile_worker());
         ASSERT_TRUE(d.wait_log("hostile: unix-connect: connect ")) << d.log();
-        EXPECT_NE(d.log().find("a/0: filesystem view: only " + dir.path() + " under a read-only"),
-                  std::string::npos)
-            << d.log();
+        EXPECT_NE(d.log().find("a/0: filesystem view: " + view), std::string::npos) << d.log();
         EXPECT_NE(d.log().find("hostile: unix-connect: connect refused: No such file or directory"),
                   std::string::npos)
             << d.log();
         EXPECT_FALSE(target.connected_to());
-        expect_relays(s.a_listen);
+        expect_relays(s.a_listen);  // its upstream stays in reach
         expect_supervisor_unharmed(d, s.b_listen);
-    }
-    {
-        Ports s;
-        EchoServer echo(s.b_up);
-        const std::string name = "pfp-view-" + std::to_string(::getpid());
-        Listening up_listener = abstract_listening(name);
-        ASSERT_TRUE(up_listener.fd);
-        EchoServer upstream(std::move(up_listener.fd));
-        const std::string entry = R"({"name": "a", "listen": "tcp:127.0.0.1:)" +
-                                  std::to_string(s.a_listen) + R"(", "upstream": "unix:@)" + name +
-                                  "\"";
-        Attack attack("unix-connect", target_path);
-        Daemon d(policy(entry, s.b_listen, s.b_up), hostile_worker());
-        ASSERT_TRUE(d.wait_log("hostile: unix-connect: connect ")) << d.log();
-        EXPECT_NE(d.log().find("a/0: filesystem view: an empty read-only root"), std::string::npos)
-            << d.log();
-        EXPECT_NE(d.log().find("hostile: unix-connect: connect refused: No such file or directory"),
-                  std::string::npos)
-            << d.log();
-        EXPECT_FALSE(target.connected_to());
-        expect_relays(s.a_listen);  // its abstract upstream stays in reach
-        expect_supervisor_unharmed(d, s.b_listen);
-    }
+    };
+    TempDir dir;
+    attack_from("unix:" + dir.path() + "/up.sock", unix_listening(dir.path() + "/up.sock"),
+                "only " + dir.path() + " under a read-only");
+    const std::string name = "pfp-view-" + std::to_string(::getpid());
+    attack_from("unix:@" + name, abstract_listening(name), "an empty read-only root");
 }
 
 }  // namespace
