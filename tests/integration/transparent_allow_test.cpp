@@ -112,6 +112,65 @@ TEST(TransparentAllow, DeniedDestinationsCloseTheClientWithoutDataAndAreLogged) 
     EXPECT_TRUE(d->wait_log("egress-host/0: refused connection from ", 1s)) << d->log();
 }
 
+// The host's own addresses, where a broad allow list would otherwise reach them: N's address on
+// its veth (v4 and v6) listens on port 80 like the server in S, and both are under the allow
+// list. The server is reached (the control); N's own listeners see nothing until an entry names
+// the address itself.
+TEST(TransparentAllow, TheHostsOwnAddressesStayRefusedUnderABroadAllow) {
+    PFP_REQUIRE_NETNS();
+    Topology topo;
+    unique_fd own4 = listen_tcp_in(topo.n, "10.200.0.1", 80);
+    unique_fd own6 = listen_tcp_in(topo.n, "fd00:200::1", 80);
+    Server server(listen_tcp_in(topo.s, "10.200.1.1", 80), [](int fd, const std::string&) {
+        std::string got;
+        if (!read_to_eof(fd, got)) return;
+        write_all(fd, "allowed", 7);
+    });
+    IptablesRule r4(topo.n, IptablesRule::v4, "nat", "OUTPUT",
+                    concat(concat({"-p", "tcp", "-d", "10.200.0.0/16"}, kNotNobody),
+                           {"-j", "REDIRECT", "--to-ports", std::to_string(kEgressPort)}));
+    IptablesRule r6(topo.n, IptablesRule::v6, "nat", "OUTPUT",
+                    concat(concat({"-p", "tcp", "-d", "fd00:200::/64"}, kNotNobody),
+                           {"-j", "REDIRECT", "--to-ports", std::to_string(kEgressPort)}));
+    TempDir dir;
+    auto client = [&](const std::string& ip) {
+        ChildResult r = topo.n.run_in_child([&] { return request_here(ip, 80, "GET /\n"); });
+        EXPECT_TRUE(r.ok) << r.output;
+        return r.output;
+    };
+    {
+        auto d = start_daemon(
+            topo.n,
+            policy_of(pair_entries("", "tcp:[::]:" + std::to_string(kEgressPort),
+                                   dir.path() + "/hop.sock", R"("0.0.0.0/0:80", "[::]/0:80")")));
+        ASSERT_TRUE(d->wait_ready(10s)) << d->log();
+        EXPECT_EQ(client("10.200.1.1"), "eof allowed") << d->log();  // the control
+        for (const std::string ip : {"10.200.0.1", "fd00:200::1"}) {
+            const std::string out = client(ip);
+            EXPECT_TRUE(out == "eof " || out == "reset ") << ip << ": " << out << d->log();
+        }
+        EXPECT_TRUE(d->wait_log("the host's own address not explicitly allowed", 5s)) << d->log();
+        EXPECT_FALSE(has_queued_connection(own4.get()))
+            << "the host's own IPv4 address was reached";
+        EXPECT_FALSE(has_queued_connection(own6.get()))
+            << "the host's own IPv6 address was reached";
+    }
+    {
+        // Named by an entry of its own: then it is a destination like any other.
+        auto d = start_daemon(topo.n,
+                              policy_of(pair_entries("", "tcp:[::]:" + std::to_string(kEgressPort),
+                                                     dir.path() + "/hop2.sock",
+                                                     R"("0.0.0.0/0:80", "10.200.0.1/32:80")")));
+        ASSERT_TRUE(d->wait_ready(10s)) << d->log();
+        Server own(std::move(own4), [](int fd, const std::string&) {
+            std::string got;
+            if (read_to_eof(fd, got)) write_all(fd, "own", 3);
+        });
+        EXPECT_EQ(client("10.200.0.1"), "eof own") << d->log();
+        EXPECT_EQ(own.accepted(), 1);
+    }
+}
+
 // ---- 7: allowed_sources on a TCP listener
 // --------------------------------------------------------
 
