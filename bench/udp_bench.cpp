@@ -1,10 +1,12 @@
 // UDP packets per second for bench/udp.sh. Two roles:
-//   udp_bench sink PORT                      counts datagrams on 127.0.0.1:PORT, prints the count
-//                                            on stdout whenever it reads "report" on stdin
-//   udp_bench blast PORT SIZE SECONDS FLOWS  sends SIZE-byte datagrams to 127.0.0.1:PORT from
-//                                            FLOWS client sockets (round robin, sendmmsg of 32)
-//                                            for SECONDS; prints datagrams sent
-// Loopback only. Not a test: numbers mean something only as ratios in one run.
+//   udp_bench sink PORT [IPV4]                      counts datagrams on IPV4:PORT (default
+//                                                   127.0.0.1), prints the count on stdout
+//                                                   whenever it reads "report" on stdin
+//   udp_bench blast PORT SIZE SECONDS FLOWS [IPV4]  sends SIZE-byte datagrams to IPV4:PORT from
+//                                                   FLOWS client sockets (round robin, sendmmsg
+//                                                   of 32) for SECONDS; prints datagrams sent
+// Loopback or a test's own namespaces only. Not a test: numbers mean something only as ratios in
+// one run.
 #include <arpa/inet.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -19,19 +21,22 @@
 
 namespace {
 
-sockaddr_in loopback(int port) {
+sockaddr_in address(int port, const char* ip) {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::inet_pton(AF_INET, ip, &a.sin_addr) != 1) {
+        std::fprintf(stderr, "udp_bench: not an IPv4 address: %s\n", ip);
+        std::exit(2);
+    }
     return a;
 }
 
-int sink(int port) {
+int sink(int port, const char* ip) {
     const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     int size = 8 << 20;
     ::setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
-    sockaddr_in a = loopback(port);
+    sockaddr_in a = address(port, ip);
     if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
         std::perror("bind");
         return 1;
@@ -65,11 +70,11 @@ int sink(int port) {
     }
 }
 
-int blast(int port, size_t size, double seconds, int flows) {
+int blast(int port, size_t size, double seconds, int flows, const char* ip) {
     std::vector<int> socks;
     for (int i = 0; i < flows; ++i) {
         const int s = ::socket(AF_INET, SOCK_DGRAM, 0);
-        sockaddr_in a = loopback(port);
+        sockaddr_in a = address(port, ip);
         ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
         socks.push_back(s);
     }
@@ -96,11 +101,13 @@ int blast(int port, size_t size, double seconds, int flows) {
 
 int main(int argc, char** argv) {
     const std::string role = argc > 1 ? argv[1] : "";
-    if (role == "sink" && argc == 3) return sink(std::atoi(argv[2]));
-    if (role == "blast" && argc == 6)
+    if (role == "sink" && (argc == 3 || argc == 4))
+        return sink(std::atoi(argv[2]), argc == 4 ? argv[3] : "127.0.0.1");
+    if (role == "blast" && (argc == 6 || argc == 7))
         return blast(std::atoi(argv[2]), std::strtoul(argv[3], nullptr, 10), std::atof(argv[4]),
-                     std::atoi(argv[5]));
+                     std::atoi(argv[5]), argc == 7 ? argv[6] : "127.0.0.1");
     std::fprintf(stderr,
-                 "usage: udp_bench sink PORT | udp_bench blast PORT SIZE SECONDS FLOWS\n");
+                 "usage: udp_bench sink PORT [IPV4] | udp_bench blast PORT SIZE SECONDS FLOWS "
+                 "[IPV4]\n");
     return 2;
 }
