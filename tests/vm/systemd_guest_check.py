@@ -191,7 +191,7 @@ def check_pid1():
     with open("/proc/1/comm") as f:
         comm = f.read().strip()
     version = sh("systemctl", "--version")[1].splitlines()[0]
-    say(f"# {version}")
+    say(f"# {version}; {sh('systemd-analyze', 'time')[1].splitlines()[0]}")
     return check("pid1-systemd", comm == "systemd", f"PID 1 is {comm}")
 
 

@@ -4,9 +4,11 @@ harness's QEMU guest, installs the .deb there with apt and runs tests/vm/systemd
 which checks start, relay, sandbox, reload, restart through the FD store, the watchdog, drain on
 stop and socket activation (TCP and vsock over vsock_loopback, CID 1 only) at the far end.
 
-  - The root: mmdebstrap --variant=minbase with systemd, udev, kmod, python3-minimal and the
-    .deb's dependencies, packed as a zstd newc cpio and cached beside the vm harness's kernel
-    (PFP_VM_CACHE, default ~/.cache/pf-proxy-vm), keyed by its package list: later runs reuse it.
+  - The root: package.deb's scratch root (tests/packaging/package_test.py: mmdebstrap
+    --variant=minbase with systemd, systemd-sysv, udev, kmod, python3-minimal and the .deb's
+    dependencies, a tarball keyed by that package list), made here if package.deb has not made
+    it yet, then without manual pages, locales and docs packed as a zstd newc cpio. Both are
+    cached beside the vm harness's kernel (PFP_VM_CACHE, default ~/.cache/pf-proxy-vm).
   - Each run adds a small second cpio (the .deb, the check script, the vsock modules, the unit
     that runs the script); the kernel unpacks both into its initramfs. rdinit=/sbin/init.
   - The guest prints `PFP-CHECK PASS|FAIL NAME` per check and `PFP-GUEST-EXIT=N` on the serial
@@ -17,7 +19,6 @@ PFPROXY_REQUIRE_ALL is set (the README's test command), which makes that a failu
 """
 import argparse
 import fcntl
-import hashlib
 import os
 import pathlib
 import re
@@ -29,37 +30,19 @@ import threading
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "packaging"))
+import package_test  # noqa: E402  (the scratch root it makes is the guest's root too)
 CHECKS = ["pid1-systemd", "apt-install", "installed-enabled-not-started", "enable-now", "relay",
           "sandbox-workers-found", "sandbox", "reload-notify", "reload-applies",
           "restart-fd-store", "watchdog-restart", "relay-after-watchdog", "stop-drains",
           "sockets-listening", "socket-activation-tcp", "socket-activation-vsock",
           "socket-activation-passed"]
-# The guest's own packages; the .deb's dependencies are added to them.
-GUEST_PACKAGES = ["systemd", "systemd-sysv", "udev", "kmod", "python3-minimal"]
-# Part of the cache key: change it when the way the root is made changes.
-RECIPE = "v1 minbase no-man no-locale no-doc"
-MIRROR = "http://deb.debian.org/debian"
 VSOCK_MODULES = ["vsock", "vmw_vsock_virtio_transport_common", "vsock_loopback"]
 SKIP = 77
 
 
 def require_all():
     return os.environ.get("PFPROXY_REQUIRE_ALL", "") not in ("", "0")
-
-
-def must(cmd, **kw):
-    kw.setdefault("timeout", 900)
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))}: exit {r.returncode}\n{r.stdout}{r.stderr}")
-    return r.stdout
-
-
-def depends(deb):
-    """The first alternative of each of the package's dependencies, without versions."""
-    field = must(["dpkg-deb", "-f", str(deb), "Depends"])
-    return sorted({re.sub(r"\s*\(.*?\)", "", d.split("|")[0]).strip()
-                   for d in field.split(",") if d.strip()})
 
 
 def pack(root, out, compress=True):
@@ -78,37 +61,30 @@ def pack(root, out, compress=True):
             raise RuntimeError(f"cpio of {root} failed")
 
 
-def base_image(cache, packages):
-    """The cached systemd root, made by mmdebstrap on first use. Returns (path, seconds spent)."""
-    key = hashlib.sha256((RECIPE + " " + " ".join(packages)).encode()).hexdigest()[:12]
-    image = cache / f"systemd-root-bookworm-{key}.cpio.zst"
+def base_image(cache, deb):
+    """The cached systemd root as a zstd cpio, made from package.deb's scratch root (the same
+    mmdebstrap tarball, made here if package.deb has not). Returns (path, seconds spent)."""
+    packages = sorted(set(package_test.BASE_PACKAGES + package_test.depends(deb)))
+    start = time.monotonic()
+    tar, _ = package_test.base_rootfs(cache, packages)
+    image = cache / f"systemd-{tar.name.removesuffix('.tar')}.cpio.zst"
     if image.is_file():
-        return image, 0.0
-    cache.mkdir(parents=True, exist_ok=True)
+        return image, time.monotonic() - start
     with open(cache / ".systemd-root.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be making the same image
         if image.is_file():
-            return image, 0.0
-        start = time.monotonic()
+            return image, time.monotonic() - start
         with tempfile.TemporaryDirectory(prefix="pfp-systemd-root-", dir=cache) as tmp:
-            root = pathlib.Path(tmp) / "root"
-            # Its own mount namespace: mmdebstrap's mounts in the root vanish with it even when
-            # it is killed. No manual pages, locales or docs (copyright files kept); the dpkg
-            # settings that say so are removed again, so the .deb installs whole in the guest.
-            must(["unshare", "--mount", "--propagation", "private", "mmdebstrap",
-                  "--variant=minbase", "--quiet", f"--include={','.join(packages)}",
-                  "--dpkgopt=path-exclude=/usr/share/man/*",
-                  "--dpkgopt=path-exclude=/usr/share/locale/*",
-                  "--dpkgopt=path-exclude=/usr/share/doc/*",
-                  "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                  "--customize-hook=rm -f \"$1\"/etc/dpkg/dpkg.cfg.d/99mmdebstrap",
-                  "bookworm", str(root), MIRROR], stdin=subprocess.DEVNULL)
+            root = pathlib.Path(tmp)
+            # Without manual pages, locales and docs: a smaller initramfs boots faster.
+            package_test.must(["tar", "-C", str(root), "-xf", str(tar), "--exclude=./usr/share/man/*",
+                  "--exclude=./usr/share/locale/*", "--exclude=./usr/share/doc/*"])
             partial = image.with_suffix(".partial")
             pack(root, partial)
             partial.rename(image)
-        for old in cache.glob("systemd-root-bookworm-*.cpio.zst"):
+        for old in cache.glob("systemd-rootfs-bookworm-*.cpio.zst"):
             if old != image:
-                old.unlink()  # an image for an older package list
+                old.unlink()  # made from an older package list
         return image, time.monotonic() - start
 
 
@@ -223,9 +199,8 @@ def main():
     kernel = pathlib.Path(fetch.stdout.strip())
 
     start = time.monotonic()
-    packages = sorted(set(GUEST_PACKAGES + depends(deb)))
-    image, took = base_image(cache, packages)
-    print(f"systemd root {image.name}: " + (f"made in {took:.0f} s" if took else "cached"))
+    image, took = base_image(cache, deb)
+    print(f"systemd root {image.name}: ready in {took:.0f} s")
     with tempfile.TemporaryDirectory(prefix="pfp-systemd-guest-") as tmp:
         work = pathlib.Path(tmp)
         extra = overlay(work, deb, kernel.parent.parent)
