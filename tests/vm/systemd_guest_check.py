@@ -217,7 +217,7 @@ def check_start(up1):
     write(POLICY, policy([("one", 7001, 7101)]))
     rc, out = sh("systemctl", "enable", "--now", UNIT)
     active, watchdog = prop("ActiveState"), prop("WatchdogUSec")
-    if not check("enable-now", rc == 0 and active == "active" and watchdog == "4s",
+    if not check("enable-now", rc == 0 and active == "active" and watchdog == "6s",
                  f"exit {rc}, {active}, WatchdogUSec {watchdog} (test drop-in): {out}"):
         say(sh("journalctl", "-u", UNIT, "--no-pager", "-n", "40")[1])
         return False
@@ -383,7 +383,7 @@ def main(deb):
         # The test's drop-in: a short watchdog, and a hook that holds a start while HOLD exists
         # (the '+' runs it outside the sandbox, which would hide /run). `systemctl enable` in
         # check_start reloads the configuration, which loads it.
-        write(f"{DROPIN_DIR}/test.conf", "[Service]\nWatchdogSec=4s\n"
+        write(f"{DROPIN_DIR}/test.conf", "[Service]\nWatchdogSec=6s\n"
               f"ExecStartPre=+/bin/sh -c 'if [ -e {HOLD} ]; then touch {WINDOW}; "
               f"while [ -e {HOLD} ]; do sleep 0.1; done; fi'\n")
         up1, up2 = EchoServer(7101), EchoServer(7102)
