@@ -135,7 +135,7 @@ def policy(proxies, drain="20s"):
     return f'{{\n  "drain_timeout": "{drain}",\n  "proxies": [\n{entries}\n  ]\n}}\n'
 
 
-def workers(main_pid):
+def workers(supervisor):
     """pf-proxy-worker processes of the service's control group."""
     procs = f"/sys/fs/cgroup/system.slice/{UNIT}/cgroup.procs"
     pids = []
@@ -143,7 +143,7 @@ def workers(main_pid):
         for p in f.read().split():
             try:
                 with open(f"/proc/{p}/comm") as c:
-                    if c.read().strip() == "pf-proxy-worker" and p != main_pid:
+                    if c.read().strip() == "pf-proxy-worker" and p != supervisor:
                         pids.append(p)
             except OSError:
                 pass
@@ -245,7 +245,8 @@ def check_sandbox():
         problems.append("pf-proxyd shares PID 1's mount namespace")
     sup = status_fields(pid)
     if sup.get("NoNewPrivs") != "1" or sup.get("Seccomp") != "2":
-        problems.append(f"pf-proxyd NoNewPrivs {sup.get('NoNewPrivs')} Seccomp {sup.get('Seccomp')}")
+        problems.append(f"pf-proxyd NoNewPrivs {sup.get('NoNewPrivs')}, "
+                        f"Seccomp {sup.get('Seccomp')}")
     check("sandbox", not problems, "; ".join(problems))
 
 

@@ -77,8 +77,9 @@ def base_image(cache, deb):
         with tempfile.TemporaryDirectory(prefix="pfp-systemd-root-", dir=cache) as tmp:
             root = pathlib.Path(tmp)
             # Without manual pages, locales and docs: a smaller initramfs boots faster.
-            package_test.must(["tar", "-C", str(root), "-xf", str(tar), "--exclude=./usr/share/man/*",
-                  "--exclude=./usr/share/locale/*", "--exclude=./usr/share/doc/*"])
+            package_test.must(["tar", "-C", str(root), "-xf", str(tar),
+                               "--exclude=./usr/share/man/*", "--exclude=./usr/share/locale/*",
+                               "--exclude=./usr/share/doc/*"])
             partial = image.with_suffix(".partial")
             pack(root, partial)
             partial.rename(image)
