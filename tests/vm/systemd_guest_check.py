@@ -256,12 +256,15 @@ def check_reload(up1, up2):
     write(POLICY, policy([("one", 7001, 7101), ("two", 7002, 7102)]))
     rc, out = sh("systemctl", "reload", UNIT)
     # READY=1 follows once the new generation runs; it may arrive just after reload returns.
-    def seen():
-        j = journal(cursor)
-        r = j.find("RELOADING=1")
-        return r >= 0 and j.find("READY=1", r) >= 0
+    def seen():  # PID 1's lines about notify messages: RELOADING=1, then READY=1
+        lines = [ln for ln in journal(cursor).splitlines() if "notification message" in ln]
+        r = next((i for i, ln in enumerate(lines) if "RELOADING=1" in ln), None)
+        ready = r is not None and next((ln for ln in lines[r:] if "READY=1" in ln), None)
+        return ready and [lines[r], ready]
     notified = wait_for(seen, 30)
     sh("systemd-analyze", "log-level", "info")
+    for line in notified or []:
+        say(f"# {line[:160]}")
     check("reload-notify", rc == 0 and notified,
           f"systemctl reload exit {rc} {out}; journal: {journal(cursor)[-1500:]}")
     ok2, why2 = relays(7002, up2, b"added by reload")
