@@ -155,6 +155,11 @@ def boot(kernel, initrd, log, timeout):
                 elif line.startswith("PFP-GUEST-EXIT="):
                     exit_status = line.split("=", 1)[1]
                     print(line, flush=True)
+                elif "Initramfs unpacking failed" in line:
+                    # Without the per-run archive the checks never start: do not wait for the
+                    # timeout.
+                    print(f"FAIL the guest booted without the test's files: {line}", flush=True)
+                    qemu.kill()
                 elif line.startswith("PFP-GUEST-START"):
                     print(f"guest: checks start {time.monotonic() - started:.0f} s after boot "
                           "began", flush=True)
@@ -207,9 +212,13 @@ def main():
         extra = overlay(work, deb, kernel.parent.parent)
         initrd = work / "initrd"
         with open(initrd, "wb") as out:
-            for part in (image, extra):  # the kernel unpacks concatenated archives in order
+            # The kernel unpacks concatenated archives in order. An uncompressed cpio after a
+            # compressed one must start 4-byte aligned (init/initramfs.c; NULs in between are
+            # skipped), or it is rejected: "invalid magic at start of compressed archive".
+            for part in (image, extra):
                 with open(part, "rb") as f:
                     shutil.copyfileobj(f, out)
+                out.write(b"\0" * (-out.tell() % 512))
         log = pathlib.Path(a.log) if a.log else work / "console.log"
         boot_start = time.monotonic()
         results, exit_status = boot(kernel, initrd, log, a.timeout)
