@@ -20,8 +20,9 @@ pkgs=(
   scdoc groff-base man-db python3-jsonschema
   # The Debian package (scripts/package.sh) and its checks.
   debhelper dpkg-dev lintian
-  # package_test.py installs the .deb into a scratch Debian root it makes with mmdebstrap.
-  mmdebstrap
+  # package_test.py installs the .deb into a scratch Debian root it makes with mmdebstrap;
+  # tests/vm/systemd_guest_test.py boots such a root (systemd as PID 1) as a zstd initramfs.
+  mmdebstrap zstd
 )
 if [ "${1:-}" = "--bench" ]; then pkgs+=(iperf3 haproxy wrk hyperfine); fi
 missing=()

@@ -3,7 +3,9 @@
 # build, inside stage 1, adds Debian's own flags: -O2 -g with hardening):
 #   1. the release build (GCC, Release -O3): every test, the production seccomp filters and
 #      SIGSYS death tests included, and (label "package") the Debian package: built with
-#      scripts/package.sh, lintian, its contents, installed into a scratch Debian root;
+#      scripts/package.sh, lintian, its contents, installed into a scratch Debian root, and
+#      (label "systemd-guest") that .deb installed with apt and run in a QEMU guest whose PID 1
+#      is systemd (tests/vm/systemd_guest_test.py);
 #   2. an ASan+UBSan build of everything (GCC, Debug), unit and integration tests alike;
 #   3. the libFuzzer targets only (clang), then a short smoke run of each.
 # Every build has warnings as errors (PFPROXY_WERROR=ON). Needs root: the integration tests bind

@@ -41,7 +41,9 @@ EXPECTED = [
 ] + [f"usr/bin/{c}" for c in COMPAT] + [f"usr/share/man/man1/{c}.1.gz" for c in COMPAT]
 # The scratch root: systemd (systemctl, systemd-sysusers, systemd-tmpfiles) and pf-proxy's
 # libraries, so that the one cached tarball serves every build whose dependencies stay among these.
-BASE_PACKAGES = ["systemd", "libc6",
+# The same root boots in the systemd guest (tests/vm/systemd_guest_test.py: systemd as PID 1,
+# udev, kmod for insmod, python3-minimal for its checks): one mmdebstrap serves both tests.
+BASE_PACKAGES = ["systemd", "systemd-sysv", "udev", "kmod", "python3-minimal", "libc6",
                  "libgcc-s1", "libstdc++6", "libboost-filesystem1.74.0",
                  "libboost-program-options1.74.0", "libcap-ng0", "libseccomp2", "libsystemd0"]
 MIRROR = "http://deb.debian.org/debian"

@@ -29,6 +29,7 @@ LOG=""
 KEEP_LOG=0
 QUIET=0
 SHELL_MODE=0
+FETCH_ONLY=0
 EXTRA=()  # files to add: SRC or SRC:GUEST_PATH
 
 readonly EXIT_TIMEOUT=124 EXIT_SETUP=125 EXIT_CRASH=126
@@ -65,6 +66,8 @@ Runs COMMAND in a QEMU guest with vsock loopback; exits with its status (124 tim
   --quiet           do not copy the guest console to stdout while it runs
   --shell           boot to an interactive shell on this terminal (no COMMAND, no timeout);
                     leave with 'poweroff -f' or Ctrl-A X
+  --fetch-only      only fill the cache (kernel, busybox) and print the kernel's path; for
+                    tests that build a guest of their own (tests/vm/systemd_guest_test.py)
 Environment variables GTEST_* are passed to the guest command (e.g. GTEST_FILTER).
 EOF
 }
@@ -85,13 +88,14 @@ while [ $# -gt 0 ]; do
         --add) EXTRA+=("$2"); shift 2 ;;
         --quiet) QUIET=1; shift ;;
         --shell) SHELL_MODE=1; shift ;;
+        --fetch-only) FETCH_ONLY=1; shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; break ;;
         -*) echo "run-guest: unknown option $1" >&2; usage >&2; exit "$EXIT_SETUP" ;;
         *) break ;;
     esac
 done
-if [ "$SHELL_MODE" = 0 ] && [ $# -eq 0 ]; then
+if [ "$SHELL_MODE" = 0 ] && [ "$FETCH_ONLY" = 0 ] && [ $# -eq 0 ]; then
     echo "run-guest: no command given" >&2; usage >&2; exit "$EXIT_SETUP"
 fi
 if ! [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || [ "$TIMEOUT" -lt 5 ] || [ "$TIMEOUT" -gt 3600 ]; then
@@ -105,12 +109,14 @@ for tool in qemu-system-x86_64 cpio gzip ldd dpkg-deb timeout flock; do
     command -v "$tool" >/dev/null ||
         fail_setup "$tool not found (run scripts/install-deps.sh: qemu-system-x86, cpio)"
 done
-[ -d "$BUILD_DIR" ] || fail_setup "no build directory $BUILD_DIR"
-BUILD_DIR="$(cd "$BUILD_DIR" && pwd)"
-BIN_DIR="$BUILD_DIR/bin"
-for b in pf-proxyd pf-proxy-worker; do
-    [ -x "$BIN_DIR/$b" ] || fail_setup "$BIN_DIR/$b missing: build first (ninja -C $BUILD_DIR)"
-done
+if [ "$FETCH_ONLY" = 0 ]; then
+    [ -d "$BUILD_DIR" ] || fail_setup "no build directory $BUILD_DIR"
+    BUILD_DIR="$(cd "$BUILD_DIR" && pwd)"
+    BIN_DIR="$BUILD_DIR/bin"
+    for b in pf-proxyd pf-proxy-worker; do
+        [ -x "$BIN_DIR/$b" ] || fail_setup "$BIN_DIR/$b missing: build first (ninja -C $BUILD_DIR)"
+    done
+fi
 
 WORK=""
 QEMU_PID=""
@@ -166,6 +172,10 @@ KERNEL="$(find "$CACHE_DIR/kernel/boot" -name 'vmlinuz-*' 2>/dev/null | head -1)
 BUSYBOX="$CACHE_DIR/busybox/bin/busybox"
 if [ ! -f "$KERNEL" ] || [ ! -x "$BUSYBOX" ]; then
     fail_setup "incomplete cache $CACHE_DIR (remove it to download again)"
+fi
+if [ "$FETCH_ONLY" = 1 ]; then
+    echo "$KERNEL"
+    exit 0
 fi
 
 # ------------------------------------------------------------------ initramfs
