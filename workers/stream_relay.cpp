@@ -29,7 +29,31 @@ StreamRelay::StreamRelay(EventLoop& loop, unique_fd listener, const Route& route
       route_(route),
       opts_(std::move(opts)),
       pipes_(std::make_unique<PipePool>(kPipeSize)),
-      buffers_(std::make_unique<BufferPool>()) {}
+      buffers_(std::make_unique<BufferPool>()) {
+    if (!route_.upstream_host.empty())
+        addresses_ = std::make_shared<const std::vector<SockAddr>>(route_.upstream_addresses);
+}
+
+void StreamRelay::set_upstream_addresses(std::vector<SockAddr> addresses) {
+    if (!addresses.empty())
+        addresses_ = std::make_shared<const std::vector<SockAddr>>(std::move(addresses));
+}
+
+bool StreamRelay::try_next_address(Connection& c, int err) {
+    Setup* s = c.setup.get();
+    if (!s || !s->candidates || s->next_candidate >= s->candidates->size()) return false;
+    const SockAddr next = (*s->candidates)[s->next_candidate++];
+    if (log_allowed(last_connect_log_, connect_logs_suppressed_)) {
+        log::warning(opts_.tag, ": connect to ", format_sockaddr(s->dest.addr), " (",
+                     route_.upstream_host, ") failed: ", std::strerror(err), "; trying ",
+                     format_sockaddr(next), suppressed_note(connect_logs_suppressed_));
+        connect_logs_suppressed_ = 0;
+    }
+    c.detach_upstream();
+    s->dest.addr = next;
+    connect_upstream(c);
+    return true;
+}
 
 StreamRelay::~StreamRelay() {
     header_.clear();
@@ -141,7 +165,13 @@ void StreamRelay::accept_ready() {
             header_.push_back(c);
             continue;
         }
-        if (!begin_connect(c, route_.upstream)) return;  // out of fds: stop accepting for now
+        Endpoint dest = route_.upstream;
+        if (addresses_) {  // a host name: its first address, the others on failure
+            c.setup->candidates = addresses_;
+            c.setup->next_candidate = 1;
+            dest.addr = addresses_->front();
+        }
+        if (!begin_connect(c, std::move(dest))) return;  // out of fds: stop accepting for now
     }
 }
 
@@ -249,6 +279,7 @@ bool StreamRelay::connect_upstream(Connection& c) {
         if (!resume_at_) resume_at_ = Clock::now() + kAcceptRetry;
         return false;
     }
+    if (try_next_address(c, err)) return true;
     stats_.connect_failures++;
     c.close("connect failed", err);
     return true;
