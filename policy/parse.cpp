@@ -123,11 +123,15 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
     if (const json* x = member(v, "base_address")) {
         const auto b = check.boolean(*x, pointer + "/base_address");
         if (b && *b && upstream) {
-            if (upstream->mode != UpstreamMode::fixed || upstream->endpoint.scheme != Scheme::tcp ||
-                !upstream->endpoint.host.empty()) {
+            if (upstream->mode != UpstreamMode::fixed || upstream->endpoint.scheme != Scheme::tcp) {
                 check.error(pointer + "/base_address",
-                            "base_address applies only to a tcp: upstream with an IP address (the "
-                            "base the original port is added to), not a host name");
+                            "base_address applies only to a tcp: upstream (its IP address is the "
+                            "base the original port is added to)");
+            } else if (!upstream->endpoint.host.empty()) {
+                check.error(pointer + "/base_address",
+                            "base_address needs an IP address in the upstream (the base the "
+                            "original port is added to), not the host name " +
+                                quote(upstream->endpoint.host));
             } else {
                 upstream->mode = UpstreamMode::base_address;
             }

@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <csignal>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -214,6 +216,27 @@ TEST(HostUpstream, ANameThatDoesNotResolveAtStartExits1) {
         << d.log();
     EXPECT_NE(d.log().find("(resolver " + dns.address() + ")"), std::string::npos) << d.log();
     EXPECT_TRUE(wait_refused(in)) << "nothing listens after the failed start";
+}
+
+TEST(HostUpstream, AReloadResolvesNewNamesOrChangesNothing) {
+    DnsTestServer dns;
+    dns.set("svc.test", answer({"127.0.0.2"}, 300));
+    dns.set("other.test", answer({"127.0.0.3"}, 300));
+    const uint16_t port = free_port(), in = free_port();
+    NamedServer a("A", "127.0.0.2", port), b("B", "127.0.0.3", port);
+    Daemon d(policy(dns, in, "tcp:svc.test:" + std::to_string(port)));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    EXPECT_EQ(who_answers(in), "A");
+    std::ofstream(d.policy_path()) << policy(dns, in, "tcp:nope.test:" + std::to_string(port));
+    d.signal(SIGHUP);
+    ASSERT_TRUE(d.wait_log("cannot resolve \"nope.test\"")) << d.log();
+    EXPECT_NE(d.log().find("refused"), std::string::npos) << d.log();
+    EXPECT_EQ(who_answers(in), "A");
+    std::ofstream(d.policy_path()) << policy(dns, in, "tcp:other.test:" + std::to_string(port));
+    d.signal(SIGHUP);
+    ASSERT_TRUE(d.wait_log("reloaded")) << d.log();
+    ASSERT_TRUE(wait_until([&] { return who_answers(in) == "B"; })) << d.log();
+    EXPECT_EQ(status_of(d).at("resolved").at("host"), "other.test");
 }
 
 TEST(HostUpstream, UdpForwardSendsToTheResolvedAddress) {

@@ -42,7 +42,7 @@ KNOWN_DIFFERENCES = [
     (r"is not allowed by this list", "whether an allow list admits the upstream address"),
     (r"expected max_flows >= workers", "comparing two keys' numbers"),
     (r"expected a duration (>= resolve_min|<= resolve_max)", "comparing two durations"),
-    (r"base_address applies only to a tcp: upstream with an IP address",
+    (r"base_address needs an IP address in the upstream",
      "base_address beside a host-name upstream (the pattern says tcp: only)"),
     (r"ipv6_only applies only to a tcp: or udp: listener on an IPv6 address",
      "the listener's address family inside its string"),
