@@ -398,9 +398,9 @@ TEST(CompatCliHelp, MultiCallBinaryRunsTheNamedCommand) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The PF-Proxy tools' documented error messages for CID:PORT arguments (utils::split_vsock), for
-// every tool that takes one. Each is the exact stderr (anyhow's format: context, then the cause),
-// exit 1, and nothing on stdout: the seed parses -v before it prints anything.
+// The PF-Proxy tools' documented error messages for CID:PORT arguments (utils::split_vsock), for every tool that
+// takes one. Each is the exact stderr (anyhow's format: context, then the cause), exit 1, and
+// nothing on stdout: the seed parses -v before it prints anything.
 
 TEST(CompatCliVsockAddress, SplitVsockErrorsForEveryTool) {
     struct Case {
@@ -581,8 +581,7 @@ TEST(CompatCliTcpListener, PermissionDeniedForAPrivilegedPort) {
 }
 
 TEST(CompatCliTcpListener, TransparentPortToVsockTakesACidOnly) {
-    // clap parses --vsock as a u32; its message, exit 1 (clap's own status is 2; the tools'
-    // documentation says 1).
+    // clap parses --vsock as a u32; its message, exit 1 (clap's own status is 2; the tools' documentation says 1).
     for (const std::string name : {"transparent-port-to-vsock", "port-to-vsock-transparent"}) {
         for (const auto& [arg, why] : std::vector<std::pair<std::string, std::string>>{
                  {"88:1200", "invalid digit found in string"},
