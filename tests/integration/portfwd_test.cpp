@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -227,8 +228,9 @@ TEST(Portfwd, DestinationHostNamesAreResolved) {
                                            mounts + tool("tcpfwd") + " 127.0.0.1:" + port_text(in) +
                                                " no-such-host.test:" + port_text(up)});
     EXPECT_EQ(WEXITSTATUS(bad.status), 1) << bad.output;
-    EXPECT_NE(bad.output.find("cannot resolve \"no-such-host.test\""), std::string::npos)
+    EXPECT_TRUE(bad.output.starts_with("tcpfwd: cannot resolve \"no-such-host.test\": "))
         << bad.output;
+    EXPECT_EQ(std::count(bad.output.begin(), bad.output.end(), '\n'), 1) << bad.output;
 }
 
 TEST(Portfwd, HelpAndOneLineErrors) {
