@@ -72,6 +72,9 @@ class StreamRelay : private EventSource {
     // A host-name upstream's new address set: connections accepted from now on use it.
     void set_upstream_addresses(std::vector<SockAddr> addresses);
     bool has_host_upstream() const { return addresses_ != nullptr; }
+    // How long one connect attempt may take: connect_timeout, split between a host name's
+    // addresses.
+    std::chrono::milliseconds attempt_timeout() const;
     ipc::StreamStats& mutable_stats() { return stats_; }
     void connection_closed(Connection& c, const char* reason, int err);
     void touch(Connection& c);  // activity: move to the back of the idle list

@@ -27,7 +27,7 @@ using pfp::unique_fd;
 
 namespace {
 
-unique_fd listen_on(const std::string& ip, uint16_t port) {
+unique_fd listen_on(const std::string& ip, uint16_t port, int backlog = 128) {
     unique_fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     int one = 1;
     ::setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -36,7 +36,7 @@ unique_fd listen_on(const std::string& ip, uint16_t port) {
     a.sin_port = htons(port);
     ::inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
     if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 ||
-        ::listen(s.get(), 128) < 0)
+        ::listen(s.get(), backlog) < 0)
         throw std::runtime_error("listen " + ip + ":" + std::to_string(port));
     return s;
 }
@@ -177,6 +177,38 @@ TEST(HostUpstream, ARefusedAddressIsSkipped) {
     EXPECT_EQ(who_answers(in), "live") << d.log();
     EXPECT_EQ(live.accepted(), 2);
     EXPECT_TRUE(d.wait_log("; trying " + second)) << d.log();
+}
+
+// An address whose SYNs are dropped (a listener whose accept queue is full) gets its share of
+// connect_timeout, then the next address its turn.
+TEST(HostUpstream, ASilentAddressGivesTheNextItsTurn) {
+    DnsTestServer dns;
+    dns.set("slow.test", answer({"127.0.0.2", "127.0.0.3"}, 300));
+    const uint16_t port = free_port(), in = free_port();
+    Daemon d(
+        policy(dns, in, "tcp:slow.test:" + std::to_string(port), ", \"connect_timeout\": \"2s\""));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    const json addresses = status_of(d).at("resolved").at("addresses");
+    ASSERT_EQ(addresses.size(), 2u) << addresses.dump();
+    const std::string first = addresses.at(0).get<std::string>();
+    const std::string second = addresses.at(1).get<std::string>();
+    // Backlog 0, never accepted: one connection fills the queue, later SYNs are dropped.
+    unique_fd full = listen_on(first.substr(0, first.rfind(':')), port, 0);
+    std::vector<unique_fd> fillers;
+    for (int i = 0; i < 2; ++i) {
+        unique_fd c(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(port);
+        ::inet_pton(AF_INET, first.substr(0, first.rfind(':')).c_str(), &a.sin_addr);
+        ::connect(c.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+        fillers.push_back(std::move(c));
+    }
+    NamedServer live("live", second.substr(0, second.rfind(':')), port);
+    EXPECT_EQ(who_answers(in), "live") << d.log();
+    EXPECT_TRUE(d.wait_log(first + " (slow.test) failed: Connection timed out; trying " + second))
+        << d.log();
+    EXPECT_EQ(live.accepted(), 1);
 }
 
 TEST(HostUpstream, ANameThatStopsResolvingKeepsTheLastGoodSet) {
