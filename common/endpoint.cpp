@@ -427,6 +427,7 @@ std::string to_string(const Endpoint& e) {
     switch (e.scheme) {
         case Scheme::tcp:
         case Scheme::udp: {
+            if (!e.host.empty()) return out + e.host + ":" + std::to_string(e.port);
             const int family = e.addr.family();
             if (family != AF_INET && family != AF_INET6) return out + "(no address)";
             return out + format_inet(e.addr.get(), e.addr.len, family);

@@ -43,8 +43,11 @@ struct Endpoint {
     bool original_port = false;  // vsock:CID:original-port — port taken from SO_ORIGINAL_DST
     std::string path;            // unix (leading '@' = abstract), fc-vsock (the Unix socket path)
     std::string name;            // systemd FileDescriptorName, raw device name
-    bool raw_route = false;      // raw:route
-    uint16_t queue = 0;          // nfqueue
+    // tcp, udp upstreams only: a host name the supervisor resolves (addr is empty until then;
+    // common/host_endpoint.hpp). Never set by parse_endpoint.
+    std::string host;
+    bool raw_route = false;  // raw:route
+    uint16_t queue = 0;      // nfqueue
 
     // AF_INET, AF_INET6, AF_VSOCK or AF_UNIX for address-bearing schemes (fc-vsock: AF_UNIX), else
     // 0.

@@ -17,6 +17,8 @@ json stream_json(const StreamOptions& o) {
     return {
         {"upstream_mode", std::string(upstream_mode_name(o.upstream_mode))},
         {"upstream", o.upstream},
+        {"upstream_host", o.upstream_host},
+        {"upstream_addresses", o.upstream_addresses},
         {"send_original_destination", o.send_original_destination},
         {"header", std::string(transparent_header_format_name(o.header))},
         {"proxy_protocol", o.proxy_protocol},
@@ -63,6 +65,8 @@ StreamOptions stream_from_json(const json& j) {
     if (!m) throw bad("unknown upstream mode " + mode);
     o.upstream_mode = *m;
     o.upstream = j.at("upstream").get<std::string>();
+    o.upstream_host = j.at("upstream_host").get<std::string>();
+    o.upstream_addresses = j.at("upstream_addresses").get<std::vector<std::string>>();
     o.send_original_destination = j.at("send_original_destination").get<bool>();
     const std::string header = j.at("header").get<std::string>();
     auto format = transparent_header_format_from_name(header);
@@ -91,9 +95,14 @@ StreamOptions stream_from_json(const json& j) {
 
 json datagram_json(const DatagramOptions& o) {
     return {
-        {"upstream", o.upstream},   {"allowed_sources", o.allowed_sources},
-        {"max_flows", o.max_flows}, {"idle_timeout_ms", o.idle_timeout.count()},
-        {"batch", o.batch},         {"log_connections", o.log_connections},
+        {"upstream", o.upstream},
+        {"upstream_host", o.upstream_host},
+        {"upstream_addresses", o.upstream_addresses},
+        {"allowed_sources", o.allowed_sources},
+        {"max_flows", o.max_flows},
+        {"idle_timeout_ms", o.idle_timeout.count()},
+        {"batch", o.batch},
+        {"log_connections", o.log_connections},
     };
 }
 
@@ -102,6 +111,8 @@ DatagramOptions datagram_from_json(const json& j) {
     require_keys(j, reference, "datagram options");
     DatagramOptions o;
     o.upstream = j.at("upstream").get<std::string>();
+    o.upstream_host = j.at("upstream_host").get<std::string>();
+    o.upstream_addresses = j.at("upstream_addresses").get<std::vector<std::string>>();
     o.allowed_sources = j.at("allowed_sources").get<std::vector<std::string>>();
     o.max_flows = j.at("max_flows").get<int>();
     if (o.max_flows < 1) throw bad("max_flows < 1");

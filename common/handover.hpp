@@ -25,6 +25,11 @@ struct HandoverFd {
 struct StreamOptions {
     UpstreamMode upstream_mode = UpstreamMode::fixed;
     std::string upstream;  // canonical endpoint text when upstream_mode is fixed, else empty
+    // A host-name upstream: the name (for log lines) and the addresses the supervisor resolved it
+    // to, in the order to try them ("tcp:10.0.0.1:443"); `upstream` is the first of them. Empty
+    // for a numeric upstream. ADDRESSES messages (address_message.hpp) replace the set.
+    std::string upstream_host;
+    std::vector<std::string> upstream_addresses;
     bool send_original_destination = false;
     TransparentHeaderFormat header = TransparentHeaderFormat::standard;
     bool proxy_protocol = false;
@@ -51,7 +56,9 @@ struct StreamOptions {
 
 // Everything a datagram forwarder needs besides its bound socket (docs/policy.md explains each).
 struct DatagramOptions {
-    std::string upstream;  // canonical udp: endpoint text
+    std::string upstream;                         // canonical udp: endpoint text
+    std::string upstream_host;                    // as in StreamOptions
+    std::vector<std::string> upstream_addresses;  // as in StreamOptions
     std::vector<std::string> allowed_sources;
     int max_flows = 8192;                            // this worker's share of the flow table
     std::chrono::milliseconds idle_timeout{60'000};  // 0: never

@@ -4,6 +4,7 @@
 #include <map>
 #include <utility>
 
+#include "common/host_endpoint.hpp"
 #include "policy/duration.hpp"
 #include "policy/names.hpp"
 #include "policy/suggest.hpp"
@@ -182,6 +183,8 @@ std::optional<Checker::Upstream> Checker::upstream(const json& v, const std::str
     try {
         return Upstream{UpstreamMode::fixed, parse_endpoint(s)};
     } catch (const endpoint_error& e) {
+        // A host name the supervisor resolves (tcp: and udp: only).
+        if (auto named = parse_host_endpoint(s)) return Upstream{UpstreamMode::fixed, *named};
         const auto word =
             s.find(':') == std::string::npos ? suggest(s, kUpstreamWords) : std::nullopt;
         error(pointer, e.what(), word ? did_you_mean(*word) : "");

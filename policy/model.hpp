@@ -48,7 +48,10 @@ struct Proxy {
     WorkerKind kind{};
     Endpoint listen;
     std::optional<Scheme> listen_family;  // "systemd:NAME" listeners: tcp, udp, unix_stream, vsock
-    Endpoint upstream;                    // meaningful when has_upstream_endpoint(upstream_mode)
+    // tcp: and udp: listeners on an IPv6 address: IPV6_V6ONLY, so "[::]:PORT" takes IPv6 only
+    // (an IPv4 listener may then share the port). Off: the kernel's default (dual-stack).
+    bool ipv6_only = false;
+    Endpoint upstream;  // meaningful when has_upstream_endpoint(upstream_mode)
     // fixed, original_destination, destination_header, or base_address (`base_address: true`
     // with a tcp: upstream: each connection goes to its IP + (original port - listen port)).
     UpstreamMode upstream_mode = UpstreamMode::fixed;
@@ -102,6 +105,12 @@ struct Policy {
     // resolves the names (the parser only checks their form).
     std::vector<std::string> control_users;
     std::vector<std::string> control_groups;
+    // Host-name upstreams: the DNS server asked ("127.0.0.1:5353", "[::1]:53"; empty: the
+    // system's resolv.conf and /etc/hosts), and the bounds a TTL is clamped to before a name is
+    // resolved again.
+    std::string resolver;
+    milliseconds resolve_min{5'000};
+    milliseconds resolve_max{3'600'000};
     std::vector<Proxy> proxies;
 };
 

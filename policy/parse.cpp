@@ -14,6 +14,7 @@
 
 #include "common/unique_fd.hpp"
 #include "policy/checker.hpp"
+#include "policy/duration.hpp"
 #include "policy/json_syntax.hpp"
 #include "policy/kind_rules.hpp"
 #include "policy/names.hpp"
@@ -30,13 +31,14 @@ namespace {
 // A policy is a few kilobytes; the cap keeps a hostile file from costing gigabytes of parse tree.
 constexpr size_t kMaxPolicyBytes = 16 * 1024 * 1024;
 
-constexpr std::array<std::string_view, 7> kTopKeys{
-    "user", "group", "drain_timeout", "metrics", "control_users", "control_groups", "proxies"};
+constexpr std::array<std::string_view, 10> kTopKeys{
+    "user",           "group",    "drain_timeout", "metrics",     "control_users",
+    "control_groups", "resolver", "resolve_min",   "resolve_max", "proxies"};
 // The endpoints the metrics server can listen on (supervisor/metrics_server.cpp).
 constexpr std::array<Scheme, 2> kMetricsSchemes{Scheme::tcp, Scheme::unix_stream};
 // In the order of docs/policy.md; unknown-key messages list them so.
-constexpr std::array<std::string_view, 31> kProxyKeys{
-    "name", "listen", "listen_family", "upstream", "base_address",
+constexpr std::array<std::string_view, 32> kProxyKeys{
+    "name", "listen", "listen_family", "ipv6_only", "upstream", "base_address",
     // The relay: preamble, egress, admission, socket file.
     "send_original_destination", "header", "proxy_protocol", "allow", "allowed_cids",
     "allowed_sources", "socket_mode", "socket_owner", "socket_group",
@@ -103,6 +105,19 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
                                              "): the kind of proxy depends on it");
         listen.reset();
     }
+    if (const json* x = member(v, "ipv6_only")) {
+        const auto b = check.boolean(*x, pointer + "/ipv6_only");
+        if (b && *b && listen &&
+            ((listen->scheme != Scheme::tcp && listen->scheme != Scheme::udp) ||
+             listen->addr.family() != AF_INET6)) {
+            check.error(pointer + "/ipv6_only",
+                        "ipv6_only applies only to a tcp: or udp: listener on an IPv6 address "
+                        "(such as \"tcp:[::]:80\"), not " +
+                            quote(to_string(*listen)));
+        } else if (b) {
+            p.ipv6_only = *b;
+        }
+    }
     std::optional<Checker::Upstream> upstream;
     if (const json* x = member(v, "upstream")) upstream = check.upstream(*x, pointer + "/upstream");
     if (const json* x = member(v, "base_address")) {
@@ -112,6 +127,11 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
                 check.error(pointer + "/base_address",
                             "base_address applies only to a tcp: upstream (its IP address is the "
                             "base the original port is added to)");
+            } else if (!upstream->endpoint.host.empty()) {
+                check.error(pointer + "/base_address",
+                            "base_address needs an IP address in the upstream (the base the "
+                            "original port is added to), not the host name " +
+                                quote(upstream->endpoint.host));
             } else {
                 upstream->mode = UpstreamMode::base_address;
             }
@@ -172,6 +192,57 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
 std::string bound_address(const Endpoint& e) {
     if (e.scheme == Scheme::fc_vsock) return "unix:" + e.path + "_" + std::to_string(e.port);
     return to_string(e);
+}
+
+// "127.0.0.1", "127.0.0.1:5353", "::1", "[::1]:53": the server c-ares asks, in its own form.
+std::optional<std::string> resolver_address(const std::string& text) {
+    std::string t = text;
+    if (t.find_first_of("[]") == std::string::npos && std::count(t.begin(), t.end(), ':') > 1)
+        t = "[" + t + "]:53";  // a bare IPv6 address
+    else if (t.find(':') == std::string::npos || (t.starts_with('[') && t.ends_with(']')))
+        t += ":53";
+    try {
+        const Endpoint e = parse_endpoint("udp:" + t);
+        if (!e.addr.len) return std::nullopt;
+        return format_sockaddr(e.addr);
+    } catch (const endpoint_error&) {
+        return std::nullopt;
+    }
+}
+
+void parse_resolver_keys(Checker& check, const json& doc, Policy& policy) {
+    if (const json* x = member(doc, "resolver")) {
+        if (!x->is_string()) {
+            check.error(
+                "/resolver",
+                "expected a DNS server address such as \"127.0.0.1:53\", got " + type_of(*x));
+        } else if (auto a = resolver_address(x->get_ref<const std::string&>())) {
+            policy.resolver = *a;
+        } else {
+            check.error("/resolver", "invalid resolver " + value_of(*x) +
+                                         ": expected an IP address with an optional port, such as "
+                                         "\"127.0.0.1:53\" or \"[::1]:5353\"");
+        }
+    }
+    std::optional<std::chrono::milliseconds> low, high;
+    if (const json* x = member(doc, "resolve_min")) {
+        low = check.duration(*x, "/resolve_min", true);
+        if (low) policy.resolve_min = *low;
+    }
+    if (const json* x = member(doc, "resolve_max")) {
+        high = check.duration(*x, "/resolve_max", true);
+        if (high) policy.resolve_max = *high;
+    }
+    if (policy.resolve_max < policy.resolve_min) {
+        if (high)
+            check.error("/resolve_max", "expected a duration >= resolve_min (" +
+                                            format_ms(policy.resolve_min) + "), got " +
+                                            value_of(*member(doc, "resolve_max")));
+        else
+            check.error("/resolve_min", "expected a duration <= resolve_max (" +
+                                            format_ms(policy.resolve_max) + ", the default), got " +
+                                            value_of(*member(doc, "resolve_min")));
+    }
 }
 
 struct FirstListen {
@@ -240,6 +311,7 @@ void validate(Checker& check, const json& doc, Policy& policy) {
     };
     accounts("control_users", policy.control_users);
     accounts("control_groups", policy.control_groups);
+    parse_resolver_keys(check, doc, policy);
     const json* proxies = member(doc, "proxies");
     if (!proxies) {
         check.error("", "missing required key \"proxies\"");

@@ -193,7 +193,7 @@ void parse_relay_options(Checker& check, const json& v, const std::string& point
             p.allow = std::move(*list);
             // A fixed upstream is the only destination: a list that denies it is a mistake.
             if (shape.kind && p.upstream_mode == UpstreamMode::fixed &&
-                p.upstream.scheme == Scheme::tcp) {
+                p.upstream.scheme == Scheme::tcp && p.upstream.host.empty()) {
                 const Decision d = AllowList::parse(p.allow).decide(p.upstream.addr);
                 if (!d.allowed()) {
                     check.error(at("allow"), "the upstream " + quote(to_string(p.upstream)) +

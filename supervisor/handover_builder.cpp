@@ -75,6 +75,26 @@ PacketOptions packet_options(const policy::Proxy& p) {
     return o;
 }
 
+void set_resolved_upstream(Handover& h, const Endpoint& upstream,
+                           const std::vector<SockAddr>& set) {
+    if (set.empty()) throw std::logic_error("an empty address set for " + to_string(upstream));
+    std::vector<std::string> texts;
+    for (const SockAddr& a : set) {
+        Endpoint e;
+        e.scheme = upstream.scheme;
+        e.addr = a;
+        e.port = upstream.port;
+        texts.push_back(to_string(e));
+    }
+    const auto fill = [&](auto& o) {
+        o.upstream = texts.front();
+        o.upstream_host = upstream.host;
+        o.upstream_addresses = texts;
+    };
+    if (auto* s = std::get_if<StreamOptions>(&h.options)) fill(*s);
+    if (auto* d = std::get_if<DatagramOptions>(&h.options)) fill(*d);
+}
+
 Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int index, int generation,
                         std::chrono::milliseconds drain_timeout) {
     const KindRow& row = kind_row(p.kind);

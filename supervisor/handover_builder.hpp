@@ -13,6 +13,10 @@ namespace pfp::supervisor {
 Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int index, int generation,
                         std::chrono::milliseconds drain_timeout);
 
+// A host-name upstream's current address set into the handover: `upstream` becomes the first
+// address, `upstream_host` the name, `upstream_addresses` the set.
+void set_resolved_upstream(Handover& h, const Endpoint& upstream, const std::vector<SockAddr>& set);
+
 // The host's own IP addresses now (getifaddrs), as text.
 std::vector<std::string> host_addresses();
 

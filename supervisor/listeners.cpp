@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
+#include <system_error>
 
 #include "supervisor/socket_file.hpp"
 
@@ -118,6 +119,12 @@ void tune_listener(int fd, const policy::Proxy& proxy) {
     if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
         (domain != AF_INET && domain != AF_INET6)) {
         return;
+    }
+    if (proxy.ipv6_only && domain == AF_INET6) {
+        int on = 1;
+        // Before bind: an IPv6 wildcard then takes IPv6 only, leaving IPv4 to another socket.
+        if (::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) < 0)
+            throw std::system_error(errno, std::generic_category(), "setsockopt(IPV6_V6ONLY)");
     }
     int type = 0;
     len = sizeof type;

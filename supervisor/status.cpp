@@ -124,6 +124,22 @@ ProxyStatus proxy_from_json(const json& j, const std::string& path) {
         p.workers.push_back(
             worker_from_json(workers[i], r.path("workers") + "[" + std::to_string(i) + "]"));
     p.counters = counters_from_json(r.member("counters"), r.path("counters"));
+    if (j.contains("resolved")) {
+        const Reader n(r.member("resolved"), r.path("resolved"));
+        NameStatus s;
+        s.host = n.str("host");
+        const json& list = n.array("addresses");
+        for (const json& a : list) {
+            if (!a.is_string())
+                throw std::runtime_error("status: member \"" + n.path("addresses") +
+                                         "\" must hold strings");
+            s.addresses.push_back(a.get<std::string>());
+        }
+        s.resolved_at = n.seconds("resolved_at");
+        s.refresh_in_seconds = n.seconds("refresh_in_seconds");
+        s.error = n.str("error");
+        p.resolved = std::move(s);
+    }
     return p;
 }
 
@@ -267,16 +283,25 @@ nlohmann::json to_json(const DaemonStatus& s) {
             for (const auto& f : ipc::datagram_fields()) d[f.name] = (*c.datagram).*f.field;
             counters["datagram"] = std::move(d);
         }
-        proxies.push_back({{"name", p.name},
-                           {"kind", p.kind},
-                           {"listen", p.listen},
-                           {"upstream", p.upstream},
-                           {"state", p.state},
-                           {"generation", p.generation},
-                           {"restarts", p.restarts},
-                           {"last_exit", p.last_exit},
-                           {"workers", std::move(workers)},
-                           {"counters", std::move(counters)}});
+        json entry = {{"name", p.name},
+                      {"kind", p.kind},
+                      {"listen", p.listen},
+                      {"upstream", p.upstream},
+                      {"state", p.state},
+                      {"generation", p.generation},
+                      {"restarts", p.restarts},
+                      {"last_exit", p.last_exit},
+                      {"workers", std::move(workers)},
+                      {"counters", std::move(counters)}};
+        if (p.resolved) {
+            const NameStatus& n = *p.resolved;
+            entry["resolved"] = {{"host", n.host},
+                                 {"addresses", n.addresses},
+                                 {"resolved_at", n.resolved_at},
+                                 {"refresh_in_seconds", n.refresh_in_seconds},
+                                 {"error", n.error}};
+        }
+        proxies.push_back(std::move(entry));
     }
     return {{"version", s.version},
             {"pid", s.pid},
@@ -335,6 +360,16 @@ std::string render_table(const DaemonStatus& s) {
                std::to_string(d.truncated) + " truncated, " + std::to_string(d.refused) +
                " refused, " + std::to_string(d.flow_errors) + " flow errors, " +
                std::to_string(d.send_errors) + " send errors\n";
+    }
+    // Host-name upstreams: the current set and its next refresh.
+    for (const auto& p : s.proxies) {
+        if (!p.resolved) continue;
+        const NameStatus& n = *p.resolved;
+        std::string list;
+        for (const auto& a : n.addresses) list += (list.empty() ? "" : ", ") + cell(a);
+        out += cell(p.name) + ": " + cell(n.host) + " -> " + list + "; refresh in " +
+               human_duration(n.refresh_in_seconds) +
+               (n.error.empty() ? "" : "; last refresh failed: " + cell(n.error)) + "\n";
     }
     return out;
 }

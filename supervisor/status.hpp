@@ -37,6 +37,16 @@ struct ProxyCounters {
     bool operator==(const ProxyCounters&) const = default;
 };
 
+// A host-name upstream's current address set (supervisor/upstream_names.hpp).
+struct NameStatus {
+    std::string host;
+    std::vector<std::string> addresses;  // "10.0.0.1:443", in the order workers try them
+    double resolved_at = 0;              // Unix time of the answer these addresses came from
+    double refresh_in_seconds = 0;       // until the next resolution (0: under way)
+    std::string error;                   // the last refresh's failure; "" while it resolves
+    bool operator==(const NameStatus&) const = default;
+};
+
 struct ProxyStatus {
     std::string name;
     std::string kind;      // kind_name()
@@ -50,6 +60,7 @@ struct ProxyStatus {
     std::string last_exit;  // "exited with status 3", "killed by SIGSYS (...)", "" if none
     std::vector<WorkerStatus> workers;
     ProxyCounters counters;
+    std::optional<NameStatus> resolved;  // a host-name upstream only
     bool operator==(const ProxyStatus&) const = default;
 };
 

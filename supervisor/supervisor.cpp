@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/address_message.hpp"
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/pidfd.hpp"
 #include "supervisor/dispatch.hpp"
 #include "supervisor/handover_builder.hpp"
 #include "supervisor/spawn.hpp"
+#include "supervisor/upstream_names.hpp"
 
 namespace pfp::supervisor {
 
@@ -120,6 +122,33 @@ Supervisor::Supervisor(policy::Policy policy, std::vector<Listener> listeners,
     struct sigaction ign {};
     ign.sa_handler = SIG_IGN;
     ::sigaction(SIGPIPE, &ign, nullptr);
+    names_ = std::make_unique<UpstreamNames>(
+        loop_, [this](const std::string& proxy, const std::vector<SockAddr>& addresses) {
+            send_addresses(proxy, addresses);
+        });
+    names_->commit(names_->prepare(policy_));
+    tickers_.push_back([this](Clock::time_point now) { return names_->tick(now); });
+}
+
+Supervisor::~Supervisor() = default;
+
+void Supervisor::send_addresses(const std::string& proxy, const std::vector<SockAddr>& set) {
+    ProxyState* p = find(proxy);
+    if (!p) return;
+    const std::string payload = ipc::encode_addresses(set);
+    for (auto& slot : p->slots) {
+        WorkerProcess* w = slot.worker.get();
+        // Older generations may have had another upstream; they drain with what they have.
+        if (!w || !w->control || w->generation != p->generation ||
+            w->state == WorkerProcess::State::draining)
+            continue;
+        try {
+            ipc::send(w->control.get(), ipc::Type::addresses, payload);
+        } catch (const std::exception& e) {
+            // A worker that cannot take it is restarted (or dying): its next handover has the set.
+            log::warning(label(*w), ": cannot send the new upstream addresses: ", e.what());
+        }
+    }
 }
 
 std::unique_ptr<ProxyState> Supervisor::make_proxy(policy::Proxy config, Listener listener) {
@@ -214,8 +243,10 @@ void Supervisor::start_worker(ProxyState& p, size_t slot_index) {
         if (!loop_.add(w->log.get(), EPOLLIN, &w->log_watch)) throw_errno("epoll_ctl(log pipe)");
         // The message waits in the socket until the worker reads it; the worker verifies the
         // fd before trusting it.
-        const Handover h = build_handover(p.config, p.listener.bound, w->index, p.generation,
-                                          policy_.drain_timeout);
+        Handover h = build_handover(p.config, p.listener.bound, w->index, p.generation,
+                                    policy_.drain_timeout);
+        if (const auto* set = names_->addresses(p.config.name))
+            set_resolved_upstream(h, p.config.upstream, *set);
         std::vector<int> fds{p.listener.fd.get()};
         for (const auto& fd : p.listener.others) fds.push_back(fd.get());
         ipc::send(w->control.get(), ipc::Type::handover, h.to_json(), fds);

@@ -24,6 +24,7 @@
 namespace pfp::supervisor {
 
 class Supervisor;
+class UpstreamNames;
 struct ProxyState;
 
 // One running worker process, as the supervisor sees it.
@@ -104,9 +105,11 @@ void add_counters(ProxyCounters& c, const ipc::DatagramStats& s);
 class Supervisor : public ControlHandler {
   public:
     // `listeners` are the proxies' listeners in policy order, obtained from `source`, which
-    // also serves reloads and outlives the supervisor.
+    // also serves reloads and outlives the supervisor. Resolves the policy's host-name upstreams:
+    // throws std::runtime_error (one line) when one does not resolve.
     Supervisor(policy::Policy policy, std::vector<Listener> listeners, ListenerSource& source,
                std::string worker_path);
+    ~Supervisor() override;
     int run();  // until stopped; returns the process exit status
     // SIGHUP and SIGQUIT stop it as SIGTERM does, instead of reloading (SIGHUP) or dumping core.
     void stop_on_hangup();
@@ -151,6 +154,8 @@ class Supervisor : public ControlHandler {
     ProxyCounters counters(const ProxyState& p) const;
     std::string summary() const;
     std::unique_ptr<ProxyState> make_proxy(policy::Proxy config, Listener listener);
+    // A host-name upstream resolved to a new set: the proxy's current workers get ADDRESSES.
+    void send_addresses(const std::string& proxy, const std::vector<SockAddr>& set);
 
     struct Signals : EventSource {
         Supervisor* s = nullptr;
@@ -168,6 +173,7 @@ class Supervisor : public ControlHandler {
     std::vector<std::unique_ptr<ProxyState>> proxies_;  // in policy order
     std::vector<std::unique_ptr<ProxyState>> removed_;  // removed by a reload, still draining
     std::vector<Ticker> tickers_;
+    std::unique_ptr<UpstreamNames> names_;  // host-name upstreams, resolved and refreshed
     bool hangup_stops_ = false;
     bool stopping_ = false;
     bool ready_ = false;  // READY=1 sent for the current generation of everything

@@ -8,6 +8,7 @@
 #include "policy/parse.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/supervisor.hpp"
+#include "supervisor/upstream_names.hpp"
 
 namespace pfp::supervisor {
 
@@ -47,7 +48,8 @@ bool same_listen(const policy::Proxy& a, const policy::Proxy& b) {
     const bool others = kind_row(a.kind).fds.size() > 1 || kind_row(b.kind).fds.size() > 1;
     if (others && (a.kind != b.kind || to_string(a.upstream) != to_string(b.upstream)))
         return false;
-    return to_string(a.listen) == to_string(b.listen) && a.listen_family == b.listen_family;
+    return to_string(a.listen) == to_string(b.listen) && a.listen_family == b.listen_family &&
+           a.ipv6_only == b.ipv6_only;
 }
 
 }  // namespace
@@ -124,6 +126,7 @@ DaemonStatus Supervisor::status() {
                 if (slot.worker) s.workers.push_back(worker(*slot.worker));
             for (const auto& w : p.retiring) s.workers.push_back(worker(*w));
             s.counters = counters(p);
+            if (p.state != ProxyState::State::removed) s.resolved = names_->status(p.config.name);
             d.proxies.push_back(std::move(s));
         }
     }
@@ -183,6 +186,14 @@ CommandOutcome Supervisor::reload() {
                        {}});
     }
 
+    // Host names next (blocking for names not resolved yet): an unresolvable one refuses it all.
+    UpstreamNames::Prepared names;
+    try {
+        names = names_->prepare(next);
+    } catch (const std::exception& e) {
+        return refuse({false, e.what(), {}});
+    }
+
     // Every listener first: nothing running changes unless all of them can be had.
     std::vector<ProxyState*> old(next.proxies.size(), nullptr);
     std::vector<Listener> fresh(next.proxies.size());
@@ -209,6 +220,7 @@ CommandOutcome Supervisor::reload() {
         return refuse({false, e.what(), {}});
     }
 
+    names_->commit(std::move(names));
     int changed = 0, added = 0, removed = 0, same = 0;
     std::vector<std::unique_ptr<ProxyState>> kept;
     for (size_t i = 0; i < next.proxies.size(); ++i) {

@@ -47,6 +47,12 @@ void Connection::attach_upstream(unique_fd upstream_fd, bool upstream_is_vsock) 
         close("epoll_ctl failed", errno);
 }
 
+void Connection::detach_upstream() {
+    if (upstream.fd) relay.loop().remove(upstream.fd.get());
+    upstream.fd.reset();
+    upstream.readable = upstream.writable = upstream.peer_closed = upstream.fin = false;
+}
+
 void Connection::on_side_event(Side& side, uint32_t events) {
     if (closed) return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) side.readable = true;
@@ -122,6 +128,7 @@ void Connection::finish_connect(uint32_t events) {
         ::getsockopt(upstream.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
     if (err != 0) {
+        if (relay.try_next_address(*this, err)) return;  // may have closed this connection
         relay.mutable_stats().connect_failures++;
         close("connect failed", err);
         return;

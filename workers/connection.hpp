@@ -64,6 +64,10 @@ struct Setup {
     Endpoint dest;         // where the upstream connect goes
     std::string preamble;  // bytes for the upstream before any payload (headers)
     bool fc_handshake = false;
+    // A host-name upstream: the address set when the connection began, and the next to try
+    // when a connect fails.
+    std::shared_ptr<const std::vector<SockAddr>> candidates;
+    size_t next_candidate = 0;
 };
 
 class Connection {
@@ -78,6 +82,8 @@ class Connection {
     bool register_client();  // false: epoll_ctl failed, connection closed
     // Connect in progress: wait for it. A vsock upstream is written with copies.
     void attach_upstream(unique_fd upstream, bool upstream_is_vsock);
+    // A failed connect's socket goes before the next address is tried.
+    void detach_upstream();
     bool connecting() const { return phase != Phase::relaying; }
     // Moves bytes both ways until nothing more can move or the budget is spent.
     void pump();

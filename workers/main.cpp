@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "common/address_message.hpp"
 #include "common/error.hpp"
 #include "common/event_loop.hpp"
 #include "common/exit_codes.hpp"
@@ -124,6 +125,21 @@ class Worker {
             begin_drain(std::chrono::milliseconds(ms), "supervisor");
             return;
         }
+        if (m->type == ipc::Type::addresses) {
+            std::vector<SockAddr> set;
+            try {
+                set = ipc::decode_addresses(m->payload);
+            } catch (const std::exception& e) {
+                fail(e.what());
+                return;
+            }
+            std::string text;
+            for (const SockAddr& a : set) text += (text.empty() ? "" : ", ") + format_sockaddr(a);
+            if (body_->update_upstream(std::move(set))) {
+                log::info(tag_, ": upstream addresses now ", text);
+                return;
+            }
+        }
         fail(std::string("unexpected ") + ipc::type_name(m->type) + " message");
     }
 
@@ -185,11 +201,15 @@ class Worker {
     std::string last_stats_;
 };
 
-// The socket domains this worker's upstreams can have: a fixed upstream's own family only.
+// The socket domains this worker's upstreams can have: a fixed upstream's own family only. A
+// host name's later address sets may bring either IP family: the row's (IP) domains.
 std::vector<int> worker_upstream_domains(const Handover& h) {
     const KindRow& row = kind_row(h.kind);
-    if (const auto* o = std::get_if<StreamOptions>(&h.options);
-        o && has_upstream_endpoint(o->upstream_mode)) {
+    const auto* so = std::get_if<StreamOptions>(&h.options);
+    const auto* dgo = std::get_if<DatagramOptions>(&h.options);
+    if ((so && !so->upstream_host.empty()) || (dgo && !dgo->upstream_host.empty()))
+        return {row.upstream_domains.begin(), row.upstream_domains.end()};
+    if (const auto* o = so; o && has_upstream_endpoint(o->upstream_mode)) {
         const int family = parse_endpoint(o->upstream).family();
         for (int d : row.upstream_domains)
             if (d == family) return {family};

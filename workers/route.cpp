@@ -20,6 +20,27 @@ bool ip_family(int f) {
 
 }  // namespace
 
+std::vector<SockAddr> upstream_address_set(const std::string& host,
+                                           const std::vector<std::string>& texts,
+                                           const Endpoint& first) {
+    if (host.empty()) {
+        if (!texts.empty()) throw std::runtime_error("upstream addresses without a host name");
+        return {};
+    }
+    if (texts.empty()) throw std::runtime_error("host-name upstream " + host + " has no address");
+    std::vector<SockAddr> out;
+    for (const std::string& t : texts) {
+        const Endpoint e = parse_endpoint(t);
+        if (e.scheme != first.scheme || e.port != first.port || !ip_family(e.family()))
+            throw std::runtime_error("upstream address " + t + " does not match " +
+                                     to_string(first));
+        out.push_back(e.addr);
+    }
+    if (format_sockaddr(out.front()) != format_sockaddr(first.addr))
+        throw std::runtime_error("upstream " + to_string(first) + " is not the first address");
+    return out;
+}
+
 Route Route::build(WorkerKind kind, const std::string& listen, const StreamOptions& c) {
     Route r;
     r.kind = kind;
@@ -31,6 +52,9 @@ Route Route::build(WorkerKind kind, const std::string& listen, const StreamOptio
         case UpstreamMode::fixed:
             r.upstream = parse_endpoint(c.upstream);
             r.target = r.upstream.original_port ? Target::original_port : Target::fixed;
+            r.upstream_host = c.upstream_host;
+            r.upstream_addresses =
+                upstream_address_set(c.upstream_host, c.upstream_addresses, r.upstream);
             break;
         case UpstreamMode::original_destination:
             r.target = Target::original_destination;

@@ -3,6 +3,7 @@
 // handover before lock-down: every stream kind is one combination of these choices.
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/allow_list.hpp"
 #include "common/endpoint.hpp"
@@ -24,7 +25,11 @@ struct Route {
     WorkerKind kind{};
     Target target = Target::fixed;
     Endpoint listen;
-    Endpoint upstream;                       // fixed / original_port template
+    Endpoint upstream;  // fixed / original_port template
+    // A host-name upstream: its name and the addresses it resolved to when the worker started,
+    // in the order to try them (the relay keeps the current set; ADDRESSES replace it).
+    std::string upstream_host;
+    std::vector<SockAddr> upstream_addresses;
     bool send_original_destination = false;  // transparent header first on the upstream
     TransparentHeaderFormat header = TransparentHeaderFormat::standard;
     bool proxy_protocol = false;
@@ -60,6 +65,13 @@ struct Route {
     // Socket options for a client or upstream socket (TCP ones only).
     void tune(int fd, int family) const;
 };
+
+// A host-name upstream's handover addresses, checked against `first` (the handover's upstream:
+// the same scheme and port, and the first of them); empty for a numeric upstream. Throws
+// std::runtime_error naming what is wrong.
+std::vector<SockAddr> upstream_address_set(const std::string& host,
+                                           const std::vector<std::string>& texts,
+                                           const Endpoint& first);
 
 // Starts a non-blocking connect to `dest` (tcp, vsock, unix, fc-vsock: the Unix socket of the
 // hybrid vsock). Returns 0 with `out` set, or an errno value.

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -29,7 +30,40 @@ StreamRelay::StreamRelay(EventLoop& loop, unique_fd listener, const Route& route
       route_(route),
       opts_(std::move(opts)),
       pipes_(std::make_unique<PipePool>(kPipeSize)),
-      buffers_(std::make_unique<BufferPool>()) {}
+      buffers_(std::make_unique<BufferPool>()) {
+    if (!route_.upstream_host.empty())
+        addresses_ = std::make_shared<const std::vector<SockAddr>>(route_.upstream_addresses);
+}
+
+std::chrono::milliseconds StreamRelay::attempt_timeout() const {
+    // connect_timeout shared by a host name's addresses, so one that never answers (its SYNs
+    // dropped) leaves the others their turn; every connection gets the same slice, so the list
+    // stays ordered by deadline.
+    if (!addresses_ || addresses_->size() < 2) return opts_.connect_timeout;
+    const auto n = static_cast<std::chrono::milliseconds::rep>(addresses_->size());
+    return std::max(opts_.connect_timeout / n, std::chrono::milliseconds(250));
+}
+
+void StreamRelay::set_upstream_addresses(std::vector<SockAddr> addresses) {
+    if (!addresses.empty())
+        addresses_ = std::make_shared<const std::vector<SockAddr>>(std::move(addresses));
+}
+
+bool StreamRelay::try_next_address(Connection& c, int err) {
+    Setup* s = c.setup.get();
+    if (!s || !s->candidates || s->next_candidate >= s->candidates->size()) return false;
+    const SockAddr next = (*s->candidates)[s->next_candidate++];
+    if (log_allowed(last_connect_log_, connect_logs_suppressed_)) {
+        log::warning(opts_.tag, ": connect to ", format_sockaddr(s->dest.addr), " (",
+                     route_.upstream_host, ") failed: ", std::strerror(err), "; trying ",
+                     format_sockaddr(next), suppressed_note(connect_logs_suppressed_));
+        connect_logs_suppressed_ = 0;
+    }
+    c.detach_upstream();
+    s->dest.addr = next;
+    connect_upstream(c);
+    return true;
+}
 
 StreamRelay::~StreamRelay() {
     header_.clear();
@@ -141,7 +175,13 @@ void StreamRelay::accept_ready() {
             header_.push_back(c);
             continue;
         }
-        if (!begin_connect(c, route_.upstream)) return;  // out of fds: stop accepting for now
+        Endpoint dest = route_.upstream;
+        if (addresses_) {  // a host name: its first address, the others on failure
+            c.setup->candidates = addresses_;
+            c.setup->next_candidate = 1;
+            dest.addr = addresses_->front();
+        }
+        if (!begin_connect(c, std::move(dest))) return;  // out of fds: stop accepting for now
     }
 }
 
@@ -249,6 +289,7 @@ bool StreamRelay::connect_upstream(Connection& c) {
         if (!resume_at_) resume_at_ = Clock::now() + kAcceptRetry;
         return false;
     }
+    if (try_next_address(c, err)) return true;
     stats_.connect_failures++;
     c.close("connect failed", err);
     return true;
@@ -363,7 +404,17 @@ std::optional<Clock::time_point> StreamRelay::tick(Clock::time_point now) {
         refuse(c, "no complete destination header within " +
                       std::to_string(opts_.header_timeout.count()) + " ms");
     }
-    while (!connecting_.empty() && connecting_.front().since + opts_.connect_timeout <= now) {
+    while (!connecting_.empty() && connecting_.front().since + attempt_timeout() <= now) {
+        Connection& c = connecting_.front();
+        // A host name's address that does not answer gives its turn to the next one.
+        if (c.phase == Phase::connecting && !c.awaiting_fd && c.setup && c.setup->candidates &&
+            c.setup->next_candidate < c.setup->candidates->size()) {
+            connecting_.erase(connecting_.iterator_to(c));
+            c.since = now;
+            connecting_.push_back(c);
+            try_next_address(c, ETIMEDOUT);
+            continue;
+        }
         stats_.connect_failures++;
         connecting_.front().close("connect timed out", ETIMEDOUT);
     }
@@ -390,7 +441,7 @@ std::optional<Clock::time_point> StreamRelay::tick(Clock::time_point now) {
     };
     if (!ready_.empty()) consider(now);
     if (!header_.empty()) consider(header_.front().since + opts_.header_timeout);
-    if (!connecting_.empty()) consider(connecting_.front().since + opts_.connect_timeout);
+    if (!connecting_.empty()) consider(connecting_.front().since + attempt_timeout());
     if (opts_.idle_timeout.count() > 0 && !relaying_.empty())
         consider(relaying_.front().since + opts_.idle_timeout);
     if (paused_ && resume_at_) consider(*resume_at_);

@@ -66,6 +66,15 @@ class StreamRelay : private EventSource {
     void header_read(Connection& c);
     void refuse(Connection& c, const std::string& why);
     bool begin_connect(Connection& c, Endpoint dest);
+    // A connect to one of a host name's addresses failed with `err`: starts the next one (true),
+    // or there is none left (false). May close `c` (out of addresses on the way).
+    bool try_next_address(Connection& c, int err);
+    // A host-name upstream's new address set: connections accepted from now on use it.
+    void set_upstream_addresses(std::vector<SockAddr> addresses);
+    bool has_host_upstream() const { return addresses_ != nullptr; }
+    // How long one connect attempt may take: connect_timeout, split between a host name's
+    // addresses.
+    std::chrono::milliseconds attempt_timeout() const;
     ipc::StreamStats& mutable_stats() { return stats_; }
     void connection_closed(Connection& c, const char* reason, int err);
     void touch(Connection& c);  // activity: move to the back of the idle list
@@ -94,6 +103,7 @@ class StreamRelay : private EventSource {
     StateList closed_;           // freed in tick(), after the epoll batch that closed them
     ReadyList ready_;
     ReadyList awaiting_fd_;  // accepted, but no fd was left for their upstream socket
+    std::shared_ptr<const std::vector<SockAddr>> addresses_;  // a host-name upstream's set
     size_t active_ = 0;
     bool accepting_ = false;
     bool paused_ = false;

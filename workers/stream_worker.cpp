@@ -1,5 +1,6 @@
 // The stream family's body (declared in worker_body.hpp): a Route built from the handover and the
 // StreamRelay that follows it.
+#include "workers/redirected_destination.hpp"
 #include "workers/route.hpp"
 #include "workers/stream_relay.hpp"
 #include "workers/worker_body.hpp"
@@ -28,8 +29,20 @@ class StreamWorker final : public WorkerBody {
     std::optional<Clock::time_point> tick(Clock::time_point now) override {
         return relay_.tick(now);
     }
+    bool update_upstream(std::vector<SockAddr> addresses) override {
+        if (!relay_.has_host_upstream() || !same_port(addresses)) return false;
+        relay_.set_upstream_addresses(std::move(addresses));
+        return true;
+    }
 
   private:
+    // A new set keeps the upstream's port: the Landlock rule allows that port only.
+    bool same_port(const std::vector<SockAddr>& set) const {
+        for (const SockAddr& a : set)
+            if (port_of(a) != route_.upstream.port) return false;
+        return true;
+    }
+
     Route route_;  // before relay_, which keeps a reference
     StreamRelay relay_;
 };

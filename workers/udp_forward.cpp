@@ -14,6 +14,8 @@
 #include "common/endpoint.hpp"
 #include "common/log.hpp"
 #include "workers/flow_table.hpp"
+#include "workers/redirected_destination.hpp"
+#include "workers/route.hpp"
 #include "workers/worker_body.hpp"
 
 namespace pfp::worker {
@@ -39,6 +41,7 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
         : loop_(loop),
           sock_(std::move(sock)),
           upstream_(parse_endpoint(o.upstream)),
+          host_upstream_(!o.upstream_host.empty()),
           table_(static_cast<size_t>(o.max_flows)),
           idle_(o.idle_timeout),
           batch_(o.batch ? kBatch : 1),
@@ -46,6 +49,8 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
           tag_(h.tag()),
           buffers_(kBatch * kBufferStride) {
         if (!o.allowed_sources.empty()) sources_ = CidrSet::parse(o.allowed_sources);
+        addresses_ = upstream_address_set(o.upstream_host, o.upstream_addresses, upstream_);
+        if (addresses_.empty()) addresses_.push_back(upstream_.addr);
         for (size_t i = 0; i < kBatch; ++i) {
             in_iov_[i] = {buffers_.data() + i * kBufferStride, kBufferSize};
             in_[i].msg_hdr.msg_iov = &in_iov_[i];
@@ -65,6 +70,14 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
         loop_.remove(sock_.get());
     }
     size_t active() const override { return table_.size(); }
+    // New flows go to the new set's addresses; open flows keep their socket (and address).
+    bool update_upstream(std::vector<SockAddr> addresses) override {
+        if (!host_upstream_ || addresses.empty()) return false;
+        for (const SockAddr& a : addresses)
+            if (port_of(a) != upstream_.port) return false;
+        addresses_ = std::move(addresses);
+        return true;
+    }
     std::string encoded_stats() const override {
         ipc::DatagramStats s = stats_;
         s.flows_active = table_.size();
@@ -221,9 +234,15 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
 
     Flow* open_flow(const FlowKey& key, Clock::time_point now) {
         if (table_.full()) make_room(now);
-        unique_fd fd(
-            ::socket(upstream_.addr.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-        if (!fd || ::connect(fd.get(), upstream_.addr.get(), upstream_.addr.len) < 0) {
+        // A host name's addresses in order: a UDP connect fails only locally (no route, a family
+        // the host lacks), and then the next one is tried.
+        unique_fd fd;
+        for (const SockAddr& a : addresses_) {
+            fd.reset(::socket(a.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+            if (fd && ::connect(fd.get(), a.get(), a.len) == 0) break;
+            fd.reset();
+        }
+        if (!fd) {
             ++stats_.flow_errors;
             return nullptr;
         }
@@ -269,6 +288,8 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
     EventLoop& loop_;
     unique_fd sock_;
     Endpoint upstream_;
+    bool host_upstream_;
+    std::vector<SockAddr> addresses_;  // the upstream's (a host name's current set)
     FlowTable table_;
     std::chrono::milliseconds idle_;
     size_t batch_;

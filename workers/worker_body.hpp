@@ -5,6 +5,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/endpoint.hpp"
 #include "common/event_loop.hpp"
 #include "common/handover.hpp"
 #include "common/ipc.hpp"
@@ -21,6 +22,9 @@ class WorkerBody {
     // The family's counters, encoded for a STATS message (ipc.hpp).
     virtual std::string encoded_stats() const = 0;
     virtual std::optional<Clock::time_point> tick(Clock::time_point now) = 0;
+    // A host-name upstream's new address set (an ADDRESSES message): new connections and flows
+    // use it, open ones keep theirs. False: this body has no host-name upstream.
+    virtual bool update_upstream(std::vector<SockAddr> /*addresses*/) { return false; }
 };
 
 // Builds the body of the handover's kind family from fds already checked by verify_fds(). Throws

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/endpoint.hpp"
+#include "common/host_endpoint.hpp"
 #include "supervisor/compat/seed_policy.hpp"
 
 namespace pfp::compat {
@@ -63,18 +64,26 @@ Finished fail(std::string_view command, const std::string& why) {
     return Finished{1, {"", std::string(command) + ": " + why + "\n"}};
 }
 
-// "1022" (0.0.0.0:1022), "127.0.0.1:1022", "[::]:1022", "localhost:1022". Host names other than
-// localhost need a resolver, which the supervisor does not have yet.
+// "1022" (0.0.0.0:1022), "127.0.0.1:1022", "[::]:1022", "localhost:1022" (127.0.0.1, as the
+// deployed tools' tests assumed), and for the destination any host name, which the supervisor
+// resolves and refreshes. A local address is bound once, before any resolver runs: numeric only.
 std::variant<std::string, Endpoint> address(std::string_view text, Scheme scheme,
-                                            std::string_view what) {
+                                            std::string_view what, bool names) {
     std::string t(text);
     if (!t.empty() && t.find_first_not_of("0123456789") == std::string::npos) t = "0.0.0.0:" + t;
     if (t.starts_with("localhost:")) t = "127.0.0.1:" + t.substr(10);
     if (t.find_first_of("[]") == std::string::npos && t.find(':') != std::string::npos) {
         const std::string host = t.substr(0, t.rfind(':'));
-        if (host.find_first_not_of("0123456789.") != std::string::npos)
-            return "invalid " + std::string(what) + " '" + std::string(text) +
-                   "': host names are not supported yet (use a numeric address or localhost)";
+        if (host.find_first_not_of("0123456789.") != std::string::npos) {
+            if (!names)
+                return "invalid " + std::string(what) + " '" + std::string(text) +
+                       "': expected a numeric address (or localhost) to listen on";
+            auto named = parse_host_endpoint(std::string(scheme_name(scheme)) + ":" + t);
+            if (!named)
+                return "invalid " + std::string(what) + " '" + std::string(text) +
+                       "': expected HOST:PORT with a host name and a port 1-65535";
+            return *named;
+        }
     }
     try {
         Endpoint e = parse_endpoint_or_bare(std::string(scheme_name(scheme)) + ":" + t, scheme);
@@ -84,12 +93,6 @@ std::variant<std::string, Endpoint> address(std::string_view text, Scheme scheme
     } catch (const std::exception& ex) {
         return "invalid " + std::string(what) + " '" + std::string(text) + "': " + ex.what();
     }
-}
-
-bool ipv6_wildcard(const Endpoint& e) {
-    if (e.addr.family() != AF_INET6) return false;
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(e.addr.get());
-    return IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
 }
 
 bool number(const std::string& s, uint64_t max, uint64_t& out) {
@@ -144,20 +147,17 @@ std::variant<Finished, SeedCommand> parse_portfwd(Tool tool, std::string_view co
                                  std::to_string(positional.size()) +
                                  " address(es) (usage: " + usage_line(tool, command) + ")");
     const Scheme scheme = tool == Tool::tcpfwd ? Scheme::tcp : Scheme::udp;
-    auto local = address(positional[0], scheme, "local address");
+    auto local = address(positional[0], scheme, "local address", false);
     if (auto* why = std::get_if<std::string>(&local)) return fail(command, *why);
-    auto dest = address(positional[1], scheme, "destination address");
+    auto dest = address(positional[1], scheme, "destination address", true);
     if (auto* why = std::get_if<std::string>(&dest)) return fail(command, *why);
     const Endpoint& listen = std::get<Endpoint>(local);
-    // IPV6_V6ONLY only changes a wildcard IPv6 listener, which is dual-stack here.
-    const char v6only = tool == Tool::tcpfwd ? '6' : 'o';
-    if (given.count(v6only) && ipv6_wildcard(listen))
-        return fail(command, std::string("-") + v6only +
-                                 " (IPv6-only wildcard listener) is not supported yet; listen on "
-                                 "a specific IPv6 address instead");
-
     nlohmann::ordered_json proxy = {{"listen", to_string(listen)},
                                     {"upstream", to_string(std::get<Endpoint>(dest))}};
+    // IPV6_V6ONLY: "[::]:PORT" takes IPv6 only. Like the deployed tools, the flag means nothing
+    // to an IPv4 listener and is ignored there.
+    const char v6only = tool == Tool::tcpfwd ? '6' : 'o';
+    if (given.count(v6only) && listen.addr.family() == AF_INET6) proxy["ipv6_only"] = true;
     if (given.count('b')) {
         // The redirected port moves the address: the deployed tool connected wherever that led,
         // so the command writes the open allow list a policy must spell out (and is warned of).

@@ -1,6 +1,7 @@
 #include "supervisor/compat/seed_cli.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
@@ -17,6 +18,7 @@
 #include "supervisor/compat/tcp_proxy_tools.hpp"
 #include "supervisor/compat/vsockproxy.hpp"
 #include "supervisor/daemon.hpp"
+#include "supervisor/name_resolver.hpp"
 
 namespace pfp::compat {
 namespace {
@@ -121,6 +123,18 @@ int run(Tool tool, std::string_view command, const std::vector<std::string>& arg
     if (auto failure = listen.scheme == Scheme::nfqueue ? std::nullopt : probe_listener(listen)) {
         print(bind_failure(cmd, failure->stage, failure->err));
         return 1;
+    }
+    // A destination host name must resolve before -d forks (pf-proxyd resolves it again at start).
+    for (const auto& proxy : cmd.policy.proxies) {
+        if (proxy.upstream.host.empty()) continue;
+        const auto result = supervisor::resolve_now(
+            {{proxy.upstream.host, static_cast<uint16_t>(proxy.upstream.port), AF_UNSPEC}},
+            supervisor::ResolverOptions{.server = cmd.policy.resolver});
+        if (const auto* err = std::get_if<supervisor::ResolveError>(&result.front())) {
+            print({"", std::string(command) + ": cannot resolve \"" + proxy.upstream.host +
+                           "\": " + err->message + "\n"});
+            return 1;
+        }
     }
     // Every check has passed: only now the pid file, then the fork (a bad option never forks).
     std::optional<PidFile> pid_file;

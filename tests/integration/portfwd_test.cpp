@@ -7,11 +7,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "harness.hpp"
+#include "tests/support/require.hpp"
 #include "udp_support.hpp"
 
 using namespace pfp::test;
@@ -136,6 +138,101 @@ TEST(Portfwd, DaemonizesAfterEveryCheck) {
     EXPECT_TRUE(wait_until([&] { return !fs::exists(pid_file) && !alive(daemon); }));
 }
 
+std::string ipv6_missing() {
+    if (!std::ifstream("/proc/net/if_inet6").good()) return "IPv6";
+    return read_text("/proc/sys/net/ipv6/bindv6only").starts_with("0")
+               ? ""
+               : "net.ipv6.bindv6only=0 (dual-stack sockets by default)";
+}
+
+unique_fd connect_tcp6(uint16_t port) {
+    unique_fd s(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(port);
+    a.sin6_addr = in6addr_loopback;
+    set_timeouts(s.get(), 10s);
+    if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return {};
+    return s;
+}
+
+// -6 (tcpfwd) and -o (udpfwd): "[::]:PORT" takes IPv6 only, so an IPv4 socket can have the same
+// port; without the flag the wildcard is dual-stack and holds the IPv4 port too.
+TEST(Portfwd, V6OnlyFlagsLeaveIpv4ToAnotherSocket) {
+    PFP_REQUIRE(ipv6_missing());
+    const uint16_t up = free_port();
+    EchoServer server(up);
+    {
+        const uint16_t in = free_port();
+        RunningCommand t(
+            {tool("tcpfwd"), "-6", "[::]:" + port_text(in), "127.0.0.1:" + port_text(up)});
+        ASSERT_TRUE(t.wait_err("tcp-forward worker ready")) << t.err();
+        unique_fd v6 = connect_tcp6(in);
+        ASSERT_TRUE(v6);
+        ASSERT_TRUE(write_all(v6.get(), "six", 3));
+        char back[3];
+        ASSERT_TRUE(read_exact(v6.get(), back, 3));
+        EXPECT_EQ(std::string(back, 3), "six");
+        v6.reset();  // nothing left to drain at the stop
+        EXPECT_NO_THROW(listen_tcp(in)) << "127.0.0.1:" << in << " is still taken";
+        EXPECT_EQ(t.terminate(), 0) << t.err();
+    }
+    {
+        const uint16_t in = free_port();
+        RunningCommand t({tool("tcpfwd"), "[::]:" + port_text(in), "127.0.0.1:" + port_text(up)});
+        ASSERT_TRUE(t.wait_err("tcp-forward worker ready")) << t.err();
+        EXPECT_THROW(listen_tcp(in), std::runtime_error) << "a dual-stack [::] holds IPv4 too";
+        EXPECT_TRUE(tcp_echoed(in, "four")) << "IPv4 reaches the dual-stack listener";
+        EXPECT_EQ(t.terminate(), 0) << t.err();
+    }
+    const uint16_t uup = free_udp_port(), uin = free_udp_port(AF_INET6);
+    UdpEchoServer userver(AF_INET, uup);
+    RunningCommand u(
+        {tool("udpfwd"), "[::]:" + port_text(uin), "127.0.0.1:" + port_text(uup), "-o"});
+    ASSERT_TRUE(u.wait_err("udp-forward worker ready")) << u.err();
+    unique_fd c6 = bind_udp(AF_INET6);
+    ASSERT_TRUE(send_udp(c6.get(), AF_INET6, uin, "six"));
+    const auto back = recv_udp(c6.get(), 10s);
+    ASSERT_TRUE(back) << u.err();
+    EXPECT_EQ(*back, "six");
+    unique_fd v4 = bind_udp(AF_INET, uin);
+    EXPECT_TRUE(v4) << "udp 127.0.0.1:" << uin << " is still taken";
+    EXPECT_EQ(u.terminate(), 0) << u.err();
+}
+
+// A destination host name goes to pf-proxyd's resolver (the system's: /etc/hosts here, replaced
+// in a mount namespace of the command's own).
+TEST(Portfwd, DestinationHostNamesAreResolved) {
+    PFP_REQUIRE(::geteuid() == 0 ? "" : "root (a mount namespace with its own /etc/hosts)");
+    TempDir dir;
+    const std::string hosts =
+        dir.write("hosts", "127.0.0.1 localhost\n127.0.0.1 portfwd-upstream.test\n");
+    // DNS questions (for a name not in hosts) go to loopback port 53, where nothing answers.
+    const std::string resolv = dir.write("resolv.conf", "nameserver 127.0.0.1\n");
+    const std::string mounts = "mount --bind " + hosts + " /etc/hosts && mount --bind " + resolv +
+                               " /etc/resolv.conf && exec ";
+    const uint16_t up = free_port(), in = free_port();
+    EchoServer server(up);
+    RunningCommand t({"/usr/bin/unshare", "-m", "/bin/sh", "-c",
+                      mounts + tool("tcpfwd") + " 127.0.0.1:" + port_text(in) +
+                          " portfwd-upstream.test:" + port_text(up)});
+    ASSERT_TRUE(t.wait_err("tcp-forward worker ready")) << t.err();
+    EXPECT_NE(t.err().find("\"portfwd-upstream.test\" resolves to 127.0.0.1:" + port_text(up)),
+              std::string::npos)
+        << t.err();
+    EXPECT_TRUE(tcp_echoed(in, "by name"));
+    EXPECT_EQ(t.terminate(), 0) << t.err();
+
+    // A name that does not resolve: one line, exit 1, before anything forwards.
+    const CommandResult bad = run_command({"/usr/bin/unshare", "-m", "/bin/sh", "-c",
+                                           mounts + tool("tcpfwd") + " 127.0.0.1:" + port_text(in) +
+                                               " no-such-host.test:" + port_text(up)});
+    EXPECT_EQ(WEXITSTATUS(bad.status), 1) << bad.output;
+    EXPECT_TRUE(bad.output.starts_with("tcpfwd: cannot resolve \"no-such-host.test\": "))
+        << bad.output;
+    EXPECT_EQ(std::count(bad.output.begin(), bad.output.end(), '\n'), 1) << bad.output;
+}
+
 TEST(Portfwd, HelpAndOneLineErrors) {
     CommandResult h = run_command({tool("udpfwd"), "-h"});
     EXPECT_EQ(WEXITSTATUS(h.status), 0);
@@ -151,16 +248,16 @@ TEST(Portfwd, HelpAndOneLineErrors) {
          "udpfwd: expected <local_addr:local_port> <dest_addr:dest_port>, got 1 address(es) "
          "(usage: udpfwd <local_addr:local_port> <dest_addr:dest_port> [options])\n"},
         {{"udpfwd", "1", "2", "-p"}, "udpfwd: option requires an argument -- 'p'\n"},
-        {{"udpfwd", "5353", "example.com:53"},
-         "udpfwd: invalid destination address 'example.com:53': host names are not supported "
-         "yet (use a numeric address or localhost)\n"},
+        {{"udpfwd", "example.com:5353", "127.0.0.1:53"},
+         "udpfwd: invalid local address 'example.com:5353': expected a numeric address (or "
+         "localhost) to listen on\n"},
+        {{"udpfwd", "5353", "bad_name:53"},
+         "udpfwd: invalid destination address 'bad_name:53': expected HOST:PORT with a host name "
+         "and a port 1-65535\n"},
         {{"udpfwd", "5353", "127.0.0.1:53", "-t", "-1"},
          "udpfwd: invalid -t '-1': expected seconds 0-604800 (0: never time out)\n"},
         {{"udpfwd", "5353", "127.0.0.1:53", "-H", "big"},
          "udpfwd: invalid -H 'big': expected a number 1-1000000\n"},
-        {{"tcpfwd", "-6", "[::]:8080", "127.0.0.1:80"},
-         "tcpfwd: -6 (IPv6-only wildcard listener) is not supported yet; listen on a specific "
-         "IPv6 address instead\n"},
     };
     for (const auto& [args, message] : cases) {
         std::vector<std::string> argv = args;

@@ -68,7 +68,8 @@ constexpr std::string_view kDurationExpected =
 constexpr std::string_view kProxy =
     R"({"name": "a", "listen": "tcp:127.0.0.1:1", "upstream": "tcp:127.0.0.1:2"})";
 constexpr std::string_view kProxyKeyList =
-    "name, listen, listen_family, upstream, base_address, send_original_destination, header, "
+    "name, listen, listen_family, ipv6_only, upstream, base_address, send_original_destination, "
+    "header, "
     "proxy_protocol, "
     "allow, "
     "allowed_cids, allowed_sources, socket_mode, socket_owner, socket_group, workers, "
@@ -657,15 +658,17 @@ TEST(PolicyErrors, UnknownTopLevelKeys) {
               "p.json:2:3: /uesr: unknown key \"uesr\" (did you mean \"user\"?)\n"
               "p.json:3:3: /Group: unknown key \"Group\" (did you mean \"group\"?)\n"
               "p.json:4:3: /drain: unknown key \"drain\", expected one of: user, group, "
-              "drain_timeout, metrics, control_users, control_groups, proxies");
+              "drain_timeout, metrics, control_users, control_groups, resolver, resolve_min, "
+              "resolve_max, proxies");
 }
 
 TEST(PolicyErrors, LongKeysAreShortenedInDiagnostics) {
     const std::string key(300, 'k');
-    EXPECT_EQ(errors("{\n  \"" + key + "\": 1,\n  \"proxies\": [" + std::string(kProxy) + "]\n}"),
-              "p.json:2:3: /" + std::string(255, 'k') + "...: unknown key \"" +
-                  std::string(64, 'k') + "...\", expected one of: user, group, drain_timeout, " +
-                  "metrics, control_users, control_groups, proxies");
+    EXPECT_EQ(
+        errors("{\n  \"" + key + "\": 1,\n  \"proxies\": [" + std::string(kProxy) + "]\n}"),
+        "p.json:2:3: /" + std::string(255, 'k') + "...: unknown key \"" + std::string(64, 'k') +
+            "...\", expected one of: user, group, drain_timeout, " +
+            "metrics, control_users, control_groups, resolver, resolve_min, resolve_max, proxies");
 }
 
 // ---- Endpoints ----------------------------------------------------------------------------------
@@ -1428,7 +1431,8 @@ TEST(PolicyErrors, EveryErrorIsReportedInFileOrder) {
               "p.json:16:60: /proxies/1/restart/backoff_max: expected a duration >= "
               "backoff_initial (10s), got \"5s\"\n"
               "p.json:19:3: /colour: unknown key \"colour\", expected one of: user, group, "
-              "drain_timeout, metrics, control_users, control_groups, proxies");
+              "drain_timeout, metrics, control_users, control_groups, resolver, resolve_min, "
+              "resolve_max, proxies");
 }
 
 TEST(PolicyErrors, DiagnosticsCarryTheirParts) {
@@ -1568,7 +1572,8 @@ TEST(PolicySyntax, ByteOrderMarkIsAccepted) {
     EXPECT_EQ(errors("\xef\xbb\xbf{\"workers\": 1}"),
               "p.json:1:4: (root): missing required key \"proxies\"\n"
               "p.json:1:5: /workers: unknown key \"workers\", expected one of: user, group, "
-              "drain_timeout, metrics, control_users, control_groups, proxies");
+              "drain_timeout, metrics, control_users, control_groups, resolver, resolve_min, "
+              "resolve_max, proxies");
 }
 
 // ---- Files --------------------------------------------------------------------------------------
