@@ -73,6 +73,11 @@ struct PacketOptions {
     std::chrono::milliseconds connect_timeout{4'000};
     std::chrono::milliseconds backoff_initial{1'000};
     std::chrono::milliseconds backoff_max{64'000};
+    // stream-to-raw: the packet filters (common/packet_filter.hpp), in their text forms.
+    std::vector<std::string> filter_destinations;
+    std::vector<std::string> filter_sources;
+    bool filter_drop_reserved = false;
+    std::vector<std::string> filter_source_ports;
     bool operator==(const PacketOptions&) const = default;
 };
 

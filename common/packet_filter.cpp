@@ -57,7 +57,7 @@ uint16_t be16(const uint8_t* p) noexcept {
     return static_cast<uint16_t>(p[0] << 8 | p[1]);
 }
 
-bool listed(const std::array<IpAddress, PacketFilter::kMaxAddresses>& list, size_t count,
+bool listed(const std::array<PacketAddress, PacketFilter::kMaxAddresses>& list, size_t count,
             uint8_t version, const uint8_t* addr) noexcept {
     const size_t len = version == 4 ? 4 : 16;
     for (size_t i = 0; i < count; ++i)
@@ -145,12 +145,12 @@ std::string_view drop_reason_name(DropReason r) noexcept {
     return "?";
 }
 
-std::optional<IpAddress> parse_ip_address(std::string_view text) noexcept {
+std::optional<PacketAddress> parse_ip_address(std::string_view text) noexcept {
     char buf[INET6_ADDRSTRLEN + 1];
     if (text.empty() || text.size() >= sizeof buf) return std::nullopt;
     std::memcpy(buf, text.data(), text.size());
     buf[text.size()] = '\0';
-    IpAddress a;
+    PacketAddress a;
     if (::inet_pton(AF_INET, buf, a.bytes.data()) == 1) {
         a.version = 4;
         return a;
@@ -162,7 +162,7 @@ std::optional<IpAddress> parse_ip_address(std::string_view text) noexcept {
     return std::nullopt;
 }
 
-std::optional<PortRange> parse_port_range(std::string_view text) noexcept {
+std::optional<PortSpan> parse_port_range(std::string_view text) noexcept {
     const auto number = [](std::string_view s) -> std::optional<uint16_t> {
         if (s.empty() || s.size() > 5) return std::nullopt;
         unsigned v = 0;
@@ -177,28 +177,28 @@ std::optional<PortRange> parse_port_range(std::string_view text) noexcept {
     const auto first = number(text.substr(0, dash));
     const auto last = dash == std::string_view::npos ? first : number(text.substr(dash + 1));
     if (!first || !last || *first > *last) return std::nullopt;
-    return PortRange{*first, *last};
+    return PortSpan{*first, *last};
 }
 
-bool PacketFilter::add_destination(const IpAddress& a) noexcept {
+bool PacketFilter::add_destination(const PacketAddress& a) noexcept {
     if (destination_count == kMaxAddresses) return false;
     destinations[destination_count++] = a;
     return true;
 }
 
-bool PacketFilter::add_source(const IpAddress& a) noexcept {
+bool PacketFilter::add_source(const PacketAddress& a) noexcept {
     if (source_count == kMaxAddresses) return false;
     sources[source_count++] = a;
     return true;
 }
 
-bool PacketFilter::add_source_ports(const PortRange& r) noexcept {
+bool PacketFilter::add_source_ports(const PortSpan& r) noexcept {
     if (source_port_count == kMaxPortRanges) return false;
     source_ports[source_port_count++] = r;
     return true;
 }
 
-bool is_reserved_destination(const IpAddress& a) noexcept {
+bool is_reserved_destination(const PacketAddress& a) noexcept {
     if (a.version == 4)
         return std::any_of(std::begin(kReserved4), std::end(kReserved4),
                            [&a](const Prefix& p) { return in_prefix(a.bytes.data(), p); });
@@ -230,7 +230,7 @@ DropReason filter_packet(const PacketFilter& f, std::span<const uint8_t> p) noex
     if (f.source_count && !listed(f.sources, f.source_count, version, src))
         return DropReason::source;
     if (f.drop_reserved) {
-        IpAddress a;
+        PacketAddress a;
         a.version = version;
         std::memcpy(a.bytes.data(), dst, version == 4 ? 4 : 16);
         if (is_reserved_destination(a)) return DropReason::reserved;
@@ -242,7 +242,7 @@ DropReason filter_packet(const PacketFilter& f, std::span<const uint8_t> p) noex
             if (t.truncated) return DropReason::port;
             const auto begin = f.source_ports.begin();
             const auto end = begin + static_cast<ptrdiff_t>(f.source_port_count);
-            if (std::none_of(begin, end, [&t](const PortRange& r) {
+            if (std::none_of(begin, end, [&t](const PortSpan& r) {
                     return r.first <= t.source_port && t.source_port <= r.last;
                 }))
                 return DropReason::port;

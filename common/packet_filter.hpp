@@ -26,37 +26,37 @@ inline constexpr size_t kDropReasons = 6;  // including none
 // "destination", "source", ...: the counters' and metrics' names.
 std::string_view drop_reason_name(DropReason r) noexcept;
 
-struct IpAddress {
+struct PacketAddress {
     uint8_t version = 0;              // 4 or 6
     std::array<uint8_t, 16> bytes{};  // IPv4: the first 4
-    bool operator==(const IpAddress&) const = default;
+    bool operator==(const PacketAddress&) const = default;
 };
 // An IPv4 or IPv6 address in its text form (no port, no brackets, no scope); nullopt if not one.
-std::optional<IpAddress> parse_ip_address(std::string_view text) noexcept;
+std::optional<PacketAddress> parse_ip_address(std::string_view text) noexcept;
 
-struct PortRange {
+struct PortSpan {
     uint16_t first = 0;
     uint16_t last = 0;
-    bool operator==(const PortRange&) const = default;
+    bool operator==(const PortSpan&) const = default;
 };
 // "443" or "1024-61439" (first <= last); nullopt otherwise.
-std::optional<PortRange> parse_port_range(std::string_view text) noexcept;
+std::optional<PortSpan> parse_port_range(std::string_view text) noexcept;
 
 struct PacketFilter {
     static constexpr size_t kMaxAddresses = 8;
     static constexpr size_t kMaxPortRanges = 16;
-    std::array<IpAddress, kMaxAddresses> destinations{};
+    std::array<PacketAddress, kMaxAddresses> destinations{};
     size_t destination_count = 0;  // 0: any destination
-    std::array<IpAddress, kMaxAddresses> sources{};
+    std::array<PacketAddress, kMaxAddresses> sources{};
     size_t source_count = 0;  // 0: any source
     bool drop_reserved = false;
-    std::array<PortRange, kMaxPortRanges> source_ports{};
+    std::array<PortSpan, kMaxPortRanges> source_ports{};
     size_t source_port_count = 0;  // 0: any source port
 
     // False when the list is full.
-    bool add_destination(const IpAddress& a) noexcept;
-    bool add_source(const IpAddress& a) noexcept;
-    bool add_source_ports(const PortRange& r) noexcept;
+    bool add_destination(const PacketAddress& a) noexcept;
+    bool add_source(const PacketAddress& a) noexcept;
+    bool add_source_ports(const PortSpan& r) noexcept;
     bool passes_everything() const noexcept {
         return destination_count == 0 && source_count == 0 && !drop_reserved &&
                source_port_count == 0;
@@ -64,10 +64,10 @@ struct PacketFilter {
 };
 
 // The Oyster outgoing tool's source ports: {80, 443} and [1024, 61439].
-inline constexpr std::array<PortRange, 3> kOysterSourcePorts{{{80, 80}, {443, 443}, {1024, 61439}}};
+inline constexpr std::array<PortSpan, 3> kOysterSourcePorts{{{80, 80}, {443, 443}, {1024, 61439}}};
 
 // Whether `a` is in a special-purpose range: not a destination a packet to the internet has.
-bool is_reserved_destination(const IpAddress& a) noexcept;
+bool is_reserved_destination(const PacketAddress& a) noexcept;
 
 // The verdict on one whole packet: DropReason::none lets it through. `malformed`: too short for
 // what its header says (the framer never yields such a packet; the fuzz target does).

@@ -317,7 +317,21 @@ void parse_family_keys(Checker& check, const json& v, const std::string& pointer
                        std::optional<WorkerKind> kind, Proxy& p) {
     const auto at = [&pointer](std::string_view key) { return pointer + "/" + std::string(key); };
     const bool datagram = kind && kind_row(*kind).family == KindFamily::datagram;
+    const bool packet = kind && kind_row(*kind).family == KindFamily::packet;
     const std::string name = kind ? std::string(kind_name(*kind)) : "";
+    if (packet) {
+        // One stream of packets: no client connections to limit, tune or time out.
+        for (const std::string_view key : kStreamOnlyKeys)
+            if (member(v, key))
+                check.error(at(key), std::string(key) + " applies only to stream relays, not " +
+                                         name + " (proxy " + quote(p.name) +
+                                         " carries packets, not connections)");
+        if (member(v, "idle_timeout"))
+            check.error(at("idle_timeout"),
+                        "idle_timeout applies only to stream relays and datagram forwarders, "
+                        "not " +
+                            name + " (proxy " + quote(p.name) + ")");
+    }
     if (datagram) {
         // A forgotten flow holds a socket forever; the deployed udpfwd's default was 60 s.
         if (!member(v, "idle_timeout")) p.idle_timeout = std::chrono::seconds(60);

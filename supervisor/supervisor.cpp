@@ -87,6 +87,38 @@ std::string implausible_stats(const ipc::DatagramStats& before, const ipc::Datag
     return "";
 }
 
+std::string implausible_stats(const ipc::PacketStats& before, const ipc::PacketStats& after,
+                              Clock::duration elapsed) {
+    const auto seconds = static_cast<uint64_t>(
+        std::chrono::ceil<std::chrono::seconds>(std::max(elapsed, Clock::duration::zero()))
+            .count() +
+        1);
+    for (const auto& f : ipc::packet_fields()) {
+        if (f.field == &ipc::PacketStats::streams_active) continue;  // a gauge
+        const uint64_t old_value = before.*f.field, new_value = after.*f.field;
+        const bool bytes =
+            f.field == &ipc::PacketStats::bytes_in || f.field == &ipc::PacketStats::bytes_out;
+        // A packet counts as a "connection": no worker reads 4 M packets a second.
+        const uint64_t per_second = bytes ? kMaxBytesPerSecond : kMaxConnectionsPerSecond;
+        if (new_value < old_value)
+            return std::string(f.name) + " went down from " + std::to_string(old_value) + " to " +
+                   std::to_string(new_value);
+        if (new_value - old_value > per_second * seconds)
+            return std::string(f.name) + " grew by " + std::to_string(new_value - old_value) +
+                   " in " + std::to_string(seconds) + " s";
+    }
+    if (after.streams_active > 1 || after.streams_active > after.streams)
+        return "streams_active " + std::to_string(after.streams_active) +
+               " is more than the worker can hold";
+    if (after.packets_out > after.packets_in || after.bytes_out > after.bytes_in)
+        return "more packets or bytes out (" + std::to_string(after.packets_out) + ", " +
+               std::to_string(after.bytes_out) + ") than in (" + std::to_string(after.packets_in) +
+               ", " + std::to_string(after.bytes_in) + ")";
+    if (after.verdicts_drop + after.verdicts_accept > after.packets_in)
+        return "more verdicts than packets read";
+    return "";
+}
+
 namespace {
 
 std::string ms(std::chrono::milliseconds d) {
@@ -343,6 +375,20 @@ void Supervisor::on_ready(WorkerProcess& w, const ipc::Message&) {
 }
 
 void Supervisor::on_stats(WorkerProcess& w, const ipc::Message& m) {
+    if (kind_row(w.proxy->config.kind).family == KindFamily::packet) {
+        const auto next = ipc::decode_packet_stats(m.payload);  // size checked by permit()
+        const auto now = Clock::now();
+        const std::string wrong =
+            implausible_stats(w.packet_stats.value_or(ipc::PacketStats{}), next, now - w.stats_at);
+        if (!wrong.empty()) {
+            kill_worker(w, "protocol violation: STATS " + wrong);
+            loop_.remove(w.control.get());
+            return;
+        }
+        w.packet_stats = next;
+        w.stats_at = now;
+        return;
+    }
     if (kind_row(w.proxy->config.kind).family == KindFamily::datagram) {
         const auto next = ipc::decode_datagram_stats(m.payload);  // size checked by permit()
         const auto now = Clock::now();
@@ -416,6 +462,11 @@ void Supervisor::worker_exited(WorkerProcess& w) {
     if (w.datagram_stats) {
         ipc::DatagramStats ended = *w.datagram_stats;
         ended.flows_active = 0;
+        add_counters(p.gone, ended);
+    }
+    if (w.packet_stats) {
+        ipc::PacketStats ended = *w.packet_stats;
+        ended.streams_active = 0;
         add_counters(p.gone, ended);
     }
     if (info.cls != ExitClass::stopped) p.last_exit = info.text;

@@ -59,6 +59,7 @@ struct WorkerProcess {
     Clock::time_point deadline{};  // READY by then, or (draining) gone by then
     ipc::StreamStats stats;
     std::optional<ipc::DatagramStats> datagram_stats;  // datagram kinds, as reported
+    std::optional<ipc::PacketStats> packet_stats;      // packet kinds, as reported
     Clock::time_point stats_at{};                      // when `stats` was reported
     PidWatch pid_watch;
     ControlWatch control_watch;
@@ -97,9 +98,15 @@ std::string implausible_stats(const ipc::StreamStats& before, const ipc::StreamS
 std::string implausible_stats(const ipc::DatagramStats& before, const ipc::DatagramStats& after,
                               Clock::duration elapsed, int max_flows);
 
+// The same for a packet worker: one stream at a time, no more packets or bytes out than in, no
+// more verdicts than packets read.
+std::string implausible_stats(const ipc::PacketStats& before, const ipc::PacketStats& after,
+                              Clock::duration elapsed);
+
 // Adds a worker's counters to a proxy's.
 void add_counters(ProxyCounters& c, const ipc::StreamStats& s);
 void add_counters(ProxyCounters& c, const ipc::DatagramStats& s);
+void add_counters(ProxyCounters& c, const ipc::PacketStats& s);
 
 class Supervisor : public ControlHandler {
   public:

@@ -73,17 +73,32 @@ void add_counters(ProxyCounters& c, const ipc::DatagramStats& s) {
     for (const auto& f : ipc::datagram_fields()) (*c.datagram).*f.field += s.*f.field;
 }
 
+void add_counters(ProxyCounters& c, const ipc::PacketStats& s) {
+    c.accepted += s.streams;
+    c.active += s.streams_active;
+    c.bytes_up += s.bytes_in;
+    c.bytes_down += s.bytes_out;
+    c.connect_failures += s.connect_failures;
+    c.accept_errors += s.queue_overruns;
+    c.denied += s.dropped_destination + s.dropped_source + s.dropped_reserved + s.dropped_port +
+                s.dropped_malformed;
+    if (!c.packet) c.packet.emplace();
+    for (const auto& f : ipc::packet_fields()) (*c.packet).*f.field += s.*f.field;
+}
+
 ProxyCounters Supervisor::counters(const ProxyState& p) const {
     ProxyCounters c = p.gone;
     const auto add = [&c](const WorkerProcess& w) {
         add_counters(c, w.stats);
         if (w.datagram_stats) add_counters(c, *w.datagram_stats);
+        if (w.packet_stats) add_counters(c, *w.packet_stats);
     };
     for (const auto& s : p.slots)
         if (s.worker) add(*s.worker);
     for (const auto& w : p.retiring) add(*w);
     // A datagram proxy shows its datagram counters before its first report too.
     if (kind_row(p.config.kind).family == KindFamily::datagram && !c.datagram) c.datagram.emplace();
+    if (kind_row(p.config.kind).family == KindFamily::packet && !c.packet) c.packet.emplace();
     return c;
 }
 

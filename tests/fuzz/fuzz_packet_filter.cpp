@@ -15,7 +15,7 @@ void check(bool ok) {
     if (!ok) __builtin_trap();
 }
 
-pfp::IpAddress ip(const char* text) {
+pfp::PacketAddress ip(const char* text) {
     auto a = pfp::parse_ip_address(text);
     check(a.has_value());
     return *a;

@@ -15,10 +15,10 @@ namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-IpAddress Ip(const std::string& text) {
+PacketAddress Ip(const std::string& text) {
     auto a = parse_ip_address(text);
     EXPECT_TRUE(a) << text;
-    return a.value_or(IpAddress{});
+    return a.value_or(PacketAddress{});
 }
 
 // An IPv4 packet from src to dst with protocol `proto` and a transport header whose source port
@@ -33,7 +33,7 @@ Bytes V4(const std::string& src, const std::string& dst, uint8_t proto = 17, uin
     p[7] = static_cast<uint8_t>(frag_offset);
     p[8] = 64;
     p[9] = proto;
-    const IpAddress s = Ip(src), d = Ip(dst);
+    const PacketAddress s = Ip(src), d = Ip(dst);
     std::copy_n(s.bytes.begin(), 4, p.begin() + 12);
     std::copy_n(d.bytes.begin(), 4, p.begin() + 16);
     if (l4) {
@@ -54,7 +54,7 @@ Bytes V6(const std::string& src, const std::string& dst, uint8_t proto = 17, uin
     p[5] = static_cast<uint8_t>(payload);
     p[6] = ext.empty() ? proto : ext[0];
     p[7] = 64;
-    const IpAddress s = Ip(src), d = Ip(dst);
+    const PacketAddress s = Ip(src), d = Ip(dst);
     std::copy(s.bytes.begin(), s.bytes.end(), p.begin() + 8);
     std::copy(d.bytes.begin(), d.bytes.end(), p.begin() + 24);
     size_t off = 40;
@@ -216,9 +216,9 @@ TEST(PacketFilter, ReservedRangesAtTheirEdges) {
 }
 
 TEST(PacketFilter, TextForms) {
-    EXPECT_EQ(parse_port_range("443"), (PortRange{443, 443}));
-    EXPECT_EQ(parse_port_range("1024-61439"), (PortRange{1024, 61439}));
-    EXPECT_EQ(parse_port_range("0-65535"), (PortRange{0, 65535}));
+    EXPECT_EQ(parse_port_range("443"), (PortSpan{443, 443}));
+    EXPECT_EQ(parse_port_range("1024-61439"), (PortSpan{1024, 61439}));
+    EXPECT_EQ(parse_port_range("0-65535"), (PortSpan{0, 65535}));
     for (const char* bad :
          {"", "-", "80-", "-80", "65536", "2-1", "8o", "1-2-3", " 80", "+80", "000000080"})
         EXPECT_FALSE(parse_port_range(bad)) << bad;
