@@ -41,13 +41,17 @@ const char* worker_state(WorkerProcess::State s) {
     return "?";
 }
 
+bool same_address(const policy::Proxy& a, const policy::Proxy& b) {
+    return to_string(a.listen) == to_string(b.listen) && a.listen_family == b.listen_family;
+}
+
 // Raw injectors are bound to the upstream's device and opened with the listener: a listener
 // whose kind has them is the same only with the same kind and upstream.
 bool same_listen(const policy::Proxy& a, const policy::Proxy& b) {
     const bool others = kind_row(a.kind).fds.size() > 1 || kind_row(b.kind).fds.size() > 1;
     if (others && (a.kind != b.kind || to_string(a.upstream) != to_string(b.upstream)))
         return false;
-    return to_string(a.listen) == to_string(b.listen) && a.listen_family == b.listen_family;
+    return same_address(a, b);
 }
 
 }  // namespace
@@ -202,6 +206,7 @@ CommandOutcome Supervisor::reload() {
     std::vector<ProxyState*> old(next.proxies.size(), nullptr);
     std::vector<Listener> fresh(next.proxies.size());
     std::vector<bool> unchanged(next.proxies.size(), false);
+    std::vector<std::optional<std::vector<unique_fd>>> fresh_others(next.proxies.size());
     try {
         for (size_t i = 0; i < next.proxies.size(); ++i) {
             const policy::Proxy& cfg = next.proxies[i];
@@ -213,6 +218,12 @@ CommandOutcome Supervisor::reload() {
                 continue;
             }
             if (old[i] && old[i]->listener && same_listen(old[i]->config, cfg)) continue;
+            // The same listener with new raw injectors: the old one cannot be opened twice.
+            if (old[i] && old[i]->listener && old[i]->config.kind == cfg.kind &&
+                same_address(old[i]->config, cfg)) {
+                fresh_others[i] = source_.reopen_others(cfg);
+                continue;
+            }
             ProxyState* donor = nullptr;
             for (auto& o : proxies_)
                 if (o->listener && same_listen(o->config, cfg)) donor = o.get();
@@ -250,6 +261,8 @@ CommandOutcome Supervisor::reload() {
                 p->listener = std::move(fresh[i]);
                 source_.commit(cfg, p->listener);
             }
+            // Running workers hold their own copies of the old raw sockets.
+            if (fresh_others[i]) p->listener.others = std::move(*fresh_others[i]);
             p->config = cfg;
             ++p->generation;
             p->state = ProxyState::State::active;
