@@ -214,4 +214,37 @@ TEST_F(PacketFilterInjection, DroppedPacketsNeverArriveAndAreCountedByReason) {
         << daemon_->log();
 }
 
+// The deployed outgoing tool's command line sets the deployed tool's filter: source = the first
+// eth*/ens* interface's IPv4 address (here a veth named eth5 in P), no reserved destinations,
+// source ports {80, 443} and 1024-61439. Routed injection (raw:route) from P to S.
+TEST_F(PacketFilterInjection, SeedOutgoingCommandDropsWhatTheDeployedToolDrops) {
+    Veth eth(*p_, "eth5", *s_, "x5");
+    p_->ip({"addr", "add", "198.51.98.1/24", "dev", "eth5"});
+    const std::string path = dir_.path() + "/outgoing.sock";
+    auto cmd = p_->run([&] {
+        return std::make_unique<RunningCommand>(std::vector<std::string>{
+            bin_dir() + "/vsock-to-ip-raw-outgoing", "--vsock-addr", "unix:" + path});
+    });
+    ASSERT_TRUE(cmd->wait_err("ready", 10s)) << cmd->err();
+    EXPECT_TRUE(cmd->wait_out("Egress address: 198.51.98.1 (eth5)\n", 5s)) << cmd->out();
+    unique_fd c = connect_stream(path);
+    ASSERT_TRUE(c) << cmd->err();
+    Bytes stream;
+    const auto add = [&stream](const Bytes& p) { stream.insert(stream.end(), p.begin(), p.end()); };
+    add(udp_packet("198.51.98.1", "198.51.99.2", "egress-443", 443));
+    add(udp_packet("198.51.99.1", "198.51.99.2", "other-source", 4000));
+    add(udp_packet("198.51.98.1", "10.88.0.2", "reserved", 4000));
+    add(udp_packet("198.51.98.1", "198.51.99.2", "port-1023", 1023));
+    add(udp_packet("198.51.98.1", "198.51.99.2", "port-61440", 61440));
+    add(udp_packet("198.51.98.1", "198.51.99.2", "egress-61439", 61439));
+    ASSERT_TRUE(write_all(c.get(), stream.data(), stream.size()));
+    EXPECT_EQ(receive_until(udp4_.get(), "egress-61439"),
+              (std::set<std::string>{"egress-443", "egress-61439"}))
+        << cmd->err();
+    EXPECT_TRUE(cmd->wait_err("dropped by the filter (source)", 5s)) << cmd->err();
+    c.reset();  // else the stop waits the drain timeout for this stream
+    EXPECT_TRUE(cmd->wait_err("4 dropped by the filter", 5s)) << cmd->err();
+    EXPECT_EQ(cmd->terminate(), 0) << cmd->err();
+}
+
 }  // namespace

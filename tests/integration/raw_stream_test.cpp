@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -169,16 +170,22 @@ TEST_F(RawStream, TheInjectorHoldsNoCapabilityUnderItsSeccompFilter) {
 TEST_F(RawStream, SeedCommandVsockToIpRawIncomingInjectsThroughItsDevice) {
     const std::string path = dir_.path() + "/seed.sock";
     auto cmd = p_->run([&] {
-        return std::make_unique<RunningCommand>(std::vector<std::string>{
-            bin_dir() + "/vsock-to-ip-raw-incoming", "--vsock-addr", "unix:" + path, "-d", "vp"});
+        return std::make_unique<RunningCommand>(
+            std::vector<std::string>{bin_dir() + "/vsock-to-ip-raw-incoming", "--vsock-addr",
+                                     "unix:" + path, "-d", "vp", "--ip", "10.88.0.2"});
     });
     ASSERT_TRUE(cmd->wait_err("ready", 10s)) << cmd->err();
+    EXPECT_TRUE(cmd->wait_out("Enclave address: 10.88.0.2\n", 5s)) << cmd->out();
     unix_path_ = path;
     unique_fd c = connect_stream();
     ASSERT_TRUE(c) << cmd->err();
     const Bytes p = udp_packet("10.88.0.1", "10.88.0.2", "from-the-seed-command");
     ASSERT_TRUE(write_all(c.get(), p.data(), p.size()));
+    // The deployed tool's incoming filter: a packet to another address is not injected.
+    const Bytes other = udp_packet("10.88.0.1", "fd00:88::2", "not-the-enclave");
+    ASSERT_TRUE(write_all(c.get(), other.data(), other.size()));
     EXPECT_EQ(receive(udp4_.get()), "from-the-seed-command") << cmd->err();
+    EXPECT_TRUE(cmd->wait_err("was dropped by the filter (destination)", 5s)) << cmd->err();
     c.reset();  // else the stop waits the drain timeout for this stream
     EXPECT_EQ(cmd->terminate(), 0) << cmd->err();
 }
@@ -196,6 +203,8 @@ TEST(RawSeedCommands, HelpVersionAndErrors) {
         "<DEVICE>\n\nOptions:\n"
         "  -v, --vsock-addr <VSOCK_ADDR>  vsock address to listen on <cid:port>\n"
         "  -d, --device <DEVICE>          network device to forward packets on\n"
+        "      --ip <IP>                  pf-proxy: inject only packets to IP [default: "
+        "/app/ip.txt]\n"
         "      --user <USER>              pf-proxy: run as this user once the socket is open\n"
         "  -h, --help                     Print help\n"
         "  -V, --version                  Print version\n" +
@@ -229,6 +238,21 @@ TEST(RawSeedCommands, HelpVersionAndErrors) {
     EXPECT_EQ(r.output,
               "error: invalid value '65536' for '--queue-num <QUEUE_NUM>': number too large to "
               "fit in target type\n\nFor more information, try '--help'.\n");
+    // Without --ip the incoming tool reads the enclave's address from /app/ip.txt, as the
+    // deployed one does; this machine has none.
+    ASSERT_FALSE(std::ifstream("/app/ip.txt")) << "the test expects no /app/ip.txt here";
+    r = run_command({bin_dir() + "/vsock-to-ip-raw-incoming", "-v", "3:1200", "-d", "lo"});
+    EXPECT_EQ(WEXITSTATUS(r.status), 1);
+    EXPECT_EQ(r.output,
+              "Error: no enclave address: cannot read /app/ip.txt: No such file or directory "
+              "(give --ip)\n");
+    r = run_command(
+        {bin_dir() + "/vsock-to-ip-raw-incoming", "-v", "3:1200", "-d", "lo", "--ip", "10.0.0"});
+    EXPECT_EQ(WEXITSTATUS(r.status), 1);
+    EXPECT_EQ(r.output,
+              "Error: the vsock-to-ip-raw-incoming command line makes an invalid policy: "
+              "/proxies/0/filter/destinations/0: expected an IP address such as \"10.0.0.5\", "
+              "got \"10.0.0\"\n");
     r = run_command({bin_dir() + "/vsock-to-ip-raw-outgoing", "-v", "3-1200"});
     EXPECT_EQ(WEXITSTATUS(r.status), 1);
     EXPECT_EQ(r.output, "Error: invalid vsock address, should contain one colon [:] sign\n");
