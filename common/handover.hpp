@@ -63,8 +63,8 @@ struct DatagramOptions {
 // The packet family (docs/wire-formats.md, "Raw packet stream"): whole IP packets between a
 // stream and the kernel.
 struct PacketOptions {
-    // Canonical endpoint text: raw:DEVICE or raw:route (stream-to-raw), the stream's vsock: or
-    // unix: endpoint (nfqueue-to-stream).
+    // Canonical endpoint text: raw:DEVICE or raw:route (stream-to-raw), the stream's vsock:,
+    // unix: or tcp: endpoint (nfqueue-to-stream).
     std::string upstream;
     bool log_connections = false;
     // nfqueue-to-stream: the verdict of a packet that cannot be written (NF_DROP or NF_ACCEPT),

@@ -50,9 +50,11 @@ class NfqueueSender final : public WorkerBody {
           recv_(kRecvBuffer),
           verdict_buf_(MNL_SOCKET_BUFFER_SIZE),
           backoff_(o.backoff_initial) {
-        if (upstream_.scheme != Scheme::vsock && upstream_.scheme != Scheme::unix_stream)
+        if (upstream_.scheme != Scheme::vsock && upstream_.scheme != Scheme::unix_stream &&
+            upstream_.scheme != Scheme::tcp)
             throw std::runtime_error(
-                "nfqueue-to-stream connects to a vsock: or unix: upstream, not " + o.upstream);
+                "nfqueue-to-stream connects to a vsock:, unix: or tcp: upstream, not " +
+                o.upstream);
         // The supervisor configured it blocking (it waited for the kernel's ACKs).
         const int fl = ::fcntl(queue_.get(), F_GETFL);
         if (fl < 0 || ::fcntl(queue_.get(), F_SETFL, fl | O_NONBLOCK) < 0)

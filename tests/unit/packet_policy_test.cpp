@@ -36,6 +36,10 @@ TEST(PacketPolicy, KindsAndQueueOptions) {
     EXPECT_TRUE(p.proxies[0].fail_open);
     EXPECT_EQ(p.proxies[0].queue_maxlen, 4096u);
     EXPECT_EQ(p.proxies[0].listen.queue, 7);
+    // A tcp: upstream: the same kind, the stream goes over TCP.
+    p = parse_policy(entry("nfqueue:7", "tcp:127.0.0.1:1200"), "p.json");
+    EXPECT_EQ(p.proxies.at(0).kind, WorkerKind::nfqueue_to_stream);
+    EXPECT_EQ(p.proxies[0].upstream.scheme, Scheme::tcp);
     p = parse_policy(entry("unix:/run/raw.sock", "raw:eth0"), "p.json");
     EXPECT_EQ(p.proxies.at(0).kind, WorkerKind::stream_to_raw);
     EXPECT_FALSE(p.proxies[0].accept_when_stream_down);
@@ -56,12 +60,12 @@ TEST(PacketPolicy, Errors) {
               "p.json:1:89: /proxies/0/workers: expected 1: stream-to-raw runs one worker (one "
               "stream, one queue reader)");
     EXPECT_EQ(errors(entry("nfqueue:1", "fc-vsock:/run/fc.sock:5")),
-              "p.json:1:63: /proxies/0/upstream: an nfqueue listener writes to a vsock: or unix: "
-              "upstream, not fc-vsock (its reader never reads from the stream, and fc-vsock "
+              "p.json:1:63: /proxies/0/upstream: an nfqueue listener writes to a vsock:, unix: or "
+              "tcp: upstream, not fc-vsock (its reader never reads from the stream, and fc-vsock "
               "answers CONNECT)");
-    EXPECT_EQ(errors(entry("nfqueue:1", "tcp:127.0.0.1:1")),
-              "p.json:1:63: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix or "
-              "fc-vsock listener, not nfqueue");
+    EXPECT_EQ(errors(entry("nfqueue:1", "udp:127.0.0.1:1")),
+              "p.json:1:63: /proxies/0/upstream: a udp upstream needs a udp listener, not "
+              "nfqueue");
     EXPECT_EQ(errors(entry("nfqueue:70000", "vsock:3:1")).find("queue number must be 0-65535") !=
                   std::string::npos,
               true);
