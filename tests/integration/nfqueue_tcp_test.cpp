@@ -1,0 +1,81 @@
+// nfqueue-to-stream with a tcp: upstream: in namespace A an iptables NFQUEUE rule takes the UDP
+// packets bound for B; pf-proxyd's reader writes them to a TCP stream to a listener on A's
+// loopback, which receives the whole packet, and the original never reaches B. The reader still
+// keeps only CAP_NET_ADMIN under its seccomp filter.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <string>
+
+#include "harness.hpp"
+#include "netns.hpp"
+
+using namespace pfp::test;
+using pfp::unique_fd;
+
+namespace {
+
+TEST(NfqueueTcpUpstream, QueuedPacketsGoOverTcpAndNeverReachTheirDestination) {
+    PFP_REQUIRE_NETNS();
+    NetNs a("a"), b("b");
+    Veth veth(a, "va", b, "vb");
+    a.ip({"addr", "add", "10.66.0.1/24", "dev", "va"});
+    b.ip({"addr", "add", "10.66.0.2/24", "dev", "vb"});
+    IptablesRule rule(a, IptablesRule::v4, "filter", "OUTPUT",
+                      {"-d", "10.66.0.2", "-p", "udp", "-j", "NFQUEUE", "--queue-num", "8"});
+    unique_fd at_b = b.run([] {
+        const pfp::SockAddr addr = make_addr("10.66.0.2", 9);
+        unique_fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        if (!fd || ::bind(fd.get(), addr.get(), addr.len) < 0)
+            throw std::runtime_error(std::string("udp bind: ") + std::strerror(errno));
+        return fd;
+    });
+    constexpr uint16_t kPort = 7300;
+    unique_fd listener = listen_tcp_in(a, "127.0.0.1", kPort);
+    set_timeouts(listener.get(), 10s);
+    auto d = start_daemon(a, R"({"user": "nobody", "drain_timeout": "1s", "proxies": [)"
+                             R"({"name": "reader", "listen": "nfqueue:8",)"
+                             R"( "upstream": "tcp:127.0.0.1:7300"}]})");
+    ASSERT_TRUE(d->wait_ready(10s)) << d->log();
+    unique_fd stream(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(stream) << d->log();
+    set_timeouts(stream.get(), 5s);
+    ASSERT_TRUE(d->wait_log("stream to tcp:127.0.0.1:7300 connected", 10s)) << d->log();
+
+    const std::string payload = "queued-over-tcp";
+    a.run([&payload] {
+        const pfp::SockAddr to = make_addr("10.66.0.2", 9);
+        unique_fd u(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        return ::sendto(u.get(), payload.data(), payload.size(), 0, to.get(), to.len);
+    });
+    // The whole IPv4 packet, unframed: 20 header bytes, 8 UDP, then the payload.
+    std::string got(20 + 8 + payload.size(), '\0');
+    size_t have = 0;
+    while (have < got.size()) {
+        const ssize_t n = ::read(stream.get(), got.data() + have, got.size() - have);
+        ASSERT_GT(n, 0) << d->log();
+        have += static_cast<size_t>(n);
+    }
+    EXPECT_EQ(static_cast<uint8_t>(got[0]), 0x45);
+    EXPECT_EQ((static_cast<uint8_t>(got[2]) << 8) | static_cast<uint8_t>(got[3]),
+              static_cast<int>(got.size()));
+    EXPECT_EQ(got.substr(28), payload);
+    char dst[INET_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET, got.data() + 16, dst, sizeof dst);
+    EXPECT_STREQ(dst, "10.66.0.2");
+    // NF_DROP: the original never reaches B.
+    pollfd p{at_b.get(), POLLIN, 0};
+    EXPECT_EQ(::poll(&p, 1, 300), 0) << "the queued packet also reached B";
+
+    const auto workers = d->wait_workers(1);
+    ASSERT_EQ(workers.size(), 1u);
+    EXPECT_EQ(status_field(workers[0], "CapEff"), "0000000000001000");  // CAP_NET_ADMIN
+    EXPECT_EQ(status_field(workers[0], "Seccomp"), "2");
+    EXPECT_EQ(status_field(workers[0], "NoNewPrivs"), "1");
+}
+
+}  // namespace
