@@ -2,8 +2,9 @@
 // proxies injecting through the veth device to namespace S, one with a `filter` and one without.
 // Servers in S bound to the wildcard address see every packet that arrives. Through the filtered
 // proxy only the packets every rule admits arrive; the others (one class per drop reason, IPv4 and
-// IPv6) never do, and status and metrics count each by its reason. The same packets through the
-// unfiltered proxy do arrive, so their absence above is the filter's doing.
+// IPv6) never do, and status (JSON and table) and the metrics endpoint count each by its reason.
+// The same packets through the unfiltered proxy do arrive, so their absence above is the filter's
+// doing.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -60,9 +61,11 @@ class PacketFilterInjection : public ::testing::Test {
         udp6_ = udp_any(AF_INET6);
         filtered_ = dir_.path() + "/filtered.sock";
         open_ = dir_.path() + "/open.sock";
+        metrics_ = dir_.path() + "/metrics.sock";
         daemon_ = start_daemon(
-            *p_, R"({"user": "nobody", "drain_timeout": "1s", "proxies": [)"
-                 R"({"name": "filtered", "listen": "unix:)" +
+            *p_, R"({"user": "nobody", "drain_timeout": "1s", "metrics": "unix:)" + metrics_ +
+                     R"(", "proxies": [)"
+                     R"({"name": "filtered", "listen": "unix:)" +
                      filtered_ +
                      R"(", "upstream": "raw:vp", "filter": {)"
                      R"("destinations": ["198.51.99.2", "2a00:88::2", "10.88.0.2", "fd00:88::2"],)"
@@ -110,6 +113,17 @@ class PacketFilterInjection : public ::testing::Test {
         }
     }
 
+    // GET /metrics over the metrics endpoint's Unix socket: the body.
+    std::string metrics() const {
+        unique_fd c = connect_stream(metrics_);
+        if (!c) return "";
+        const std::string req = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        std::string out;
+        if (!write_all(c.get(), req.data(), req.size()) || !read_to_eof(c.get(), out)) return "";
+        const size_t body = out.find("\r\n\r\n");
+        return body == std::string::npos ? "" : out.substr(body + 4);
+    }
+
     json packet_counters(const std::string& proxy) const {
         const CommandResult r = run_command(
             {bin_dir() + "/pf-proxyctl", "--control", daemon_->control_path(), "status", "--json"});
@@ -124,7 +138,7 @@ class PacketFilterInjection : public ::testing::Test {
     std::unique_ptr<Veth> veth_;
     unique_fd udp4_, udp6_;
     TempDir dir_;
-    std::string filtered_, open_;
+    std::string filtered_, open_, metrics_;
     std::unique_ptr<Daemon> daemon_;
 };
 
@@ -196,6 +210,18 @@ TEST_F(PacketFilterInjection, DroppedPacketsNeverArriveAndAreCountedByReason) {
                                 "port, 0 malformed, 0 send errors"),
               std::string::npos)
         << table.output;
+
+    // And the metrics endpoint, by reason.
+    const std::string body = metrics();
+    const std::string labels = R"({proxy="filtered",kind="stream-to-raw",)";
+    for (const std::string& line :
+         {"pfproxy_packets_total" + labels + R"(direction="in"} 12)",
+          "pfproxy_packets_total" + labels + R"(direction="out"} 4)",
+          "pfproxy_packets_dropped_total" + labels + R"(reason="destination"} 2)",
+          "pfproxy_packets_dropped_total" + labels + R"(reason="source"} 2)",
+          "pfproxy_packets_dropped_total" + labels + R"(reason="reserved"} 2)",
+          "pfproxy_packets_dropped_total" + labels + R"(reason="port"} 2)"})
+        EXPECT_NE(body.find(line + "\n"), std::string::npos) << line << "\n" << body;
 
     // The same packets without a filter do reach S: the ones above were stopped by the filter.
     unique_fd o = connect_stream(open_);
