@@ -4,7 +4,7 @@
 // proxy only the packets every rule admits arrive; the others (one class per drop reason, IPv4 and
 // IPv6) never do, and status (JSON and table) and the metrics endpoint count each by its reason.
 // The same packets through the unfiltered proxy do arrive, so their absence above is the filter's
-// doing.
+// doing. The deployed outgoing tool's command line applies the same rules with its values.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
