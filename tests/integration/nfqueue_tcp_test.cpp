@@ -1,7 +1,8 @@
 // nfqueue-to-stream with a tcp: upstream: in namespace A an iptables NFQUEUE rule takes the UDP
 // packets bound for B; pf-proxyd's reader writes them to a TCP stream to a listener on A's
-// loopback, which receives the whole packet, and the original never reaches B. The reader still
-// keeps only CAP_NET_ADMIN under its seccomp filter.
+// loopback, which receives the whole packet, and the original never reaches B. When the stream's
+// peer goes away every packet still gets a verdict and the reader reconnects; its counters say so.
+// The reader keeps only CAP_NET_ADMIN under its seccomp filter.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -9,6 +10,7 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "harness.hpp"
@@ -46,12 +48,17 @@ TEST(NfqueueTcpUpstream, QueuedPacketsGoOverTcpAndNeverReachTheirDestination) {
     set_timeouts(stream.get(), 5s);
     ASSERT_TRUE(d->wait_log("stream to tcp:127.0.0.1:7300 connected", 10s)) << d->log();
 
+    int sent = 0;
+    const auto send = [&a, &sent](const std::string& text) {
+        ++sent;
+        a.run([&text] {
+            const pfp::SockAddr to = make_addr("10.66.0.2", 9);
+            unique_fd u(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+            return ::sendto(u.get(), text.data(), text.size(), 0, to.get(), to.len);
+        });
+    };
     const std::string payload = "queued-over-tcp";
-    a.run([&payload] {
-        const pfp::SockAddr to = make_addr("10.66.0.2", 9);
-        unique_fd u(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-        return ::sendto(u.get(), payload.data(), payload.size(), 0, to.get(), to.len);
-    });
+    send(payload);
     // The whole IPv4 packet, unframed: 20 header bytes, 8 UDP, then the payload.
     std::string got(20 + 8 + payload.size(), '\0');
     size_t have = 0;
@@ -70,6 +77,47 @@ TEST(NfqueueTcpUpstream, QueuedPacketsGoOverTcpAndNeverReachTheirDestination) {
     // NF_DROP: the original never reaches B.
     pollfd p{at_b.get(), POLLIN, 0};
     EXPECT_EQ(::poll(&p, 1, 300), 0) << "the queued packet also reached B";
+
+    // The peer goes away: the reader notices at a write, reconnects after its backoff, and every
+    // packet meanwhile still gets its verdict (NF_DROP: on_stream_down's default).
+    stream.reset();
+    ASSERT_TRUE(wait_until(
+        [&] {
+            send("while-down");
+            return d->log().find("stream to tcp:127.0.0.1:7300 lost") != std::string::npos;
+        },
+        10s))
+        << d->log();
+    unique_fd again(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(again) << d->log();
+    set_timeouts(again.get(), 5s);
+    ASSERT_TRUE(d->wait_log("stream to tcp:127.0.0.1:7300 connected", 10s, 2)) << d->log();
+    send("after-reconnect");
+    std::string more;
+    char buf[4096];
+    while (more.find("after-reconnect") == std::string::npos) {
+        const ssize_t n = ::read(again.get(), buf, sizeof buf);
+        ASSERT_GT(n, 0) << d->log();
+        more.append(buf, static_cast<size_t>(n));
+    }
+    // The reader's counters (status --json), once its report has every packet.
+    nlohmann::json k;
+    ASSERT_TRUE(wait_until([&] {
+        const CommandResult r = run_command(
+            {bin_dir() + "/pf-proxyctl", "--control", d->control_path(), "status", "--json"});
+        if (r.status != 0) return false;
+        k = nlohmann::json::parse(r.output)["proxies"][0]["counters"]["packet"];
+        return k["packets_in"] == sent;
+    })) << k.dump()
+        << d->log();
+    EXPECT_EQ(k["verdicts_drop"], sent) << k;
+    EXPECT_EQ(k["verdicts_accept"], 0) << k;
+    EXPECT_EQ(k["streams"], 2) << k;
+    EXPECT_EQ(k["streams_active"], 1) << k;
+    EXPECT_EQ(k["reconnects"], 1) << k;
+    EXPECT_EQ(k["stream_errors"], 1) << k;
+    EXPECT_EQ(k["packets_out"].get<int>() + k["dropped_stream_down"].get<int>(), sent) << k;
+    EXPECT_GE(k["dropped_stream_down"], 1) << k;
 
     const auto workers = d->wait_workers(1);
     ASSERT_EQ(workers.size(), 1u);
