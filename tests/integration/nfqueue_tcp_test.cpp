@@ -88,6 +88,7 @@ TEST(NfqueueTcpUpstream, QueuedPacketsGoOverTcpAndNeverReachTheirDestination) {
         },
         10s))
         << d->log();
+    send("during-backoff");  // the next attempt is a second away: this one cannot be written
     unique_fd again(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
     ASSERT_TRUE(again) << d->log();
     set_timeouts(again.get(), 5s);

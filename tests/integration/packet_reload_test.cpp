@@ -90,7 +90,8 @@ TEST(PacketReload, StreamToRawUpstreamChangeMovesInjectionToTheNewDevice) {
     ASSERT_TRUE(d->wait_log("all 1 proxies ready (policy generation 2)", 10s)) << d->log();
     EXPECT_EQ(d->log().find("in use"), std::string::npos) << d->log();
 
-    // The next stream goes to the new generation (the old one stopped accepting at the reload).
+    // Once the old generation has gone (it had no stream open), the next stream is the new one's.
+    ASSERT_TRUE(d->wait_log("(generation 1) exited", 10s)) << d->log();
     unique_fd c = connect_unix(sock);
     const Bytes pkt = udp_packet("10.88.0.1", "10.88.0.2", "via-vq");
     ASSERT_TRUE(c && write_all(c.get(), pkt.data(), pkt.size()));
