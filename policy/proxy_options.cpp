@@ -261,9 +261,10 @@ void parse_queue_options(Checker& check, const json& v, const std::string& point
     // The reader never reads from its stream, so it cannot take fc-vsock's CONNECT/OK exchange.
     if (shape.listen == Scheme::nfqueue && p.upstream_mode == UpstreamMode::fixed &&
         p.upstream.scheme == Scheme::fc_vsock)
-        check.error(at("upstream"),
-                    "an nfqueue listener writes to a vsock:, unix: or tcp: upstream, not fc-vsock (its "
-                    "reader never reads from the stream, and fc-vsock answers CONNECT)");
+        check.error(
+            at("upstream"),
+            "an nfqueue listener writes to a vsock:, unix: or tcp: upstream, not fc-vsock (its "
+            "reader never reads from the stream, and fc-vsock answers CONNECT)");
     for (const std::string_view key : {"on_stream_down", "fail_open", "queue_maxlen"}) {
         const json* x = member(v, key);
         if (!x) continue;
