@@ -20,11 +20,6 @@ namespace {
 constexpr auto kReadyTimeout = std::chrono::seconds(10);
 constexpr auto kStopGrace = std::chrono::seconds(5);  // past drain_timeout, before SIGKILL
 
-// Counters are totals since the worker started: they never go down (so they never wrap), and none
-// grows faster than a worker could make it grow. What a worker reports is bounded by what it could
-// have done, or metrics and status could be faked.
-constexpr uint64_t kMaxBytesPerSecond = uint64_t{1} << 37;        // 128 GiB/s: beyond any NIC
-constexpr uint64_t kMaxConnectionsPerSecond = uint64_t{1} << 22;  // 4 M/s: beyond any accept loop
 }  // namespace
 
 std::string implausible_stats(const ipc::StreamStats& before, const ipc::StreamStats& after,
@@ -84,38 +79,6 @@ std::string implausible_stats(const ipc::DatagramStats& before, const ipc::Datag
         after.flows_active > after.flows_created)
         return "flows_active " + std::to_string(after.flows_active) +
                " is more than the worker can hold";
-    return "";
-}
-
-std::string implausible_stats(const ipc::PacketStats& before, const ipc::PacketStats& after,
-                              Clock::duration elapsed) {
-    const auto seconds = static_cast<uint64_t>(
-        std::chrono::ceil<std::chrono::seconds>(std::max(elapsed, Clock::duration::zero()))
-            .count() +
-        1);
-    for (const auto& f : ipc::packet_fields()) {
-        if (f.field == &ipc::PacketStats::streams_active) continue;  // a gauge
-        const uint64_t old_value = before.*f.field, new_value = after.*f.field;
-        const bool bytes =
-            f.field == &ipc::PacketStats::bytes_in || f.field == &ipc::PacketStats::bytes_out;
-        // A packet counts as a "connection": no worker reads 4 M packets a second.
-        const uint64_t per_second = bytes ? kMaxBytesPerSecond : kMaxConnectionsPerSecond;
-        if (new_value < old_value)
-            return std::string(f.name) + " went down from " + std::to_string(old_value) + " to " +
-                   std::to_string(new_value);
-        if (new_value - old_value > per_second * seconds)
-            return std::string(f.name) + " grew by " + std::to_string(new_value - old_value) +
-                   " in " + std::to_string(seconds) + " s";
-    }
-    if (after.streams_active > 1 || after.streams_active > after.streams)
-        return "streams_active " + std::to_string(after.streams_active) +
-               " is more than the worker can hold";
-    if (after.packets_out > after.packets_in || after.bytes_out > after.bytes_in)
-        return "more packets or bytes out (" + std::to_string(after.packets_out) + ", " +
-               std::to_string(after.bytes_out) + ") than in (" + std::to_string(after.packets_in) +
-               ", " + std::to_string(after.bytes_in) + ")";
-    if (after.verdicts_drop + after.verdicts_accept > after.packets_in)
-        return "more verdicts than packets read";
     return "";
 }
 

@@ -89,6 +89,13 @@ struct ProxyState {
     std::optional<Clock::time_point> listen_retry_until;
 };
 
+// Counters are totals since the worker started: they never go down (so they never wrap), and none
+// grows faster than a worker could make it grow. What a worker reports is bounded by what it could
+// have done, or metrics and status could be faked.
+inline constexpr uint64_t kMaxBytesPerSecond = uint64_t{1} << 37;  // 128 GiB/s: beyond any NIC
+inline constexpr uint64_t kMaxConnectionsPerSecond = uint64_t{1}
+                                                     << 22;  // 4 M/s: beyond any accept loop
+
 // Why a worker's new STATS cannot be true ("" when they can): a counter that went down, grew faster
 // than any worker could make it grow in `elapsed`, or more active connections than it may hold.
 std::string implausible_stats(const ipc::StreamStats& before, const ipc::StreamStats& after,

@@ -77,19 +77,6 @@ void add_counters(ProxyCounters& c, const ipc::DatagramStats& s) {
     for (const auto& f : ipc::datagram_fields()) (*c.datagram).*f.field += s.*f.field;
 }
 
-void add_counters(ProxyCounters& c, const ipc::PacketStats& s) {
-    c.accepted += s.streams;
-    c.active += s.streams_active;
-    c.bytes_up += s.bytes_in;
-    c.bytes_down += s.bytes_out;
-    c.connect_failures += s.connect_failures;
-    c.accept_errors += s.queue_overruns;
-    c.denied += s.dropped_destination + s.dropped_source + s.dropped_reserved + s.dropped_port +
-                s.dropped_malformed;
-    if (!c.packet) c.packet.emplace();
-    for (const auto& f : ipc::packet_fields()) (*c.packet).*f.field += s.*f.field;
-}
-
 ProxyCounters Supervisor::counters(const ProxyState& p) const {
     ProxyCounters c = p.gone;
     const auto add = [&c](const WorkerProcess& w) {

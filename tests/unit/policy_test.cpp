@@ -73,7 +73,8 @@ constexpr std::string_view kProxyKeyList =
     "allow, "
     "allowed_cids, allowed_sources, socket_mode, socket_owner, socket_group, workers, "
     "max_connections, backlog, connect_timeout, idle_timeout, tcp_nodelay, keepalive, splice, "
-    "log_connections, statistics, restart, max_flows, batch, on_stream_down, fail_open, queue_maxlen, "
+    "log_connections, statistics, restart, max_flows, batch, on_stream_down, fail_open, "
+    "queue_maxlen, "
     "filter";
 
 // ---- Diagnostic formatting ----------------------------------------------------------------------
