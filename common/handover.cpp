@@ -136,7 +136,11 @@ json packet_json(const PacketOptions& o) {
             {"accept_when_stream_down", o.accept_when_stream_down},
             {"connect_timeout_ms", o.connect_timeout.count()},
             {"backoff_initial_ms", o.backoff_initial.count()},
-            {"backoff_max_ms", o.backoff_max.count()}};
+            {"backoff_max_ms", o.backoff_max.count()},
+            {"filter_destinations", o.filter_destinations},
+            {"filter_sources", o.filter_sources},
+            {"filter_drop_reserved", o.filter_drop_reserved},
+            {"filter_source_ports", o.filter_source_ports}};
 }
 
 PacketOptions packet_from_json(const json& j) {
@@ -149,6 +153,10 @@ PacketOptions packet_from_json(const json& j) {
     o.connect_timeout = duration(j, "connect_timeout_ms");
     o.backoff_initial = duration(j, "backoff_initial_ms");
     o.backoff_max = duration(j, "backoff_max_ms");
+    o.filter_destinations = j.at("filter_destinations").get<std::vector<std::string>>();
+    o.filter_sources = j.at("filter_sources").get<std::vector<std::string>>();
+    o.filter_drop_reserved = j.at("filter_drop_reserved").get<bool>();
+    o.filter_source_ports = j.at("filter_source_ports").get<std::vector<std::string>>();
     return o;
 }
 

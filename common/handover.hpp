@@ -70,8 +70,8 @@ struct DatagramOptions {
 // The packet family (docs/wire-formats.md, "Raw packet stream"): whole IP packets between a
 // stream and the kernel.
 struct PacketOptions {
-    // Canonical endpoint text: raw:DEVICE or raw:route (stream-to-raw), the stream's vsock: or
-    // unix: endpoint (nfqueue-to-stream).
+    // Canonical endpoint text: raw:DEVICE or raw:route (stream-to-raw), the stream's vsock:,
+    // unix: or tcp: endpoint (nfqueue-to-stream).
     std::string upstream;
     bool log_connections = false;
     // nfqueue-to-stream: the verdict of a packet that cannot be written (NF_DROP or NF_ACCEPT),
@@ -80,6 +80,11 @@ struct PacketOptions {
     std::chrono::milliseconds connect_timeout{4'000};
     std::chrono::milliseconds backoff_initial{1'000};
     std::chrono::milliseconds backoff_max{64'000};
+    // stream-to-raw: the packet filters (common/packet_filter.hpp), in their text forms.
+    std::vector<std::string> filter_destinations;
+    std::vector<std::string> filter_sources;
+    bool filter_drop_reserved = false;
+    std::vector<std::string> filter_source_ports;
     bool operator==(const PacketOptions&) const = default;
 };
 

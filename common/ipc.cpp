@@ -150,4 +150,50 @@ DatagramStats decode_datagram_stats(const std::string& payload) {
     return s;
 }
 
+namespace {
+using P = PacketStats;
+constexpr PacketField kPacketFields[] = {
+    {"streams", &P::streams},
+    {"streams_active", &P::streams_active},
+    {"reconnects", &P::reconnects},
+    {"connect_failures", &P::connect_failures},
+    {"stream_errors", &P::stream_errors},
+    {"packets_in", &P::packets_in},
+    {"bytes_in", &P::bytes_in},
+    {"packets_out", &P::packets_out},
+    {"bytes_out", &P::bytes_out},
+    {"verdicts_drop", &P::verdicts_drop},
+    {"verdicts_accept", &P::verdicts_accept},
+    {"dropped_stream_down", &P::dropped_stream_down},
+    {"dropped_malformed", &P::dropped_malformed},
+    {"dropped_destination", &P::dropped_destination},
+    {"dropped_source", &P::dropped_source},
+    {"dropped_reserved", &P::dropped_reserved},
+    {"dropped_port", &P::dropped_port},
+    {"send_errors", &P::send_errors},
+    {"queue_overruns", &P::queue_overruns},
+};
+static_assert(std::size(kPacketFields) * sizeof(uint64_t) == kPacketStatsSize);
+}  // namespace
+
+std::span<const PacketField> packet_fields() {
+    return kPacketFields;
+}
+
+std::string encode_stats(const PacketStats& s) {
+    std::string out;
+    for (const auto& f : kPacketFields) put<uint64_t>(out, s.*f.field);
+    return out;
+}
+
+PacketStats decode_packet_stats(const std::string& payload) {
+    if (payload.size() != kPacketStatsSize)
+        throw protocol_error("STATS payload of " + std::to_string(payload.size()) + " bytes");
+    const auto* p = reinterpret_cast<const std::byte*>(payload.data());
+    PacketStats s;
+    for (size_t i = 0; i < std::size(kPacketFields); ++i)
+        s.*kPacketFields[i].field = get<uint64_t>(p + i * sizeof(uint64_t));
+    return s;
+}
+
 }  // namespace pfp::ipc

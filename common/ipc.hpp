@@ -85,6 +85,38 @@ struct DatagramField {
 };
 std::span<const DatagramField> datagram_fields();
 
+// Counters a packet worker reports about itself (all since the worker started). Packets move one
+// way: "in" is what it took from its listen side (read from the nfqueue, framed from the stream),
+// "out" what it passed on (written to the stream, injected). A drop is a packet not passed on;
+// each reason has its own counter.
+struct PacketStats {
+    uint64_t streams = 0;  // streams accepted (stream-to-raw) or connected (nfqueue-to-stream)
+    uint64_t streams_active = 0;  // a gauge: 0 or 1
+    uint64_t reconnects = 0;      // connects that followed a lost stream or a failed attempt
+    uint64_t connect_failures = 0;
+    uint64_t stream_errors = 0;  // streams ended by an invalid header or a failed write
+    uint64_t packets_in = 0;
+    uint64_t bytes_in = 0;
+    uint64_t packets_out = 0;
+    uint64_t bytes_out = 0;
+    uint64_t verdicts_drop = 0;        // NF_DROP verdicts given (the packet went on by the stream)
+    uint64_t verdicts_accept = 0;      // NF_ACCEPT verdicts (on_stream_down "accept")
+    uint64_t dropped_stream_down = 0;  // no stream, or its buffer was full
+    uint64_t dropped_malformed = 0;    // the filters could not read the packet's headers
+    uint64_t dropped_destination = 0;  // filters: destination not the enclave's address
+    uint64_t dropped_source = 0;       // filters: source not the egress address
+    uint64_t dropped_reserved = 0;     // filters: destination in a reserved range
+    uint64_t dropped_port = 0;         // filters: TCP/UDP source port outside the allowed ranges
+    uint64_t send_errors = 0;          // the kernel refused an injection (no route, too big, ...)
+    uint64_t queue_overruns = 0;       // the nfqueue socket overflowed (ENOBUFS)
+    bool operator==(const PacketStats&) const = default;
+};
+struct PacketField {
+    const char* name;
+    uint64_t PacketStats::*field;
+};
+std::span<const PacketField> packet_fields();
+
 class protocol_error : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;
@@ -107,6 +139,11 @@ constexpr size_t kDatagramStatsSize = 13 * sizeof(uint64_t);
 std::string encode_stats(const DatagramStats& s);
 // Throws protocol_error on a wrong size.
 DatagramStats decode_datagram_stats(const std::string& payload);
+
+constexpr size_t kPacketStatsSize = 19 * sizeof(uint64_t);
+std::string encode_stats(const PacketStats& s);
+// Throws protocol_error on a wrong size.
+PacketStats decode_packet_stats(const std::string& payload);
 
 const char* type_name(Type t);
 

@@ -23,6 +23,9 @@ constexpr std::array kNetlinkDomain{AF_NETLINK};
 constexpr std::array kNetAdmin{CAP_NET_ADMIN};
 // fc-vsock is a Unix socket on the host (Firecracker's hybrid vsock); unix: upstreams too.
 constexpr std::array kVsockDomains{AF_VSOCK, AF_UNIX};
+// The nfqueue reader's one stream: vsock, unix or TCP (the worker narrows it to its upstream's).
+constexpr std::array kStreamDomains{AF_VSOCK, AF_UNIX, AF_INET, AF_INET6};
+constexpr std::array kTcpUpstream{UpstreamTarget::tcp};
 constexpr std::span<const int> kNoCapabilities{};
 constexpr std::string_view kNoCapabilitiesWhy =
     "its listener is handed over and its upstreams are unprivileged outbound connects";
@@ -163,10 +166,11 @@ constexpr std::array<KindRow, kWorkerKindCount> kRows{{
      .family = KindFamily::packet,
      .listen = ListenSide::nfqueue,
      .upstream = UpstreamTarget::vsock_like,
+     .more_upstreams = kTcpUpstream,
      .fds = kNfqueueOnly,
-     .upstream_domains = kVsockDomains,
-     .upstream_why =
-         "the one stream to the vsock (or unix) upstream; no AF_INET, packet or netlink",
+     .upstream_domains = kStreamDomains,
+     .upstream_why = "the one stream to the vsock, unix or tcp upstream (narrowed to that one "
+                     "family at start); no packet or netlink",
      .connect_why = "non-blocking connect (and reconnect with backoff) to the fixed upstream",
      .capabilities = kNetAdmin,
      .capabilities_why =

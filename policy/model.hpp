@@ -88,7 +88,13 @@ struct Proxy {
     bool accept_when_stream_down = false;
     bool fail_open = false;
     uint32_t queue_maxlen = 0;  // 0: the kernel's default (1024)
-    std::string pointer;        // "/proxies/N", for messages about this entry
+    // stream-to-raw: which packets may be injected (common/packet_filter.hpp); empty lists and
+    // false: no rule. Addresses and port ranges in their text forms, as written.
+    std::vector<std::string> filter_destinations;
+    std::vector<std::string> filter_sources;
+    bool filter_drop_reserved = false;
+    std::vector<std::string> filter_source_ports;
+    std::string pointer;  // "/proxies/N", for messages about this entry
 };
 
 // Same configuration (everything but where in the file it was written): a reload leaves such a

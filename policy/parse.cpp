@@ -18,6 +18,7 @@
 #include "policy/json_syntax.hpp"
 #include "policy/kind_rules.hpp"
 #include "policy/names.hpp"
+#include "policy/packet_filter_options.hpp"
 #include "policy/proxy_options.hpp"
 #include "policy/source_map.hpp"
 #include "policy/wording.hpp"
@@ -37,7 +38,7 @@ constexpr std::array<std::string_view, 10> kTopKeys{
 // The endpoints the metrics server can listen on (supervisor/metrics_server.cpp).
 constexpr std::array<Scheme, 2> kMetricsSchemes{Scheme::tcp, Scheme::unix_stream};
 // In the order of docs/policy.md; unknown-key messages list them so.
-constexpr std::array<std::string_view, 32> kProxyKeys{
+constexpr std::array<std::string_view, 33> kProxyKeys{
     "name", "listen", "listen_family", "ipv6_only", "upstream", "base_address",
     // The relay: preamble, egress, admission, socket file.
     "send_original_destination", "header", "proxy_protocol", "allow", "allowed_cids",
@@ -48,7 +49,9 @@ constexpr std::array<std::string_view, 32> kProxyKeys{
     // Datagram forwarders.
     "max_flows", "batch",
     // nfqueue listeners.
-    "on_stream_down", "fail_open", "queue_maxlen"};
+    "on_stream_down", "fail_open", "queue_maxlen",
+    // Raw upstreams.
+    "filter"};
 
 struct ParsedProxy {
     Proxy proxy;
@@ -184,6 +187,7 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
     parse_relay_tuning(check, v, pointer, p);
     parse_family_keys(check, v, pointer, kind.kind, p);
     parse_queue_options(check, v, pointer, shape, p);
+    parse_packet_filter(check, v, pointer, kind.kind, p);
     return out;
 }
 

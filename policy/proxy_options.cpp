@@ -270,9 +270,10 @@ void parse_queue_options(Checker& check, const json& v, const std::string& point
     // The reader never reads from its stream, so it cannot take fc-vsock's CONNECT/OK exchange.
     if (shape.listen == Scheme::nfqueue && p.upstream_mode == UpstreamMode::fixed &&
         p.upstream.scheme == Scheme::fc_vsock)
-        check.error(at("upstream"),
-                    "an nfqueue listener writes to a vsock: or unix: upstream, not fc-vsock (its "
-                    "reader never reads from the stream, and fc-vsock answers CONNECT)");
+        check.error(
+            at("upstream"),
+            "an nfqueue listener writes to a vsock:, unix: or tcp: upstream, not fc-vsock (its "
+            "reader never reads from the stream, and fc-vsock answers CONNECT)");
     for (const std::string_view key : {"on_stream_down", "fail_open", "queue_maxlen"}) {
         const json* x = member(v, key);
         if (!x) continue;
@@ -326,7 +327,21 @@ void parse_family_keys(Checker& check, const json& v, const std::string& pointer
                        std::optional<WorkerKind> kind, Proxy& p) {
     const auto at = [&pointer](std::string_view key) { return pointer + "/" + std::string(key); };
     const bool datagram = kind && kind_row(*kind).family == KindFamily::datagram;
+    const bool packet = kind && kind_row(*kind).family == KindFamily::packet;
     const std::string name = kind ? std::string(kind_name(*kind)) : "";
+    if (packet) {
+        // One stream of packets: no client connections to limit, tune or time out.
+        for (const std::string_view key : kStreamOnlyKeys)
+            if (member(v, key))
+                check.error(at(key), std::string(key) + " applies only to stream relays, not " +
+                                         name + " (proxy " + quote(p.name) +
+                                         " carries packets, not connections)");
+        if (member(v, "idle_timeout"))
+            check.error(at("idle_timeout"),
+                        "idle_timeout applies only to stream relays and datagram forwarders, "
+                        "not " +
+                            name + " (proxy " + quote(p.name) + ")");
+    }
     if (datagram) {
         // A forgotten flow holds a socket forever; the deployed udpfwd's default was 60 s.
         if (!member(v, "idle_timeout")) p.idle_timeout = std::chrono::seconds(60);

@@ -13,8 +13,9 @@ size_t no_payload(KindFamily) {
 size_t stats_size(KindFamily family) {
     switch (family) {
         case KindFamily::stream:
-        case KindFamily::packet:  // the same counters: streams, bytes in, bytes injected, refused
             return ipc::kStreamStatsSize;
+        case KindFamily::packet:
+            return ipc::kPacketStatsSize;
         case KindFamily::datagram:
             return ipc::kDatagramStatsSize;
         case KindFamily::tunnel:

@@ -72,6 +72,10 @@ PacketOptions packet_options(const policy::Proxy& p) {
     o.upstream = to_string(p.upstream);
     o.log_connections = p.log_connections;
     o.accept_when_stream_down = p.accept_when_stream_down;
+    o.filter_destinations = p.filter_destinations;
+    o.filter_sources = p.filter_sources;
+    o.filter_drop_reserved = p.filter_drop_reserved;
+    o.filter_source_ports = p.filter_source_ports;
     return o;
 }
 

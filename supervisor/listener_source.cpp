@@ -26,6 +26,10 @@ Listener ListenerSource::obtain(const policy::Proxy& proxy) {
     return l;
 }
 
+std::vector<unique_fd> ListenerSource::reopen_others(const policy::Proxy& proxy) {
+    return open_other_fds(proxy, privs_);
+}
+
 Listener ListenerSource::obtain_listener(const policy::Proxy& proxy) {
     Listener l;
     if (kind_row(proxy.kind).fds.front() == FdRole::nfqueue) {

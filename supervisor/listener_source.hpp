@@ -37,6 +37,10 @@ class ListenerSource {
     // configuration) for `proxy`: a reload that renames a proxy keeps its listener. Throws.
     Listener share(const policy::Proxy& proxy, const Listener& donor);
 
+    // The kind's other fds (raw injectors) opened anew for `proxy`: a reload that changes a
+    // stream-to-raw proxy's upstream keeps its listener and swaps only these. Throws.
+    std::vector<unique_fd> reopen_others(const policy::Proxy& proxy);
+
     // The FD store learns of a listener only once it is really in use (start-up done, reload
     // applied): a refused reload must leave the store as it was.
     void commit(const policy::Proxy& proxy, Listener& l);

@@ -108,8 +108,14 @@ std::set<int> caps_to_open(const policy::Policy& p) {
 
 std::set<int> caps_to_keep(const policy::Policy& p) {
     std::set<int> caps;  // handed on to the workers whose kind names them, at their exec
-    for (const auto& proxy : p.proxies)
+    for (const auto& proxy : p.proxies) {
         for (const int cap : kind_row(proxy.kind).capabilities) caps.insert(cap);
+        // And kept for the supervisor itself: a reload that moves a stream-to-raw proxy to
+        // another device opens its raw injectors anew (no worker is ever given this one).
+        for (const FdRole role : kind_row(proxy.kind).fds)
+            if (role == FdRole::raw_ipv4 || role == FdRole::raw_ipv6)
+                caps.merge(capabilities_to_open(role, fd_endpoint(proxy, role)));
+    }
     return caps;
 }
 

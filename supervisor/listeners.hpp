@@ -16,7 +16,8 @@ namespace pfp::supervisor {
 
 // Capabilities needed to open the policy's sockets (what the socket factory says each of its kinds'
 // fds needs, plus CAP_CHOWN to give a Unix socket file to another owner) and those its workers
-// need at run time (their kind rows'), which the supervisor keeps to hand on at each spawn.
+// need at run time (their kind rows'), which the supervisor keeps to hand on at each spawn, plus
+// CAP_NET_RAW while a stream-to-raw proxy exists (a reload may move it to another device).
 std::set<int> caps_to_open(const policy::Policy& p);
 std::set<int> caps_to_keep(const policy::Policy& p);
 

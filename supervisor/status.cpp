@@ -105,6 +105,12 @@ ProxyCounters counters_from_json(const json& j, const std::string& path) {
         for (const auto& f : ipc::datagram_fields()) s.*f.field = d.count(f.name);
         c.datagram = s;
     }
+    if (j.contains("packet")) {
+        const Reader d(r.member("packet"), r.path("packet"));
+        ipc::PacketStats s;
+        for (const auto& f : ipc::packet_fields()) s.*f.field = d.count(f.name);
+        c.packet = s;
+    }
     return c;
 }
 
@@ -283,6 +289,11 @@ nlohmann::json to_json(const DaemonStatus& s) {
             for (const auto& f : ipc::datagram_fields()) d[f.name] = (*c.datagram).*f.field;
             counters["datagram"] = std::move(d);
         }
+        if (c.packet) {
+            json d = json::object();
+            for (const auto& f : ipc::packet_fields()) d[f.name] = (*c.packet).*f.field;
+            counters["packet"] = std::move(d);
+        }
         json entry = {{"name", p.name},
                       {"kind", p.kind},
                       {"listen", p.listen},
@@ -371,8 +382,70 @@ std::string render_table(const DaemonStatus& s) {
                human_duration(n.refresh_in_seconds) +
                (n.error.empty() ? "" : "; last refresh failed: " + cell(n.error)) + "\n";
     }
+    // Packet proxies: packets each way, verdicts and drops by reason (TOTAL above counts streams).
+    for (const auto& p : s.proxies) {
+        if (!p.counters.packet) continue;
+        const ipc::PacketStats& k = *p.counters.packet;
+        const auto n = [](uint64_t v) { return std::to_string(v); };
+        out += cell(p.name) + ": packets " + n(k.packets_in) + " in, " + n(k.packets_out) +
+               " out; verdicts " + n(k.verdicts_drop) + " drop, " + n(k.verdicts_accept) +
+               " accept; dropped: " + n(k.dropped_stream_down) + " stream down, " +
+               n(k.dropped_destination) + " destination, " + n(k.dropped_source) + " source, " +
+               n(k.dropped_reserved) + " reserved, " + n(k.dropped_port) + " port, " +
+               n(k.dropped_malformed) + " malformed, " + n(k.send_errors) + " send errors; " +
+               n(k.reconnects) + " reconnects, " + n(k.stream_errors) + " stream errors, " +
+               n(k.queue_overruns) + " queue overruns\n";
+    }
     return out;
 }
+
+namespace {
+void render_packet_families(Exposition& e, const DaemonStatus& s,
+                            const std::vector<std::string>& labels) {
+    std::vector<size_t> packet;
+    for (size_t i = 0; i < s.proxies.size(); ++i)
+        if (s.proxies[i].counters.packet) packet.push_back(i);
+    if (packet.empty()) return;
+    using L = const std::string&;
+    using K = const ipc::PacketStats&;
+    const auto per_packet = [&](const char* name, const char* type, const char* help,
+                                const auto& value) {
+        e.family(name, type, help);
+        for (size_t i : packet) value(labels[i], *s.proxies[i].counters.packet);
+    };
+    per_packet("pfproxy_packets_total", "counter",
+               "IP packets; direction in is taken from the listen side (nfqueue or stream), out "
+               "is passed on (written to the stream or injected).",
+               [&](L l, K k) {
+                   e.sample(l + ",direction=\"in\"", k.packets_in);
+                   e.sample(l + ",direction=\"out\"", k.packets_out);
+               });
+    per_packet("pfproxy_packet_verdicts_total", "counter", "nfqueue verdicts given, by verdict.",
+               [&](L l, K k) {
+                   e.sample(l + ",verdict=\"drop\"", k.verdicts_drop);
+                   e.sample(l + ",verdict=\"accept\"", k.verdicts_accept);
+               });
+    per_packet("pfproxy_packets_dropped_total", "counter", "IP packets not passed on, by reason.",
+               [&](L l, K k) {
+                   e.sample(l + ",reason=\"stream_down\"", k.dropped_stream_down);
+                   e.sample(l + ",reason=\"malformed\"", k.dropped_malformed);
+                   e.sample(l + ",reason=\"destination\"", k.dropped_destination);
+                   e.sample(l + ",reason=\"source\"", k.dropped_source);
+                   e.sample(l + ",reason=\"reserved\"", k.dropped_reserved);
+                   e.sample(l + ",reason=\"port\"", k.dropped_port);
+                   e.sample(l + ",reason=\"send_error\"", k.send_errors);
+               });
+    per_packet("pfproxy_packet_stream_events_total", "counter",
+               "Events of the packet stream: reconnects, failed connects, streams ended by an "
+               "error, nfqueue overruns.",
+               [&](L l, K k) {
+                   e.sample(l + ",event=\"reconnect\"", k.reconnects);
+                   e.sample(l + ",event=\"connect_failure\"", k.connect_failures);
+                   e.sample(l + ",event=\"stream_error\"", k.stream_errors);
+                   e.sample(l + ",event=\"queue_overrun\"", k.queue_overruns);
+               });
+}
+}  // namespace
 
 std::string render_prometheus(const DaemonStatus& s) {
     Exposition e;
@@ -429,6 +502,7 @@ std::string render_prometheus(const DaemonStatus& s) {
     per_proxy("pfproxy_connections_denied_total", "counter",
               "Connections refused by the proxy's admission or allow rules.",
               [&](L l, P p) { e.sample(l, p.counters.denied); });
+    render_packet_families(e, s, labels);
     // Datagram proxies only: their families list no stream proxy.
     std::vector<size_t> datagram;
     for (size_t i = 0; i < s.proxies.size(); ++i)

@@ -34,6 +34,9 @@ struct ProxyCounters {
     // Datagram kinds: flows and datagrams by direction, drops by reason (the fields above hold
     // flows created and active, bytes, and datagrams refused by allowed_sources).
     std::optional<ipc::DatagramStats> datagram;
+    // Packet kinds: packets each way, verdicts, drops by reason, reconnects (the fields above
+    // hold streams, bytes in and out, and the packets the filters dropped as `denied`).
+    std::optional<ipc::PacketStats> packet;
     bool operator==(const ProxyCounters&) const = default;
 };
 

@@ -22,11 +22,6 @@ namespace {
 constexpr auto kReadyTimeout = std::chrono::seconds(10);
 constexpr auto kStopGrace = std::chrono::seconds(5);  // past drain_timeout, before SIGKILL
 
-// Counters are totals since the worker started: they never go down (so they never wrap), and none
-// grows faster than a worker could make it grow. What a worker reports is bounded by what it could
-// have done, or metrics and status could be faked.
-constexpr uint64_t kMaxBytesPerSecond = uint64_t{1} << 37;        // 128 GiB/s: beyond any NIC
-constexpr uint64_t kMaxConnectionsPerSecond = uint64_t{1} << 22;  // 4 M/s: beyond any accept loop
 }  // namespace
 
 std::string implausible_stats(const ipc::StreamStats& before, const ipc::StreamStats& after,
@@ -374,6 +369,20 @@ void Supervisor::on_ready(WorkerProcess& w, const ipc::Message&) {
 }
 
 void Supervisor::on_stats(WorkerProcess& w, const ipc::Message& m) {
+    if (kind_row(w.proxy->config.kind).family == KindFamily::packet) {
+        const auto next = ipc::decode_packet_stats(m.payload);  // size checked by permit()
+        const auto now = Clock::now();
+        const std::string wrong =
+            implausible_stats(w.packet_stats.value_or(ipc::PacketStats{}), next, now - w.stats_at);
+        if (!wrong.empty()) {
+            kill_worker(w, "protocol violation: STATS " + wrong);
+            loop_.remove(w.control.get());
+            return;
+        }
+        w.packet_stats = next;
+        w.stats_at = now;
+        return;
+    }
     if (kind_row(w.proxy->config.kind).family == KindFamily::datagram) {
         const auto next = ipc::decode_datagram_stats(m.payload);  // size checked by permit()
         const auto now = Clock::now();
@@ -447,6 +456,11 @@ void Supervisor::worker_exited(WorkerProcess& w) {
     if (w.datagram_stats) {
         ipc::DatagramStats ended = *w.datagram_stats;
         ended.flows_active = 0;
+        add_counters(p.gone, ended);
+    }
+    if (w.packet_stats) {
+        ipc::PacketStats ended = *w.packet_stats;
+        ended.streams_active = 0;
         add_counters(p.gone, ended);
     }
     if (info.cls != ExitClass::stopped) p.last_exit = info.text;

@@ -60,6 +60,7 @@ struct WorkerProcess {
     Clock::time_point deadline{};  // READY by then, or (draining) gone by then
     ipc::StreamStats stats;
     std::optional<ipc::DatagramStats> datagram_stats;  // datagram kinds, as reported
+    std::optional<ipc::PacketStats> packet_stats;      // packet kinds, as reported
     Clock::time_point stats_at{};                      // when `stats` was reported
     PidWatch pid_watch;
     ControlWatch control_watch;
@@ -89,6 +90,13 @@ struct ProxyState {
     std::optional<Clock::time_point> listen_retry_until;
 };
 
+// Counters are totals since the worker started: they never go down (so they never wrap), and none
+// grows faster than a worker could make it grow. What a worker reports is bounded by what it could
+// have done, or metrics and status could be faked.
+inline constexpr uint64_t kMaxBytesPerSecond = uint64_t{1} << 37;  // 128 GiB/s: beyond any NIC
+inline constexpr uint64_t kMaxConnectionsPerSecond = uint64_t{1}
+                                                     << 22;  // 4 M/s: beyond any accept loop
+
 // Why a worker's new STATS cannot be true ("" when they can): a counter that went down, grew faster
 // than any worker could make it grow in `elapsed`, or more active connections than it may hold.
 std::string implausible_stats(const ipc::StreamStats& before, const ipc::StreamStats& after,
@@ -98,9 +106,15 @@ std::string implausible_stats(const ipc::StreamStats& before, const ipc::StreamS
 std::string implausible_stats(const ipc::DatagramStats& before, const ipc::DatagramStats& after,
                               Clock::duration elapsed, int max_flows);
 
+// The same for a packet worker: one stream at a time, no more packets or bytes out than in, no
+// more verdicts than packets read.
+std::string implausible_stats(const ipc::PacketStats& before, const ipc::PacketStats& after,
+                              Clock::duration elapsed);
+
 // Adds a worker's counters to a proxy's.
 void add_counters(ProxyCounters& c, const ipc::StreamStats& s);
 void add_counters(ProxyCounters& c, const ipc::DatagramStats& s);
+void add_counters(ProxyCounters& c, const ipc::PacketStats& s);
 
 class Supervisor : public ControlHandler {
   public:

@@ -42,14 +42,18 @@ const char* worker_state(WorkerProcess::State s) {
     return "?";
 }
 
+bool same_address(const policy::Proxy& a, const policy::Proxy& b) {
+    return to_string(a.listen) == to_string(b.listen) && a.listen_family == b.listen_family &&
+           a.ipv6_only == b.ipv6_only;
+}
+
 // Raw injectors are bound to the upstream's device and opened with the listener: a listener
 // whose kind has them is the same only with the same kind and upstream.
 bool same_listen(const policy::Proxy& a, const policy::Proxy& b) {
     const bool others = kind_row(a.kind).fds.size() > 1 || kind_row(b.kind).fds.size() > 1;
     if (others && (a.kind != b.kind || to_string(a.upstream) != to_string(b.upstream)))
         return false;
-    return to_string(a.listen) == to_string(b.listen) && a.listen_family == b.listen_family &&
-           a.ipv6_only == b.ipv6_only;
+    return same_address(a, b);
 }
 
 }  // namespace
@@ -80,12 +84,14 @@ ProxyCounters Supervisor::counters(const ProxyState& p) const {
     const auto add = [&c](const WorkerProcess& w) {
         add_counters(c, w.stats);
         if (w.datagram_stats) add_counters(c, *w.datagram_stats);
+        if (w.packet_stats) add_counters(c, *w.packet_stats);
     };
     for (const auto& s : p.slots)
         if (s.worker) add(*s.worker);
     for (const auto& w : p.retiring) add(*w);
     // A datagram proxy shows its datagram counters before its first report too.
     if (kind_row(p.config.kind).family == KindFamily::datagram && !c.datagram) c.datagram.emplace();
+    if (kind_row(p.config.kind).family == KindFamily::packet && !c.packet) c.packet.emplace();
     return c;
 }
 
@@ -198,6 +204,7 @@ CommandOutcome Supervisor::reload() {
     std::vector<ProxyState*> old(next.proxies.size(), nullptr);
     std::vector<Listener> fresh(next.proxies.size());
     std::vector<bool> unchanged(next.proxies.size(), false);
+    std::vector<std::optional<std::vector<unique_fd>>> fresh_others(next.proxies.size());
     try {
         for (size_t i = 0; i < next.proxies.size(); ++i) {
             const policy::Proxy& cfg = next.proxies[i];
@@ -209,6 +216,12 @@ CommandOutcome Supervisor::reload() {
                 continue;
             }
             if (old[i] && old[i]->listener && same_listen(old[i]->config, cfg)) continue;
+            // The same listener with new raw injectors: the old one cannot be opened twice.
+            if (old[i] && old[i]->listener && old[i]->config.kind == cfg.kind &&
+                same_address(old[i]->config, cfg)) {
+                fresh_others[i] = source_.reopen_others(cfg);
+                continue;
+            }
             ProxyState* donor = nullptr;
             for (auto& o : proxies_)
                 if (o->listener && same_listen(o->config, cfg)) donor = o.get();
@@ -247,6 +260,8 @@ CommandOutcome Supervisor::reload() {
                 p->listener = std::move(fresh[i]);
                 source_.commit(cfg, p->listener);
             }
+            // Running workers hold their own copies of the old raw sockets.
+            if (fresh_others[i]) p->listener.others = std::move(*fresh_others[i]);
             p->config = cfg;
             ++p->generation;
             p->state = ProxyState::State::active;

@@ -58,6 +58,15 @@ LandlockRules landlock_rules(const Handover& h) {
     if (const auto up = own_upstream(h);
         up && up->scheme == Scheme::unix_stream && !up->path.empty() && up->path.front() == '@')
         rules.scope_abstract_unix = false;
+    // The nfqueue reader's one stream: its tcp: upstream's port, if it has one.
+    if (const auto* packet = std::get_if<PacketOptions>(&h.options)) {
+        if (packet->upstream.starts_with("tcp:")) {
+            const Endpoint e = parse_endpoint(packet->upstream);
+            const auto port = static_cast<uint16_t>(e.port);
+            rules.tcp_connect->push_back({port, port});
+        }
+        return rules;
+    }
     const auto* stream = std::get_if<StreamOptions>(&h.options);
     if (stream == nullptr) return rules;  // no stream upstream: no TCP connect at all
     if (stream->upstream_mode == UpstreamMode::fixed) {

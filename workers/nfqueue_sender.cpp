@@ -50,9 +50,11 @@ class NfqueueSender final : public WorkerBody {
           recv_(kRecvBuffer),
           verdict_buf_(MNL_SOCKET_BUFFER_SIZE),
           backoff_(o.backoff_initial) {
-        if (upstream_.scheme != Scheme::vsock && upstream_.scheme != Scheme::unix_stream)
+        if (upstream_.scheme != Scheme::vsock && upstream_.scheme != Scheme::unix_stream &&
+            upstream_.scheme != Scheme::tcp)
             throw std::runtime_error(
-                "nfqueue-to-stream connects to a vsock: or unix: upstream, not " + o.upstream);
+                "nfqueue-to-stream connects to a vsock:, unix: or tcp: upstream, not " +
+                o.upstream);
         // The supervisor configured it blocking (it waited for the kernel's ACKs).
         const int fl = ::fcntl(queue_.get(), F_GETFL);
         if (fl < 0 || ::fcntl(queue_.get(), F_SETFL, fl | O_NONBLOCK) < 0)
@@ -78,8 +80,8 @@ class NfqueueSender final : public WorkerBody {
     size_t active() const override { return state_ == State::up && !pending_.empty() ? 1 : 0; }
 
     std::string encoded_stats() const override {
-        ipc::StreamStats s = stats_;
-        s.active = state_ == State::up ? 1 : 0;
+        ipc::PacketStats s = stats_;
+        s.streams_active = state_ == State::up ? 1 : 0;
         return ipc::encode_stats(s);
     }
 
@@ -114,7 +116,7 @@ class NfqueueSender final : public WorkerBody {
                 if (errno == EAGAIN || errno == EINTR) break;
                 // ENOBUFS: the socket overflowed and the kernel dropped (or, fail_open, accepted)
                 // packets it could not deliver. Counted; reading goes on.
-                stats_.accept_errors++;
+                if (errno == ENOBUFS) stats_.queue_overruns++;
                 if (errno != ENOBUFS)
                     log::warning(tag_, ": reading nfqueue ", queue_num_,
                                  " failed: ", std::strerror(errno));
@@ -156,15 +158,19 @@ class NfqueueSender final : public WorkerBody {
     // True when the packet is on its way through the stream (written or queued behind it).
     bool forward(const uint8_t* p, size_t len) {
         // A truncated copy (longer than the copy range) would desynchronise the peer's framing.
+        stats_.packets_in++;
+        stats_.bytes_in += len;
         if (state_ != State::up || len == 0 || pending_.size() + len > kMaxPending) {
-            stats_.denied++;
+            stats_.dropped_stream_down++;
             return false;
         }
         pending_.insert(pending_.end(), p, p + len);
+        stats_.packets_out++;
         return true;
     }
 
     void verdict(uint32_t id, int v) {
+        (v == NF_ACCEPT ? stats_.verdicts_accept : stats_.verdicts_drop)++;
         if (batch_count_ > 0 && v != batch_verdict_) flush_verdicts();
         batch_verdict_ = v;
         batch_max_id_ = batch_count_ > 0 ? std::max(batch_max_id_, id) : id;
@@ -210,7 +216,8 @@ class NfqueueSender final : public WorkerBody {
         ::shutdown(stream_.get(), SHUT_RD);
         if (state_ != State::connecting) loop_.add(stream_.get(), 0, &stream_watch_);
         state_ = State::up;
-        stats_.accepted++;
+        stats_.streams++;
+        if (failures_ > 0) stats_.reconnects++;
         log::info(tag_, ": stream to ", opts_.upstream, " connected",
                   failures_ ? " after " + std::to_string(failures_) + " failed attempts" : "",
                   "; packets of nfqueue ", queue_num_, " go through it");
@@ -256,7 +263,7 @@ class NfqueueSender final : public WorkerBody {
                 return;
             }
             off += static_cast<size_t>(n);
-            stats_.bytes_up += static_cast<uint64_t>(n);
+            stats_.bytes_out += static_cast<uint64_t>(n);
         }
         pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(off));
         watch_stream();
@@ -273,6 +280,7 @@ class NfqueueSender final : public WorkerBody {
         }
         pending_.clear();
         if (!was_up) stats_.connect_failures++;
+        if (was_up) stats_.stream_errors++;
         ++failures_;
         state_ = State::waiting;
         retry_at_ = now + backoff_;
@@ -303,7 +311,7 @@ class NfqueueSender final : public WorkerBody {
     int batch_verdict_ = NF_DROP;
     uint32_t batch_max_id_ = 0;
     size_t batch_count_ = 0;
-    ipc::StreamStats stats_;
+    ipc::PacketStats stats_;
     Watch queue_watch_{this, &NfqueueSender::on_queue};
     Watch stream_watch_{this, &NfqueueSender::on_stream};
 };

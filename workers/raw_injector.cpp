@@ -6,7 +6,8 @@
 // One stream at a time, as the deployed tools: while a stream is open the listener is out of the
 // event loop, so a second client waits in the listen backlog until the first ends (logged when a
 // stream starts). A stream with an invalid header ends (it cannot be resynchronised); a packet the
-// kernel refuses (no route, too big, filtered) is counted and the stream goes on. When a raw
+// policy's filters drop (common/packet_filter.hpp) or the kernel refuses (no route, too big) is
+// counted by reason and the stream goes on. When a raw
 // socket's send buffer is full the stream is not read until it has room: back-pressure, no loss.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,6 +20,7 @@
 
 #include "common/endpoint.hpp"
 #include "common/log.hpp"
+#include "common/packet_filter.hpp"
 #include "common/packet_framer.hpp"
 #include "workers/worker_body.hpp"
 
@@ -34,7 +36,8 @@ class RawInjector final : public WorkerBody {
           upstream_(o.upstream),
           listener_(std::move(fds.at(0))),
           raw4_(std::move(fds.at(1))),
-          raw6_(std::move(fds.at(2))) {}
+          raw6_(std::move(fds.at(2))),
+          filter_(make_filter(o)) {}
 
     void start() override { listen(true); }
 
@@ -46,8 +49,8 @@ class RawInjector final : public WorkerBody {
     size_t active() const override { return client_ ? 1 : 0; }
 
     std::string encoded_stats() const override {
-        ipc::StreamStats s = stats_;
-        s.active = active();
+        ipc::PacketStats s = stats_;
+        s.streams_active = active();
         return ipc::encode_stats(s);
     }
 
@@ -77,15 +80,16 @@ class RawInjector final : public WorkerBody {
                                  SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-                stats_.accept_errors++;
+                stats_.stream_errors++;
                 log::warning(tag_, ": accept failed: ", std::strerror(errno));
             }
             return;
         }
         client_.reset(fd);
-        stats_.accepted++;
+        stats_.streams++;
         framer_.emplace();
         refused_ = 0;
+        filtered_ = 0;
         peer_ = format_sockaddr(reinterpret_cast<const sockaddr*>(&peer), len);
         listen(false);
         if (!loop_.add(client_.get(), EPOLLIN | EPOLLRDHUP, &client_watch_)) {
@@ -104,15 +108,17 @@ class RawInjector final : public WorkerBody {
             const ssize_t n = ::read(client_.get(), space.data(), space.size());
             if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR) return;
+                stats_.stream_errors++;
                 end_stream(std::string("read failed: ") + std::strerror(errno));
                 return;
             }
             if (n == 0) {
                 const std::string eof = framer_->eof_error();
+                if (!eof.empty()) stats_.stream_errors++;
                 end_stream(eof.empty() ? "closed by the peer" : eof);
                 return;
             }
-            stats_.bytes_up += static_cast<uint64_t>(n);
+            stats_.bytes_in += static_cast<uint64_t>(n);
             framer_->commit(static_cast<size_t>(n));
             if (!inject_ready() || blocked_) return;
         }
@@ -125,8 +131,15 @@ class RawInjector final : public WorkerBody {
                 const auto next = framer_->next();
                 if (next.status == PacketFramer::Status::need_more) return true;
                 if (next.status == PacketFramer::Status::error) {
+                    stats_.stream_errors++;
                     end_stream(framer_->error());
                     return false;
+                }
+                stats_.packets_in++;
+                if (const DropReason r = filter_packet(filter_, next.packet);
+                    r != DropReason::none) {
+                    count_drop(r);
+                    continue;
                 }
                 pending_ = next.packet;
             }
@@ -161,16 +174,64 @@ class RawInjector final : public WorkerBody {
             return false;
         }
         if (n < 0) {
+            stats_.send_errors++;
             refuse(std::strerror(errno));
         } else {
-            stats_.bytes_down += pending_.size();  // bytes injected
+            stats_.packets_out++;
+            stats_.bytes_out += pending_.size();
         }
         if (blocked_) unblock();
         return true;
     }
 
+    static PacketFilter make_filter(const PacketOptions& o) {
+        PacketFilter f;
+        const auto address = [](const std::string& text) {
+            auto a = parse_ip_address(text);
+            if (!a) throw std::runtime_error("filter: not an IP address: " + text);
+            return *a;
+        };
+        for (const auto& t : o.filter_destinations)
+            if (!f.add_destination(address(t)))
+                throw std::runtime_error("filter: too many destinations");
+        for (const auto& t : o.filter_sources)
+            if (!f.add_source(address(t))) throw std::runtime_error("filter: too many sources");
+        f.drop_reserved = o.filter_drop_reserved;
+        for (const auto& t : o.filter_source_ports) {
+            const auto r = parse_port_range(t);
+            if (!r || !f.add_source_ports(*r))
+                throw std::runtime_error("filter: bad or too many source ports: " + t);
+        }
+        return f;
+    }
+
+    void count_drop(DropReason r) {
+        switch (r) {
+            case DropReason::malformed:
+                stats_.dropped_malformed++;
+                break;
+            case DropReason::destination:
+                stats_.dropped_destination++;
+                break;
+            case DropReason::source:
+                stats_.dropped_source++;
+                break;
+            case DropReason::reserved:
+                stats_.dropped_reserved++;
+                break;
+            case DropReason::port:
+                stats_.dropped_port++;
+                break;
+            case DropReason::none:
+                return;
+        }
+        if (filtered_++ == 0)
+            log::warning(tag_, ": a packet from ", peer_, " was dropped by the filter (",
+                         drop_reason_name(r),
+                         "); further ones on this stream are counted (pf-proxyctl status)");
+    }
+
     void refuse(const char* why) {
-        stats_.denied++;
         // The first refusal of a stream is logged; the rest are counted (one summary at its end).
         if (refused_++ == 0)
             log::warning(tag_, ": a packet from ", peer_, " was not injected: ", why,
@@ -202,8 +263,9 @@ class RawInjector final : public WorkerBody {
         loop_.remove(client_.get());
         client_.reset();
         const uint64_t packets = framer_ ? framer_->packets() : 0;
-        const std::string refused =
+        std::string refused =
             refused_ ? ", " + std::to_string(refused_) + " not injected" : std::string();
+        if (filtered_) refused += ", " + std::to_string(filtered_) + " dropped by the filter";
         log::info(tag_, ": packet stream from ", peer_, " ended after ", packets, " packets",
                   refused, ": ", why);
         framer_.reset();
@@ -218,9 +280,10 @@ class RawInjector final : public WorkerBody {
     std::span<const uint8_t> pending_;    // the packet being sent (inside the framer's buffer)
     bool listening_ = false, draining_ = false, blocked_ = false;
     int blocked_fd_ = -1;
-    uint64_t refused_ = 0;
+    PacketFilter filter_;
+    uint64_t refused_ = 0, filtered_ = 0;
     std::string peer_;
-    ipc::StreamStats stats_;
+    ipc::PacketStats stats_;
     Watch listener_watch_{this, &RawInjector::on_listener};
     Watch client_watch_{this, &RawInjector::on_client};
     Watch raw_watch_{this, &RawInjector::on_raw};

@@ -3,7 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/endpoint.hpp"
+#include "common/packet_filter.hpp"
 #include "supervisor/compat/clap_text.hpp"
+#include "supervisor/compat/egress_address.hpp"
 #include "supervisor/compat/options.hpp"
 #include "supervisor/compat/seed_policy.hpp"
 #include "supervisor/compat/tcp_proxy_tools.hpp"
@@ -15,6 +17,15 @@ using Json = nlohmann::ordered_json;
 
 constexpr OptSpec kQueueOpt{'q', "queue-num", "QUEUE_NUM", "nfqueue number of the listener <num>",
                             true};
+// The deployed tools' filters (docs/policy.md, "Packet filters"): the incoming side injects only
+// packets to the enclave's address, which it reads from this file at start; the outgoing side
+// only packets from the egress interface's address, to unreserved destinations, from the
+// enclave's service and ephemeral ports.
+constexpr const char* kEnclaveAddressFile = "/app/ip.txt";
+constexpr OptSpec kIpOpt{0, "ip", "IP",
+                         "pf-proxy: inject only packets to IP [default: /app/ip.txt]"};
+constexpr OptSpec kEgressOpt{0, "egress-ip", "IP",
+                             "pf-proxy: inject only packets from IP [default: eth*/ens* IPv4]"};
 
 bool reads_queue(Tool tool) {
     return tool == Tool::ip_to_vsock_raw_incoming || tool == Tool::ip_to_vsock_raw_outgoing;
@@ -29,12 +40,13 @@ std::vector<OptSpec> options_for(Tool tool) {
                 kUserOpt,
                 kHelpOpt,
                 kVersionOpt};
-    std::vector<OptSpec> specs{
-        {'v', "vsock-addr", "VSOCK_ADDR", "vsock address to listen on <cid:port>", true}};
+    constexpr OptSpec listen_on{'v', "vsock-addr", "VSOCK_ADDR",
+                                "vsock address to listen on <cid:port>", true};
     if (tool == Tool::vsock_to_ip_raw_incoming)
-        specs.push_back({'d', "device", "DEVICE", "network device to forward packets on", true});
-    specs.insert(specs.end(), {kUserOpt, kHelpOpt, kVersionOpt});
-    return specs;
+        return {listen_on, {'d', "device", "DEVICE", "network device to forward packets on", true},
+                kIpOpt,    kUserOpt,
+                kHelpOpt,  kVersionOpt};
+    return {listen_on, kEgressOpt, kUserOpt, kHelpOpt, kVersionOpt};
 }
 
 std::variant<Finished, SeedCommand> build(Tool tool, std::string_view command,
@@ -71,8 +83,35 @@ std::variant<Finished, SeedCommand> build(Tool tool, std::string_view command,
                     "invalid value '" + dev + "' for '--device <DEVICE>': " + e.what(), command,
                     specs, false);
             }
+            std::string error;
+            std::optional<std::string> ip = value_of(values, "ip");
+            if (!ip) ip = read_enclave_address(kEnclaveAddressFile, error);
+            if (!ip)
+                return Finished{1, {"", "Error: no enclave address: " + error + " (give --ip)\n"}};
+            proxy["filter"] = {{"destinations", Json::array({*ip})}};
+            cmd.startup.out = "Enclave address: " + *ip + "\n";
         } else {
             proxy["upstream"] = "raw:route";
+            std::optional<std::string> ip = value_of(values, "egress-ip");
+            if (ip) {
+                cmd.startup.out = "Egress address: " + *ip + "\n";
+            } else if (const auto found = detect_egress_address()) {
+                ip = found->address;
+                cmd.startup.out = "Egress address: " + *ip + " (" + found->interface + ")\n";
+            } else {
+                return Finished{1,
+                                {"",
+                                 "Error: no egress address: no eth* or ens* interface has "
+                                 "an IPv4 address (give --egress-ip)\n"}};
+            }
+            Json ports = Json::array();
+            for (const PortSpan& r : kOysterSourcePorts)
+                ports.push_back(r.first == r.last
+                                    ? std::to_string(r.first)
+                                    : std::to_string(r.first) + "-" + std::to_string(r.last));
+            proxy["filter"] = {{"sources", Json::array({*ip})},
+                               {"drop_reserved", true},
+                               {"source_ports", std::move(ports)}};
         }
     }
     return with_policy(std::move(cmd), value_of(values, "user"), std::move(proxy));

@@ -11,73 +11,20 @@
 #include <sys/wait.h>
 
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "harness.hpp"
 #include "netns.hpp"
+#include "raw_packets.hpp"
 
 using namespace pfp::test;
 using pfp::unique_fd;
 
 namespace {
 
-using Bytes = std::vector<uint8_t>;
-
 constexpr uint16_t kPort = 5000;
-
-uint32_t sum16(const uint8_t* p, size_t n, uint32_t sum = 0) {
-    for (size_t i = 0; i + 1 < n; i += 2) sum += (uint32_t{p[i]} << 8) | p[i + 1];
-    if (n % 2) sum += uint32_t{p[n - 1]} << 8;
-    return sum;
-}
-
-uint16_t fold(uint32_t sum) {
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    return static_cast<uint16_t>(~sum);
-}
-
-// UDP from src:4000 to dst:kPort. IPv4: checksum 0 (none); the kernel fills the IP header's.
-Bytes udp_packet(const std::string& src, const std::string& dst, const std::string& payload) {
-    const bool v6 = dst.find(':') != std::string::npos;
-    const size_t ip = v6 ? 40 : 20;
-    Bytes p(ip + 8 + payload.size());
-    const size_t udp_len = 8 + payload.size();
-    if (v6) {
-        p[0] = 0x60;
-        p[4] = static_cast<uint8_t>(udp_len >> 8);
-        p[5] = static_cast<uint8_t>(udp_len);
-        p[6] = IPPROTO_UDP;
-        p[7] = 64;
-        inet_pton(AF_INET6, src.c_str(), &p[8]);
-        inet_pton(AF_INET6, dst.c_str(), &p[24]);
-    } else {
-        p[0] = 0x45;
-        p[2] = static_cast<uint8_t>(p.size() >> 8);
-        p[3] = static_cast<uint8_t>(p.size());
-        p[8] = 64;
-        p[9] = IPPROTO_UDP;
-        inet_pton(AF_INET, src.c_str(), &p[12]);
-        inet_pton(AF_INET, dst.c_str(), &p[16]);
-    }
-    uint8_t* u = &p[ip];
-    u[0] = 4000 >> 8;
-    u[1] = 4000 & 0xff;
-    u[2] = kPort >> 8;
-    u[3] = kPort & 0xff;
-    u[4] = static_cast<uint8_t>(udp_len >> 8);
-    u[5] = static_cast<uint8_t>(udp_len);
-    std::memcpy(u + 8, payload.data(), payload.size());
-    if (v6) {  // mandatory in IPv6: pseudo-header (addresses, length, next header) + UDP
-        uint32_t s = sum16(&p[8], 32);
-        s += static_cast<uint32_t>(udp_len) + IPPROTO_UDP;
-        uint16_t c = fold(sum16(u, udp_len, s));
-        if (c == 0) c = 0xffff;
-        u[6] = static_cast<uint8_t>(c >> 8);
-        u[7] = static_cast<uint8_t>(c);
-    }
-    return p;
-}
 
 class RawStream : public ::testing::Test {
   protected:
@@ -223,16 +170,22 @@ TEST_F(RawStream, TheInjectorHoldsNoCapabilityUnderItsSeccompFilter) {
 TEST_F(RawStream, SeedCommandVsockToIpRawIncomingInjectsThroughItsDevice) {
     const std::string path = dir_.path() + "/seed.sock";
     auto cmd = p_->run([&] {
-        return std::make_unique<RunningCommand>(std::vector<std::string>{
-            bin_dir() + "/vsock-to-ip-raw-incoming", "--vsock-addr", "unix:" + path, "-d", "vp"});
+        return std::make_unique<RunningCommand>(
+            std::vector<std::string>{bin_dir() + "/vsock-to-ip-raw-incoming", "--vsock-addr",
+                                     "unix:" + path, "-d", "vp", "--ip", "10.88.0.2"});
     });
     ASSERT_TRUE(cmd->wait_err("ready", 10s)) << cmd->err();
+    EXPECT_TRUE(cmd->wait_out("Enclave address: 10.88.0.2\n", 5s)) << cmd->out();
     unix_path_ = path;
     unique_fd c = connect_stream();
     ASSERT_TRUE(c) << cmd->err();
     const Bytes p = udp_packet("10.88.0.1", "10.88.0.2", "from-the-seed-command");
     ASSERT_TRUE(write_all(c.get(), p.data(), p.size()));
+    // The deployed tool's incoming filter: a packet to another address is not injected.
+    const Bytes other = udp_packet("10.88.0.1", "fd00:88::2", "not-the-enclave");
+    ASSERT_TRUE(write_all(c.get(), other.data(), other.size()));
     EXPECT_EQ(receive(udp4_.get()), "from-the-seed-command") << cmd->err();
+    EXPECT_TRUE(cmd->wait_err("was dropped by the filter (destination)", 5s)) << cmd->err();
     c.reset();  // else the stop waits the drain timeout for this stream
     EXPECT_EQ(cmd->terminate(), 0) << cmd->err();
 }
@@ -250,6 +203,8 @@ TEST(RawSeedCommands, HelpVersionAndErrors) {
         "<DEVICE>\n\nOptions:\n"
         "  -v, --vsock-addr <VSOCK_ADDR>  vsock address to listen on <cid:port>\n"
         "  -d, --device <DEVICE>          network device to forward packets on\n"
+        "      --ip <IP>                  pf-proxy: inject only packets to IP [default: "
+        "/app/ip.txt]\n"
         "      --user <USER>              pf-proxy: run as this user once the socket is open\n"
         "  -h, --help                     Print help\n"
         "  -V, --version                  Print version\n" +
@@ -283,6 +238,21 @@ TEST(RawSeedCommands, HelpVersionAndErrors) {
     EXPECT_EQ(r.output,
               "error: invalid value '65536' for '--queue-num <QUEUE_NUM>': number too large to "
               "fit in target type\n\nFor more information, try '--help'.\n");
+    // Without --ip the incoming tool reads the enclave's address from /app/ip.txt, as the
+    // deployed one does; this machine has none.
+    ASSERT_FALSE(std::ifstream("/app/ip.txt")) << "the test expects no /app/ip.txt here";
+    r = run_command({bin_dir() + "/vsock-to-ip-raw-incoming", "-v", "3:1200", "-d", "lo"});
+    EXPECT_EQ(WEXITSTATUS(r.status), 1);
+    EXPECT_EQ(r.output,
+              "Error: no enclave address: cannot read /app/ip.txt: No such file or directory "
+              "(give --ip)\n");
+    r = run_command(
+        {bin_dir() + "/vsock-to-ip-raw-incoming", "-v", "3:1200", "-d", "lo", "--ip", "10.0.0"});
+    EXPECT_EQ(WEXITSTATUS(r.status), 1);
+    EXPECT_EQ(r.output,
+              "Error: the vsock-to-ip-raw-incoming command line makes an invalid policy: "
+              "/proxies/0/filter/destinations/0: expected an IP address such as \"10.0.0.5\", "
+              "got \"10.0.0\"\n");
     r = run_command({bin_dir() + "/vsock-to-ip-raw-outgoing", "-v", "3-1200"});
     EXPECT_EQ(WEXITSTATUS(r.status), 1);
     EXPECT_EQ(r.output, "Error: invalid vsock address, should contain one colon [:] sign\n");

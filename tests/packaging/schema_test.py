@@ -40,6 +40,10 @@ KNOWN_DIFFERENCES = [
     (r"invalid (allow entry|source CIDR) .*(is not an IPv[46] address|prefix length|host bits|port range|"
      r"port must be|scope ids)", "address, prefix and port ranges inside allow entries and CIDRs"),
     (r"is not allowed by this list", "whether an allow list admits the upstream address"),
+    (r"/filter/(destinations|sources)/[0-9]+: expected an IP address such as",
+     "whether a filter's string is an IP address"),
+    (r"/filter/source_ports/[0-9]+: expected a port or port range such as",
+     "a filter's port range order and bounds inside the string"),
     (r"expected max_flows >= workers", "comparing two keys' numbers"),
     (r"expected a duration (>= resolve_min|<= resolve_max)", "comparing two durations"),
     (r"base_address needs an IP address in the upstream",

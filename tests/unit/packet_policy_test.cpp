@@ -1,6 +1,7 @@
 // Policy entries of the packet kinds: nfqueue-to-stream and stream-to-raw are derived from their
 // listener and upstream, take the queue keys only with an nfqueue listener, run one worker, and
-// refuse an fc-vsock upstream for the queue reader.
+// refuse an fc-vsock upstream for the queue reader; stream-only keys are refused with a one-line
+// error naming the key and the proxy; `filter` goes with a raw: upstream only.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -35,6 +36,10 @@ TEST(PacketPolicy, KindsAndQueueOptions) {
     EXPECT_TRUE(p.proxies[0].fail_open);
     EXPECT_EQ(p.proxies[0].queue_maxlen, 4096u);
     EXPECT_EQ(p.proxies[0].listen.queue, 7);
+    // A tcp: upstream: the same kind, the stream goes over TCP.
+    p = parse_policy(entry("nfqueue:7", "tcp:127.0.0.1:1200"), "p.json");
+    EXPECT_EQ(p.proxies.at(0).kind, WorkerKind::nfqueue_to_stream);
+    EXPECT_EQ(p.proxies[0].upstream.scheme, Scheme::tcp);
     p = parse_policy(entry("unix:/run/raw.sock", "raw:eth0"), "p.json");
     EXPECT_EQ(p.proxies.at(0).kind, WorkerKind::stream_to_raw);
     EXPECT_FALSE(p.proxies[0].accept_when_stream_down);
@@ -55,15 +60,72 @@ TEST(PacketPolicy, Errors) {
               "p.json:1:89: /proxies/0/workers: expected 1: stream-to-raw runs one worker (one "
               "stream, one queue reader)");
     EXPECT_EQ(errors(entry("nfqueue:1", "fc-vsock:/run/fc.sock:5")),
-              "p.json:1:63: /proxies/0/upstream: an nfqueue listener writes to a vsock: or unix: "
-              "upstream, not fc-vsock (its reader never reads from the stream, and fc-vsock "
+              "p.json:1:63: /proxies/0/upstream: an nfqueue listener writes to a vsock:, unix: or "
+              "tcp: upstream, not fc-vsock (its reader never reads from the stream, and fc-vsock "
               "answers CONNECT)");
-    EXPECT_EQ(errors(entry("nfqueue:1", "tcp:127.0.0.1:1")),
-              "p.json:1:63: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix or "
-              "fc-vsock listener, not nfqueue");
+    EXPECT_EQ(errors(entry("nfqueue:1", "udp:127.0.0.1:1")),
+              "p.json:1:63: /proxies/0/upstream: a udp upstream needs a udp listener, not "
+              "nfqueue");
     EXPECT_EQ(errors(entry("nfqueue:70000", "vsock:3:1")).find("queue number must be 0-65535") !=
                   std::string::npos,
               true);
+}
+
+TEST(PacketPolicy, StreamOnlyKeysAreRefused) {
+    for (const char* key : {"max_connections", "backlog", "connect_timeout", "tcp_nodelay",
+                            "keepalive", "splice", "proxy_protocol", "idle_timeout"}) {
+        const std::string value =
+            std::string(key) == "connect_timeout" || std::string(key) == "idle_timeout" ? "\"5s\""
+            : std::string(key) == "max_connections" || std::string(key) == "backlog"    ? "10"
+                                                                                        : "true";
+        for (const auto& [listen, upstream] :
+             {std::pair{"nfqueue:1", "vsock:3:1"}, std::pair{"vsock:any:1", "raw:route"}}) {
+            const std::string e =
+                errors(entry(listen, upstream, ", \"" + std::string(key) + "\": " + value));
+            EXPECT_NE(e.find("/proxies/0/" + std::string(key) + ": " + key + " applies only to "),
+                      std::string::npos)
+                << e;
+            EXPECT_NE(e.find("proxy \"p\""), std::string::npos) << e;
+            EXPECT_EQ(e.find('\n'), std::string::npos) << e;  // one line
+        }
+    }
+    EXPECT_EQ(errors(entry("vsock:any:1", "raw:route", R"(, "splice": false)")),
+              "p.json:1:88: /proxies/0/splice: splice applies only to stream relays, not "
+              "stream-to-raw (proxy \"p\" carries packets, not connections)");
+}
+
+TEST(PacketPolicy, Filter) {
+    const Policy p = parse_policy(
+        entry("vsock:any:1200", "raw:route",
+              R"(, "filter": {"destinations": ["10.0.0.5", "fd00::5"], "sources": ["192.0.2.2"],)"
+              R"( "drop_reserved": true, "source_ports": ["80", "443", "1024-61439"]})"),
+        "p.json");
+    const Proxy& x = p.proxies.at(0);
+    EXPECT_EQ(x.filter_destinations, (std::vector<std::string>{"10.0.0.5", "fd00::5"}));
+    EXPECT_EQ(x.filter_sources, (std::vector<std::string>{"192.0.2.2"}));
+    EXPECT_TRUE(x.filter_drop_reserved);
+    EXPECT_EQ(x.filter_source_ports, (std::vector<std::string>{"80", "443", "1024-61439"}));
+    // A changed filter is a changed configuration (a reload restarts the worker).
+    Proxy y = x;
+    y.filter_drop_reserved = false;
+    EXPECT_FALSE(same_configuration(x, y));
+
+    EXPECT_EQ(errors(entry("nfqueue:1", "vsock:3:1", R"(, "filter": {"drop_reserved": true})")),
+              "p.json:1:86: /proxies/0/filter: filter applies only to stream-to-raw (a raw: "
+              "upstream), not nfqueue-to-stream");
+    EXPECT_EQ(
+        errors(entry("vsock:any:1", "raw:route", R"(, "filter": {"sources": ["10.0.0.300"]})")),
+        "p.json:1:101: /proxies/0/filter/sources/0: expected an IP address such as "
+        "\"203.0.113.7\", got \"10.0.0.300\"");
+    EXPECT_EQ(errors(entry("vsock:any:1", "raw:route", R"(, "filter": {"source_ports": ["2-1"]})")),
+              "p.json:1:106: /proxies/0/filter/source_ports/0: expected a port or port range such "
+              "as \"1024-61439\", got \"2-1\"");
+    EXPECT_EQ(errors(entry("vsock:any:1", "raw:route", R"(, "filter": {"destinations": []})")),
+              "p.json:1:105: /proxies/0/filter/destinations: expected an array of 1 to 8 IP "
+              "addresses such as [\"10.0.0.5\"], got 0 elements");
+    EXPECT_NE(errors(entry("vsock:any:1", "raw:route", R"(, "filter": {"port": 1})"))
+                  .find("unknown key \"port\""),
+              std::string::npos);
 }
 
 }  // namespace

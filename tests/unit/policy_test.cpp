@@ -76,7 +76,8 @@ constexpr std::string_view kProxyKeyList =
     "max_connections, backlog, connect_timeout, header_timeout, idle_timeout, tcp_nodelay, "
     "keepalive, splice, "
     "log_connections, statistics, restart, max_flows, batch, on_stream_down, fail_open, "
-    "queue_maxlen";
+    "queue_maxlen, "
+    "filter";
 
 // ---- Diagnostic formatting ----------------------------------------------------------------------
 
@@ -686,8 +687,8 @@ TEST(PolicyErrors, EndpointParseErrorsUseTheEndpointMessage) {
 
 TEST(PolicyErrors, UnsupportedSchemes) {
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("udp:127.0.0.1:53")", R"("tcp:127.0.0.1:1")")),
-              "p.json:6:19: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix or "
-              "fc-vsock listener, not udp");
+              "p.json:6:19: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix, "
+              "fc-vsock or nfqueue listener, not udp");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("vsock:3:80")")),
               "p.json:5:17: /proxies/0/listen: a \"systemd:NAME\" listener needs listen_family "
               "(\"tcp\", \"udp\", \"unix\" or \"vsock\"): the kind of proxy depends on it");
@@ -1667,8 +1668,8 @@ TEST(PolicyActivation, ListenFamilyErrors) {
               "\"vsock\", got \"tpc\" (did you mean \"tcp\"?)");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("tcp:127.0.0.1:81")",
                                   {R"("listen_family": "udp")"})),
-              "p.json:6:19: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix or "
-              "fc-vsock listener, not udp");
+              "p.json:6:19: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix, "
+              "fc-vsock or nfqueue listener, not udp");
     // systemd made the socket file: its mode belongs in the .socket unit.
     EXPECT_EQ(errors(proxy_policy(R"("u")", R"("systemd:u")", R"("tcp:127.0.0.1:80")",
                                   {R"("listen_family": "unix")", R"("socket_mode": "0600")"})),

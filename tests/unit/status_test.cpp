@@ -42,7 +42,8 @@ DaemonStatus sample() {
                     .connect_failures = 4,
                     .accept_errors = 1,
                     .denied = 2,
-                    .datagram = std::nullopt};
+                    .datagram = std::nullopt,
+                    .packet = std::nullopt};
 
     ProxyStatus api;
     api.name = "api";

@@ -68,14 +68,24 @@ TEST(SupervisorDispatch, PermitTable) {
     EXPECT_EQ(permit(S::running, msg(ipc::Type::ready)).reason, "READY not allowed while running");
     EXPECT_EQ(permit(S::starting, msg(ipc::Type::ready, "x")).reason,
               "READY with a payload of 1 bytes");
-    EXPECT_TRUE(
-        permit(S::running, msg(ipc::Type::stats, std::string(ipc::kStreamStatsSize, '\0'))).allowed);
-    EXPECT_TRUE(
-        permit(S::draining, msg(ipc::Type::stats, std::string(ipc::kStreamStatsSize, '\0'))).allowed);
+    EXPECT_TRUE(permit(S::running, msg(ipc::Type::stats, std::string(ipc::kStreamStatsSize, '\0')))
+                    .allowed);
+    EXPECT_TRUE(permit(S::draining, msg(ipc::Type::stats, std::string(ipc::kStreamStatsSize, '\0')))
+                    .allowed);
     EXPECT_FALSE(
-        permit(S::starting, msg(ipc::Type::stats, std::string(ipc::kStreamStatsSize, '\0'))).allowed);
+        permit(S::starting, msg(ipc::Type::stats, std::string(ipc::kStreamStatsSize, '\0')))
+            .allowed);
     EXPECT_FALSE(
-        permit(S::running, msg(ipc::Type::stats, std::string(ipc::kStreamStatsSize - 1, '\0'))).allowed);
+        permit(S::running, msg(ipc::Type::stats, std::string(ipc::kStreamStatsSize - 1, '\0')))
+            .allowed);
+    // Each family's STATS has its own size: a packet worker sending a stream worker's is refused.
+    const auto packet_stats = [](size_t n) { return msg(ipc::Type::stats, std::string(n, '\0')); };
+    EXPECT_TRUE(
+        permit(S::running, packet_stats(ipc::kPacketStatsSize), KindFamily::packet).allowed);
+    EXPECT_FALSE(
+        permit(S::running, packet_stats(ipc::kStreamStatsSize), KindFamily::packet).allowed);
+    EXPECT_FALSE(
+        permit(S::running, packet_stats(ipc::kPacketStatsSize), KindFamily::stream).allowed);
     EXPECT_EQ(permit(S::running, msg(ipc::Type::handover)).reason,
               "a worker may not send HANDOVER");
     EXPECT_EQ(permit(S::running, msg(ipc::Type::drain)).reason, "a worker may not send DRAIN");

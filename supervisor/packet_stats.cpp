@@ -1,0 +1,55 @@
+// A packet worker's counters (ipc::PacketStats): whether a report can be true, and how they add to
+// a proxy's totals. The same bounds as the other families' (supervisor.hpp).
+#include <algorithm>
+#include <string>
+
+#include "supervisor/supervisor.hpp"
+
+namespace pfp::supervisor {
+
+std::string implausible_stats(const ipc::PacketStats& before, const ipc::PacketStats& after,
+                              Clock::duration elapsed) {
+    const auto seconds = static_cast<uint64_t>(
+        std::chrono::ceil<std::chrono::seconds>(std::max(elapsed, Clock::duration::zero()))
+            .count() +
+        1);
+    for (const auto& f : ipc::packet_fields()) {
+        if (f.field == &ipc::PacketStats::streams_active) continue;  // a gauge
+        const uint64_t old_value = before.*f.field, new_value = after.*f.field;
+        const bool bytes =
+            f.field == &ipc::PacketStats::bytes_in || f.field == &ipc::PacketStats::bytes_out;
+        // A packet counts as a "connection": no worker reads 4 M packets a second.
+        const uint64_t per_second = bytes ? kMaxBytesPerSecond : kMaxConnectionsPerSecond;
+        if (new_value < old_value)
+            return std::string(f.name) + " went down from " + std::to_string(old_value) + " to " +
+                   std::to_string(new_value);
+        if (new_value - old_value > per_second * seconds)
+            return std::string(f.name) + " grew by " + std::to_string(new_value - old_value) +
+                   " in " + std::to_string(seconds) + " s";
+    }
+    if (after.streams_active > 1 || after.streams_active > after.streams)
+        return "streams_active " + std::to_string(after.streams_active) +
+               " is more than the worker can hold";
+    if (after.packets_out > after.packets_in || after.bytes_out > after.bytes_in)
+        return "more packets or bytes out (" + std::to_string(after.packets_out) + ", " +
+               std::to_string(after.bytes_out) + ") than in (" + std::to_string(after.packets_in) +
+               ", " + std::to_string(after.bytes_in) + ")";
+    if (after.verdicts_drop + after.verdicts_accept > after.packets_in)
+        return "more verdicts than packets read";
+    return "";
+}
+
+void add_counters(ProxyCounters& c, const ipc::PacketStats& s) {
+    c.accepted += s.streams;
+    c.active += s.streams_active;
+    c.bytes_up += s.bytes_in;
+    c.bytes_down += s.bytes_out;
+    c.connect_failures += s.connect_failures;
+    c.accept_errors += s.queue_overruns;
+    c.denied += s.dropped_destination + s.dropped_source + s.dropped_reserved + s.dropped_port +
+                s.dropped_malformed;
+    if (!c.packet) c.packet.emplace();
+    for (const auto& f : ipc::packet_fields()) (*c.packet).*f.field += s.*f.field;
+}
+
+}  // namespace pfp::supervisor

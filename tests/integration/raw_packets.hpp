@@ -1,0 +1,71 @@
+#pragma once
+// Whole IP packets for the packet-kind tests, as a peer writes them to a raw packet stream: UDP
+// over IPv4 (UDP checksum 0, none; the kernel fills the IP header's) or IPv6 (checksum computed,
+// as IPv6 requires).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace pfp::test {
+
+using Bytes = std::vector<uint8_t>;
+
+inline uint32_t sum16(const uint8_t* p, size_t n, uint32_t sum = 0) {
+    for (size_t i = 0; i + 1 < n; i += 2) sum += (uint32_t{p[i]} << 8) | p[i + 1];
+    if (n % 2) sum += uint32_t{p[n - 1]} << 8;
+    return sum;
+}
+
+inline uint16_t fold(uint32_t sum) {
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    return static_cast<uint16_t>(~sum);
+}
+
+// UDP from src:sport to dst:dport; the family follows dst.
+inline Bytes udp_packet(const std::string& src, const std::string& dst, const std::string& payload,
+                        uint16_t sport = 4000, uint16_t dport = 5000) {
+    const bool v6 = dst.find(':') != std::string::npos;
+    const size_t ip = v6 ? 40 : 20;
+    Bytes p(ip + 8 + payload.size());
+    const size_t udp_len = 8 + payload.size();
+    if (v6) {
+        p[0] = 0x60;
+        p[4] = static_cast<uint8_t>(udp_len >> 8);
+        p[5] = static_cast<uint8_t>(udp_len);
+        p[6] = IPPROTO_UDP;
+        p[7] = 64;
+        inet_pton(AF_INET6, src.c_str(), &p[8]);
+        inet_pton(AF_INET6, dst.c_str(), &p[24]);
+    } else {
+        p[0] = 0x45;
+        p[2] = static_cast<uint8_t>(p.size() >> 8);
+        p[3] = static_cast<uint8_t>(p.size());
+        p[8] = 64;
+        p[9] = IPPROTO_UDP;
+        inet_pton(AF_INET, src.c_str(), &p[12]);
+        inet_pton(AF_INET, dst.c_str(), &p[16]);
+    }
+    uint8_t* u = &p[ip];
+    u[0] = static_cast<uint8_t>(sport >> 8);
+    u[1] = static_cast<uint8_t>(sport);
+    u[2] = static_cast<uint8_t>(dport >> 8);
+    u[3] = static_cast<uint8_t>(dport);
+    u[4] = static_cast<uint8_t>(udp_len >> 8);
+    u[5] = static_cast<uint8_t>(udp_len);
+    std::memcpy(u + 8, payload.data(), payload.size());
+    if (v6) {  // pseudo-header (addresses, length, next header) + UDP
+        uint32_t s = sum16(&p[8], 32);
+        s += static_cast<uint32_t>(udp_len) + IPPROTO_UDP;
+        uint16_t c = fold(sum16(u, udp_len, s));
+        if (c == 0) c = 0xffff;
+        u[6] = static_cast<uint8_t>(c >> 8);
+        u[7] = static_cast<uint8_t>(c);
+    }
+    return p;
+}
+
+}  // namespace pfp::test
