@@ -96,6 +96,8 @@ class Kcp {
     // Segments queued or in flight: the sender's backlog.
     size_t waiting_send() const noexcept { return snd_queue_.size() + snd_buf_.size(); }
     bool idle() const noexcept;  // nothing to send, to retransmit or to acknowledge
+    // Received segments held (out of order, or in order but unread): at most 2 x rcv_wnd.
+    size_t received_held() const noexcept { return rcv_queue_.size() + ring_used_; }
     uint32_t remote_window() const noexcept { return rmt_wnd_; }
     uint32_t cwnd() const noexcept { return cwnd_; }
     const RtoEstimator& rtt() const noexcept { return rto_; }
@@ -149,6 +151,7 @@ class Kcp {
     std::deque<Outgoing> snd_queue_;                   // not yet given a sequence number
     std::deque<Outgoing> snd_buf_;                     // in flight; entry i has sn snd_una_ + i
     std::vector<Incoming> rcv_ring_;                   // out of order; slot sn % rcv_wnd
+    size_t ring_used_ = 0;                             // slots of rcv_ring_ in use
     std::deque<Incoming> rcv_queue_;                   // in order, waiting for recv()
     std::vector<std::pair<uint32_t, uint32_t>> acks_;  // (sn, ts) to acknowledge
 

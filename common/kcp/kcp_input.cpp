@@ -87,6 +87,7 @@ void Kcp::on_push(const SegmentView& seg) noexcept {
         return;
     }
     slot.used = true;
+    ++ring_used_;
     slot.frg = h.frg;
     slot.data.assign(seg.payload.begin(), seg.payload.end());
 }
@@ -97,6 +98,7 @@ void Kcp::move_to_queue() noexcept {
         if (!slot.used) break;
         rcv_queue_.push_back(std::move(slot));
         slot = Incoming{};
+        --ring_used_;
         ++rcv_nxt_;
     }
 }
