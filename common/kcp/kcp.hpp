@@ -95,6 +95,8 @@ class Kcp {
     bool dead() const noexcept { return dead_; }
     // Segments queued or in flight: the sender's backlog.
     size_t waiting_send() const noexcept { return snd_queue_.size() + snd_buf_.size(); }
+    // Segments send() would still take.
+    size_t send_room() const noexcept { return cfg_.max_send_queue - waiting_send(); }
     bool idle() const noexcept;  // nothing to send, to retransmit or to acknowledge
     // Received segments held (out of order, or in order but unread): at most 2 x rcv_wnd.
     size_t received_held() const noexcept { return rcv_queue_.size() + ring_used_; }
