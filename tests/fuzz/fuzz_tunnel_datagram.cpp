@@ -12,6 +12,8 @@
 #include "common/kcp/client_handshake.hpp"
 #include "common/kcp/secure_channel.hpp"
 #include "common/kcp/server_handshake.hpp"
+#include "common/kcp/server_sessions.hpp"
+#include "common/kcp/tunnel_session.hpp"
 #include "common/kcp/tunnel_wire.hpp"
 
 namespace {
@@ -101,5 +103,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         check(size == kSealedHeader + body.size());
         check(std::equal(body.begin(), body.end(), d.begin() + kSealedHeader));
     }
+
+    // A plain conversation takes it as its peer's: stream bytes, a FIN or a broken stream.
+    TunnelConfig tunnel;
+    TunnelSession session(Role::server, conv, Security::plain, {}, tunnel, 0);
+    session.on_datagram(d, 1);
+    for (int i = 0; i < 64; ++i) {
+        const auto r = session.read(body);
+        if (r == TunnelSession::Read::data) check(!body.empty());
+        if (r != TunnelSession::Read::data) break;
+    }
+
+    // The server socket's dispatch: nothing is sent unless a conversation opened or a live one's
+    // HELLO came again.
+    struct Out final : ServerOutput {
+        size_t sent = 0;
+        void send_to(std::span<const uint8_t>, std::span<const uint8_t> datagram) override {
+            ++sent;
+            check(!datagram.empty());
+        }
+    } out;
+    ServerSessions sessions(keyed, tunnel, {}, 0);
+    const auto dispatch = sessions.on_datagram(d, source, 0, kNow, random, out);
+    using Kind = ServerSessions::Dispatch::Kind;
+    check(out.sent == (dispatch.kind == Kind::opened || dispatch.kind == Kind::answered ? 1u : 0u));
+    check(sessions.sessions() == (dispatch.kind == Kind::opened ? 1u : 0u));
     return 0;
 }
