@@ -1,7 +1,7 @@
 // CPU cost of the KCP tunnel's protocol core (common/kcp/), without sockets: how many MB per CPU
 // second one core can seal and open, and push through a client and a server TunnelSession in one
 // thread (both ends' work, KCP and crypto, no syscalls), with and without a key, at 0 % and 5 %
-// loss. The worker's socket I/O comes on top; see bench/README.md ("KCP core").
+// loss. The worker's socket I/O comes on top; see docs/kcp-tunnel.md ("Measuring").
 //   g++ -std=c++20 -O2 -I. bench/kcp_core_bench.cpp common/kcp/*.cpp -lcrypto -o
 //   /tmp/kcp_core_bench /tmp/kcp_core_bench [MiB]
 #include <time.h>
