@@ -9,6 +9,8 @@ pkgs=(
   libmnl-dev libnetfilter-queue-dev
   # Host names in upstreams: resolved by the supervisor with c-ares.
   libc-ares-dev
+  # The KCP tunnel's HKDF-SHA256 and ChaCha20-Poly1305 (libcrypto).
+  libssl-dev
   libgtest-dev libgmock-dev
   clang libclang-rt-14-dev
   iproute2 iptables procps util-linux python3 socat

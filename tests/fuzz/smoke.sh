@@ -15,7 +15,7 @@ mkdir -p "$artifacts"
 
 status=0
 for name in policy endpoint worker_message transparent_header proxy_protocol control_protocol \
-    dns_answer flow_key packet_framer packet_filter; do
+    dns_answer flow_key packet_framer packet_filter kcp_segment tunnel_datagram; do
     bin=""
     for candidate in "$build/bin/fuzz_$name" "$build/tests/fuzz/fuzz_$name"; do
         if [ -x "$candidate" ]; then bin=$candidate; break; fi
