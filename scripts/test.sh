@@ -17,7 +17,7 @@ jobs=$(nproc)
 # A test that needs a missing kernel feature, tool or privilege fails here instead of skipping
 # (tests/support/require.hpp); run by hand without this variable, it skips and says why.
 export PFPROXY_REQUIRE_ALL=1
-fuzz_seconds=${PFPROXY_FUZZ_SECONDS:-20}
+fuzz_seconds=${PFPROXY_FUZZ_SECONDS:-15}
 launcher=()
 if command -v ccache >/dev/null; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
