@@ -9,24 +9,12 @@ namespace pfp::supervisor {
 
 std::string implausible_stats(const ipc::PacketStats& before, const ipc::PacketStats& after,
                               Clock::duration elapsed) {
-    const auto seconds = static_cast<uint64_t>(
-        std::chrono::ceil<std::chrono::seconds>(std::max(elapsed, Clock::duration::zero()))
-            .count() +
-        1);
-    for (const auto& f : ipc::packet_fields()) {
-        if (f.field == &ipc::PacketStats::streams_active) continue;  // a gauge
-        const uint64_t old_value = before.*f.field, new_value = after.*f.field;
-        const bool bytes =
-            f.field == &ipc::PacketStats::bytes_in || f.field == &ipc::PacketStats::bytes_out;
-        // A packet counts as a "connection": no worker reads 4 M packets a second.
-        const uint64_t per_second = bytes ? kMaxBytesPerSecond : kMaxConnectionsPerSecond;
-        if (new_value < old_value)
-            return std::string(f.name) + " went down from " + std::to_string(old_value) + " to " +
-                   std::to_string(new_value);
-        if (new_value - old_value > per_second * seconds)
-            return std::string(f.name) + " grew by " + std::to_string(new_value - old_value) +
-                   " in " + std::to_string(seconds) + " s";
-    }
+    // A packet counts as a "connection": no worker reads 4 M packets a second.
+    if (std::string why = counters_implausible(
+            before, after, elapsed, ipc::packet_fields(), &ipc::PacketStats::streams_active,
+            {&ipc::PacketStats::bytes_in, &ipc::PacketStats::bytes_out});
+        !why.empty())
+        return why;
     if (after.streams_active > 1 || after.streams_active > after.streams)
         return "streams_active " + std::to_string(after.streams_active) +
                " is more than the worker can hold";

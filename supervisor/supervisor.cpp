@@ -59,24 +59,12 @@ std::string implausible_stats(const ipc::StreamStats& before, const ipc::StreamS
 
 std::string implausible_stats(const ipc::DatagramStats& before, const ipc::DatagramStats& after,
                               Clock::duration elapsed, int max_flows) {
-    const auto seconds = static_cast<uint64_t>(
-        std::chrono::ceil<std::chrono::seconds>(std::max(elapsed, Clock::duration::zero()))
-            .count() +
-        1);
-    for (const auto& f : ipc::datagram_fields()) {
-        if (f.field == &ipc::DatagramStats::flows_active) continue;  // a gauge
-        const uint64_t old_value = before.*f.field, new_value = after.*f.field;
-        const bool bytes =
-            f.field == &ipc::DatagramStats::bytes_up || f.field == &ipc::DatagramStats::bytes_down;
-        // A datagram is a "connection" here: no worker receives 4 M a second.
-        const uint64_t per_second = bytes ? kMaxBytesPerSecond : kMaxConnectionsPerSecond;
-        if (new_value < old_value)
-            return std::string(f.name) + " went down from " + std::to_string(old_value) + " to " +
-                   std::to_string(new_value);
-        if (new_value - old_value > per_second * seconds)
-            return std::string(f.name) + " grew by " + std::to_string(new_value - old_value) +
-                   " in " + std::to_string(seconds) + " s";
-    }
+    // A datagram is a "connection" here: no worker receives 4 M a second.
+    if (std::string why = counters_implausible(
+            before, after, elapsed, ipc::datagram_fields(), &ipc::DatagramStats::flows_active,
+            {&ipc::DatagramStats::bytes_up, &ipc::DatagramStats::bytes_down});
+        !why.empty())
+        return why;
     if (after.flows_active > static_cast<uint64_t>(max_flows) ||
         after.flows_active > after.flows_created)
         return "flows_active " + std::to_string(after.flows_active) +

@@ -5,9 +5,12 @@
 // SIGTERM/SIGINT. It answers the control socket through ControlHandler.
 #include <sys/types.h>
 
+#include <algorithm>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -96,6 +99,32 @@ struct ProxyState {
 inline constexpr uint64_t kMaxBytesPerSecond = uint64_t{1} << 37;  // 128 GiB/s: beyond any NIC
 inline constexpr uint64_t kMaxConnectionsPerSecond = uint64_t{1}
                                                      << 22;  // 4 M/s: beyond any accept loop
+
+// The check every family shares: each counter of `fields` but the `gauge` never goes down and
+// grows by at most kMaxBytesPerSecond (`bytes` fields) or kMaxConnectionsPerSecond (the others,
+// each a connection, flow or packet) for every started second of `elapsed`, plus one.
+template <class Stats, class Field>
+std::string counters_implausible(const Stats& before, const Stats& after, Clock::duration elapsed,
+                                 std::span<const Field> fields, uint64_t Stats::*gauge,
+                                 std::initializer_list<uint64_t Stats::*> bytes) {
+    const auto seconds = static_cast<uint64_t>(
+        std::chrono::ceil<std::chrono::seconds>(std::max(elapsed, Clock::duration::zero()))
+            .count() +
+        1);
+    for (const auto& f : fields) {
+        if (f.field == gauge) continue;
+        const uint64_t old_value = before.*f.field, new_value = after.*f.field;
+        const bool is_bytes = std::find(bytes.begin(), bytes.end(), f.field) != bytes.end();
+        const uint64_t per_second = is_bytes ? kMaxBytesPerSecond : kMaxConnectionsPerSecond;
+        if (new_value < old_value)
+            return std::string(f.name) + " went down from " + std::to_string(old_value) + " to " +
+                   std::to_string(new_value);
+        if (new_value - old_value > per_second * seconds)
+            return std::string(f.name) + " grew by " + std::to_string(new_value - old_value) +
+                   " in " + std::to_string(seconds) + " s";
+    }
+    return "";
+}
 
 // Why a worker's new STATS cannot be true ("" when they can): a counter that went down, grew faster
 // than any worker could make it grow in `elapsed`, or more active connections than it may hold.
