@@ -81,6 +81,14 @@ bool wait_text(const std::string& path, const std::string& text, std::chrono::mi
     return false;
 }
 
+// execv's argument vector, pointing into `args` (which must outlive it).
+std::vector<char*> exec_argv(const std::vector<std::string>& args) {
+    std::vector<char*> out;
+    for (const auto& a : args) out.push_back(const_cast<char*>(a.c_str()));
+    out.push_back(nullptr);
+    return out;
+}
+
 }  // namespace
 
 Daemon::Daemon(const std::string& policy_json, std::vector<std::string> extra_args, rlim_t nofile,
@@ -94,6 +102,10 @@ Daemon::Daemon(const std::string& policy_json, std::vector<std::string> extra_ar
         args.insert(args.end(), {"--control", control_path_});
     }
     args.insert(args.end(), extra_args.begin(), extra_args.end());
+    // Everything the child needs is made here: a forked child of this threaded process may not
+    // allocate (another thread may hold the allocator's lock at the fork, as under ASan).
+    const std::vector<char*> argv = exec_argv(args);
+    ::unsetenv("JOURNAL_STREAM");
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork");
     if (pid_ == 0) {
@@ -102,15 +114,11 @@ Daemon::Daemon(const std::string& policy_json, std::vector<std::string> extra_ar
         ::dup2(fd, 1);
         int null = ::open("/dev/null", O_RDONLY);
         ::dup2(null, 0);
-        ::unsetenv("JOURNAL_STREAM");
         if (nofile > 0) {
             rlimit r{nofile, nofile};
             ::setrlimit(RLIMIT_NOFILE, &r);
         }
         if (before_exec) before_exec();
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
         ::execv(argv[0], argv.data());
         ::_exit(127);
     }
@@ -215,6 +223,8 @@ RunningCommand::RunningCommand(const std::vector<std::string>& argv) {
     err_path_ = dir_.path() + "/stderr";
     int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const std::vector<char*> args = exec_argv(argv);  // nothing is allocated after the fork
+    ::unsetenv("JOURNAL_STREAM");
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork");
     if (pid_ == 0) {
@@ -222,10 +232,6 @@ RunningCommand::RunningCommand(const std::vector<std::string>& argv) {
         ::dup2(err, 2);
         int null = ::open("/dev/null", O_RDONLY);
         ::dup2(null, 0);
-        ::unsetenv("JOURNAL_STREAM");
-        std::vector<char*> args;
-        for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
         ::execv(args[0], args.data());
         ::_exit(127);
     }
@@ -276,13 +282,11 @@ int RunningCommand::terminate(std::chrono::milliseconds timeout) {
 CommandResult run_command(const std::vector<std::string>& argv) {
     int pipefd[2];
     if (::pipe2(pipefd, O_CLOEXEC) < 0) throw std::runtime_error("pipe");
+    const std::vector<char*> args = exec_argv(argv);  // nothing is allocated after the fork
     pid_t pid = ::fork();
     if (pid == 0) {
         ::dup2(pipefd[1], 1);
         ::dup2(pipefd[1], 2);
-        std::vector<char*> args;
-        for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
         ::execv(args[0], args.data());
         ::_exit(127);
     }
