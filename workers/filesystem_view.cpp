@@ -73,7 +73,7 @@ bool namespace_refused(int err) {
 std::optional<Endpoint> own_upstream(const Handover& h) {
     const std::string* text = nullptr;
     if (const auto* o = std::get_if<StreamOptions>(&h.options)) {
-        if (o->upstream_mode == UpstreamMode::fixed) text = &o->upstream;
+        if (has_upstream_endpoint(o->upstream_mode)) text = &o->upstream;
     } else if (const auto* d = std::get_if<DatagramOptions>(&h.options)) {
         text = &d->upstream;
     } else if (const auto* p = std::get_if<PacketOptions>(&h.options)) {

@@ -55,28 +55,18 @@ std::string ports_text(const std::vector<PortRange>& ranges) {
 LandlockRules landlock_rules(const Handover& h) {
     LandlockRules rules;
     rules.tcp_connect = std::vector<PortRange>{};
-    if (const auto up = own_upstream(h);
-        up && up->scheme == Scheme::unix_stream && !up->path.empty() && up->path.front() == '@')
+    const auto up = own_upstream(h);
+    if (up && up->scheme == Scheme::unix_stream && !up->path.empty() && up->path.front() == '@')
         rules.scope_abstract_unix = false;
-    // The nfqueue reader's one stream: its tcp: upstream's port, if it has one.
-    if (const auto* packet = std::get_if<PacketOptions>(&h.options)) {
-        if (packet->upstream.starts_with("tcp:")) {
-            const Endpoint e = parse_endpoint(packet->upstream);
-            const auto port = static_cast<uint16_t>(e.port);
-            rules.tcp_connect->push_back({port, port});
-        }
+    // A fixed upstream (base-address varies only its IP), or the queue reader's one stream:
+    // TCP connects to that port only, if it is a tcp: one.
+    if (up) {
+        const auto port = static_cast<uint16_t>(up->port);
+        if (up->scheme == Scheme::tcp) rules.tcp_connect->push_back({port, port});
         return rules;
     }
     const auto* stream = std::get_if<StreamOptions>(&h.options);
     if (stream == nullptr) return rules;  // no stream upstream: no TCP connect at all
-    if (stream->upstream_mode == UpstreamMode::fixed) {
-        if (!stream->upstream.empty()) {
-            const Endpoint e = parse_endpoint(stream->upstream);
-            const auto port = static_cast<uint16_t>(e.port);
-            if (e.scheme == Scheme::tcp) rules.tcp_connect->push_back({port, port});
-        }
-        return rules;
-    }
     // Chosen per connection: bounded by the allow list's ports, if it bounds them.
     std::set<std::pair<uint16_t, uint16_t>> ranges;
     size_t ports = 0;

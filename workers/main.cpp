@@ -201,38 +201,22 @@ class Worker {
     std::string last_stats_;
 };
 
-// The socket domains this worker's upstreams can have: a fixed upstream's own family only. A
-// host name's later address sets may bring either IP family: the row's (IP) domains.
+// The socket domains this worker's upstreams can have: its own upstream's family only. A host
+// name's later address sets may bring either IP family, and a destination the client chooses any
+// family of the row: the row's domains then.
 std::vector<int> worker_upstream_domains(const Handover& h) {
     const KindRow& row = kind_row(h.kind);
+    const std::vector<int> all(row.upstream_domains.begin(), row.upstream_domains.end());
+    if (all.empty()) return all;  // stream-to-raw creates no socket
     const auto* so = std::get_if<StreamOptions>(&h.options);
     const auto* dgo = std::get_if<DatagramOptions>(&h.options);
-    if ((so && !so->upstream_host.empty()) || (dgo && !dgo->upstream_host.empty()))
-        return {row.upstream_domains.begin(), row.upstream_domains.end()};
-    if (const auto* o = so; o && has_upstream_endpoint(o->upstream_mode)) {
-        const int family = parse_endpoint(o->upstream).family();
-        for (int d : row.upstream_domains)
-            if (d == family) return {family};
-        throw handover_refused("upstream " + o->upstream + " is not a socket kind " +
-                               std::string(row.name) + " may create");
-    }
-    if (const auto* o = std::get_if<DatagramOptions>(&h.options)) {
-        const int family = parse_endpoint(o->upstream).family();
-        for (int d : row.upstream_domains)
-            if (d == family) return {family};
-        throw handover_refused("upstream " + o->upstream + " is not a socket kind " +
-                               std::string(row.name) + " may create");
-    }
-    // The queue reader's one stream: its upstream's family only (stream-to-raw creates none).
-    if (const auto* o = std::get_if<PacketOptions>(&h.options);
-        o && !row.upstream_domains.empty()) {
-        const int family = parse_endpoint(o->upstream).family();
-        for (int d : row.upstream_domains)
-            if (d == family) return {family};
-        throw handover_refused("upstream " + o->upstream + " is not a socket kind " +
-                               std::string(row.name) + " may create");
-    }
-    return {row.upstream_domains.begin(), row.upstream_domains.end()};
+    if ((so && !so->upstream_host.empty()) || (dgo && !dgo->upstream_host.empty())) return all;
+    const auto up = sandbox::own_upstream(h);
+    if (!up) return all;
+    for (int d : all)
+        if (d == up->family()) return {d};
+    throw handover_refused("upstream " + to_string(*up) + " is not a socket kind " +
+                           std::string(row.name) + " may create");
 }
 
 // A setup failure for want of a resource (fds, memory) may pass: the supervisor restarts the

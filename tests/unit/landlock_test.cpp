@@ -39,6 +39,15 @@ TEST(LandlockRules, AFixedTcpUpstreamAllowsItsPortOnly) {
     EXPECT_EQ(ports(r), (std::vector<std::pair<int, int>>{{9000, 9000}}));
 }
 
+// Base-address mode varies the IP only; the port stays the configured one, even under a broad
+// allow list.
+TEST(LandlockRules, ABaseAddressUpstreamAllowsItsPortOnly) {
+    const auto r = landlock_rules(
+        stream_handover(UpstreamMode::base_address, "tcp:10.0.0.0:8443", {"10.0.0.0/8:*"}));
+    ASSERT_TRUE(r.tcp_connect);
+    EXPECT_EQ(ports(r), (std::vector<std::pair<int, int>>{{8443, 8443}}));
+}
+
 TEST(LandlockRules, AnUpstreamThatIsNotTcpAllowsNoTcpConnect) {
     for (const char* up : {"vsock:3:5000", "unix:/run/x.sock"}) {
         const auto r = landlock_rules(stream_handover(UpstreamMode::fixed, up, {}));
