@@ -28,7 +28,10 @@ stage "release build"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPFPROXY_WERROR=ON \
   "${launcher[@]}" >/dev/null
 ninja -C build -j "$jobs"
-(cd build && ctest --output-on-failure --timeout 1800)
+# Unit tests share nothing (no ports, no namespaces, no daemons): they run side by side. The rest
+# bind ports and build namespaces and wait for events with deadlines: one at a time.
+(cd build && ctest --output-on-failure --timeout 600 -L '^unit$' -j "$jobs" &&
+  ctest --output-on-failure --timeout 1800 -LE '^unit$')
 
 stage "ASan+UBSan build"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPFPROXY_SANITIZE=ON \
@@ -38,15 +41,16 @@ ninja -C build-asan -j "$jobs"
 # Not repeated here, as they check no memory behaviour of the code and ran in the release stage
 # against what ships: the packaging and systemd checks (the installed tree, the schema, the
 # units' syscall filter) and the per-kind seccomp death matrix (the production filters).
-(cd build-asan && ASAN_OPTIONS=abort_on_error=0 \
-  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 900 \
-  -LE '^(packaging|systemd)$' -E '^EveryKind/SandboxKindDeathTest')
+(cd build-asan && export ASAN_OPTIONS=abort_on_error=0 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 &&
+  ctest --output-on-failure --timeout 900 -L '^unit$' -j "$jobs" -E '^EveryKind/SandboxKindDeathTest' &&
+  ctest --output-on-failure --timeout 900 -LE '^(unit|packaging|systemd)$')
 
-stage "fuzz targets (clang), fuzz smoke (${fuzz_seconds}s per target)"
+stage "fuzz targets (clang), fuzz smoke (${fuzz_seconds}s per target, $jobs at a time)"
 # Only the libFuzzer targets (clang, ASan+UBSan): each compiles the code it fuzzes itself, so the
 # rest of the tree is not built a third time. -g: symbolised stacks in a crash report.
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_CXX_FLAGS=-g -DPFPROXY_FUZZ=ON -DPFPROXY_WERROR=ON "${launcher[@]}" >/dev/null
 ninja -C build-fuzz -j "$jobs" fuzz
-tests/fuzz/smoke.sh build-fuzz "$fuzz_seconds"
+tests/fuzz/smoke.sh build-fuzz "$fuzz_seconds" "$jobs"
 stage "all test stages passed"
