@@ -3,7 +3,8 @@
 # vsock, measured in one boot of the QEMU guest of tests/vm (this kernel has no vsock loopback).
 # Prints a markdown table. Not run in CI. See bench/README.md ("vsock in the guest").
 #
-#   bench/vsock.sh [--rounds N] [--seconds S] [--build-dir DIR] [--no-build] [--keep]
+#   bench/vsock.sh [--rounds N] [--seconds S] [--build-dir DIR] [--no-build] [--keep] [--syscalls]
+# --syscalls: also count each relay's system calls per round trip (strace in the guest).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,6 +13,7 @@ ROUNDS=3
 SECONDS_PER=2
 BUILD=1
 KEEP=()
+TRACE=()
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -20,7 +22,10 @@ while [ $# -gt 0 ]; do
         --build-dir) BUILD_DIR="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --keep) KEEP=(--keep-log); shift ;;
-        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        --syscalls)
+            command -v strace >/dev/null || { echo "vsock.sh: --syscalls needs strace" >&2; exit 2; }
+            TRACE=(--add "$(command -v strace)"); shift ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
         *) echo "vsock.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -37,11 +42,12 @@ fi
 BUILD_DIR="$(cd "$BUILD_DIR" && pwd)"
 
 # 8 paths x 3 measurements x rounds, each S seconds (plus set-up), and boot and start-up.
-timeout_s=$(( ROUNDS * 24 * (SECONDS_PER + 2) + 120 ))
+timeout_s=$(( ROUNDS * 24 * (SECONDS_PER + 2) + 120 + ${#TRACE[@]} * 60 ))
 log="$(mktemp "${TMPDIR:-/tmp}/vsock-bench.XXXXXX")" || exit 1
 "$ROOT/tests/vm/run-guest.sh" --build-dir "$BUILD_DIR" --timeout "$timeout_s" --quiet \
-    --log "$log" "${KEEP[@]}" -- \
-    vsock_bench --bin "$BUILD_DIR/bin" --rounds "$ROUNDS" --seconds "$SECONDS_PER"
+    --log "$log" "${KEEP[@]}" "${TRACE[@]}" -- \
+    vsock_bench --bin "$BUILD_DIR/bin" --rounds "$ROUNDS" --seconds "$SECONDS_PER" \
+    ${TRACE:+--strace "${TRACE[1]}"}
 status=$?
 if [ "$status" != 0 ]; then
     echo "vsock.sh: the guest run failed (status $status); log: $log" >&2

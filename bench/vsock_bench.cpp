@@ -2,7 +2,12 @@
 // against direct vsock, inside the QEMU guest of tests/vm (the only place with vsock loopback:
 // never run it on a host). bench/vsock.sh boots the guest and runs it; see bench/README.md.
 //
-//   vsock_bench --bin DIR [--rounds N] [--seconds S]
+//   vsock_bench --bin DIR [--rounds N] [--seconds S] [--strace PATH]
+//
+// With --strace (bench/vsock.sh --syscalls), it then counts the system calls of the process that
+// relays each path (`strace -c -f` attached to it) over a fixed number of 1-byte round trips, and
+// prints them per exchange: where the relays' time goes, not how fast they are (tracing slows
+// every call).
 //
 // It starts its servers (a process of their own: vsock port 9000, TCP 127.0.0.1:9001), a
 // reference relay (a process with two blocking copy threads per connection, vsock 9200 -> 9000:
@@ -329,7 +334,66 @@ struct Path {
     std::string name;
     std::string what;
     Target target;
+    std::string proxy;  // the pf-proxyd proxy relaying it ("" for the others)
 };
+
+// ---------------------------------------------------------------- system calls per exchange
+
+// The pid of pf-proxyd's worker for `proxy` (its command line names "PROXY/0").
+pid_t worker_pid(const std::string& proxy) {
+    for (pid_t pid = 2; pid < 1 << 16; ++pid) {
+        std::string cmd = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+        std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+        if (cmd.find("pf-proxy-worker") != std::string::npos &&
+            cmd.find(" " + proxy + "/0") != std::string::npos)
+            return pid;
+    }
+    return -1;
+}
+
+// strace -c's summary: calls per system call name.
+std::map<std::string, double> strace_calls(const std::string& summary) {
+    std::map<std::string, double> calls;
+    std::istringstream in(summary);
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream l(line);
+        std::vector<std::string> f;
+        for (std::string w; l >> w;) f.push_back(w);
+        // "% time  seconds  usecs/call  calls  [errors]  syscall"
+        if (f.size() < 5 || f.back() == "total" || f.back() == "syscall") continue;
+        if (f[0].find_first_not_of("0123456789.") != std::string::npos) continue;
+        calls[f.back()] = std::atof(f[3].c_str());
+    }
+    return calls;
+}
+
+// Calls per round trip of the process `pid` over `exchanges` 1-byte round trips on `t`.
+std::map<std::string, double> syscalls_per_exchange(const std::string& strace, pid_t pid,
+                                                    const Target& t, int exchanges) {
+    int fd = connect_to(t);
+    if (fd < 0 || pid <= 0) return {};
+    char b = 'P';
+    bool ok = send_all(fd, &b, 1) && send_all(fd, &b, 1) && recv_all(fd, &b, 1);
+    const std::string out = "/tmp/vsock_bench_strace.txt";
+    const pid_t tracer = ::fork();
+    if (tracer < 0) die("fork");
+    if (tracer == 0) {
+        const std::string p = std::to_string(pid);
+        ::execl(strace.c_str(), strace.c_str(), "-c", "-f", "-o", out.c_str(), "-p", p.c_str(),
+                nullptr);
+        ::_exit(127);
+    }
+    std::this_thread::sleep_for(1s);  // attached
+    for (int i = 0; ok && i < exchanges; ++i) ok = send_all(fd, &b, 1) && recv_all(fd, &b, 1);
+    ::kill(tracer, SIGINT);
+    ::waitpid(tracer, nullptr, 0);
+    ::close(fd);
+    if (!ok) return {};
+    auto calls = strace_calls(read_file(out));
+    for (auto& [name, n] : calls) n /= exchanges;
+    return calls;
+}
 
 std::string fixed(double v, int digits) {
     char s[64];
@@ -340,7 +404,7 @@ std::string fixed(double v, int digits) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string bin;
+    std::string bin, strace;
     int rounds = 3;
     double seconds = 2;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -351,6 +415,8 @@ int main(int argc, char** argv) {
             rounds = std::atoi(v.c_str());
         else if (k == "--seconds")
             seconds = std::atof(v.c_str());
+        else if (k == "--strace")
+            strace = v;
     }
     if (bin.empty() || rounds < 1 || rounds > 20 || seconds <= 0 || seconds > 60) {
         std::fprintf(stderr, "usage: vsock_bench --bin DIR [--rounds 1-20] [--seconds S<=60]\n");
@@ -389,14 +455,14 @@ int main(int argc, char** argv) {
   {"name": "pair-out", "listen": "vsock:any:9104", "upstream": "tcp:127.0.0.1:9001"}]})");
 
     const std::vector<Path> paths = {
-        {"direct vsock", "client -> vsock server", {true, kVsockServer}},
-        {"direct tcp", "client -> TCP server (loopback)", {false, kTcpServer}},
-        {"reference relay", "vsock -> 2 threads, blocking copy -> vsock", {true, 9200}},
-        {"vsock-to-vsock", "vsock -> relay -> vsock", {true, 9100}},
-        {"vsock-to-vsock copy", "the same with \"splice\": false", {true, 9105}},
-        {"ip-to-vsock", "TCP -> relay -> vsock", {false, 9101}},
-        {"vsock-to-ip", "vsock -> relay -> TCP", {true, 9102}},
-        {"pair", "TCP -> ip-to-vsock -> vsock -> vsock-to-ip -> TCP", {false, 9103}},
+        {"direct vsock", "client -> vsock server", {true, kVsockServer}, ""},
+        {"direct tcp", "client -> TCP server (loopback)", {false, kTcpServer}, ""},
+        {"reference relay", "vsock -> 2 threads, blocking copy -> vsock", {true, 9200}, ""},
+        {"vsock-to-vsock", "vsock -> relay -> vsock", {true, 9100}, "v2v"},
+        {"vsock-to-vsock copy", "the same with \"splice\": false", {true, 9105}, "v2v-copy"},
+        {"ip-to-vsock", "TCP -> relay -> vsock", {false, 9101}, "i2v"},
+        {"vsock-to-ip", "vsock -> relay -> TCP", {true, 9102}, "v2i"},
+        {"pair", "TCP -> ip-to-vsock -> vsock -> vsock-to-ip -> TCP", {false, 9103}, ""},
     };
     // results[metric][path] = one value per round; ratios[metric][path] per round too.
     std::map<std::string, std::map<std::string, std::vector<double>>> results, ratios;
@@ -413,6 +479,17 @@ int main(int argc, char** argv) {
             const double direct = results[m]["direct vsock"].back();
             for (const auto& p : paths)
                 ratios[m][p.name].push_back(direct > 0 ? results[m][p.name].back() / direct : 0);
+        }
+    }
+    // System calls per exchange of each pf-proxyd relay.
+    std::vector<std::pair<std::string, std::map<std::string, double>>> traced;
+    if (!strace.empty()) {
+        constexpr int kExchanges = 2000;
+        for (const auto& p : paths) {
+            const pid_t pid = p.proxy.empty() ? -1 : worker_pid(p.proxy);
+            if (pid > 0)
+                traced.emplace_back(p.name,
+                                    syscalls_per_exchange(strace, pid, p.target, kExchanges));
         }
     }
     stop_daemon(d);
@@ -439,6 +516,31 @@ int main(int argc, char** argv) {
         "\nMedians of %d interleaved rounds, %.1f s per measurement, one boot (1 vCPU, "
         "TCG); ratios are medians of per-round ratios.\n",
         rounds, seconds);
+    if (!traced.empty()) {
+        std::printf(
+            "\n| path | system calls per round trip | epoll_wait | reads | writes | other |\n");
+        std::printf("|---|---:|---:|---:|---:|---|\n");
+        for (const auto& [name, calls] : traced) {
+            double total = 0, waits = 0, reads = 0, writes = 0;
+            std::string other;
+            for (const auto& [call, n] : calls) {
+                total += n;
+                if (call.starts_with("epoll_wait") || call.starts_with("epoll_pwait")) {
+                    waits += n;
+                } else if (call == "recvfrom" || call == "read" || call == "recvmsg") {
+                    reads += n;
+                } else if (call == "sendto" || call == "write" || call == "sendmsg") {
+                    writes += n;
+                } else if (n >= 0.01) {
+                    other += (other.empty() ? "" : ", ") + call + " " + fixed(n, 2);
+                }
+            }
+            std::printf("| %s | %s | %s | %s | %s | %s |\n", name.c_str(), fixed(total, 2).c_str(),
+                        fixed(waits, 2).c_str(), fixed(reads, 2).c_str(), fixed(writes, 2).c_str(),
+                        other.empty() ? "-" : other.c_str());
+        }
+        std::printf("\nstrace -c -f attached to each relay over 2000 1-byte round trips.\n");
+    }
     std::printf("<!-- vsock_bench end -->\n");
     return 0;
 }
