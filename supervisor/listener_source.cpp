@@ -15,9 +15,24 @@ ListenerSource::ListenerSource(const Privileges& privs, std::optional<Identity> 
                                PassedSockets passed)
     : privs_(privs), identity_(std::move(identity)), passed_(std::move(passed)) {}
 
+namespace {
+
+// A stored datagram socket can head a group of per-worker sockets only if it was opened with
+// SO_REUSEPORT (by a pf-proxyd that ran the proxy with several workers too); else it is dropped
+// and the group opened anew.
+bool joins_group(int fd, const policy::Proxy& proxy) {
+    if (!socket_per_worker(proxy)) return true;
+    int on = 0;
+    socklen_t len = sizeof on;
+    return ::getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, &len) == 0 && on != 0;
+}
+
+}  // namespace
+
 Listener ListenerSource::obtain(const policy::Proxy& proxy) {
     Listener l = obtain_listener(proxy);
     try {
+        l.group = open_worker_sockets(proxy, privs_, identity_);
         l.others = open_other_fds(proxy, privs_);
     } catch (...) {
         discard(l);
@@ -89,7 +104,7 @@ Listener ListenerSource::obtain_listener(const policy::Proxy& proxy) {
     }
     // A listener an earlier pf-proxyd stored: still queued connections, no capability needed.
     for (auto& e : passed_.take(store_name(proxy.name))) {
-        if (!l.fd && listens_on(e.fd.get(), proxy.listen)) {
+        if (!l.fd && listens_on(e.fd.get(), proxy.listen) && joins_group(e.fd.get(), proxy)) {
             l.fd = std::move(e.fd);
             l.origin = Listener::Origin::stored;
         } else {
@@ -127,10 +142,13 @@ void ListenerSource::discard(Listener& l) {
         passed_.give_back(std::move(l.passed));
     }
     l.fd.reset();
+    l.group.clear();
     l.others.clear();
 }
 
 Listener ListenerSource::share(const policy::Proxy& proxy, const Listener& donor) {
+    if (std::string why = worker_sockets_mismatch(proxy, donor.group.size()); !why.empty())
+        throw std::runtime_error(why);
     Listener l;
     l.fd.reset(::fcntl(donor.fd.get(), F_DUPFD_CLOEXEC, 3));
     if (!l.fd) {
@@ -138,6 +156,13 @@ Listener ListenerSource::share(const policy::Proxy& proxy, const Listener& donor
                                  to_string(proxy.listen) + ": " + std::strerror(errno));
     }
     l.bound = donor.bound;
+    for (const auto& fd : donor.group) {
+        l.group.emplace_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+        if (!l.group.back())
+            throw std::runtime_error(
+                "proxy \"" + proxy.name +
+                "\": cannot share its workers' sockets: " + std::strerror(errno));
+    }
     for (const auto& fd : donor.others) {
         l.others.emplace_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
         if (!l.others.back())
@@ -160,6 +185,7 @@ void ListenerSource::release(const policy::Proxy& proxy, Listener& l) {
         remove_stored_fd(store_name(proxy.name));
     }
     l.fd.reset();
+    l.group.clear();
     l.others.clear();
 }
 
