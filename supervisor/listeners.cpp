@@ -134,7 +134,16 @@ void tune_listener(int fd, const policy::Proxy& proxy) {
     }
     int type = 0;
     len = sizeof type;
-    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) return;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return;
+    if (type == SOCK_DGRAM) {
+        // A forwarder is descheduled now and then: its socket must hold the datagrams that
+        // arrive meanwhile (the kernel's default, ~200 KiB, holds ~90 of 1,400 bytes). The kernel
+        // caps the request at net.core.rmem_max; the memory is used only while datagrams wait.
+        int size = kDatagramReceiveBuffer;
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+        return;
+    }
+    if (type != SOCK_STREAM) return;
     // Accepted sockets inherit these from the listener, which saves the worker five setsockopt
     // calls per client.
     int one = 1;

@@ -50,7 +50,8 @@ const Endpoint& fd_endpoint(const policy::Proxy& proxy, FdRole role);
 std::vector<unique_fd> open_other_fds(const policy::Proxy& proxy, const Privileges& privs);
 
 // TCP_NODELAY and keep-alive of the policy on a TCP listener (accepted sockets inherit them);
-// nothing for other families.
+// SO_RCVBUF kDatagramReceiveBuffer on a UDP socket; nothing for other families.
+inline constexpr int kDatagramReceiveBuffer = 4 << 20;
 void tune_listener(int fd, const policy::Proxy& proxy);
 void set_nonblocking(int fd);
 
