@@ -124,7 +124,9 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
                 stage(out++, i, &f.client.addr, f.client.len);
             }
             table_.touch(f, Clock::now());
-            send_staged(sock_.get(), out, stats_.datagrams_down, stats_.bytes_down);
+            if (!send_segmented(sock_.get(), out, stats_.datagrams_down, stats_.bytes_down,
+                                &f.client.addr, f.client.len))
+                send_staged(sock_.get(), out, stats_.datagrams_down, stats_.bytes_down);
             if (static_cast<size_t>(n) < batch_) return;
         }
     }
@@ -167,9 +169,11 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
         out_[slot].msg_hdr.msg_namelen = len;
     }
 
-    // out_[0..n) as one segmented send on connected fd; false (nothing sent) when they are not
-    // one run of equal sizes, or the kernel or device cannot segment (then never tried again).
-    bool send_segmented(int fd, size_t n, uint64_t& datagrams, uint64_t& bytes) {
+    // out_[0..n) as one segmented send on fd (to `name`, or its peer when null); false (nothing
+    // sent) when they are not one run of equal sizes, or the kernel or device cannot segment
+    // (then never tried again).
+    bool send_segmented(int fd, size_t n, uint64_t& datagrams, uint64_t& bytes,
+                        void* name = nullptr, socklen_t name_len = 0) {
         const size_t size = out_iov_[0].iov_len;
         if (!segment_ || n < 2 || n > kMaxSegments || size == 0 || size > kMaxSegmentSize)
             return false;
@@ -181,6 +185,8 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
         }
         if (total > kMaxSegmentedPayload) return false;
         msghdr h{};
+        h.msg_name = name;
+        h.msg_namelen = name_len;
         h.msg_iov = out_iov_.data();
         h.msg_iovlen = n;
         alignas(cmsghdr) char control[CMSG_SPACE(sizeof(uint16_t))] = {};

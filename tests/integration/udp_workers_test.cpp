@@ -42,15 +42,19 @@ int sockets_of(pid_t pid) {
     return n;
 }
 
+std::string tag(const std::string& round, size_t client) {
+    return round + " " + std::to_string(client) + ";";
+}
+
 // Every client sends one datagram tagged `round` and must get exactly it back.
 void round_trip(std::vector<unique_fd>& clients, uint16_t in, const std::string& round,
                 const Daemon& d) {
     for (size_t i = 0; i < clients.size(); ++i)
-        ASSERT_TRUE(send_udp(clients[i].get(), AF_INET, in, round + " " + std::to_string(i)));
+        ASSERT_TRUE(send_udp(clients[i].get(), AF_INET, in, tag(round, i)));
     for (size_t i = 0; i < clients.size(); ++i) {
         const auto back = recv_udp(clients[i].get(), 10s);
         ASSERT_TRUE(back) << "client " << i << " " << round << "\n" << d.log();
-        EXPECT_EQ(*back, round + " " + std::to_string(i));
+        EXPECT_EQ(*back, tag(round, i));
     }
 }
 
@@ -85,9 +89,14 @@ TEST(UdpForwardWorkers, ClientsStayOnOneWorkerAndAKilledWorkersClientsAreServedA
     ASSERT_EQ(now.size(), 2u) << d.log();
     ASSERT_TRUE(d.wait_log("udp-forward worker ready", 20s, 3)) << d.log();
     round_trip(clients, in, "after", d);
-    // The killed worker's clients opened new flows (new source ports upstream); the survivor's
-    // clients kept theirs.
-    EXPECT_EQ(server.peers().size(), static_cast<size_t>(kClients + lost)) << d.log();
+    // The killed worker's clients opened new flows (new source ports upstream, unless the kernel
+    // happened to hand out a closed one's port again); the survivor's clients kept theirs.
+    int kept = 0;
+    for (size_t i = 0; i < clients.size(); ++i)
+        if (server.peer_of(tag("after", i)) == server.peer_of(tag("r2", i))) ++kept;
+    EXPECT_GE(kept, kClients - lost) << d.log();
+    EXPECT_LE(server.peers().size(), static_cast<size_t>(kClients + lost));
+    EXPECT_GT(server.peers().size(), static_cast<size_t>(kClients)) << "no new flow was made";
 }
 
 TEST(UdpForwardWorkers, AReloadCannotChangeHowManyThereAre) {
