@@ -17,14 +17,16 @@ ListenerSource::ListenerSource(const Privileges& privs, std::optional<Identity> 
 
 namespace {
 
-// A stored datagram socket can head a group of per-worker sockets only if it was opened with
-// SO_REUSEPORT (by a pf-proxyd that ran the proxy with several workers too); else it is dropped
-// and the group opened anew.
+// A stored datagram socket heads the group of per-worker sockets: one stored by a pf-proxyd that
+// ran the proxy with one worker has no SO_REUSEPORT yet, and gets it now (set after bind, it
+// still lets the others join: the kernel makes the group when the second socket binds).
 bool joins_group(int fd, const policy::Proxy& proxy) {
     if (!socket_per_worker(proxy)) return true;
     int on = 0;
     socklen_t len = sizeof on;
-    return ::getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, &len) == 0 && on != 0;
+    if (::getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, &len) == 0 && on != 0) return true;
+    on = 1;
+    return ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) == 0;
 }
 
 }  // namespace
@@ -104,12 +106,16 @@ Listener ListenerSource::obtain_listener(const policy::Proxy& proxy) {
     }
     // A listener an earlier pf-proxyd stored: still queued connections, no capability needed.
     for (auto& e : passed_.take(store_name(proxy.name))) {
-        if (!l.fd && listens_on(e.fd.get(), proxy.listen) && joins_group(e.fd.get(), proxy)) {
+        const bool same = !l.fd && listens_on(e.fd.get(), proxy.listen);
+        if (same && joins_group(e.fd.get(), proxy)) {
             l.fd = std::move(e.fd);
             l.origin = Listener::Origin::stored;
         } else {
-            log::info("dropping the stored listener ", e.name, " (fd ", e.number,
-                      "): it does not listen on ", to_string(proxy.listen), " any more");
+            log::info("dropping the stored listener ", e.name, " (fd ", e.number, "): ",
+                      same
+                          ? "SO_REUSEPORT cannot be set on it, and each of the " +
+                                std::to_string(proxy.workers) + " workers needs a socket of its own"
+                          : "it does not listen on " + to_string(proxy.listen) + " any more");
             l.store_pending = true;  // its entry is replaced by the new listener's
         }
     }
