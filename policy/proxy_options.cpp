@@ -365,6 +365,13 @@ void parse_family_keys(Checker& check, const json& v, const std::string& pointer
     if (datagram && p.max_flows < p.workers)
         check.error(at("max_flows"), "expected max_flows >= workers (" + std::to_string(p.workers) +
                                          "): each worker needs a flow");
+    // Each worker reads its own SO_REUSEPORT socket (a client stays on one worker); systemd
+    // passes one socket, which cannot be made into such a group.
+    if (datagram && p.workers > 1 && p.listen.scheme == Scheme::systemd)
+        check.error(at("workers"), "expected 1 with a socket systemd passes: " + name +
+                                       " gives each worker its own SO_REUSEPORT socket so that a "
+                                       "client stays on one worker, and one passed socket cannot "
+                                       "be split (listen on udp:ADDR:PORT to run more workers)");
 }
 
 }  // namespace pfp::policy::detail

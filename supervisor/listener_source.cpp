@@ -15,9 +15,26 @@ ListenerSource::ListenerSource(const Privileges& privs, std::optional<Identity> 
                                PassedSockets passed)
     : privs_(privs), identity_(std::move(identity)), passed_(std::move(passed)) {}
 
+namespace {
+
+// A stored datagram socket heads the group of per-worker sockets: one stored by a pf-proxyd that
+// ran the proxy with one worker has no SO_REUSEPORT yet, and gets it now (set after bind, it
+// still lets the others join: the kernel makes the group when the second socket binds).
+bool joins_group(int fd, const policy::Proxy& proxy) {
+    if (!socket_per_worker(proxy)) return true;
+    int on = 0;
+    socklen_t len = sizeof on;
+    if (::getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, &len) == 0 && on != 0) return true;
+    on = 1;
+    return ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) == 0;
+}
+
+}  // namespace
+
 Listener ListenerSource::obtain(const policy::Proxy& proxy) {
     Listener l = obtain_listener(proxy);
     try {
+        l.group = open_worker_sockets(proxy, privs_, identity_);
         l.others = open_other_fds(proxy, privs_);
     } catch (...) {
         discard(l);
@@ -89,12 +106,16 @@ Listener ListenerSource::obtain_listener(const policy::Proxy& proxy) {
     }
     // A listener an earlier pf-proxyd stored: still queued connections, no capability needed.
     for (auto& e : passed_.take(store_name(proxy.name))) {
-        if (!l.fd && listens_on(e.fd.get(), proxy.listen)) {
+        const bool same = !l.fd && listens_on(e.fd.get(), proxy.listen);
+        if (same && joins_group(e.fd.get(), proxy)) {
             l.fd = std::move(e.fd);
             l.origin = Listener::Origin::stored;
         } else {
-            log::info("dropping the stored listener ", e.name, " (fd ", e.number,
-                      "): it does not listen on ", to_string(proxy.listen), " any more");
+            log::info("dropping the stored listener ", e.name, " (fd ", e.number, "): ",
+                      same
+                          ? "SO_REUSEPORT cannot be set on it, and each of the " +
+                                std::to_string(proxy.workers) + " workers needs a socket of its own"
+                          : "it does not listen on " + to_string(proxy.listen) + " any more");
             l.store_pending = true;  // its entry is replaced by the new listener's
         }
     }
@@ -127,10 +148,13 @@ void ListenerSource::discard(Listener& l) {
         passed_.give_back(std::move(l.passed));
     }
     l.fd.reset();
+    l.group.clear();
     l.others.clear();
 }
 
 Listener ListenerSource::share(const policy::Proxy& proxy, const Listener& donor) {
+    if (std::string why = worker_sockets_mismatch(proxy, donor.group.size()); !why.empty())
+        throw std::runtime_error(why);
     Listener l;
     l.fd.reset(::fcntl(donor.fd.get(), F_DUPFD_CLOEXEC, 3));
     if (!l.fd) {
@@ -138,6 +162,13 @@ Listener ListenerSource::share(const policy::Proxy& proxy, const Listener& donor
                                  to_string(proxy.listen) + ": " + std::strerror(errno));
     }
     l.bound = donor.bound;
+    for (const auto& fd : donor.group) {
+        l.group.emplace_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+        if (!l.group.back())
+            throw std::runtime_error(
+                "proxy \"" + proxy.name +
+                "\": cannot share its workers' sockets: " + std::strerror(errno));
+    }
     for (const auto& fd : donor.others) {
         l.others.emplace_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
         if (!l.others.back())
@@ -160,6 +191,7 @@ void ListenerSource::release(const policy::Proxy& proxy, Listener& l) {
         remove_stored_fd(store_name(proxy.name));
     }
     l.fd.reset();
+    l.group.clear();
     l.others.clear();
 }
 

@@ -23,6 +23,15 @@ struct Listener {
     // The kind's other fds (raw injectors), in its row's order after the listener: opened with
     // the listener, while the supervisor still holds the capability they need.
     std::vector<unique_fd> others;
+    // A datagram proxy with several workers: the SO_REUSEPORT sockets of workers 1..N-1 (worker 0
+    // reads `fd`), bound to the same address, so the kernel's hash of a client's address keeps
+    // it on one worker. Kept for the proxy's life: a restarted worker and the next generation's
+    // worker of the same index read the same socket.
+    std::vector<unique_fd> group;
+    // The socket worker `index` reads.
+    int worker_fd(size_t index) const {
+        return index == 0 || group.empty() ? fd.get() : group.at(index - 1).get();
+    }
     explicit operator bool() const { return static_cast<bool>(fd); }
 };
 

@@ -134,7 +134,16 @@ void tune_listener(int fd, const policy::Proxy& proxy) {
     }
     int type = 0;
     len = sizeof type;
-    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) return;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return;
+    if (type == SOCK_DGRAM) {
+        // A forwarder is descheduled now and then: its socket must hold the datagrams that
+        // arrive meanwhile (the kernel's default, ~200 KiB, holds ~90 of 1,400 bytes). The kernel
+        // caps the request at net.core.rmem_max; the memory is used only while datagrams wait.
+        int size = kDatagramReceiveBuffer;
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+        return;
+    }
+    if (type != SOCK_STREAM) return;
     // Accepted sockets inherit these from the listener, which saves the worker five setsockopt
     // calls per client.
     int one = 1;
@@ -181,12 +190,36 @@ void apply_socket_file_access(const policy::Proxy& proxy, const Privileges& priv
     }
 }
 
+bool socket_per_worker(const policy::Proxy& proxy) {
+    return kind_row(proxy.kind).family == KindFamily::datagram && proxy.workers > 1;
+}
+
+std::vector<unique_fd> open_worker_sockets(const policy::Proxy& proxy, const Privileges& privs,
+                                           const std::optional<Identity>& identity) {
+    std::vector<unique_fd> out;
+    if (!socket_per_worker(proxy)) return out;
+    for (int i = 1; i < proxy.workers; ++i) out.push_back(open_listener(proxy, privs, identity));
+    return out;
+}
+
+std::string worker_sockets_mismatch(const policy::Proxy& proxy, size_t group_size) {
+    const size_t want = socket_per_worker(proxy) ? static_cast<size_t>(proxy.workers) - 1 : 0;
+    if (group_size == want) return "";
+    return "proxy \"" + proxy.name + "\": workers cannot change from " +
+           std::to_string(group_size + 1) + " to " + std::to_string(proxy.workers) +
+           " while it keeps its listener on " + to_string(proxy.listen) + ": each " +
+           std::string(kind_name(proxy.kind)) +
+           " worker reads its own SO_REUSEPORT socket, made when the listener is opened "
+           "(restart pf-proxyd to change it)";
+}
+
 unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
                         const std::optional<Identity>& identity) {
     SocketRequest req;
     // The kind's first fd is the one bound to `listen`: a stream listener or a datagram socket.
     req.role = kind_row(proxy.kind).fds.front();
     req.endpoint = proxy.listen;
+    req.reuse_port = socket_per_worker(proxy);
     req.backlog = proxy.backlog;
     req.tune = [&proxy](int fd) { tune_listener(fd, proxy); };
     req.file_mode = proxy.unix_socket.mode;

@@ -27,6 +27,20 @@ std::set<int> caps_to_keep(const policy::Policy& p);
 unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,
                         const std::optional<Identity>& identity);
 
+// A datagram proxy with more than one worker: one SO_REUSEPORT socket per worker.
+bool socket_per_worker(const policy::Proxy& proxy);
+
+// The sockets of workers 1..N-1 of such a proxy, joining the group of its listener (opened with
+// SO_REUSEPORT by open_listener, by the same user). Throws like open_listener.
+std::vector<unique_fd> open_worker_sockets(const policy::Proxy& proxy, const Privileges& privs,
+                                           const std::optional<Identity>& identity);
+
+// "" when `l` has the sockets `proxy`'s workers need (one per worker for socket_per_worker);
+// else why not, naming the proxy. The group is made when the listener is opened: a reload
+// cannot grow it (a socket opened after privileges were dropped belongs to another user, and
+// the kernel keeps it out of the group) nor shrink it without moving clients between workers.
+std::string worker_sockets_mismatch(const policy::Proxy& proxy, size_t group_size);
+
 // What the socket of `role` is opened on: the listener on `listen`, raw injectors on `upstream`.
 const Endpoint& fd_endpoint(const policy::Proxy& proxy, FdRole role);
 
@@ -36,7 +50,8 @@ const Endpoint& fd_endpoint(const policy::Proxy& proxy, FdRole role);
 std::vector<unique_fd> open_other_fds(const policy::Proxy& proxy, const Privileges& privs);
 
 // TCP_NODELAY and keep-alive of the policy on a TCP listener (accepted sockets inherit them);
-// nothing for other families.
+// SO_RCVBUF kDatagramReceiveBuffer on a UDP socket; nothing for other families.
+inline constexpr int kDatagramReceiveBuffer = 4 << 20;
 void tune_listener(int fd, const policy::Proxy& proxy);
 void set_nonblocking(int fd);
 

@@ -124,6 +124,11 @@ unique_fd datagram_socket(const SocketRequest& req, const Privileges* privs) {
     unique_fd fd(::socket(e.addr.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) throw socket_error(SocketStep::socket, "socket", errno);
     if (req.tune) req.tune(fd.get());
+    if (req.reuse_port) {
+        int one = 1;
+        if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+            throw socket_error(SocketStep::option, "setsockopt(SO_REUSEPORT)", errno);
+    }
     const int cap = needs_bind_service(e) ? CAP_NET_BIND_SERVICE : -1;
     if (int err = with_cap(privs, cap, [&] { return ::bind(fd.get(), e.addr.get(), e.addr.len); }))
         throw socket_error(SocketStep::bind, "bind", err);

@@ -51,6 +51,9 @@ struct SocketRequest {
     mode_t file_mode = 0;
     uint32_t queue_maxlen = 0;  // nfqueue: 0 keeps the kernel's default
     bool fail_open = false;     // nfqueue: the kernel accepts packets when the queue is full
+    // Datagram sockets: SO_REUSEPORT before bind, so sockets opened by the same user on the same
+    // address form one group and the kernel spreads clients over them by their address hash.
+    bool reuse_port = false;
 };
 
 // The capabilities opening `e` for `role` needs (CAP_NET_BIND_SERVICE for a privileged port,

@@ -230,7 +230,7 @@ void Supervisor::start_worker(ProxyState& p, size_t slot_index) {
                                     policy_.drain_timeout);
         if (const auto* set = names_->addresses(p.config.name))
             set_resolved_upstream(h, p.config.upstream, *set);
-        std::vector<int> fds{p.listener.fd.get()};
+        std::vector<int> fds{p.listener.worker_fd(slot_index)};
         for (const auto& fd : p.listener.others) fds.push_back(fd.get());
         ipc::send(w->control.get(), ipc::Type::handover, h.to_json(), fds);
     } catch (const std::exception& e) {
@@ -552,6 +552,7 @@ void Supervisor::begin_stop(const char* why) {
     for (auto* list : {&proxies_, &removed_}) {
         for (auto& p : *list) {
             p->listener.fd.reset();  // our copy; the workers close theirs on DRAIN
+            p->listener.group.clear();
             p->listener.others.clear();
             drain_proxy(*p);
         }

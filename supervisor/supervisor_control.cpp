@@ -215,7 +215,12 @@ CommandOutcome Supervisor::reload() {
                 unchanged[i] = true;
                 continue;
             }
-            if (old[i] && old[i]->listener && same_listen(old[i]->config, cfg)) continue;
+            if (old[i] && old[i]->listener && same_listen(old[i]->config, cfg)) {
+                if (std::string why = worker_sockets_mismatch(cfg, old[i]->listener.group.size());
+                    !why.empty())
+                    throw std::runtime_error(why);
+                continue;
+            }
             // The same listener with new raw injectors: the old one cannot be opened twice.
             if (old[i] && old[i]->listener && old[i]->config.kind == cfg.kind &&
                 same_address(old[i]->config, cfg)) {

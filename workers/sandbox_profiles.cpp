@@ -40,7 +40,9 @@ std::vector<SyscallRule> baseline_rules() {
         {.name = "readv", .why = "scatter reads (libc stdio, relayed data)"},
         {.name = "writev", .why = "gather writes (libc stdio, relayed data)"},
         {.name = "recvmsg", .why = "control messages from the supervisor"},
-        {.name = "sendmsg", .why = "READY/STATUS/LOG messages to the supervisor"},
+        {.name = "sendmsg",
+         .why = "READY/STATUS/LOG messages to the supervisor; udp-forward's segmented "
+                "(UDP_SEGMENT) datagram runs"},
         {.name = "recvfrom", .why = "recv() (glibc implements it with recvfrom)"},
         {.name = "sendto", .why = "send() (glibc implements it with sendto)"},
         {.name = "close", .why = "closing finished connections and pipes"},

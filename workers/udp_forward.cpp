@@ -3,10 +3,13 @@
 // on it goes to that client through the shared bound socket. Reads and writes move up to kBatch
 // datagrams per system call (recvmmsg/sendmmsg) unless batching is off. Every datagram is
 // delivered whole or counted as dropped, with the reason.
+#include <linux/udp.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <array>
 #include <cerrno>
+#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -32,6 +35,14 @@ constexpr size_t kBufferStride = kBufferSize + 5 * 64;
 // Batches per readiness event, so one busy socket cannot starve the others (epoll is
 // level-triggered: the rest is read on the next round).
 constexpr int kRounds = 8;
+// Segmentation offload (UDP_SEGMENT): a run of one client's datagrams of one size (the last may
+// be shorter) goes upstream in one sendmsg; the kernel walks the stack once and cuts the run into
+// datagrams (at the receiving socket on loopback, by the NIC or in software on a device). At most
+// 64 segments (the kernel's oldest UDP_MAX_SEGMENTS), the whole within one IPv4 datagram, each
+// small enough for an Ethernet MTU over IPv6 (a larger one would not fit the path's MTU).
+constexpr size_t kMaxSegments = 64;
+constexpr size_t kMaxSegmentedPayload = 65507;
+constexpr size_t kMaxSegmentSize = 1452;
 // A draining worker reads no new client datagrams; a flow idle this long has had its answer.
 constexpr auto kDrainIdle = std::chrono::seconds(1);
 
@@ -113,7 +124,9 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
                 stage(out++, i, &f.client.addr, f.client.len);
             }
             table_.touch(f, Clock::now());
-            send_staged(sock_.get(), out, stats_.datagrams_down, stats_.bytes_down);
+            if (!send_segmented(sock_.get(), out, stats_.datagrams_down, stats_.bytes_down,
+                                &f.client.addr, f.client.len))
+                send_staged(sock_.get(), out, stats_.datagrams_down, stats_.bytes_down);
             if (static_cast<size_t>(n) < batch_) return;
         }
     }
@@ -154,6 +167,48 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
         out_iov_[slot] = {in_iov_[i].iov_base, in_[i].msg_len};
         out_[slot].msg_hdr.msg_name = name;
         out_[slot].msg_hdr.msg_namelen = len;
+    }
+
+    // out_[0..n) as one segmented send on fd (to `name`, or its peer when null); false (nothing
+    // sent) when they are not one run of equal sizes, or the kernel or device cannot segment
+    // (then never tried again).
+    bool send_segmented(int fd, size_t n, uint64_t& datagrams, uint64_t& bytes,
+                        void* name = nullptr, socklen_t name_len = 0) {
+        const size_t size = out_iov_[0].iov_len;
+        if (!segment_ || n < 2 || n > kMaxSegments || size == 0 || size > kMaxSegmentSize)
+            return false;
+        size_t total = 0;
+        for (size_t i = 0; i < n; ++i) {
+            const size_t len = out_iov_[i].iov_len;
+            if (len == 0 || len > size || (len < size && i + 1 != n)) return false;
+            total += len;
+        }
+        if (total > kMaxSegmentedPayload) return false;
+        msghdr h{};
+        h.msg_name = name;
+        h.msg_namelen = name_len;
+        h.msg_iov = out_iov_.data();
+        h.msg_iovlen = n;
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(uint16_t))] = {};
+        h.msg_control = control;
+        h.msg_controllen = sizeof control;
+        cmsghdr* c = CMSG_FIRSTHDR(&h);
+        c->cmsg_level = IPPROTO_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        const auto segment = static_cast<uint16_t>(size);
+        std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
+        const ssize_t r = ::sendmsg(fd, &h, MSG_DONTWAIT);
+        if (r >= 0) {
+            datagrams += n;
+            bytes += static_cast<uint64_t>(r);
+            return true;
+        }
+        if (errno == ECONNREFUSED) ++stats_.refused;  // reported (and cleared) by this send
+        // EIO: the device has no checksum offload; EINVAL, EOPNOTSUPP: no segmentation here.
+        if (errno == EIO || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOPROTOOPT)
+            segment_ = false;
+        return false;  // sendmmsg tries them one by one
     }
 
     // Sends out_[0..n) on fd; what cannot be sent is counted as dropped.
@@ -201,7 +256,9 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
             Flow* run = nullptr;  // consecutive datagrams of one flow go out in one sendmmsg
             size_t staged = 0;
             const auto flush = [&] {
-                if (run && staged)
+                if (run && staged &&
+                    !send_segmented(run->upstream.get(), staged, stats_.datagrams_up,
+                                    stats_.bytes_up))
                     send_staged(run->upstream.get(), staged, stats_.datagrams_up, stats_.bytes_up);
                 run = nullptr;
                 staged = 0;
@@ -303,6 +360,7 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
     ClientSide client_side_;
     ipc::DatagramStats stats_;
     bool draining_ = false;
+    bool segment_ = true;  // UDP_SEGMENT works here (until the kernel says otherwise)
     uint64_t evicted_unlogged_ = 0;
     Clock::time_point next_evict_log_{};
 };

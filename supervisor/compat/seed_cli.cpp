@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "supervisor/compat/bind_probe.hpp"
+#include "supervisor/compat/clap_text.hpp"
 #include "supervisor/compat/pid_file.hpp"
 #include "supervisor/compat/portfwd.hpp"
 #include "supervisor/compat/raw_proxy_tools.hpp"
@@ -131,8 +132,13 @@ int run(Tool tool, std::string_view command, const std::vector<std::string>& arg
             {{proxy.upstream.host, static_cast<uint16_t>(proxy.upstream.port), AF_UNSPEC}},
             supervisor::ResolverOptions{.server = cmd.policy.resolver});
         if (const auto* err = std::get_if<supervisor::ResolveError>(&result.front())) {
-            print({"", std::string(command) + ": cannot resolve \"" + proxy.upstream.host +
-                           "\": " + err->message + "\n"});
+            const std::string why =
+                "cannot resolve \"" + proxy.upstream.host + "\": " + err->message;
+            // The tcp-proxy tools report in their anyhow style, as for an unusable -i.
+            if (tool == Tool::vsock_to_ip)
+                print({"", anyhow_error("failed to connect to TCP endpoint", why)});
+            else
+                print({"", std::string(command) + ": " + why + "\n"});
             return 1;
         }
     }

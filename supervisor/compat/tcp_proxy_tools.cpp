@@ -8,6 +8,7 @@
 
 #include "common/allow_list.hpp"
 #include "common/endpoint.hpp"
+#include "common/host_endpoint.hpp"
 #include "supervisor/compat/clap_text.hpp"
 #include "supervisor/compat/options.hpp"
 #include "supervisor/compat/seed_policy.hpp"
@@ -99,17 +100,19 @@ std::variant<Endpoint, std::string> parse_tcp_arg(std::string_view text) {
         }
         return e;
     } catch (const endpoint_error& e) {
-        std::string cause = e.what();
-        std::string_view host = text;
-        if (has_prefix(host, "tcp:")) host.remove_prefix(4);
-        host = host.substr(0, host.rfind(':'));
-        const bool name = host.find('[') == std::string_view::npos &&
-                          std::any_of(host.begin(), host.end(), [](char c) {
-                              return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-                          });
-        if (name) cause += " (host names are not resolved: give an IP address)";
-        return cause;
+        return std::string(e.what());
     }
+}
+
+// vsock-to-ip's -i: IP:PORT, [IPv6]:PORT, or HOST:PORT (also tcp:...), whose name pf-proxyd
+// resolves and refreshes like a policy's "tcp:HOST:PORT" upstream.
+std::variant<Endpoint, std::string> parse_upstream_arg(std::string_view text) {
+    auto numeric = parse_tcp_arg(text);
+    if (std::holds_alternative<Endpoint>(numeric)) return numeric;
+    std::string_view rest = text;
+    if (has_prefix(rest, "tcp:")) rest.remove_prefix(4);
+    if (auto named = parse_host_endpoint("tcp:" + std::string(rest))) return *named;
+    return numeric;
 }
 
 constexpr std::string_view kMalformedListener =
@@ -161,7 +164,7 @@ std::variant<Finished, SeedCommand> build(Tool tool, std::string_view command,
             cmd.startup.out = "Listening on: " + describe_vsock(std::get<Endpoint>(listen), vtext) +
                               "\nProxying to: " + rust_debug(itext) + "\n";
             // The seed connects to its -i text per connection; a bad one fails every connection.
-            auto upstream = parse_tcp_arg(itext);
+            auto upstream = parse_upstream_arg(itext);
             if (auto* cause = std::get_if<std::string>(&upstream)) {
                 cmd.late_error =
                     Output{"", anyhow_error("failed to connect to TCP endpoint", *cause)};

@@ -288,4 +288,49 @@ TEST(HostUpstream, UdpForwardSendsToTheResolvedAddress) {
     EXPECT_EQ(server.received(), 1u);
 }
 
+// A udp-forward flow keeps the address it was opened with; new flows follow a changed answer; a
+// failed refresh keeps the last good set for new flows too.
+TEST(HostUpstream, UdpForwardFollowsAChangedAnswerWhileOpenFlowsStay) {
+    DnsTestServer dns;
+    dns.set("moving.test", answer({"127.0.0.2"}, 1));
+    const uint16_t port = free_udp_port(), in = free_udp_port();
+    UdpEchoServer a("127.0.0.2", port), b("127.0.0.3", port);
+    Daemon d(R"({"user": "nobody", "resolver": ")" + dns.address() +
+             R"(", "resolve_min": "1s", "proxies": [{"name": "named", "listen": "udp:127.0.0.1:)" +
+             std::to_string(in) + R"(", "upstream": "udp:moving.test:)" + std::to_string(port) +
+             R"("}]})");
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    const auto echoed = [&](int fd, const std::string& payload) {
+        if (!send_udp(fd, AF_INET, in, payload)) return false;
+        const auto back = recv_udp(fd, 5s);
+        return back && *back == payload;
+    };
+    unique_fd open = bind_udp(AF_INET);
+    ASSERT_TRUE(echoed(open.get(), "first")) << d.log();
+    EXPECT_EQ(a.received(), 1u);
+    EXPECT_EQ(b.received(), 0u);
+
+    dns.set("moving.test", answer({"127.0.0.3"}, 1));
+    ASSERT_TRUE(d.wait_log("now resolves to 127.0.0.3:" + std::to_string(port))) << d.log();
+    // The worker applies ADDRESSES when it reads its control socket: a new client per try.
+    ASSERT_TRUE(wait_until([&] {
+        unique_fd c = bind_udp(AF_INET);
+        return echoed(c.get(), "new flow") && b.received() > 0;
+    })) << d.log();
+    const uint64_t to_a = a.received();
+    EXPECT_TRUE(echoed(open.get(), "open flow")) << d.log();
+    EXPECT_EQ(a.received(), to_a + 1) << "the open flow kept its upstream address";
+
+    dns.set("moving.test", servfail());
+    ASSERT_TRUE(d.wait_log("cannot resolve it again")) << d.log();
+    const int asked = dns.queries("moving.test");
+    ASSERT_TRUE(wait_until([&] { return dns.queries("moving.test") > asked; })) << d.log();
+    const uint64_t to_b = b.received();
+    unique_fd later = bind_udp(AF_INET);
+    EXPECT_TRUE(echoed(later.get(), "after the failure")) << d.log();
+    EXPECT_EQ(b.received(), to_b + 1) << "a new flow used the last good set";
+    EXPECT_EQ(status_of(d).at("resolved").at("addresses"),
+              json::array({"127.0.0.3:" + std::to_string(port)}));
+}
+
 }  // namespace

@@ -245,6 +245,38 @@ TEST(UdpForward, BatchingOnAndOffDeliverTheSameDatagrams) {
     EXPECT_EQ(got[1], sent);
 }
 
+// A client's run of equal-sized datagrams may go upstream as one segmented send (UDP_SEGMENT):
+// the upstream still gets each datagram on its own, whole and in order, the run's shorter last
+// one and the larger one after it included.
+TEST(UdpForward, RunsOfEqualSizedDatagramsArriveOneByOne) {
+    std::vector<std::string> sent;
+    for (int burst = 0; burst < 5; ++burst) {
+        for (int i = 0; i < 40; ++i)
+            sent.push_back(std::string(1000, static_cast<char>('A' + (burst * 40 + i) % 58)));
+        sent.push_back(std::string(300, 'z'));
+        sent.push_back(std::string(1400, 'y'));
+        for (int i = 0; i < 70; ++i)
+            sent.push_back(std::string(64, static_cast<char>('0' + i % 10)));
+    }
+    const uint16_t up = free_udp_port(), in = free_udp_port();
+    UdpEchoServer server(AF_INET, up);
+    Daemon d(udp_policy(at(AF_INET, in), AF_INET, up));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = bind_udp(AF_INET);
+    const size_t burst = sent.size() / 5;
+    std::vector<std::string> got;
+    for (size_t i = 0; i < sent.size(); i += burst) {
+        for (size_t j = i; j < i + burst; ++j) ASSERT_TRUE(send_udp(c.get(), AF_INET, in, sent[j]));
+        for (size_t j = i; j < i + burst; ++j) {
+            const auto back = recv_udp(c.get(), 10s);
+            ASSERT_TRUE(back) << "datagram " << j << "\n" << d.log();
+            got.push_back(*back);
+        }
+    }
+    EXPECT_EQ(got, sent);
+    EXPECT_EQ(server.received(), sent.size());
+}
+
 TEST(UdpForward, UnreachableUpstreamIsCountedAndTheFlowKept) {
     const uint16_t up = free_udp_port(), in = free_udp_port();
     Daemon d(udp_policy(at(AF_INET, in), AF_INET, up));

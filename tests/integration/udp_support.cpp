@@ -58,6 +58,19 @@ unique_fd bind_udp(int family, uint16_t port) {
     return s;
 }
 
+unique_fd bind_udp_at(const std::string& ipv4, uint16_t port) {
+    unique_fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!s) throw std::runtime_error("socket(SOCK_DGRAM)");
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    if (::inet_pton(AF_INET, ipv4.c_str(), &a.sin_addr) != 1 ||
+        ::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
+        throw std::runtime_error("bind udp " + ipv4 + ":" + std::to_string(port) + ": " +
+                                 std::strerror(errno));
+    return s;
+}
+
 uint16_t local_port(int fd) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
@@ -94,7 +107,13 @@ std::optional<std::string> recv_udp(int fd, std::chrono::milliseconds timeout, b
 }
 
 UdpEchoServer::UdpEchoServer(int family, uint16_t port, bool silent)
-    : sock_(bind_udp(family, port)), silent_(silent) {
+    : UdpEchoServer(bind_udp(family, port), silent) {}
+
+UdpEchoServer::UdpEchoServer(const std::string& ipv4, uint16_t port)
+    : UdpEchoServer(bind_udp_at(ipv4, port), false) {}
+
+UdpEchoServer::UdpEchoServer(unique_fd sock, bool silent)
+    : sock_(std::move(sock)), silent_(silent) {
     thread_ = std::thread([this] {
         std::vector<char> buf(70000);
         while (!stop_) {

@@ -24,6 +24,8 @@ uint16_t free_udp_port(int family = AF_INET);  // bound-then-closed UDP port
 
 // A bound, non-blocking UDP socket on loopback (port 0: any).
 unique_fd bind_udp(int family, uint16_t port = 0);
+// The same on an IPv4 address of its own (127.0.0.2, ...: all of 127/8 is loopback).
+unique_fd bind_udp_at(const std::string& ipv4, uint16_t port);
 uint16_t local_port(int fd);
 
 // Sends `payload` to loopback `port` of `family`; false on error.
@@ -37,6 +39,7 @@ std::optional<std::string> recv_udp(int fd, std::chrono::milliseconds timeout,
 class UdpEchoServer {
   public:
     UdpEchoServer(int family, uint16_t port, bool silent = false);
+    UdpEchoServer(const std::string& ipv4, uint16_t port);  // on bind_udp_at(ipv4, port)
     ~UdpEchoServer();
     UdpEchoServer(const UdpEchoServer&) = delete;
     UdpEchoServer& operator=(const UdpEchoServer&) = delete;
@@ -49,6 +52,7 @@ class UdpEchoServer {
     void push_to_peers(const std::string& payload);
 
   private:
+    UdpEchoServer(unique_fd sock, bool silent);
     unique_fd sock_;
     bool silent_;
     std::atomic<bool> stop_{false};

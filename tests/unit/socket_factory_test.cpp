@@ -101,6 +101,30 @@ TEST(SocketFactory, DatagramSocketIsBound) {
     EXPECT_EQ(ntohs(a.sin_port), port);
 }
 
+// One socket per udp-forward worker: with reuse_port a second socket joins the address (and the
+// kernel spreads clients over both); without it the address is taken.
+TEST(SocketFactory, DatagramSocketsWithReusePortShareTheirAddress) {
+    const uint16_t port = free_port(SOCK_DGRAM);
+    SocketRequest req;
+    req.role = FdRole::datagram_socket;
+    req.endpoint = parse_endpoint("udp:127.0.0.1:" + std::to_string(port));
+    req.reuse_port = true;
+    unique_fd first = open_socket(req, nullptr);
+    unique_fd second = open_socket(req, nullptr);
+    int on = 0;
+    socklen_t len = sizeof on;
+    ASSERT_EQ(::getsockopt(second.get(), SOL_SOCKET, SO_REUSEPORT, &on, &len), 0);
+    EXPECT_EQ(on, 1);
+    req.reuse_port = false;
+    try {
+        (void)open_socket(req, nullptr);
+        ADD_FAILURE() << "a socket without SO_REUSEPORT joined the group";
+    } catch (const socket_error& e) {
+        EXPECT_EQ(e.step, SocketStep::bind);
+        EXPECT_EQ(e.err, EADDRINUSE);
+    }
+}
+
 TEST(SocketFactory, RawInjectorsIncludeHeadersAndBindTheDevice) {
     PFP_REQUIRE(root_missing());
     unique_fd v4 = open_role(FdRole::raw_ipv4, "raw:lo");

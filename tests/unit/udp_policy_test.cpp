@@ -85,6 +85,13 @@ TEST(UdpPolicy, BadDatagramValues) {
     EXPECT_EQ(errors(udp_entry(", \"max_flows\": 2, \"workers\": 3")),
               "p.json:3:93: /proxies/0/max_flows: expected max_flows >= workers (3): each worker "
               "needs a flow");
+    EXPECT_EQ(errors(udp_entry(", \"listen_family\": \"udp\", \"workers\": 2", "systemd:dns")),
+              "p.json:3:112: /proxies/0/workers: expected 1 with a socket systemd passes: "
+              "udp-forward gives each worker its own SO_REUSEPORT socket so that a client stays "
+              "on one worker, and one passed socket cannot be split (listen on udp:ADDR:PORT to "
+              "run more workers)");
+    EXPECT_EQ(errors(udp_entry(", \"listen_family\": \"udp\", \"workers\": 1", "systemd:dns")),
+              "<valid>");
     EXPECT_EQ(errors(udp_entry("", "udp:0.0.0.0:53", "tcp:10.0.0.2:53")),
               "p.json:3:61: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix, "
               "fc-vsock or nfqueue listener, not udp");
