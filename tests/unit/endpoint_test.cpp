@@ -451,20 +451,20 @@ void ExpectErrors(const std::vector<BadCase>& cases) {
 TEST(EndpointErrors, Scheme) {
     ExpectErrors({
         {"foo:1",
-         R"(unknown scheme "foo" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue or raw))"},
+         R"(unknown scheme "foo" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue, nflog or raw))"},
         {"TCP:1.2.3.4:80",
-         R"(unknown scheme "TCP" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue or raw))"},
+         R"(unknown scheme "TCP" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue, nflog or raw))"},
         {"127.0.0.1:80",
-         R"(unknown scheme "127.0.0.1" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue or raw))"},
+         R"(unknown scheme "127.0.0.1" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue, nflog or raw))"},
         {"",
          "missing scheme, expected SCHEME:ADDRESS with SCHEME one of tcp, udp, vsock, unix, "
-         "fc-vsock, systemd, nfqueue or raw"},
+         "fc-vsock, systemd, nfqueue, nflog or raw"},
         {"tcp",
          "missing scheme, expected SCHEME:ADDRESS with SCHEME one of tcp, udp, vsock, "
-         "unix, fc-vsock, systemd, nfqueue or raw"},
+         "unix, fc-vsock, systemd, nfqueue, nflog or raw"},
         {":80",
          "missing scheme, expected SCHEME:ADDRESS with SCHEME one of tcp, udp, vsock, "
-         "unix, fc-vsock, systemd, nfqueue or raw"},
+         "unix, fc-vsock, systemd, nfqueue, nflog or raw"},
     });
 }
 
@@ -600,7 +600,7 @@ TEST(EndpointErrors, MessageIsOneEscapedLine) {
               R"(invalid endpoint "tcp:1.2.3.4:80\x00x": contains a NUL byte)");
     EXPECT_EQ(
         ErrorOf("fo\"o\\:1"),
-        R"(invalid endpoint "fo\"o\\:1": unknown scheme "fo\"o\\" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue or raw))");
+        R"(invalid endpoint "fo\"o\\:1": unknown scheme "fo\"o\\" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue, nflog or raw))");
     EXPECT_EQ(ErrorOf("nfqueue:\xff"),
               R"(invalid endpoint "nfqueue:\xff": queue number must be 0-65535)");
 }
