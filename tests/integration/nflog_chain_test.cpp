@@ -27,7 +27,7 @@ using pfp::unique_fd;
 namespace {
 
 constexpr uint16_t kTcpPort = 8080;
-constexpr size_t kTotal = 4u << 20;
+constexpr size_t kTotal = 16u << 20;
 
 std::string policy(const std::string& name, int group, const std::string& out_sock,
                    const std::string& in_sock) {
