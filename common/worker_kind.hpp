@@ -55,8 +55,8 @@ enum class UpstreamMode {
     base_address,          // `upstream` + `base_address`: its IP + (original port - listen port)
 };
 
-// A listener, as far as choosing a kind goes.
-enum class ListenSide { tcp, vsock_like, udp, nfqueue, nflog };  // vsock-like: vsock, unix, fc-vsock
+// A listener, as far as choosing a kind goes (vsock-like: vsock, unix or fc-vsock).
+enum class ListenSide { tcp, vsock_like, udp, nfqueue, nflog };
 
 // What a relay connects to, as far as choosing a kind goes.
 enum class UpstreamTarget {

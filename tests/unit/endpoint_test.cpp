@@ -1,5 +1,5 @@
-// The endpoint grammar (docs/policy.md "Endpoints"): every form, its canonical text, the seeds' bare
-// forms, the exact error messages, and format_sockaddr for log lines.
+// The endpoint grammar (docs/policy.md "Endpoints"): every form, its canonical text, the seeds'
+// bare forms, the exact error messages, and format_sockaddr for log lines.
 #include "common/endpoint.hpp"
 
 #include <arpa/inet.h>
@@ -290,6 +290,25 @@ TEST(EndpointParse, Nfqueue) {
     EXPECT_FALSE(e.is_stream());
     EXPECT_EQ(parse_endpoint("nfqueue:0").queue, 0);
     EXPECT_EQ(parse_endpoint("nfqueue:65535").queue, 65535);
+}
+
+TEST(EndpointParse, Nflog) {
+    const Endpoint e = parse_endpoint("nflog:3");
+    EXPECT_EQ(e.scheme, Scheme::nflog);
+    EXPECT_EQ(e.queue, 3);
+    EXPECT_EQ(e.family(), 0);
+    EXPECT_FALSE(e.is_stream());
+    EXPECT_EQ(to_string(parse_endpoint("nflog:65535")), "nflog:65535");
+    for (const char* bad : {"nflog:65536", "nflog:", "nflog:-1", "nflog:x"}) {
+        try {
+            (void)parse_endpoint(bad);
+            ADD_FAILURE() << bad << " parsed";
+        } catch (const endpoint_error& err) {
+            EXPECT_NE(std::string(err.what()).find("group number must be 0-65535"),
+                      std::string::npos)
+                << err.what();
+        }
+    }
 }
 
 TEST(EndpointParse, RawDevice) {
