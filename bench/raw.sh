@@ -5,19 +5,23 @@
 # iptables NFQUEUE rule in each namespace takes every packet bound for the other, so the veth
 # carries none of them. Not run in CI; numbers mean something only as ratios in one run. Every
 # process started is recorded by PID and ended on exit, the namespaces are deleted.
-#   sudo bench/raw.sh [--duration S] [--flows N] [--rounds N] [--bin DIR]
+# With --source nflog the readers are nflog-to-stream instead: an NFLOG rule copies the packets and
+# a route into a sink veth (ARP off) takes the originals, as docs/policy.md describes.
+#   sudo bench/raw.sh [--duration S] [--flows N] [--rounds N] [--bin DIR] [--source nfqueue|nflog]
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION=5
 FLOWS=8
 ROUNDS=2
 BIN="$ROOT/build/bin"
+SOURCE=nfqueue
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
         --flows) FLOWS="$2"; shift 2 ;;
         --rounds) ROUNDS="$2"; shift 2 ;;
         --bin) BIN="$(cd "$2" && pwd)"; shift 2 ;;
+        --source) SOURCE="$2"; shift 2 ;;
         *) echo "raw.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -54,7 +58,7 @@ ip -n "$B" link set vb up
 start_pfproxy() {  # ns name queue out_sock in_sock
     cat > "$WORK/$2.json" <<JSON
 {"user": "nobody", "drain_timeout": "1s", "proxies": [
-  {"name": "$2-out", "listen": "nfqueue:$3", "upstream": "unix:$4"},
+  {"name": "$2-out", "listen": "$SOURCE:$3", "upstream": "unix:$4"},
   {"name": "$2-in", "listen": "unix:$5", "upstream": "raw:route"}]}
 JSON
     ip netns exec "$1" "$BIN/pf-proxyd" --policy "$WORK/$2.json" \
@@ -66,11 +70,27 @@ JSON
 start_pfproxy "$A" a 3 "$WORK/ab.sock" "$WORK/ba.sock"
 start_pfproxy "$B" b 5 "$WORK/ba.sock" "$WORK/ab.sock"
 
+case "$SOURCE" in
+    nfqueue|nflog) ;;
+    *) echo "raw.sh: --source is nfqueue or nflog, not $SOURCE" >&2; exit 2 ;;
+esac
+for ns in "$A" "$B"; do
+    ip -n "$ns" link add sink type veth peer name sinkpeer
+    ip -n "$ns" link set sinkpeer up
+    ip -n "$ns" link set sink arp off gso_max_size 32768 up
+done
 tunnel() {  # on|off
-    local op=-D
-    [ "$1" = on ] && op=-I
-    ip netns exec "$A" iptables "$op" OUTPUT -d 10.98.0.2 -j NFQUEUE --queue-num 3
-    ip netns exec "$B" iptables "$op" OUTPUT -d 10.98.0.1 -j NFQUEUE --queue-num 5
+    local op=-D rop=del
+    [ "$1" = on ] && op=-I && rop=add
+    if [ "$SOURCE" = nfqueue ]; then
+        ip netns exec "$A" iptables "$op" OUTPUT -d 10.98.0.2 -j NFQUEUE --queue-num 3
+        ip netns exec "$B" iptables "$op" OUTPUT -d 10.98.0.1 -j NFQUEUE --queue-num 5
+    else
+        ip -n "$A" route "$rop" 10.98.0.2/32 dev sink src 10.98.0.1
+        ip -n "$B" route "$rop" 10.98.0.1/32 dev sink src 10.98.0.2
+        ip netns exec "$A" iptables "$op" OUTPUT -d 10.98.0.2 -j NFLOG --nflog-group 3
+        ip netns exec "$B" iptables "$op" OUTPUT -d 10.98.0.1 -j NFLOG --nflog-group 5
+    fi
 }
 
 SINK_PORT=9000

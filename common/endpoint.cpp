@@ -20,14 +20,14 @@ namespace pfp {
 namespace {
 
 constexpr std::string_view kSchemeChoices =
-    "tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue or raw";
+    "tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue, nflog or raw";
 
 struct SchemeEntry {
     std::string_view name;
     Scheme scheme;
 };
 
-constexpr std::array<SchemeEntry, 8> kSchemes{{
+constexpr std::array<SchemeEntry, 9> kSchemes{{
     {"tcp", Scheme::tcp},
     {"udp", Scheme::udp},
     {"vsock", Scheme::vsock},
@@ -36,6 +36,7 @@ constexpr std::array<SchemeEntry, 8> kSchemes{{
     {"systemd", Scheme::systemd},
     {"nfqueue", Scheme::nfqueue},
     {"raw", Scheme::raw},
+    {"nflog", Scheme::nflog},
 }};
 
 std::optional<Scheme> scheme_from_name(std::string_view name) {
@@ -73,6 +74,7 @@ class Parser {
     Endpoint fc_vsock(std::string_view rest);
     Endpoint systemd(std::string_view rest);
     Endpoint nfqueue(std::string_view rest);
+    Endpoint nflog(std::string_view rest);
     Endpoint raw(std::string_view rest);
 
     uint32_t scope_id(std::string_view scope);
@@ -108,6 +110,8 @@ Endpoint Parser::full() {
             return systemd(rest);
         case Scheme::nfqueue:
             return nfqueue(rest);
+        case Scheme::nflog:
+            return nflog(rest);
         case Scheme::raw:
             return raw(rest);
     }
@@ -329,6 +333,15 @@ Endpoint Parser::nfqueue(std::string_view rest) {
     return e;
 }
 
+Endpoint Parser::nflog(std::string_view rest) {
+    const auto n = parse_decimal(rest, 65535);
+    if (!n) fail("group number must be 0-65535");
+    Endpoint e;
+    e.scheme = Scheme::nflog;
+    e.queue = static_cast<uint16_t>(*n);
+    return e;
+}
+
 Endpoint Parser::raw(std::string_view rest) {
     Endpoint e;
     e.scheme = Scheme::raw;
@@ -443,6 +456,7 @@ std::string to_string(const Endpoint& e) {
         case Scheme::systemd:
             return out + e.name;
         case Scheme::nfqueue:
+        case Scheme::nflog:
             return out + std::to_string(e.queue);
         case Scheme::raw:
             return out + (e.raw_route ? std::string("route") : e.name);

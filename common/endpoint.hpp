@@ -4,7 +4,7 @@
 //
 //   tcp:IP:PORT  tcp:[IPv6%scope]:PORT  udp:...   vsock:CID:PORT (CID: any|host|local|u32)
 //   unix:/path  unix:@abstract   fc-vsock:/path/to.sock:PORT   systemd:NAME
-//   nfqueue:NUM  raw:DEVICE  raw:route
+//   nfqueue:NUM  nflog:GROUP  raw:DEVICE  raw:route
 // plus, where a caller asks for it, the seeds' bare forms (IP:PORT, [::1]:8080, CID:PORT).
 #include <sys/socket.h>
 
@@ -15,7 +15,7 @@
 
 namespace pfp {
 
-enum class Scheme { tcp, udp, vsock, unix_stream, fc_vsock, systemd, nfqueue, raw };
+enum class Scheme { tcp, udp, vsock, unix_stream, fc_vsock, systemd, nfqueue, raw, nflog };
 
 // One-line message naming the offending text and what was expected.
 class endpoint_error : public std::invalid_argument {
@@ -47,7 +47,7 @@ struct Endpoint {
     // common/host_endpoint.hpp). Never set by parse_endpoint.
     std::string host;
     bool raw_route = false;  // raw:route
-    uint16_t queue = 0;      // nfqueue
+    uint16_t queue = 0;      // nfqueue: the queue number; nflog: the group number
 
     // AF_INET, AF_INET6, AF_VSOCK or AF_UNIX for address-bearing schemes (fc-vsock: AF_UNIX), else
     // 0.

@@ -105,6 +105,7 @@ std::string socket_role_mismatch(int fd, FdRole role, const Endpoint& e) {
             return "";
         }
         case FdRole::nfqueue:
+        case FdRole::nflog:
             if (i.domain != AF_NETLINK || i.type != SOCK_RAW || i.protocol != NETLINK_NETFILTER)
                 return "expected an AF_NETLINK SOCK_RAW NETLINK_NETFILTER socket" + got +
                        " protocol " + std::to_string(i.protocol);

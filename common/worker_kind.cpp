@@ -19,11 +19,13 @@ constexpr std::array kListenerAndInjectors{FdRole::stream_listener, FdRole::raw_
                                            FdRole::raw_ipv6};
 constexpr std::span<const int> kNoDomains{};
 constexpr std::array kNfqueueOnly{FdRole::nfqueue};
+constexpr std::array kNflogOnly{FdRole::nflog};
 constexpr std::array kNetlinkDomain{AF_NETLINK};
 constexpr std::array kNetAdmin{CAP_NET_ADMIN};
 // fc-vsock is a Unix socket on the host (Firecracker's hybrid vsock); unix: upstreams too.
 constexpr std::array kVsockDomains{AF_VSOCK, AF_UNIX};
-// The nfqueue reader's one stream: vsock, unix or TCP (the worker narrows it to its upstream's).
+// The nfqueue and nflog readers' one stream: vsock, unix or TCP (the worker narrows it to its
+// upstream's).
 constexpr std::array kStreamDomains{AF_VSOCK, AF_UNIX, AF_INET, AF_INET6};
 constexpr std::array kTcpUpstream{UpstreamTarget::tcp};
 constexpr std::span<const int> kNoCapabilities{};
@@ -176,6 +178,24 @@ constexpr std::array<KindRow, kWorkerKindCount> kRows{{
      .capabilities_why =
          "the kernel checks CAP_NET_ADMIN of the process sending each nfqueue verdict",
      .log = {"ip", "vsock", "vsock"}},
+    {.kind = WorkerKind::nflog_to_stream,
+     .name = "nflog-to-stream",
+     .summary = "packets of an nflog group -> one vsock or unix stream (a rule after NFLOG drops "
+                "them)",
+     .family = KindFamily::packet,
+     .listen = ListenSide::nflog,
+     .upstream = UpstreamTarget::vsock_like,
+     .more_upstreams = kTcpUpstream,
+     .fds = kNflogOnly,
+     .upstream_domains = kStreamDomains,
+     .upstream_why = "the one stream to the vsock, unix or tcp upstream (narrowed to that one "
+                     "family at start); no packet or netlink",
+     .connect_why = "non-blocking connect (and reconnect with backoff) to the fixed upstream",
+     .capabilities = kNoCapabilities,
+     .capabilities_why = "the supervisor binds the group; receiving its packets needs no "
+                         "capability, and without one the kernel refuses anything it sends to "
+                         "nfnetlink",
+     .log = {"ip", "vsock", "vsock"}},
 }};
 
 // Rows are indexed by their kind; a row out of place would hand one kind another's sandbox.
@@ -198,6 +218,7 @@ constexpr std::array kRoleNames{
     Named<FdRole>{FdRole::raw_ipv4, "raw IPv4 injector"},
     Named<FdRole>{FdRole::raw_ipv6, "raw IPv6 injector"},
     Named<FdRole>{FdRole::nfqueue, "nfqueue"},
+    Named<FdRole>{FdRole::nflog, "nflog"},
 };
 
 }  // namespace
@@ -244,7 +265,7 @@ bool reads_original_dst(const KindRow& row) {
 
 std::span<const int> listener_domains(ListenSide side) {
     if (side == ListenSide::tcp || side == ListenSide::udp) return kIpDomains;
-    if (side == ListenSide::nfqueue) return kNetlinkDomain;
+    if (side == ListenSide::nfqueue || side == ListenSide::nflog) return kNetlinkDomain;
     return kVsockDomains;
 }
 

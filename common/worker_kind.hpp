@@ -26,6 +26,7 @@ enum class WorkerKind {
     udp_forward,                // UDP socket -> fixed UDP upstream, one flow per client (udpfwd)
     stream_to_raw,              // vsock-like listener -> IP packets injected by raw sockets
     nfqueue_to_stream,          // packets of an nfqueue -> one vsock-like stream
+    nflog_to_stream,            // packets of an nflog group -> one vsock-like stream
 };
 
 // How a kind moves data; each family has one worker body and one sandbox profile shape.
@@ -43,6 +44,7 @@ enum class FdRole {
     raw_ipv4,         // AF_INET SOCK_RAW IPPROTO_RAW (IP_HDRINCL), maybe bound to a device
     raw_ipv6,         // AF_INET6 SOCK_RAW IPPROTO_RAW, maybe bound to a device
     nfqueue,          // NETLINK_NETFILTER socket bound to one queue, packets copied
+    nflog,            // NETLINK_NETFILTER socket bound to one nflog group, packets copied
 };
 
 // Where a stream relay connects each client.
@@ -53,8 +55,8 @@ enum class UpstreamMode {
     base_address,          // `upstream` + `base_address`: its IP + (original port - listen port)
 };
 
-// A listener, as far as choosing a kind goes.
-enum class ListenSide { tcp, vsock_like, udp, nfqueue };  // vsock-like: vsock, unix or fc-vsock
+// A listener, as far as choosing a kind goes (vsock-like: vsock, unix or fc-vsock).
+enum class ListenSide { tcp, vsock_like, udp, nfqueue, nflog };
 
 // What a relay connects to, as far as choosing a kind goes.
 enum class UpstreamTarget {
@@ -103,7 +105,7 @@ struct KindRow {
 
 std::span<const KindRow> kind_table();
 const KindRow& kind_row(WorkerKind k);  // every kind has a row (a table test checks)
-inline constexpr size_t kWorkerKindCount = 10;
+inline constexpr size_t kWorkerKindCount = 11;
 
 std::string_view kind_name(WorkerKind k);
 std::optional<WorkerKind> kind_from_name(std::string_view name);

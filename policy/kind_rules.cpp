@@ -26,11 +26,13 @@ constexpr std::array<Scheme, 3> kVsockLikeSchemes{Scheme::vsock, Scheme::unix_st
 constexpr std::array<Scheme, 2> kOriginalPortSchemes{Scheme::vsock, Scheme::fc_vsock};
 constexpr std::array<Scheme, 1> kRawSchemes{Scheme::raw};
 constexpr std::array<Scheme, 1> kNfqueueSchemes{Scheme::nfqueue};
+constexpr std::array<Scheme, 1> kNflogSchemes{Scheme::nflog};
 
 std::span<const Scheme> side_schemes(Side s) {
     if (s == Side::tcp) return kTcpSchemes;
     if (s == Side::udp) return kUdpSchemes;
     if (s == Side::nfqueue) return kNfqueueSchemes;
+    if (s == Side::nflog) return kNflogSchemes;
     return kVsockLikeSchemes;
 }
 
@@ -38,6 +40,7 @@ std::optional<Side> side_of(Scheme s) {
     if (s == Scheme::tcp) return Side::tcp;
     if (s == Scheme::udp) return Side::udp;
     if (s == Scheme::nfqueue) return Side::nfqueue;
+    if (s == Scheme::nflog) return Side::nflog;
     if (std::find(kVsockLikeSchemes.begin(), kVsockLikeSchemes.end(), s) !=
         kVsockLikeSchemes.end()) {
         return Side::vsock_like;

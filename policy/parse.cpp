@@ -48,7 +48,7 @@ constexpr std::array<std::string_view, 33> kProxyKeys{
     "tcp_nodelay", "keepalive", "splice", "log_connections", "statistics", "restart",
     // Datagram forwarders.
     "max_flows", "batch",
-    // nfqueue listeners.
+    // nfqueue listeners (not nflog: no verdicts).
     "on_stream_down", "fail_open", "queue_maxlen",
     // Raw upstreams.
     "filter"};

@@ -8,6 +8,7 @@
 #include "policy/duration.hpp"
 #include "policy/kind_rules.hpp"
 #include "policy/names.hpp"
+#include "policy/wording.hpp"
 
 namespace pfp::policy::detail {
 namespace {
@@ -268,16 +269,22 @@ void parse_queue_options(Checker& check, const json& v, const std::string& point
         check.error(at("workers"), "expected 1: " + std::string(kind_name(*shape.kind)) +
                                        " runs one worker (one stream, one queue reader)");
     // The reader never reads from its stream, so it cannot take fc-vsock's CONNECT/OK exchange.
-    if (shape.listen == Scheme::nfqueue && p.upstream_mode == UpstreamMode::fixed &&
-        p.upstream.scheme == Scheme::fc_vsock)
-        check.error(
-            at("upstream"),
-            "an nfqueue listener writes to a vsock:, unix: or tcp: upstream, not fc-vsock (its "
-            "reader never reads from the stream, and fc-vsock answers CONNECT)");
+    const bool reader = shape.listen == Scheme::nfqueue || shape.listen == Scheme::nflog;
+    if (reader && p.upstream_mode == UpstreamMode::fixed && p.upstream.scheme == Scheme::fc_vsock)
+        check.error(at("upstream"),
+                    std::string(article(*shape.listen)) + " " +
+                        std::string(scheme_name(*shape.listen)) +
+                        " listener writes to a vsock:, unix: or tcp: upstream, not fc-vsock (its "
+                        "reader never reads from the stream, and fc-vsock answers CONNECT)");
     for (const std::string_view key : {"on_stream_down", "fail_open", "queue_maxlen"}) {
         const json* x = member(v, key);
         if (!x) continue;
-        if (!queue) {
+        if (shape.listen == Scheme::nflog) {
+            check.error(at(key), std::string(key) +
+                                     " does not apply to an nflog listener: nflog gives no "
+                                     "verdicts (the rule after NFLOG decides each packet; use an "
+                                     "nfqueue listener for verdicts and fail-open)");
+        } else if (!queue) {
             check.error(at(key), std::string(key) + " applies only to nfqueue listeners, not " +
                                      std::string(scheme_name(*shape.listen)));
         } else if (key == "on_stream_down") {

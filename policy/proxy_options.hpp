@@ -14,7 +14,8 @@ namespace pfp::policy::detail {
 // What the option checks know about an entry; nullopt where that part is missing or invalid,
 // reported already, so that it rules nothing in or out.
 struct RelayShape;
-// on_stream_down, fail_open and queue_maxlen: only for an nfqueue listener; packet kinds run one
+// on_stream_down, fail_open and queue_maxlen: only for an nfqueue listener (an nflog one gives no
+// verdicts, so they are refused there with a reason); packet kinds run one
 // worker.
 void parse_queue_options(Checker& check, const json& v, const std::string& pointer,
                          const RelayShape& shape, Proxy& p);

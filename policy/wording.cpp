@@ -39,8 +39,8 @@ std::string one_of(std::span<const std::string_view> words) {
 }
 
 std::string_view article(Scheme s) {
-    // "an fc-vsock", "an nfqueue": the names are read letter by letter.
-    return s == Scheme::fc_vsock || s == Scheme::nfqueue ? "an" : "a";
+    // "an fc-vsock", "an nfqueue", "an nflog": the names are read letter by letter.
+    return s == Scheme::fc_vsock || s == Scheme::nfqueue || s == Scheme::nflog ? "an" : "a";
 }
 
 std::string scheme_list(std::span<const Scheme> schemes) {

@@ -119,6 +119,7 @@ Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int inde
                 h.fds.push_back({role, to_string(p.upstream)});
                 break;
             case FdRole::nfqueue:
+            case FdRole::nflog:
                 h.fds.push_back({role, to_string(p.listen)});
                 break;
         }

@@ -49,11 +49,12 @@ std::vector<unique_fd> ListenerSource::reopen_others(const policy::Proxy& proxy)
 
 Listener ListenerSource::obtain_listener(const policy::Proxy& proxy) {
     Listener l;
-    if (kind_row(proxy.kind).fds.front() == FdRole::nfqueue) {
-        // Bound to its queue for the supervisor's whole life, so a restarted worker reads the
-        // same queue; never put in the FD store (a stored copy would keep the queue bound).
+    if (const FdRole first = kind_row(proxy.kind).fds.front();
+        first == FdRole::nfqueue || first == FdRole::nflog) {
+        // Bound to its queue (or group) for the supervisor's whole life, so a restarted worker
+        // reads the same one; never put in the FD store (a stored copy would keep it bound).
         SocketRequest req;
-        req.role = FdRole::nfqueue;
+        req.role = first;
         req.endpoint = proxy.listen;
         req.queue_maxlen = proxy.queue_maxlen;
         req.fail_open = proxy.fail_open;

@@ -68,6 +68,7 @@ const Endpoint& fd_endpoint(const policy::Proxy& proxy, FdRole role) {
         case FdRole::stream_listener:
         case FdRole::datagram_socket:
         case FdRole::nfqueue:
+        case FdRole::nflog:
             break;
     }
     return proxy.listen;

@@ -2,6 +2,8 @@
 
 #include <libmnl/libmnl.h>
 #include <linux/capability.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_log.h>
 #include <linux/netfilter/nfnetlink_queue.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -165,7 +167,17 @@ unique_fd raw_injector(const SocketRequest& req, const Privileges* privs, int fa
     return fd;
 }
 
-// Sends one nfnetlink_queue config message and waits for the kernel's ACK (or error).
+// A netlink reader's receive buffer: room for a burst of copied packets while its worker is busy
+// writing the stream (the default, about 200 KiB, holds only a few 64 KiB packets; an overflow
+// loses packets, counted by the worker as an overrun). Above rmem_max only with CAP_NET_ADMIN;
+// without it the kernel's default stays, which works, only with more overruns.
+void grow_receive_buffer(int fd, const Privileges* privs) {
+    const int size = 8 << 20;
+    with_cap(privs, CAP_NET_ADMIN,
+             [&] { return ::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size); });
+}
+
+// Sends one nfnetlink config message (queue or log) and waits for the kernel's ACK (or error).
 int queue_config(int fd, const nlmsghdr* nlh) {
     sockaddr_nl kernel{};
     kernel.nl_family = AF_NETLINK;
@@ -238,6 +250,73 @@ unique_fd nfqueue_reader(const SocketRequest& req, const Privileges* privs) {
     }
     tv = timeval{0, 0};
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    grow_receive_buffer(fd.get(), privs);
+    return fd;
+}
+
+// Bound to one nflog group, packets copied whole (iptables `-j NFLOG --nflog-group N`). Opened and
+// configured with CAP_NET_ADMIN in effect, like the nfqueue reader; the worker that receives it
+// keeps none, so the kernel refuses (EPERM) any nfnetlink message it sends on it: rebinding,
+// unbinding or changing the copy mode is the supervisor's alone.
+unique_fd nflog_reader(const SocketRequest& req, const Privileges* privs) {
+    const Endpoint& e = req.endpoint;
+    if (e.scheme != Scheme::nflog)
+        throw socket_error(SocketStep::socket, "an nflog reader needs an nflog: endpoint", EINVAL);
+    int nl = -1;
+    const int nl_err = with_cap(privs, CAP_NET_ADMIN, [&] {
+        nl = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+        return nl;
+    });
+    unique_fd fd(nl);
+    if (!fd) throw socket_error(SocketStep::socket, "socket(NETLINK_NETFILTER)", nl_err);
+    sockaddr_nl local{};
+    local.nl_family = AF_NETLINK;
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) < 0)
+        throw socket_error(SocketStep::bind, "bind", errno);
+    timeval tv{5, 0};  // the kernel answers at once; never hang start-up on it
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+    uint32_t seq = 1;
+    auto send = [&](const char* call, auto fill) {
+        nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
+        nlh->nlmsg_type = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG;
+        nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+        nlh->nlmsg_seq = seq++;
+        auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
+        nfg->nfgen_family = AF_UNSPEC;
+        nfg->version = NFNETLINK_V0;
+        nfg->res_id = htons(e.queue);
+        fill(nlh);
+        if (int err = with_cap(privs, CAP_NET_ADMIN, [&] {
+                const int r = queue_config(fd.get(), nlh);
+                errno = r;
+                return r == 0 ? 0 : -1;
+            }))
+            throw socket_error(SocketStep::queue,
+                               std::string(call) + " nflog group " + std::to_string(e.queue), err,
+                               err == EBUSY   ? "another process reads this group"
+                               : err == EPERM ? "CAP_NET_ADMIN is missing"
+                                              : "");
+    };
+    send("bind", [](nlmsghdr* nlh) {
+        const nfulnl_msg_config_cmd cmd{NFULNL_CFG_CMD_BIND};
+        mnl_attr_put(nlh, NFULA_CFG_CMD, sizeof cmd, &cmd);
+    });
+    send("copy mode of", [](nlmsghdr* nlh) {
+        nfulnl_msg_config_mode mode{};
+        mode.copy_range = htonl(0xffff);
+        mode.copy_mode = NFULNL_COPY_PACKET;
+        mnl_attr_put(nlh, NFULA_CFG_MODE, sizeof mode, &mode);
+    });
+    // Each packet as it is logged: the kernel's default holds up to 100 packets for up to a
+    // second before it sends them (measured: a UDP request and reply took seconds).
+    send("queue threshold of", [](nlmsghdr* nlh) {
+        mnl_attr_put_u32(nlh, NFULA_CFG_QTHRESH, htonl(1));
+        mnl_attr_put_u32(nlh, NFULA_CFG_TIMEOUT, htonl(0));
+    });
+    tv = timeval{0, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    grow_receive_buffer(fd.get(), privs);
     return fd;
 }
 
@@ -280,6 +359,7 @@ std::set<int> capabilities_to_open(FdRole role, const Endpoint& e) {
         case FdRole::raw_ipv6:
             return {CAP_NET_RAW};
         case FdRole::nfqueue:
+        case FdRole::nflog:
             return {CAP_NET_ADMIN};
     }
     return {};
@@ -297,6 +377,8 @@ unique_fd open_socket(const SocketRequest& req, const Privileges* privs) {
             return raw_injector(req, privs, AF_INET6);
         case FdRole::nfqueue:
             return nfqueue_reader(req, privs);
+        case FdRole::nflog:
+            return nflog_reader(req, privs);
     }
     throw socket_error(SocketStep::socket, "unknown socket role", EINVAL);
 }

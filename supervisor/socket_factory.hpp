@@ -1,9 +1,9 @@
 #pragma once
 // Every socket the policy can ask for, by endpoint and role, opened by the supervisor with a
 // capability raised only around the one call that needs it: stream listeners (tcp, vsock, unix,
-// fc-vsock), bound UDP sockets, raw IP injectors (CAP_NET_RAW) and nfqueue readers bound to their
-// queue (CAP_NET_ADMIN). The proxies' listeners, the metrics endpoint, the control socket and the
-// seed commands' bind check all open their sockets here.
+// fc-vsock), bound UDP sockets, raw IP injectors (CAP_NET_RAW) and nfqueue and nflog readers bound
+// to their queue or group (CAP_NET_ADMIN). The proxies' listeners, the metrics endpoint, the
+// control socket and the seed commands' bind check all open their sockets here.
 #include <sys/types.h>
 
 #include <functional>
@@ -26,7 +26,7 @@ enum class SocketStep {
     bind,         // bind(); EACCES for a privileged port without CAP_NET_BIND_SERVICE
     file_access,  // the file_access callback (mode, owner) threw: its message is the detail
     listen,
-    queue,  // binding the nfqueue (EBUSY: another reader has the queue; EPERM: no cap)
+    queue,  // binding the nfqueue or nflog group (EBUSY: another reader has it; EPERM: no cap)
 };
 
 class socket_error : public std::runtime_error {
@@ -57,8 +57,8 @@ struct SocketRequest {
 };
 
 // The capabilities opening `e` for `role` needs (CAP_NET_BIND_SERVICE for a privileged port,
-// CAP_NET_RAW for a raw injector, CAP_NET_ADMIN for an nfqueue); CAP_CHOWN is the caller's to
-// add, since only it knows whether a socket file changes owner.
+// CAP_NET_RAW for a raw injector, CAP_NET_ADMIN for an nfqueue or nflog reader); CAP_CHOWN is the
+// caller's to add, since only it knows whether a socket file changes owner.
 std::set<int> capabilities_to_open(FdRole role, const Endpoint& e);
 
 // The filesystem path a unix or fc-vsock listener binds ("" for abstract or other schemes).

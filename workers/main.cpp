@@ -258,7 +258,8 @@ int run() {
         view = sandbox::filesystem_view(received.handover);
         for (size_t i = 0; i < received.handover.fds.size(); ++i)
             if (received.handover.fds[i].role == FdRole::stream_listener ||
-                received.handover.fds[i].role == FdRole::nfqueue)
+                received.handover.fds[i].role == FdRole::nfqueue ||
+                received.handover.fds[i].role == FdRole::nflog)
                 listener_fd = received.fds[i].get();
     } catch (const std::exception& e) {
         log::error(tag, ": handover refused: ", e.what());

@@ -7,13 +7,15 @@
 // event loop, so a second client waits in the listen backlog until the first ends (logged when a
 // stream starts). A stream with an invalid header ends (it cannot be resynchronised); a packet the
 // policy's filters drop (common/packet_filter.hpp) or the kernel refuses (no route, too big) is
-// counted by reason and the stream goes on. When a raw
-// socket's send buffer is full the stream is not read until it has room: back-pressure, no loss.
+// counted by reason and the stream goes on. The packets of one read go out in batches (sendmmsg,
+// one call per run of one family). When a raw socket's send buffer is full the stream is not read
+// until it has room: back-pressure, no loss.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -124,62 +126,96 @@ class RawInjector final : public WorkerBody {
         }
     }
 
-    // Sends every complete packet the framer holds. False when the stream ended (bad header).
+    // Sends every complete packet the framer holds, in batches of one family (one sendmmsg per
+    // run of up to kBatch packets: the packets of one read go out in one or a few calls). False
+    // when the stream ended (bad header).
     bool inject_ready() {
+        if (blocked_ && !flush_batch()) return true;  // still blocked
+        if (!carry_.empty()) {
+            add_to_batch(carry_fd_, carry_);
+            carry_ = {};
+        }
         for (;;) {
-            if (!blocked_) {
-                const auto next = framer_->next();
-                if (next.status == PacketFramer::Status::need_more) return true;
-                if (next.status == PacketFramer::Status::error) {
-                    stats_.stream_errors++;
-                    end_stream(framer_->error());
-                    return false;
-                }
-                stats_.packets_in++;
-                if (const DropReason r = filter_packet(filter_, next.packet);
-                    r != DropReason::none) {
-                    count_drop(r);
-                    continue;
-                }
-                pending_ = next.packet;
+            if (batch_n_ == kBatch && !flush_batch()) return true;
+            const auto next = framer_->next();
+            if (next.status == PacketFramer::Status::need_more) {
+                flush_batch();  // blocked or not: resumes when the raw socket has room
+                return true;
             }
-            if (!send_pending()) return true;  // blocked: resumes when the raw socket has room
+            if (next.status == PacketFramer::Status::error) {
+                flush_batch();  // the packets before the bad header, as far as they go
+                stats_.stream_errors++;
+                end_stream(framer_->error());
+                return false;
+            }
+            stats_.packets_in++;
+            if (const DropReason r = filter_packet(filter_, next.packet); r != DropReason::none) {
+                count_drop(r);
+                continue;
+            }
+            const int fd = (next.packet[0] >> 4) == 4 ? raw4_.get() : raw6_.get();
+            if (batch_n_ > 0 && fd != batch_fd_ && !flush_batch()) {
+                carry_ = next.packet;  // the first of the next batch, once this one is out
+                carry_fd_ = fd;
+                return true;
+            }
+            add_to_batch(fd, next.packet);
         }
     }
 
-    // False when the raw socket's buffer is full (the packet stays pending). The framer checked
-    // the header: an IPv4 packet has its 20 bytes, an IPv6 one its 40.
-    bool send_pending() {
-        const uint8_t version = pending_[0] >> 4;
-        sockaddr_storage dst{};
+    // The framer checked the header: an IPv4 packet has its 20 bytes, an IPv6 one its 40. The
+    // packet stays in the framer's buffer, which is not written until the batch is out.
+    void add_to_batch(int fd, std::span<const uint8_t> packet) {
+        batch_fd_ = fd;
+        const size_t i = batch_n_++;
+        sockaddr_storage& dst = addrs_[i];
+        dst = {};
         socklen_t len = 0;
-        int fd = -1;
-        if (version == 4) {
+        if (fd == raw4_.get()) {
             auto* sin = reinterpret_cast<sockaddr_in*>(&dst);
             sin->sin_family = AF_INET;
-            std::memcpy(&sin->sin_addr, pending_.data() + 16, 4);
+            std::memcpy(&sin->sin_addr, packet.data() + 16, 4);
             len = sizeof *sin;
-            fd = raw4_.get();
         } else {
             auto* sin6 = reinterpret_cast<sockaddr_in6*>(&dst);
             sin6->sin6_family = AF_INET6;
-            std::memcpy(&sin6->sin6_addr, pending_.data() + 24, 16);
+            std::memcpy(&sin6->sin6_addr, packet.data() + 24, 16);
             len = sizeof *sin6;
-            fd = raw6_.get();
         }
-        const ssize_t n = ::sendto(fd, pending_.data(), pending_.size(), MSG_NOSIGNAL,
-                                   reinterpret_cast<const sockaddr*>(&dst), len);
-        if (n < 0 && errno == EAGAIN) {
-            block(fd);
-            return false;
+        iovs_[i] = {const_cast<uint8_t*>(packet.data()), packet.size()};
+        msgs_[i] = {};
+        msgs_[i].msg_hdr.msg_name = &dst;
+        msgs_[i].msg_hdr.msg_namelen = len;
+        msgs_[i].msg_hdr.msg_iov = &iovs_[i];
+        msgs_[i].msg_hdr.msg_iovlen = 1;
+    }
+
+    // Sends what is batched. False when the raw socket's buffer is full: the rest stays batched
+    // and the stream is not read until it has room (back-pressure, no loss). A packet the kernel
+    // refuses (no route, too big) is counted and skipped.
+    bool flush_batch() {
+        while (batch_sent_ < batch_n_) {
+            const int n = ::sendmmsg(batch_fd_, &msgs_[batch_sent_],
+                                     static_cast<unsigned>(batch_n_ - batch_sent_), MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN) {
+                    if (!blocked_) block(batch_fd_);
+                    return false;
+                }
+                // sendmmsg reports an error only for the first message it tried.
+                stats_.send_errors++;
+                refuse(std::strerror(errno));
+                ++batch_sent_;
+                continue;
+            }
+            for (size_t i = batch_sent_; i < batch_sent_ + static_cast<size_t>(n); ++i) {
+                stats_.packets_out++;
+                stats_.bytes_out += iovs_[i].iov_len;
+            }
+            batch_sent_ += static_cast<size_t>(n);
         }
-        if (n < 0) {
-            stats_.send_errors++;
-            refuse(std::strerror(errno));
-        } else {
-            stats_.packets_out++;
-            stats_.bytes_out += pending_.size();
-        }
+        batch_n_ = batch_sent_ = 0;
         if (blocked_) unblock();
         return true;
     }
@@ -254,12 +290,13 @@ class RawInjector final : public WorkerBody {
 
     void on_raw(uint32_t) {
         if (!blocked_ || !client_) return;
-        if (!send_pending()) return;
         if (inject_ready() && client_ && !blocked_) on_client(EPOLLIN);
     }
 
     void end_stream(const std::string& why) {
         if (blocked_) unblock();
+        batch_n_ = batch_sent_ = 0;  // its packets lie in the framer's buffer, gone with it
+        carry_ = {};
         loop_.remove(client_.get());
         client_.reset();
         const uint64_t packets = framer_ ? framer_->packets() : 0;
@@ -277,7 +314,15 @@ class RawInjector final : public WorkerBody {
     std::string upstream_;
     unique_fd listener_, raw4_, raw6_, client_;
     std::optional<PacketFramer> framer_;  // per stream: a new stream starts on a packet boundary
-    std::span<const uint8_t> pending_;    // the packet being sent (inside the framer's buffer)
+    // Packets framed but not yet sent, all to batch_fd_ (inside the framer's buffer).
+    static constexpr size_t kBatch = 64;
+    std::array<mmsghdr, kBatch> msgs_{};
+    std::array<iovec, kBatch> iovs_{};
+    std::array<sockaddr_storage, kBatch> addrs_{};
+    size_t batch_n_ = 0, batch_sent_ = 0;
+    int batch_fd_ = -1;
+    std::span<const uint8_t> carry_;  // framed while a batch of the other family was blocked
+    int carry_fd_ = -1;
     bool listening_ = false, draining_ = false, blocked_ = false;
     int blocked_fd_ = -1;
     PacketFilter filter_;

@@ -211,11 +211,13 @@ Profile datagram_profile(const KindRow& row) {
     };
 }
 
-// The nfqueue reader (workers/nfqueue_sender.cpp) keeps CAP_NET_ADMIN, with which a netlink
-// socket would reach nf_tables, conntrack and ipset: so it may create only the one stream socket of
-// its upstream's family (never AF_NETLINK), and has no setsockopt, ioctl, bind or accept. Reading
-// the queue and sending verdicts are recv/send on the handed-over socket (baseline).
-Profile nfqueue_profile(const KindRow& row) {
+// The kernel-to-stream readers (workers/nfqueue_sender.cpp, nflog_sender.cpp). The nfqueue reader
+// keeps CAP_NET_ADMIN, with which a netlink socket would reach nf_tables, conntrack and ipset: so
+// each may create only the one stream socket of its upstream's family (never AF_NETLINK), and has
+// no setsockopt, ioctl, bind or accept. Reading the queue or group and sending verdicts are
+// recv/send on the handed-over socket (baseline); the nflog reader keeps no capability, so the
+// kernel refuses whatever it sends there.
+Profile netlink_reader_profile(const KindRow& row) {
     return Profile{
         .kind = row.kind,
         .rules =
@@ -225,10 +227,10 @@ Profile nfqueue_profile(const KindRow& row) {
                 connect_result_rule(),
                 {.name = "shutdown",
                  .why = "the stream's read side, so nothing the peer sends is ever read; never "
-                        "the nfqueue socket",
+                        "the netlink socket",
                  .arg_index = 0,
                  .arg_values = {kListenerFd},
-                 .arg_desc = "fd is not the handed-over nfqueue socket",
+                 .arg_desc = "fd is not the handed-over netlink socket",
                  .arg_not_equal = true},
             },
         .capabilities = {row.capabilities.begin(), row.capabilities.end()},
@@ -240,10 +242,13 @@ Profile nfqueue_profile(const KindRow& row) {
 // sends on the raw sockets it was given (sendto is in the baseline). It creates no socket and sets
 // no option: the supervisor opened and bound the raw sockets.
 Profile packet_profile(const KindRow& row) {
-    if (row.fds.front() == FdRole::nfqueue) return nfqueue_profile(row);
+    if (row.fds.front() == FdRole::nfqueue || row.fds.front() == FdRole::nflog)
+        return netlink_reader_profile(row);
     return Profile{
         .kind = row.kind,
-        .rules = {{.name = "accept4", .why = "the packet stream, one at a time"}},
+        .rules = {{.name = "accept4", .why = "the packet stream, one at a time"},
+                  {.name = "sendmmsg",
+                   .why = "the packets of one stream read, injected in batches"}},
         .capabilities = {row.capabilities.begin(), row.capabilities.end()},
         .capabilities_why = row.capabilities_why,
     };

@@ -68,6 +68,9 @@ std::unique_ptr<WorkerBody> make_worker_body(const Handover& h, std::vector<uniq
             if (kind_row(h.kind).fds.front() == FdRole::nfqueue)
                 return make_nfqueue_sender(h, std::get<PacketOptions>(h.options), std::move(fds),
                                            loop);
+            if (kind_row(h.kind).fds.front() == FdRole::nflog)
+                return make_nflog_sender(h, std::get<PacketOptions>(h.options), std::move(fds),
+                                         loop);
             return make_raw_injector(h, std::get<PacketOptions>(h.options), std::move(fds), loop);
         case KindFamily::tunnel:
             break;

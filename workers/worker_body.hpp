@@ -40,6 +40,9 @@ std::unique_ptr<WorkerBody> make_datagram_worker(const Handover& h, const Datagr
 // nfqueue-to-stream: fds is the nfqueue (nfqueue_sender.cpp).
 std::unique_ptr<WorkerBody> make_nfqueue_sender(const Handover& h, const PacketOptions& options,
                                                 std::vector<unique_fd> fds, EventLoop& loop);
+// nflog-to-stream: fds is the socket bound to the nflog group (nflog_sender.cpp).
+std::unique_ptr<WorkerBody> make_nflog_sender(const Handover& h, const PacketOptions& options,
+                                              std::vector<unique_fd> fds, EventLoop& loop);
 // stream-to-raw: fds are the listener, the IPv4 and the IPv6 raw injector (raw_injector.cpp).
 std::unique_ptr<WorkerBody> make_raw_injector(const Handover& h, const PacketOptions& options,
                                               std::vector<unique_fd> fds, EventLoop& loop);

@@ -5,7 +5,11 @@
 //   PFPROXY_HOSTILE_PROXY  only the workers of this proxy attack
 //   PFPROXY_HOSTILE        the attack
 //   PFPROXY_HOSTILE_ARG    its target (a pid, a port, a path)
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_log.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -78,6 +82,25 @@ std::string stats_payload(uint64_t accepted) {
     return pfp::ipc::encode_stats(s);
 }
 
+// Packet-family STATS that no worker could report (ARG names which), after a plausible first
+// report for "decrease". 777777 marks each impossible value, so a test can look for it.
+void packet_stats(int control_fd, const std::string& attack, const std::string& which) {
+    pfp::ipc::PacketStats s;
+    s.packets_in = 5;
+    if (which == "decrease") {
+        s.packets_in = 888888;
+        report(attack, "first " + outcome(send_raw(control_fd, 4, pfp::ipc::encode_stats(s))));
+        s.packets_in = 777777;
+    } else if (which == "growth") {
+        s.packets_in = uint64_t{1} << 40;  // a trillion packets in the first second
+    } else if (which == "out-exceeds-in") {
+        s.packets_out = 777777;
+    } else if (which == "verdicts") {
+        s.verdicts_drop = 777777;
+    }
+    report(attack, which + " " + outcome(send_raw(control_fd, 4, pfp::ipc::encode_stats(s))));
+}
+
 // A TCP socket with unsent data (the peer never reads). SO_LINGER, which would make its close
 // block, is what the filter no longer allows (the "linger-option" attack).
 int stuffed_socket(uint16_t port) {
@@ -93,6 +116,46 @@ int stuffed_socket(uint16_t port) {
     while (::send(s, junk, sizeof junk, MSG_NOSIGNAL) > 0) {
     }
     return s;
+}
+
+// An nfnetlink_log UNBIND of `group` sent on the handed-over netlink socket (fd 4), then the
+// kernel's answer: its ACK is queued before sendto returns, behind any packets already there.
+std::string nflog_unbind(uint16_t group) {
+    struct {
+        nlmsghdr nlh;
+        nfgenmsg nfg;
+        nlattr attr;
+        nfulnl_msg_config_cmd cmd;
+        uint8_t pad[3];
+    } msg{};
+    msg.nlh.nlmsg_len = sizeof msg;
+    msg.nlh.nlmsg_type = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    msg.nlh.nlmsg_seq = 77;
+    msg.nfg.nfgen_family = AF_UNSPEC;
+    msg.nfg.version = NFNETLINK_V0;
+    msg.nfg.res_id = htons(group);
+    msg.attr.nla_len = NLA_HDRLEN + sizeof msg.cmd;
+    msg.attr.nla_type = NFULA_CFG_CMD;
+    msg.cmd.command = NFULNL_CFG_CMD_UNBIND;
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    if (::sendto(4, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0)
+        return "sendto " + outcome(-1);
+    static char buf[1 << 18];
+    for (int reads = 0; reads < 10000; ++reads) {
+        const ssize_t n = ::recv(4, buf, sizeof buf, MSG_DONTWAIT);
+        if (n < 0) return "no answer (" + outcome(-1) + ")";
+        auto len = static_cast<unsigned>(n);
+        for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+            if (h->nlmsg_type != NLMSG_ERROR || h->nlmsg_seq != 77) continue;
+            const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+            if (e->error == 0) return "unbind acknowledged";
+            errno = -e->error;
+            return "unbind " + outcome(-1);
+        }
+    }
+    return "no answer";
 }
 
 }  // namespace
@@ -112,6 +175,8 @@ void hostile_after_lockdown(int control_fd, const pfp::Handover& h) {
     } else if (attack == "stats-decrease") {
         report(attack, "first " + outcome(send_raw(control_fd, 4, stats_payload(1000))));
         report(attack, "second " + outcome(send_raw(control_fd, 4, stats_payload(3))));
+    } else if (attack == "packet-stats") {
+        packet_stats(control_fd, attack, arg);
     } else if (attack == "oversized") {
         report(attack, outcome(send_raw(control_fd, 4, std::string(200, 'x'))));
     } else if (attack == "mistyped") {
@@ -163,6 +228,8 @@ void hostile_after_lockdown(int control_fd, const pfp::Handover& h) {
     } else if (attack == "unix-connect") {
         // A pathname Unix socket outside the upstream's directory (path ARG).
         (void)unix_connect(attack, arg);
+    } else if (attack == "nflog-unbind") {
+        report(attack, nflog_unbind(static_cast<uint16_t>(std::atoi(arg.c_str()))));
     } else if (attack == "forge-log") {
         // A supervisor line, a journald priority and a terminal escape, then a flood.
         const std::string forged =

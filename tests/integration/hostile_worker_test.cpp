@@ -465,3 +465,55 @@ TEST(HostileWorker, EveryFamilyIsHeldToTheSameRules) {
         }
     }
 }
+
+namespace {
+
+// GET /metrics from a metrics endpoint on loopback: the whole reply ("" when none came).
+std::string metrics_at(uint16_t port) {
+    unique_fd c = connect_tcp(port);
+    if (!c) return "";
+    const std::string req = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    std::string out;
+    if (!write_all(c.get(), req.data(), req.size()) || !read_to_eof(c.get(), out)) return "";
+    return out;
+}
+
+}  // namespace
+
+// A packet worker (stream-to-raw) reporting counters it cannot have: one that went down, one that
+// grew beyond any worker's rate, more packets out than in, more verdicts than packets. Each time
+// the supervisor names the violation, kills the worker once, and neither status nor the metrics
+// ever show the impossible value (777777, or 2^40).
+TEST(HostileWorker, ImplausiblePacketStatsAreRefusedAndTheWorkerKilled) {
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"decrease", "STATS packets_in went down from 888888 to 777777; killing it"},
+        {"growth", "STATS packets_in grew by 1099511627776 in "},
+        {"out-exceeds-in", "STATS more packets or bytes out (777777, 0) than in (5, 0)"},
+        {"verdicts", "STATS more verdicts than packets read"},
+    };
+    for (const auto& [which, violation] : cases) {
+        Ports s;
+        TempDir dir;
+        EchoServer echo(s.b_up);
+        const uint16_t metrics = free_port();
+        const FamilyEntry f = one_proxy_per_family(s, dir.path())[2];
+        ASSERT_EQ(f.family, "packet (stream-to-raw)");
+        std::string text = policy(f.entry, s.b_listen, s.b_up);
+        text.insert(text.find("\"proxies\""),
+                    "\"metrics\": \"tcp:127.0.0.1:" + std::to_string(metrics) + "\", ");
+        Attack attack("packet-stats", which);
+        Daemon d(text, hostile_worker());
+        ASSERT_TRUE(d.wait_log("protocol violation: " + violation)) << which << d.log();
+        ASSERT_TRUE(d.wait_log("killed by signal SIGKILL")) << which << d.log();
+        expect_supervisor_unharmed(d, s.b_listen);
+        EXPECT_EQ(count(d.log(), "protocol violation"), 1u) << d.log();
+        const std::string status = control_status(d.control_path());
+        ASSERT_NE(status.find("\"name\":\"a\""), std::string::npos) << status;
+        const std::string scraped = metrics_at(metrics);
+        ASSERT_NE(scraped.find("proxy=\"a\""), std::string::npos) << scraped;
+        for (const std::string fake : {"777777", "1099511627776"}) {
+            EXPECT_EQ(status.find(fake), std::string::npos) << which << ": " << status;
+            EXPECT_EQ(scraped.find(fake), std::string::npos) << which << ": " << scraped;
+        }
+    }
+}

@@ -1,5 +1,5 @@
-// The endpoint grammar (docs/policy.md "Endpoints"): every form, its canonical text, the seeds' bare
-// forms, the exact error messages, and format_sockaddr for log lines.
+// The endpoint grammar (docs/policy.md "Endpoints"): every form, its canonical text, the seeds'
+// bare forms, the exact error messages, and format_sockaddr for log lines.
 #include "common/endpoint.hpp"
 
 #include <arpa/inet.h>
@@ -292,6 +292,25 @@ TEST(EndpointParse, Nfqueue) {
     EXPECT_EQ(parse_endpoint("nfqueue:65535").queue, 65535);
 }
 
+TEST(EndpointParse, Nflog) {
+    const Endpoint e = parse_endpoint("nflog:3");
+    EXPECT_EQ(e.scheme, Scheme::nflog);
+    EXPECT_EQ(e.queue, 3);
+    EXPECT_EQ(e.family(), 0);
+    EXPECT_FALSE(e.is_stream());
+    EXPECT_EQ(to_string(parse_endpoint("nflog:65535")), "nflog:65535");
+    for (const char* bad : {"nflog:65536", "nflog:", "nflog:-1", "nflog:x"}) {
+        try {
+            (void)parse_endpoint(bad);
+            ADD_FAILURE() << bad << " parsed";
+        } catch (const endpoint_error& err) {
+            EXPECT_NE(std::string(err.what()).find("group number must be 0-65535"),
+                      std::string::npos)
+                << err.what();
+        }
+    }
+}
+
 TEST(EndpointParse, RawDevice) {
     const Endpoint e = parse_endpoint("raw:eth0");
     EXPECT_EQ(e.scheme, Scheme::raw);
@@ -451,20 +470,20 @@ void ExpectErrors(const std::vector<BadCase>& cases) {
 TEST(EndpointErrors, Scheme) {
     ExpectErrors({
         {"foo:1",
-         R"(unknown scheme "foo" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue or raw))"},
+         R"(unknown scheme "foo" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue, nflog or raw))"},
         {"TCP:1.2.3.4:80",
-         R"(unknown scheme "TCP" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue or raw))"},
+         R"(unknown scheme "TCP" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue, nflog or raw))"},
         {"127.0.0.1:80",
-         R"(unknown scheme "127.0.0.1" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue or raw))"},
+         R"(unknown scheme "127.0.0.1" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue, nflog or raw))"},
         {"",
          "missing scheme, expected SCHEME:ADDRESS with SCHEME one of tcp, udp, vsock, unix, "
-         "fc-vsock, systemd, nfqueue or raw"},
+         "fc-vsock, systemd, nfqueue, nflog or raw"},
         {"tcp",
          "missing scheme, expected SCHEME:ADDRESS with SCHEME one of tcp, udp, vsock, "
-         "unix, fc-vsock, systemd, nfqueue or raw"},
+         "unix, fc-vsock, systemd, nfqueue, nflog or raw"},
         {":80",
          "missing scheme, expected SCHEME:ADDRESS with SCHEME one of tcp, udp, vsock, "
-         "unix, fc-vsock, systemd, nfqueue or raw"},
+         "unix, fc-vsock, systemd, nfqueue, nflog or raw"},
     });
 }
 
@@ -600,7 +619,7 @@ TEST(EndpointErrors, MessageIsOneEscapedLine) {
               R"(invalid endpoint "tcp:1.2.3.4:80\x00x": contains a NUL byte)");
     EXPECT_EQ(
         ErrorOf("fo\"o\\:1"),
-        R"(invalid endpoint "fo\"o\\:1": unknown scheme "fo\"o\\" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue or raw))");
+        R"(invalid endpoint "fo\"o\\:1": unknown scheme "fo\"o\\" (expected tcp, udp, vsock, unix, fc-vsock, systemd, nfqueue, nflog or raw))");
     EXPECT_EQ(ErrorOf("nfqueue:\xff"),
               R"(invalid endpoint "nfqueue:\xff": queue number must be 0-65535)");
 }

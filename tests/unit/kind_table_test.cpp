@@ -36,6 +36,7 @@ std::string listen_text(const KindRow& row) {
     if (row.listen == ListenSide::tcp) return "tcp:127.0.0.1:9000";
     if (row.listen == ListenSide::udp) return "udp:127.0.0.1:9000";
     if (row.listen == ListenSide::nfqueue) return "nfqueue:9000";
+    if (row.listen == ListenSide::nflog) return "nflog:9000";
     return "vsock:any:9000";
 }
 
@@ -171,6 +172,8 @@ TEST(KindTable, EveryRowHasAWorkerBodyForTheFdsTheSupervisorBuilds) {
         // A queue number no other test binds (binding needs root, which this suite runs as).
         if (row.listen == ListenSide::nfqueue)
             listen = "nfqueue:" + std::to_string(40000 + ::getpid() % 20000);
+        if (row.listen == ListenSide::nflog)
+            listen = "nflog:" + std::to_string(40000 + ::getpid() % 20000);
         policy::Policy pol =
             policy::parse_policy(entry_json(row, listen, row.upstream), "row.json");
         const policy::Proxy& proxy = pol.proxies.at(0);

@@ -128,5 +128,29 @@ TEST(PacketPolicy, Filter) {
               std::string::npos);
 }
 
+// nflog:GROUP makes nflog-to-stream; it gives no verdicts, so the queue keys are refused there with
+// the reason, and fc-vsock (which answers CONNECT) is refused as for nfqueue.
+TEST(PacketPolicy, NflogListenerMakesNflogToStreamWithoutVerdictKeys) {
+    Policy p = parse_policy(entry("nflog:7", "unix:/run/raw.sock"), "p.json");
+    EXPECT_EQ(p.proxies.at(0).kind, WorkerKind::nflog_to_stream);
+    EXPECT_EQ(p.proxies.at(0).listen.queue, 7);
+    for (const std::string key : {"on_stream_down", "fail_open", "queue_maxlen"}) {
+        const std::string value = key == "on_stream_down" ? "\"accept\""
+                                  : key == "fail_open"    ? "true"
+                                                          : "10";
+        const std::string e = errors(entry("nflog:7", "vsock:3:1", ", \"" + key + "\": " + value));
+        EXPECT_NE(e.find("/proxies/0/" + key + ": " + key +
+                         " does not apply to an nflog listener: nflog gives no verdicts"),
+                  std::string::npos)
+            << e;
+    }
+    EXPECT_NE(errors(entry("nflog:1", "fc-vsock:/run/fc.sock:5"))
+                  .find("an nflog listener writes to a vsock:, unix: or tcp: upstream, not "
+                        "fc-vsock"),
+              std::string::npos);
+    EXPECT_NE(errors(entry("nflog:70000", "vsock:3:1")).find("group number must be 0-65535"),
+              std::string::npos);
+}
+
 }  // namespace
 }  // namespace pfp::policy

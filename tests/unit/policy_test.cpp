@@ -688,7 +688,7 @@ TEST(PolicyErrors, EndpointParseErrorsUseTheEndpointMessage) {
 TEST(PolicyErrors, UnsupportedSchemes) {
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("udp:127.0.0.1:53")", R"("tcp:127.0.0.1:1")")),
               "p.json:6:19: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix, "
-              "fc-vsock or nfqueue listener, not udp");
+              "fc-vsock, nfqueue or nflog listener, not udp");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("vsock:3:80")")),
               "p.json:5:17: /proxies/0/listen: a \"systemd:NAME\" listener needs listen_family "
               "(\"tcp\", \"udp\", \"unix\" or \"vsock\"): the kind of proxy depends on it");
@@ -1669,7 +1669,7 @@ TEST(PolicyActivation, ListenFamilyErrors) {
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("tcp:127.0.0.1:81")",
                                   {R"("listen_family": "udp")"})),
               "p.json:6:19: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix, "
-              "fc-vsock or nfqueue listener, not udp");
+              "fc-vsock, nfqueue or nflog listener, not udp");
     // systemd made the socket file: its mode belongs in the .socket unit.
     EXPECT_EQ(errors(proxy_policy(R"("u")", R"("systemd:u")", R"("tcp:127.0.0.1:80")",
                                   {R"("listen_family": "unix")", R"("socket_mode": "0600")"})),

@@ -94,7 +94,7 @@ TEST(UdpPolicy, BadDatagramValues) {
               "<valid>");
     EXPECT_EQ(errors(udp_entry("", "udp:0.0.0.0:53", "tcp:10.0.0.2:53")),
               "p.json:3:61: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix, "
-              "fc-vsock or nfqueue listener, not udp");
+              "fc-vsock, nfqueue or nflog listener, not udp");
 }
 
 }  // namespace
