@@ -43,7 +43,9 @@ bool listed(const std::array<std::string_view, N>& keys, std::string_view key) {
     return false;
 }
 
-void parse_kcp_object(Checker& check, const json& v, const std::string& pointer, bool server,
+// `client`: the entry is known to be a kcp-client (an entry whose kind is unknown, reported
+// already, is not refused anything).
+void parse_kcp_object(Checker& check, const json& v, const std::string& pointer, bool client,
                       KcpTuning& k) {
     if (!v.is_object()) {
         check.error(pointer,
@@ -55,7 +57,7 @@ void parse_kcp_object(Checker& check, const json& v, const std::string& pointer,
     check.known_keys(v, pointer, kKcpKeys);
     const auto at = [&pointer](std::string_view key) { return pointer + "/" + std::string(key); };
     for (const std::string_view key : kServerLimitKeys)
-        if (member(v, key) && !server)
+        if (member(v, key) && client)
             check.error(at(key), std::string(key) +
                                      " applies only to kcp-server (a limit on the conversations "
                                      "it accepts), not kcp-client");
@@ -83,7 +85,7 @@ void parse_kcp_object(Checker& check, const json& v, const std::string& pointer,
     if (const json* x = member(v, "rekey_after"))
         if (auto n = check.integer(*x, at("rekey_after"), 16, 1 << 30))
             k.rekey_after = static_cast<uint64_t>(*n);
-    if (!server) return;
+    if (client) return;
     if (const json* x = member(v, "max_sessions"))
         if (auto n = check.integer(*x, at("max_sessions"), 1, 65536)) k.max_sessions = *n;
     if (const json* x = member(v, "max_per_source"))
@@ -167,7 +169,8 @@ void parse_tunnel_keys(Checker& check, const json& v, const std::string& pointer
         if (auto n = check.integer(*x, at("mtu"), 576, 1500)) p.mtu = *n;
     if (const json* x = member(v, "socket_buffer"))
         if (auto n = check.integer(*x, at("socket_buffer"), 4096, 1 << 30)) p.socket_buffer = *n;
-    if (const json* x = member(v, "kcp")) parse_kcp_object(check, *x, at("kcp"), server, p.kcp);
+    if (const json* x = member(v, "kcp"))
+        parse_kcp_object(check, *x, at("kcp"), kind == WorkerKind::kcp_client, p.kcp);
 }
 
 }  // namespace pfp::policy::detail
