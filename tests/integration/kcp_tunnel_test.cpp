@@ -220,6 +220,26 @@ TEST_F(KcpTunnel, KilledServerWorkerIsRestartedAndServesNewConnections) {
     EXPECT_EQ(back, "after restart");
 }
 
+TEST_F(KcpTunnel, RefusedUpstreamEndsTheClientsConnection) {
+    // Nothing listens on the upstream port: the server's connect fails, its CLOSE ends the
+    // conversation, and the client's TCP connection ends with it.
+    Daemon d(kcp_policy(ports, write_key(dir), "", ", \"connect_timeout\": \"5s\""));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(ports.client, 20s);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 20s);
+    ASSERT_TRUE(write_all(c.get(), "anyone?", 7));
+    std::string got;
+    const std::string how = read_until_end(c.get(), got);
+    EXPECT_TRUE(how == "eof" || how == "reset") << how << d.log();
+    EXPECT_EQ(got, "");
+    EXPECT_TRUE(d.wait_log("failed to connect to TCP endpoint tcp:127.0.0.1:")) << d.log();
+    const auto k = wait_tunnel_counters(d, "ks", [](const auto& x) {
+        return x["connect_failures"] == 1 && x["sessions_active"] == 0;
+    });
+    EXPECT_EQ(k["connect_failures"], 1) << k;
+}
+
 TEST_F(KcpTunnel, StatisticsLinesNameTheConversation) {
     CountingServer server(ports.upstream, echo_until_eof);
     Daemon d(kcp_policy(ports, write_key(dir), ", \"statistics\": true"));
