@@ -86,8 +86,8 @@ TEST(UdpPolicy, BadDatagramValues) {
               "p.json:3:93: /proxies/0/max_flows: expected max_flows >= workers (3): each worker "
               "needs a flow");
     EXPECT_EQ(errors(udp_entry("", "udp:0.0.0.0:53", "tcp:10.0.0.2:53")),
-              "p.json:3:61: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix, "
-              "fc-vsock or nfqueue listener, not udp");
+              "p.json:3:61: /proxies/0/upstream: a udp listener with a tcp upstream carries each "
+              "stream over datagrams: write \"tunnel\": \"kcp\" (kind kcp-server)");
 }
 
 }  // namespace
