@@ -7,8 +7,10 @@
 
 #include <array>
 #include <cerrno>
+#include <deque>
 #include <memory>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "common/allow_list.hpp"
@@ -26,6 +28,10 @@ namespace {
 constexpr size_t kDatagramBuffer = 2048;  // > the largest tunnel MTU (1500)
 constexpr int kDatagramsPerEvent = 64;    // then the loop's other sources get their turn
 constexpr auto kStatsEvery = std::chrono::seconds(1);
+// A finished conversation stays this long (its TCP side closed), so the ACK of the server's last
+// FIN can be sent again if the first was lost; else the server would resend it until its idle
+// timeout.
+constexpr auto kLinger = std::chrono::seconds(2);
 
 class KcpClient;
 
@@ -53,6 +59,8 @@ struct ClientConn {
     bool registered_tcp = false;
     bool established = false;
     bool dirty = false;
+    bool lingering = false;
+    uint64_t serial = 0;  // tells a slot's connections apart in the linger queue
     Clock::time_point next_stats{};
     uint64_t stats_bytes = 0;  // bytes moved when the last stats line was written
     TcpSide tcp_side;
@@ -120,9 +128,16 @@ class KcpClient final : public WorkerBody {
         wheel_.expire(ms, due_);
         for (const uint32_t id : due_)
             if (ClientConn* c = slots_[id].get()) flush(*c, now, ms);
-        const auto next = wheel_.next_expiry();
-        if (!next) return std::nullopt;
-        return clock_.at(*next, now);
+        while (!linger_.empty() && std::get<0>(linger_.front()) <= now) {
+            const auto [at, id, serial] = linger_.front();
+            linger_.pop_front();
+            if (ClientConn* c = slots_[id].get(); c && c->serial == serial) close(*c);
+        }
+        std::optional<Clock::time_point> next;
+        if (const auto w = wheel_.next_expiry()) next = clock_.at(*w, now);
+        if (!linger_.empty() && (!next || std::get<0>(linger_.front()) < *next))
+            next = std::get<0>(linger_.front());
+        return next;
     }
 
     // Event handlers (ClientConn's sides call them).
@@ -233,6 +248,7 @@ class KcpClient final : public WorkerBody {
         auto c = std::make_unique<ClientConn>();
         c->self = this;
         c->id = id;
+        c->serial = ++serial_;
         c->udp = std::move(udp);
         c->pump = StreamPump(std::move(tcp));
         c->peer = format_sockaddr(peer);
@@ -301,13 +317,20 @@ class KcpClient final : public WorkerBody {
                 c.stats_bytes = moved;
                 c.next_stats = now + kStatsEvery;
             }
-            if (s->state() != kcp::TunnelSession::State::open || c.pump.done(*s)) {
+            if (s->state() != kcp::TunnelSession::State::open) {
                 if (options_.log_connections)
-                    log::info(
-                        tag_, ": ", c.peer, " conv ", s->kcp().conv(),
-                        s->state() == kcp::TunnelSession::State::open ? " finished" : " ended");
+                    log::info(tag_, ": ", c.peer, " conv ", s->kcp().conv(), " ended");
                 close(c);
                 return;
+            }
+            if (!c.lingering && c.pump.done(*s)) {
+                if (options_.log_connections)
+                    log::info(tag_, ": ", c.peer, " conv ", s->kcp().conv(), " finished");
+                if (c.registered_tcp) loop_.remove(c.pump.fd());
+                c.registered_tcp = false;
+                c.pump.close_tcp();
+                c.lingering = true;
+                linger_.emplace_back(now + kLinger, c.id, c.serial);
             }
         }
         wheel_.schedule(c.id, c.tunnel->next_deadline());
@@ -348,6 +371,9 @@ class KcpClient final : public WorkerBody {
     std::vector<uint32_t> free_;
     std::vector<uint32_t> dirty_;
     std::vector<uint32_t> due_;
+    // Finished conversations' ends: one linger time for all, so a FIFO keeps them in order.
+    std::deque<std::tuple<Clock::time_point, uint32_t, uint64_t>> linger_;
+    uint64_t serial_ = 0;
     AcceptSide accept_side_;
     ipc::TunnelStats stats_;
     bool draining_ = false;
