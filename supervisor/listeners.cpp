@@ -140,8 +140,11 @@ void tune_listener(int fd, const policy::Proxy& proxy) {
         // A forwarder is descheduled now and then: its socket must hold the datagrams that
         // arrive meanwhile (the kernel's default, ~200 KiB, holds ~90 of 1,400 bytes). The kernel
         // caps the request at net.core.rmem_max; the memory is used only while datagrams wait.
-        int size = kDatagramReceiveBuffer;
+        // kcp-server's socket_buffer, where given, sets both buffers of the one UDP socket every
+        // conversation shares.
+        int size = proxy.socket_buffer > 0 ? proxy.socket_buffer : kDatagramReceiveBuffer;
         ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+        if (proxy.socket_buffer > 0) ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
         return;
     }
     if (type != SOCK_STREAM) return;

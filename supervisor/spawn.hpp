@@ -1,6 +1,7 @@
 #pragma once
 // Starting a worker process with a fixed fd contract: 0 is /dev/null, 1 and 2 are one pipe the
-// supervisor reads (its lines are relayed under the supervisor's prefix: worker_log.hpp), 3 is the worker's end of its control socketpair, nothing else survives exec.
+// supervisor reads (its lines are relayed under the supervisor's prefix: worker_log.hpp), 3 is the
+// worker's end of its control socketpair, nothing else survives exec.
 #include <sys/types.h>
 
 #include <string>

@@ -187,6 +187,9 @@ void Supervisor::start_generation(ProxyState& p) {
                      "\" is an open relay (allow: \"any\"): it connects wherever its clients "
                      "say, except the protected ranges; list the destinations in allow instead");
     }
+    if (kind_row(p.config.kind).family == KindFamily::tunnel && p.config.psk.empty())
+        log::warning("proxy ", p.config.name,
+                     ": KCP tunnel is unauthenticated (no psk_file or psk_env)");
     for (auto& s : p.slots) {
         if (s.worker) p.retiring.push_back(std::move(s.worker));
     }
@@ -371,6 +374,23 @@ void Supervisor::on_stats(WorkerProcess& w, const ipc::Message& m) {
         w.stats_at = now;
         return;
     }
+    if (kind_row(w.proxy->config.kind).family == KindFamily::tunnel) {
+        const auto next = ipc::decode_tunnel_stats(m.payload);  // size checked by permit()
+        const auto now = Clock::now();
+        const TunnelOptions o = tunnel_options(w.proxy->config);
+        const auto max_active = static_cast<uint64_t>(
+            w.proxy->config.kind == WorkerKind::kcp_server ? o.max_sessions : o.max_connections);
+        const std::string wrong = implausible_stats(w.tunnel_stats.value_or(ipc::TunnelStats{}),
+                                                    next, now - w.stats_at, max_active);
+        if (!wrong.empty()) {
+            kill_worker(w, "protocol violation: STATS " + wrong);
+            loop_.remove(w.control.get());
+            return;
+        }
+        w.tunnel_stats = next;
+        w.stats_at = now;
+        return;
+    }
     if (kind_row(w.proxy->config.kind).family == KindFamily::datagram) {
         const auto next = ipc::decode_datagram_stats(m.payload);  // size checked by permit()
         const auto now = Clock::now();
@@ -449,6 +469,11 @@ void Supervisor::worker_exited(WorkerProcess& w) {
     if (w.packet_stats) {
         ipc::PacketStats ended = *w.packet_stats;
         ended.streams_active = 0;
+        add_counters(p.gone, ended);
+    }
+    if (w.tunnel_stats) {
+        ipc::TunnelStats ended = *w.tunnel_stats;
+        ended.sessions_active = 0;
         add_counters(p.gone, ended);
     }
     if (info.cls != ExitClass::stopped) p.last_exit = info.text;

@@ -3,9 +3,12 @@
 // anything running changes, so an error leaves the old policy in force.
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include "common/log.hpp"
 #include "common/worker_kind.hpp"
 #include "policy/parse.hpp"
+#include "policy/psk.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/supervisor.hpp"
 #include "supervisor/upstream_names.hpp"
@@ -85,6 +88,7 @@ ProxyCounters Supervisor::counters(const ProxyState& p) const {
         add_counters(c, w.stats);
         if (w.datagram_stats) add_counters(c, *w.datagram_stats);
         if (w.packet_stats) add_counters(c, *w.packet_stats);
+        if (w.tunnel_stats) add_counters(c, *w.tunnel_stats);
     };
     for (const auto& s : p.slots)
         if (s.worker) add(*s.worker);
@@ -92,6 +96,7 @@ ProxyCounters Supervisor::counters(const ProxyState& p) const {
     // A datagram proxy shows its datagram counters before its first report too.
     if (kind_row(p.config.kind).family == KindFamily::datagram && !c.datagram) c.datagram.emplace();
     if (kind_row(p.config.kind).family == KindFamily::packet && !c.packet) c.packet.emplace();
+    if (kind_row(p.config.kind).family == KindFamily::tunnel && !c.tunnel) c.tunnel.emplace();
     return c;
 }
 
@@ -179,6 +184,7 @@ CommandOutcome Supervisor::reload() {
     policy::Policy next;
     try {
         next = policy::load_policy(policy_.path);
+        policy::load_psks(next, [](const char* name) { return std::getenv(name); });
     } catch (const policy::policy_error& e) {
         CommandOutcome out{
             false, "the policy in " + policy_.path + " is invalid; nothing changed", {}};

@@ -78,6 +78,8 @@ std::optional<Endpoint> own_upstream(const Handover& h) {
         text = &d->upstream;
     } else if (const auto* p = std::get_if<PacketOptions>(&h.options)) {
         text = &p->upstream;
+    } else if (const auto* t = std::get_if<TunnelOptions>(&h.options)) {
+        text = &t->upstream;
     }
     if (text == nullptr || text->empty()) return std::nullopt;
     return parse_endpoint(*text);

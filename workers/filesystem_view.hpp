@@ -16,7 +16,7 @@
 namespace pfp::sandbox {
 
 // The endpoint the worker connects to on its own (a fixed stream upstream, a datagram upstream,
-// the nfqueue reader's stream); nullopt when it has none.
+// the packet readers' stream, a tunnel's upstream); nullopt when it has none.
 std::optional<Endpoint> own_upstream(const Handover& h);
 
 struct FilesystemView {

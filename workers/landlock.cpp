@@ -58,8 +58,9 @@ LandlockRules landlock_rules(const Handover& h) {
     const auto up = own_upstream(h);
     if (up && up->scheme == Scheme::unix_stream && !up->path.empty() && up->path.front() == '@')
         rules.scope_abstract_unix = false;
-    // A fixed upstream (base-address varies only its IP), or the queue reader's one stream:
-    // TCP connects to that port only, if it is a tcp: one.
+    // A fixed upstream (base-address varies only its IP), the queue reader's one stream, or a
+    // tunnel's upstream (a host name's addresses share its port): TCP connects to that port
+    // only, if it is a tcp: one; none otherwise (kcp-client makes no TCP connection at all).
     if (up) {
         const auto port = static_cast<uint16_t>(up->port);
         if (up->scheme == Scheme::tcp) rules.tcp_connect->push_back({port, port});

@@ -19,6 +19,7 @@
 #include "common/event_loop.hpp"
 #include "common/exit_codes.hpp"
 #include "common/ipc.hpp"
+#include "common/kcp/crypto.hpp"
 #include "common/log.hpp"
 #include "common/socket_util.hpp"
 #include "workers/handover.hpp"
@@ -210,7 +211,10 @@ std::vector<int> worker_upstream_domains(const Handover& h) {
     if (all.empty()) return all;  // stream-to-raw creates no socket
     const auto* so = std::get_if<StreamOptions>(&h.options);
     const auto* dgo = std::get_if<DatagramOptions>(&h.options);
-    if ((so && !so->upstream_host.empty()) || (dgo && !dgo->upstream_host.empty())) return all;
+    const auto* tuo = std::get_if<TunnelOptions>(&h.options);
+    if ((so && !so->upstream_host.empty()) || (dgo && !dgo->upstream_host.empty()) ||
+        (tuo && !tuo->upstream_host.empty()))
+        return all;
     const auto up = sandbox::own_upstream(h);
     if (!up) return all;
     for (int d : all)
@@ -259,7 +263,8 @@ int run() {
         for (size_t i = 0; i < received.handover.fds.size(); ++i)
             if (received.handover.fds[i].role == FdRole::stream_listener ||
                 received.handover.fds[i].role == FdRole::nfqueue ||
-                received.handover.fds[i].role == FdRole::nflog)
+                received.handover.fds[i].role == FdRole::nflog ||
+                received.handover.fds[i].role == FdRole::datagram_socket)
                 listener_fd = received.fds[i].get();
     } catch (const std::exception& e) {
         log::error(tag, ": handover refused: ", e.what());
@@ -275,6 +280,9 @@ int run() {
     std::unique_ptr<Worker> worker;
     try {
         loop.emplace();
+        // OpenSSL reads its configuration and loads providers on first use: files, which the
+        // lock-down forbids from here on.
+        if (kind_row(kind).family == KindFamily::tunnel) kcp::warm_up_crypto();
         worker = std::make_unique<Worker>(std::move(received), *loop);
         raise_fd_limit();
     } catch (const std::exception& e) {

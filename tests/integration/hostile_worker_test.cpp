@@ -425,17 +425,21 @@ std::vector<FamilyEntry> one_proxy_per_family(const Ports& s, const std::string&
              R"(", "upstream": "udp:127.0.0.1:)" + std::to_string(s.a_up) + "\""},
         {"packet (stream-to-raw)",
          R"({"name": "a", "listen": "unix:)" + dir + R"(/raw.sock", "upstream": "raw:lo")"},
+        {"tunnel (kcp-server)", R"({"name": "a", "tunnel": "kcp", "listen": "udp:127.0.0.1:)" +
+                                    std::to_string(s.a_listen) +
+                                    R"(", "upstream": "tcp:127.0.0.1:)" + std::to_string(s.a_up) +
+                                    "\""},
     };
 }
 
 }  // namespace
 
-// The same attacks against a worker of each family (stream, datagram, packet): a forbidden call
-// ends it with SIGSYS, a message outside its permit table gets it killed once, and meanwhile the
-// supervisor answers and proxy "b" relays. (Every kind's own filter is proven call by call in
+// The same attacks against a worker of each family (stream, datagram, packet, tunnel): a forbidden
+// call ends it with SIGSYS, a message outside its permit table gets it killed once, and meanwhile
+// the supervisor answers and proxy "b" relays. (Every kind's own filter is proven call by call in
 // sandbox_kinds_test; this is the supervisor's side of it, per family.)
 TEST(HostileWorker, EveryFamilyIsHeldToTheSameRules) {
-    for (size_t i = 0; i < 3; ++i) {
+    for (size_t i = 0; i < 4; ++i) {
         for (const std::string name :
              {"signal-supervisor", "open-file", "linger-option", "shutdown-listener"}) {
             Ports s;

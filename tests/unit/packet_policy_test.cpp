@@ -64,8 +64,8 @@ TEST(PacketPolicy, Errors) {
               "tcp: upstream, not fc-vsock (its reader never reads from the stream, and fc-vsock "
               "answers CONNECT)");
     EXPECT_EQ(errors(entry("nfqueue:1", "udp:127.0.0.1:1")),
-              "p.json:1:63: /proxies/0/upstream: a udp upstream needs a udp listener, not "
-              "nfqueue");
+              "p.json:1:63: /proxies/0/upstream: a udp upstream needs a udp or tcp listener, "
+              "not nfqueue");
     EXPECT_EQ(errors(entry("nfqueue:70000", "vsock:3:1")).find("queue number must be 0-65535") !=
                   std::string::npos,
               true);

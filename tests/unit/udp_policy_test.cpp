@@ -93,8 +93,8 @@ TEST(UdpPolicy, BadDatagramValues) {
     EXPECT_EQ(errors(udp_entry(", \"listen_family\": \"udp\", \"workers\": 1", "systemd:dns")),
               "<valid>");
     EXPECT_EQ(errors(udp_entry("", "udp:0.0.0.0:53", "tcp:10.0.0.2:53")),
-              "p.json:3:61: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix, "
-              "fc-vsock, nfqueue or nflog listener, not udp");
+              "p.json:3:61: /proxies/0/upstream: a udp listener with a tcp upstream carries each "
+              "stream over datagrams: write \"tunnel\": \"kcp\" (kind kcp-server)");
 }
 
 }  // namespace
