@@ -6,12 +6,14 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <utility>
 
 #include "supervisor/compat/bind_probe.hpp"
+#include "supervisor/compat/kcptcp.hpp"
 #include "supervisor/compat/pid_file.hpp"
 #include "supervisor/compat/portfwd.hpp"
 #include "supervisor/compat/raw_proxy_tools.hpp"
@@ -39,6 +41,8 @@ constexpr std::array kCommands{
     CommandEntry{"vsockproxy", Tool::vsockproxy},
     CommandEntry{"tcpfwd", Tool::tcpfwd},
     CommandEntry{"udpfwd", Tool::udpfwd},
+    CommandEntry{"kcptcp-client", Tool::kcptcp_client},
+    CommandEntry{"kcptcp-server", Tool::kcptcp_server},
     CommandEntry{"ip-to-vsock-raw-incoming", Tool::ip_to_vsock_raw_incoming},
     CommandEntry{"ip-to-vsock-raw-outgoing", Tool::ip_to_vsock_raw_outgoing},
     CommandEntry{"vsock-to-ip-raw-incoming", Tool::vsock_to_ip_raw_incoming},
@@ -95,13 +99,16 @@ std::variant<Finished, SeedCommand> parse_command_line(Tool tool, std::string_vi
                                                        const std::vector<std::string>& args) {
     if (tool == Tool::vsockproxy) return parse_vsockproxy(command, args);
     if (tool == Tool::tcpfwd || tool == Tool::udpfwd) return parse_portfwd(tool, command, args);
+    if (tool == Tool::kcptcp_client || tool == Tool::kcptcp_server)
+        return parse_kcptcp(tool, command, args);
     if (is_raw_tool(tool)) return parse_raw_proxy_tool(tool, command, args);
     return parse_tcp_proxy_tool(tool, command, args);
 }
 
 Output bind_failure(const SeedCommand& cmd, BindStage stage, int err) {
     if (cmd.tool == Tool::vsockproxy) return vsockproxy_bind_failure(stage, err);
-    if (cmd.tool == Tool::tcpfwd || cmd.tool == Tool::udpfwd)
+    if (cmd.tool == Tool::tcpfwd || cmd.tool == Tool::udpfwd || cmd.tool == Tool::kcptcp_client ||
+        cmd.tool == Tool::kcptcp_server)
         return portfwd_bind_failure(cmd.command, cmd, err);
     return tcp_proxy_bind_failure(cmd.tool, err);
 }
@@ -145,6 +152,13 @@ int run(Tool tool, std::string_view command, const std::vector<std::string>& arg
     } catch (const std::exception& e) {
         print({"", std::string(command) + ": " + e.what() + "\n"});
         return 1;
+    }
+    for (const auto& [name, value] : cmd.environment) {
+        if (::setenv(name.c_str(), value.c_str(), 1) != 0) {
+            print({"",
+                   std::string(command) + ": setenv " + name + ": " + std::strerror(errno) + "\n"});
+            return 1;
+        }
     }
     supervisor::DaemonOptions options;
     options.source = cmd.policy.path;

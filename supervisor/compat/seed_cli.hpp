@@ -4,7 +4,7 @@
 //   vsock-to-ip, ip-to-vsock, vsock-to-ip-transparent, ip-to-vsock-transparent,
 //   transparent-port-to-vsock (alias port-to-vsock-transparent)   PF-Proxy / Oyster tcp-proxy
 //   vsockproxy                                                       Ghaf's vsock relay
-//   tcpfwd, udpfwd                                                   portfwd
+//   tcpfwd, udpfwd, kcptcp-client, kcptcp-server                     portfwd
 //
 // Each command accepts its seed's flags, prints its seed's help, version, startup lines and error
 // messages, writes the policy file a user would write for it, validates that document like a
@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -38,6 +39,8 @@ enum class Tool {
     ip_to_vsock_raw_outgoing,
     vsock_to_ip_raw_incoming,
     vsock_to_ip_raw_outgoing,
+    kcptcp_client,  // portfwd's KCP tunnel: TCP listener -> KCP over UDP
+    kcptcp_server,  // UDP socket -> TCP upstream
 };
 
 // Every command name pf-proxy-compat answers to (the links installed beside it).
@@ -75,6 +78,9 @@ struct SeedCommand {
     std::optional<std::string> pid_file;
     // SIGHUP and SIGQUIT stop the command as SIGTERM and SIGINT do (no policy file to reload).
     bool hangup_stops = false;
+    // Variables set in the command's own environment just before pf-proxyd starts (kcptcp's -K
+    // key, which the policy names in psk_env). Never printed or logged.
+    std::vector<std::pair<std::string, std::string>> environment;
 };
 
 // Reads `args` (argv without argv[0]) the way the seed tool does. Opens nothing.
