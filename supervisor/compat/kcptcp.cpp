@@ -59,7 +59,7 @@ constexpr LongOption kLongOptions[] = {
 };
 
 // Limits of the values, as the policy's keys take them (docs/policy.md, "kcp").
-constexpr uint64_t kMinSockbuf = 4096, kMaxSockbuf = 64ULL << 20;
+constexpr uint64_t kMinSockbuf = 4096, kMaxSockbuf = 1ULL << 30;
 constexpr uint64_t kMinMtu = 576, kMaxMtu = 1500;
 constexpr uint64_t kMinInterval = 1, kMaxInterval = 5000;
 constexpr uint64_t kMaxResend = 100;
@@ -287,7 +287,7 @@ std::variant<Finished, SeedCommand> parse_kcptcp(Tool tool, std::string_view com
     SeedCommand cmd;
     cmd.tool = tool;
     cmd.command = std::string(command);
-    // The key: at most one source. -K goes through this command's own environment.
+    // The key: at most one source. A -K key is known to this command only (kcptcp.hpp).
     const int sources =
         static_cast<int>(given.count("K") + given.count("psk-file") + given.count("psk-env"));
     if (sources > 1)
@@ -295,7 +295,7 @@ std::variant<Finished, SeedCommand> parse_kcptcp(Tool tool, std::string_view com
     if (auto k = given.find("K"); k != given.end()) {
         if (auto why = psk_problem(k->second)) return fail(command, "invalid -K: " + *why);
         proxy["psk_env"] = std::string(kKcpKeyVariable);
-        cmd.environment.emplace_back(std::string(kKcpKeyVariable), k->second);
+        cmd.private_variables[std::string(kKcpKeyVariable)] = k->second;
         cmd.startup.err = std::string(command) +
                           ": warning: a key given with -K is visible to other users in ps and "
                           "/proc while the command starts; use --psk-file PATH (a file only you "

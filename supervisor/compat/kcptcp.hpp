@@ -6,9 +6,10 @@
 // signals that stop them are handled by run() (seed_cli.cpp), as for tcpfwd and udpfwd.
 //
 // The PSK: -K HEX as the seed has it (warned about: the command line is visible in ps), or the
-// pf-proxy additions --psk-file PATH and --psk-env NAME. A -K key is handed to pf-proxyd through
-// a variable of the command's own environment (kKcpKeyVariable), named in the policy's psk_env;
-// it never appears in the policy document, a log line or an error message.
+// pf-proxy additions --psk-file PATH and --psk-env NAME. A -K key is named in the policy as
+// psk_env kKcpKeyVariable, a variable only this command knows (SeedCommand::private_variables,
+// never set in its environment, so no worker inherits it); it never appears in the policy
+// document, a log line or an error message.
 #include <string>
 #include <string_view>
 #include <variant>
@@ -18,7 +19,7 @@
 
 namespace pfp::compat {
 
-// The environment variable that carries a -K key from the command to its own pf-proxyd.
+// The psk_env name under which the policy refers to a -K key.
 inline constexpr std::string_view kKcpKeyVariable = "PFPROXY_COMPAT_KCP_PSK";
 
 std::variant<Finished, SeedCommand> parse_kcptcp(Tool tool, std::string_view command,

@@ -6,7 +6,6 @@
 
 #include <array>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -152,13 +151,6 @@ int run(Tool tool, std::string_view command, const std::vector<std::string>& arg
     } catch (const std::exception& e) {
         print({"", std::string(command) + ": " + e.what() + "\n"});
         return 1;
-    }
-    for (const auto& [name, value] : cmd.environment) {
-        if (::setenv(name.c_str(), value.c_str(), 1) != 0) {
-            print({"",
-                   std::string(command) + ": setenv " + name + ": " + std::strerror(errno) + "\n"});
-            return 1;
-        }
     }
     supervisor::DaemonOptions options;
     options.source = cmd.policy.path;

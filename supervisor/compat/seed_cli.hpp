@@ -15,10 +15,10 @@
 // The pieces: clap_text.hpp (the seeds' text formats), options.hpp (reading clap-style options),
 // tcp_proxy_tools.hpp and vsockproxy.hpp (one per tool family), seed_policy.hpp (the policy
 // document), bind_probe.hpp (a listener's bind failure in the seed's words).
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <variant>
 #include <vector>
 
@@ -78,9 +78,10 @@ struct SeedCommand {
     std::optional<std::string> pid_file;
     // SIGHUP and SIGQUIT stop the command as SIGTERM and SIGINT do (no policy file to reload).
     bool hangup_stops = false;
-    // Variables set in the command's own environment just before pf-proxyd starts (kcptcp's -K
-    // key, which the policy names in psk_env). Never printed or logged.
-    std::vector<std::pair<std::string, std::string>> environment;
+    // Values of psk_env variables that only this command knows (kcptcp's -K key): looked up
+    // before the process environment when the policy's keys are loaded, and never put into it,
+    // so no worker inherits them. Never printed or logged.
+    std::map<std::string, std::string, std::less<>> private_variables;
 };
 
 // Reads `args` (argv without argv[0]) the way the seed tool does. Opens nothing.
