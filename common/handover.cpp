@@ -160,6 +160,99 @@ PacketOptions packet_from_json(const json& j) {
     return o;
 }
 
+std::string hex(const std::vector<uint8_t>& bytes) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out;
+    for (const uint8_t b : bytes) {
+        out += kDigits[b >> 4];
+        out += kDigits[b & 15];
+    }
+    return out;
+}
+
+std::vector<uint8_t> unhex(const std::string& text, const char* what) {
+    const auto digit = [what](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        throw bad(std::string(what) + " is not lower-case hex");
+    };
+    if (text.size() % 2 != 0) throw bad(std::string(what) + " has an odd number of hex digits");
+    std::vector<uint8_t> out;
+    for (size_t i = 0; i < text.size(); i += 2)
+        out.push_back(static_cast<uint8_t>(digit(text[i]) << 4 | digit(text[i + 1])));
+    return out;
+}
+
+json tunnel_json(const TunnelOptions& o) {
+    return {{"upstream", o.upstream},
+            {"upstream_host", o.upstream_host},
+            {"upstream_addresses", o.upstream_addresses},
+            {"allowed_sources", o.allowed_sources},
+            {"psk", hex(o.psk)},
+            {"mtu", o.mtu},
+            {"socket_buffer", o.socket_buffer},
+            {"nodelay", o.nodelay},
+            {"interval_ms", o.interval.count()},
+            {"resend", o.resend},
+            {"no_congestion_control", o.no_congestion_control},
+            {"send_window", o.send_window},
+            {"receive_window", o.receive_window},
+            {"rekey_after", o.rekey_after},
+            {"max_sessions", o.max_sessions},
+            {"max_per_source", o.max_per_source},
+            {"hellos_per_second", o.hellos_per_second},
+            {"hello_burst", o.hello_burst},
+            {"max_connections", o.max_connections},
+            {"connect_timeout_ms", o.connect_timeout.count()},
+            {"idle_timeout_ms", o.idle_timeout.count()},
+            {"log_connections", o.log_connections},
+            {"statistics", o.statistics}};
+}
+
+// A count the worker sizes things by: at least 1, at most `max`.
+int count(const json& j, const char* key, int max) {
+    const int v = j.at(key).get<int>();
+    if (v < 1 || v > max) throw bad(std::string(key) + " out of range");
+    return v;
+}
+
+TunnelOptions tunnel_from_json(const json& j) {
+    static const json reference = tunnel_json(TunnelOptions{});
+    require_keys(j, reference, "tunnel options");
+    TunnelOptions o;
+    o.upstream = j.at("upstream").get<std::string>();
+    o.upstream_host = j.at("upstream_host").get<std::string>();
+    o.upstream_addresses = j.at("upstream_addresses").get<std::vector<std::string>>();
+    o.allowed_sources = j.at("allowed_sources").get<std::vector<std::string>>();
+    o.psk = unhex(j.at("psk").get<std::string>(), "psk");
+    if (!o.psk.empty() && o.psk.size() != 32) throw bad("psk is not 32 bytes");
+    o.mtu = j.at("mtu").get<int>();
+    if (o.mtu < 576 || o.mtu > 1500) throw bad("mtu out of range");
+    o.socket_buffer = j.at("socket_buffer").get<int>();
+    if (o.socket_buffer < 0) throw bad("socket_buffer is negative");
+    o.nodelay = j.at("nodelay").get<bool>();
+    o.interval = duration(j, "interval_ms");
+    if (o.interval.count() < 1 || o.interval.count() > 5000) throw bad("interval out of range");
+    o.resend = j.at("resend").get<int>();
+    if (o.resend < 0) throw bad("resend is negative");
+    o.no_congestion_control = j.at("no_congestion_control").get<bool>();
+    o.send_window = count(j, "send_window", 65535);
+    o.receive_window = count(j, "receive_window", 65535);
+    o.rekey_after = j.at("rekey_after").get<uint64_t>();
+    if (o.rekey_after < 1) throw bad("rekey_after < 1");
+    o.max_sessions = count(j, "max_sessions", 65536);
+    o.max_per_source = count(j, "max_per_source", 65536);
+    o.hellos_per_second = count(j, "hellos_per_second", 100000);
+    o.hello_burst = count(j, "hello_burst", 100000);
+    o.max_connections = count(j, "max_connections", 1'000'000);
+    o.connect_timeout = duration(j, "connect_timeout_ms");
+    o.idle_timeout = duration(j, "idle_timeout_ms");
+    if (o.idle_timeout.count() < 1) throw bad("idle_timeout must be positive");
+    o.log_connections = j.at("log_connections").get<bool>();
+    o.statistics = j.at("statistics").get<bool>();
+    return o;
+}
+
 json fd_json(const HandoverFd& f) {
     return {{"role", std::string(role_name(f.role))}, {"endpoint", f.endpoint}};
 }
@@ -175,6 +268,8 @@ json options_json(const FamilyOptions& o) {
                 return {{std::string(kind_family_name(KindFamily::datagram)), datagram_json(opts)}};
             else if constexpr (std::is_same_v<T, PacketOptions>)
                 return {{std::string(kind_family_name(KindFamily::packet)), packet_json(opts)}};
+            else if constexpr (std::is_same_v<T, TunnelOptions>)
+                return {{std::string(kind_family_name(KindFamily::tunnel)), tunnel_json(opts)}};
         },
         o);
 }
@@ -235,7 +330,8 @@ Handover Handover::from_json(const std::string& text) {
                 h.options = packet_from_json(options.at(family_key));
                 break;
             case KindFamily::tunnel:
-                throw bad("no worker body for the " + family_key + " family");
+                h.options = tunnel_from_json(options.at(family_key));
+                break;
         }
         return h;
     } catch (const json::exception& e) {

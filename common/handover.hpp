@@ -88,8 +88,41 @@ struct PacketOptions {
     bool operator==(const PacketOptions&) const = default;
 };
 
+// The tunnel family (docs/kcp-tunnel.md): kcp-client (TCP in, KCP over UDP to `upstream`) and
+// kcp-server (KCP over its UDP socket in, TCP to `upstream`). docs/policy.md explains each.
+struct TunnelOptions {
+    std::string upstream;                         // canonical udp: (client) or tcp: (server) text
+    std::string upstream_host;                    // as in StreamOptions
+    std::vector<std::string> upstream_addresses;  // as in StreamOptions
+    std::vector<std::string> allowed_sources;
+    // The pre-shared key: 32 bytes, or none (plain KCP). Only here does it reach the worker; the
+    // JSON carries it as hex, and neither side ever logs the message.
+    std::vector<uint8_t> psk;
+    int mtu = 1350;
+    int socket_buffer = 0;  // 0: the kernel's default
+    // KCP tuning and the rekey interval.
+    bool nodelay = true;
+    std::chrono::milliseconds interval{10};
+    int resend = 2;
+    bool no_congestion_control = true;
+    int send_window = 1024;
+    int receive_window = 1024;
+    uint64_t rekey_after = uint64_t{1} << 30;
+    // kcp-server's limits.
+    int max_sessions = 1024;
+    int max_per_source = 64;
+    int hellos_per_second = 20;
+    int hello_burst = 40;
+    int max_connections = 10'000;  // kcp-client: this worker's share
+    std::chrono::milliseconds connect_timeout{10'000};
+    std::chrono::milliseconds idle_timeout{180'000};
+    bool log_connections = false;
+    bool statistics = false;
+    bool operator==(const TunnelOptions&) const = default;
+};
+
 // One alternative per family that has a worker body.
-using FamilyOptions = std::variant<StreamOptions, DatagramOptions, PacketOptions>;
+using FamilyOptions = std::variant<StreamOptions, DatagramOptions, PacketOptions, TunnelOptions>;
 
 struct Handover {
     std::string proxy;  // policy name

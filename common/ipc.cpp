@@ -196,4 +196,50 @@ PacketStats decode_packet_stats(const std::string& payload) {
     return s;
 }
 
+namespace {
+using T = TunnelStats;
+constexpr TunnelField kTunnelFields[] = {
+    {"sessions", &T::sessions},
+    {"sessions_active", &T::sessions_active},
+    {"handshake_failures", &T::handshake_failures},
+    {"connect_failures", &T::connect_failures},
+    {"denied", &T::denied},
+    {"accept_errors", &T::accept_errors},
+    {"bytes_up", &T::bytes_up},
+    {"bytes_down", &T::bytes_down},
+    {"datagrams_in", &T::datagrams_in},
+    {"datagrams_out", &T::datagrams_out},
+    {"send_errors", &T::send_errors},
+    {"retransmits", &T::retransmits},
+    {"dropped_malformed", &T::dropped_malformed},
+    {"dropped_rate_limited", &T::dropped_rate_limited},
+    {"dropped_handshake", &T::dropped_handshake},
+    {"dropped_full", &T::dropped_full},
+    {"dropped_stale_duplicate", &T::dropped_stale_duplicate},
+    {"dropped_unknown", &T::dropped_unknown},
+    {"dropped_refused", &T::dropped_refused},
+};
+static_assert(std::size(kTunnelFields) * sizeof(uint64_t) == kTunnelStatsSize);
+}  // namespace
+
+std::span<const TunnelField> tunnel_fields() {
+    return kTunnelFields;
+}
+
+std::string encode_stats(const TunnelStats& s) {
+    std::string out;
+    for (const auto& f : kTunnelFields) put<uint64_t>(out, s.*f.field);
+    return out;
+}
+
+TunnelStats decode_tunnel_stats(const std::string& payload) {
+    if (payload.size() != kTunnelStatsSize)
+        throw protocol_error("STATS payload of " + std::to_string(payload.size()) + " bytes");
+    const auto* p = reinterpret_cast<const std::byte*>(payload.data());
+    TunnelStats s;
+    for (size_t i = 0; i < std::size(kTunnelFields); ++i)
+        s.*kTunnelFields[i].field = get<uint64_t>(p + i * sizeof(uint64_t));
+    return s;
+}
+
 }  // namespace pfp::ipc

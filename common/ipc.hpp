@@ -117,6 +117,37 @@ struct PacketField {
 };
 std::span<const PacketField> packet_fields();
 
+// Counters a tunnel worker (kcp-client, kcp-server) reports about itself (all since the worker
+// started). "Up" is toward the upstream: client TCP -> tunnel on kcp-client, tunnel -> upstream TCP
+// on kcp-server. A dropped datagram is counted once, by the first reason that refused it.
+struct TunnelStats {
+    uint64_t sessions = 0;            // conversations opened (client: handshakes completed)
+    uint64_t sessions_active = 0;     // a gauge: conversations (client: connections) open now
+    uint64_t handshake_failures = 0;  // client: the server never answered the HELLO
+    uint64_t connect_failures = 0;    // server: the upstream refused or timed out
+    uint64_t denied = 0;              // a source allowed_sources refuses
+    uint64_t accept_errors = 0;       // accept4 failed, or no socket for a new connection
+    uint64_t bytes_up = 0;
+    uint64_t bytes_down = 0;
+    uint64_t datagrams_in = 0;  // read from the UDP socket(s)
+    uint64_t datagrams_out = 0;
+    uint64_t send_errors = 0;        // a datagram the kernel would not take (KCP sends it again)
+    uint64_t retransmits = 0;        // KCP segments sent again (timeouts and fast resends)
+    uint64_t dropped_malformed = 0;  // the drop reasons of docs/kcp-tunnel.md, "Server limits"
+    uint64_t dropped_rate_limited = 0;
+    uint64_t dropped_handshake = 0;
+    uint64_t dropped_full = 0;
+    uint64_t dropped_stale_duplicate = 0;
+    uint64_t dropped_unknown = 0;
+    uint64_t dropped_refused = 0;
+    bool operator==(const TunnelStats&) const = default;
+};
+struct TunnelField {
+    const char* name;
+    uint64_t TunnelStats::*field;
+};
+std::span<const TunnelField> tunnel_fields();
+
 class protocol_error : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;
@@ -144,6 +175,11 @@ constexpr size_t kPacketStatsSize = 19 * sizeof(uint64_t);
 std::string encode_stats(const PacketStats& s);
 // Throws protocol_error on a wrong size.
 PacketStats decode_packet_stats(const std::string& payload);
+
+constexpr size_t kTunnelStatsSize = 19 * sizeof(uint64_t);
+std::string encode_stats(const TunnelStats& s);
+// Throws protocol_error on a wrong size.
+TunnelStats decode_tunnel_stats(const std::string& payload);
 
 const char* type_name(Type t);
 

@@ -176,6 +176,40 @@ constexpr std::array<KindRow, kWorkerKindCount> kRows{{
      .capabilities_why =
          "the kernel checks CAP_NET_ADMIN of the process sending each nfqueue verdict",
      .log = {"ip", "vsock", "vsock"}},
+    {.kind = WorkerKind::kcp_client,
+     .name = "kcp-client",
+     .summary = "TCP listener -> one KCP conversation over UDP per client, to a kcp-server",
+     .family = KindFamily::tunnel,
+     .listen = ListenSide::tcp,
+     .upstream = UpstreamTarget::udp,
+     .takes_statistics = true,
+     .tunnel = true,
+     .fds = kListenerOnly,
+     .upstream_domains = kIpDomains,
+     .upstream_why = "one UDP socket per client connection toward the kcp-server (the upstream's "
+                     "family only); no TCP, Unix, vsock, packet or netlink",
+     .connect_why = "fixes a conversation socket's peer to the server (a UDP connect sends "
+                    "nothing)",
+     .capabilities = kNoCapabilities,
+     .capabilities_why = "its listener is handed over and its UDP sockets are unprivileged",
+     .log = {"tcp", "kcp", "UDP"}},
+    {.kind = WorkerKind::kcp_server,
+     .name = "kcp-server",
+     .summary = "UDP socket of KCP conversations -> one TCP upstream connection per conversation",
+     .family = KindFamily::tunnel,
+     .listen = ListenSide::udp,
+     .upstream = UpstreamTarget::tcp,
+     .takes_statistics = true,
+     .tunnel = true,
+     .fds = kDatagramOnly,
+     .upstream_domains = kIpDomains,
+     .upstream_why = "one TCP connection per conversation to the upstream (its family only); no "
+                     "UDP sockets beyond the handed-over one, no Unix, vsock, packet or netlink",
+     .connect_why = "non-blocking connect to the fixed TCP upstream",
+     .capabilities = kNoCapabilities,
+     .capabilities_why = "its UDP socket is handed over and its upstreams are unprivileged "
+                         "outbound connects",
+     .log = {"kcp", "tcp", "TCP"}},
 }};
 
 // Rows are indexed by their kind; a row out of place would hand one kind another's sandbox.

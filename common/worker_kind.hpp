@@ -26,6 +26,8 @@ enum class WorkerKind {
     udp_forward,                // UDP socket -> fixed UDP upstream, one flow per client (udpfwd)
     stream_to_raw,              // vsock-like listener -> IP packets injected by raw sockets
     nfqueue_to_stream,          // packets of an nfqueue -> one vsock-like stream
+    kcp_client,                 // TCP listener -> KCP conversations over UDP to a kcp-server
+    kcp_server,                 // UDP socket of KCP conversations -> one TCP upstream each
 };
 
 // How a kind moves data; each family has one worker body and one sandbox profile shape.
@@ -89,6 +91,9 @@ struct KindRow {
     bool send_original_destination = false;
     bool takes_allow = false;       // `allow`: it connects to TCP destinations
     bool takes_statistics = false;  // `statistics`
+    // `tunnel` names the protocol carrying streams over datagrams ("kcp"): the entry must say it,
+    // since a tcp listener with a udp upstream (or the reverse) could mean another protocol.
+    bool tunnel = false;
     // Handover: the fds its worker receives, in this order.
     std::span<const FdRole> fds;
     // Sandbox: the socket() domains its worker may create for upstream connections (and why),
@@ -103,7 +108,7 @@ struct KindRow {
 
 std::span<const KindRow> kind_table();
 const KindRow& kind_row(WorkerKind k);  // every kind has a row (a table test checks)
-inline constexpr size_t kWorkerKindCount = 10;
+inline constexpr size_t kWorkerKindCount = 12;
 
 std::string_view kind_name(WorkerKind k);
 std::optional<WorkerKind> kind_from_name(std::string_view name);

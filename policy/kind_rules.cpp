@@ -143,6 +143,18 @@ bool takes(const KindRule& rule, KindKey key) {
     return false;
 }
 
+// "a tcp listener with a udp: upstream (kcp-client) or ...": the entries that make tunnels.
+std::string tunnel_entries() {
+    std::string out;
+    for (const auto& rule : kind_table()) {
+        if (!rule.tunnel) continue;
+        if (!out.empty()) out += " or ";
+        out += schemes_in_prose(side_schemes(rule.listen)) + " listener with " +
+               target_text(rule.upstream) + " (" + std::string(rule.name) + ")";
+    }
+    return out;
+}
+
 }  // namespace
 
 // Every message is about what is known; an unknown part (already reported) rules nothing out.
@@ -214,8 +226,25 @@ KindChoice derive_kind(const KindInput& in) {
                 "send_original_destination applies only to " + where;
         }
     }
-    if (side && target && in.send_original_destination && out.listen_error.empty() &&
-        out.upstream_error.empty() && out.send_original_destination_error.empty()) {
+    // A stream carried over datagrams (or the reverse) is a tunnel, whose protocol the entry
+    // names; `tunnel` on any other entry is a mistake.
+    if (side && target && in.tunnel && out.listen_error.empty() && out.upstream_error.empty()) {
+        const auto rules = rules_for(side, target, std::nullopt);
+        const bool tunnel_kind = !rules.empty() && rules.front()->tunnel;
+        if (tunnel_kind && !*in.tunnel) {
+            out.upstream_error = schemes_in_prose(side_schemes(*side)) + " listener with " +
+                                 target_text(*target) +
+                                 " carries each stream over datagrams: write \"tunnel\": \"kcp\" "
+                                 "(kind " +
+                                 std::string(kind_name(rules.front()->kind)) + ")";
+            target.reset();
+        } else if (!tunnel_kind && *in.tunnel) {
+            out.tunnel_error = "tunnel applies only to " + tunnel_entries();
+        }
+    }
+    if (side && target && in.send_original_destination && in.tunnel && out.listen_error.empty() &&
+        out.upstream_error.empty() && out.send_original_destination_error.empty() &&
+        out.tunnel_error.empty()) {
         const auto rules = rules_for(side, target, in.send_original_destination);
         if (!rules.empty()) {
             out.kind = rules.front()->kind;

@@ -18,6 +18,7 @@ struct KindInput {
     std::optional<UpstreamMode> upstream_mode;  // nullopt: missing or did not parse
     Endpoint upstream;                          // when upstream_mode == fixed
     std::optional<bool> send_original_destination;
+    std::optional<bool> tunnel;  // `tunnel: "kcp"` written (false: absent)
 };
 
 // The kind, or why there is none: one message for each key at fault (empty if it is not).
@@ -26,6 +27,7 @@ struct KindChoice {
     std::string listen_error;
     std::string upstream_error;
     std::string send_original_destination_error;
+    std::string tunnel_error;
 };
 
 KindChoice derive_kind(const KindInput& in);

@@ -43,6 +43,24 @@ struct UnixSocketFile {
     bool operator==(const UnixSocketFile&) const = default;
 };
 
+// kcp-client and kcp-server (docs/kcp-tunnel.md): KCP's tuning, the rekey interval and the
+// server's limits. The defaults are the protocol core's (Config::fast, kDefaultRekeyAfter,
+// kcp::ServerLimits; the workers check they agree).
+struct KcpTuning {
+    bool nodelay = true;
+    milliseconds interval{10};
+    int resend = 2;  // fast resend after this many acks of later segments; 0: never
+    bool no_congestion_control = true;
+    int send_window = 1024;
+    int receive_window = 1024;
+    uint64_t rekey_after = uint64_t{1} << 30;  // datagrams per epoch
+    int max_sessions = 1024;                   // kcp-server
+    int max_per_source = 64;
+    int hellos_per_second = 20;
+    int hello_burst = 40;
+    bool operator==(const KcpTuning&) const = default;
+};
+
 struct Proxy {
     std::string name;
     WorkerKind kind{};
@@ -94,6 +112,15 @@ struct Proxy {
     std::vector<std::string> filter_sources;
     bool filter_drop_reserved = false;
     std::vector<std::string> filter_source_ports;
+    // kcp-client and kcp-server: where the 32-byte PSK comes from (at most one; neither: plain,
+    // unauthenticated KCP), and the key itself, which only the supervisor reads
+    // (policy/psk.hpp), at start and on reload; the parser never does.
+    std::string psk_file;
+    std::string psk_env;
+    std::string psk;        // 32 raw bytes once read; empty: no key
+    int mtu = 1350;         // the tunnel's datagram size
+    int socket_buffer = 0;  // SO_RCVBUF/SO_SNDBUF of the UDP socket(s); 0: the kernel's default
+    KcpTuning kcp;
     std::string pointer;  // "/proxies/N", for messages about this entry
 };
 

@@ -37,4 +37,7 @@ constexpr std::array<std::string_view, 4> kListenFamilyNames{"tcp", "udp", "unix
 constexpr std::array<Scheme, 4> kListenFamilies{Scheme::tcp, Scheme::udp, Scheme::unix_stream,
                                                 Scheme::vsock};
 
+// `tunnel`: the protocol that carries streams over datagrams (docs/kcp-tunnel.md).
+constexpr std::array<std::string_view, 1> kTunnelNames{"kcp"};
+
 }  // namespace pfp::policy::detail

@@ -21,6 +21,7 @@
 #include "policy/packet_filter_options.hpp"
 #include "policy/proxy_options.hpp"
 #include "policy/source_map.hpp"
+#include "policy/tunnel_options.hpp"
 #include "policy/wording.hpp"
 
 namespace pfp::policy {
@@ -38,7 +39,7 @@ constexpr std::array<std::string_view, 10> kTopKeys{
 // The endpoints the metrics server can listen on (supervisor/metrics_server.cpp).
 constexpr std::array<Scheme, 2> kMetricsSchemes{Scheme::tcp, Scheme::unix_stream};
 // In the order of docs/policy.md; unknown-key messages list them so.
-constexpr std::array<std::string_view, 33> kProxyKeys{
+constexpr std::array<std::string_view, 39> kProxyKeys{
     "name", "listen", "listen_family", "ipv6_only", "upstream", "base_address",
     // The relay: preamble, egress, admission, socket file.
     "send_original_destination", "header", "proxy_protocol", "allow", "allowed_cids",
@@ -51,7 +52,9 @@ constexpr std::array<std::string_view, 33> kProxyKeys{
     // nfqueue listeners.
     "on_stream_down", "fail_open", "queue_maxlen",
     // Raw upstreams.
-    "filter"};
+    "filter",
+    // KCP tunnels.
+    "tunnel", "psk_file", "psk_env", "mtu", "socket_buffer", "kcp"};
 
 struct ParsedProxy {
     Proxy proxy;
@@ -145,6 +148,15 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
         send_original_destination = check.boolean(*x, pointer + "/send_original_destination");
     }
 
+    // `tunnel: "kcp"`: a stream carried over datagrams (it chooses a kcp kind).
+    std::optional<bool> tunnel = false;
+    if (const json* x = member(v, "tunnel")) {
+        if (check.choice(*x, pointer + "/tunnel", kTunnelNames))
+            tunnel = true;
+        else
+            tunnel.reset();
+    }
+
     const std::optional<Scheme> listen_scheme = family   ? family
                                                 : listen ? std::optional(listen->scheme)
                                                          : std::nullopt;
@@ -155,7 +167,9 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
         in.upstream = upstream->endpoint;
     }
     in.send_original_destination = send_original_destination;
+    in.tunnel = tunnel;
     const KindChoice kind = derive_kind(in);
+    if (!kind.tunnel_error.empty()) check.error(pointer + "/tunnel", kind.tunnel_error);
     if (!kind.listen_error.empty()) check.error(pointer + "/listen", kind.listen_error);
     if (!kind.upstream_error.empty()) check.error(pointer + "/upstream", kind.upstream_error);
     if (!kind.send_original_destination_error.empty()) {
@@ -188,6 +202,7 @@ ParsedProxy parse_proxy(Checker& check, const json& v, const std::string& pointe
     parse_family_keys(check, v, pointer, kind.kind, p);
     parse_queue_options(check, v, pointer, shape, p);
     parse_packet_filter(check, v, pointer, kind.kind, p);
+    parse_tunnel_keys(check, v, pointer, kind.kind, p);
     return out;
 }
 

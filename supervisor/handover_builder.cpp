@@ -79,6 +79,32 @@ PacketOptions packet_options(const policy::Proxy& p) {
     return o;
 }
 
+TunnelOptions tunnel_options(const policy::Proxy& p) {
+    TunnelOptions o;
+    o.upstream = to_string(p.upstream);
+    o.allowed_sources = p.allowed_sources;
+    o.psk.assign(p.psk.begin(), p.psk.end());
+    o.mtu = p.mtu;
+    o.socket_buffer = p.socket_buffer;
+    o.nodelay = p.kcp.nodelay;
+    o.interval = p.kcp.interval;
+    o.resend = p.kcp.resend;
+    o.no_congestion_control = p.kcp.no_congestion_control;
+    o.send_window = p.kcp.send_window;
+    o.receive_window = p.kcp.receive_window;
+    o.rekey_after = p.kcp.rekey_after;
+    o.max_sessions = p.kcp.max_sessions;
+    o.max_per_source = p.kcp.max_per_source;
+    o.hellos_per_second = p.kcp.hellos_per_second;
+    o.hello_burst = p.kcp.hello_burst;
+    o.max_connections = connections_per_worker(p);
+    o.connect_timeout = p.connect_timeout;
+    o.idle_timeout = p.idle_timeout;
+    o.log_connections = p.log_connections;
+    o.statistics = p.statistics;
+    return o;
+}
+
 void set_resolved_upstream(Handover& h, const Endpoint& upstream,
                            const std::vector<SockAddr>& set) {
     if (set.empty()) throw std::logic_error("an empty address set for " + to_string(upstream));
@@ -97,6 +123,7 @@ void set_resolved_upstream(Handover& h, const Endpoint& upstream,
     };
     if (auto* s = std::get_if<StreamOptions>(&h.options)) fill(*s);
     if (auto* d = std::get_if<DatagramOptions>(&h.options)) fill(*d);
+    if (auto* t = std::get_if<TunnelOptions>(&h.options)) fill(*t);
 }
 
 Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int index, int generation,
@@ -134,7 +161,8 @@ Handover build_handover(const policy::Proxy& p, const Endpoint& listen, int inde
             h.options = packet_options(p);
             break;
         case KindFamily::tunnel:
-            throw std::logic_error("kind " + std::string(row.name) + ": no options for its family");
+            h.options = tunnel_options(p);
+            break;
     }
     return h;
 }

@@ -30,5 +30,7 @@ StreamOptions stream_options(const policy::Proxy& p);
 DatagramOptions datagram_options(const policy::Proxy& p);
 // The packet family's options of a policy entry.
 PacketOptions packet_options(const policy::Proxy& p);
+// The tunnel family's options (the PSK included); a kcp-client gets its share of max_connections.
+TunnelOptions tunnel_options(const policy::Proxy& p);
 
 }  // namespace pfp::supervisor

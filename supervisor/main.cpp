@@ -1,12 +1,14 @@
 // pf-proxyd: reads a policy, opens its sockets with the least privilege, hands each proxy's
 // sockets to sandboxed workers and supervises them.
 #include <boost/program_options.hpp>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
 #include "common/control_protocol.hpp"
 #include "common/log.hpp"
 #include "policy/parse.hpp"
+#include "policy/psk.hpp"
 #include "policy_schema.hpp"  // generated from schema/policy.schema.json
 #include "supervisor/daemon.hpp"
 
@@ -53,6 +55,7 @@ int run(int argc, char** argv) {
     policy::Policy pol;
     try {
         pol = policy::load_policy(path);
+        policy::load_psks(pol, [](const char* name) { return std::getenv(name); });
     } catch (const policy::policy_error& e) {
         for (const auto& d : e.diagnostics()) std::cerr << d.str() << "\n";
         return 1;

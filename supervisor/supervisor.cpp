@@ -187,6 +187,9 @@ void Supervisor::start_generation(ProxyState& p) {
                      "\" is an open relay (allow: \"any\"): it connects wherever its clients "
                      "say, except the protected ranges; list the destinations in allow instead");
     }
+    if (kind_row(p.config.kind).family == KindFamily::tunnel && p.config.psk.empty())
+        log::warning("proxy ", p.config.name,
+                     ": KCP tunnel is unauthenticated (no psk_file or psk_env)");
     for (auto& s : p.slots) {
         if (s.worker) p.retiring.push_back(std::move(s.worker));
     }

@@ -3,9 +3,12 @@
 // anything running changes, so an error leaves the old policy in force.
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include "common/log.hpp"
 #include "common/worker_kind.hpp"
 #include "policy/parse.hpp"
+#include "policy/psk.hpp"
 #include "supervisor/listeners.hpp"
 #include "supervisor/supervisor.hpp"
 #include "supervisor/upstream_names.hpp"
@@ -179,6 +182,7 @@ CommandOutcome Supervisor::reload() {
     policy::Policy next;
     try {
         next = policy::load_policy(policy_.path);
+        policy::load_psks(next, [](const char* name) { return std::getenv(name); });
     } catch (const policy::policy_error& e) {
         CommandOutcome out{
             false, "the policy in " + policy_.path + " is invalid; nothing changed", {}};

@@ -67,6 +67,15 @@ LandlockRules landlock_rules(const Handover& h) {
         }
         return rules;
     }
+    // kcp-server: its TCP upstream's port (a host name's addresses share it); kcp-client makes
+    // no TCP connection at all.
+    if (const auto* tunnel = std::get_if<TunnelOptions>(&h.options)) {
+        if (tunnel->upstream.starts_with("tcp:")) {
+            const auto port = static_cast<uint16_t>(parse_endpoint(tunnel->upstream).port);
+            rules.tcp_connect->push_back({port, port});
+        }
+        return rules;
+    }
     const auto* stream = std::get_if<StreamOptions>(&h.options);
     if (stream == nullptr) return rules;  // no stream upstream: no TCP connect at all
     if (stream->upstream_mode == UpstreamMode::fixed) {

@@ -207,7 +207,9 @@ std::vector<int> worker_upstream_domains(const Handover& h) {
     const KindRow& row = kind_row(h.kind);
     const auto* so = std::get_if<StreamOptions>(&h.options);
     const auto* dgo = std::get_if<DatagramOptions>(&h.options);
-    if ((so && !so->upstream_host.empty()) || (dgo && !dgo->upstream_host.empty()))
+    const auto* tuo = std::get_if<TunnelOptions>(&h.options);
+    if ((so && !so->upstream_host.empty()) || (dgo && !dgo->upstream_host.empty()) ||
+        (tuo && !tuo->upstream_host.empty()))
         return {row.upstream_domains.begin(), row.upstream_domains.end()};
     if (const auto* o = so; o && has_upstream_endpoint(o->upstream_mode)) {
         const int family = parse_endpoint(o->upstream).family();
@@ -216,11 +218,12 @@ std::vector<int> worker_upstream_domains(const Handover& h) {
         throw handover_refused("upstream " + o->upstream + " is not a socket kind " +
                                std::string(row.name) + " may create");
     }
-    if (const auto* o = std::get_if<DatagramOptions>(&h.options)) {
-        const int family = parse_endpoint(o->upstream).family();
+    const std::string* fixed = dgo ? &dgo->upstream : tuo ? &tuo->upstream : nullptr;
+    if (fixed) {
+        const int family = parse_endpoint(*fixed).family();
         for (int d : row.upstream_domains)
             if (d == family) return {family};
-        throw handover_refused("upstream " + o->upstream + " is not a socket kind " +
+        throw handover_refused("upstream " + *fixed + " is not a socket kind " +
                                std::string(row.name) + " may create");
     }
     // The queue reader's one stream: its upstream's family only (stream-to-raw creates none).
@@ -274,7 +277,8 @@ int run() {
         view = sandbox::filesystem_view(received.handover);
         for (size_t i = 0; i < received.handover.fds.size(); ++i)
             if (received.handover.fds[i].role == FdRole::stream_listener ||
-                received.handover.fds[i].role == FdRole::nfqueue)
+                received.handover.fds[i].role == FdRole::nfqueue ||
+                received.handover.fds[i].role == FdRole::datagram_socket)
                 listener_fd = received.fds[i].get();
     } catch (const std::exception& e) {
         log::error(tag, ": handover refused: ", e.what());

@@ -247,6 +247,59 @@ Profile packet_profile(const KindRow& row) {
     };
 }
 
+// The KCP tunnel (workers/kcp_client.cpp, kcp_server.cpp): TCP on one side, KCP over UDP on the
+// other. Both read getrandom(2) for handshake nonces and conversation ids; neither opens a file
+// (OpenSSL is warmed up before lock-down), pipes or splices.
+Profile tunnel_profile(const KindRow& row) {
+    const bool client = row.listen == ListenSide::tcp;
+    Profile p{
+        .kind = row.kind,
+        .rules =
+            {
+                {.name = "getrandom",
+                 .why = "handshake nonces and conversation ids (the kernel's random source)"},
+                {.name = "connect", .why = row.connect_why},
+                {.name = "shutdown",
+                 .why = "half-close: pass a tunnelled FIN on to the TCP side; never the "
+                        "handed-over socket",
+                 .arg_index = 0,
+                 .arg_values = {kListenerFd},
+                 .arg_desc = "fd is not the handed-over socket",
+                 .arg_not_equal = true},
+            },
+        .capabilities = {row.capabilities.begin(), row.capabilities.end()},
+        .capabilities_why = row.capabilities_why,
+    };
+    if (client) {
+        p.rules.push_back({.name = "accept4", .why = "clients on the handed-over listener"});
+        p.rules.push_back(upstream_socket_rule(row, kDatagramTypes, "SOCK_DGRAM"));
+        p.rules.push_back({.name = "setsockopt",
+                           .why = "socket_buffer: the size of a conversation's UDP socket buffers",
+                           .arg_index = 1,
+                           .arg_values = {SOL_SOCKET},
+                           .arg_desc = "level SOL_SOCKET, optname SO_RCVBUF or SO_SNDBUF",
+                           .arg2_index = 2,
+                           .arg2_values = {SO_RCVBUF, SO_SNDBUF}});
+        p.rules.push_back(
+            {.name = "recvmmsg", .why = "batched reads of a conversation's datagrams"});
+        p.rules.push_back(
+            {.name = "sendmmsg", .why = "batched writes of a conversation's datagrams"});
+    } else {
+        p.rules.push_back(upstream_socket_rule(row, kStreamTypes, "SOCK_STREAM"));
+        p.rules.push_back(connect_result_rule());
+        p.rules.push_back({.name = "setsockopt",
+                           .why = "TCP_NODELAY on an upstream connection (no other option)",
+                           .arg_index = 1,
+                           .arg_values = {IPPROTO_TCP},
+                           .arg_desc = "level IPPROTO_TCP, optname TCP_NODELAY",
+                           .arg2_index = 2,
+                           .arg2_values = {TCP_NODELAY}});
+        p.rules.push_back({.name = "recvmmsg", .why = "batched reads of datagrams"});
+        p.rules.push_back({.name = "sendmmsg", .why = "batched writes of datagrams"});
+    }
+    return p;
+}
+
 // The family's syscalls for one row; a family without a worker body has no profile yet.
 Profile family_profile(const KindRow& row) {
     switch (row.family) {
@@ -257,7 +310,7 @@ Profile family_profile(const KindRow& row) {
         case KindFamily::packet:
             return packet_profile(row);
         case KindFamily::tunnel:
-            break;
+            return tunnel_profile(row);
     }
     throw std::invalid_argument("no sandbox profile for the " +
                                 std::string(kind_family_name(row.family)) + " family of kind " +

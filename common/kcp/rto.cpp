@@ -6,6 +6,7 @@ namespace pfp::kcp {
 
 void RtoEstimator::sample(uint32_t rtt) noexcept {
     rtt = std::min(rtt, kMaxRto);
+    last_ = rtt;
     if (!sampled_) {
         sampled_ = true;
         srtt_ = rtt;

@@ -18,12 +18,14 @@ class RtoEstimator {
     uint32_t rto() const noexcept { return rto_; }
     uint32_t srtt() const noexcept { return srtt_; }
     uint32_t rttvar() const noexcept { return rttvar_; }
+    uint32_t last() const noexcept { return last_; }  // the latest sample (0 before the first)
 
   private:
     uint32_t min_rto_;
     uint32_t interval_;
     uint32_t srtt_ = 0;
     uint32_t rttvar_ = 0;
+    uint32_t last_ = 0;
     uint32_t rto_ = kInitialRto;
     bool sampled_ = false;
 };

@@ -68,6 +68,7 @@ std::string entry_json(const KindRow& row, const std::string& listen, UpstreamTa
     if (row.send_original_destination) e += R"(, "send_original_destination": true)";
     if (target == UpstreamTarget::base_address) e += R"(, "base_address": true)";
     if (client_chooses_destination(target)) e += R"(, "allow": ["0.0.0.0/0:*"])";
+    if (row.tunnel) e += R"(, "tunnel": "kcp")";
     return R"({"proxies": [)" + e + "}]}";
 }
 

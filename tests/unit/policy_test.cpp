@@ -77,7 +77,7 @@ constexpr std::string_view kProxyKeyList =
     "keepalive, splice, "
     "log_connections, statistics, restart, max_flows, batch, on_stream_down, fail_open, "
     "queue_maxlen, "
-    "filter";
+    "filter, tunnel, psk_file, psk_env, mtu, socket_buffer, kcp";
 
 // ---- Diagnostic formatting ----------------------------------------------------------------------
 
@@ -687,13 +687,14 @@ TEST(PolicyErrors, EndpointParseErrorsUseTheEndpointMessage) {
 
 TEST(PolicyErrors, UnsupportedSchemes) {
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("udp:127.0.0.1:53")", R"("tcp:127.0.0.1:1")")),
-              "p.json:6:19: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix, "
-              "fc-vsock or nfqueue listener, not udp");
+              "p.json:6:19: /proxies/0/upstream: a udp listener with a tcp upstream carries each "
+              "stream over datagrams: write \"tunnel\": \"kcp\" (kind kcp-server)");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("vsock:3:80")")),
               "p.json:5:17: /proxies/0/listen: a \"systemd:NAME\" listener needs listen_family "
               "(\"tcp\", \"udp\", \"unix\" or \"vsock\"): the kind of proxy depends on it");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("tcp:127.0.0.1:1")", R"("udp:127.0.0.1:53")")),
-              "p.json:6:19: /proxies/0/upstream: a udp upstream needs a udp listener, not tcp");
+              "p.json:6:19: /proxies/0/upstream: a tcp listener with a udp upstream carries each "
+              "stream over datagrams: write \"tunnel\": \"kcp\" (kind kcp-client)");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("nfqueue:3")", R"("systemd:api")")),
               "p.json:6:19: /proxies/0/upstream: a systemd endpoint is not supported yet "
               "(supported: vsock, unix, fc-vsock)");
@@ -1248,12 +1249,12 @@ TEST(PolicyErrors, UnixSocketFile) {
 
 TEST(PolicyErrors, StatisticsAndLogConnections) {
     EXPECT_EQ(errors(with({R"("statistics": true)"})),
-              "p.json:7:21: /proxies/0/statistics: statistics applies only to vsock-to-vsock "
-              "relays, not tcp-forward");
+              "p.json:7:21: /proxies/0/statistics: statistics applies only to vsock-to-vsock, "
+              "kcp-client, kcp-server relays, not tcp-forward");
     EXPECT_EQ(
         errors(relay("vsock:any:1", "destination-header", {R"("statistics": true)", kAllowSome})),
-        "p.json:7:21: /proxies/0/statistics: statistics applies only to vsock-to-vsock "
-        "relays, not vsock-to-ip-transparent");
+        "p.json:7:21: /proxies/0/statistics: statistics applies only to vsock-to-vsock, "
+        "kcp-client, kcp-server relays, not vsock-to-ip-transparent");
     EXPECT_EQ(errors(with({R"("statistics": false)", R"("log_connections": true)"})), "<valid>");
     EXPECT_EQ(errors(with({R"("statistics": 1)", R"("log_connections": "yes")"})),
               "p.json:7:21: /proxies/0/statistics: expected a boolean (true or false), got 1\n"
@@ -1425,7 +1426,8 @@ TEST(PolicyErrors, EveryErrorIsReportedInFileOrder) {
               "p.json:12:15: /proxies/1/name: duplicate proxy name \"web\" (first at 6:15)\n"
               "p.json:13:17: /proxies/1/listen: duplicate listen endpoint "
               "\"tcp:127.0.0.1:8080\" (first at 7:17)\n"
-              "p.json:14:19: /proxies/1/upstream: a udp upstream needs a udp listener, not tcp\n"
+              "p.json:14:19: /proxies/1/upstream: a tcp listener with a udp upstream carries each "
+              "stream over datagrams: write \"tunnel\": \"kcp\" (kind kcp-client)\n"
               "p.json:15:29: /proxies/1/keepalive/idle: expected a duration (a number of seconds "
               "or a string such as \"250ms\", \"10s\", \"5m\", \"1h\"), got \"1x\"\n"
               "p.json:15:44: /proxies/1/keepalive/count: expected an integer 1-127, got 500\n"
@@ -1668,8 +1670,8 @@ TEST(PolicyActivation, ListenFamilyErrors) {
               "\"vsock\", got \"tpc\" (did you mean \"tcp\"?)");
     EXPECT_EQ(errors(proxy_policy(R"("web")", R"("systemd:web")", R"("tcp:127.0.0.1:81")",
                                   {R"("listen_family": "udp")"})),
-              "p.json:6:19: /proxies/0/upstream: a tcp upstream needs a tcp, vsock, unix, "
-              "fc-vsock or nfqueue listener, not udp");
+              "p.json:6:19: /proxies/0/upstream: a udp listener with a tcp upstream carries each "
+              "stream over datagrams: write \"tunnel\": \"kcp\" (kind kcp-server)");
     // systemd made the socket file: its mode belongs in the .socket unit.
     EXPECT_EQ(errors(proxy_policy(R"("u")", R"("systemd:u")", R"("tcp:127.0.0.1:80")",
                                   {R"("listen_family": "unix")", R"("socket_mode": "0600")"})),

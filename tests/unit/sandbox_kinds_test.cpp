@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -166,17 +167,27 @@ void add_common(size_t k, std::vector<Case>& out) {
     add("unshare", SYS_unshare, [](const Before&) { return static_cast<long>(::unshare(0)); });
 }
 
-// The socket type a kind's family creates, and the one it may not.
+// The socket type a kind creates for its upstreams, and the one it may not: SOCK_DGRAM for the
+// datagram family and kcp-client (UDP toward its server), SOCK_STREAM for the rest.
 bool is_datagram(size_t k) {
+    const KindRow& row = kind_row(kind_at(k));
+    return row.family == KindFamily::datagram ||
+           (row.family == KindFamily::tunnel && row.listen == ListenSide::tcp);
+}
+bool relays_no_streams(size_t k) {
     return kind_row(kind_at(k)).family == KindFamily::datagram;
+}
+bool is_tunnel(size_t k) {
+    return kind_row(kind_at(k)).family == KindFamily::tunnel;
 }
 int own_type(size_t k) {
     return is_datagram(k) ? SOCK_DGRAM : SOCK_STREAM;
 }
 
-// A datagram kind relays no streams: no accept, half-close, splice or pipes.
+// A datagram kind relays no streams: no accept, half-close, splice or pipes. A tunnel relays
+// streams through user space: no splice or pipes either, and kcp-server accepts nothing.
 void add_datagram(size_t k, std::vector<Case>& out) {
-    if (!is_datagram(k)) return;
+    if (!relays_no_streams(k) && !is_tunnel(k)) return;
     const Profile& profile = profile_for(kind_at(k));
     auto add = [&](std::string name, long nr, std::function<long(const Before&)> f) {
         // A sanitizer build allows some of these for its runtime (pipe2): not a case there.
@@ -184,8 +195,9 @@ void add_datagram(size_t k, std::vector<Case>& out) {
             if (r.name == name && r.arg_index < 0) return;
         out.push_back({k, std::move(name), nr, std::move(f)});
     };
-    add("accept4", SYS_accept4,
-        [](const Before& b) { return ::accept4(b.inet, nullptr, nullptr, SOCK_NONBLOCK); });
+    if (kind_row(kind_at(k)).listen != ListenSide::tcp)
+        add("accept4", SYS_accept4,
+            [](const Before& b) { return ::accept4(b.inet, nullptr, nullptr, SOCK_NONBLOCK); });
     // shutdown and setsockopt: add_per_kind, for every kind whose profile lacks them.
     add("pipe2", SYS_pipe2, [](const Before&) {
         int p[2];
@@ -349,6 +361,12 @@ TEST_P(SandboxKindWorks, AllowedCallsDoNotKill) {
                     if (::sendmmsg(fd, &m, 1, 0) != 1) return 6;
                     ::recvmmsg(fd, &m, 1, MSG_DONTWAIT, nullptr);  // ECONNREFUSED or EAGAIN
                     ::close(fd);
+                }
+                if (is_tunnel(k)) {
+                    // Handshake nonces and conversation ids.
+                    uint8_t nonce[16];
+                    if (::getrandom(nonce, sizeof nonce, 0) != static_cast<ssize_t>(sizeof nonce))
+                        return 7;
                 }
                 for (const auto& [level, opt] : options) {
                     int v = 0;
