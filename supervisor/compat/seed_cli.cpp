@@ -6,11 +6,14 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <utility>
 
+#include "policy/diagnostics.hpp"
+#include "policy/psk.hpp"
 #include "supervisor/compat/bind_probe.hpp"
 #include "supervisor/compat/kcptcp.hpp"
 #include "supervisor/compat/pid_file.hpp"
@@ -122,6 +125,21 @@ int run(Tool tool, std::string_view command, const std::vector<std::string>& arg
     print(cmd.startup);
     if (cmd.late_error) {
         print(*cmd.late_error);
+        return 1;
+    }
+    // The KCP tunnels' keys, as pf-proxyd reads a file's: a -K key from the command's own table,
+    // never from (or into) the environment.
+    try {
+        policy::load_psks(cmd.policy, [&cmd](const char* name) -> const char* {
+            if (auto it = cmd.private_variables.find(name); it != cmd.private_variables.end())
+                return it->second.c_str();
+            return std::getenv(name);
+        });
+    } catch (const policy::policy_error& e) {
+        const std::string own = "proxy \"" + cmd.command + "\": ";
+        std::string message = e.diagnostics().front().message;
+        if (message.starts_with(own)) message.erase(0, own.size());
+        print({"", std::string(command) + ": " + message + "\n"});
         return 1;
     }
     // A queue is not probed: binding it needs CAP_NET_ADMIN, and the daemon's error says enough.
