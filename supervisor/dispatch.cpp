@@ -19,9 +19,9 @@ size_t stats_size(KindFamily family) {
         case KindFamily::datagram:
             return ipc::kDatagramStatsSize;
         case KindFamily::tunnel:
-            break;
+            return ipc::kTunnelStatsSize;
     }
-    return 0;  // a family without counters yet sends no STATS
+    return 0;
 }
 
 struct Entry {

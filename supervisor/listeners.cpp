@@ -134,7 +134,13 @@ void tune_listener(int fd, const policy::Proxy& proxy) {
     }
     int type = 0;
     len = sizeof type;
-    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) return;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return;
+    if (type == SOCK_DGRAM && proxy.socket_buffer > 0) {
+        // kcp-server's socket_buffer: the one UDP socket every conversation shares.
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &proxy.socket_buffer, sizeof proxy.socket_buffer);
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &proxy.socket_buffer, sizeof proxy.socket_buffer);
+    }
+    if (type != SOCK_STREAM) return;
     // Accepted sockets inherit these from the listener, which saves the worker five setsockopt
     // calls per client.
     int one = 1;

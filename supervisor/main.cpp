@@ -55,7 +55,9 @@ int run(int argc, char** argv) {
     policy::Policy pol;
     try {
         pol = policy::load_policy(path);
-        policy::load_psks(pol, [](const char* name) { return std::getenv(name); });
+        // --check reads no keys: they are secrets of the running daemon, read at start and reload.
+        if (!vm.count("check"))
+            policy::load_psks(pol, [](const char* name) { return std::getenv(name); });
     } catch (const policy::policy_error& e) {
         for (const auto& d : e.diagnostics()) std::cerr << d.str() << "\n";
         return 1;

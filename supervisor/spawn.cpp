@@ -29,7 +29,8 @@ namespace pfp::supervisor {
 namespace bp = boost::process;
 
 SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& title,
-                           const std::vector<int>& capabilities) {
+                           const std::vector<int>& capabilities,
+                           const std::vector<std::string>& hidden_variables) {
     int pair[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
         throw_errno("socketpair for worker " + title);
@@ -88,6 +89,9 @@ SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& ti
     bp::environment env = boost::this_process::environment();
     for (const char* name : {"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
                              "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"}) {
+        if (env.find(name) != env.end()) env.erase(name);
+    }
+    for (const std::string& name : hidden_variables) {
         if (env.find(name) != env.end()) env.erase(name);
     }
     env["PFPROXY_LOG"] = "supervisor";

@@ -1,6 +1,7 @@
 #pragma once
 // Starting a worker process with a fixed fd contract: 0 is /dev/null, 1 and 2 are one pipe the
-// supervisor reads (its lines are relayed under the supervisor's prefix: worker_log.hpp), 3 is the worker's end of its control socketpair, nothing else survives exec.
+// supervisor reads (its lines are relayed under the supervisor's prefix: worker_log.hpp), 3 is the
+// worker's end of its control socketpair, nothing else survives exec.
 #include <sys/types.h>
 
 #include <string>
@@ -19,8 +20,11 @@ struct SpawnedWorker {
 
 // `capabilities`: what the worker's kind keeps (its row in the kind table). They go into the
 // worker's ambient set for this one exec, so a worker that is not root starts with exactly those;
-// the supervisor must hold them in its permitted set. Throws std::runtime_error with context.
+// the supervisor must hold them in its permitted set. `hidden_variables`: names of the
+// supervisor's environment variables the worker must not inherit (the policy's psk_env keys: a
+// PSK reaches a worker only in its handover). Throws std::runtime_error with context.
 SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& title,
-                           const std::vector<int>& capabilities = {});
+                           const std::vector<int>& capabilities = {},
+                           const std::vector<std::string>& hidden_variables = {});
 
 }  // namespace pfp::supervisor

@@ -111,6 +111,12 @@ ProxyCounters counters_from_json(const json& j, const std::string& path) {
         for (const auto& f : ipc::packet_fields()) s.*f.field = d.count(f.name);
         c.packet = s;
     }
+    if (j.contains("tunnel")) {
+        const Reader d(r.member("tunnel"), r.path("tunnel"));
+        ipc::TunnelStats s;
+        for (const auto& f : ipc::tunnel_fields()) s.*f.field = d.count(f.name);
+        c.tunnel = s;
+    }
     return c;
 }
 
@@ -294,6 +300,11 @@ nlohmann::json to_json(const DaemonStatus& s) {
             for (const auto& f : ipc::packet_fields()) d[f.name] = (*c.packet).*f.field;
             counters["packet"] = std::move(d);
         }
+        if (c.tunnel) {
+            json d = json::object();
+            for (const auto& f : ipc::tunnel_fields()) d[f.name] = (*c.tunnel).*f.field;
+            counters["tunnel"] = std::move(d);
+        }
         json entry = {{"name", p.name},
                       {"kind", p.kind},
                       {"listen", p.listen},
@@ -396,10 +407,56 @@ std::string render_table(const DaemonStatus& s) {
                n(k.reconnects) + " reconnects, " + n(k.stream_errors) + " stream errors, " +
                n(k.queue_overruns) + " queue overruns\n";
     }
+    // Tunnel proxies: conversations, datagrams, drops by reason (TOTAL above counts sessions).
+    for (const auto& p : s.proxies) {
+        if (!p.counters.tunnel) continue;
+        const ipc::TunnelStats& t = *p.counters.tunnel;
+        const auto n = [](uint64_t v) { return std::to_string(v); };
+        out += cell(p.name) + ": conversations " + n(t.sessions_active) + " active, " +
+               n(t.sessions) + " opened, " + n(t.handshake_failures) + " handshake failures; " +
+               "datagrams " + n(t.datagrams_in) + " in, " + n(t.datagrams_out) + " out, " +
+               n(t.retransmits) + " retransmits; dropped: " + n(t.dropped_malformed) +
+               " malformed, " + n(t.dropped_rate_limited) + " rate limited, " +
+               n(t.dropped_handshake) + " handshake, " + n(t.dropped_full) + " full, " +
+               n(t.dropped_stale_duplicate) + " stale duplicate, " + n(t.dropped_unknown) +
+               " unknown, " + n(t.dropped_refused) + " refused, " + n(t.denied) + " denied\n";
+    }
     return out;
 }
 
 namespace {
+void render_tunnel_families(Exposition& e, const DaemonStatus& s,
+                            const std::vector<std::string>& labels) {
+    std::vector<size_t> tunnel;
+    for (size_t i = 0; i < s.proxies.size(); ++i)
+        if (s.proxies[i].counters.tunnel) tunnel.push_back(i);
+    if (tunnel.empty()) return;
+    using T = const ipc::TunnelStats&;
+    const auto per = [&](const char* name, const char* type, const char* help, const auto& value) {
+        e.family(name, type, help);
+        for (size_t i : tunnel) value(labels[i], *s.proxies[i].counters.tunnel);
+    };
+    per("pfproxy_tunnel_conversations_active", "gauge", "KCP conversations open now.",
+        [&](const std::string& l, T t) { e.sample(l, t.sessions_active); });
+    per("pfproxy_tunnel_datagrams_total", "counter", "Tunnel datagrams read and sent.",
+        [&](const std::string& l, T t) {
+            e.sample(l + ",direction=\"in\"", t.datagrams_in);
+            e.sample(l + ",direction=\"out\"", t.datagrams_out);
+        });
+    per("pfproxy_tunnel_retransmits_total", "counter", "KCP segments sent again.",
+        [&](const std::string& l, T t) { e.sample(l, t.retransmits); });
+    per("pfproxy_tunnel_dropped_total", "counter",
+        "Tunnel datagrams dropped, by reason (docs/kcp-tunnel.md, \"Server limits\").",
+        [&](const std::string& l, T t) {
+            for (const auto& f : ipc::tunnel_fields()) {
+                const std::string_view name = f.name;
+                if (name.starts_with("dropped_"))
+                    e.sample(l + ",reason=\"" + std::string(name.substr(8)) + "\"", t.*f.field);
+            }
+            e.sample(l + ",reason=\"denied\"", t.denied);
+        });
+}
+
 void render_packet_families(Exposition& e, const DaemonStatus& s,
                             const std::vector<std::string>& labels) {
     std::vector<size_t> packet;
@@ -503,6 +560,7 @@ std::string render_prometheus(const DaemonStatus& s) {
               "Connections refused by the proxy's admission or allow rules.",
               [&](L l, P p) { e.sample(l, p.counters.denied); });
     render_packet_families(e, s, labels);
+    render_tunnel_families(e, s, labels);
     // Datagram proxies only: their families list no stream proxy.
     std::vector<size_t> datagram;
     for (size_t i = 0; i < s.proxies.size(); ++i)

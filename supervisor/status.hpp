@@ -37,6 +37,9 @@ struct ProxyCounters {
     // Packet kinds: packets each way, verdicts, drops by reason, reconnects (the fields above
     // hold streams, bytes in and out, and the packets the filters dropped as `denied`).
     std::optional<ipc::PacketStats> packet;
+    // Tunnel kinds (kcp-client, kcp-server): conversations, datagrams, drops by reason,
+    // retransmissions (the fields above hold sessions, bytes and connect failures).
+    std::optional<ipc::TunnelStats> tunnel;
     bool operator==(const ProxyCounters&) const = default;
 };
 

@@ -212,9 +212,15 @@ void Supervisor::start_worker(ProxyState& p, size_t slot_index) {
     w->log_watch.w = w.get();
     try {
         const KindRow& row = kind_row(p.config.kind);
+        // No worker sees any proxy's key variable (the key travels in the handover only).
+        std::vector<std::string> key_variables;
+        if (!p.config.psk_env.empty()) key_variables.push_back(p.config.psk_env);
+        for (const auto* list : {&proxies_, &removed_})
+            for (const auto& other : *list)
+                if (!other->config.psk_env.empty()) key_variables.push_back(other->config.psk_env);
         SpawnedWorker sp = spawn_worker(
             worker_path_, "pf-proxy-worker: " + p.config.name + "/" + std::to_string(slot_index),
-            {row.capabilities.begin(), row.capabilities.end()});
+            {row.capabilities.begin(), row.capabilities.end()}, key_variables);
         w->pid = sp.pid;
         w->pidfd = std::move(sp.pidfd);
         w->control = std::move(sp.control);
@@ -374,6 +380,23 @@ void Supervisor::on_stats(WorkerProcess& w, const ipc::Message& m) {
         w.stats_at = now;
         return;
     }
+    if (kind_row(w.proxy->config.kind).family == KindFamily::tunnel) {
+        const auto next = ipc::decode_tunnel_stats(m.payload);  // size checked by permit()
+        const auto now = Clock::now();
+        const TunnelOptions o = tunnel_options(w.proxy->config);
+        const auto max_active = static_cast<uint64_t>(
+            w.proxy->config.kind == WorkerKind::kcp_server ? o.max_sessions : o.max_connections);
+        const std::string wrong = implausible_stats(w.tunnel_stats.value_or(ipc::TunnelStats{}),
+                                                    next, now - w.stats_at, max_active);
+        if (!wrong.empty()) {
+            kill_worker(w, "protocol violation: STATS " + wrong);
+            loop_.remove(w.control.get());
+            return;
+        }
+        w.tunnel_stats = next;
+        w.stats_at = now;
+        return;
+    }
     if (kind_row(w.proxy->config.kind).family == KindFamily::datagram) {
         const auto next = ipc::decode_datagram_stats(m.payload);  // size checked by permit()
         const auto now = Clock::now();
@@ -452,6 +475,11 @@ void Supervisor::worker_exited(WorkerProcess& w) {
     if (w.packet_stats) {
         ipc::PacketStats ended = *w.packet_stats;
         ended.streams_active = 0;
+        add_counters(p.gone, ended);
+    }
+    if (w.tunnel_stats) {
+        ipc::TunnelStats ended = *w.tunnel_stats;
+        ended.sessions_active = 0;
         add_counters(p.gone, ended);
     }
     if (info.cls != ExitClass::stopped) p.last_exit = info.text;

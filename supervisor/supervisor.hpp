@@ -64,6 +64,7 @@ struct WorkerProcess {
     ipc::StreamStats stats;
     std::optional<ipc::DatagramStats> datagram_stats;  // datagram kinds, as reported
     std::optional<ipc::PacketStats> packet_stats;      // packet kinds, as reported
+    std::optional<ipc::TunnelStats> tunnel_stats;      // tunnel kinds, as reported
     Clock::time_point stats_at{};                      // when `stats` was reported
     PidWatch pid_watch;
     ControlWatch control_watch;
@@ -144,6 +145,12 @@ std::string implausible_stats(const ipc::PacketStats& before, const ipc::PacketS
 void add_counters(ProxyCounters& c, const ipc::StreamStats& s);
 void add_counters(ProxyCounters& c, const ipc::DatagramStats& s);
 void add_counters(ProxyCounters& c, const ipc::PacketStats& s);
+void add_counters(ProxyCounters& c, const ipc::TunnelStats& s);
+
+// The same for a tunnel worker: no more conversations active than it may hold
+// (`max_active`: kcp-client's max_connections share, kcp-server's max_sessions) or opened.
+std::string implausible_stats(const ipc::TunnelStats& before, const ipc::TunnelStats& after,
+                              Clock::duration elapsed, uint64_t max_active);
 
 class Supervisor : public ControlHandler {
   public:

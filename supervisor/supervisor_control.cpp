@@ -88,6 +88,7 @@ ProxyCounters Supervisor::counters(const ProxyState& p) const {
         add_counters(c, w.stats);
         if (w.datagram_stats) add_counters(c, *w.datagram_stats);
         if (w.packet_stats) add_counters(c, *w.packet_stats);
+        if (w.tunnel_stats) add_counters(c, *w.tunnel_stats);
     };
     for (const auto& s : p.slots)
         if (s.worker) add(*s.worker);
@@ -95,6 +96,7 @@ ProxyCounters Supervisor::counters(const ProxyState& p) const {
     // A datagram proxy shows its datagram counters before its first report too.
     if (kind_row(p.config.kind).family == KindFamily::datagram && !c.datagram) c.datagram.emplace();
     if (kind_row(p.config.kind).family == KindFamily::packet && !c.packet) c.packet.emplace();
+    if (kind_row(p.config.kind).family == KindFamily::tunnel && !c.tunnel) c.tunnel.emplace();
     return c;
 }
 

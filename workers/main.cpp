@@ -19,6 +19,7 @@
 #include "common/event_loop.hpp"
 #include "common/exit_codes.hpp"
 #include "common/ipc.hpp"
+#include "common/kcp/crypto.hpp"
 #include "common/log.hpp"
 #include "common/socket_util.hpp"
 #include "workers/handover.hpp"
@@ -294,6 +295,9 @@ int run() {
     std::unique_ptr<Worker> worker;
     try {
         loop.emplace();
+        // OpenSSL reads its configuration and loads providers on first use: files, which the
+        // lock-down forbids from here on.
+        if (kind_row(kind).family == KindFamily::tunnel) kcp::warm_up_crypto();
         worker = std::make_unique<Worker>(std::move(received), *loop);
         raise_fd_limit();
     } catch (const std::exception& e) {

@@ -70,7 +70,11 @@ std::unique_ptr<WorkerBody> make_worker_body(const Handover& h, std::vector<uniq
                                            loop);
             return make_raw_injector(h, std::get<PacketOptions>(h.options), std::move(fds), loop);
         case KindFamily::tunnel:
-            break;
+            if (kind_row(h.kind).listen == ListenSide::tcp)
+                return make_kcp_client(h, std::get<TunnelOptions>(h.options), std::move(fds.at(0)),
+                                       loop);
+            return make_kcp_server(h, std::get<TunnelOptions>(h.options), std::move(fds.at(0)),
+                                   loop);
     }
     throw std::runtime_error("kind " + std::string(kind_name(h.kind)) + " has no worker body");
 }

@@ -44,4 +44,10 @@ std::unique_ptr<WorkerBody> make_nfqueue_sender(const Handover& h, const PacketO
 std::unique_ptr<WorkerBody> make_raw_injector(const Handover& h, const PacketOptions& options,
                                               std::vector<unique_fd> fds, EventLoop& loop);
 
+// kcp-client: the TCP listener (kcp_client.cpp); kcp-server: the bound UDP socket (kcp_server.cpp).
+std::unique_ptr<WorkerBody> make_kcp_client(const Handover& h, const TunnelOptions& options,
+                                            unique_fd listener, EventLoop& loop);
+std::unique_ptr<WorkerBody> make_kcp_server(const Handover& h, const TunnelOptions& options,
+                                            unique_fd sock, EventLoop& loop);
+
 }  // namespace pfp::worker

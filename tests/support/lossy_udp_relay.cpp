@@ -17,7 +17,7 @@
 #include <stdexcept>
 #include <vector>
 
-namespace pfp::test {
+namespace pfp::test::lossy {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -105,10 +105,9 @@ constexpr size_t kDatagramMax = 65536;
 }  // namespace
 
 // The relay's state while it runs (the thread's own; counters are shared through atomics).
-class LossyUdpRelayLoop {
+class Loop {
   public:
-    LossyUdpRelayLoop(const LossyUdpRelayOptions& o, const SockAddr& target, int front, int stop,
-                      LossyUdpRelay::Shared& c)
+    Loop(const Options& o, const SockAddr& target, int front, int stop, Relay::Shared& c)
         : o_(o),
           target_(target),
           front_(front),
@@ -299,10 +298,10 @@ class LossyUdpRelayLoop {
         return raw;
     }
 
-    const LossyUdpRelayOptions& o_;
+    const Options& o_;
     const SockAddr& target_;
     int front_, stop_;
-    LossyUdpRelay::Shared& c_;
+    Relay::Shared& c_;
     unique_fd epoll_;
     std::vector<std::vector<char>> buffers_;
     std::map<uint64_t, std::unique_ptr<Flow>> flows_;
@@ -311,7 +310,7 @@ class LossyUdpRelayLoop {
     size_t held_ = 0;
 };
 
-LossyUdpRelay::LossyUdpRelay(LossyUdpRelayOptions options) : options_(std::move(options)) {
+Relay::Relay(Options options) : options_(std::move(options)) {
     for (double p : {options_.drop, options_.duplicate, options_.reorder})
         if (!(p >= 0 && p <= 1))
             throw std::runtime_error("lossy-udp-relay: a probability must be 0..1");
@@ -330,20 +329,19 @@ LossyUdpRelay::LossyUdpRelay(LossyUdpRelayOptions options) : options_(std::move(
                                               : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
     stop_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!stop_) throw failure("eventfd");
-    loop_ = std::make_unique<LossyUdpRelayLoop>(options_, target_, front_.get(), stop_.get(),
-                                                counters_);
+    loop_ = std::make_unique<Loop>(options_, target_, front_.get(), stop_.get(), counters_);
     thread_ = std::thread([this] { loop_->run(); });
 }
 
-LossyUdpRelay::~LossyUdpRelay() {
+Relay::~Relay() {
     const uint64_t one = 1;
     [[maybe_unused]] const ssize_t n = ::write(stop_.get(), &one, sizeof one);
     if (thread_.joinable()) thread_.join();
 }
 
-LossyUdpRelayCounters LossyUdpRelay::counters() const {
+Counters Relay::counters() const {
     const auto get = [this](size_t i) { return counters_[i].load(); };
     return {get(0), get(1), get(2), get(3), get(4), get(5), get(6)};
 }
 
-}  // namespace pfp::test
+}  // namespace pfp::test::lossy

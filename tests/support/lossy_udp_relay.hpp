@@ -9,7 +9,9 @@
 // no longer than hold_limit.
 //
 // It runs on a thread of its own, started by the constructor and stopped by the destructor.
-// tests/support/lossy_udp_relay_main.cpp makes it the `lossy-udp-relay` program for bench/.
+// tests/support/lossy_udp_relay_main.cpp makes it the `lossy-udp-relay` program for bench/. (The
+// KCP tunnel tests have their own, tests/integration/lossy_udp_relay.hpp, which also records and
+// injects datagrams; hence the namespace.)
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -21,9 +23,9 @@
 #include "common/endpoint.hpp"
 #include "common/unique_fd.hpp"
 
-namespace pfp::test {
+namespace pfp::test::lossy {
 
-struct LossyUdpRelayOptions {
+struct Options {
     std::string listen = "127.0.0.1:0";  // IP:PORT or [IPv6]:PORT; port 0: any free port
     std::string target;                  // IP:PORT or [IPv6]:PORT
     // Per-datagram probabilities, 0..1, applied in each direction independently.
@@ -38,7 +40,7 @@ struct LossyUdpRelayOptions {
     int socket_buffer = 4 << 20;            // SO_RCVBUF/SO_SNDBUF of every socket (0: kernel's)
 };
 
-struct LossyUdpRelayCounters {
+struct Counters {
     uint64_t received = 0;    // datagrams read, both directions
     uint64_t sent = 0;        // datagrams written (duplicates included)
     uint64_t dropped = 0;     // on purpose
@@ -48,31 +50,31 @@ struct LossyUdpRelayCounters {
     uint64_t flows = 0;       // flows opened
 };
 
-class LossyUdpRelayLoop;  // lossy_udp_relay.cpp
+class Loop;  // lossy_udp_relay.cpp
 
-class LossyUdpRelay {
+class Relay {
   public:
     // Binds the listening socket (throws std::runtime_error with the reason) and starts.
-    explicit LossyUdpRelay(LossyUdpRelayOptions options);
-    ~LossyUdpRelay();
-    LossyUdpRelay(const LossyUdpRelay&) = delete;
-    LossyUdpRelay& operator=(const LossyUdpRelay&) = delete;
+    explicit Relay(Options options);
+    ~Relay();
+    Relay(const Relay&) = delete;
+    Relay& operator=(const Relay&) = delete;
 
     uint16_t port() const { return port_; }
-    LossyUdpRelayCounters counters() const;
+    Counters counters() const;
 
-    // In LossyUdpRelayCounters' order.
+    // In Counters' order.
     using Shared = std::array<std::atomic<uint64_t>, 7>;
 
   private:
-    LossyUdpRelayOptions options_;
+    Options options_;
     SockAddr target_;
     unique_fd front_;
     unique_fd stop_;  // eventfd
     uint16_t port_ = 0;
     Shared counters_{};
-    std::unique_ptr<LossyUdpRelayLoop> loop_;
+    std::unique_ptr<Loop> loop_;
     std::thread thread_;
 };
 
-}  // namespace pfp::test
+}  // namespace pfp::test::lossy

@@ -42,7 +42,7 @@ bool whole(const std::string& s, uint64_t& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    pfp::test::LossyUdpRelayOptions o;
+    pfp::test::lossy::Options o;
     for (int i = 1; i < argc; ++i) {
         const std::string_view name = argv[i];
         if (i + 1 >= argc) return usage(("missing value for " + std::string(name)).c_str());
@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before the relay's thread starts
     try {
-        pfp::test::LossyUdpRelay relay(o);
+        pfp::test::lossy::Relay relay(o);
         std::printf("ready %u\n", relay.port());
         std::fflush(stdout);
         int sig = 0;

@@ -67,15 +67,15 @@ std::vector<std::string> receive_until(int fd, Done done) {
 
 struct Trial {
     std::vector<std::string> delivered;
-    LossyUdpRelayCounters counters;
+    lossy::Counters counters;
 };
 
 // `count` numbered datagrams from one client through the relay to a sink, in one burst.
-Trial one_way(const LossyUdpRelayOptions& base, int count) {
+Trial one_way(const lossy::Options& base, int count) {
     unique_fd sink = udp_socket();
-    LossyUdpRelayOptions o = base;
+    lossy::Options o = base;
     o.target = "127.0.0.1:" + std::to_string(port_of(sink.get()));
-    LossyUdpRelay relay(o);
+    lossy::Relay relay(o);
     unique_fd client = udp_socket();
     for (int i = 0; i < count; ++i) send_to(client.get(), relay.port(), std::to_string(i));
     // Every datagram the relay did not drop has been sent (once, or twice when duplicated), and
@@ -91,7 +91,7 @@ Trial one_way(const LossyUdpRelayOptions& base, int count) {
 }
 
 TEST(LossyUdpRelay, ASeedDeliversTheSameDatagramsInTheSameOrderEveryRun) {
-    LossyUdpRelayOptions o;
+    lossy::Options o;
     o.drop = 0.2;
     o.duplicate = 0.1;
     o.reorder = 0.1;
@@ -119,7 +119,7 @@ TEST(LossyUdpRelay, ASeedDeliversTheSameDatagramsInTheSameOrderEveryRun) {
 }
 
 TEST(LossyUdpRelay, WithoutImpairmentsEverythingArrivesInOrder) {
-    const Trial r = one_way(LossyUdpRelayOptions{}, 500);
+    const Trial r = one_way(lossy::Options{}, 500);
     ASSERT_EQ(r.delivered.size(), 500u);
     for (int i = 0; i < 500; ++i) EXPECT_EQ(r.delivered[static_cast<size_t>(i)], std::to_string(i));
     EXPECT_EQ(r.counters.flows, 1u);
@@ -128,10 +128,10 @@ TEST(LossyUdpRelay, WithoutImpairmentsEverythingArrivesInOrder) {
 TEST(LossyUdpRelay, AnswersReturnToTheirOwnClientAndFlowsAreBounded) {
     // The target echoes; two clients, a flow table of one: the second client evicts the first.
     unique_fd echo = udp_socket();
-    LossyUdpRelayOptions o;
+    lossy::Options o;
     o.target = "127.0.0.1:" + std::to_string(port_of(echo.get()));
     o.max_flows = 1;
-    LossyUdpRelay relay(o);
+    lossy::Relay relay(o);
     unique_fd c1 = udp_socket(), c2 = udp_socket();
     auto echo_one = [&] {
         char buf[64];
@@ -164,13 +164,13 @@ TEST(LossyUdpRelay, AnswersReturnToTheirOwnClientAndFlowsAreBounded) {
 }
 
 TEST(LossyUdpRelay, RefusesBadOptions) {
-    LossyUdpRelayOptions o;
+    lossy::Options o;
     o.target = "127.0.0.1:9";
     o.drop = 1.5;
-    EXPECT_THROW(LossyUdpRelay{o}, std::runtime_error);
+    EXPECT_THROW(lossy::Relay{o}, std::runtime_error);
     o.drop = 0;
     o.target = "not-an-address";
-    EXPECT_THROW(LossyUdpRelay{o}, std::runtime_error);
+    EXPECT_THROW(lossy::Relay{o}, std::runtime_error);
 }
 
 }  // namespace

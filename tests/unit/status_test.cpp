@@ -43,7 +43,8 @@ DaemonStatus sample() {
                     .accept_errors = 1,
                     .denied = 2,
                     .datagram = std::nullopt,
-                    .packet = std::nullopt};
+                    .packet = std::nullopt,
+                    .tunnel = std::nullopt};
 
     ProxyStatus api;
     api.name = "api";

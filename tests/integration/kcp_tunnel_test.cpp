@@ -1,0 +1,241 @@
+// The KCP tunnel end to end: a real pf-proxyd running a kcp-client and a kcp-server, their
+// workers sandboxed, a TCP client on one side and a TCP echo upstream on the other, all on
+// loopback (with a deterministic lossy UDP relay between the two workers where a test says so).
+// What arrives is checked at the far end: hashes of every byte, FINs, the upstream's accepts.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "kcp_support.hpp"
+#include "lossy_udp_relay.hpp"
+#include "udp_support.hpp"
+
+using namespace pfp::test;
+using pfp::unique_fd;
+
+namespace {
+
+class KcpTunnel : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        raise_nofile(16384);
+        ports.server = free_udp_port();
+    }
+    KcpPorts ports;
+    TempDir dir;
+};
+
+// `total` bytes each way through the tunnel, hashed at both ends.
+void bulk_both_ways(const KcpPorts& ports, const std::string& policy, size_t total) {
+    std::atomic<uint64_t> server_sent{0}, server_received{0};
+    std::atomic<size_t> server_count{0};
+    std::atomic<bool> server_done{false};
+    CountingServer server(ports.upstream, [&](int fd) {
+        const Transfer t = send_and_receive(fd, total, 1000);
+        server_sent = t.sent_hash;
+        server_received = t.received_hash;
+        server_count = t.received;
+        server_done = true;
+    });
+    Daemon d(policy);
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(ports.client, 20s);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 60s);
+    const Transfer t = send_and_receive(c.get(), total, 7);
+    c.reset();
+    ASSERT_TRUE(t.ok) << d.log();
+    EXPECT_EQ(t.received, total);
+    ASSERT_TRUE(wait_until([&] { return server_done.load(); }, 60s));
+    EXPECT_EQ(server_count.load(), total);
+    EXPECT_EQ(server_received.load(), t.sent_hash) << "client -> upstream corrupted";
+    EXPECT_EQ(t.received_hash, server_sent.load()) << "upstream -> client corrupted";
+    EXPECT_EQ(server.accepted(), 1);
+    // Both ends of the conversation ended cleanly: no session left on either side.
+    const auto k = wait_tunnel_counters(
+        d, "ks", [](const auto& x) { return x["sessions"] == 1 && x["sessions_active"] == 0; });
+    EXPECT_EQ(k["sessions_active"], 0) << k << d.log();
+}
+
+TEST_F(KcpTunnel, Moves64MiBEachWayIntactWithAPsk) {
+    bulk_both_ways(ports, kcp_policy(ports, write_key(dir)), 64u << 20);
+}
+
+// Plain KCP takes the same path without the AEAD; 16 MiB covers it.
+TEST_F(KcpTunnel, Moves16MiBEachWayIntactWithoutAKey) {
+    bulk_both_ways(ports, kcp_policy(ports, ""), 16u << 20);
+}
+
+TEST_F(KcpTunnel, ClientHalfCloseReachesUpstreamAndTheReplyStillFlows) {
+    // The upstream answers only after EOF: a tunnel that ends both directions at the first FIN
+    // loses the reply.
+    CountingServer server(ports.upstream, [](int fd) {
+        std::string got;
+        if (!read_to_eof(fd, got)) return;
+        std::string reply = "got " + std::to_string(got.size()) + " bytes: " + got;
+        reply += std::string(3 << 20, 'r');
+        write_all(fd, reply.data(), reply.size());
+    });
+    Daemon d(kcp_policy(ports, write_key(dir)));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(ports.client, 20s);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 30s);
+    ASSERT_TRUE(write_all(c.get(), "hello", 5));
+    ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+    std::string reply;
+    ASSERT_TRUE(read_to_eof(c.get(), reply)) << d.log();
+    EXPECT_EQ(reply.substr(0, 20), "got 5 bytes: hellorr");
+    EXPECT_EQ(reply.size(), 18u + (3u << 20));
+}
+
+TEST_F(KcpTunnel, UpstreamHalfCloseReachesTheClientWhichCanStillSend) {
+    // The upstream speaks first and closes its side; it then reads what the client sends.
+    std::atomic<bool> done{false};
+    std::string received;
+    CountingServer server(ports.upstream, [&](int fd) {
+        const std::string banner = "banner then FIN";
+        write_all(fd, banner.data(), banner.size());
+        ::shutdown(fd, SHUT_WR);
+        read_to_eof(fd, received);
+        done = true;
+    });
+    Daemon d(kcp_policy(ports, write_key(dir)));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(ports.client, 20s);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 30s);
+    std::string banner;
+    ASSERT_TRUE(read_to_eof(c.get(), banner)) << d.log();  // the upstream's FIN arrived
+    EXPECT_EQ(banner, "banner then FIN");
+    const std::string late(1 << 20, 'x');
+    ASSERT_TRUE(write_all(c.get(), late.data(), late.size()));
+    ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+    ASSERT_TRUE(wait_until([&] { return done.load(); }, 30s)) << d.log();
+    EXPECT_EQ(received, late);
+}
+
+TEST_F(KcpTunnel, Serves100ConcurrentConnections) {
+    CountingServer server(ports.upstream, echo_until_eof);
+    Daemon d(kcp_policy(ports, write_key(dir)));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    constexpr int kConnections = 100;
+    std::vector<unique_fd> conns;
+    for (int i = 0; i < kConnections; ++i) {
+        conns.push_back(connect_tcp(ports.client, 20s));
+        ASSERT_TRUE(conns.back()) << i;
+        set_timeouts(conns.back().get(), 30s);
+    }
+    // All open at once, each with its own bytes.
+    for (int i = 0; i < kConnections; ++i) {
+        const std::string msg = "connection " + std::to_string(i) + std::string(1000 + i, '.');
+        ASSERT_TRUE(write_all(conns[i].get(), msg.data(), msg.size()));
+        ASSERT_EQ(::shutdown(conns[i].get(), SHUT_WR), 0);
+    }
+    for (int i = 0; i < kConnections; ++i) {
+        std::string back;
+        ASSERT_TRUE(read_to_eof(conns[i].get(), back)) << i << d.log();
+        EXPECT_EQ(back, "connection " + std::to_string(i) + std::string(1000 + i, '.')) << i;
+    }
+    EXPECT_EQ(server.accepted(), kConnections);
+    const auto k =
+        wait_tunnel_counters(d, "ks", [](const auto& x) { return x["sessions"] == kConnections; });
+    EXPECT_EQ(k["sessions"], kConnections) << k;
+}
+
+void lossy_transfer(KcpPorts ports, const TempDir& dir, double loss, size_t total) {
+    LossyUdpRelay relay(ports.server,
+                        {.drop = loss, .duplicate = loss / 4, .reorder = loss / 2, .seed = 42});
+    ports.path = relay.port();
+    bulk_both_ways(ports, kcp_policy(ports, write_key(dir)), total);
+    EXPECT_GT(relay.dropped(), 0u);
+}
+
+TEST_F(KcpTunnel, Survives5PercentLossDuplicatesAndReordering) {
+    lossy_transfer(ports, dir, 0.05, 8u << 20);
+}
+
+TEST_F(KcpTunnel, Survives20PercentLossDuplicatesAndReordering) {
+    lossy_transfer(ports, dir, 0.20, 2u << 20);
+}
+
+TEST_F(KcpTunnel, RekeysMidTransfer) {
+    // A low rekey_after moves both directions through many epochs during one transfer; the tap
+    // shows the epochs (bytes 6-9 of a sealed datagram) the client actually used.
+    LossyUdpRelay relay(ports.server, {});
+    ports.path = relay.port();
+    const std::string rekey = ", \"kcp\": {\"rekey_after\": 64}";
+    bulk_both_ways(ports, kcp_policy(ports, write_key(dir), rekey, rekey), 4u << 20);
+    uint32_t max_epoch = 0;
+    for (const std::string& d : relay.client_datagrams()) {
+        if (d.size() < 18 || d[1] != 3) continue;  // SEGMENTS only
+        uint32_t epoch = 0;
+        for (int i = 3; i >= 0; --i) epoch = epoch << 8 | static_cast<uint8_t>(d[6 + i]);
+        max_epoch = std::max(max_epoch, epoch);
+    }
+    EXPECT_GT(max_epoch, 10u);
+}
+
+TEST_F(KcpTunnel, BothWorkersAreSandboxed) {
+    CountingServer server(ports.upstream, echo_until_eof);
+    Daemon d(kcp_policy(ports, write_key(dir)));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    for (const char* name : {"kc", "ks"}) {
+        const pid_t w = worker_of(d, name);
+        ASSERT_GT(w, 0) << name;
+        EXPECT_EQ(status_field(w, "CapEff"), "0000000000000000") << name;
+        EXPECT_EQ(status_field(w, "NoNewPrivs"), "1") << name;
+        EXPECT_EQ(status_field(w, "Seccomp"), "2") << name;
+        // Not dumpable: /proc/PID/fd and the memory of a worker holding the PSK are root's.
+        struct stat st {};
+        ASSERT_EQ(::stat(("/proc/" + std::to_string(w) + "/fd").c_str(), &st), 0);
+        EXPECT_EQ(st.st_uid, 0u) << name;
+    }
+    // The key is in no log line and no status output.
+    const CommandResult r = run_command(
+        {bin_dir() + "/pf-proxyctl", "--control", d.control_path(), "status", "--json"});
+    EXPECT_EQ(r.output.find(kKcpKeyHex), std::string::npos);
+    EXPECT_EQ(d.log().find(kKcpKeyHex), std::string::npos);
+}
+
+TEST_F(KcpTunnel, KilledServerWorkerIsRestartedAndServesNewConnections) {
+    CountingServer server(ports.upstream, echo_until_eof);
+    Daemon d(kcp_policy(ports, write_key(dir)));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    const pid_t victim = worker_of(d, "ks");
+    ASSERT_GT(victim, 0);
+    ASSERT_EQ(::kill(victim, SIGKILL), 0);
+    ASSERT_TRUE(d.wait_log("killed by signal SIGKILL")) << d.log();
+    ASSERT_TRUE(wait_until([&] {
+        const pid_t w = worker_of(d, "ks");
+        return w > 0 && w != victim && status_field(w, "Seccomp") == "2";
+    })) << d.log();
+    ASSERT_TRUE(d.wait_log("ks/0: kcp-server worker ready", 20s, 2)) << d.log();
+    unique_fd c = connect_tcp(ports.client, 20s);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 30s);
+    ASSERT_TRUE(write_all(c.get(), "after restart", 13));
+    ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+    std::string back;
+    ASSERT_TRUE(read_to_eof(c.get(), back)) << d.log();
+    EXPECT_EQ(back, "after restart");
+}
+
+TEST_F(KcpTunnel, StatisticsLinesNameTheConversation) {
+    CountingServer server(ports.upstream, echo_until_eof);
+    Daemon d(kcp_policy(ports, write_key(dir), ", \"statistics\": true"));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(ports.client, 20s);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 30s);
+    const Transfer t = send_and_receive(c.get(), 1u << 20, 3);
+    ASSERT_TRUE(t.ok);
+    EXPECT_TRUE(d.wait_log("kc/0: stats conv=")) << d.log();
+    const std::string log = d.log();
+    const size_t at = log.find("kc/0: stats conv=");
+    ASSERT_NE(at, std::string::npos);
+    const std::string line = log.substr(at, log.find('\n', at) - at);
+    for (const char* field : {" rtt=", " srtt=", " cwnd=", " sent=", " recv=", " retrans="})
+        EXPECT_NE(line.find(field), std::string::npos) << line;
+}
+
+}  // namespace
