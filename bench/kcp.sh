@@ -79,12 +79,14 @@ spawn serve "$WORK/connbench" serve --port "$P_SERVE" --threads 1
 wait_port t "$P_SERVE" || exit 1
 
 # Paths: NAME KIND KEYED LOSS%. pf: kcptcp-client/-server with their defaults (nodelay 1, interval
-# 10 ms, resend 2, no congestion control, windows 1024, MTU 1350), keyed with -K. kcptun: the same
+# 10 ms, resend 2, no congestion control, windows 1024, MTU 1350), keyed with -K, and -S 4194304
+# (kcptun's default --sockbuf; pf-kernelbuf: without -S, the kernel's default). kcptun: the same
 # KCP parameters (--mode fast3 is nodelay 1, interval 10, resend 2, nc 1; --sndwnd/--rcvwnd 1024,
 # --mtu 1350), no FEC (--ds 0 --ps 0: the pf tunnel has none), --nocomp; keyed with --crypt aes
 # (its default: AES-CFB, no authentication), else --crypt none.
 PATHS=("direct - 0 0"
-    "pf pf 0 0" "pf-K pf 1 0" "kcptun-none kcptun 0 0" "kcptun-aes kcptun 1 0"
+    "pf pf 0 0" "pf-K pf 1 0" "pf-K-kernelbuf pf-kernelbuf 1 0" "kcptun-none kcptun 0 0"
+    "kcptun-aes kcptun 1 0"
     "pf-loss5 pf 0 5" "pf-K-loss5 pf 1 5" "kcptun-none-loss5 kcptun 0 5" "kcptun-aes-loss5 kcptun 1 5")
 
 # tunnel_up KIND KEYED LOSS TARGET: the tunnel from P_TCP to TARGET; TUNNEL = its processes
@@ -98,8 +100,9 @@ tunnel_up() {
         RELAY=("$LAST"); remote=$P_RELAY
         wait_port u "$P_RELAY" || return 1
     fi
-    if [ "$kind" = pf ]; then
+    if [ "$kind" = pf ] || [ "$kind" = pf-kernelbuf ]; then
         local key=(); [ "$keyed" = 1 ] && key=(-K "$KEY")
+        [ "$kind" = pf ] && key+=(-S 4194304)
         spawn pf-server "$BIN/kcptcp-server" "${key[@]}" "127.0.0.1:$P_UDP" "127.0.0.1:$target"
         TUNNEL+=("$LAST")
         spawn pf-client "$BIN/kcptcp-client" "${key[@]}" "127.0.0.1:$P_TCP" "127.0.0.1:$remote"

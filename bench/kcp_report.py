@@ -18,9 +18,9 @@ import os
 import statistics
 import sys
 
-PATHS = ["direct", "pf", "pf-K", "kcptun-none", "kcptun-aes",
+PATHS = ["direct", "pf", "pf-K", "pf-K-kernelbuf", "kcptun-none", "kcptun-aes",
          "pf-loss5", "pf-K-loss5", "kcptun-none-loss5", "kcptun-aes-loss5"]
-PEER = {"pf": "kcptun-none", "pf-K": "kcptun-aes",
+PEER = {"pf": "kcptun-none", "pf-K": "kcptun-aes", "pf-K-kernelbuf": "kcptun-aes",
         "pf-loss5": "kcptun-none-loss5", "pf-K-loss5": "kcptun-aes-loss5"}
 TARGET_GBITS = 1.0      # pf-K, 0 % loss
 TARGET_ADDED_US = 1500  # pf-K, 0 % loss: added p50 per request
