@@ -29,7 +29,8 @@ namespace pfp::supervisor {
 namespace bp = boost::process;
 
 SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& title,
-                           const std::vector<int>& capabilities) {
+                           const std::vector<int>& capabilities,
+                           const std::vector<std::string>& hidden_variables) {
     int pair[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
         throw_errno("socketpair for worker " + title);
@@ -88,8 +89,11 @@ SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& ti
     bp::environment env = boost::this_process::environment();
     for (const char* name : {"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
                              "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"}) {
-        if (env.find(name) != env.end()) env.erase(name);
+        env.erase(name);
     }
+    // erase() of a missing name does nothing. (Not find(): Boost.Process compares the name with
+    // memcmp past the end of shorter entries, which ASan reports.)
+    for (const std::string& name : hidden_variables) env.erase(name);
     env["PFPROXY_LOG"] = "supervisor";
     bp::child c(bp::exe = worker_path, bp::args = {title}, bp::std_in < bp::null, env,
                 bp::extend::on_exec_setup = setup, ec);

@@ -20,8 +20,11 @@ struct SpawnedWorker {
 
 // `capabilities`: what the worker's kind keeps (its row in the kind table). They go into the
 // worker's ambient set for this one exec, so a worker that is not root starts with exactly those;
-// the supervisor must hold them in its permitted set. Throws std::runtime_error with context.
+// the supervisor must hold them in its permitted set. `hidden_variables`: names of the
+// supervisor's environment variables the worker must not inherit (the policy's psk_env keys: a
+// PSK reaches a worker only in its handover). Throws std::runtime_error with context.
 SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& title,
-                           const std::vector<int>& capabilities = {});
+                           const std::vector<int>& capabilities = {},
+                           const std::vector<std::string>& hidden_variables = {});
 
 }  // namespace pfp::supervisor

@@ -212,9 +212,15 @@ void Supervisor::start_worker(ProxyState& p, size_t slot_index) {
     w->log_watch.w = w.get();
     try {
         const KindRow& row = kind_row(p.config.kind);
+        // No worker sees any proxy's key variable (the key travels in the handover only).
+        std::vector<std::string> key_variables;
+        if (!p.config.psk_env.empty()) key_variables.push_back(p.config.psk_env);
+        for (const auto* list : {&proxies_, &removed_})
+            for (const auto& other : *list)
+                if (!other->config.psk_env.empty()) key_variables.push_back(other->config.psk_env);
         SpawnedWorker sp = spawn_worker(
             worker_path_, "pf-proxy-worker: " + p.config.name + "/" + std::to_string(slot_index),
-            {row.capabilities.begin(), row.capabilities.end()});
+            {row.capabilities.begin(), row.capabilities.end()}, key_variables);
         w->pid = sp.pid;
         w->pidfd = std::move(sp.pidfd);
         w->control = std::move(sp.control);

@@ -1,6 +1,7 @@
 // pf-proxy-compat: the seed tools' command lines (vsock-to-ip, ip-to-vsock,
 // vsock-to-ip-transparent, ip-to-vsock-transparent, transparent-port-to-vsock,
-// port-to-vsock-transparent, vsockproxy) in one binary that runs as whichever name it is called
+// port-to-vsock-transparent, vsockproxy, tcpfwd, udpfwd, kcptcp-client, kcptcp-server, the raw
+// proxies) in one binary that runs as whichever name it is called
 // by. `pf-proxy-compat NAME ARGS...` runs NAME too. seed_cli.hpp describes the mapping.
 #include <errno.h>
 
@@ -9,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "supervisor/compat/kcptcp.hpp"
 #include "supervisor/compat/seed_cli.hpp"
 
 namespace {
@@ -32,9 +34,11 @@ int main(int argc, char** argv) {
     std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
 
     auto tool = tool_for(command);
+    int first_arg = 1;  // argv's index of args.front()
     if (!tool && !args.empty() && (tool = tool_for(args.front()))) {
         command = args.front();
         args.erase(args.begin());
+        first_arg = 2;
         // Log lines carry the command's name, as when it is called through its link.
         static std::string short_name;
         short_name = command;
@@ -65,5 +69,7 @@ int main(int argc, char** argv) {
         }
         return 1;
     }
+    if (*tool == pfp::compat::Tool::kcptcp_client || *tool == pfp::compat::Tool::kcptcp_server)
+        pfp::compat::hide_key_arguments(argc - first_arg + 1, argv + first_arg - 1);
     return pfp::compat::run(*tool, command, args);
 }

@@ -64,11 +64,20 @@ Finished fail(std::string_view command, const std::string& why) {
     return Finished{1, {"", std::string(command) + ": " + why + "\n"}};
 }
 
+bool number(const std::string& s, uint64_t max, uint64_t& out) {
+    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos)
+        return false;
+    out = std::stoull(s);
+    return out <= max;
+}
+
+}  // namespace
+
 // "1022" (0.0.0.0:1022), "127.0.0.1:1022", "[::]:1022", "localhost:1022" (127.0.0.1, as the
 // deployed tools' tests assumed), and for the destination any host name, which the supervisor
 // resolves and refreshes. A local address is bound once, before any resolver runs: numeric only.
-std::variant<std::string, Endpoint> address(std::string_view text, Scheme scheme,
-                                            std::string_view what, bool names) {
+std::variant<std::string, Endpoint> portfwd_address(std::string_view text, Scheme scheme,
+                                                    std::string_view what, bool names) {
     std::string t(text);
     if (!t.empty() && t.find_first_not_of("0123456789") == std::string::npos) t = "0.0.0.0:" + t;
     if (t.starts_with("localhost:")) t = "127.0.0.1:" + t.substr(10);
@@ -94,15 +103,6 @@ std::variant<std::string, Endpoint> address(std::string_view text, Scheme scheme
         return "invalid " + std::string(what) + " '" + std::string(text) + "': " + ex.what();
     }
 }
-
-bool number(const std::string& s, uint64_t max, uint64_t& out) {
-    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos)
-        return false;
-    out = std::stoull(s);
-    return out <= max;
-}
-
-}  // namespace
 
 std::variant<Finished, SeedCommand> parse_portfwd(Tool tool, std::string_view command,
                                                   const std::vector<std::string>& args) {
@@ -147,9 +147,9 @@ std::variant<Finished, SeedCommand> parse_portfwd(Tool tool, std::string_view co
                                  std::to_string(positional.size()) +
                                  " address(es) (usage: " + usage_line(tool, command) + ")");
     const Scheme scheme = tool == Tool::tcpfwd ? Scheme::tcp : Scheme::udp;
-    auto local = address(positional[0], scheme, "local address", false);
+    auto local = portfwd_address(positional[0], scheme, "local address", false);
     if (auto* why = std::get_if<std::string>(&local)) return fail(command, *why);
-    auto dest = address(positional[1], scheme, "destination address", true);
+    auto dest = portfwd_address(positional[1], scheme, "destination address", true);
     if (auto* why = std::get_if<std::string>(&dest)) return fail(command, *why);
     const Endpoint& listen = std::get<Endpoint>(local);
     nlohmann::ordered_json proxy = {{"listen", to_string(listen)},

@@ -7,9 +7,15 @@
 #include <variant>
 #include <vector>
 
+#include "common/endpoint.hpp"
 #include "supervisor/compat/seed_cli.hpp"
 
 namespace pfp::compat {
+
+// A portfwd address: "1022" (0.0.0.0:1022), "IP:PORT", "[IPv6]:PORT", "localhost:PORT", and, when
+// `names`, "HOST:PORT" with a host name. The error ("invalid WHAT 'TEXT': ...") names `what`.
+std::variant<std::string, Endpoint> portfwd_address(std::string_view text, Scheme scheme,
+                                                    std::string_view what, bool names);
 
 std::variant<Finished, SeedCommand> parse_portfwd(Tool tool, std::string_view command,
                                                   const std::vector<std::string>& args);

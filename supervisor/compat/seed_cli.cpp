@@ -6,13 +6,17 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <utility>
 
+#include "policy/diagnostics.hpp"
+#include "policy/psk.hpp"
 #include "supervisor/compat/bind_probe.hpp"
 #include "supervisor/compat/clap_text.hpp"
+#include "supervisor/compat/kcptcp.hpp"
 #include "supervisor/compat/pid_file.hpp"
 #include "supervisor/compat/portfwd.hpp"
 #include "supervisor/compat/raw_proxy_tools.hpp"
@@ -40,6 +44,8 @@ constexpr std::array kCommands{
     CommandEntry{"vsockproxy", Tool::vsockproxy},
     CommandEntry{"tcpfwd", Tool::tcpfwd},
     CommandEntry{"udpfwd", Tool::udpfwd},
+    CommandEntry{"kcptcp-client", Tool::kcptcp_client},
+    CommandEntry{"kcptcp-server", Tool::kcptcp_server},
     CommandEntry{"ip-to-vsock-raw-incoming", Tool::ip_to_vsock_raw_incoming},
     CommandEntry{"ip-to-vsock-raw-outgoing", Tool::ip_to_vsock_raw_outgoing},
     CommandEntry{"vsock-to-ip-raw-incoming", Tool::vsock_to_ip_raw_incoming},
@@ -96,13 +102,16 @@ std::variant<Finished, SeedCommand> parse_command_line(Tool tool, std::string_vi
                                                        const std::vector<std::string>& args) {
     if (tool == Tool::vsockproxy) return parse_vsockproxy(command, args);
     if (tool == Tool::tcpfwd || tool == Tool::udpfwd) return parse_portfwd(tool, command, args);
+    if (tool == Tool::kcptcp_client || tool == Tool::kcptcp_server)
+        return parse_kcptcp(tool, command, args);
     if (is_raw_tool(tool)) return parse_raw_proxy_tool(tool, command, args);
     return parse_tcp_proxy_tool(tool, command, args);
 }
 
 Output bind_failure(const SeedCommand& cmd, BindStage stage, int err) {
     if (cmd.tool == Tool::vsockproxy) return vsockproxy_bind_failure(stage, err);
-    if (cmd.tool == Tool::tcpfwd || cmd.tool == Tool::udpfwd)
+    if (cmd.tool == Tool::tcpfwd || cmd.tool == Tool::udpfwd || cmd.tool == Tool::kcptcp_client ||
+        cmd.tool == Tool::kcptcp_server)
         return portfwd_bind_failure(cmd.command, cmd, err);
     return tcp_proxy_bind_failure(cmd.tool, err);
 }
@@ -117,6 +126,21 @@ int run(Tool tool, std::string_view command, const std::vector<std::string>& arg
     print(cmd.startup);
     if (cmd.late_error) {
         print(*cmd.late_error);
+        return 1;
+    }
+    // The KCP tunnels' keys, as pf-proxyd reads a file's: a -K key from the command's own table,
+    // never from (or into) the environment.
+    try {
+        policy::load_psks(cmd.policy, [&cmd](const char* name) -> const char* {
+            if (auto it = cmd.private_variables.find(name); it != cmd.private_variables.end())
+                return it->second.c_str();
+            return std::getenv(name);
+        });
+    } catch (const policy::policy_error& e) {
+        const std::string own = "proxy \"" + cmd.command + "\": ";
+        std::string message = e.diagnostics().front().message;
+        if (message.starts_with(own)) message.erase(0, own.size());
+        print({"", std::string(command) + ": " + message + "\n"});
         return 1;
     }
     // A queue is not probed: binding it needs CAP_NET_ADMIN, and the daemon's error says enough.

@@ -4,7 +4,7 @@
 //   vsock-to-ip, ip-to-vsock, vsock-to-ip-transparent, ip-to-vsock-transparent,
 //   transparent-port-to-vsock (alias port-to-vsock-transparent)   PF-Proxy / Oyster tcp-proxy
 //   vsockproxy                                                       Ghaf's vsock relay
-//   tcpfwd, udpfwd                                                   portfwd
+//   tcpfwd, udpfwd, kcptcp-client, kcptcp-server                     portfwd
 //
 // Each command accepts its seed's flags, prints its seed's help, version, startup lines and error
 // messages, writes the policy file a user would write for it, validates that document like a
@@ -15,6 +15,7 @@
 // The pieces: clap_text.hpp (the seeds' text formats), options.hpp (reading clap-style options),
 // tcp_proxy_tools.hpp and vsockproxy.hpp (one per tool family), seed_policy.hpp (the policy
 // document), bind_probe.hpp (a listener's bind failure in the seed's words).
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,6 +39,8 @@ enum class Tool {
     ip_to_vsock_raw_outgoing,
     vsock_to_ip_raw_incoming,
     vsock_to_ip_raw_outgoing,
+    kcptcp_client,  // portfwd's KCP tunnel: TCP listener -> KCP over UDP
+    kcptcp_server,  // UDP socket -> TCP upstream
 };
 
 // Every command name pf-proxy-compat answers to (the links installed beside it).
@@ -75,6 +78,10 @@ struct SeedCommand {
     std::optional<std::string> pid_file;
     // SIGHUP and SIGQUIT stop the command as SIGTERM and SIGINT do (no policy file to reload).
     bool hangup_stops = false;
+    // Values of psk_env variables that only this command knows (kcptcp's -K key): looked up
+    // before the process environment when the policy's keys are loaded, and never put into it,
+    // so no worker inherits them. Never printed or logged.
+    std::map<std::string, std::string, std::less<>> private_variables;
 };
 
 // Reads `args` (argv without argv[0]) the way the seed tool does. Opens nothing.

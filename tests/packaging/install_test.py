@@ -15,7 +15,8 @@ import sys
 import tempfile
 
 COMPAT = ["vsock-to-ip", "ip-to-vsock", "vsock-to-ip-transparent", "ip-to-vsock-transparent",
-          "transparent-port-to-vsock", "port-to-vsock-transparent", "vsockproxy", "tcpfwd", "udpfwd"]
+          "transparent-port-to-vsock", "port-to-vsock-transparent", "vsockproxy", "tcpfwd", "udpfwd",
+          "kcptcp-client", "kcptcp-server"]
 
 
 def expected(a):

@@ -24,7 +24,8 @@ import tempfile
 import time
 
 COMPAT = ["vsock-to-ip", "ip-to-vsock", "vsock-to-ip-transparent", "ip-to-vsock-transparent",
-          "transparent-port-to-vsock", "port-to-vsock-transparent", "vsockproxy", "tcpfwd", "udpfwd"]
+          "transparent-port-to-vsock", "port-to-vsock-transparent", "vsockproxy", "tcpfwd", "udpfwd",
+          "kcptcp-client", "kcptcp-server"]
 EXPECTED = [
     "usr/sbin/pf-proxyd", "usr/bin/pf-proxyctl", "usr/bin/pf-proxy-compat",
     "usr/libexec/pf-proxy/pf-proxy-worker",

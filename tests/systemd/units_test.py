@@ -71,7 +71,7 @@ EXAMPLE_SOCKETS = ["pf-proxyd-web.socket", "pf-proxyd-guest.socket"]
 COMPAT_COMMANDS = ["vsock-to-ip", "ip-to-vsock", "vsock-to-ip-transparent", "ip-to-vsock-transparent",
                    "transparent-port-to-vsock", "port-to-vsock-transparent", "vsockproxy", "tcpfwd", "udpfwd",
                    "ip-to-vsock-raw-incoming", "ip-to-vsock-raw-outgoing", "vsock-to-ip-raw-incoming",
-                   "vsock-to-ip-raw-outgoing"]
+                   "vsock-to-ip-raw-outgoing", "kcptcp-client", "kcptcp-server"]
 
 
 class Failure(Exception):

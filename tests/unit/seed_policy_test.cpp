@@ -3,6 +3,7 @@
 // command line must build exactly the policy that block parses to.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -111,9 +112,9 @@ TEST(SeedPolicy, GuideShowsEveryCommand) {
         if (!w.empty()) commands.insert(w.front());
     }
     // Every tool, each under its main name (port-to-vsock-transparent is an alias).
-    for (const char* name :
-         {"vsock-to-ip", "ip-to-vsock", "vsock-to-ip-transparent", "ip-to-vsock-transparent",
-          "transparent-port-to-vsock", "vsockproxy", "tcpfwd", "udpfwd"}) {
+    for (const char* name : {"vsock-to-ip", "ip-to-vsock", "vsock-to-ip-transparent",
+                             "ip-to-vsock-transparent", "transparent-port-to-vsock", "vsockproxy",
+                             "tcpfwd", "udpfwd", "kcptcp-client", "kcptcp-server"}) {
         EXPECT_TRUE(commands.count(name)) << name << " has no policy in " << kGuide;
     }
 }
@@ -178,6 +179,49 @@ TEST(SeedPolicy, OptionsBecomePolicyKeys) {
                        documented(R"({"proxies": [{"name": "port-to-vsock-transparent",
             "listen": "tcp:[::1]:1200", "upstream": "vsock:88:original-port",
             "log_connections": true}]})"));
+}
+
+// kcptcp: the key given with -K is kept out of the policy document (which names it only as
+// psk_env) and out of the environment; flags without an effect leave the policy as it was.
+TEST(SeedPolicy, KcptcpKeepsAKeyOutOfThePolicy) {
+    const std::string key = "0123456789abcdef0123456789ABCDEF0123456789abcdef0123456789abcdef";
+    auto parsed = parse_command_line(
+        Tool::kcptcp_client, "kcptcp-client",
+        {"-N", "-r", "-R", "-6", "[::1]:2022", "-K", key, "[::1]:4000", "-A", "1", "-M1200"});
+    ASSERT_TRUE(std::holds_alternative<SeedCommand>(parsed))
+        << std::get<Finished>(parsed).output.err;
+    const SeedCommand& cmd = std::get<SeedCommand>(parsed);
+    EXPECT_EQ(cmd.startup.out, "");
+    EXPECT_EQ(cmd.startup.err.rfind("kcptcp-client: warning: a key given with -K is visible", 0),
+              0u)
+        << cmd.startup.err;
+    EXPECT_EQ(cmd.startup.err.find(key), std::string::npos);
+    ASSERT_EQ(cmd.private_variables.size(), 1u);
+    EXPECT_EQ(cmd.private_variables.begin()->second, key);
+    EXPECT_EQ(std::getenv(cmd.private_variables.begin()->first.c_str()), nullptr);
+    EXPECT_TRUE(cmd.hangup_stops);
+    ASSERT_EQ(cmd.policy.proxies.size(), 1u);
+    const policy::Proxy& p = cmd.policy.proxies.front();
+    EXPECT_EQ(p.psk, "") << "read at start by run(), as pf-proxyd reads a file's keys";
+    EXPECT_EQ(p.psk_env, cmd.private_variables.begin()->first);
+    expect_same_policy(cmd.policy, policy::parse_policy(R"({"proxies": [{"name": "kcptcp-client",
+        "tunnel": "kcp", "listen": "tcp:[::1]:2022", "upstream": "udp:[::1]:4000",
+        "ipv6_only": true, "mtu": 1200, "kcp": {"nodelay": true},
+        "psk_env": "PFPROXY_COMPAT_KCP_PSK", "log_connections": true}]})",
+                                                        "example.json"));
+    EXPECT_EQ(kind_name(p.kind), "kcp-client");
+
+    // The server: the defaults, a bare port, a host name upstream; no key, no warning.
+    parsed = parse_command_line(Tool::kcptcp_server, "kcptcp-server", {"4000", "localhost:22"});
+    ASSERT_TRUE(std::holds_alternative<SeedCommand>(parsed));
+    const SeedCommand& server = std::get<SeedCommand>(parsed);
+    EXPECT_EQ(server.startup.err, "");
+    EXPECT_TRUE(server.private_variables.empty());
+    expect_same_policy(server.policy, policy::parse_policy(R"({"proxies": [{"name":
+        "kcptcp-server", "tunnel": "kcp", "listen": "udp:0.0.0.0:4000",
+        "upstream": "tcp:127.0.0.1:22", "log_connections": true}]})",
+                                                           "example.json"));
+    EXPECT_EQ(kind_name(server.policy.proxies.front().kind), "kcp-server");
 }
 
 // A command whose policy the parser refuses says so in one line, before anything is printed.
