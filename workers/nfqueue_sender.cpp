@@ -1,9 +1,11 @@
 // The nfqueue-to-stream body (declared in worker_body.hpp): reads whole packets from the nfqueue
 // the supervisor bound (copy-packet mode), writes each to one stream to the upstream, unframed
 // (docs/wire-formats.md, "Raw packet stream"), and then gives it NF_DROP: the packet goes on
-// through the stream instead. Every packet gets a verdict, also when the stream is down or full
-// (`on_stream_down`: NF_DROP, or NF_ACCEPT to let it through here); nothing stays queued. Verdicts
-// go out in batches (one NFQNL_MSG_VERDICT_BATCH per run of equal verdicts).
+// through the stream instead. Every packet gets a verdict, also when the stream is down
+// (`on_stream_down`: NF_DROP, or NF_ACCEPT to let it through here); nothing stays queued then.
+// A stream that is up but slow makes it stop reading until the stream has room: the kernel holds
+// the packets meanwhile (up to queue_maxlen). Verdicts go out in batches (one
+// NFQNL_MSG_VERDICT_BATCH per run of equal verdicts).
 //
 // This process keeps CAP_NET_ADMIN, which verdicts need, so it parses nothing the peer sends: the
 // stream (packet_stream.cpp) shuts its read side down right after connect, and the only input it
@@ -54,6 +56,7 @@ class NfqueueSender final : public WorkerBody {
         if (fl < 0 || ::fcntl(queue_.get(), F_SETFL, fl | O_NONBLOCK) < 0)
             throw std::runtime_error("fcntl(nfqueue, O_NONBLOCK): " +
                                      std::string(std::strerror(errno)));
+        stream_.when_room([this] { resume_reading(); });
     }
 
     void start() override {
@@ -85,9 +88,25 @@ class NfqueueSender final : public WorkerBody {
         void on_event(uint32_t events) override { self->on_queue(events); }
     };
 
+    // A slow stream peer: packets wait in the kernel's queue (up to queue_maxlen; beyond it the
+    // kernel drops them, or accepts them with fail_open) instead of being refused here, so the
+    // tunnel's TCP flows see a queue, not loss. Reading resumes when the stream has room.
+    void pause_reading() {
+        if (paused_ || !reading_) return;
+        if (loop_.modify(queue_.get(), 0, &queue_watch_)) paused_ = true;
+    }
+    void resume_reading() {
+        if (!paused_ || !reading_) return;
+        if (loop_.modify(queue_.get(), EPOLLIN, &queue_watch_)) paused_ = false;
+    }
+
     void on_queue(uint32_t) {
         ipc::PacketStats& stats = stream_.stats();
         for (int i = 0; i < kPacketsPerWakeup; ++i) {
+            if (stream_.congested()) {
+                pause_reading();
+                break;
+            }
             const ssize_t n = ::recv(queue_.get(), recv_.data(), recv_.size(), 0);
             if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR) break;
@@ -162,7 +181,7 @@ class NfqueueSender final : public WorkerBody {
     PacketStream stream_;
     std::vector<uint8_t> recv_;
     std::vector<char> verdict_buf_;
-    bool reading_ = false, verdict_error_logged_ = false;
+    bool reading_ = false, paused_ = false, verdict_error_logged_ = false;
     int batch_verdict_ = NF_DROP;
     uint32_t batch_max_id_ = 0;
     size_t batch_count_ = 0;

@@ -14,6 +14,9 @@ namespace pfp::worker {
 namespace {
 
 constexpr size_t kMaxPending = 4u << 20;  // stream bytes held while the peer is slow
+// A reader that can pause stops at this much (far enough below kMaxPending that what one more
+// read brings still fits), and resumes below a quarter of it.
+constexpr size_t kCongested = 1u << 20;
 
 }  // namespace
 
@@ -39,6 +42,10 @@ ipc::PacketStats PacketStream::snapshot() const {
     ipc::PacketStats s = stats_;
     s.streams_active = state_ == State::up ? 1 : 0;
     return s;
+}
+
+bool PacketStream::congested() const {
+    return state_ == State::up && pending_.size() >= kCongested;
 }
 
 bool PacketStream::forward(const uint8_t* p, size_t len) {
@@ -147,6 +154,7 @@ void PacketStream::flush() {
     }
     pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(off));
     watch_stream();
+    if (room_ && pending_.size() < kCongested / 4) room_();
 }
 
 // The stream is gone or never came: packets meet down_fate_ until it is back. Bytes of packets
@@ -159,6 +167,7 @@ void PacketStream::lost(const std::string& why, Clock::time_point now) {
         stream_.reset();
     }
     pending_.clear();
+    if (room_) room_();
     if (!was_up) stats_.connect_failures++;
     if (was_up) stats_.stream_errors++;
     ++failures_;

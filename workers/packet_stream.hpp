@@ -7,6 +7,7 @@
 // written-but-unsent bytes. The read side is shut down right after connect: nothing the peer sends
 // is ever read. Counts streams, reconnects, failures and the packets it took or refused.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,6 +34,11 @@ class PacketStream {
     void stop_connecting() { draining_ = true; }  // no reconnect after this
     bool up() const { return state_ == State::up; }
     bool has_pending() const { return !pending_.empty(); }
+    // Up, with so much written but unsent that a reader that can make the kernel hold packets
+    // (nfqueue) should stop reading; `room` is called whenever it has room again (below a
+    // quarter of that, or the stream is gone and packets meet their down fate instead).
+    bool congested() const;
+    void when_room(std::function<void()> room) { room_ = std::move(room); }
 
     // Counts one packet read from the kernel; true when it is on its way (written or queued
     // behind what is), false when the stream is down or full (dropped_stream_down) or the bytes
@@ -69,6 +75,7 @@ class PacketStream {
     Endpoint upstream_;
     unique_fd stream_;
     std::vector<uint8_t> pending_;
+    std::function<void()> room_;
     State state_ = State::waiting;
     bool draining_ = false;
     Clock::time_point retry_at_{}, connect_deadline_{};
