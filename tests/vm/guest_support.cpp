@@ -141,6 +141,21 @@ Redirect::~Redirect() {
     run_command(argv);
 }
 
+OutputRule::OutputRule(std::vector<std::string> rule) : rule_(std::move(rule)) {
+    std::vector<std::string> argv = {kIptables, "-w", "-t", "filter", "-A", "OUTPUT"};
+    argv.insert(argv.end(), rule_.begin(), rule_.end());
+    CommandResult r = run_command(argv);
+    ok_ = r.status == 0;
+    output_ = r.output;
+}
+
+OutputRule::~OutputRule() {
+    if (!ok_) return;
+    std::vector<std::string> argv = {kIptables, "-w", "-t", "filter", "-D", "OUTPUT"};
+    argv.insert(argv.end(), rule_.begin(), rule_.end());
+    run_command(argv);
+}
+
 std::string proxy(const std::string& name, const std::string& listen, const std::string& upstream,
                   const std::string& extra) {
     return "{\"name\": \"" + name + "\", \"listen\": \"" + listen + "\", \"upstream\": \"" +

@@ -75,6 +75,23 @@ class Redirect {
     std::string output_;
 };
 
+// An iptables filter OUTPUT rule (`rule` as iptables takes it after the chain); deleted on
+// destruction.
+class OutputRule {
+  public:
+    explicit OutputRule(std::vector<std::string> rule);
+    ~OutputRule();
+    OutputRule(const OutputRule&) = delete;
+    OutputRule& operator=(const OutputRule&) = delete;
+    bool ok() const { return ok_; }
+    const std::string& output() const { return output_; }
+
+  private:
+    std::vector<std::string> rule_;
+    bool ok_ = false;
+    std::string output_;
+};
+
 // Policy text: proxy("in", "tcp:127.0.0.1:80", "vsock:1:5000", "\"workers\": 2").
 std::string proxy(const std::string& name, const std::string& listen, const std::string& upstream,
                   const std::string& extra = "");

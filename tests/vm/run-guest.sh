@@ -38,14 +38,17 @@ readonly MARKER="PFP-GUEST-EXIT="
 readonly MODULES=(vsock vmw_vsock_virtio_transport_common vsock_loopback)
 # Project binaries copied into the guest when the build tree has them.
 readonly BINARIES=(pf-proxyd pf-proxy-worker pf-proxy-compat pf-proxyctl vm_guest_tests vsock_bench)
-# Netfilter for iptables REDIRECT and SO_ORIGINAL_DST in the guest (transparent kinds), in insmod
-# order. Loaded when present; a failure is reported on the console but does not stop the guest.
+# Netfilter in the guest, in insmod order: iptables REDIRECT and SO_ORIGINAL_DST (transparent
+# kinds), NFQUEUE and NFLOG in the filter table (raw packet tunnel). A failure is reported on the
+# console but does not stop the guest; the tests that need the module then fail.
 readonly NF_MODULES=(libcrc32c nf_defrag_ipv4 nf_defrag_ipv6 nf_conntrack nf_nat x_tables ip_tables
-                     iptable_nat xt_tcpudp xt_REDIRECT xt_owner)
+                     iptable_nat iptable_filter xt_tcpudp xt_REDIRECT xt_owner nfnetlink
+                     nfnetlink_queue xt_NFQUEUE nfnetlink_log xt_NFLOG)
 # iptables-legacy (no nf_tables needed) and the extensions those rules use; dlopen()ed, so ldd of
 # the binary does not list them.
 readonly XTABLES_BIN=/usr/sbin/xtables-legacy-multi
-readonly XTABLES_EXT=(libxt_standard.so libxt_tcp.so libxt_REDIRECT.so libxt_owner.so)
+readonly XTABLES_EXT=(libxt_standard.so libxt_tcp.so libxt_udp.so libxt_REDIRECT.so libxt_owner.so
+                      libxt_NFQUEUE.so libxt_NFLOG.so)
 readonly SEED_LINKS=(vsock-to-ip ip-to-vsock vsock-to-ip-transparent ip-to-vsock-transparent
                      transparent-port-to-vsock port-to-vsock-transparent vsockproxy)
 
@@ -296,7 +299,7 @@ for m in ${MODULES[*]}; do
     insmod /lib/modules/\$m.ko || { echo "init: insmod \$m failed"; status=setup-failed; }
 done
 for m in ${NF_MODULES[*]}; do
-    insmod /lib/modules/\$m.ko || echo "init: insmod \$m failed (no iptables REDIRECT)"
+    insmod /lib/modules/\$m.ko || echo "init: insmod \$m failed (netfilter in the guest)"
 done
 if [ \$status = 0 ]; then
     cd /tmp

@@ -1,7 +1,8 @@
-// The seed command lines as the replaced tools' documentation shows them, with their CIDs replaced by 1 (the
-// guest's loopback CID), carrying real vsock traffic in the QEMU guest (tests/vm), and the lines
-// they print: startup lines on stdout exactly, per-connection lines in pf-proxy's log on stderr.
-// The guest is a machine of its own, so the seeds' own ports (80, 1200, 3000, 4000, 8080) are used.
+// The seed command lines as the replaced tools' documentation shows them, with their CIDs replaced
+// by 1 (the guest's loopback CID), carrying real vsock traffic in the QEMU guest (tests/vm), and
+// the lines they print: startup lines on stdout exactly, per-connection lines in pf-proxy's log on
+// stderr. The guest is a machine of its own, so the seeds' own ports (80, 1200, 3000, 4000, 8080)
+// are used.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -90,9 +91,10 @@ TEST(SeedGuest, IpToVsock) {
     EXPECT_EQ(r.terminate(), 0) << r.err();
 }
 
-// The PF-Proxy documentation's "Complete Transparent Proxy Chain": REDIRECT port 80 to 1200, ip-to-vsock-transparent
-// on 1200 in the enclave, vsock-to-ip-transparent on the host. Both ends are in this guest, so
-// the rule matches the client's source only (else the host side's own connection would loop).
+// The PF-Proxy documentation's "Complete Transparent Proxy Chain": REDIRECT port 80 to 1200,
+// ip-to-vsock-transparent on 1200 in the enclave, vsock-to-ip-transparent on the host. Both ends
+// are in this guest, so the rule matches the client's source only (else the host side's own
+// connection would loop).
 TEST(SeedGuest, TransparentChain) {
     REQUIRE_VSOCK_LOOPBACK();
     REQUIRE_IPTABLES();
