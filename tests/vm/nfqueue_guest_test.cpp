@@ -17,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "guest_support.hpp"
 
@@ -72,6 +73,18 @@ QueueState queue_state() {
         }
     }
     return {};
+}
+
+// The queue once every packet sent so far has its verdict (the last ACKs of an exchange may still
+// be on their way through the tunnel when the test looks); the last state seen at the deadline.
+QueueState settled_queue_state(std::chrono::milliseconds deadline = 10s) {
+    const auto end = std::chrono::steady_clock::now() + deadline;
+    QueueState s = queue_state();
+    while (s.found && s.waiting != 0 && std::chrono::steady_clock::now() < end) {
+        std::this_thread::sleep_for(20ms);
+        s = queue_state();
+    }
+    return s;
 }
 
 class NfqueueGuest : public ::testing::Test {
@@ -143,7 +156,7 @@ TEST_F(NfqueueGuest, UdpDatagramsCrossTheQueueAndVsockAndArriveInjected) {
     EXPECT_EQ(::recv(client.get(), reply, sizeof reply, 0), 5);
 
     // They went through the queue (not around it), and none is left there without a verdict.
-    const QueueState after = queue_state();
+    const QueueState after = settled_queue_state();
     EXPECT_GE(after.last_id - before.last_id, static_cast<uint64_t>(kDatagrams));
     EXPECT_EQ(after.waiting, 0u);
     EXPECT_EQ(after.dropped, before.dropped);
@@ -168,7 +181,7 @@ TEST_F(NfqueueGuest, TcpHandshakeAndDataCrossTheTunnelIntact) {
     EXPECT_EQ(t.received, kTcpBytes) << daemon_->log();
     EXPECT_EQ(t.received_hash, t.sent_hash);
 
-    const QueueState after = queue_state();
+    const QueueState after = settled_queue_state();
     // At least the SYN, the handshake's ACK, the data and the FIN.
     EXPECT_GE(after.last_id - before.last_id, 4u);
     EXPECT_EQ(after.waiting, 0u);
