@@ -195,15 +195,10 @@ int queue_config(int fd, const nlmsghdr* nlh) {
     }
 }
 
-unique_fd nfqueue_reader(const SocketRequest& req, const Privileges* privs) {
-    const Endpoint& e = req.endpoint;
-    if (e.scheme != Scheme::nfqueue)
-        throw socket_error(SocketStep::socket, "an nfqueue reader needs an nfqueue: endpoint",
-                           EINVAL);
-    // Blocking while it is configured here (the ACK is waited for); the worker sets O_NONBLOCK.
-    // Created with CAP_NET_ADMIN in effect: the kernel checks a verdict against the credentials
-    // the socket was opened with as well as against the sender's (netlink_net_capable), so a
-    // queue socket opened without it can never give a verdict, whoever holds it.
+// A NETLINK_NETFILTER socket, bound, opened with CAP_NET_ADMIN in effect (the kernel checks the
+// opener's credentials as well as the sender's), blocking with a receive timeout while the
+// supervisor configures it: the kernel answers at once; never hang start-up on it.
+unique_fd netfilter_socket(const Privileges* privs) {
     int nl = -1;
     const int nl_err = with_cap(privs, CAP_NET_ADMIN, [&] {
         nl = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
@@ -215,8 +210,21 @@ unique_fd nfqueue_reader(const SocketRequest& req, const Privileges* privs) {
     local.nl_family = AF_NETLINK;
     if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) < 0)
         throw socket_error(SocketStep::bind, "bind", errno);
-    timeval tv{5, 0};  // the kernel answers at once; never hang start-up on it
+    timeval tv{5, 0};
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+unique_fd nfqueue_reader(const SocketRequest& req, const Privileges* privs) {
+    const Endpoint& e = req.endpoint;
+    if (e.scheme != Scheme::nfqueue)
+        throw socket_error(SocketStep::socket, "an nfqueue reader needs an nfqueue: endpoint",
+                           EINVAL);
+    // Blocking while it is configured here (the ACK is waited for); the worker sets O_NONBLOCK.
+    // Created with CAP_NET_ADMIN in effect: the kernel checks a verdict against the credentials
+    // the socket was opened with as well as against the sender's (netlink_net_capable), so a
+    // queue socket opened without it can never give a verdict, whoever holds it.
+    unique_fd fd = netfilter_socket(privs);
     std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
     uint32_t seq = 1;
     auto send = [&](const char* call, auto fill) {
@@ -248,8 +256,8 @@ unique_fd nfqueue_reader(const SocketRequest& req, const Privileges* privs) {
             mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_FAIL_OPEN));
         });
     }
-    tv = timeval{0, 0};
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const timeval no_timeout{0, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &no_timeout, sizeof no_timeout);
     grow_receive_buffer(fd.get(), privs);
     return fd;
 }
@@ -262,19 +270,7 @@ unique_fd nflog_reader(const SocketRequest& req, const Privileges* privs) {
     const Endpoint& e = req.endpoint;
     if (e.scheme != Scheme::nflog)
         throw socket_error(SocketStep::socket, "an nflog reader needs an nflog: endpoint", EINVAL);
-    int nl = -1;
-    const int nl_err = with_cap(privs, CAP_NET_ADMIN, [&] {
-        nl = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
-        return nl;
-    });
-    unique_fd fd(nl);
-    if (!fd) throw socket_error(SocketStep::socket, "socket(NETLINK_NETFILTER)", nl_err);
-    sockaddr_nl local{};
-    local.nl_family = AF_NETLINK;
-    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) < 0)
-        throw socket_error(SocketStep::bind, "bind", errno);
-    timeval tv{5, 0};  // the kernel answers at once; never hang start-up on it
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    unique_fd fd = netfilter_socket(privs);
     std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
     uint32_t seq = 1;
     auto send = [&](const char* call, auto fill) {
@@ -314,8 +310,8 @@ unique_fd nflog_reader(const SocketRequest& req, const Privileges* privs) {
         mnl_attr_put_u32(nlh, NFULA_CFG_QTHRESH, htonl(1));
         mnl_attr_put_u32(nlh, NFULA_CFG_TIMEOUT, htonl(0));
     });
-    tv = timeval{0, 0};
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const timeval no_timeout{0, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &no_timeout, sizeof no_timeout);
     grow_receive_buffer(fd.get(), privs);
     return fd;
 }
