@@ -8,6 +8,8 @@
 #      is systemd (tests/vm/systemd_guest_test.py);
 #   2. an ASan+UBSan build of everything (GCC, Debug), unit and integration tests alike;
 #   3. the libFuzzer targets only (clang), then a short smoke run of each.
+# Trees 2 and 3 are compiled in the background, at the lowest priority, while stage 1's serial
+# tests run (they mostly wait on events, daemons and guests).
 # Every build has warnings as errors (PFPROXY_WERROR=ON). Needs root: the integration tests bind
 # ports below 1024 and switch to the user nobody.
 set -euo pipefail
@@ -30,13 +32,37 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPFPROXY_WERROR=ON \
 ninja -C build -j "$jobs"
 # Unit tests share nothing (no ports, no namespaces, no daemons): they run side by side. The rest
 # bind ports and build namespaces and wait for events with deadlines: one at a time.
-(cd build && ctest --output-on-failure --timeout 600 -L '^unit$' -j "$jobs" &&
-  ctest --output-on-failure --timeout 1800 -LE '^unit$')
+(cd build && ctest --output-on-failure --timeout 600 -L '^unit$' -j "$jobs")
+# The serial tests mostly wait (for daemons, guests, events), leaving the CPUs idle: the ASan and
+# fuzz trees are compiled meanwhile, at the lowest priority so the tests keep their CPU share.
+# Their output goes to build-later.log, shown if a build fails.
+build_later() {
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPFPROXY_SANITIZE=ON \
+    -DPFPROXY_WERROR=ON "${launcher[@]}" &&
+    ninja -C build-asan -j "$jobs" &&
+    cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_CXX_FLAGS=-g -DPFPROXY_FUZZ=ON -DPFPROXY_WERROR=ON "${launcher[@]}" &&
+    ninja -C build-fuzz -j "$jobs" fuzz
+}
+echo "== ASan+UBSan and fuzz builds: started in the background ($(date -u +%T)), log build-later.log"
+(renice -n 19 "$BASHPID" >/dev/null
+  rc=0
+  build_later >build-later.log 2>&1 </dev/null || rc=$?
+  echo "$rc" >build-later.status) &
+later=$!
+# A failing test stops the run only after the background build is reaped.
+release_rc=0
+(cd build && ctest --output-on-failure --timeout 1800 -LE '^unit$') || release_rc=$?
+wait "$later" || true
+echo "== background builds done ($(date -u +%T))"
+if [ "$release_rc" != 0 ]; then exit "$release_rc"; fi
+if [ "$(cat build-later.status)" != 0 ]; then
+  tail -n 60 build-later.log
+  echo "test.sh: the ASan+UBSan or fuzz build failed; the whole log is build-later.log" >&2
+  exit 1
+fi
 
-stage "ASan+UBSan build"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPFPROXY_SANITIZE=ON \
-  -DPFPROXY_WERROR=ON "${launcher[@]}" >/dev/null
-ninja -C build-asan -j "$jobs"
+stage "ASan+UBSan tests"
 # Workers turn LeakSanitizer off themselves (it needs ptrace, which their filter forbids).
 # Not repeated here, as they check no memory behaviour of the code and ran in the release stage
 # against what ships: the packaging and systemd checks (the installed tree, the schema, the
@@ -47,10 +73,8 @@ ninja -C build-asan -j "$jobs"
   ctest --output-on-failure --timeout 900 -LE '^(unit|packaging|systemd)$')
 
 stage "fuzz targets (clang), fuzz smoke (${fuzz_seconds}s per target, $jobs at a time)"
-# Only the libFuzzer targets (clang, ASan+UBSan): each compiles the code it fuzzes itself, so the
-# rest of the tree is not built a third time. -g: symbolised stacks in a crash report.
-cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_CXX_FLAGS=-g -DPFPROXY_FUZZ=ON -DPFPROXY_WERROR=ON "${launcher[@]}" >/dev/null
-ninja -C build-fuzz -j "$jobs" fuzz
+# Only the libFuzzer targets (clang, ASan+UBSan), built in the background above: each compiles
+# the code it fuzzes itself, so the rest of the tree is not built a third time. -g: symbolised
+# stacks in a crash report.
 tests/fuzz/smoke.sh build-fuzz "$fuzz_seconds" "$jobs"
 stage "all test stages passed"
