@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
 #include <boost/process/env.hpp>
@@ -17,6 +18,7 @@
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
 #include <boost/process/io.hpp>
+#include <cstdlib>
 #include <stdexcept>
 #include <system_error>
 
@@ -28,9 +30,29 @@ namespace pfp::supervisor {
 
 namespace bp = boost::process;
 
+namespace {
+
+// What a worker inherits of the supervisor's environment, by name: the sanitizers' options (a
+// sanitizer build reads them at start) and the hostile-worker test hook's variables (read only by
+// a build with that hook compiled in). Nothing else: not systemd's notify and activation
+// variables (workers talk only to the supervisor), not a psk_env key (a PSK reaches a worker only
+// in its handover) — neither one the current policy names nor one a later reload will name.
+constexpr std::array<const char*, 6> kPassedVariables{
+    "ASAN_OPTIONS",    "UBSAN_OPTIONS",         "LSAN_OPTIONS",
+    "PFPROXY_HOSTILE", "PFPROXY_HOSTILE_PROXY", "PFPROXY_HOSTILE_ARG"};
+
+bp::environment worker_environment() {
+    bp::environment env;  // empty
+    for (const char* name : kPassedVariables)
+        if (const char* value = std::getenv(name)) env[name] = value;
+    env["PFPROXY_LOG"] = "supervisor";  // log lines go to the supervisor's pipe (common/log.cpp)
+    return env;
+}
+
+}  // namespace
+
 SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& title,
-                           const std::vector<int>& capabilities,
-                           const std::vector<std::string>& hidden_variables) {
+                           const std::vector<int>& capabilities) {
     int pair[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
         throw_errno("socketpair for worker " + title);
@@ -84,17 +106,7 @@ SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& ti
         ::prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);  // a lost supervisor means drain
         if (::getppid() != parent) ::_exit(0);        // it was lost before prctl took effect
     };
-    // Workers talk only to the supervisor: systemd's notify socket (and the activation
-    // variables, already unset) are not theirs to use.
-    bp::environment env = boost::this_process::environment();
-    for (const char* name : {"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
-                             "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"}) {
-        env.erase(name);
-    }
-    // erase() of a missing name does nothing. (Not find(): Boost.Process compares the name with
-    // memcmp past the end of shorter entries, which ASan reports.)
-    for (const std::string& name : hidden_variables) env.erase(name);
-    env["PFPROXY_LOG"] = "supervisor";
+    bp::environment env = worker_environment();
     bp::child c(bp::exe = worker_path, bp::args = {title}, bp::std_in < bp::null, env,
                 bp::extend::on_exec_setup = setup, ec);
     if (ec) throw std::runtime_error("cannot start worker " + worker_path + ": " + ec.message());

@@ -20,11 +20,10 @@ struct SpawnedWorker {
 
 // `capabilities`: what the worker's kind keeps (its row in the kind table). They go into the
 // worker's ambient set for this one exec, so a worker that is not root starts with exactly those;
-// the supervisor must hold them in its permitted set. `hidden_variables`: names of the
-// supervisor's environment variables the worker must not inherit (the policy's psk_env keys: a
-// PSK reaches a worker only in its handover). Throws std::runtime_error with context.
+// the supervisor must hold them in its permitted set. The worker's environment is PFPROXY_LOG and
+// an allowlist of names (spawn.cpp), never the supervisor's whole environment. Throws
+// std::runtime_error with context.
 SpawnedWorker spawn_worker(const std::string& worker_path, const std::string& title,
-                           const std::vector<int>& capabilities = {},
-                           const std::vector<std::string>& hidden_variables = {});
+                           const std::vector<int>& capabilities = {});
 
 }  // namespace pfp::supervisor

@@ -92,7 +92,6 @@ void WorkerProcess::LogWatch::on_event(uint32_t) {
 Supervisor::Supervisor(policy::Policy policy, std::vector<Listener> listeners,
                        ListenerSource& source, std::string worker_path)
     : policy_(std::move(policy)), source_(source), worker_path_(std::move(worker_path)) {
-    hide_key_variables(policy_);
     for (size_t i = 0; i < policy_.proxies.size(); ++i)
         proxies_.push_back(make_proxy(policy_.proxies[i], std::move(listeners.at(i))));
     sigset_t set;
@@ -133,13 +132,6 @@ void Supervisor::send_addresses(const std::string& proxy, const std::vector<Sock
             log::warning(label(*w), ": cannot send the new upstream addresses: ", e.what());
         }
     }
-}
-
-void Supervisor::hide_key_variables(const policy::Policy& p) {
-    for (const policy::Proxy& proxy : p.proxies)
-        if (!proxy.psk_env.empty() && std::find(key_variables_.begin(), key_variables_.end(),
-                                                proxy.psk_env) == key_variables_.end())
-            key_variables_.push_back(proxy.psk_env);
 }
 
 std::unique_ptr<ProxyState> Supervisor::make_proxy(policy::Proxy config, Listener listener) {
@@ -222,7 +214,7 @@ void Supervisor::start_worker(ProxyState& p, size_t slot_index) {
         const KindRow& row = kind_row(p.config.kind);
         SpawnedWorker sp = spawn_worker(
             worker_path_, "pf-proxy-worker: " + p.config.name + "/" + std::to_string(slot_index),
-            {row.capabilities.begin(), row.capabilities.end()}, key_variables_);
+            {row.capabilities.begin(), row.capabilities.end()});
         w->pid = sp.pid;
         w->pidfd = std::move(sp.pidfd);
         w->control = std::move(sp.control);

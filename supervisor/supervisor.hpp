@@ -222,10 +222,6 @@ class Supervisor : public ControlHandler {
     Notifier notifier_;
     std::vector<std::unique_ptr<ProxyState>> proxies_;  // in policy order
     std::vector<std::unique_ptr<ProxyState>> removed_;  // removed by a reload, still draining
-    // Every psk_env any policy of this run named: erased from each worker's environment (the key
-    // travels in the handover only). It only grows, so no reload order can leak one.
-    std::vector<std::string> key_variables_;
-    void hide_key_variables(const policy::Policy& p);
     std::vector<Ticker> tickers_;
     std::unique_ptr<UpstreamNames> names_;  // host-name upstreams, resolved and refreshed
     bool hangup_stops_ = false;

@@ -245,7 +245,6 @@ CommandOutcome Supervisor::reload() {
     }
 
     names_->commit(std::move(names));
-    hide_key_variables(next);
     int changed = 0, added = 0, removed = 0, same = 0;
     std::vector<std::unique_ptr<ProxyState>> kept;
     for (size_t i = 0; i < next.proxies.size(); ++i) {

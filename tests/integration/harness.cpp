@@ -314,6 +314,13 @@ std::string status_field(pid_t pid, const std::string& field) {
     return "";
 }
 
+std::string read_text(const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
 std::vector<std::string> fd_targets(pid_t pid) {
     std::vector<std::string> out;
     for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {

@@ -118,6 +118,8 @@ CommandResult run_command(const std::vector<std::string>& argv);
 
 // /proc/PID/status field value, e.g. status_field(pid, "CapEff") -> "0000000000000000".
 std::string status_field(pid_t pid, const std::string& field);
+// A whole file as text ("" if it cannot be read), e.g. /proc/PID/environ.
+std::string read_text(const std::string& path);
 std::vector<std::string> fd_targets(pid_t pid);  // readlink of every /proc/PID/fd/N
 
 unique_fd listen_tcp(uint16_t port, int backlog = 4096);

@@ -40,13 +40,6 @@ std::string at(uint16_t port) {
     return "127.0.0.1:" + std::to_string(port);
 }
 
-std::string read_text(const std::string& path) {
-    std::ifstream f(path);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
-
 // A connection through the client's port carries `bytes` of a pattern to the echo server and
 // back, checksummed both ways.
 bool echoes(uint16_t client_port, size_t bytes) {

@@ -30,13 +30,6 @@ std::string port_text(uint16_t p) {
     return std::to_string(p);
 }
 
-std::string read_text(const std::string& path) {
-    std::ifstream f(path);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
-
 bool alive(pid_t pid) {
     return ::kill(pid, 0) == 0;
 }

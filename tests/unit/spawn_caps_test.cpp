@@ -12,8 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "supervisor/spawn.hpp"
 #include "tests/support/require.hpp"
@@ -85,6 +88,46 @@ TEST(SpawnCapabilities, KindCapabilitiesReachTheWorkerThroughTheAmbientSet) {
     EXPECT_EQ(field(without, "CapEff"), "0000000000000000") << without;
     EXPECT_EQ(field(without, "CapPrm"), "0000000000000000") << without;
     EXPECT_EQ(field(without, "CapAmb"), "0000000000000000") << without;
+}
+
+// The worker's environment is an allowlist, not the supervisor's minus some names: a variable the
+// supervisor holds (a psk_env key, systemd's NOTIFY_SOCKET, anything else) is not there; an
+// allowlisted one (the sanitizers' options) is, and PFPROXY_LOG says where logs go.
+TEST(SpawnEnvironment, AWorkerInheritsOnlyTheAllowlist) {
+    ::setenv("PFP_TEST_SECRET_KEY", "00112233445566778899aabbccddeeff", 1);
+    ::setenv("NOTIFY_SOCKET", "/run/systemd/notify", 1);
+    const bool had_ubsan = std::getenv("UBSAN_OPTIONS") != nullptr;
+    if (!had_ubsan) ::setenv("UBSAN_OPTIONS", "print_stacktrace=1", 1);
+    std::string environ_text;
+    {
+        SpawnedWorker w = spawn_worker("/bin/cat", "/proc/self/environ");
+        ::fcntl(w.log.get(), F_SETFL, 0);
+        char buf[4096];
+        for (ssize_t n; (n = ::read(w.log.get(), buf, sizeof buf)) > 0;)
+            environ_text.append(buf, static_cast<size_t>(n));
+        int status = 0;
+        ::waitpid(w.pid, &status, 0);
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    }
+    ::unsetenv("PFP_TEST_SECRET_KEY");
+    ::unsetenv("NOTIFY_SOCKET");
+    if (!had_ubsan) ::unsetenv("UBSAN_OPTIONS");
+    std::vector<std::string> names;
+    for (size_t at = 0; at < environ_text.size();) {
+        const size_t end = environ_text.find('\0', at);
+        const std::string entry = environ_text.substr(at, end - at);
+        names.push_back(entry.substr(0, entry.find('=')));
+        if (entry.rfind("PFPROXY_LOG=", 0) == 0) {
+            EXPECT_EQ(entry, "PFPROXY_LOG=supervisor");
+        }
+        at = end == std::string::npos ? environ_text.size() : end + 1;
+    }
+    for (const std::string& name : names)
+        EXPECT_TRUE(name == "PFPROXY_LOG" || name == "UBSAN_OPTIONS" || name == "ASAN_OPTIONS" ||
+                    name == "LSAN_OPTIONS" || name.rfind("PFPROXY_HOSTILE", 0) == 0)
+            << name << " reached the worker";
+    EXPECT_NE(std::find(names.begin(), names.end(), "UBSAN_OPTIONS"), names.end());
+    EXPECT_NE(std::find(names.begin(), names.end(), "PFPROXY_LOG"), names.end());
 }
 
 }  // namespace
