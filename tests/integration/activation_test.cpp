@@ -98,13 +98,6 @@ bool wait_sole_holder(ino_t ino, std::chrono::milliseconds timeout = 20s) {
     return false;
 }
 
-// As an operator would: write a new policy file and rename it over the old one.
-void rewrite(const Daemon& d, const std::string& text) {
-    const std::string tmp = d.policy_path() + ".new";
-    std::ofstream(tmp) << text;
-    ASSERT_EQ(std::rename(tmp.c_str(), d.policy_path().c_str()), 0);
-}
-
 // The index of the first message from `from` on that stores (FDSTORE=1) or removes
 // (FDSTOREREMOVE=1) `name`; -1 after the timeout.
 int wait_store_message(NotifySocket& n, const std::string& what, const std::string& name,
@@ -634,7 +627,7 @@ TEST_F(FdStore, ProxyRemovedByAReloadLeavesTheStore) {
     ASSERT_GE(stored, 0) << notify.dump();
     ASSERT_EQ(notify.stored("pfp-store.gone").size(), 1u);
 
-    rewrite(d, policy({proxy("fwd", tcp(own_port), "", upstream_port)}));
+    ASSERT_TRUE(d.rewrite_policy(policy({proxy("fwd", tcp(own_port), "", upstream_port)})));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("reload: proxy \"gone\" removed")) << d.log();
     EXPECT_GE(wait_store_message(notify, "FDSTOREREMOVE", "pfp-store.gone",
@@ -666,8 +659,8 @@ TEST_F(Activation, PassedSocketNoProxyUsedIsTakenByAProxyAReloadAdds) {
                    "proxy"))
         << d.log();
 
-    rewrite(d, policy({proxy("own", tcp(own_port), "", upstream_port),
-                       proxy("late", "systemd:spare", "tcp", upstream_port)}));
+    ASSERT_TRUE(d.rewrite_policy(policy({proxy("own", tcp(own_port), "", upstream_port),
+                                         proxy("late", "systemd:spare", "tcp", upstream_port)})));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("reload: proxy \"late\" added")) << d.log();
     ASSERT_TRUE(d.wait_log("proxies ready", 20s, 2)) << d.log();
@@ -694,8 +687,8 @@ TEST_F(FdStore, RefusedReloadLeavesTheRunningListenerInTheStore) {
     const pid_t w = worker_of(d, "fwd");
     ASSERT_GT(w, 0);
 
-    rewrite(d, policy({proxy("fwd", tcp(free_port()), "", upstream_port),
-                       proxy("x", "systemd:nosuch", "tcp", upstream_port)}));
+    ASSERT_TRUE(d.rewrite_policy(policy({proxy("fwd", tcp(free_port()), "", upstream_port),
+                                         proxy("x", "systemd:nosuch", "tcp", upstream_port)})));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("refused: proxy \"x\": systemd passed no socket named nosuch"))
         << d.log();

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -312,6 +313,16 @@ std::string status_field(pid_t pid, const std::string& field) {
         }
     }
     return "";
+}
+
+bool Daemon::rewrite_policy(const std::string& text) const {
+    const std::string tmp = policy_path_ + ".new";
+    {
+        std::ofstream f(tmp, std::ios::trunc);
+        f << text;
+        if (!f.flush()) return false;
+    }
+    return std::rename(tmp.c_str(), policy_path_.c_str()) == 0;
 }
 
 std::string read_text(const std::string& path) {

@@ -65,6 +65,9 @@ class Daemon {
     // Waits for exit; returns the wait status, or -1 on timeout.
     int wait_exit(std::chrono::milliseconds timeout = 30s);
     const std::string& policy_path() const { return policy_path_; }
+    // As an operator would before a reload: writes a new file beside the policy and renames it
+    // over the old one. False if either step failed.
+    bool rewrite_policy(const std::string& text) const;
     const std::string& control_path() const { return control_path_; }  // --control PATH
 
   private:

@@ -54,12 +54,6 @@ std::string policy(const std::vector<std::string>& proxies) {
     return s + "\n]}\n";
 }
 
-void rewrite(const Daemon& d, const std::string& text) {
-    const std::string tmp = d.policy_path() + ".new";
-    std::ofstream(tmp) << text;
-    ASSERT_EQ(std::rename(tmp.c_str(), d.policy_path().c_str()), 0);
-}
-
 // 64 KiB through `port` and back from an echo upstream, intact.
 bool echoes_through(uint16_t port) {
     unique_fd c = connect_tcp(port, 20s);
@@ -103,9 +97,9 @@ TEST(KcpKeyEnvironment, AReloadReadsANewVariableAndNoWorkerEverSeesEither) {
 
     // Adds a tunnel keyed by the other variable and changes the plain relay (a new worker
     // generation spawned after the reload); the first tunnel is unchanged.
-    rewrite(d, policy({plain_relay(plain_in, plain_up2),
-                       tunnel_pair("a", "PFP_TEST_KEY_A", in_a, udp_a, up),
-                       tunnel_pair("b", "PFP_TEST_KEY_B", in_b, udp_b, up)}));
+    ASSERT_TRUE(d.rewrite_policy(policy({plain_relay(plain_in, plain_up2),
+                                         tunnel_pair("a", "PFP_TEST_KEY_A", in_a, udp_a, up),
+                                         tunnel_pair("b", "PFP_TEST_KEY_B", in_b, udp_b, up)})));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("(policy generation 2")) << d.log();
     const std::vector<pid_t> after = d.wait_workers(5, before);

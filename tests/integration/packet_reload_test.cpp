@@ -25,10 +25,6 @@ namespace {
 
 constexpr uint16_t kPort = 5000;
 
-void rewrite(const Daemon& d, const std::string& json) {
-    std::ofstream(d.policy_path(), std::ios::trunc) << json;
-}
-
 unique_fd udp_in(const NetNs& ns) {
     return ns.run([] {
         const pfp::SockAddr a = make_addr("0.0.0.0", kPort);
@@ -84,7 +80,7 @@ TEST(PacketReload, StreamToRawUpstreamChangeMovesInjectionToTheNewDevice) {
         EXPECT_EQ(receive(in_s.get(), 5s), "via-vp") << d->log();
     }  // the stream ends, so the old generation drains at once
 
-    rewrite(*d, raw_policy(sock, "vq"));
+    ASSERT_TRUE(d->rewrite_policy(raw_policy(sock, "vq")));
     d->signal(SIGHUP);
     ASSERT_TRUE(d->wait_log("0 unchanged, 1 changed, 0 added, 0 removed", 10s)) << d->log();
     ASSERT_TRUE(d->wait_log("all 1 proxies ready (policy generation 2)", 10s)) << d->log();
@@ -146,7 +142,7 @@ TEST(PacketReload, NfqueueToStreamUpstreamChangeKeepsTheQueueAndUsesTheNewStream
     send("first-stream");
     EXPECT_TRUE(stream_carries(s1.get(), "first-stream")) << d->log();
 
-    rewrite(*d, queue_policy(two));
+    ASSERT_TRUE(d->rewrite_policy(queue_policy(two)));
     d->signal(SIGHUP);
     ASSERT_TRUE(d->wait_log("0 unchanged, 1 changed, 0 added, 0 removed", 10s)) << d->log();
     ASSERT_TRUE(d->wait_log("all 1 proxies ready (policy generation 2)", 10s)) << d->log();

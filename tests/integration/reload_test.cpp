@@ -25,13 +25,6 @@ std::string policy(const std::vector<std::string>& proxies,
     return s + "\n]}\n";
 }
 
-// As an operator would: write a new file and rename it over the old one.
-void rewrite(const Daemon& d, const std::string& text) {
-    const std::string tmp = d.policy_path() + ".new";
-    std::ofstream(tmp) << text;
-    ASSERT_EQ(std::rename(tmp.c_str(), d.policy_path().c_str()), 0);
-}
-
 // Live workers of one proxy, from their process titles ("pf-proxy-worker: NAME/INDEX").
 std::vector<pid_t> workers_of(const Daemon& d, const std::string& name) {
     std::vector<pid_t> out;
@@ -76,9 +69,10 @@ TEST_F(Reload, UnchangedAndChangedProxiesKeepTheirConnectionsAddedServesRemovedR
     ASSERT_TRUE(exchange(cb.get(), 1 << 20, 2));
 
     // b changes (a new idle timeout), c is added, d is removed.
-    rewrite(d, policy({tcp_proxy_json("a", pa, echo_port),
-                       tcp_proxy_json("b", pb, echo_port, ", \"idle_timeout\": \"10m\""),
-                       tcp_proxy_json("c", pc, echo_port)}));
+    ASSERT_TRUE(
+        d.rewrite_policy(policy({tcp_proxy_json("a", pa, echo_port),
+                                 tcp_proxy_json("b", pb, echo_port, ", \"idle_timeout\": \"10m\""),
+                                 tcp_proxy_json("c", pc, echo_port)})));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("1 unchanged, 1 changed, 1 added, 1 removed")) << d.log();
     ASSERT_TRUE(d.wait_log("all 3 proxies ready (policy generation 2)")) << d.log();
@@ -129,7 +123,7 @@ TEST_F(Reload, RemovedProxyDrainsItsOpenConnectionThenGoes) {
     set_timeouts(c.get(), 20s);
     ASSERT_TRUE(exchange(c.get(), 1000, 5));
 
-    rewrite(d, policy({tcp_proxy_json("a", pa, echo_port)}));
+    ASSERT_TRUE(d.rewrite_policy(policy({tcp_proxy_json("a", pa, echo_port)})));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("proxy \"d\" removed: refusing new connections")) << d.log();
     EXPECT_TRUE(wait_refused(pd));
@@ -151,9 +145,10 @@ TEST_F(Reload, InvalidPolicyChangesNothingAndNamesLineAndColumn) {
     ASSERT_TRUE(exchange(c.get(), 1000, 7));
 
     // Line 3, column 2: the unknown key.
-    rewrite(d, "{\"proxies\": [\n" + tcp_proxy_json("a", pa, echo_port) +
-                   ",\n {\"nmae\": \"x\", \"listen\": \"tcp:127.0.0.1:1\", \"upstream\": "
-                   "\"tcp:127.0.0.1:2\"}\n]}\n");
+    ASSERT_TRUE(
+        d.rewrite_policy("{\"proxies\": [\n" + tcp_proxy_json("a", pa, echo_port) +
+                         ",\n {\"nmae\": \"x\", \"listen\": \"tcp:127.0.0.1:1\", \"upstream\": "
+                         "\"tcp:127.0.0.1:2\"}\n]}\n"));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("reload of " + d.policy_path() + " refused")) << d.log();
     EXPECT_TRUE(d.wait_log(d.policy_path() + ":3:3: /proxies/1/nmae: unknown key")) << d.log();
@@ -172,7 +167,8 @@ TEST_F(Reload, AddedProxyOnAPrivilegedPortNamesTheMissingCapability) {
     ASSERT_TRUE(d.wait_ready()) << d.log();
     const auto before = workers_of(d, "a");
     // Nothing listens on port 1 here; binding it needs CAP_NET_BIND_SERVICE, dropped at start.
-    rewrite(d, policy({tcp_proxy_json("a", pa, echo_port), tcp_proxy_json("low", 1, echo_port)}));
+    ASSERT_TRUE(d.rewrite_policy(
+        policy({tcp_proxy_json("a", pa, echo_port), tcp_proxy_json("low", 1, echo_port)})));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("reload of " + d.policy_path() + " refused")) << d.log();
     EXPECT_TRUE(
@@ -187,7 +183,7 @@ TEST_F(Reload, RenamedProxyKeepsItsListener) {
     const uint16_t pa = free_port();
     Daemon d(policy({tcp_proxy_json("old", pa, echo_port)}));
     ASSERT_TRUE(d.wait_ready()) << d.log();
-    rewrite(d, policy({tcp_proxy_json("new", pa, echo_port)}));
+    ASSERT_TRUE(d.rewrite_policy(policy({tcp_proxy_json("new", pa, echo_port)})));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("0 unchanged, 0 changed, 1 added, 1 removed")) << d.log();
     ASSERT_TRUE(d.wait_log("all 1 proxies ready (policy generation 2)")) << d.log();
@@ -226,9 +222,9 @@ TEST_F(Reload, ReloadsInQuickSuccessionEndOnTheLastPolicyWithoutProtocolErrors) 
     ASSERT_TRUE(exchange(c.get(), 1000, 13));
     // Each reload changes the proxy; the next one comes before its workers can be READY.
     for (int i = 1; i <= 5; ++i) {
-        rewrite(d, policy({tcp_proxy_json(
-                       "a", pa, echo_port,
-                       ", \"workers\": 2, \"idle_timeout\": \"" + std::to_string(i) + "m\"")}));
+        ASSERT_TRUE(d.rewrite_policy(policy({tcp_proxy_json(
+            "a", pa, echo_port,
+            ", \"workers\": 2, \"idle_timeout\": \"" + std::to_string(i) + "m\"")})));
         d.signal(SIGHUP);
         ASSERT_TRUE(d.wait_log("(policy generation " + std::to_string(i + 1) + "):")) << d.log();
     }
