@@ -11,17 +11,12 @@
 #include <span>
 
 #include "common/endpoint.hpp"
+#include "supervisor/compat/getopt_scan.hpp"
 #include "supervisor/compat/portfwd.hpp"
 #include "supervisor/compat/seed_policy.hpp"
 
 namespace pfp::compat {
 namespace {
-
-struct Flag {
-    char letter;
-    const char* value;  // nullptr: a flag without a value
-    const char* help;
-};
 
 // The seed's options, in its help's order.
 constexpr Flag kSeedFlags[] = {
@@ -48,12 +43,7 @@ constexpr Flag kDeployedFlags[] = {
     {'N', nullptr, "enable TCP_NODELAY on TCP sockets (always on here)"},
 };
 
-struct LongOption {
-    const char* name;
-    const char* value;
-    const char* help;
-};
-constexpr LongOption kLongOptions[] = {
+constexpr LongFlag kLongOptions[] = {
     {"psk-file", "<path>", "read the PSK (64 hex digits) from a file only its owner can read"},
     {"psk-env", "<name>", "read the PSK (64 hex digits) from this environment variable"},
 };
@@ -65,36 +55,19 @@ constexpr uint64_t kMinInterval = 1, kMaxInterval = 5000;
 constexpr uint64_t kMaxResend = 100;
 constexpr uint64_t kMinWindow = 1, kMaxWindow = 65535;
 
-const Flag* find_flag(char c) {
-    for (const Flag& f : kSeedFlags)
-        if (f.letter == c) return &f;
-    for (const Flag& f : kDeployedFlags)
-        if (f.letter == c) return &f;
-    return nullptr;
-}
-
 std::string usage_line(Tool tool, std::string_view command) {
     return std::string(command) + (tool == Tool::kcptcp_client
                                        ? " [options] <local_tcp_addr:port> <remote_udp_addr:port>"
                                        : " [options] <local_udp_addr:port> <target_tcp_addr:port>");
 }
 
-std::string help_line(std::string left, const char* help) {
-    left.resize(std::max<size_t>(left.size() + 1, 19), ' ');
-    return "  " + left + help + "\n";
-}
-
 std::string help(Tool tool, std::string_view command) {
     std::string out = "Usage:\n  " + usage_line(tool, command) + "\n\nOptions:\n";
-    auto line = [](const Flag& f) {
-        return help_line(std::string("-") + f.letter + (f.value ? std::string(" ") + f.value : ""),
-                         f.help);
-    };
-    for (const Flag& f : kSeedFlags) out += line(f);
+    for (const Flag& f : kSeedFlags) out += help_line(f);
     out += "\nAlso accepted (the deployed tool's spellings and KCP tuning):\n";
-    for (const Flag& f : kDeployedFlags) out += line(f);
+    for (const Flag& f : kDeployedFlags) out += help_line(f);
     out += "\npf-proxy additions (a key given with -K is visible in ps):\n";
-    for (const LongOption& o : kLongOptions)
+    for (const LongFlag& o : kLongOptions)
         out += help_line(std::string("--") + o.name + " " + o.value, o.help);
     out += tool == Tool::kcptcp_client
                ? "\nNotes:\n  - Listens on a local TCP address and forwards streams over UDP "
@@ -106,87 +79,10 @@ std::string help(Tool tool, std::string_view command) {
     return out;
 }
 
-Finished fail(std::string_view command, const std::string& why) {
-    return Finished{1, {"", std::string(command) + ": " + why + "\n"}};
-}
+constexpr std::span<const Flag> kShortFlags[] = {kSeedFlags, kDeployedFlags};
 
-// One option as getopt saw it: a letter (long: its name), its value, and where the value is.
-struct Given {
-    std::string name;  // "K", "psk-file"
-    std::string value;
-    size_t arg = 0;     // index in args of the word holding the value
-    size_t offset = 0;  // where the value starts in that word
-};
-
-struct Scanned {
-    std::vector<std::string> positional;
-    std::vector<Given> options;
-    bool help = false;
-};
-
-// getopt_long's rules: letters may be grouped (-dr), a value follows its letter or is the next
-// word, long options take "--name VALUE" or "--name=VALUE", "--" ends the options, and the
-// addresses may come anywhere. Returns the first error as getopt words it.
-std::variant<std::string, Scanned> scan(const std::vector<std::string>& args) {
-    Scanned s;
-    bool options = true;
-    for (size_t i = 0; i < args.size(); ++i) {
-        const std::string& a = args[i];
-        if (!options || a.size() < 2 || a[0] != '-') {
-            s.positional.push_back(a);
-            continue;
-        }
-        if (a == "--") {
-            options = false;
-            continue;
-        }
-        if (a.starts_with("--")) {
-            const size_t eq = a.find('=');
-            const std::string name = a.substr(2, eq == std::string::npos ? eq : eq - 2);
-            const bool known = std::any_of(std::begin(kLongOptions), std::end(kLongOptions),
-                                           [&](const LongOption& o) { return name == o.name; });
-            if (!known) return "unrecognized option '" + a.substr(0, eq) + "'";
-            if (eq != std::string::npos) {
-                s.options.push_back({name, a.substr(eq + 1), i, eq + 1});
-            } else if (i + 1 < args.size()) {
-                s.options.push_back({name, args[i + 1], i + 1, 0});
-                ++i;
-            } else {
-                return "option '--" + name + "' requires an argument";
-            }
-            continue;
-        }
-        for (size_t j = 1; j < a.size(); ++j) {
-            const char c = a[j];
-            const Flag* f = find_flag(c);
-            if (!f) return std::string("invalid option -- '") + c + "'";
-            if (c == 'h') {
-                s.help = true;
-                continue;
-            }
-            if (!f->value) {
-                s.options.push_back({std::string(1, c), "", i, 0});
-                continue;
-            }
-            if (j + 1 < a.size()) {
-                s.options.push_back({std::string(1, c), a.substr(j + 1), i, j + 1});
-            } else if (i + 1 < args.size()) {
-                s.options.push_back({std::string(1, c), args[i + 1], i + 1, 0});
-                ++i;
-            } else {
-                return std::string("option requires an argument -- '") + c + "'";
-            }
-            break;
-        }
-    }
-    return s;
-}
-
-bool number(const std::string& s, uint64_t min, uint64_t max, uint64_t& out) {
-    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos)
-        return false;
-    out = std::stoull(s);
-    return out >= min && out <= max;
+std::variant<std::string, ScannedArgs> scan(const std::vector<std::string>& args) {
+    return scan_getopt(args, kShortFlags, kLongOptions, false);
 }
 
 // A PSK is exactly 64 hex digits. The message never repeats the text: it may be a key with a typo.
@@ -214,27 +110,28 @@ bool variable_name(const std::string& s) {
 std::variant<Finished, SeedCommand> parse_kcptcp(Tool tool, std::string_view command,
                                                  const std::vector<std::string>& args) {
     auto scanned = scan(args);
-    if (auto* why = std::get_if<std::string>(&scanned)) return fail(command, *why);
-    const Scanned& s = std::get<Scanned>(scanned);
+    if (auto* why = std::get_if<std::string>(&scanned)) return command_error(command, *why);
+    const ScannedArgs& s = std::get<ScannedArgs>(scanned);
     if (s.help) return Finished{0, {help(tool, command), ""}};
     // The last of a repeated option wins, as with getopt; -b is -S, -n is -A.
     std::map<std::string, std::string> given;
-    for (const Given& g : s.options) {
+    for (const GivenOption& g : s.options) {
         std::string name = g.name == "b" ? "S" : g.name == "n" ? "A" : g.name;
         given[name] = g.value;
     }
     if (s.positional.size() != 2)
-        return fail(command, "expected two addresses, got " + std::to_string(s.positional.size()) +
-                                 " (usage: " + usage_line(tool, command) + ")");
+        return command_error(command, "expected two addresses, got " +
+                                          std::to_string(s.positional.size()) +
+                                          " (usage: " + usage_line(tool, command) + ")");
     const bool client = tool == Tool::kcptcp_client;
     const Scheme local_scheme = client ? Scheme::tcp : Scheme::udp;
     const Scheme remote_scheme = client ? Scheme::udp : Scheme::tcp;
     auto local = portfwd_address(s.positional[0], local_scheme,
                                  client ? "local TCP address" : "local UDP address", false);
-    if (auto* why = std::get_if<std::string>(&local)) return fail(command, *why);
+    if (auto* why = std::get_if<std::string>(&local)) return command_error(command, *why);
     auto remote = portfwd_address(s.positional[1], remote_scheme,
                                   client ? "remote UDP address" : "target TCP address", true);
-    if (auto* why = std::get_if<std::string>(&remote)) return fail(command, *why);
+    if (auto* why = std::get_if<std::string>(&remote)) return command_error(command, *why);
     const Endpoint& listen = std::get<Endpoint>(local);
 
     nlohmann::ordered_json proxy = {{"tunnel", "kcp"},
@@ -247,7 +144,7 @@ std::variant<Finished, SeedCommand> parse_kcptcp(Tool tool, std::string_view com
     auto numeric = [&](const char* letter, uint64_t min, uint64_t max,
                        const char* what) -> std::optional<std::string> {
         auto it = given.find(letter);
-        if (it == given.end() || number(it->second, min, max, n)) return std::nullopt;
+        if (it == given.end() || decimal_in(it->second, min, max, n)) return std::nullopt;
         return "invalid -" + std::string(letter) + " '" + it->second + "': expected " + what + " " +
                std::to_string(min) + "-" + std::to_string(max);
     };
@@ -270,7 +167,7 @@ std::variant<Finished, SeedCommand> parse_kcptcp(Tool tool, std::string_view com
     };
     nlohmann::ordered_json kcp = nlohmann::ordered_json::object();
     for (const Numeric& x : numerics) {
-        if (auto why = numeric(x.letter, x.min, x.max, x.what)) return fail(command, *why);
+        if (auto why = numeric(x.letter, x.min, x.max, x.what)) return command_error(command, *why);
         if (!given.count(x.letter)) continue;
         if (x.key == nullptr) {
             proxy[x.letter == std::string("S") ? "socket_buffer" : "mtu"] = n;
@@ -291,9 +188,10 @@ std::variant<Finished, SeedCommand> parse_kcptcp(Tool tool, std::string_view com
     const int sources =
         static_cast<int>(given.count("K") + given.count("psk-file") + given.count("psk-env"));
     if (sources > 1)
-        return fail(command, "give the PSK once: -K, --psk-file or --psk-env, not several");
+        return command_error(command,
+                             "give the PSK once: -K, --psk-file or --psk-env, not several");
     if (auto k = given.find("K"); k != given.end()) {
-        if (auto why = psk_problem(k->second)) return fail(command, "invalid -K: " + *why);
+        if (auto why = psk_problem(k->second)) return command_error(command, "invalid -K: " + *why);
         proxy["psk_env"] = std::string(kKcpKeyVariable);
         cmd.private_variables[std::string(kKcpKeyVariable)] = k->second;
         cmd.startup.err = std::string(command) +
@@ -302,20 +200,21 @@ std::variant<Finished, SeedCommand> parse_kcptcp(Tool tool, std::string_view com
                           "can read) or --psk-env NAME instead\n";
     }
     if (auto f = given.find("psk-file"); f != given.end()) {
-        if (f->second.empty()) return fail(command, "invalid --psk-file '': expected a file name");
+        if (f->second.empty())
+            return command_error(command, "invalid --psk-file '': expected a file name");
         proxy["psk_file"] = f->second;
     }
     if (auto e = given.find("psk-env"); e != given.end()) {
         if (!variable_name(e->second))
-            return fail(command, "invalid --psk-env '" + e->second +
-                                     "': expected a variable name (letters, digits, _)");
+            return command_error(command, "invalid --psk-env '" + e->second +
+                                              "': expected a variable name (letters, digits, _)");
         if (e->second == kKcpKeyVariable)
-            return fail(command, "invalid --psk-env '" + e->second + "': reserved for -K");
+            return command_error(command, "invalid --psk-env '" + e->second + "': reserved for -K");
         proxy["psk_env"] = e->second;
     }
     cmd.daemonize = given.count("d") != 0;
     if (auto p = given.find("p"); p != given.end()) {
-        if (p->second.empty()) return fail(command, "invalid -p '': expected a file name");
+        if (p->second.empty()) return command_error(command, "invalid -p '': expected a file name");
         cmd.pid_file = p->second;
     }
     cmd.hangup_stops = true;
@@ -326,8 +225,8 @@ void hide_key_arguments(int argc, char** argv) {
     if (argc < 2) return;
     std::vector<std::string> args(argv + 1, argv + argc);
     auto scanned = scan(args);
-    if (!std::holds_alternative<Scanned>(scanned)) return;
-    for (const Given& g : std::get<Scanned>(scanned).options) {
+    if (!std::holds_alternative<ScannedArgs>(scanned)) return;
+    for (const GivenOption& g : std::get<ScannedArgs>(scanned).options) {
         if (g.name != "K") continue;
         char* word = argv[g.arg + 1];
         std::memset(word + g.offset, 'x', std::strlen(word + g.offset));

@@ -5,16 +5,11 @@
 
 #include "common/endpoint.hpp"
 #include "common/host_endpoint.hpp"
+#include "supervisor/compat/getopt_scan.hpp"
 #include "supervisor/compat/seed_policy.hpp"
 
 namespace pfp::compat {
 namespace {
-
-struct Flag {
-    char letter;
-    const char* value;  // nullptr: a flag without a value
-    const char* help;
-};
 
 // The seed's options, in its help's order.
 constexpr Flag kTcpFlags[] = {
@@ -51,24 +46,8 @@ std::string usage_line(Tool tool, std::string_view command) {
 
 std::string help(Tool tool, std::string_view command) {
     std::string out = "Usage:\n  " + usage_line(tool, command) + "\n\nOptions:\n";
-    for (const Flag& f : flags(tool)) {
-        std::string left = std::string("-") + f.letter;
-        if (f.value) left += std::string(" ") + f.value;
-        left.resize(std::max<size_t>(left.size() + 1, 19), ' ');
-        out += "  " + left + f.help + "\n";
-    }
+    for (const Flag& f : flags(tool)) out += help_line(f);
     return out;
-}
-
-Finished fail(std::string_view command, const std::string& why) {
-    return Finished{1, {"", std::string(command) + ": " + why + "\n"}};
-}
-
-bool number(const std::string& s, uint64_t max, uint64_t& out) {
-    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos)
-        return false;
-    out = std::stoull(s);
-    return out <= max;
 }
 
 }  // namespace
@@ -106,51 +85,24 @@ std::variant<std::string, Endpoint> portfwd_address(std::string_view text, Schem
 
 std::variant<Finished, SeedCommand> parse_portfwd(Tool tool, std::string_view command,
                                                   const std::vector<std::string>& args) {
-    const auto spec = flags(tool);
-    std::vector<std::string> positional;
-    std::map<char, std::string> given;
-    bool options = true;
-    for (size_t i = 0; i < args.size(); ++i) {
-        const std::string& a = args[i];
-        if (!options || a.size() < 2 || a[0] != '-') {
-            positional.push_back(a);
-            continue;
-        }
-        if (a == "--") {
-            options = false;
-            continue;
-        }
-        // getopt: letters may be grouped (-dr), a value follows its letter or is the next word.
-        for (size_t j = 1; j < a.size(); ++j) {
-            const char c = a[j];
-            const Flag* f = nullptr;
-            for (const Flag& x : spec)
-                if (x.letter == c) f = &x;
-            if (!f) return fail(command, std::string("invalid option -- '") + c + "'");
-            if (c == 'h') return Finished{0, {help(tool, command), ""}};
-            if (!f->value) {
-                given[c] = "";
-                continue;
-            }
-            if (j + 1 < a.size()) {
-                given[c] = a.substr(j + 1);
-            } else if (i + 1 < args.size()) {
-                given[c] = args[++i];
-            } else {
-                return fail(command, std::string("option requires an argument -- '") + c + "'");
-            }
-            break;
-        }
-    }
+    const std::span<const Flag> tables[] = {flags(tool)};
+    auto scanned = scan_getopt(args, tables, {}, true);
+    if (auto* why = std::get_if<std::string>(&scanned)) return command_error(command, *why);
+    const ScannedArgs& s = std::get<ScannedArgs>(scanned);
+    if (s.help) return Finished{0, {help(tool, command), ""}};
+    const std::vector<std::string>& positional = s.positional;
+    std::map<char, std::string> given;  // the last of a repeated option wins, as with getopt
+    for (const GivenOption& g : s.options) given[g.name[0]] = g.value;
     if (positional.size() != 2)
-        return fail(command, "expected <local_addr:local_port> <dest_addr:dest_port>, got " +
+        return command_error(command,
+                             "expected <local_addr:local_port> <dest_addr:dest_port>, got " +
                                  std::to_string(positional.size()) +
                                  " address(es) (usage: " + usage_line(tool, command) + ")");
     const Scheme scheme = tool == Tool::tcpfwd ? Scheme::tcp : Scheme::udp;
     auto local = portfwd_address(positional[0], scheme, "local address", false);
-    if (auto* why = std::get_if<std::string>(&local)) return fail(command, *why);
+    if (auto* why = std::get_if<std::string>(&local)) return command_error(command, *why);
     auto dest = portfwd_address(positional[1], scheme, "destination address", true);
-    if (auto* why = std::get_if<std::string>(&dest)) return fail(command, *why);
+    if (auto* why = std::get_if<std::string>(&dest)) return command_error(command, *why);
     const Endpoint& listen = std::get<Endpoint>(local);
     nlohmann::ordered_json proxy = {{"listen", to_string(listen)},
                                     {"upstream", to_string(std::get<Endpoint>(dest))}};
@@ -167,21 +119,23 @@ std::variant<Finished, SeedCommand> parse_portfwd(Tool tool, std::string_view co
     if (tool == Tool::udpfwd) {
         uint64_t n = 0;
         if (auto t = given.find('t'); t != given.end()) {
-            if (!number(t->second, 7 * 24 * 3600, n))
-                return fail(command, "invalid -t '" + t->second +
+            if (!decimal_in(t->second, 0, 7 * 24 * 3600, n))
+                return command_error(command,
+                                     "invalid -t '" + t->second +
                                          "': expected seconds 0-604800 (0: never time out)");
             proxy["idle_timeout"] = n;
         }
         // -H sized the deployed tool's hash buckets; the flow table here needs no tuning.
-        if (auto h = given.find('H'); h != given.end() && !number(h->second, 1'000'000, n))
-            return fail(command, "invalid -H '" + h->second + "': expected a number 1-1000000");
+        if (auto h = given.find('H'); h != given.end() && !decimal_in(h->second, 0, 1'000'000, n))
+            return command_error(command,
+                                 "invalid -H '" + h->second + "': expected a number 1-1000000");
     }
     SeedCommand cmd;
     cmd.tool = tool;
     cmd.command = std::string(command);
     cmd.daemonize = given.count('d') != 0;
     if (auto p = given.find('p'); p != given.end()) {
-        if (p->second.empty()) return fail(command, "invalid -p '': expected a file name");
+        if (p->second.empty()) return command_error(command, "invalid -p '': expected a file name");
         cmd.pid_file = p->second;
     }
     cmd.hangup_stops = true;
