@@ -4,6 +4,7 @@
 
 #include "supervisor/status.hpp"
 #include "supervisor/supervisor.hpp"
+#include "tests/unit/status_sample.hpp"
 
 namespace pfp::supervisor {
 namespace {
@@ -29,26 +30,9 @@ ipc::DatagramStats counters() {
 }
 
 DaemonStatus sample() {
-    DaemonStatus s;
-    s.version = "0.1.0";
-    s.pid = 1;
-    s.policy = "p.json";
-    s.state = "running";
-    ProxyStatus web;
-    web.name = "web";
-    web.kind = "tcp-forward";
-    web.listen = "tcp:127.0.0.1:80";
-    web.upstream = "tcp:127.0.0.1:81";
-    web.state = "running";
-    ProxyStatus dns;
-    dns.name = "dns";
-    dns.kind = "udp-forward";
-    dns.listen = "udp:127.0.0.1:53";
-    dns.upstream = "udp:10.0.0.2:53";
-    dns.state = "running";
+    ProxyStatus dns = running_proxy("dns", "udp-forward", "udp:127.0.0.1:53", "udp:10.0.0.2:53");
     add_counters(dns.counters, counters());
-    s.proxies = {web, dns};
-    return s;
+    return status_beside_web(dns);
 }
 
 TEST(DatagramStats, ImplausibleReports) {

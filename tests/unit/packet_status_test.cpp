@@ -5,6 +5,7 @@
 
 #include "supervisor/status.hpp"
 #include "supervisor/supervisor.hpp"
+#include "tests/unit/status_sample.hpp"
 
 namespace pfp::supervisor {
 namespace {
@@ -36,26 +37,9 @@ ipc::PacketStats counters() {
 }
 
 DaemonStatus sample() {
-    DaemonStatus s;
-    s.version = "0.1.0";
-    s.pid = 1;
-    s.policy = "p.json";
-    s.state = "running";
-    ProxyStatus web;
-    web.name = "web";
-    web.kind = "tcp-forward";
-    web.listen = "tcp:127.0.0.1:80";
-    web.upstream = "tcp:127.0.0.1:81";
-    web.state = "running";
-    ProxyStatus raw;
-    raw.name = "raw";
-    raw.kind = "stream-to-raw";
-    raw.listen = "vsock:any:1200";
-    raw.upstream = "raw:route";
-    raw.state = "running";
+    ProxyStatus raw = running_proxy("raw", "stream-to-raw", "vsock:any:1200", "raw:route");
     add_counters(raw.counters, counters());
-    s.proxies = {web, raw};
-    return s;
+    return status_beside_web(raw);
 }
 
 TEST(PacketStats, WireRoundTrip) {
