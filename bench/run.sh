@@ -620,7 +620,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
     fi
     if want idle; then run_idle "$round"; fi
     # Workers that died would have been restarted with new PIDs: say so, it skews the numbers.
-    if grep -q "exited\|killed\|signal" "$WORK/pf-proxyd.log" ${BASELINE:+"$WORK/pf-proxyd-base.log"}; then
+    # (The words of supervisor/restart_policy.cpp; "signal" alone matches the Landlock line.)
+    if grep -q "exited with status\|killed by signal" "$WORK/pf-proxyd.log" ${BASELINE:+"$WORK/pf-proxyd-base.log"}; then
         log "WARNING: a pf-proxyd worker exited during the run (see $WORK/pf-proxyd.log)"
     fi
 done
