@@ -153,6 +153,7 @@ def main():
             xh = ratio_to("lat", path, "p50", "haproxy") if path in PF or path.startswith(("base-", "bp-")) else None
             p99 = med("lat", path, "p99")
             cpu = med("lat", path, "cpu_us")
+            naps = med("lat", path, "sleeps")
             target = result = ""
             if path in PF:
                 target = "<= %.1fx" % TARGET_LAT
@@ -160,7 +161,9 @@ def main():
                 verdicts.append(("round trip p50, 1 in flight, %s" % path, x, target, result))
             rows.append(("1 in flight, p50 (p99) us" if first else "", path,
                          "%.1f (%.0f)" % (p50, p99 or 0), rng("lat", path, "p50", "%.0f"), fmt_x(x),
-                         fmt_x(xh) if xh else "", "%.1f us/exchange" % cpu if cpu is not None else "",
+                         fmt_x(xh) if xh else "",
+                         ("%.1f us/exchange" % cpu if cpu is not None else "") +
+                         (", %.2f sleeps" % naps if naps is not None else ""),
                          "", target, result))
             first = False
 

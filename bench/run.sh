@@ -163,6 +163,16 @@ cpu_ticks() {
 }
 HZ="$(getconf CLK_TCK)"
 
+# Summed voluntary context switches (each one a sleep) of the given PIDs.
+sleeps() {
+    local sum=0 pid n
+    for pid in "$@"; do
+        n="$(awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$pid/status" 2>/dev/null)"
+        sum=$((sum + ${n:-0}))
+    done
+    echo "$sum"
+}
+
 # Fraction (percent) of CPU idle over 0.5 s, machine-wide.
 idle_percent() {
     local a b
@@ -540,11 +550,11 @@ run_lat() {
     pids="$(path_pids "$path" rr)"
     wait_quiet
     # shellcheck disable=SC2086
-    c0="$(cpu_ticks $pids)"
+    c0="$(cpu_ticks $pids)"; local v0 v1; v0="$(sleeps $pids)"
     out="$(timeout -k 2 $((DURATION + 30)) "$CB" ping --port "$port" --size 100 \
         --duration "$DURATION" --warmup 0.5 2>>"$WORK/lat.log")"
     # shellcheck disable=SC2086
-    c1="$(cpu_ticks $pids)"
+    c1="$(cpu_ticks $pids)"; v1="$(sleeps $pids)"
     if [ -z "$out" ]; then log "  lat $path: client failed"; return; fi
     echo "$round $path $out" >> "$WORK/lat.jsonl"
     local p50 p99 count
@@ -557,6 +567,8 @@ print(d["p50_us"], d["p99_us"], d["count"])' "$out")"
     if [ -n "$pids" ] && [ "$count" -gt 0 ]; then
         # proxy CPU per exchange (the warm-up's exchanges are in the ticks too: slightly high)
         record "$round" lat "$path" cpu_us "$(python3 -c "print('%.1f' % (($c1 - $c0) * 1e6 / $HZ / $count))")"
+        # the proxy's sleeps (wake-ups) per exchange: what busy_poll removes
+        record "$round" lat "$path" sleeps "$(python3 -c "print('%.3f' % (($v1 - $v0) / $count))")"
     fi
     log "  lat $path: p50 ${p50} us, p99 ${p99} us ($count exchanges)"
 }
