@@ -88,7 +88,8 @@ ParsedDuration parse_duration_seconds(double seconds) {
 }
 
 std::string format_us(std::chrono::microseconds d) {
-    if (d.count() % 1000 == 0) return format_ms(std::chrono::duration_cast<std::chrono::milliseconds>(d));
+    if (d.count() % 1000 == 0)
+        return format_ms(std::chrono::duration_cast<std::chrono::milliseconds>(d));
     return std::to_string(d.count()) + "us";
 }
 

@@ -60,7 +60,8 @@ testing::AssertionResult exchanges(int fd, int count, uint64_t seed,
     std::vector<char> out(kMessage), back(kMessage);
     for (int i = 0; i < count; ++i) {
         if (think.count() > 0) std::this_thread::sleep_for(think);
-        for (size_t j = 0; j < kMessage; ++j) out[j] = static_cast<char>((seed + i * 31 + j) & 0xff);
+        for (size_t j = 0; j < kMessage; ++j)
+            out[j] = static_cast<char>((seed + i * 31 + j) & 0xff);
         if (!write_all(fd, out.data(), out.size()))
             return testing::AssertionFailure() << "write failed at exchange " << i;
         if (!read_exact(fd, back.data(), back.size()))
@@ -97,9 +98,8 @@ class TcpForwardBusyPoll : public ::testing::Test {
         return R"({"user": "nobody", "proxies": [)"
                R"({"name": "plain", "listen": "tcp:127.0.0.1:)" +
                std::to_string(listen_plain) + R"(", "upstream": "tcp:127.0.0.1:)" + up +
-               R"("}, {"name": "busy", "listen": "tcp:127.0.0.1:)" +
-               std::to_string(listen_busy) + R"(", "upstream": "tcp:127.0.0.1:)" + up +
-               R"(", "busy_poll": "10ms"}]})";
+               R"("}, {"name": "busy", "listen": "tcp:127.0.0.1:)" + std::to_string(listen_busy) +
+               R"(", "upstream": "tcp:127.0.0.1:)" + up + R"(", "busy_poll": "10ms"}]})";
     }
     uint16_t listen_plain = 0, listen_busy = 0, upstream = 0;
 };

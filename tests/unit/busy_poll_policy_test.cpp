@@ -19,8 +19,8 @@ using std::chrono::microseconds;
 
 std::string entry(const std::string& extra, const std::string& listen = "tcp:127.0.0.1:8080",
                   const std::string& upstream = "tcp:127.0.0.1:9000") {
-    return R"({"proxies": [{"name": "p", "listen": ")" + listen + R"(", "upstream": ")" +
-           upstream + "\"" + extra + "}]}";
+    return R"({"proxies": [{"name": "p", "listen": ")" + listen + R"(", "upstream": ")" + upstream +
+           "\"" + extra + "}]}";
 }
 
 std::string errors(const std::string& text) {
@@ -80,9 +80,9 @@ TEST(BusyPollPolicy, RejectedFormsNameTheKey) {
 
 TEST(BusyPollPolicy, EveryStreamKindTakesIt) {
     for (const auto& [listen, upstream] :
-         {std::pair{"tcp:127.0.0.1:1", "tcp:127.0.0.1:2"}, std::pair{"tcp:127.0.0.1:1", "vsock:3:1"},
-          std::pair{"vsock:any:1", "tcp:127.0.0.1:2"}, std::pair{"vsock:any:1", "vsock:3:1"},
-          std::pair{"unix:/run/a.sock", "unix:/run/b.sock"}})
+         {std::pair{"tcp:127.0.0.1:1", "tcp:127.0.0.1:2"},
+          std::pair{"tcp:127.0.0.1:1", "vsock:3:1"}, std::pair{"vsock:any:1", "tcp:127.0.0.1:2"},
+          std::pair{"vsock:any:1", "vsock:3:1"}, std::pair{"unix:/run/a.sock", "unix:/run/b.sock"}})
         EXPECT_EQ(errors(entry(R"(, "busy_poll": "100us")", listen, upstream)), "<valid>")
             << listen << " -> " << upstream;
 }
