@@ -49,6 +49,11 @@ def main():
                 data[test][path][metric][int(rnd)] = float(value)
             except ValueError:
                 data[test][path][metric][int(rnd)] = value
+    # Paths run.sh adds by option (bp-WINDOW: --busy-poll) follow the fixed ones, in file order.
+    for test in list(data.values()):
+        for path in list(test):
+            if path not in PATHS:
+                PATHS.append(path)
 
     def med(test, path, metric):
         vals = [v for v in data[test][path][metric].values() if isinstance(v, float)]
@@ -85,7 +90,7 @@ def main():
             if g is None:
                 continue
             x = ratio(test, path, "gbps") if path != "direct" else 1.0
-            xh = ratio_to(test, path, "gbps", "haproxy") if path in PF or path.startswith("base-") else None
+            xh = ratio_to(test, path, "gbps", "haproxy") if path in PF or path.startswith(("base-", "bp-")) else None
             cores = med(test, path, "cores")
             cpu = ""
             if cores is not None and cores > 0:
@@ -108,7 +113,7 @@ def main():
             if r is None:
                 continue
             x = ratio("rr", path, "rate") if path != "direct" else 1.0
-            xh = ratio_to("rr", path, "rate", "haproxy") if path in PF or path.startswith("base-") else None
+            xh = ratio_to("rr", path, "rate", "haproxy") if path in PF or path.startswith(("base-", "bp-")) else None
             cpu_us = med("rr", path, "cpu_us")
             cpu = "%.0f us/conn" % cpu_us if cpu_us is not None else ""
             share = med("rr", path, "busiest_share")
@@ -145,9 +150,10 @@ def main():
             if p50 is None:
                 continue
             x = ratio("lat", path, "p50") if path != "direct" else 1.0
-            xh = ratio_to("lat", path, "p50", "haproxy") if path in PF or path.startswith("base-") else None
+            xh = ratio_to("lat", path, "p50", "haproxy") if path in PF or path.startswith(("base-", "bp-")) else None
             p99 = med("lat", path, "p99")
             cpu = med("lat", path, "cpu_us")
+            naps = med("lat", path, "sleeps")
             target = result = ""
             if path in PF:
                 target = "<= %.1fx" % TARGET_LAT
@@ -155,7 +161,9 @@ def main():
                 verdicts.append(("round trip p50, 1 in flight, %s" % path, x, target, result))
             rows.append(("1 in flight, p50 (p99) us" if first else "", path,
                          "%.1f (%.0f)" % (p50, p99 or 0), rng("lat", path, "p50", "%.0f"), fmt_x(x),
-                         fmt_x(xh) if xh else "", "%.1f us/exchange" % cpu if cpu is not None else "",
+                         fmt_x(xh) if xh else "",
+                         ("%.1f us/exchange" % cpu if cpu is not None else "") +
+                         (", %.2f sleeps" % naps if naps is not None else ""),
                          "", target, result))
             first = False
 

@@ -25,6 +25,7 @@ KEEP=0
 ONLY=""            # comma list of tests: tput,rr,lat,idle
 BASELINE=""        # directory with another pf-proxyd build, measured as paths base-w1 / base-w2
 BIN=""             # directory with pf-proxyd and pf-proxy-worker (default: build/bin, built first)
+BUSY_POLL=""       # comma list of busy_poll windows (e.g. 50us,200us): one more pf-proxyd path each
 
 usage() {
     cat <<EOF
@@ -36,7 +37,7 @@ Usage: sudo $0 [options]
   --rr-conns N        connections in flight for the connection-rate test (default $RR_CONNS)
   --rr-threads N      client threads for the connection-rate test (default $RR_CLIENT_THREADS)
   --server-threads N  threads of the upstream request/response server (default $SERVER_THREADS)
-  --base-port P       first of the loopback ports used (P .. P+81; default $BASE_PORT)
+  --base-port P       first of the loopback ports used (P .. P+111; default $BASE_PORT)
   --quiet-wait S      wait up to S s before each measurement for the CPUs to be idle (default $QUIET_WAIT, 0 = off)
   --only LIST         run only some tests: tput,rr,lat,idle (default all)
   --no-build          do not run ninja; use the binaries in build/bin as they are
@@ -44,6 +45,8 @@ Usage: sudo $0 [options]
                       e.g. a build of a clean snapshot while the working tree is mid-change
   --baseline DIR      also measure pf-proxyd and pf-proxy-worker from DIR (paths base-w1, base-w2),
                       e.g. the build before a change, in the same interleaved run
+  --busy-poll LIST    also measure pf-proxyd (workers 1) with each busy_poll window of the comma
+                      list (at most 3, such as 50us,200us): paths bp-50us, bp-200us
   --keep              keep the work directory (logs, configs, raw results)
 EOF
 }
@@ -63,6 +66,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --bin) BIN="$(cd "$2" && pwd)" || exit 2; BUILD=0; shift 2 ;;
         --baseline) BASELINE="$(cd "$2" && pwd)" || exit 2; shift 2 ;;
+        --busy-poll) BUSY_POLL="$2"; shift 2 ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -79,6 +83,17 @@ if [ -n "$BASELINE" ] && ! { [ -x "$BASELINE/pf-proxyd" ] && [ -x "$BASELINE/pf-
 fi
 if [ "$BASE_PORT" -lt 1024 ] || [ "$BASE_PORT" -gt 32000 ]; then
     echo "run.sh: --base-port 1024-32000 (stay below the ephemeral range)" >&2; exit 2
+fi
+BP_WINDOWS=()
+if [ -n "$BUSY_POLL" ]; then
+    IFS=, read -r -a BP_WINDOWS <<< "$BUSY_POLL"
+    if [ "${#BP_WINDOWS[@]}" -gt 3 ]; then echo "run.sh: --busy-poll takes at most 3 windows" >&2; exit 2; fi
+    for w in "${BP_WINDOWS[@]}"; do
+        # The policy checks the value itself; this only keeps it safe inside JSON and path names.
+        if ! [[ "$w" =~ ^[0-9]+(\.[0-9]+)?(us|ms)$ ]]; then
+            echo "run.sh: --busy-poll: expected durations such as 50us or 0.2ms, got \"$w\"" >&2; exit 2
+        fi
+    done
 fi
 want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 
@@ -147,6 +162,16 @@ cpu_ticks() {
     echo "$sum"
 }
 HZ="$(getconf CLK_TCK)"
+
+# Summed voluntary context switches (each one a sleep) of the given PIDs.
+sleeps() {
+    local sum=0 pid n
+    for pid in "$@"; do
+        n="$(awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$pid/status" 2>/dev/null)"
+        sum=$((sum + ${n:-0}))
+    done
+    echo "$sum"
+}
 
 # Fraction (percent) of CPU idle over 0.5 s, machine-wide.
 idle_percent() {
@@ -236,9 +261,12 @@ P_PF_IDLE=$((BASE_PORT + 50)); P_HA_IDLE=$((BASE_PORT + 51))
 P_SD_IPERF=$((BASE_PORT + 60)); P_SD_RR=$((BASE_PORT + 61))
 P_B1_IPERF=$((BASE_PORT + 70)); P_B1_RR=$((BASE_PORT + 71))
 P_B2_IPERF=$((BASE_PORT + 80)); P_B2_RR=$((BASE_PORT + 81))
+# --busy-poll window i: BASE_PORT + 90 + 10 i (iperf), + 1 (rr)
+BP_PORTS=()
+for ((i = 0; i < ${#BP_WINDOWS[@]}; i++)); do BP_PORTS+=($((BASE_PORT + 90 + 10 * i)) $((BASE_PORT + 91 + 10 * i))); done
 for p in $P_SERVE $P_IPERF $P_W1_IPERF $P_W1_RR $P_W2_IPERF $P_W2_RR $P_SOCAT_IPERF $P_SOCAT_RR \
          $P_HA_IPERF $P_HA_RR $P_PF_IDLE $P_HA_IDLE $P_SD_IPERF $P_SD_RR $P_B1_IPERF $P_B1_RR \
-         $P_B2_IPERF $P_B2_RR; do
+         $P_B2_IPERF $P_B2_RR "${BP_PORTS[@]}"; do
     if port_listening "$p"; then echo "run.sh: port $p is in use; pick another --base-port" >&2; exit 1; fi
 done
 
@@ -289,9 +317,17 @@ pf_workers() {
     echo "${out[*]}"
 }
 
-pf_policy() {  # pf_policy NAME LISTEN UPSTREAM WORKERS
-    printf '{"name": "%s", "listen": "tcp:127.0.0.1:%s", "upstream": "tcp:127.0.0.1:%s", "workers": %s, "max_connections": %s}' \
-        "$1" "$2" "$3" "$4" "$MAXCONN"
+pf_policy() {  # pf_policy NAME LISTEN UPSTREAM WORKERS [EXTRA-MEMBERS]
+    printf '{"name": "%s", "listen": "tcp:127.0.0.1:%s", "upstream": "tcp:127.0.0.1:%s", "workers": %s, "max_connections": %s%s}' \
+        "$1" "$2" "$3" "$4" "$MAXCONN" "${5:+, $5}"
+}
+bp_policies() {  # the --busy-poll proxies, each line starting with a comma
+    local i
+    for ((i = 0; i < ${#BP_WINDOWS[@]}; i++)); do
+        printf ',\n  %s,\n  %s' \
+            "$(pf_policy "bp${i}i" "${BP_PORTS[2 * i]}" "$P_IPERF" 1 "\"busy_poll\": \"${BP_WINDOWS[i]}\"")" \
+            "$(pf_policy "bp${i}r" "${BP_PORTS[2 * i + 1]}" "$P_SERVE" 1 "\"busy_poll\": \"${BP_WINDOWS[i]}\"")"
+    done
 }
 
 haproxy_cfg() {  # haproxy_cfg FILE (LISTEN UPSTREAM)...
@@ -334,7 +370,7 @@ cat > "$WORK/policy.json" <<EOF
   $(pf_policy w1i "$P_W1_IPERF" "$P_IPERF" 1),
   $(pf_policy w1r "$P_W1_RR" "$P_SERVE" 1),
   $(pf_policy w2i "$P_W2_IPERF" "$P_IPERF" 2),
-  $(pf_policy w2r "$P_W2_RR" "$P_SERVE" 2)
+  $(pf_policy w2r "$P_W2_RR" "$P_SERVE" 2)$(bp_policies)
 ]}
 EOF
 start_pfproxyd "$WORK/policy.json" "$WORK/pf-proxyd.log"
@@ -374,6 +410,11 @@ wait_listen "$P_HA_RR" || { echo "run.sh: haproxy did not listen on $P_HA_RR" >&
 
 PATHS=(direct pf-w1 pf-w2 socat haproxy sdproxy)
 [ -n "$BASELINE" ] && PATHS+=(base-w1 base-w2)
+for w in "${BP_WINDOWS[@]}"; do PATHS+=("bp-$w"); done
+bp_index() {  # bp_index PATH: i of the window the path bp-WINDOW measures
+    local i
+    for ((i = 0; i < ${#BP_WINDOWS[@]}; i++)); do [ "bp-${BP_WINDOWS[i]}" = "$1" ] && echo "$i"; done
+}
 path_port() {  # path_port PATH iperf|rr
     case "$1:$2" in
         direct:iperf) echo "$P_IPERF" ;;  direct:rr) echo "$P_SERVE" ;;
@@ -384,6 +425,8 @@ path_port() {  # path_port PATH iperf|rr
         sdproxy:iperf) echo "$P_SD_IPERF" ;; sdproxy:rr) echo "$P_SD_RR" ;;
         base-w1:iperf) echo "$P_B1_IPERF" ;; base-w1:rr) echo "$P_B1_RR" ;;
         base-w2:iperf) echo "$P_B2_IPERF" ;; base-w2:rr) echo "$P_B2_RR" ;;
+        bp-*:iperf) echo "${BP_PORTS[2 * $(bp_index "$1")]}" ;;
+        bp-*:rr) echo "${BP_PORTS[2 * $(bp_index "$1") + 1]}" ;;
     esac
 }
 path_pids() {  # path_pids PATH iperf|rr: the proxy processes whose CPU time is counted
@@ -397,6 +440,7 @@ path_pids() {  # path_pids PATH iperf|rr: the proxy processes whose CPU time is 
         sdproxy) [ "$2" = iperf ] && echo "$SD1" || echo "$SD2" ;;
         base-w1) pf_workers "$PF_BASE" "b1$suffix" ;;
         base-w2) pf_workers "$PF_BASE" "b2$suffix" ;;
+        bp-*) pf_workers "$PF_MAIN" "bp$(bp_index "$1")$suffix" ;;
     esac
 }
 
@@ -506,11 +550,11 @@ run_lat() {
     pids="$(path_pids "$path" rr)"
     wait_quiet
     # shellcheck disable=SC2086
-    c0="$(cpu_ticks $pids)"
+    c0="$(cpu_ticks $pids)"; local v0 v1; v0="$(sleeps $pids)"
     out="$(timeout -k 2 $((DURATION + 30)) "$CB" ping --port "$port" --size 100 \
         --duration "$DURATION" --warmup 0.5 2>>"$WORK/lat.log")"
     # shellcheck disable=SC2086
-    c1="$(cpu_ticks $pids)"
+    c1="$(cpu_ticks $pids)"; v1="$(sleeps $pids)"
     if [ -z "$out" ]; then log "  lat $path: client failed"; return; fi
     echo "$round $path $out" >> "$WORK/lat.jsonl"
     local p50 p99 count
@@ -523,6 +567,8 @@ print(d["p50_us"], d["p99_us"], d["count"])' "$out")"
     if [ -n "$pids" ] && [ "$count" -gt 0 ]; then
         # proxy CPU per exchange (the warm-up's exchanges are in the ticks too: slightly high)
         record "$round" lat "$path" cpu_us "$(python3 -c "print('%.1f' % (($c1 - $c0) * 1e6 / $HZ / $count))")"
+        # the proxy's sleeps (wake-ups) per exchange: what busy_poll removes
+        record "$round" lat "$path" sleeps "$(python3 -c "print('%.3f' % (($v1 - $v0) / $count))")"
     fi
     log "  lat $path: p50 ${p50} us, p99 ${p99} us ($count exchanges)"
 }
@@ -586,7 +632,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
     fi
     if want idle; then run_idle "$round"; fi
     # Workers that died would have been restarted with new PIDs: say so, it skews the numbers.
-    if grep -q "exited\|killed\|signal" "$WORK/pf-proxyd.log" ${BASELINE:+"$WORK/pf-proxyd-base.log"}; then
+    # (The words of supervisor/restart_policy.cpp; "signal" alone matches the Landlock line.)
+    if grep -q "exited with status\|killed by signal" "$WORK/pf-proxyd.log" ${BASELINE:+"$WORK/pf-proxyd-base.log"}; then
         log "WARNING: a pf-proxyd worker exited during the run (see $WORK/pf-proxyd.log)"
     fi
 done

@@ -41,12 +41,14 @@ void EventLoop::run(
             timeout = ms < 0 ? 0 : static_cast<int>(std::min<long long>(ms, 60'000));
         }
         if (done()) break;
+        if (now < poll_until_) timeout = 0;  // inside the busy-poll window: do not sleep
         int n = ::epoll_wait(epfd_.get(), events, kBatch, timeout);
         if (n < 0) {
             if (errno == EINTR) continue;
             throw_errno("epoll_wait");
         }
         now_ = Clock::now();
+        if (n > 0 && busy_poll_.count() > 0) poll_until_ = now_ + busy_poll_;
         for (int i = 0; i < n; ++i)
             static_cast<EventSource*>(events[i].data.ptr)->on_event(events[i].events);
     }

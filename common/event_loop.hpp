@@ -1,6 +1,12 @@
 #pragma once
 // Single-threaded epoll loop. Timers are deadlines the owner reports through next_deadline();
 // the loop turns them into epoll_wait's timeout, so no timerfd syscalls are spent on them.
+//
+// Optional busy polling (haproxy's busy-polling): for a window after the last wake-up that had
+// events, the loop polls (epoll_wait with timeout 0) instead of sleeping, so the next event of a
+// request/response exchange finds it running and no wake-up is paid. The window is measured with
+// steady_clock, which the vDSO serves without a system call; deadlines are still handled before
+// every poll, so timers fire on time. Once the window passes without an event the loop sleeps.
 #include <sys/epoll.h>
 
 #include <chrono>
@@ -33,6 +39,9 @@ class EventLoop {
     void run(const std::function<bool()>& done,
              const std::function<std::optional<Clock::time_point>(Clock::time_point)>& tick);
 
+    // 0 (the default): sleep as soon as nothing is ready.
+    void set_busy_poll(std::chrono::microseconds window) { busy_poll_ = window; }
+
     // The time of the current wake-up (read once after epoll_wait returns, and before each tick):
     // a coarse clock for timestamps taken per event, which need no clock read of their own.
     Clock::time_point now() const { return now_; }
@@ -40,6 +49,8 @@ class EventLoop {
   private:
     unique_fd epfd_;
     Clock::time_point now_ = Clock::now();
+    std::chrono::microseconds busy_poll_{0};
+    Clock::time_point poll_until_{};  // busy polling: no sleep before this
 };
 
 }  // namespace pfp

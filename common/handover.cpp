@@ -36,6 +36,7 @@ json stream_json(const StreamOptions& o) {
         {"keepalive_interval_ms", o.keepalive_interval.count()},
         {"keepalive_count", o.keepalive_count},
         {"splice", o.splice},
+        {"busy_poll_us", o.busy_poll.count()},
         {"log_connections", o.log_connections},
         {"statistics", o.statistics},
     };
@@ -88,6 +89,12 @@ StreamOptions stream_from_json(const json& j) {
     o.keepalive_interval = duration(j, "keepalive_interval_ms");
     o.keepalive_count = j.at("keepalive_count").get<int>();
     o.splice = j.at("splice").get<bool>();
+    {
+        const int64_t us = j.at("busy_poll_us").get<int64_t>();
+        // The policy allows at most 10 ms; a second is far past anything it could send.
+        if (us < 0 || us > 1'000'000) throw bad("busy_poll_us out of range");
+        o.busy_poll = std::chrono::microseconds(us);
+    }
     o.log_connections = j.at("log_connections").get<bool>();
     o.statistics = j.at("statistics").get<bool>();
     return o;

@@ -49,6 +49,7 @@ struct StreamOptions {
     std::chrono::milliseconds keepalive_interval{10'000};
     int keepalive_count = 6;
     bool splice = true;
+    std::chrono::microseconds busy_poll{0};  // 0: the loop sleeps as soon as nothing is ready
     bool log_connections = false;
     bool statistics = false;
     bool operator==(const StreamOptions&) const = default;

@@ -142,6 +142,44 @@ std::optional<std::chrono::milliseconds> Checker::duration(const json& v,
     return std::nullopt;
 }
 
+std::optional<std::chrono::microseconds> Checker::short_duration(const json& v,
+                                                                 const std::string& pointer,
+                                                                 std::chrono::microseconds max) {
+    const std::string forms = R"(a number of seconds or a string such as "50us", "0.5ms")";
+    ParsedDuration d;
+    if (v.is_string()) {
+        d = parse_duration_text_us(v.get_ref<const std::string&>());
+    } else if (v.is_number()) {
+        d = parse_duration_seconds_us(v.get<double>());
+    } else {
+        error(pointer, "expected a duration (" + forms + "), got " + type_of(v));
+        return std::nullopt;
+    }
+    const std::string got = ", got " + value_of(v);
+    const std::string most = "expected a duration of at most " + format_us(max) + got;
+    switch (d.status) {
+        case DurationStatus::ok:
+            if (d.ms > max.count()) {
+                error(pointer, most);
+                return std::nullopt;
+            }
+            return std::chrono::microseconds(d.ms);
+        case DurationStatus::syntax:
+            error(pointer, "expected a duration (" + forms + ")" + got);
+            break;
+        case DurationStatus::negative:
+            error(pointer, "expected a duration >= 0" + got);
+            break;
+        case DurationStatus::too_large:
+            error(pointer, most);
+            break;
+        case DurationStatus::inexact:
+            error(pointer, "expected a whole number of microseconds" + got);
+            break;
+    }
+    return std::nullopt;
+}
+
 std::optional<Endpoint> Checker::endpoint(const json& v, const std::string& pointer) {
     if (!v.is_string()) {
         error(pointer, "expected " + std::string(kEndpointForm) + ", got " + type_of(v));

@@ -65,6 +65,11 @@ class Checker {
     std::optional<std::chrono::milliseconds> duration(const json& v, const std::string& pointer,
                                                       bool positive);
 
+    // A short window in microseconds ("50us", "0.2ms", 0.0001), 0 allowed, at most `max`.
+    std::optional<std::chrono::microseconds> short_duration(const json& v,
+                                                            const std::string& pointer,
+                                                            std::chrono::microseconds max);
+
     std::optional<Endpoint> endpoint(const json& v, const std::string& pointer);
     std::optional<std::string> name(const json& v, const std::string& pointer);
 

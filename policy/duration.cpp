@@ -1,10 +1,23 @@
 #include "policy/duration.hpp"
 
+#include <array>
 #include <cmath>
+#include <span>
 
 namespace pfp::policy::detail {
 
-ParsedDuration parse_duration_text(std::string_view s) {
+namespace {
+
+struct Unit {
+    std::string_view name;
+    int64_t factor;  // in the result's unit
+};
+constexpr std::array<Unit, 4> kMsUnits{{{"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}}};
+constexpr std::array<Unit, 5> kUsUnits{
+    {{"us", 1}, {"ms", 1000}, {"s", 1'000'000}, {"m", 60'000'000}, {"h", 3'600'000'000}}};
+
+// DIGITS[.DIGITS]UNIT in the unit of `units`' factors, computed exactly in 128-bit integers.
+ParsedDuration parse_text(std::string_view s, std::span<const Unit> units, int64_t max) {
     const auto digits = [&s](size_t from) {
         size_t i = from;
         while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
@@ -23,33 +36,45 @@ ParsedDuration parse_duration_text(std::string_view s) {
     }
     const std::string_view unit = s.substr(unit_start);
     int64_t factor = 0;
-    if (unit == "ms") {
-        factor = 1;
-    } else if (unit == "s") {
-        factor = 1000;
-    } else if (unit == "m") {
-        factor = 60'000;
-    } else if (unit == "h") {
-        factor = 3'600'000;
-    } else {
-        return {};
-    }
+    for (const Unit& u : units)
+        if (u.name == unit) factor = u.factor;
+    if (factor == 0) return {};
     while (whole.size() > 1 && whole[0] == '0') whole.remove_prefix(1);
     while (!frac.empty() && frac.back() == '0') frac.remove_suffix(1);
-    // 12 digits times 3.6e6 still fits in int64; anything longer is far beyond 7 days anyway.
+    // 12 digits times 3.6e9 fits in 128 bits with room; anything longer is far beyond 7 days.
     if (whole.size() > 12) return {DurationStatus::too_large, 0};
-    // An exact fraction of any unit here has at most 7 significant decimals (3.6e6 = 2^7*3^2*5^5).
-    if (frac.size() > 9) return {DurationStatus::inexact, 0};
-    int64_t w = 0, f = 0, scale = 1;
+    // No factor here has more than 9 decimals of exact fraction; 18 digits times 3.6e9 still fits.
+    if (frac.size() > 18) return {DurationStatus::inexact, 0};
+    __int128 w = 0, f = 0, scale = 1;
     for (const char c : whole) w = w * 10 + (c - '0');
     for (const char c : frac) {
         f = f * 10 + (c - '0');
         scale *= 10;
     }
     if ((f * factor) % scale != 0) return {DurationStatus::inexact, 0};
-    const int64_t ms = w * factor + f * factor / scale;
-    if (ms > kMaxDurationMs) return {DurationStatus::too_large, 0};
-    return {DurationStatus::ok, ms};
+    const __int128 v = w * factor + f * factor / scale;
+    if (v > max) return {DurationStatus::too_large, 0};
+    return {DurationStatus::ok, static_cast<int64_t>(v)};
+}
+
+}  // namespace
+
+ParsedDuration parse_duration_text(std::string_view s) {
+    return parse_text(s, kMsUnits, kMaxDurationMs);
+}
+
+ParsedDuration parse_duration_text_us(std::string_view s) {
+    return parse_text(s, kUsUnits, kMaxDurationMs * 1000);
+}
+
+ParsedDuration parse_duration_seconds_us(double seconds) {
+    if (!(seconds >= 0)) return {DurationStatus::negative, 0};
+    if (seconds > static_cast<double>(kMaxDurationMs) / 1000) return {DurationStatus::too_large, 0};
+    const double us = seconds * 1e6;
+    const double rounded = std::round(us);
+    // The tolerance only absorbs binary rounding of decimal input such as 0.000001.
+    if (std::fabs(us - rounded) > 1e-6) return {DurationStatus::inexact, 0};
+    return {DurationStatus::ok, static_cast<int64_t>(rounded)};
 }
 
 ParsedDuration parse_duration_seconds(double seconds) {
@@ -60,6 +85,12 @@ ParsedDuration parse_duration_seconds(double seconds) {
     // The tolerance only absorbs binary rounding of decimal input such as 0.001.
     if (std::fabs(ms - rounded) > 1e-6) return {DurationStatus::inexact, 0};
     return {DurationStatus::ok, static_cast<int64_t>(rounded)};
+}
+
+std::string format_us(std::chrono::microseconds d) {
+    if (d.count() % 1000 == 0)
+        return format_ms(std::chrono::duration_cast<std::chrono::milliseconds>(d));
+    return std::to_string(d.count()) + "us";
 }
 
 std::string format_ms(std::chrono::milliseconds d) {

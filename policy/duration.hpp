@@ -27,7 +27,14 @@ ParsedDuration parse_duration_text(std::string_view s);
 // A JSON number of seconds.
 ParsedDuration parse_duration_seconds(double seconds);
 
+// Short windows (busy_poll): the same grammar plus "us", exact to the microsecond; the result's
+// `ms` field then counts microseconds. The caller bounds it (far below 7 days).
+ParsedDuration parse_duration_text_us(std::string_view s);
+ParsedDuration parse_duration_seconds_us(double seconds);
+
 // "2s", "250ms", "5m": durations in messages, in the largest unit that is exact.
 std::string format_ms(std::chrono::milliseconds d);
+// "50us", "10ms": short windows in messages.
+std::string format_us(std::chrono::microseconds d);
 
 }  // namespace pfp::policy::detail

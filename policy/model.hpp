@@ -100,6 +100,9 @@ struct Proxy {
     bool tcp_nodelay = true;
     Keepalive keepalive;
     bool splice = true;  // false: copy through user-space buffers
+    // Stream kinds: after its last event a worker keeps polling (epoll_wait with timeout 0) this
+    // long before it sleeps; 0: off. Trades a busy CPU for fewer wake-ups (docs/policy.md).
+    std::chrono::microseconds busy_poll{0};
     RestartPolicy restart;
     // nfqueue listeners: what a packet gets when the stream cannot take it ("drop" or "accept"),
     // whether the kernel accepts packets when the queue is full (fail_open), the queue's length.

@@ -33,10 +33,11 @@ std::string destination_source(UpstreamMode mode) {
 
 // Keys of the stream relays only, and of the datagram forwarders only.
 // (header and statistics have checks of their own.)
-constexpr std::array<std::string_view, 7> kStreamOnlyKeys{
+constexpr std::array<std::string_view, 8> kStreamOnlyKeys{
     "proxy_protocol", "max_connections", "backlog", "connect_timeout",
-    "tcp_nodelay",    "keepalive",       "splice"};
+    "tcp_nodelay",    "keepalive",       "splice",  "busy_poll"};
 constexpr std::array<std::string_view, 2> kDatagramOnlyKeys{"max_flows", "batch"};
+constexpr std::chrono::microseconds kMaxBusyPoll{10'000};
 
 constexpr std::array<std::string_view, 3> kKeepaliveKeys{"idle", "interval", "count"};
 constexpr std::array<std::string_view, 4> kRestartKeys{"backoff_initial", "backoff_max",
@@ -322,6 +323,10 @@ void parse_relay_tuning(Checker& check, const json& v, const std::string& pointe
     if (const json* x = member(v, "splice")) {
         if (auto b = check.boolean(*x, at("splice"))) p.splice = *b;
     }
+    if (const json* x = member(v, "busy_poll")) {
+        // Past a few ms the window only burns CPU: a sleeping worker's wake-up costs tens of us.
+        if (auto d = check.short_duration(*x, at("busy_poll"), kMaxBusyPoll)) p.busy_poll = *d;
+    }
     if (const json* x = member(v, "keepalive")) {
         p.keepalive = parse_keepalive(check, *x, at("keepalive"));
     }
@@ -335,6 +340,7 @@ void parse_family_keys(Checker& check, const json& v, const std::string& pointer
     const auto at = [&pointer](std::string_view key) { return pointer + "/" + std::string(key); };
     const bool datagram = kind && kind_row(*kind).family == KindFamily::datagram;
     const bool packet = kind && kind_row(*kind).family == KindFamily::packet;
+    const bool tunnel = kind && kind_row(*kind).family == KindFamily::tunnel;
     const std::string name = kind ? std::string(kind_name(*kind)) : "";
     if (packet) {
         // One stream of packets: no client connections to limit, tune or time out.
@@ -357,6 +363,10 @@ void parse_family_keys(Checker& check, const json& v, const std::string& pointer
                 check.error(at(key), std::string(key) + " applies only to stream relays, not " +
                                          name + " (a datagram forwarder has no connections)");
     }
+    // The KCP loop is driven by its own timers; busy polling is wired into the stream relay only.
+    if (tunnel && member(v, "busy_poll"))
+        check.error(at("busy_poll"), "busy_poll applies only to stream relays, not " + name +
+                                         " (a KCP tunnel's loop runs on its own timers)");
     for (const std::string_view key : kDatagramOnlyKeys) {
         const json* x = member(v, key);
         if (!x) continue;

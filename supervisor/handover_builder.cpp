@@ -51,6 +51,7 @@ StreamOptions stream_options(const policy::Proxy& p) {
     o.keepalive_interval = p.keepalive.interval;
     o.keepalive_count = p.keepalive.count;
     o.splice = p.splice;
+    o.busy_poll = p.busy_poll;
     o.log_connections = p.log_connections;
     o.statistics = p.statistics;
     return o;

@@ -20,7 +20,9 @@ class StreamWorker final : public WorkerBody {
                               .idle_timeout = o.idle_timeout,
                               .header_timeout = o.header_timeout,
                               .splice = o.splice,
-                              .tag = h.tag()}) {}
+                              .tag = h.tag()}) {
+        loop.set_busy_poll(o.busy_poll);
+    }
 
     void start() override { relay_.start(); }
     void stop_accepting() override { relay_.stop_accepting(); }

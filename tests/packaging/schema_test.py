@@ -51,8 +51,8 @@ KNOWN_DIFFERENCES = [
     (r"ipv6_only applies only to a tcp: or udp: listener on an IPv6 address",
      "the listener's address family inside its string"),
     (r"invalid resolver ", "address and port ranges inside the resolver string"),
-    (r"expected a duration of at most 7 days, got \"", "the range of a duration written as text"),
-    (r"expected a whole number of milliseconds", "a duration's resolution"),
+    (r"expected a duration of at most (7 days|10ms), got \"", "the range of a duration written as text"),
+    (r"expected a whole number of (milli|micro)seconds", "a duration's resolution"),
     (r"expected a duration (>= backoff_initial|<= backoff_max)",
      "comparing two durations, each in any unit"),
     # JSON Schema's "integer" is a mathematical integer: 2.0 is one; pf-proxyd wants 2.
@@ -186,6 +186,7 @@ KEY_VALUES = {
     "workers": [64, 65], "max_connections": [1000000, 1000001], "backlog": [65535, 65536],
     "connect_timeout": ["250ms", 0, "0ms", 604800, 604800.5, "168h", "0.0005s"],
     "idle_timeout": [0, "10m"], "statistics": [True], "log_connections": [True],
+    "busy_poll": ["50us", "0.5ms", "10ms", "0.01s", "10001us", "0.5us", "1m", 0.00005, 0.02, 0],
     "keepalive": [True, {"idle": "1s", "count": 127}, {"count": 128}, {"idle": 0}, {"x": 1}],
     "restart": [{"backoff_initial": "1m"}, {"backoff_initial": "1s", "backoff_max": "500ms"},
                 {"max_failures": 1000}, {"max_failures": 1001}, {"healthy_after": "1h"}],

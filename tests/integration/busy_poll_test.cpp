@@ -1,0 +1,166 @@
+// busy_poll (docs/policy.md): a tcp-forward worker with a busy-poll window keeps polling between
+// the events of a request/response exchange instead of sleeping, still relays every byte, and
+// sleeps again once traffic stops. Proved by counts the kernel keeps per process: voluntary
+// context switches (/proc/PID/status: one per sleep) and run time (/proc/PID/schedstat).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "harness.hpp"
+#include "tests/support/require.hpp"
+
+using namespace pfp::test;
+using pfp::unique_fd;
+
+namespace {
+
+// Exchanges per measurement: enough that a worker sleeping once per exchange stands far apart
+// from one that polls, small enough to stay quick on a loaded machine.
+constexpr int kExchanges = 600;
+// The client's think time before each request: longer than a worker needs to get back into
+// epoll_wait (so a worker without busy_poll is surely asleep when the request comes; without a
+// pause, fast peers on two CPUs often answer before it gets there), far shorter than the window.
+constexpr auto kThink = 500us;
+constexpr size_t kMessage = 100;
+
+uint64_t voluntary_switches(pid_t pid) {
+    return std::stoull(status_field(pid, "voluntary_ctxt_switches"));
+}
+
+// Nanoseconds the task has run on a CPU (first field of /proc/PID/schedstat).
+uint64_t run_time_ns(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/schedstat");
+    uint64_t ns = 0;
+    f >> ns;
+    return ns;
+}
+
+// The state letter of /proc/PID/stat (after the parenthesised name, which may hold spaces).
+char state_of(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const size_t close = s.rfind(')');
+    return close != std::string::npos && close + 2 < s.size() ? s[close + 2] : '?';
+}
+
+pid_t worker_named(const Daemon& d, const std::string& tag) {
+    for (pid_t w : d.workers())
+        if (cmdline_of(w).find("pf-proxy-worker: " + tag) != std::string::npos) return w;
+    return -1;
+}
+
+// `count` exchanges of kMessage bytes on one connection, each checked byte for byte; `think`
+// before each request (the shape of the load, not a wait for an outcome).
+testing::AssertionResult exchanges(int fd, int count, uint64_t seed,
+                                   std::chrono::microseconds think = {}) {
+    std::vector<char> out(kMessage), back(kMessage);
+    for (int i = 0; i < count; ++i) {
+        if (think.count() > 0) std::this_thread::sleep_for(think);
+        for (size_t j = 0; j < kMessage; ++j)
+            out[j] = static_cast<char>((seed + i * 31 + j) & 0xff);
+        if (!write_all(fd, out.data(), out.size()))
+            return testing::AssertionFailure() << "write failed at exchange " << i;
+        if (!read_exact(fd, back.data(), back.size()))
+            return testing::AssertionFailure() << "read failed at exchange " << i;
+        if (back != out) return testing::AssertionFailure() << "exchange " << i << " corrupted";
+    }
+    return testing::AssertionSuccess();
+}
+
+struct Measured {
+    uint64_t switches = 0;  // the worker's voluntary context switches over kExchanges
+};
+
+Measured measure(pid_t worker, uint16_t port) {
+    unique_fd c = connect_tcp(port);
+    EXPECT_TRUE(c);
+    if (!c) return {};
+    set_timeouts(c.get(), 20s);
+    EXPECT_TRUE(exchanges(c.get(), 20, 1));  // connection set up, buffers and pipes warm
+    const uint64_t before = voluntary_switches(worker);
+    EXPECT_TRUE(exchanges(c.get(), kExchanges, 2, kThink));
+    return {voluntary_switches(worker) - before};
+}
+
+class TcpForwardBusyPoll : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        listen_plain = free_port();
+        listen_busy = free_port();
+        upstream = free_port();
+    }
+    std::string policy() const {
+        const std::string up = std::to_string(upstream);
+        return R"({"user": "nobody", "proxies": [)"
+               R"({"name": "plain", "listen": "tcp:127.0.0.1:)" +
+               std::to_string(listen_plain) + R"(", "upstream": "tcp:127.0.0.1:)" + up +
+               R"("}, {"name": "busy", "listen": "tcp:127.0.0.1:)" + std::to_string(listen_busy) +
+               R"(", "upstream": "tcp:127.0.0.1:)" + up + R"(", "busy_poll": "10ms"}]})";
+    }
+    uint16_t listen_plain = 0, listen_busy = 0, upstream = 0;
+};
+
+TEST_F(TcpForwardBusyPoll, WorkerPollsThroughExchangesInsteadOfSleeping) {
+    EchoServer echo(upstream);
+    Daemon d(policy());
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    const pid_t plain = worker_named(d, "plain/0");
+    const pid_t busy = worker_named(d, "busy/0");
+    ASSERT_GT(plain, 0) << d.log();
+    ASSERT_GT(busy, 0) << d.log();
+
+    const Measured without = measure(plain, listen_plain);
+    const Measured with = measure(busy, listen_busy);
+    // A relay without busy_poll sleeps at least once per exchange (waiting for the next request
+    // through the client's think time; for the answer too, unless it is back first); a polling
+    // one sleeps only when a gap outlasts its 10 ms window (a peer kept off the CPU that long).
+    // A count comparison, not a timing.
+    RecordProperty("sleeps_plain", std::to_string(without.switches));
+    RecordProperty("sleeps_busy_poll", std::to_string(with.switches));
+    EXPECT_GE(without.switches, static_cast<uint64_t>(kExchanges))
+        << "the plain worker should sleep in every exchange";
+    EXPECT_LT(with.switches * 4, without.switches)
+        << "busy_poll: " << with.switches << " sleeps, plain: " << without.switches;
+    EXPECT_LT(with.switches, static_cast<uint64_t>(kExchanges / 10)) << with.switches;
+}
+
+TEST_F(TcpForwardBusyPoll, IdleWorkerStopsPollingAndStillRelays) {
+    EchoServer echo(upstream);
+    Daemon d(policy());
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    const pid_t busy = worker_named(d, "busy/0");
+    ASSERT_GT(busy, 0) << d.log();
+    unique_fd c = connect_tcp(listen_busy);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 20s);
+    ASSERT_TRUE(exchanges(c.get(), kExchanges, 3));
+
+    // Traffic has stopped (the connection stays open). The worker polls out its window, then
+    // sleeps: wait for it to be seen asleep. A worker that never stopped polling would stay
+    // runnable (R) until the bound.
+    ASSERT_TRUE(wait_until([busy] { return state_of(busy) == 'S'; }, 20s))
+        << "state " << state_of(busy);
+    // Asleep, it still wakes once a second for its statistics tick. A wake-up without traffic must
+    // not start a window: three of them (three more sleeps, each counted by the kernel) cost
+    // microseconds of CPU, where polling after each would cost up to 10 ms apiece (or never end,
+    // and the third sleep would never come).
+    const uint64_t v0 = voluntary_switches(busy);
+    const uint64_t t0 = run_time_ns(busy);
+    ASSERT_TRUE(wait_until([&] { return voluntary_switches(busy) >= v0 + 3; }, 20s))
+        << "the idle worker did not go back to sleep: " << voluntary_switches(busy) - v0
+        << " sleeps";
+    const uint64_t spent = run_time_ns(busy) - t0;
+    RecordProperty("idle_wakeups_cpu_ns", std::to_string(spent));
+    EXPECT_LT(spent, 3'000'000u) << "CPU time over three idle wake-ups: " << spent << " ns";
+
+    // Asleep, it is woken by the next request and relays it.
+    ASSERT_TRUE(exchanges(c.get(), 5, 4));
+    c.reset();
+    EXPECT_EQ(worker_named(d, "busy/0"), busy) << "the worker was not restarted\n" << d.log();
+}
+
+}  // namespace
