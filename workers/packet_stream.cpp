@@ -15,7 +15,7 @@ namespace {
 
 constexpr size_t kMaxPending = 4u << 20;  // stream bytes held while the peer is slow
 // A reader that can pause stops at this much (far enough below kMaxPending that what one more
-// read brings still fits), and resumes below a quarter of it.
+// read brings still fits: 32 copied packets of up to 64 KiB), and resumes below a quarter of it.
 constexpr size_t kCongested = 1u << 20;
 
 }  // namespace

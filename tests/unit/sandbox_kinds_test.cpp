@@ -260,6 +260,17 @@ void add_per_kind(size_t k, std::vector<Case>& out) {
         out.push_back({k, "shutdown", SYS_shutdown, [](const Before& b) {
                            return static_cast<long>(::shutdown(b.inet, SHUT_RDWR));
                        }});
+    // Batched reads belong to the datagram, tunnel and kernel-to-stream kinds only.
+    if (!has("recvmmsg"))
+        out.push_back({k, "recvmmsg", SYS_recvmmsg, [](const Before& b) {
+                           char byte = 0;
+                           iovec iov{&byte, 1};
+                           mmsghdr m{};
+                           m.msg_hdr.msg_iov = &iov;
+                           m.msg_hdr.msg_iovlen = 1;
+                           return static_cast<long>(
+                               ::recvmmsg(b.inet, &m, 1, MSG_DONTWAIT, nullptr));
+                       }});
     const auto options = allowed_getsockopt(p);
     for (const auto& level : kLevels) {
         int opt = 1;
