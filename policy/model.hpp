@@ -109,6 +109,12 @@ struct Proxy {
     bool accept_when_stream_down = false;
     bool fail_open = false;
     uint32_t queue_maxlen = 0;  // 0: the kernel's default (1024)
+    // nflog listeners: the group's batching. The kernel sends what it logged once nflog_threshold
+    // packets wait, nflog_timeout after the first, or when its batch buffer (nflog_buffer bytes,
+    // 0: the kernel's default, one page) is full. The defaults send each packet at once.
+    uint32_t nflog_threshold = 1;
+    milliseconds nflog_timeout{0};
+    uint32_t nflog_buffer = 0;
     // stream-to-raw: which packets may be injected (common/packet_filter.hpp); empty lists and
     // false: no rule. Addresses and port ranges in their text forms, as written.
     std::vector<std::string> filter_destinations;

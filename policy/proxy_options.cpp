@@ -259,6 +259,44 @@ void parse_relay_options(Checker& check, const json& v, const std::string& point
     }
 }
 
+namespace {
+
+// The nflog group's batching (NFULA_CFG_QTHRESH, _TIMEOUT, _NLBUFSIZ), set by the supervisor when
+// it binds the group. The kernel counts the timeout in hundredths of a second and takes a batch
+// buffer of one page (its default) to 128 KiB; below 8 KiB is refused here, since a page can be
+// larger than 4 KiB and the kernel refuses less than one.
+void parse_nflog_options(Checker& check, const json& v, const std::string& pointer,
+                         const RelayShape& shape, Proxy& p) {
+    const auto at = [&pointer](std::string_view key) { return pointer + "/" + std::string(key); };
+    for (const std::string_view key : {"nflog_threshold", "nflog_timeout", "nflog_buffer"}) {
+        const json* x = member(v, key);
+        if (!x) continue;
+        if (shape.listen && *shape.listen != Scheme::nflog) {
+            check.error(at(key), std::string(key) + " applies only to nflog listeners, not " +
+                                     std::string(scheme_name(*shape.listen)));
+        } else if (key == "nflog_threshold") {
+            if (auto n = check.integer(*x, at(key), 1, 65535))
+                p.nflog_threshold = static_cast<uint32_t>(*n);
+        } else if (key == "nflog_timeout") {
+            if (auto d = check.duration(*x, at(key), false)) {
+                if (*d > std::chrono::seconds(60))
+                    check.error(at(key), "expected a duration of at most 60s, got " + value_of(*x));
+                else if (d->count() % 10 != 0)
+                    check.error(at(key),
+                                "expected a multiple of 10ms (the kernel counts hundredths of a "
+                                "second), got " +
+                                    value_of(*x));
+                else
+                    p.nflog_timeout = *d;
+            }
+        } else if (auto n = check.integer(*x, at(key), 8192, 131072)) {
+            p.nflog_buffer = static_cast<uint32_t>(*n);
+        }
+    }
+}
+
+}  // namespace
+
 void parse_queue_options(Checker& check, const json& v, const std::string& pointer,
                          const RelayShape& shape, Proxy& p) {
     static constexpr std::array<std::string_view, 2> kVerdicts{"drop", "accept"};
@@ -296,6 +334,7 @@ void parse_queue_options(Checker& check, const json& v, const std::string& point
             p.queue_maxlen = static_cast<uint32_t>(*n);
         }
     }
+    parse_nflog_options(check, v, pointer, shape, p);
 }
 
 void parse_relay_tuning(Checker& check, const json& v, const std::string& pointer, Proxy& p) {

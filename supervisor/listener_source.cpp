@@ -58,6 +58,9 @@ Listener ListenerSource::obtain_listener(const policy::Proxy& proxy) {
         req.endpoint = proxy.listen;
         req.queue_maxlen = proxy.queue_maxlen;
         req.fail_open = proxy.fail_open;
+        req.nflog_threshold = proxy.nflog_threshold;
+        req.nflog_timeout_cs = static_cast<uint32_t>(proxy.nflog_timeout.count() / 10);
+        req.nflog_buffer = proxy.nflog_buffer;
         try {
             l.fd = open_socket(req, &privs_);
         } catch (const socket_error& e) {

@@ -304,12 +304,17 @@ unique_fd nflog_reader(const SocketRequest& req, const Privileges* privs) {
         mode.copy_mode = NFULNL_COPY_PACKET;
         mnl_attr_put(nlh, NFULA_CFG_MODE, sizeof mode, &mode);
     });
-    // Each packet as it is logged: the kernel's default holds up to 100 packets for up to a
-    // second before it sends them (measured: a UDP request and reply took seconds).
-    send("queue threshold of", [](nlmsghdr* nlh) {
-        mnl_attr_put_u32(nlh, NFULA_CFG_QTHRESH, htonl(1));
-        mnl_attr_put_u32(nlh, NFULA_CFG_TIMEOUT, htonl(0));
+    // By default each packet as it is logged: the kernel's own default holds up to 100 packets for
+    // up to a second before it sends them (measured: a UDP request and reply took seconds).
+    send("queue threshold and timeout of", [&req](nlmsghdr* nlh) {
+        mnl_attr_put_u32(nlh, NFULA_CFG_QTHRESH, htonl(req.nflog_threshold));
+        mnl_attr_put_u32(nlh, NFULA_CFG_TIMEOUT, htonl(req.nflog_timeout_cs));
     });
+    if (req.nflog_buffer != 0) {
+        send("buffer size of", [&req](nlmsghdr* nlh) {
+            mnl_attr_put_u32(nlh, NFULA_CFG_NLBUFSIZ, htonl(req.nflog_buffer));
+        });
+    }
     const timeval no_timeout{0, 0};
     ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &no_timeout, sizeof no_timeout);
     grow_receive_buffer(fd.get(), privs);

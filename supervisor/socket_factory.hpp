@@ -51,6 +51,10 @@ struct SocketRequest {
     mode_t file_mode = 0;
     uint32_t queue_maxlen = 0;  // nfqueue: 0 keeps the kernel's default
     bool fail_open = false;     // nfqueue: the kernel accepts packets when the queue is full
+    // nflog: the group's batching; the defaults send each packet at once (policy/model.hpp).
+    uint32_t nflog_threshold = 1;
+    uint32_t nflog_timeout_cs = 0;  // hundredths of a second, the kernel's unit
+    uint32_t nflog_buffer = 0;      // 0 keeps the kernel's default (one page)
     // Datagram sockets: SO_REUSEPORT before bind, so sockets opened by the same user on the same
     // address form one group and the kernel spreads clients over them by their address hash.
     bool reuse_port = false;

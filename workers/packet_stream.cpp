@@ -15,7 +15,7 @@ namespace {
 
 constexpr size_t kMaxPending = 4u << 20;  // stream bytes held while the peer is slow
 // A reader that can pause stops at this much (far enough below kMaxPending that what one more
-// read brings still fits), and resumes below a quarter of it.
+// read brings still fits: 32 copied packets of up to 64 KiB), and resumes below a quarter of it.
 constexpr size_t kCongested = 1u << 20;
 
 }  // namespace
@@ -56,6 +56,7 @@ bool PacketStream::forward(const uint8_t* p, size_t len) {
     const PacketHeaderCheck head = check_packet_header({p, len});
     if (len == 0 || head.status != PacketHeaderCheck::Status::length_known || head.length != len) {
         stats_.dropped_malformed++;
+        malformed(len, head);
         return false;
     }
     if (state_ != State::up || pending_.size() + len > kMaxPending) {
@@ -65,6 +66,24 @@ bool PacketStream::forward(const uint8_t* p, size_t len) {
     pending_.insert(pending_.end(), p, p + len);
     stats_.packets_out++;
     return true;
+}
+
+// Silent drops stalled TCP through the tunnel (a packet above the copy limit is retransmitted the
+// same size, and dropped again, until the sender gives up): the first is logged with its cause.
+void PacketStream::malformed(size_t len, const PacketHeaderCheck& head) {
+    if (malformed_logged_) return;
+    malformed_logged_ = true;
+    if (head.status == PacketHeaderCheck::Status::length_known && head.length > len) {
+        log::warning(tag_, ": ", source_, " copied a packet of ", head.length, " bytes as ", len,
+                     ": dropped, since a truncated packet cannot go on the stream (the kernel "
+                     "copies at most 65531 bytes of a queued packet; keep the MTU of the devices "
+                     "whose packets are queued at or below that); later ones are only counted "
+                     "(dropped: malformed)");
+        return;
+    }
+    log::warning(tag_, ": ", source_, " gave ", len,
+                 " bytes that are not exactly one IP packet by their own header: dropped; later "
+                 "ones are only counted (dropped: malformed)");
 }
 
 std::optional<Clock::time_point> PacketStream::tick(Clock::time_point now) {

@@ -16,6 +16,7 @@
 #include "common/event_loop.hpp"
 #include "common/handover.hpp"
 #include "common/ipc.hpp"
+#include "common/packet_framer.hpp"
 #include "common/unique_fd.hpp"
 
 namespace pfp::worker {
@@ -61,6 +62,7 @@ class PacketStream {
         void on_event(uint32_t events) override { self->on_stream(events); }
     };
 
+    void malformed(size_t len, const PacketHeaderCheck& head);
     void connect_now(Clock::time_point now);
     void connected();
     void watch_stream();
@@ -77,7 +79,7 @@ class PacketStream {
     std::vector<uint8_t> pending_;
     std::function<void()> room_;
     State state_ = State::waiting;
-    bool draining_ = false;
+    bool draining_ = false, malformed_logged_ = false;
     Clock::time_point retry_at_{}, connect_deadline_{};
     std::chrono::milliseconds backoff_;
     uint64_t failures_ = 0;

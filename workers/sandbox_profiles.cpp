@@ -214,9 +214,9 @@ Profile datagram_profile(const KindRow& row) {
 // The kernel-to-stream readers (workers/nfqueue_sender.cpp, nflog_sender.cpp). The nfqueue reader
 // keeps CAP_NET_ADMIN, with which a netlink socket would reach nf_tables, conntrack and ipset: so
 // each may create only the one stream socket of its upstream's family (never AF_NETLINK), and has
-// no setsockopt, ioctl, bind or accept. Reading the queue or group and sending verdicts are
-// recv/send on the handed-over socket (baseline); the nflog reader keeps no capability, so the
-// kernel refuses whatever it sends there.
+// no setsockopt, ioctl, bind or accept. Reading the queue or group (recvmmsg, several messages per
+// call) and sending verdicts (send, baseline) use the handed-over socket; the nflog reader keeps no
+// capability, so the kernel refuses whatever it sends there.
 Profile netlink_reader_profile(const KindRow& row) {
     return Profile{
         .kind = row.kind,
@@ -232,6 +232,9 @@ Profile netlink_reader_profile(const KindRow& row) {
                  .arg_values = {kListenerFd},
                  .arg_desc = "fd is not the handed-over netlink socket",
                  .arg_not_equal = true},
+                {.name = "recvmmsg",
+                 .why = "several queued packets (netlink messages) per read; no fd that recvfrom "
+                        "and recvmsg do not already reach"},
             },
         .capabilities = {row.capabilities.begin(), row.capabilities.end()},
         .capabilities_why = row.capabilities_why,

@@ -6,81 +6,55 @@
 // tunnel both ways, and the veth carries none of them. Then the reader's /proc state (no
 // capability at all), a hostile reader that tries to unbind its group, and the reader killed -9.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 
-#include <mutex>
 #include <sstream>
 #include <string>
-#include <thread>
+#include <tuple>
 
-#include "harness.hpp"
-#include "netns.hpp"
-#include "transparent_support.hpp"
+#include "packet_chain.hpp"
 
 using namespace pfp::test;
-using namespace pfp::test::transparent;
+using namespace pfp::test::packet_chain;
 using pfp::unique_fd;
 
 namespace {
 
-constexpr uint16_t kTcpPort = 8080;
-constexpr size_t kTotal = 16u << 20;
-
-std::string policy(const std::string& name, int group, const std::string& out_sock,
-                   const std::string& in_sock) {
-    return R"({"user": "nobody", "drain_timeout": "1s", "proxies": [)"
-           R"({"name": ")" +
-           name + R"(-out", "listen": "nflog:)" + std::to_string(group) +
-           R"(", "upstream": "unix:)" + out_sock + R"("}, {"name": ")" + name +
-           R"(-in", "listen": "unix:)" + in_sock + R"(", "upstream": "raw:route"}]})";
-}
-
-uint64_t veth_packets(const NetNs& ns, const std::string& dev) {
-    const std::string out = ns.exec({"cat", "/sys/class/net/" + dev + "/statistics/tx_packets",
-                                     "/sys/class/net/" + dev + "/statistics/rx_packets"});
-    std::istringstream in(out);
-    uint64_t tx = 0, rx = 0;
-    in >> tx >> rx;
-    return tx + rx;
-}
-
-// The port id bound to nflog group `g` in ns, 0 when none (/proc/net/netfilter/nfnetlink_log:
-// group, portid, qlen, copy mode, copy range, flush timeout, refcount).
-uint64_t group_portid(const NetNs& ns, int g) {
+// Group `g`'s line in ns (/proc/net/netfilter/nfnetlink_log: group, port id, packets held for the
+// next batch, copy mode, copy range, flush timeout in hundredths of a second, refcount).
+struct GroupState {
+    bool found = false;
+    uint64_t portid = 0, qlen = 0, copy_mode = 0, copy_range = 0, flush_timeout = 0;
+};
+GroupState group_state(const NetNs& ns, int g) {
     std::istringstream in(ns.exec({"cat", "/proc/net/netfilter/nfnetlink_log"}));
     std::string line;
     while (std::getline(in, line)) {
         std::istringstream l(line);
-        uint64_t num = 0, portid = 0;
-        if (l >> num >> portid && num == static_cast<uint64_t>(g)) return portid;
+        uint64_t num = 0;
+        GroupState s;
+        if (l >> num >> s.portid >> s.qlen >> s.copy_mode >> s.copy_range >> s.flush_timeout &&
+            num == static_cast<uint64_t>(g)) {
+            s.found = true;
+            return s;
+        }
     }
-    return 0;
+    return {};
 }
 
-pid_t worker_of(const Daemon& d, const std::string& proxy) {
-    for (pid_t w : d.workers())
-        if (cmdline_of(w).find(proxy + "/0") != std::string::npos) return w;
-    return -1;
+// The port id bound to nflog group `g` in ns, 0 when none.
+uint64_t group_portid(const NetNs& ns, int g) {
+    return group_state(ns, g).portid;
 }
 
-class NflogChain : public ::testing::Test {
+class NflogChain : public PacketChain {
   protected:
     void SetUp() override {
         PFP_REQUIRE_NETNS();
-        a_ = std::make_unique<NetNs>("a");
-        b_ = std::make_unique<NetNs>("b");
-        // Deleted with the namespaces (asynchronously): an explicit `ip link del` waits for the
-        // last references of the IPv6 routes the sink took over, which took minutes.
-        a_->ip({"link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b_->name()});
-        a_->ip({"link", "set", "va", "up"});
-        b_->ip({"link", "set", "vb", "up"});
-        a_->ip({"addr", "add", "10.98.0.1/24", "dev", "va"});
-        a_->ip({"addr", "add", "fd00:98::1/64", "dev", "va", "nodad"});
-        b_->ip({"addr", "add", "10.98.0.2/24", "dev", "vb"});
-        b_->ip({"addr", "add", "fd00:98::2/64", "dev", "vb", "nodad"});
+        // The veth is deleted with the namespaces (asynchronously): an explicit `ip link del`
+        // waits for the last references of the IPv6 routes the sink took over, which took minutes.
+        make_namespaces("10.98.0.1", "fd00:98::1", "10.98.0.2", "fd00:98::2", false);
         // Locally generated packets: NFLOG copies them on OUTPUT, and a route to a sink device
         // takes the originals (a DROP there would fail the sender's own send with EPERM). The
         // sink is a veth pair inside the namespace, ARP off: what it receives is not for it.
@@ -90,7 +64,7 @@ class NflogChain : public ::testing::Test {
             // Also left to the namespace's deletion.
             ns->ip({"link", "add", "sink", "type", "veth", "peer", "name", "sinkpeer"});
             ns->ip({"link", "set", "sinkpeer", "up"});
-            // NFLOG copies at most 64 KiB - 1 of a packet, and a TCP packet at OUTPUT is as large
+            // NFLOG copies at most 65,531 bytes of a packet, and a TCP packet at OUTPUT is as large
             // as its device's GSO allows (IPv6: 40 bytes over 64 KiB): kept below that.
             ns->ip({"link", "set", "sink", "arp", "off", "gso_max_size", "32768", "up"});
             ns->ip({"route", "add", std::string(dst) + "/32", "dev", "sink", "src", self});
@@ -101,100 +75,14 @@ class NflogChain : public ::testing::Test {
                     std::vector<std::string>{"-d", fam == IptablesRule::v6 ? dst6 : dst, "-j",
                                              "NFLOG", "--nflog-group", group}));
         }
-        ab_ = dir_.path() + "/ab.sock";
-        ba_ = dir_.path() + "/ba.sock";
     }
 
-    // pf-proxyd in both namespaces (A's workers are `a_worker`, when given), each stream up.
-    void start(const std::vector<std::string>& a_args = {}) {
-        da_ = start_daemon(*a_, policy("a", 3, ab_, ba_), a_args);
-        db_ = start_daemon(*b_, policy("b", 5, ba_, ab_));
-        ASSERT_TRUE(da_->wait_ready(10s)) << da_->log();
-        ASSERT_TRUE(db_->wait_ready(10s)) << db_->log();
-        ASSERT_TRUE(da_->wait_log("stream to unix:" + ab_ + " connected", 10s)) << da_->log();
-        ASSERT_TRUE(db_->wait_log("stream to unix:" + ba_ + " connected", 10s)) << db_->log();
-        veth_before_ = veth_packets(*a_, "va");
+    // pf-proxyd in both namespaces (A's workers are `a_args`'s, when given; A's reader with
+    // `a_options`), each stream up.
+    void start(const std::vector<std::string>& a_args = {}, const std::string& a_options = "") {
+        PacketChain::start(chain_policy("a", "nflog:3", ab_, ba_, a_options),
+                           chain_policy("b", "nflog:5", ba_, ab_), a_args);
     }
-
-    void bulk(const std::string& server_ip, const std::string& client_ip) {
-        std::mutex mu;
-        Transfer server_side;
-        std::string peer;
-        {
-            Server server(listen_tcp_in(*b_, server_ip, kTcpPort),
-                          [&](int fd, const std::string& p) {
-                              Transfer t = send_and_receive(fd, kTotal, 1000);
-                              std::lock_guard lock(mu);
-                              server_side = t;
-                              peer = p;
-                          });
-            ChildResult r = a_->run_in_child(
-                [&] {
-                    unique_fd c;
-                    if (int err = connect_tcp_here(server_ip, kTcpPort, c, kIo))
-                        return std::string("connect failed: ") + std::strerror(err);
-                    return describe(send_and_receive(c.get(), kTotal, 7));
-                },
-                60s);
-            ASSERT_TRUE(r.ok) << r.output << "\n" << da_->log() << db_->log();
-            ASSERT_TRUE(wait_until([&] {
-                std::lock_guard lock(mu);
-                return !peer.empty();
-            }));
-            Transfer expect;
-            expect.received = kTotal;
-            expect.sent_hash = server_side.received_hash;
-            expect.received_hash = server_side.sent_hash;
-            EXPECT_EQ(r.output, describe(expect));
-            EXPECT_EQ(server_side.received, kTotal) << da_->log() << db_->log();
-            EXPECT_TRUE(server_side.ok);
-        }
-        EXPECT_EQ(peer.substr(0, peer.find(' ')), client_ip) << peer;
-        EXPECT_LT(veth_packets(*a_, "va") - veth_before_, 20u);
-    }
-
-    // A UDP request from A to ip:5353 in B and B's reply, both through the tunnel.
-    void udp_exchange(const std::string& ip) {
-        unique_fd srv = b_->run([&] {
-            const pfp::SockAddr a = make_addr(ip, 5353);
-            unique_fd fd(::socket(a.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
-            EXPECT_EQ(::bind(fd.get(), a.get(), a.len), 0);
-            set_timeouts(fd.get(), kIo);
-            return fd;
-        });
-        std::thread echo([&] {
-            char buf[2048];
-            sockaddr_storage from{};
-            socklen_t len = sizeof from;
-            const ssize_t n =
-                ::recvfrom(srv.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
-            if (n <= 0) return;
-            const std::string reply = "B got " + std::string(buf, static_cast<size_t>(n));
-            ::sendto(srv.get(), reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&from),
-                     len);
-        });
-        ChildResult r = a_->run_in_child([&] {
-            const pfp::SockAddr a = make_addr(ip, 5353);
-            unique_fd fd(::socket(a.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
-            set_timeouts(fd.get(), kIo);
-            const std::string q(1200, 'q');
-            if (::sendto(fd.get(), q.data(), q.size(), 0, a.get(), a.len) < 0)
-                return std::string("sendto failed");
-            char buf[2048];
-            const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
-            return n < 0 ? std::string("no reply") : std::string(buf, static_cast<size_t>(n));
-        });
-        echo.join();
-        EXPECT_TRUE(r.ok) << r.output;
-        EXPECT_EQ(r.output, "B got " + std::string(1200, 'q')) << ip << "\n" << da_->log();
-    }
-
-    std::unique_ptr<NetNs> a_, b_;
-    std::vector<std::unique_ptr<IptablesRule>> rules_;
-    TempDir dir_;
-    std::string ab_, ba_;
-    std::unique_ptr<Daemon> da_, db_;
-    uint64_t veth_before_ = 0;
 };
 
 TEST_F(NflogChain, TcpHandshakeAndDataEachWayThroughTheTunnelV4) {
@@ -261,6 +149,47 @@ TEST_F(NflogChain, ReaderKilledIsRestartedOnTheSameGroup) {
     EXPECT_NE(worker_of(*da_, "a-out"), w);
     EXPECT_EQ(group_portid(*a_, 3), before) << "a new socket was bound";
     bulk("10.98.0.2", "10.98.0.1");
+}
+
+// The group's batching keys reach the kernel: its table shows the flush timeout; with a threshold
+// of 20 and a 64 KiB batch buffer it holds 19 logged datagrams of 1000 bytes (its default buffer,
+// one page, would have sent them on in batches of two or three) and sends all 20 when the 20th
+// comes. The defaults (the other side, B) send each packet at once: flush timeout 0.
+TEST_F(NflogChain, BatchingKeysReachTheKernel) {
+    start({}, R"(, "nflog_threshold": 20, "nflog_timeout": "60s", "nflog_buffer": 65536)");
+    EXPECT_EQ(group_state(*a_, 3).flush_timeout, 6000u);
+    EXPECT_EQ(group_state(*b_, 5).flush_timeout, 0u);
+    EXPECT_EQ(group_state(*a_, 3).copy_range, 65531u);  // what the kernel made of 0xffff
+
+    unique_fd srv = b_->run([] {
+        const pfp::SockAddr a = make_addr("10.98.0.2", 5353);
+        unique_fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        EXPECT_EQ(::bind(fd.get(), a.get(), a.len), 0);
+        set_timeouts(fd.get(), kIo);
+        return fd;
+    });
+    unique_fd client =
+        a_->run([] { return unique_fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)); });
+    ASSERT_TRUE(srv && client);
+    const pfp::SockAddr to = make_addr("10.98.0.2", 5353);
+    const auto send_one = [&](int i) {
+        std::string d(1000, 'd');
+        d.replace(0, std::to_string(i).size(), std::to_string(i));
+        return ::sendto(client.get(), d.data(), d.size(), 0, to.get(), to.len) ==
+               static_cast<ssize_t>(d.size());
+    };
+    for (int i = 0; i < 19; ++i) ASSERT_TRUE(send_one(i)) << std::strerror(errno);
+    EXPECT_TRUE(wait_until([&] { return group_state(*a_, 3).qlen == 19; }))
+        << "held: " << group_state(*a_, 3).qlen;
+    ASSERT_TRUE(send_one(19)) << std::strerror(errno);
+    // All 20 arrive, in order, and nothing stays held.
+    for (int i = 0; i < 20; ++i) {
+        char buf[2048];
+        const ssize_t n = ::recv(srv.get(), buf, sizeof buf, 0);
+        ASSERT_EQ(n, 1000) << "datagram " << i << "\n" << da_->log();
+        EXPECT_EQ(std::string(buf, std::to_string(i).size()), std::to_string(i));
+    }
+    EXPECT_EQ(group_state(*a_, 3).qlen, 0u);
 }
 
 }  // namespace

@@ -7,48 +7,20 @@
 // IPv4 and IPv6. Then the /proc state of the running workers, and the faults: the stream's peer
 // killed mid-transfer, and the nfqueue worker killed with -9.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 
 #include <atomic>
-#include <fstream>
-#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
 
-#include "harness.hpp"
-#include "netns.hpp"
-#include "transparent_support.hpp"
+#include "packet_chain.hpp"
 
 using namespace pfp::test;
-using namespace pfp::test::transparent;
+using namespace pfp::test::packet_chain;
 using pfp::unique_fd;
 
 namespace {
-
-constexpr uint16_t kTcpPort = 8080;
-constexpr size_t kTotal = 16u << 20;
-
-std::string policy(const std::string& name, int queue, const std::string& out_sock,
-                   const std::string& in_sock) {
-    return R"({"user": "nobody", "drain_timeout": "1s", "proxies": [)"
-           R"({"name": ")" +
-           name + R"(-out", "listen": "nfqueue:)" + std::to_string(queue) +
-           R"(", "upstream": "unix:)" + out_sock + R"("}, {"name": ")" + name +
-           R"(-in", "listen": "unix:)" + in_sock + R"(", "upstream": "raw:route"}]})";
-}
-
-// Packets of the veth device in ns (tx + rx), from /sys inside the namespace.
-uint64_t veth_packets(const NetNs& ns, const std::string& dev) {
-    const std::string out = ns.exec({"cat", "/sys/class/net/" + dev + "/statistics/tx_packets",
-                                     "/sys/class/net/" + dev + "/statistics/rx_packets"});
-    std::istringstream in(out);
-    uint64_t tx = 0, rx = 0;
-    in >> tx >> rx;
-    return tx + rx;
-}
 
 // "waiting" and the reader's port id of queue `q` in ns (/proc/net/netfilter/nfnetlink_queue:
 // queue, portid, waiting, copy mode, range, queue dropped, user dropped, last id, 1).
@@ -71,24 +43,11 @@ QueueState queue_state(const NetNs& ns, int q) {
     return {};
 }
 
-// The pid of the daemon's worker whose command line names `proxy` ("a-out", "b-in").
-pid_t worker_of(const Daemon& d, const std::string& proxy) {
-    for (pid_t w : d.workers())
-        if (cmdline_of(w).find(proxy + "/0") != std::string::npos) return w;
-    return -1;
-}
-
-class NfqueueChain : public ::testing::Test {
+class NfqueueChain : public PacketChain {
   protected:
     void SetUp() override {
         PFP_REQUIRE_NETNS();
-        a_ = std::make_unique<NetNs>("a");
-        b_ = std::make_unique<NetNs>("b");
-        veth_ = std::make_unique<Veth>(*a_, "va", *b_, "vb");
-        a_->ip({"addr", "add", "10.99.0.1/24", "dev", "va"});
-        a_->ip({"addr", "add", "fd00:99::1/64", "dev", "va", "nodad"});
-        b_->ip({"addr", "add", "10.99.0.2/24", "dev", "vb"});
-        b_->ip({"addr", "add", "fd00:99::2/64", "dev", "vb", "nodad"});
+        make_namespaces("10.99.0.1", "fd00:99::1", "10.99.0.2", "fd00:99::2", true);
         for (auto fam : {IptablesRule::v4, IptablesRule::v6}) {
             const bool v6 = fam == IptablesRule::v6;
             rules_.push_back(std::make_unique<IptablesRule>(
@@ -100,64 +59,8 @@ class NfqueueChain : public ::testing::Test {
                 std::vector<std::string>{"-d", v6 ? "fd00:99::1" : "10.99.0.1", "-j", "NFQUEUE",
                                          "--queue-num", "5"}));
         }
-        ab_ = dir_.path() + "/ab.sock";
-        ba_ = dir_.path() + "/ba.sock";
-        da_ = start_daemon(*a_, policy("a", 3, ab_, ba_));
-        db_ = start_daemon(*b_, policy("b", 5, ba_, ab_));
-        ASSERT_TRUE(da_->wait_ready(10s)) << da_->log();
-        ASSERT_TRUE(db_->wait_ready(10s)) << db_->log();
-        // Each side's stream to the other (the first attempt may come before the peer listens).
-        ASSERT_TRUE(da_->wait_log("stream to unix:" + ab_ + " connected", 10s)) << da_->log();
-        ASSERT_TRUE(db_->wait_log("stream to unix:" + ba_ + " connected", 10s)) << db_->log();
-        veth_before_ = veth_packets(*a_, "va");
+        start(chain_policy("a", "nfqueue:3", ab_, ba_), chain_policy("b", "nfqueue:5", ba_, ab_));
     }
-
-    void bulk(const std::string& server_ip, const std::string& client_ip) {
-        std::mutex mu;
-        Transfer server_side;
-        std::string peer;
-        {
-            Server server(listen_tcp_in(*b_, server_ip, kTcpPort),
-                          [&](int fd, const std::string& p) {
-                              Transfer t = send_and_receive(fd, kTotal, 1000);
-                              std::lock_guard lock(mu);
-                              server_side = t;
-                              peer = p;
-                          });
-            ChildResult r = a_->run_in_child(
-                [&] {
-                    unique_fd c;
-                    if (int err = connect_tcp_here(server_ip, kTcpPort, c, kIo))
-                        return std::string("connect failed: ") + std::strerror(err);
-                    return describe(send_and_receive(c.get(), kTotal, 7));
-                },
-                60s);
-            ASSERT_TRUE(r.ok) << r.output << "\n" << da_->log() << db_->log();
-            ASSERT_TRUE(wait_until([&] {
-                std::lock_guard lock(mu);
-                return !peer.empty();
-            }));
-            // Each side received exactly what the other sent.
-            Transfer expect;
-            expect.received = kTotal;
-            expect.sent_hash = server_side.received_hash;  // the client's bytes, as B saw them
-            expect.received_hash = server_side.sent_hash;  // B's bytes, as A must have seen them
-            EXPECT_EQ(r.output, describe(expect));
-            EXPECT_EQ(server_side.received, kTotal) << da_->log() << db_->log();
-            EXPECT_TRUE(server_side.ok);
-        }
-        EXPECT_EQ(peer.substr(0, peer.find(' ')), client_ip) << peer;  // "ip port"
-        // ~25,000 packets crossed; the veth saw at most a few (IPv6 neighbour discovery).
-        EXPECT_LT(veth_packets(*a_, "va") - veth_before_, 20u);
-    }
-
-    std::unique_ptr<NetNs> a_, b_;
-    std::unique_ptr<Veth> veth_;
-    std::vector<std::unique_ptr<IptablesRule>> rules_;
-    TempDir dir_;
-    std::string ab_, ba_;
-    std::unique_ptr<Daemon> da_, db_;
-    uint64_t veth_before_ = 0;
 };
 
 TEST_F(NfqueueChain, TcpHandshakeAnd16MiBEachWayThroughTheTunnelV4) {
@@ -169,40 +72,7 @@ TEST_F(NfqueueChain, TcpHandshakeAnd16MiBEachWayThroughTheTunnelV6) {
 }
 
 TEST_F(NfqueueChain, UdpRequestAndReplyThroughTheTunnelBothFamilies) {
-    for (const std::string ip : {"10.99.0.2", "fd00:99::2"}) {
-        unique_fd srv = b_->run([&] {
-            const pfp::SockAddr a = make_addr(ip, 5353);
-            unique_fd fd(::socket(a.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
-            EXPECT_EQ(::bind(fd.get(), a.get(), a.len), 0);
-            set_timeouts(fd.get(), kIo);
-            return fd;
-        });
-        std::thread echo([&] {
-            char buf[2048];
-            sockaddr_storage from{};
-            socklen_t len = sizeof from;
-            const ssize_t n =
-                ::recvfrom(srv.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
-            if (n <= 0) return;
-            const std::string reply = "B got " + std::string(buf, static_cast<size_t>(n));
-            ::sendto(srv.get(), reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&from),
-                     len);
-        });
-        ChildResult r = a_->run_in_child([&] {
-            const pfp::SockAddr a = make_addr(ip, 5353);
-            unique_fd fd(::socket(a.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
-            set_timeouts(fd.get(), kIo);
-            const std::string q(1200, 'q');
-            if (::sendto(fd.get(), q.data(), q.size(), 0, a.get(), a.len) < 0)
-                return std::string("sendto failed");
-            char buf[2048];
-            const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
-            return n < 0 ? std::string("no reply") : std::string(buf, static_cast<size_t>(n));
-        });
-        echo.join();
-        EXPECT_TRUE(r.ok) << r.output;
-        EXPECT_EQ(r.output, "B got " + std::string(1200, 'q')) << ip << "\n" << da_->log();
-    }
+    for (const std::string ip : {"10.99.0.2", "fd00:99::2"}) udp_exchange(ip);
     EXPECT_LT(veth_packets(*a_, "va") - veth_before_, 20u);
 }
 

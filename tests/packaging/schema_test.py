@@ -53,6 +53,9 @@ KNOWN_DIFFERENCES = [
     (r"invalid resolver ", "address and port ranges inside the resolver string"),
     (r"expected a duration of at most (7 days|10ms), got \"", "the range of a duration written as text"),
     (r"expected a whole number of (milli|micro)seconds", "a duration's resolution"),
+    (r"nflog_timeout: expected a duration of at most 60s, got \"",
+     "the range of a duration written as text"),
+    (r"nflog_timeout: expected a multiple of 10ms", "a duration's resolution (the kernel's unit)"),
     (r"expected a duration (>= backoff_initial|<= backoff_max)",
      "comparing two durations, each in any unit"),
     # JSON Schema's "integer" is a mathematical integer: 2.0 is one; pf-proxyd wants 2.

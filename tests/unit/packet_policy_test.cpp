@@ -152,5 +152,46 @@ TEST(PacketPolicy, NflogListenerMakesNflogToStreamWithoutVerdictKeys) {
               std::string::npos);
 }
 
+// The nflog group's batching keys: defaults that send each packet at once, values within the
+// kernel's ranges, errors naming the key; refused for any other listener.
+TEST(PacketPolicy, NflogBatchingKeys) {
+    Policy p = parse_policy(entry("nflog:7", "unix:/run/raw.sock"), "p.json");
+    EXPECT_EQ(p.proxies.at(0).nflog_threshold, 1u);
+    EXPECT_EQ(p.proxies[0].nflog_timeout, std::chrono::milliseconds(0));
+    EXPECT_EQ(p.proxies[0].nflog_buffer, 0u);
+    p = parse_policy(entry("nflog:7", "unix:/run/raw.sock",
+                           R"(, "nflog_threshold": 20, "nflog_timeout": "1.5s",)"
+                           R"( "nflog_buffer": 65536)"),
+                     "p.json");
+    EXPECT_EQ(p.proxies.at(0).nflog_threshold, 20u);
+    EXPECT_EQ(p.proxies[0].nflog_timeout, std::chrono::milliseconds(1500));
+    EXPECT_EQ(p.proxies[0].nflog_buffer, 65536u);
+    EXPECT_EQ(parse_policy(entry("nflog:7", "unix:/s", R"(, "nflog_timeout": 0.25)"), "p.json")
+                  .proxies.at(0)
+                  .nflog_timeout,
+              std::chrono::milliseconds(250));
+
+    const auto error_of = [](const std::string& extra) {
+        return errors(entry("nflog:1", "unix:/s", ", " + extra));
+    };
+    EXPECT_EQ(error_of(R"("nflog_threshold": 0)"),
+              "p.json:1:91: /proxies/0/nflog_threshold: expected an integer 1-65535, got 0");
+    EXPECT_EQ(error_of(R"("nflog_buffer": 4096)"),
+              "p.json:1:88: /proxies/0/nflog_buffer: expected an integer 8192-131072, got 4096");
+    EXPECT_EQ(error_of(R"("nflog_timeout": "2m")"),
+              "p.json:1:89: /proxies/0/nflog_timeout: expected a duration of at most 60s, got "
+              "\"2m\"");
+    EXPECT_EQ(error_of(R"("nflog_timeout": "15ms")"),
+              "p.json:1:89: /proxies/0/nflog_timeout: expected a multiple of 10ms (the kernel "
+              "counts hundredths of a second), got \"15ms\"");
+    for (const std::string key : {"nflog_threshold", "nflog_timeout", "nflog_buffer"}) {
+        const std::string e = errors(entry("nfqueue:7", "vsock:3:1", ", \"" + key + "\": 10"));
+        EXPECT_NE(e.find("/proxies/0/" + key + ": " + key +
+                         " applies only to nflog listeners, not nfqueue"),
+                  std::string::npos)
+            << e;
+    }
+}
+
 }  // namespace
 }  // namespace pfp::policy

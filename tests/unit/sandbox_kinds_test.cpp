@@ -7,6 +7,8 @@
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 #include <linux/capability.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
@@ -258,6 +260,17 @@ void add_per_kind(size_t k, std::vector<Case>& out) {
         out.push_back({k, "shutdown", SYS_shutdown, [](const Before& b) {
                            return static_cast<long>(::shutdown(b.inet, SHUT_RDWR));
                        }});
+    // Batched reads belong to the datagram, tunnel and kernel-to-stream kinds only.
+    if (!has("recvmmsg"))
+        out.push_back({k, "recvmmsg", SYS_recvmmsg, [](const Before& b) {
+                           char byte = 0;
+                           iovec iov{&byte, 1};
+                           mmsghdr m{};
+                           m.msg_hdr.msg_iov = &iov;
+                           m.msg_hdr.msg_iovlen = 1;
+                           return static_cast<long>(
+                               ::recvmmsg(b.inet, &m, 1, MSG_DONTWAIT, nullptr));
+                       }});
     const auto options = allowed_getsockopt(p);
     for (const auto& level : kLevels) {
         int opt = 1;
@@ -416,6 +429,41 @@ TEST(SandboxPacketKindWorks, InjectorAcceptsAndSendsOnAHandedOverRawSocket) {
             });
         },
         testing::ExitedWithCode(0), "");
+}
+
+// The kernel-to-stream readers take several netlink messages per call (recvmmsg) on the socket
+// they were handed: here a NETLINK_ROUTE dump, asked for before lock-down, as a queue's packets
+// wait for the reader. Allowed to both reader kinds; it reaches only fds the worker already reads
+// with recvfrom and recvmsg (baseline).
+TEST(SandboxPacketKindWorks, ReadersTakeSeveralNetlinkMessagesPerCall) {
+    for (const WorkerKind kind : {WorkerKind::nfqueue_to_stream, WorkerKind::nflog_to_stream}) {
+        EXPECT_EXIT(
+            {
+                const int nl = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+                struct {
+                    nlmsghdr nlh;
+                    rtgenmsg gen;
+                } req{};
+                req.nlh.nlmsg_len = sizeof req;
+                req.nlh.nlmsg_type = RTM_GETLINK;
+                req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+                req.gen.rtgen_family = AF_UNSPEC;
+                if (nl < 0 || ::send(nl, &req, sizeof req, 0) < 0) _exit(5);
+                locked_as(kind, FilterMode::trap, [&] {
+                    std::vector<char> bufs(4 * 32768);
+                    iovec iov[4];
+                    mmsghdr m[4] = {};
+                    for (int i = 0; i < 4; ++i) {
+                        iov[i] = {bufs.data() + i * 32768, 32768};
+                        m[i].msg_hdr.msg_iov = &iov[i];
+                        m[i].msg_hdr.msg_iovlen = 1;
+                    }
+                    return ::recvmmsg(nl, m, 4, MSG_DONTWAIT, nullptr) >= 1 ? 0 : 3;
+                });
+            },
+            testing::ExitedWithCode(0), "")
+            << kind_name(kind);
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryKind, SandboxKindWorks, testing::Range(size_t{0}, kWorkerKindCount),
