@@ -36,6 +36,7 @@ json stream_json(const StreamOptions& o) {
         {"keepalive_interval_ms", o.keepalive_interval.count()},
         {"keepalive_count", o.keepalive_count},
         {"splice", o.splice},
+        {"relay_threads", o.relay_threads},
         {"log_connections", o.log_connections},
         {"statistics", o.statistics},
     };
@@ -88,6 +89,8 @@ StreamOptions stream_from_json(const json& j) {
     o.keepalive_interval = duration(j, "keepalive_interval_ms");
     o.keepalive_count = j.at("keepalive_count").get<int>();
     o.splice = j.at("splice").get<bool>();
+    o.relay_threads = j.at("relay_threads").get<int>();
+    if (o.relay_threads < 0) throw bad("relay_threads < 0");
     o.log_connections = j.at("log_connections").get<bool>();
     o.statistics = j.at("statistics").get<bool>();
     return o;

@@ -49,6 +49,10 @@ struct StreamOptions {
     std::chrono::milliseconds keepalive_interval{10'000};
     int keepalive_count = 6;
     bool splice = true;
+    // Connections this worker hands to a pair of blocking threads once connected (the policy's
+    // `relay` "threads", its share of relay_threads); 0: the event engine serves every one, and
+    // the sandbox profile allows no thread creation.
+    int relay_threads = 0;
     bool log_connections = false;
     bool statistics = false;
     bool operator==(const StreamOptions&) const = default;

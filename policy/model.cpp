@@ -17,6 +17,7 @@ auto fields(const Proxy& p) {
         p.header, p.proxy_protocol, p.allow, p.allow_any, p.allowed_cids, p.allowed_sources,
         p.unix_socket, p.log_connections, p.statistics, p.workers, p.max_connections, p.backlog,
         p.connect_timeout, p.header_timeout, p.idle_timeout, p.tcp_nodelay, p.keepalive, p.splice,
+        p.thread_relay, p.relay_threads,
         p.restart, p.max_flows, p.batch, p.accept_when_stream_down, p.fail_open, p.queue_maxlen,
         p.filter_destinations, p.filter_sources, p.filter_drop_reserved, p.filter_source_ports,
         p.psk_file, p.psk_env, p.psk, p.mtu, p.socket_buffer, p.kcp);

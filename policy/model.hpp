@@ -100,6 +100,11 @@ struct Proxy {
     bool tcp_nodelay = true;
     Keepalive keepalive;
     bool splice = true;  // false: copy through user-space buffers
+    // Stream kinds: "threads" hands each established connection to a pair of blocking threads
+    // (at most relay_threads connections per proxy, split across its workers; the rest use the
+    // event engine). docs/architecture.md, "The thread relay".
+    bool thread_relay = false;
+    int relay_threads = 64;
     RestartPolicy restart;
     // nfqueue listeners: what a packet gets when the stream cannot take it ("drop" or "accept"),
     // whether the kernel accepts packets when the queue is full (fail_open), the queue's length.

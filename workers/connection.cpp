@@ -40,6 +40,14 @@ bool Connection::register_client() {
     return false;
 }
 
+bool Connection::register_sides() {
+    if (relay.loop().add(client.fd.get(), kSocketEvents, &client) &&
+        relay.loop().add(upstream.fd.get(), kSocketEvents, &upstream))
+        return true;
+    close("epoll_ctl failed", errno);
+    return false;
+}
+
 void Connection::attach_upstream(unique_fd upstream_fd, bool upstream_is_vsock) {
     upstream.fd = std::move(upstream_fd);
     if (upstream_is_vsock) up.copy = true;  // see the constructor
@@ -183,6 +191,8 @@ void Connection::start_relaying() {
     setup.reset();
     phase = Phase::relaying;
     relay.connected(*this);
+    // "relay": "threads": from here on a thread pair moves the bytes, if the bound allows.
+    if (relay.hand_to_threads(*this)) return;
     pump();
 }
 
