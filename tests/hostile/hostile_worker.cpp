@@ -239,7 +239,8 @@ void hostile_after_lockdown(int control_fd, const pfp::Handover& h) {
         // worker, so its fork is killed like the worker's own.
         pthread_t t;
         auto forker = [](void*) -> void* {
-            report("thread-fork", "in thread, fork " + outcome(static_cast<int>(::fork())));
+            report("thread-fork", "thread running, forking");
+            report("thread-fork", "fork " + outcome(static_cast<int>(::fork())));
             return nullptr;
         };
         const int r = ::pthread_create(&t, nullptr, forker, nullptr);
