@@ -13,10 +13,10 @@
 // reference relay (a process with two blocking copy threads per connection, vsock 9200 -> 9000:
 // what the simplest relay costs here) and one pf-proxyd (DIR/pf-proxyd) with a proxy per relay
 // path (vsock-to-vsock, ip-to-vsock and vsock-to-ip each with the event engine and with
-// "relay": "threads"), then measures every path in turn, round after round (A B C, A B C), and prints a
-// markdown table of medians and of per-round ratios to direct vsock. Every client loop is bounded
-// by a deadline and a count; the server and relay processes end when the benchmark kills them or
-// dies (PDEATHSIG).
+// "relay": "threads"), then measures every path in turn, round after round (A B C, A B C), and
+// prints a markdown table of medians and of per-round ratios to direct vsock. Every client loop is
+// bounded by a deadline and a count; the server and relay processes end when the benchmark kills
+// them or dies (PDEATHSIG).
 //
 // Protocol: the client's first byte picks what the server does with the connection:
 //   'B' bulk:  read and count until EOF, then send the count (8 bytes) and close;

@@ -46,7 +46,8 @@ constexpr std::array<std::string_view, 41> kProxyKeys{
     "allowed_sources", "socket_mode", "socket_owner", "socket_group",
     // Limits, tuning and logging.
     "workers", "max_connections", "backlog", "connect_timeout", "header_timeout", "idle_timeout",
-    "tcp_nodelay", "keepalive", "splice", "relay", "relay_threads", "log_connections", "statistics", "restart",
+    "tcp_nodelay", "keepalive", "splice", "relay", "relay_threads", "log_connections", "statistics",
+    "restart",
     // Datagram forwarders.
     "max_flows", "batch",
     // nfqueue listeners (not nflog: no verdicts).

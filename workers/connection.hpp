@@ -105,7 +105,7 @@ class Connection {
     // relay's threaded list; `pair` is the running pair (null once its threads are joined).
     bool threaded = false;
     ThreadPair* pair = nullptr;
-    Clock::time_point since;   // connect start, then last activity
+    Clock::time_point since;  // connect start, then last activity
     std::list<Connection>::iterator self;
     std::unique_ptr<Setup> setup;
     std::unique_ptr<ConnectionLog> log;  // only with log_connections or statistics

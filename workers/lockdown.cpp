@@ -1,7 +1,7 @@
 // The fixed lock-down sequence every worker runs once its event loop, timers and pipes exist.
 #include <cap-ng.h>
-#include <pthread.h>
 #include <linux/capability.h>
+#include <pthread.h>
 #include <seccomp.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -65,8 +65,8 @@ void add_rule(scmp_filter_ctx ctx, const SyscallRule& rule, const Placeholders& 
         (rule.arg_not_equal && (!has1 || has2 || rule.arg_values.size() != 1 || rule.arg_mask))) {
         throw std::runtime_error("seccomp: rule for " + name + " has a malformed argument check");
     }
-    const uint32_t action = rule.fail_errno ? SCMP_ACT_ERRNO(static_cast<uint32_t>(rule.fail_errno))
-                                            : SCMP_ACT_ALLOW;
+    const uint32_t action =
+        rule.fail_errno ? SCMP_ACT_ERRNO(static_cast<uint32_t>(rule.fail_errno)) : SCMP_ACT_ALLOW;
     if (!has1) {
         check(seccomp_rule_add_exact(ctx, action, nr, 0), "seccomp_rule_add_exact", name);
         return;

@@ -33,7 +33,8 @@ StreamRelay::StreamRelay(EventLoop& loop, unique_fd listener, const Route& route
       buffers_(std::make_unique<BufferPool>()) {
     if (!route_.upstream_host.empty())
         addresses_ = std::make_shared<const std::vector<SockAddr>>(route_.upstream_addresses);
-    if (opts_.relay_threads > 0) threads_ = std::make_unique<ThreadRelay>(*this, opts_.relay_threads);
+    if (opts_.relay_threads > 0)
+        threads_ = std::make_unique<ThreadRelay>(*this, opts_.relay_threads);
 }
 
 std::chrono::milliseconds StreamRelay::attempt_timeout() const {
@@ -366,7 +367,8 @@ void StreamRelay::connection_closed(Connection& c, const char* reason, int err) 
             connect_logs_suppressed_ = 0;
         }
     } else {
-        (c.threaded ? threaded_ : relaying_).erase((c.threaded ? threaded_ : relaying_).iterator_to(c));
+        (c.threaded ? threaded_ : relaying_)
+            .erase((c.threaded ? threaded_ : relaying_).iterator_to(c));
         if (err != 0 && c.log && route_.log_connections)
             log::info("Failed to transfer data: error=", std::strerror(err));
     }

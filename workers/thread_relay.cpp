@@ -59,8 +59,8 @@ void* run_way(void* arg) {
             continue;
         }
         for (size_t off = 0; off < static_cast<size_t>(n);) {
-            const ssize_t m = ::send(w.to, w.buffer + off, static_cast<size_t>(n) - off,
-                                     MSG_NOSIGNAL);
+            const ssize_t m =
+                ::send(w.to, w.buffer + off, static_cast<size_t>(n) - off, MSG_NOSIGNAL);
             if (m < 0) {
                 if (errno == EINTR) continue;
                 err = errno;
@@ -127,9 +127,9 @@ void ThreadRelay::log_refusal(const char* why, int err) {
 
 bool ThreadRelay::adopt(Connection& c) {
     if (static_cast<int>(pairs_.size()) >= bound_) {
-        log_refusal(("relay_threads bound (" + std::to_string(bound_) + " connections) reached")
-                        .c_str(),
-                    0);
+        log_refusal(
+            ("relay_threads bound (" + std::to_string(bound_) + " connections) reached").c_str(),
+            0);
         return false;
     }
     const int client = c.client.fd.get();
@@ -140,7 +140,7 @@ bool ThreadRelay::adopt(Connection& c) {
     pair->stamp = relay_.options().idle_timeout.count() > 0;
     pair->since = relay_.loop().now();
     pair->last_activity_ns.store(coarse_now_ns(), std::memory_order_relaxed);
-    pair->buffers = std::make_unique<std::byte[]>(2 * kBuffer);
+    pair->buffers = std::make_unique_for_overwrite<std::byte[]>(2 * kBuffer);
     pair->up.pair = pair->down.pair = pair.get();
     pair->up.from = pair->down.to = client;
     pair->up.to = pair->down.from = upstream;
@@ -217,8 +217,8 @@ void ThreadRelay::reap() {
         for (ThreadPair::Way* w : {&p.up, &p.down}) {
             if (w->reported || !w->finished.load(std::memory_order_acquire)) continue;
             w->reported = true;
-            relay_.thread_direction_done(*p.conn, w == &p.up, w->error.load() == 0 &&
-                                                                  !p.aborting.load());
+            relay_.thread_direction_done(*p.conn, w == &p.up,
+                                         w->error.load() == 0 && !p.aborting.load());
         }
         if (!p.up.reported || !p.down.reported) {
             ++it;

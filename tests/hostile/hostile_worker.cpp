@@ -251,8 +251,9 @@ void hostile_after_lockdown(int control_fd, const pfp::Handover& h) {
         const long flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SYSVSEM | CLONE_SIGHAND |
                            CLONE_THREAD | CLONE_SETTLS | CLONE_PARENT_SETTID |
                            CLONE_CHILD_CLEARTID | CLONE_NEWUSER;
-        report(attack, outcome(static_cast<int>(
-                           ::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, 0))));
+        report(
+            attack,
+            outcome(static_cast<int>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, 0))));
     } else if (attack == "clone3") {
         clone_args args{};
         args.flags = CLONE_NEWUSER;

@@ -189,7 +189,8 @@ TEST(HostileWorker, ThreadRelayWorkerCannotForkOrUnshare) {
         ASSERT_TRUE(d.wait_log("killed by signal SIGSYS (seccomp violation)")) << name << d.log();
         EXPECT_EQ(d.log().find("hostile: " + name + ": survived"), std::string::npos) << d.log();
         if (name == "thread-fork") {
-            EXPECT_NE(d.log().find("hostile: thread-fork: thread running, forking"), std::string::npos)
+            EXPECT_NE(d.log().find("hostile: thread-fork: thread running, forking"),
+                      std::string::npos)
                 << d.log();
         }
         expect_supervisor_unharmed(d, s.b_listen);
@@ -198,8 +199,7 @@ TEST(HostileWorker, ThreadRelayWorkerCannotForkOrUnshare) {
     EchoServer echo(s.b_up);
     EchoServer a_echo(s.a_up);
     Attack attack("clone3");
-    Daemon d(policy(tcp_entry(s.a_listen, s.a_up) + threads, s.b_listen, s.b_up),
-             hostile_worker());
+    Daemon d(policy(tcp_entry(s.a_listen, s.a_up) + threads, s.b_listen, s.b_up), hostile_worker());
     ASSERT_TRUE(d.wait_log("hostile: clone3: refused: Function not implemented")) << d.log();
     ASSERT_TRUE(d.wait_log("hostile: clone3: survived")) << d.log();
     EXPECT_EQ(d.log().find("SIGSYS"), std::string::npos) << d.log();

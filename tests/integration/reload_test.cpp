@@ -73,9 +73,9 @@ INSTANTIATE_TEST_SUITE_P(Engine, ReloadRelay,
 
 TEST_P(ReloadRelay, UnchangedAndChangedProxiesKeepTheirConnectionsAddedServesRemovedRefuses) {
     const uint16_t pa = free_port(), pb = free_port(), pc = free_port(), pd = free_port();
-    Daemon d(policy({tcp_proxy_json("a", pa, echo_port, engine()),
-                     tcp_proxy_json("b", pb, echo_port, engine()),
-                     tcp_proxy_json("d", pd, echo_port)}));
+    Daemon d(
+        policy({tcp_proxy_json("a", pa, echo_port, engine()),
+                tcp_proxy_json("b", pb, echo_port, engine()), tcp_proxy_json("d", pd, echo_port)}));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     const auto a_before = workers_of(d, "a");
     const auto b_before = workers_of(d, "b");
@@ -134,8 +134,8 @@ TEST_P(ReloadRelay, UnchangedAndChangedProxiesKeepTheirConnectionsAddedServesRem
 
 TEST_P(ReloadRelay, RemovedProxyDrainsItsOpenConnectionThenGoes) {
     const uint16_t pa = free_port(), pd = free_port();
-    Daemon d(policy(
-        {tcp_proxy_json("a", pa, echo_port), tcp_proxy_json("d", pd, echo_port, engine())}));
+    Daemon d(
+        policy({tcp_proxy_json("a", pa, echo_port), tcp_proxy_json("d", pd, echo_port, engine())}));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     const auto d_workers = workers_of(d, "d");
     ASSERT_EQ(d_workers.size(), 1u);
