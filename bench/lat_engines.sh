@@ -49,7 +49,7 @@ cleanup() {
 trap cleanup EXIT
 
 P_SERVE=$BASE_PORT P_EVENTS=$((BASE_PORT + 1)) P_THREADS=$((BASE_PORT + 2)) P_SOCAT=$((BASE_PORT + 3))
-"$CB" serve --port "$P_SERVE" --threads 2 --max-seconds 3600 2>"$WORK/serve.log" &
+"$CB" serve --port "$P_SERVE" --threads 2 --max-seconds 3600 >"$WORK/serve.log" 2>&1 &
 PIDS+=($!)
 cat > "$WORK/policy.json" <<EOF
 {"user": "nobody", "drain_timeout": "1s", "proxies": [
