@@ -62,7 +62,9 @@ void Connection::detach_upstream() {
 }
 
 void Connection::on_side_event(Side& side, uint32_t events) {
-    if (closed) return;
+    // A threaded connection left the epoll set, but an event fetched in the same batch as the
+    // hand-off may still arrive: its threads own the sockets' data now.
+    if (closed || threaded) return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) side.readable = true;
     if (events & (EPOLLRDHUP | EPOLLHUP)) side.peer_closed = true;
     if ((events & (EPOLLRDHUP | EPOLLERR)) == EPOLLRDHUP) side.fin = true;
@@ -310,7 +312,7 @@ int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& cou
 }
 
 void Connection::pump() {
-    if (closed || phase != Phase::relaying) return;
+    if (closed || threaded || phase != Phase::relaying) return;
     auto& stats = relay.mutable_stats();
     size_t up_budget = kBudget, down_budget = kBudget;
     if (int err = pump_direction(up, client, upstream, stats.bytes_up, bytes_up, up_budget)) {
