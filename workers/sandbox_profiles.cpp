@@ -410,6 +410,8 @@ const std::vector<SyscallRule>& sanitizer_runtime_rules() {
              .arg_index = 0,
              .arg_values = {0},
              .arg_desc = "query only (ss NULL)"},
+            // A thread the thread relay starts: the runtime reads the new thread's CPU mask.
+            {.name = "sched_getaffinity", .why = why},
         };
         for (auto& rule : r) rule.scope = "sanitizer";
         return r;
