@@ -41,8 +41,9 @@ if [ "$BUILD" = 1 ]; then
 fi
 BUILD_DIR="$(cd "$BUILD_DIR" && pwd)"
 
-# 8 paths x 3 measurements x rounds, each S seconds (plus set-up), and boot and start-up.
-timeout_s=$(( ROUNDS * 24 * (SECONDS_PER + 2) + 120 + ${#TRACE[@]} * 60 ))
+# 11 paths x 3 measurements x rounds, each S seconds (plus set-up), and boot and start-up; the
+# event and "relay": "threads" engines of each kind are separate paths of the one run.
+timeout_s=$(( ROUNDS * 33 * (SECONDS_PER + 2) + 120 + ${#TRACE[@]} * 90 ))
 log="$(mktemp "${TMPDIR:-/tmp}/vsock-bench.XXXXXX")" || exit 1
 "$ROOT/tests/vm/run-guest.sh" --build-dir "$BUILD_DIR" --timeout "$timeout_s" --quiet \
     --log "$log" "${KEEP[@]}" "${TRACE[@]}" -- \

@@ -12,10 +12,11 @@
 // It starts its servers (a process of their own: vsock port 9000, TCP 127.0.0.1:9001), a
 // reference relay (a process with two blocking copy threads per connection, vsock 9200 -> 9000:
 // what the simplest relay costs here) and one pf-proxyd (DIR/pf-proxyd) with a proxy per relay
-// path, then measures every path in turn, round after round (A B C, A B C), and prints a
-// markdown table of medians and of per-round ratios to direct vsock. Every client loop is bounded
-// by a deadline and a count; the server and relay processes end when the benchmark kills them or
-// dies (PDEATHSIG).
+// path (vsock-to-vsock, ip-to-vsock and vsock-to-ip each with the event engine and with
+// "relay": "threads"), then measures every path in turn, round after round (A B C, A B C), and
+// prints a markdown table of medians and of per-round ratios to direct vsock. Every client loop is
+// bounded by a deadline and a count; the server and relay processes end when the benchmark kills
+// them or dies (PDEATHSIG).
 //
 // Protocol: the client's first byte picks what the server does with the connection:
 //   'B' bulk:  read and count until EOF, then send the count (8 bytes) and close;
@@ -452,7 +453,10 @@ int main(int argc, char** argv) {
   {"name": "i2v", "listen": "tcp:127.0.0.1:9101", "upstream": "vsock:1:9000"},
   {"name": "v2i", "listen": "vsock:any:9102", "upstream": "tcp:127.0.0.1:9001"},
   {"name": "pair-in", "listen": "tcp:127.0.0.1:9103", "upstream": "vsock:1:9104"},
-  {"name": "pair-out", "listen": "vsock:any:9104", "upstream": "tcp:127.0.0.1:9001"}]})");
+  {"name": "pair-out", "listen": "vsock:any:9104", "upstream": "tcp:127.0.0.1:9001"},
+  {"name": "v2v-thr", "listen": "vsock:any:9106", "upstream": "vsock:1:9000", "relay": "threads"},
+  {"name": "i2v-thr", "listen": "tcp:127.0.0.1:9107", "upstream": "vsock:1:9000", "relay": "threads"},
+  {"name": "v2i-thr", "listen": "vsock:any:9108", "upstream": "tcp:127.0.0.1:9001", "relay": "threads"}]})");
 
     const std::vector<Path> paths = {
         {"direct vsock", "client -> vsock server", {true, kVsockServer}, ""},
@@ -463,9 +467,15 @@ int main(int argc, char** argv) {
         {"ip-to-vsock", "TCP -> relay -> vsock", {false, 9101}, "i2v"},
         {"vsock-to-ip", "vsock -> relay -> TCP", {true, 9102}, "v2i"},
         {"pair", "TCP -> ip-to-vsock -> vsock -> vsock-to-ip -> TCP", {false, 9103}, ""},
+        // The same three kinds with "relay": "threads" (a thread pair per connection).
+        {"vsock-to-vsock threads", "vsock -> relay threads -> vsock", {true, 9106}, "v2v-thr"},
+        {"ip-to-vsock threads", "TCP -> relay threads -> vsock", {false, 9107}, "i2v-thr"},
+        {"vsock-to-ip threads", "vsock -> relay threads -> TCP", {true, 9108}, "v2i-thr"},
     };
     // results[metric][path] = one value per round; ratios[metric][path] per round too.
+    // by_reference: the round trip against the blocking reference relay of the same round.
     std::map<std::string, std::map<std::string, std::vector<double>>> results, ratios;
+    std::map<std::string, std::vector<double>> by_reference;
     const std::vector<std::string> metrics = {"bulk", "rtt", "conn"};
     for (int r = 0; r < rounds; ++r) {
         std::fprintf(stderr, "vsock_bench: round %d/%d\n", r + 1, rounds);
@@ -479,6 +489,11 @@ int main(int argc, char** argv) {
             const double direct = results[m]["direct vsock"].back();
             for (const auto& p : paths)
                 ratios[m][p.name].push_back(direct > 0 ? results[m][p.name].back() / direct : 0);
+            if (m == "rtt") {
+                const double ref = results[m]["reference relay"].back();
+                for (const auto& p : paths)
+                    by_reference[p.name].push_back(ref > 0 ? results[m][p.name].back() / ref : 0);
+            }
         }
     }
     // System calls per exchange of each pf-proxyd relay.
@@ -501,14 +516,15 @@ int main(int argc, char** argv) {
     std::printf("<!-- vsock_bench begin -->\n");
     std::printf(
         "| path | what | bulk MiB/s | x direct vsock | round trip us | x direct vsock "
-        "| connections/s | x direct vsock |\n");
-    std::printf("|---|---|---:|---:|---:|---:|---:|---:|\n");
+        "| x reference | connections/s | x direct vsock |\n");
+    std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const auto& p : paths) {
-        std::printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", p.name.c_str(), p.what.c_str(),
-                    fixed(median(results["bulk"][p.name]), 0).c_str(),
+        std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p.name.c_str(),
+                    p.what.c_str(), fixed(median(results["bulk"][p.name]), 0).c_str(),
                     fixed(median(ratios["bulk"][p.name]), 2).c_str(),
                     fixed(median(results["rtt"][p.name]), 0).c_str(),
                     fixed(median(ratios["rtt"][p.name]), 2).c_str(),
+                    fixed(median(by_reference[p.name]), 2).c_str(),
                     fixed(median(results["conn"][p.name]), 0).c_str(),
                     fixed(median(ratios["conn"][p.name]), 2).c_str());
     }

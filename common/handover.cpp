@@ -37,6 +37,7 @@ json stream_json(const StreamOptions& o) {
         {"keepalive_count", o.keepalive_count},
         {"splice", o.splice},
         {"busy_poll_us", o.busy_poll.count()},
+        {"relay_threads", o.relay_threads},
         {"log_connections", o.log_connections},
         {"statistics", o.statistics},
     };
@@ -95,6 +96,8 @@ StreamOptions stream_from_json(const json& j) {
         if (us < 0 || us > 1'000'000) throw bad("busy_poll_us out of range");
         o.busy_poll = std::chrono::microseconds(us);
     }
+    o.relay_threads = j.at("relay_threads").get<int>();
+    if (o.relay_threads < 0) throw bad("relay_threads < 0");
     o.log_connections = j.at("log_connections").get<bool>();
     o.statistics = j.at("statistics").get<bool>();
     return o;

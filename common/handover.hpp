@@ -50,6 +50,10 @@ struct StreamOptions {
     int keepalive_count = 6;
     bool splice = true;
     std::chrono::microseconds busy_poll{0};  // 0: the loop sleeps as soon as nothing is ready
+    // Connections this worker hands to a pair of blocking threads once connected (the policy's
+    // `relay` "threads", its share of relay_threads); 0: the event engine serves every one, and
+    // the sandbox profile allows no thread creation.
+    int relay_threads = 0;
     bool log_connections = false;
     bool statistics = false;
     bool operator==(const StreamOptions&) const = default;

@@ -17,10 +17,10 @@ auto fields(const Proxy& p) {
         p.header, p.proxy_protocol, p.allow, p.allow_any, p.allowed_cids, p.allowed_sources,
         p.unix_socket, p.log_connections, p.statistics, p.workers, p.max_connections, p.backlog,
         p.connect_timeout, p.header_timeout, p.idle_timeout, p.tcp_nodelay, p.keepalive, p.splice,
-        p.busy_poll, p.restart, p.max_flows, p.batch, p.accept_when_stream_down, p.fail_open,
-        p.queue_maxlen, p.nflog_threshold, p.nflog_timeout, p.nflog_buffer, p.filter_destinations,
-        p.filter_sources, p.filter_drop_reserved, p.filter_source_ports, p.psk_file, p.psk_env,
-        p.psk, p.mtu, p.socket_buffer, p.kcp);
+        p.busy_poll, p.thread_relay, p.relay_threads, p.restart, p.max_flows, p.batch,
+        p.accept_when_stream_down, p.fail_open, p.queue_maxlen, p.nflog_threshold, p.nflog_timeout,
+        p.nflog_buffer, p.filter_destinations, p.filter_sources, p.filter_drop_reserved,
+        p.filter_source_ports, p.psk_file, p.psk_env, p.psk, p.mtu, p.socket_buffer, p.kcp);
 }
 
 }  // namespace
@@ -28,7 +28,7 @@ auto fields(const Proxy& p) {
 bool same_configuration(const Proxy& a, const Proxy& b) {
     // A new field of Proxy must be added to fields() (or deliberately left out, like pointer);
     // this trips when the struct grows so that it cannot be forgotten.
-    static_assert(sizeof(Proxy) == 1200, "compare the new Proxy field in same_configuration()");
+    static_assert(sizeof(Proxy) == 1208, "compare the new Proxy field in same_configuration()");
     return fields(a) == fields(b) && text(a.listen) == text(b.listen) &&
            (!has_upstream_endpoint(a.upstream_mode) || text(a.upstream) == text(b.upstream));
 }

@@ -103,6 +103,11 @@ struct Proxy {
     // Stream kinds: after its last event a worker keeps polling (epoll_wait with timeout 0) this
     // long before it sleeps; 0: off. Trades a busy CPU for fewer wake-ups (docs/policy.md).
     std::chrono::microseconds busy_poll{0};
+    // Stream kinds: "threads" hands each established connection to a pair of blocking threads
+    // (at most relay_threads connections per proxy, split across its workers; the rest use the
+    // event engine). docs/architecture.md, "The thread relay".
+    bool thread_relay = false;
+    int relay_threads = 64;
     RestartPolicy restart;
     // nfqueue listeners: what a packet gets when the stream cannot take it ("drop" or "accept"),
     // whether the kernel accepts packets when the queue is full (fail_open), the queue's length.

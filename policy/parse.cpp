@@ -39,14 +39,15 @@ constexpr std::array<std::string_view, 10> kTopKeys{
 // The endpoints the metrics server can listen on (supervisor/metrics_server.cpp).
 constexpr std::array<Scheme, 2> kMetricsSchemes{Scheme::tcp, Scheme::unix_stream};
 // In the order of docs/policy.md; unknown-key messages list them so.
-constexpr std::array<std::string_view, 43> kProxyKeys{
+constexpr std::array<std::string_view, 45> kProxyKeys{
     "name", "listen", "listen_family", "ipv6_only", "upstream", "base_address",
     // The relay: preamble, egress, admission, socket file.
     "send_original_destination", "header", "proxy_protocol", "allow", "allowed_cids",
     "allowed_sources", "socket_mode", "socket_owner", "socket_group",
     // Limits, tuning and logging.
     "workers", "max_connections", "backlog", "connect_timeout", "header_timeout", "idle_timeout",
-    "tcp_nodelay", "keepalive", "splice", "busy_poll", "log_connections", "statistics", "restart",
+    "tcp_nodelay", "keepalive", "splice", "busy_poll", "relay", "relay_threads", "log_connections",
+    "statistics", "restart",
     // Datagram forwarders.
     "max_flows", "batch",
     // nfqueue listeners (not nflog: no verdicts).

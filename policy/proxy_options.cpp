@@ -33,9 +33,11 @@ std::string destination_source(UpstreamMode mode) {
 
 // Keys of the stream relays only, and of the datagram forwarders only.
 // (header and statistics have checks of their own.)
-constexpr std::array<std::string_view, 8> kStreamOnlyKeys{
-    "proxy_protocol", "max_connections", "backlog", "connect_timeout",
-    "tcp_nodelay",    "keepalive",       "splice",  "busy_poll"};
+constexpr std::array<std::string_view, 10> kStreamOnlyKeys{
+    "proxy_protocol", "max_connections", "backlog",   "connect_timeout", "tcp_nodelay",
+    "keepalive",      "splice",          "busy_poll", "relay",           "relay_threads"};
+// The relay engines (docs/policy.md, `relay`): index 1 is the thread pairs.
+constexpr std::array<std::string_view, 2> kRelayEngines{"events", "threads"};
 constexpr std::array<std::string_view, 2> kDatagramOnlyKeys{"max_flows", "batch"};
 constexpr std::chrono::microseconds kMaxBusyPoll{10'000};
 
@@ -365,6 +367,21 @@ void parse_relay_tuning(Checker& check, const json& v, const std::string& pointe
     if (const json* x = member(v, "busy_poll")) {
         // Past a few ms the window only burns CPU: a sleeping worker's wake-up costs tens of us.
         if (auto d = check.short_duration(*x, at("busy_poll"), kMaxBusyPoll)) p.busy_poll = *d;
+    }
+    bool relay_known = true;  // a wrong `relay` is reported once, not again at relay_threads
+    if (const json* x = member(v, "relay")) {
+        auto i = check.choice(*x, at("relay"), kRelayEngines);
+        relay_known = i.has_value();
+        if (i) p.thread_relay = *i == 1;
+    }
+    if (const json* x = member(v, "relay_threads")) {
+        if (auto n = check.integer(*x, at("relay_threads"), 1, 4096)) {
+            p.relay_threads = *n;
+            if (!p.thread_relay && relay_known)
+                check.error(at("relay_threads"),
+                            "relay_threads applies only with \"relay\": \"threads\" (the event "
+                            "engine serves every connection on the worker's one thread)");
+        }
     }
     if (const json* x = member(v, "keepalive")) {
         p.keepalive = parse_keepalive(check, *x, at("keepalive"));

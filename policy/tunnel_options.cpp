@@ -14,7 +14,8 @@ namespace {
 constexpr std::array<std::string_view, 5> kTunnelOnlyKeys{"psk_file", "psk_env", "mtu",
                                                           "socket_buffer", "kcp"};
 // Existing keys that mean nothing to a tunnel: its streams are not spliced, carry no preamble.
-constexpr std::array<std::string_view, 2> kNotForTunnels{"proxy_protocol", "splice"};
+constexpr std::array<std::string_view, 4> kNotForTunnels{"proxy_protocol", "splice", "relay",
+                                                         "relay_threads"};
 // kcp-server: its TCP side is outbound only (no listener to tune); its limits are in `kcp`.
 constexpr std::array<std::string_view, 4> kNotForServer{"max_connections", "backlog", "tcp_nodelay",
                                                         "keepalive"};

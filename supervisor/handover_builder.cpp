@@ -52,6 +52,8 @@ StreamOptions stream_options(const policy::Proxy& p) {
     o.keepalive_count = p.keepalive.count;
     o.splice = p.splice;
     o.busy_poll = p.busy_poll;
+    // Like max_connections, the bound is the proxy's, split evenly across its workers.
+    o.relay_threads = p.thread_relay ? (p.relay_threads + p.workers - 1) / p.workers : 0;
     o.log_connections = p.log_connections;
     o.statistics = p.statistics;
     return o;

@@ -40,6 +40,14 @@ bool Connection::register_client() {
     return false;
 }
 
+bool Connection::register_sides() {
+    if (relay.loop().add(client.fd.get(), kSocketEvents, &client) &&
+        relay.loop().add(upstream.fd.get(), kSocketEvents, &upstream))
+        return true;
+    close("epoll_ctl failed", errno);
+    return false;
+}
+
 void Connection::attach_upstream(unique_fd upstream_fd, bool upstream_is_vsock) {
     upstream.fd = std::move(upstream_fd);
     if (upstream_is_vsock) up.copy = true;  // see the constructor
@@ -54,7 +62,9 @@ void Connection::detach_upstream() {
 }
 
 void Connection::on_side_event(Side& side, uint32_t events) {
-    if (closed) return;
+    // A threaded connection left the epoll set, but an event fetched in the same batch as the
+    // hand-off may still arrive: its threads own the sockets' data now.
+    if (closed || threaded) return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) side.readable = true;
     if (events & (EPOLLRDHUP | EPOLLHUP)) side.peer_closed = true;
     if ((events & (EPOLLRDHUP | EPOLLERR)) == EPOLLRDHUP) side.fin = true;
@@ -183,6 +193,8 @@ void Connection::start_relaying() {
     setup.reset();
     phase = Phase::relaying;
     relay.connected(*this);
+    // "relay": "threads": from here on a thread pair moves the bytes, if the bound allows.
+    if (relay.hand_to_threads(*this)) return;
     pump();
 }
 
@@ -300,7 +312,7 @@ int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& cou
 }
 
 void Connection::pump() {
-    if (closed || phase != Phase::relaying) return;
+    if (closed || threaded || phase != Phase::relaying) return;
     auto& stats = relay.mutable_stats();
     size_t up_budget = kBudget, down_budget = kBudget;
     if (int err = pump_direction(up, client, upstream, stats.bytes_up, bytes_up, up_budget)) {

@@ -17,6 +17,7 @@ namespace pfp::worker {
 
 class StreamRelay;
 class Connection;
+struct ThreadPair;
 
 // One of the connection's two sockets as seen by epoll.
 struct Side : EventSource {
@@ -80,6 +81,8 @@ class Connection {
 
     void on_side_event(Side& side, uint32_t events);
     bool register_client();  // false: epoll_ctl failed, connection closed
+    // Both sockets back into the epoll set (a hand-off to threads that failed); false: closed.
+    bool register_sides();
     // Connect in progress: wait for it. A vsock upstream is written with copies.
     void attach_upstream(unique_fd upstream, bool upstream_is_vsock);
     // A failed connect's socket goes before the next address is tried.
@@ -98,7 +101,11 @@ class Connection {
     bool closed = false;
     bool queued = false;       // in the relay's ready queue (budget ran out with work left)
     bool awaiting_fd = false;  // no fd was left for the upstream socket: retried later
-    Clock::time_point since;   // connect start, then last activity
+    // Served by a thread pair (thread_relay.hpp) since it connected: off the epoll set, in the
+    // relay's threaded list; `pair` is the running pair (null once its threads are joined).
+    bool threaded = false;
+    ThreadPair* pair = nullptr;
+    Clock::time_point since;  // connect start, then last activity
     std::list<Connection>::iterator self;
     std::unique_ptr<Setup> setup;
     std::unique_ptr<ConnectionLog> log;  // only with log_connections or statistics

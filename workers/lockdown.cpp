@@ -1,6 +1,7 @@
 // The fixed lock-down sequence every worker runs once its event loop, timers and pipes exist.
 #include <cap-ng.h>
 #include <linux/capability.h>
+#include <pthread.h>
 #include <seccomp.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -64,8 +65,10 @@ void add_rule(scmp_filter_ctx ctx, const SyscallRule& rule, const Placeholders& 
         (rule.arg_not_equal && (!has1 || has2 || rule.arg_values.size() != 1 || rule.arg_mask))) {
         throw std::runtime_error("seccomp: rule for " + name + " has a malformed argument check");
     }
+    const uint32_t action =
+        rule.fail_errno ? SCMP_ACT_ERRNO(static_cast<uint32_t>(rule.fail_errno)) : SCMP_ACT_ALLOW;
     if (!has1) {
-        check(seccomp_rule_add_exact(ctx, SCMP_ACT_ALLOW, nr, 0), "seccomp_rule_add_exact", name);
+        check(seccomp_rule_add_exact(ctx, action, nr, 0), "seccomp_rule_add_exact", name);
         return;
     }
     // One BPF rule per allowed combination; libseccomp ORs rules of the same syscall. _exact:
@@ -86,9 +89,9 @@ void add_rule(scmp_filter_ctx ctx, const SyscallRule& rule, const Placeholders& 
             if (has2) {
                 const scmp_arg_cmp c2 =
                     SCMP_CMP(static_cast<unsigned>(rule.arg2_index), SCMP_CMP_EQ, v2, 0);
-                rc = seccomp_rule_add_exact(ctx, SCMP_ACT_ALLOW, nr, 2, c1, c2);
+                rc = seccomp_rule_add_exact(ctx, action, nr, 2, c1, c2);
             } else {
-                rc = seccomp_rule_add_exact(ctx, SCMP_ACT_ALLOW, nr, 1, c1);
+                rc = seccomp_rule_add_exact(ctx, action, nr, 1, c1);
             }
             check(rc, "seccomp_rule_add_exact", name);
         }
@@ -216,6 +219,14 @@ Profile narrowed(const Profile& profile, const std::vector<int>& upstream_domain
     std::erase_if(out.rules,
                   [&](const SyscallRule& r) { return r.arg_index >= 0 && r.arg_values.empty(); });
     return out;
+}
+
+void start_thread_runtime() {
+    pthread_t t;
+    auto nothing = [](void*) -> void* { return nullptr; };
+    if (int err = ::pthread_create(&t, nullptr, nothing, nullptr); err != 0)
+        throw system_error("pthread_create (thread runtime warm-up)", err);
+    ::pthread_join(t, nullptr);
 }
 
 LockDownReport lock_down(const Profile& profile, FilterMode mode, const LandlockRules& landlock,

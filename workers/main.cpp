@@ -29,7 +29,10 @@
 #ifdef PFPROXY_SANITIZE
 // LeakSanitizer stops the world with ptrace, which the sandbox forbids.
 extern "C" const char* __asan_default_options() {
-    return "detect_leaks=0";
+    // use_sigaltstack=0: a relay thread ("relay": "threads") starts after lock-down, and the
+    // runtime would give it an alternate signal stack with sigaltstack(), which the filter
+    // allows only as a query.
+    return "detect_leaks=0:use_sigaltstack=0";
 }
 #endif
 
@@ -66,6 +69,8 @@ class Worker {
         if (!loop_.add(signals_.fd.get(), EPOLLIN, &signals_)) throw_errno("epoll_ctl(signalfd)");
         if (!loop_.add(kControlFd, EPOLLIN, &control_)) throw_errno("epoll_ctl(control)");
     }
+
+    const Handover& handover() const { return handover_; }
 
     void serve() {
         body_->start();
@@ -293,6 +298,12 @@ int run() {
     }
     try {
         sandbox::Profile profile = sandbox::narrowed(sandbox::profile_for(kind), upstream_domains);
+        // "relay": "threads": the explicit variant that may start relay threads. They start
+        // only after this lock-down, so each inherits the filter, NoNewPrivs, the dropped
+        // capabilities and Landlock (the last two are per thread).
+        if (const auto* so = std::get_if<StreamOptions>(&worker->handover().options);
+            so && so->relay_threads > 0)
+            profile = sandbox::with_thread_relay(profile);
         profile.listener_fd = listener_fd;
         if (view && !profile.capabilities.empty()) {
             // The nfqueue reader with a unix: upstream: its CAP_NET_ADMIN would not survive a

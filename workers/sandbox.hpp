@@ -39,6 +39,9 @@ struct SyscallRule {
     std::string_view scope{};  // set by the profile table: "baseline", a kind name, "sanitizer"
     // Allowed when the argument differs from the (single) value instead of equalling one.
     bool arg_not_equal = false;
+    // Non-zero: the call is not allowed but fails with this errno instead of killing (clone3
+    // with ENOSYS, so that glibc falls back to clone, whose flags seccomp can check).
+    int fail_errno = 0;
 };
 
 struct Profile {
@@ -66,6 +69,20 @@ std::string describe_rules(std::span<const SyscallRule> rules);
 // Syscalls the ASan/UBSan runtime makes on its own. Part of every profile only in builds with
 // PFPROXY_SANITIZE=1; listed here in all builds so docs and tests can show them.
 const std::vector<SyscallRule>& sanitizer_runtime_rules();
+
+// What a stream worker with `"relay": "threads"` adds to its kind's profile: thread creation with
+// exactly glibc's pthread flags (clone's flags checked), clone3 failing with ENOSYS, and the
+// calls a new thread makes (set_robust_list, rseq). Scope "thread-relay".
+const std::vector<SyscallRule>& thread_relay_rules();
+// `profile` plus thread_relay_rules(): the explicit variant a thread-relay worker installs.
+Profile with_thread_relay(const Profile& profile);
+// The clone flags glibc's pthread_create passes (nptl's create_thread), the only ones allowed.
+uint64_t thread_clone_flags();
+// Before lock-down, in a worker that will start threads after it: starts and joins one thread
+// that does nothing. glibc installs its internal signal handlers (rt_sigaction for SIGCANCEL and
+// SIGSETXID) on a process's first pthread_create only, so after this the filter need not allow
+// rt_sigaction. No thread is left running: none keeps the privileges the lock-down drops. Throws.
+void start_thread_runtime();
 
 // log: sanitizer/debug runs only, never production. trap: tests only; a forbidden call raises
 // SIGSYS with si_syscall set (a handler can name the call) instead of ending the process.

@@ -5,12 +5,14 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 
 #include <array>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -411,11 +413,54 @@ const std::vector<SyscallRule>& sanitizer_runtime_rules() {
              .arg_index = 0,
              .arg_values = {0},
              .arg_desc = "query only (ss NULL)"},
+            // A thread the thread relay starts: the runtime reads the new thread's CPU mask.
+            {.name = "sched_getaffinity", .why = why},
         };
         for (auto& rule : r) rule.scope = "sanitizer";
         return r;
     }();
     return rules;
+}
+
+uint64_t thread_clone_flags() {
+    // glibc 2.34+ nptl (sysdeps/nptl/pthread_create.c, create_thread): a thread in this process
+    // sharing memory, files, fs and signal handlers, with its own TLS and tid bookkeeping.
+    return CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SYSVSEM | CLONE_SIGHAND | CLONE_THREAD |
+           CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
+}
+
+const std::vector<SyscallRule>& thread_relay_rules() {
+    static const std::vector<SyscallRule> rules = [] {
+        // Measured with glibc 2.36's pthread_create/join/exit under strace: besides these it
+        // maps the stack (mmap, mprotect of the guard page, both without PROT_EXEC), blocks
+        // signals around clone (rt_sigprocmask), waits in futex and frees the stack with madvise
+        // and munmap, all in the baseline. The threads do not allocate (their buffers come from
+        // the loop thread), so no malloc arena is made in them.
+        std::vector<SyscallRule> r = {
+            {.name = "clone",
+             .why = "pthread_create: a relay thread in this process; a fork (no CLONE_THREAD), a "
+                    "new namespace or any other flag is killed",
+             .arg_index = 0,
+             .arg_values = {thread_clone_flags()},
+             .arg_desc = "flags exactly glibc's pthread flags (CLONE_VM|FS|FILES|SYSVSEM|"
+                         "SIGHAND|THREAD|SETTLS|PARENT_SETTID|CHILD_CLEARTID)"},
+            {.name = "clone3",
+             .why = "its flags sit in memory seccomp cannot read: refused with ENOSYS, so glibc "
+                    "falls back to clone (as Chromium's sandbox does)",
+             .fail_errno = ENOSYS},
+            {.name = "set_robust_list", .why = "a new thread registers its robust futex list"},
+            {.name = "rseq", .why = "a new thread registers its restartable sequences area"},
+        };
+        for (auto& rule : r) rule.scope = "thread-relay";
+        return r;
+    }();
+    return rules;
+}
+
+Profile with_thread_relay(const Profile& profile) {
+    Profile out = profile;
+    for (const auto& r : thread_relay_rules()) out.rules.push_back(r);
+    return out;
 }
 
 const Profile& profile_for(WorkerKind kind) {
@@ -436,7 +481,10 @@ std::string describe_rules(std::span<const SyscallRule> rules) {
     std::string out = "| syscall | allowed when | set | why |\n|---|---|---|---|\n";
     for (const auto& r : rules) {
         std::string when = "always";
-        if (r.arg_index >= 0) {
+        if (r.fail_errno != 0) {
+            when = std::string("never: fails with ") +
+                   (r.fail_errno == ENOSYS ? "ENOSYS" : std::to_string(r.fail_errno));
+        } else if (r.arg_index >= 0) {
             std::string code =
                 r.arg_not_equal
                     ? "a" + std::to_string(r.arg_index) + " != " +

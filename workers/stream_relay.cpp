@@ -33,6 +33,8 @@ StreamRelay::StreamRelay(EventLoop& loop, unique_fd listener, const Route& route
       buffers_(std::make_unique<BufferPool>()) {
     if (!route_.upstream_host.empty())
         addresses_ = std::make_shared<const std::vector<SockAddr>>(route_.upstream_addresses);
+    if (opts_.relay_threads > 0)
+        threads_ = std::make_unique<ThreadRelay>(*this, opts_.relay_threads);
 }
 
 std::chrono::milliseconds StreamRelay::attempt_timeout() const {
@@ -66,6 +68,8 @@ bool StreamRelay::try_next_address(Connection& c, int err) {
 }
 
 StreamRelay::~StreamRelay() {
+    if (threads_) threads_->stop_all();  // joins every thread before the connections go
+    threaded_.clear();
     header_.clear();
     connecting_.clear();
     relaying_.clear();
@@ -75,6 +79,7 @@ StreamRelay::~StreamRelay() {
 }
 
 void StreamRelay::start() {
+    if (threads_) threads_->start();
     if (!loop_.add(listener_.get(), kListenEvents, this)) throw_errno("epoll_ctl(listener)");
     accepting_ = true;
 }
@@ -324,6 +329,23 @@ void StreamRelay::touch(Connection& c) {
     relaying_.push_back(c);
 }
 
+bool StreamRelay::hand_to_threads(Connection& c) {
+    if (!threads_ || !threads_->adopt(c)) return false;
+    relaying_.erase(relaying_.iterator_to(c));
+    c.threaded = true;
+    threaded_.push_back(c);
+    return true;
+}
+
+void StreamRelay::thread_direction_done(Connection& c, bool up, bool clean) {
+    if (clean && c.log && route_.log_connections)
+        log::info(copy_done_line(route_.kind, *c.log, up));
+}
+
+void StreamRelay::thread_connection_done(Connection& c, int err) {
+    c.close(err ? "relay thread" : nullptr, err);
+}
+
 void StreamRelay::requeue(Connection& c) {
     if (c.queued) return;
     c.queued = true;
@@ -345,7 +367,8 @@ void StreamRelay::connection_closed(Connection& c, const char* reason, int err) 
             connect_logs_suppressed_ = 0;
         }
     } else {
-        relaying_.erase(relaying_.iterator_to(c));
+        (c.threaded ? threaded_ : relaying_)
+            .erase((c.threaded ? threaded_ : relaying_).iterator_to(c));
         if (err != 0 && c.log && route_.log_connections)
             log::info("Failed to transfer data: error=", std::strerror(err));
     }
@@ -375,15 +398,20 @@ void StreamRelay::report_statistics(Clock::time_point now) {
         next_statistics_ == Clock::time_point{}
             ? 1.0
             : std::chrono::duration<double>(now - (next_statistics_ - kEvery)).count();
-    for (Connection& c : relaying_) {
-        if (!c.log || (c.bytes_up == c.reported_up && c.bytes_down == c.reported_down)) continue;
+    for (Connection& c : relaying_) report_one(c, seconds);
+    for (Connection& c : threaded_) report_one(c, seconds);
+    next_statistics_ = now + kEvery;
+}
+
+void StreamRelay::report_one(Connection& c, double seconds) {
+    {
+        if (!c.log || (c.bytes_up == c.reported_up && c.bytes_down == c.reported_down)) return;
         log::info(opts_.tag, ": ",
                   statistics_line(*c.log, c.bytes_up, c.bytes_down, c.bytes_up - c.reported_up,
                                   c.bytes_down - c.reported_down, seconds));
         c.reported_up = c.bytes_up;
         c.reported_down = c.bytes_down;
     }
-    next_statistics_ = now + kEvery;
 }
 
 std::optional<Clock::time_point> StreamRelay::tick(Clock::time_point now) {
@@ -445,7 +473,9 @@ std::optional<Clock::time_point> StreamRelay::tick(Clock::time_point now) {
     if (opts_.idle_timeout.count() > 0 && !relaying_.empty())
         consider(relaying_.front().since + opts_.idle_timeout);
     if (paused_ && resume_at_) consider(*resume_at_);
-    if (route_.statistics && !relaying_.empty()) {
+    if (threads_)
+        if (auto t = threads_->tick(now)) consider(*t);
+    if (route_.statistics && (!relaying_.empty() || !threaded_.empty())) {
         report_statistics(now);
         consider(next_statistics_);
     }

@@ -23,6 +23,7 @@
 #include "workers/connection.hpp"
 #include "workers/relay_pools.hpp"
 #include "workers/route.hpp"
+#include "workers/thread_relay.hpp"
 
 namespace pfp::worker {
 
@@ -34,6 +35,8 @@ struct RelayOptions {
     // sends nothing must not hold a slot for a whole connect timeout).
     std::chrono::milliseconds header_timeout{5'000};
     bool splice = true;
+    // Connections handed to thread pairs once connected (thread_relay.hpp); 0: none.
+    int relay_threads = 0;
     std::string tag;  // "proxy/index" for log lines
 };
 
@@ -80,6 +83,12 @@ class StreamRelay : private EventSource {
     void touch(Connection& c);  // activity: move to the back of the idle list
     void connected(Connection& c);
     void requeue(Connection& c);  // budget spent with work left: continue after this batch
+    // The thread relay: hands a connection that has just connected to a thread pair (true), or
+    // leaves it to this loop (no thread relay, bound reached, no thread).
+    bool hand_to_threads(Connection& c);
+    // A thread pair's direction ended (`clean`: EOF passed on), and then both.
+    void thread_direction_done(Connection& c, bool up, bool clean);
+    void thread_connection_done(Connection& c, int err);
 
   private:
     void on_event(uint32_t events) override;  // the listener
@@ -100,6 +109,7 @@ class StreamRelay : private EventSource {
     StateList header_;           // reading the destination header, ordered by accept time
     StateList connecting_;       // ordered by start time: the front times out first
     StateList relaying_;         // ordered by last activity: the front idles longest
+    StateList threaded_;         // served by thread pairs (their idle timeout is theirs)
     StateList closed_;           // freed in tick(), after the epoll batch that closed them
     ReadyList ready_;
     ReadyList awaiting_fd_;  // accepted, but no fd was left for their upstream socket
@@ -111,6 +121,7 @@ class StreamRelay : private EventSource {
     bool log_allowed(Clock::time_point& last, uint64_t& suppressed);
     static std::string suppressed_note(uint64_t n);
     void report_statistics(Clock::time_point now);
+    void report_one(Connection& c, double seconds);
     Clock::time_point last_deny_log_{};
     uint64_t deny_logs_suppressed_ = 0;
     Clock::time_point next_statistics_{};
@@ -119,6 +130,7 @@ class StreamRelay : private EventSource {
     Clock::time_point last_connect_log_{};
     uint64_t connect_logs_suppressed_ = 0;
     ipc::StreamStats stats_;
+    std::unique_ptr<ThreadRelay> threads_;  // last: its destructor joins threads using the above
 };
 
 }  // namespace pfp::worker

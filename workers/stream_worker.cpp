@@ -20,6 +20,7 @@ class StreamWorker final : public WorkerBody {
                               .idle_timeout = o.idle_timeout,
                               .header_timeout = o.header_timeout,
                               .splice = o.splice,
+                              .relay_threads = o.relay_threads,
                               .tag = h.tag()}) {
         loop.set_busy_poll(o.busy_poll);
     }

@@ -10,10 +10,14 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_log.h>
 #include <linux/netlink.h>
+#include <linux/sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -230,6 +234,31 @@ void hostile_after_lockdown(int control_fd, const pfp::Handover& h) {
         (void)unix_connect(attack, arg);
     } else if (attack == "nflog-unbind") {
         report(attack, nflog_unbind(static_cast<uint16_t>(std::atoi(arg.c_str()))));
+    } else if (attack == "thread-fork") {
+        // A worker with the thread relay may start threads; a thread is as locked down as the
+        // worker, so its fork is killed like the worker's own.
+        pthread_t t;
+        auto forker = [](void*) -> void* {
+            report("thread-fork", "thread running, forking");
+            report("thread-fork", "fork " + outcome(static_cast<int>(::fork())));
+            return nullptr;
+        };
+        const int r = ::pthread_create(&t, nullptr, forker, nullptr);
+        report(attack, r == 0 ? "thread started" : std::string("thread ") + std::strerror(r));
+        if (r == 0) ::pthread_join(t, nullptr);
+    } else if (attack == "clone-newuser") {
+        // The thread flags plus a new user namespace: not a plain thread.
+        const long flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SYSVSEM | CLONE_SIGHAND |
+                           CLONE_THREAD | CLONE_SETTLS | CLONE_PARENT_SETTID |
+                           CLONE_CHILD_CLEARTID | CLONE_NEWUSER;
+        report(
+            attack,
+            outcome(static_cast<int>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, 0))));
+    } else if (attack == "clone3") {
+        clone_args args{};
+        args.flags = CLONE_NEWUSER;
+        args.exit_signal = SIGCHLD;
+        report(attack, outcome(static_cast<int>(::syscall(SYS_clone3, &args, sizeof args))));
     } else if (attack == "forge-log") {
         // A supervisor line, a journald priority and a terminal escape, then a flood.
         const std::string forged =

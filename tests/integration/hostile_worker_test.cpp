@@ -175,6 +175,36 @@ TEST(HostileWorker, ForbiddenCallsEndTheWorkerWithSigsys) {
     }
 }
 
+// A worker with the thread relay gains thread creation and nothing more: a thread's fork and a
+// clone with a namespace flag are killed, clone3 fails (ENOSYS) and the worker lives on.
+TEST(HostileWorker, ThreadRelayWorkerCannotForkOrUnshare) {
+    const std::string threads = R"(, "relay": "threads")";
+    for (const std::string name : {"thread-fork", "clone-newuser"}) {
+        Ports s;
+        EchoServer echo(s.b_up);
+        Attack attack(name);
+        Daemon d(policy(tcp_entry(s.a_listen, s.a_up) + threads, s.b_listen, s.b_up),
+                 hostile_worker());
+        ASSERT_TRUE(d.wait_log("hostile: " + name + ": starting")) << d.log();
+        ASSERT_TRUE(d.wait_log("killed by signal SIGSYS (seccomp violation)")) << name << d.log();
+        EXPECT_EQ(d.log().find("hostile: " + name + ": survived"), std::string::npos) << d.log();
+        if (name == "thread-fork") {
+            EXPECT_NE(d.log().find("hostile: thread-fork: thread running, forking"),
+                      std::string::npos)
+                << d.log();
+        }
+        expect_supervisor_unharmed(d, s.b_listen);
+    }
+    Ports s;
+    EchoServer echo(s.b_up);
+    EchoServer a_echo(s.a_up);
+    Attack attack("clone3");
+    Daemon d(policy(tcp_entry(s.a_listen, s.a_up) + threads, s.b_listen, s.b_up), hostile_worker());
+    ASSERT_TRUE(d.wait_log("hostile: clone3: refused: Function not implemented")) << d.log();
+    ASSERT_TRUE(d.wait_log("hostile: clone3: survived")) << d.log();
+    EXPECT_EQ(d.log().find("SIGSYS"), std::string::npos) << d.log();
+}
+
 // What a worker writes reaches the log only as the supervisor's line about that worker: under its
 // prefix, at most at error priority, control bytes escaped; a flood is cut to the relay's rate
 // and reported, and the supervisor keeps answering meanwhile.

@@ -51,10 +51,24 @@ class Reload : public ::testing::Test {
     EchoServer echo{echo_port};
 };
 
-TEST_F(Reload, UnchangedAndChangedProxiesKeepTheirConnectionsAddedServesRemovedRefuses) {
+// Drain and reload under each relay engine: a connection served by a thread pair keeps its
+// draining worker alive exactly like one on the event loop.
+class ReloadRelay : public Reload, public ::testing::WithParamInterface<const char*> {
+  protected:
+    static std::string engine() { return GetParam(); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Engine, ReloadRelay,
+                         testing::Values("", R"(, "relay": "threads", "relay_threads": 4)"),
+                         [](const testing::TestParamInfo<const char*>& p) {
+                             return std::string(p.param).empty() ? "events" : "threads";
+                         });
+
+TEST_P(ReloadRelay, UnchangedAndChangedProxiesKeepTheirConnectionsAddedServesRemovedRefuses) {
     const uint16_t pa = free_port(), pb = free_port(), pc = free_port(), pd = free_port();
-    Daemon d(policy({tcp_proxy_json("a", pa, echo_port), tcp_proxy_json("b", pb, echo_port),
-                     tcp_proxy_json("d", pd, echo_port)}));
+    Daemon d(
+        policy({tcp_proxy_json("a", pa, echo_port, engine()),
+                tcp_proxy_json("b", pb, echo_port, engine()), tcp_proxy_json("d", pd, echo_port)}));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     const auto a_before = workers_of(d, "a");
     const auto b_before = workers_of(d, "b");
@@ -69,10 +83,10 @@ TEST_F(Reload, UnchangedAndChangedProxiesKeepTheirConnectionsAddedServesRemovedR
     ASSERT_TRUE(exchange(cb.get(), 1 << 20, 2));
 
     // b changes (a new idle timeout), c is added, d is removed.
-    ASSERT_TRUE(
-        d.rewrite_policy(policy({tcp_proxy_json("a", pa, echo_port),
-                                 tcp_proxy_json("b", pb, echo_port, ", \"idle_timeout\": \"10m\""),
-                                 tcp_proxy_json("c", pc, echo_port)})));
+    ASSERT_TRUE(d.rewrite_policy(
+        policy({tcp_proxy_json("a", pa, echo_port, engine()),
+                tcp_proxy_json("b", pb, echo_port, engine() + ", \"idle_timeout\": \"10m\""),
+                tcp_proxy_json("c", pc, echo_port)})));
     d.signal(SIGHUP);
     ASSERT_TRUE(d.wait_log("1 unchanged, 1 changed, 1 added, 1 removed")) << d.log();
     ASSERT_TRUE(d.wait_log("all 3 proxies ready (policy generation 2)")) << d.log();
@@ -112,9 +126,10 @@ TEST_F(Reload, UnchangedAndChangedProxiesKeepTheirConnectionsAddedServesRemovedR
     EXPECT_EQ(workers_of(d, "a"), a_before);
 }
 
-TEST_F(Reload, RemovedProxyDrainsItsOpenConnectionThenGoes) {
+TEST_P(ReloadRelay, RemovedProxyDrainsItsOpenConnectionThenGoes) {
     const uint16_t pa = free_port(), pd = free_port();
-    Daemon d(policy({tcp_proxy_json("a", pa, echo_port), tcp_proxy_json("d", pd, echo_port)}));
+    Daemon d(
+        policy({tcp_proxy_json("a", pa, echo_port), tcp_proxy_json("d", pd, echo_port, engine())}));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     const auto d_workers = workers_of(d, "d");
     ASSERT_EQ(d_workers.size(), 1u);
@@ -195,9 +210,9 @@ TEST_F(Reload, RenamedProxyKeepsItsListener) {
     }
 }
 
-TEST_F(Reload, SigtermClosesWhatRemainsAfterTheDrainTimeoutAndExitsZero) {
+TEST_P(ReloadRelay, SigtermClosesWhatRemainsAfterTheDrainTimeoutAndExitsZero) {
     const uint16_t pa = free_port();
-    Daemon d(policy({tcp_proxy_json("a", pa, echo_port)}, "500ms"));
+    Daemon d(policy({tcp_proxy_json("a", pa, echo_port, engine())}, "500ms"));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     unique_fd c = connect_tcp(pa, 20s);
     ASSERT_TRUE(c);

@@ -93,6 +93,19 @@ class TcpForward : public ::testing::Test {
     uint16_t listen_port = 0, upstream_port = 0;
 };
 
+// The relay behaviours, under each engine (docs/architecture.md): the event loop, and thread
+// pairs (`"relay": "threads"`). The policy text the engine adds comes from the parameter.
+class TcpForwardRelay : public TcpForward, public ::testing::WithParamInterface<const char*> {
+  protected:
+    static std::string engine() { return GetParam(); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Engine, TcpForwardRelay,
+                         testing::Values("", R"(, "relay": "threads", "relay_threads": 64)"),
+                         [](const testing::TestParamInfo<const char*>& p) {
+                             return std::string(p.param).empty() ? "events" : "threads";
+                         });
+
 void bulk_both_ways(uint16_t listen_port, uint16_t upstream_port, size_t total,
                     const std::string& extra) {
     std::atomic<uint64_t> server_sent{0}, server_received{0};
@@ -117,15 +130,15 @@ void bulk_both_ways(uint16_t listen_port, uint16_t upstream_port, size_t total,
     EXPECT_EQ(t.received_hash, server_sent.load()) << "upstream -> client corrupted";
 }
 
-TEST_F(TcpForward, Moves256MiBEachWayIntactWithSplice) {
-    bulk_both_ways(listen_port, upstream_port, 256u << 20, "");
+TEST_P(TcpForwardRelay, Moves256MiBEachWayIntactWithSplice) {
+    bulk_both_ways(listen_port, upstream_port, 256u << 20, engine());
 }
 
 TEST_F(TcpForward, Moves64MiBEachWayIntactInCopyMode) {
     bulk_both_ways(listen_port, upstream_port, 64u << 20, ", \"splice\": false");
 }
 
-TEST_F(TcpForward, HalfCloseReachesUpstreamAndReplyStillFlows) {
+TEST_P(TcpForwardRelay, HalfCloseReachesUpstreamAndReplyStillFlows) {
     // The server answers only after it has seen EOF: a relay that closes both directions on
     // the first FIN loses the reply.
     Server server(upstream_port, [](int fd) {
@@ -135,7 +148,7 @@ TEST_F(TcpForward, HalfCloseReachesUpstreamAndReplyStillFlows) {
         reply += std::string(3 << 20, 'r');  // big enough to need several rounds
         write_all(fd, reply.data(), reply.size());
     });
-    Daemon d(policy(listen_port, upstream_port));
+    Daemon d(policy(listen_port, upstream_port, engine()));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     unique_fd c = connect_tcp(listen_port, 20s);
     ASSERT_TRUE(c);
@@ -147,7 +160,7 @@ TEST_F(TcpForward, HalfCloseReachesUpstreamAndReplyStillFlows) {
     EXPECT_EQ(reply.size(), 18u + (3u << 20));
 }
 
-TEST_F(TcpForward, Serves1000ConcurrentConnections) {
+TEST_P(TcpForwardRelay, Serves1000ConcurrentConnections) {
     constexpr int kConns = 1000;
     // One poll()-driven echo server: 1000 threads would measure the test, not the proxy.
     unique_fd ls = listen_tcp(upstream_port, 4096);
@@ -177,7 +190,7 @@ TEST_F(TcpForward, Serves1000ConcurrentConnections) {
             }
         }
     });
-    Daemon d(policy(listen_port, upstream_port));
+    Daemon d(policy(listen_port, upstream_port, engine()));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     std::vector<unique_fd> clients;
     for (int i = 0; i < kConns; ++i) {
@@ -250,9 +263,9 @@ TEST_F(TcpForward, WorkerIsSandboxedAndHoldsOnlyItsFds) {
     EXPECT_LE(pipes, 4) << "one finished connection leaves at most one pipe per direction";
 }
 
-TEST_F(TcpForward, RestartedWorkerServesConnectionsMadeDuringTheRestart) {
+TEST_P(TcpForwardRelay, RestartedWorkerServesConnectionsMadeDuringTheRestart) {
     Server server(upstream_port, echo);
-    Daemon d(policy(listen_port, upstream_port));
+    Daemon d(policy(listen_port, upstream_port, engine()));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     auto before = d.wait_workers(1);
     ASSERT_EQ(before.size(), 1u);
@@ -355,9 +368,9 @@ TEST_F(TcpForward, CrashLoopMarksOnlyThatProxyFailed) {
     EXPECT_TRUE(ping(other_port)) << "the other proxy keeps running";
 }
 
-TEST_F(TcpForward, SigtermDrainsOpenConnectionsThenExitsZero) {
+TEST_P(TcpForwardRelay, SigtermDrainsOpenConnectionsThenExitsZero) {
     Server server(upstream_port, echo);
-    Daemon d(policy(listen_port, upstream_port));
+    Daemon d(policy(listen_port, upstream_port, engine()));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     unique_fd c = connect_tcp(listen_port, 20s);
     ASSERT_TRUE(c);
@@ -483,9 +496,9 @@ TEST_F(TcpForward, UnreachableUpstreamClosesTheClientAndIsLogged) {
     EXPECT_EQ(d.workers().size(), 1u);
 }
 
-TEST_F(TcpForward, IdleTimeoutClosesSilentConnections) {
+TEST_P(TcpForwardRelay, IdleTimeoutClosesSilentConnections) {
     Server server(upstream_port, echo);
-    Daemon d(policy(listen_port, upstream_port, ", \"idle_timeout\": \"300ms\""));
+    Daemon d(policy(listen_port, upstream_port, engine() + ", \"idle_timeout\": \"300ms\""));
     ASSERT_TRUE(d.wait_ready()) << d.log();
     unique_fd c = connect_tcp(listen_port, 20s);
     ASSERT_TRUE(c);

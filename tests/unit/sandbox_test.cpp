@@ -420,6 +420,7 @@ TEST(SandboxProfile, DocsShowTheSameTable) {
         expect_doc_section(doc, "profile:" + std::string(kind_name(p.kind)), describe(production));
     }
     expect_doc_section(doc, "profile:sanitizer-runtime", describe_rules(sanitizer_runtime_rules()));
+    expect_doc_section(doc, "profile:thread-relay", describe_rules(thread_relay_rules()));
 }
 #endif
 

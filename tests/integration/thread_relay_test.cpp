@@ -1,0 +1,129 @@
+// The thread relay (`"relay": "threads"`) of the real pf-proxyd: what is particular to it. The
+// relay behaviours it shares with the event engine (bulk with checksums, half-close, 1000
+// connections, kill -9, drain, reload, idle timeout) run under both engines in
+// tcp_forward_test.cpp and reload_test.cpp.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "harness.hpp"
+
+using namespace pfp::test;
+using pfp::unique_fd;
+
+namespace {
+
+std::string policy(uint16_t listen, uint16_t upstream, const std::string& extra) {
+    return "{\"user\": \"nobody\", \"proxies\": [" + tcp_proxy_json("t", listen, upstream, extra) +
+           "]}";
+}
+
+std::vector<pid_t> tasks_of(pid_t pid) {
+    std::vector<pid_t> out;
+    DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/task").c_str());
+    if (!d) return out;
+    while (const dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.') out.push_back(std::stoi(e->d_name));
+    ::closedir(d);
+    return out;
+}
+
+// A field of /proc/PID/task/TID/status: the thread's own credentials and seccomp mode.
+std::string task_field(pid_t pid, pid_t tid, const std::string& field) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status");
+    for (std::string line; std::getline(f, line);) {
+        if (line.rfind(field + ":", 0) != 0) continue;
+        std::string v = line.substr(field.size() + 1);
+        v.erase(0, v.find_first_not_of(" \t"));
+        return v;
+    }
+    return "";
+}
+
+bool exchange(int fd, const std::string& msg) {
+    std::string back(msg.size(), '\0');
+    return write_all(fd, msg.data(), msg.size()) && read_exact(fd, back.data(), back.size()) &&
+           back == msg;
+}
+
+class ThreadRelay : public ::testing::Test {
+  protected:
+    uint16_t listen_port = free_port();
+    uint16_t echo_port = free_port();
+    EchoServer echo{echo_port};
+};
+
+// Two connections get thread pairs (the bound), the third the event engine; every thread of the
+// worker, the relay threads included, is filtered, without capabilities and NoNewPrivs.
+TEST_F(ThreadRelay, EveryThreadIsLockedDownAndConnectionsBeyondTheBoundUseTheEventEngine) {
+    Daemon d(policy(listen_port, echo_port, R"(, "relay": "threads", "relay_threads": 2)"));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    const auto workers = d.wait_workers(1);
+    ASSERT_EQ(workers.size(), 1u);
+    const pid_t w = workers[0];
+    std::vector<unique_fd> clients;
+    for (int i = 0; i < 3; ++i) {
+        clients.push_back(connect_tcp(listen_port, 20s));
+        ASSERT_TRUE(clients.back()) << i;
+        set_timeouts(clients.back().get(), 20s);
+        ASSERT_TRUE(exchange(clients.back().get(), "hello " + std::to_string(i) + "\n")) << i;
+    }
+    ASSERT_TRUE(wait_until([&] { return tasks_of(w).size() == 5; }))
+        << "the loop thread and two pairs; got " << tasks_of(w).size() << " threads";
+    EXPECT_TRUE(d.wait_log("relay_threads bound (2 connections) reached")) << d.log();
+    for (pid_t tid : tasks_of(w)) {
+        SCOPED_TRACE("thread " + std::to_string(tid));
+        EXPECT_EQ(task_field(w, tid, "Seccomp"), "2");
+        EXPECT_EQ(task_field(w, tid, "NoNewPrivs"), "1");
+        EXPECT_EQ(task_field(w, tid, "CapEff"), "0000000000000000");
+        EXPECT_EQ(task_field(w, tid, "CapPrm"), "0000000000000000");
+        EXPECT_EQ(task_field(w, tid, "Uid").substr(0, 5), "65534");
+    }
+    // Every connection still relays, and when they end their threads are gone.
+    for (size_t i = 0; i < clients.size(); ++i)
+        EXPECT_TRUE(exchange(clients[i].get(), std::string(100000, char('a' + i)))) << i;
+    clients.clear();
+    EXPECT_TRUE(wait_until([&] { return tasks_of(w).size() == 1; })) << tasks_of(w).size();
+    // A freed slot serves the next connection with threads again.
+    unique_fd again = connect_tcp(listen_port, 20s);
+    ASSERT_TRUE(again);
+    set_timeouts(again.get(), 20s);
+    EXPECT_TRUE(exchange(again.get(), "again\n"));
+    EXPECT_TRUE(wait_until([&] { return tasks_of(w).size() == 3; })) << tasks_of(w).size();
+}
+
+// Half-close started by the upstream: its FIN reaches the client while the client's direction
+// keeps flowing, and the connection ends when both have.
+TEST_F(ThreadRelay, UpstreamHalfCloseReachesTheClientAndTheOtherDirectionFlows) {
+    const uint16_t up_port = free_port();
+    unique_fd ls = listen_tcp(up_port);
+    std::string upstream_got;
+    std::thread server([&] {
+        unique_fd c(::accept4(ls.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (!c) return;
+        set_timeouts(c.get(), 20s);
+        write_all(c.get(), "banner", 6);
+        ::shutdown(c.get(), SHUT_WR);
+        read_to_eof(c.get(), upstream_got);
+    });
+    Daemon d(policy(listen_port, up_port, R"(, "relay": "threads")"));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(listen_port, 20s);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 20s);
+    std::string banner;
+    ASSERT_TRUE(read_to_eof(c.get(), banner)) << "the upstream's FIN reaches the client";
+    EXPECT_EQ(banner, "banner");
+    const std::string late(1 << 20, 'L');
+    ASSERT_TRUE(write_all(c.get(), late.data(), late.size())) << "the client may still send";
+    ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+    server.join();
+    EXPECT_EQ(upstream_got, late);
+}
+
+}  // namespace

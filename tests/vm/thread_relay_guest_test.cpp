@@ -1,0 +1,121 @@
+// The thread relay (`"relay": "threads"`) over real vsock in the QEMU guest: blocking threads on
+// vsock sockets move bulk intact, pass half-close both ways, and connections beyond the bound are
+// served by the event engine. Every vsock connect goes to CID 1 (VMADDR_CID_LOCAL) only.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "guest_support.hpp"
+
+using namespace pfp::test;
+using namespace pfp::test::vm;
+using pfp::unique_fd;
+
+namespace {
+
+const std::string kThreads = R"("relay": "threads", "relay_threads": 8)";
+
+// ip-to-vsock -> vsock CID 1 -> vsock-to-ip -> TCP, both relays with thread pairs.
+std::string pair_policy(uint16_t in_port, uint32_t vport, uint16_t server_port) {
+    const std::string v = std::to_string(vport);
+    return policy({proxy("in", tcp(in_port), "vsock:1:" + v, kThreads),
+                   proxy("out", "vsock:any:" + v, tcp(server_port), kThreads)});
+}
+
+TEST(ThreadRelayGuest, PairAndVsockToVsockMove16MiBEachWayIntact) {
+    REQUIRE_VSOCK_LOOPBACK();
+    const uint16_t in = free_port(), server = free_port();
+    EchoServer echo(server);
+    VsockEchoServer vecho(5301);
+    Daemon d(policy({proxy("in", tcp(in), "vsock:1:5300", kThreads),
+                     proxy("out", "vsock:any:5300", tcp(server), kThreads),
+                     proxy("v2v", "vsock:any:5302", "vsock:1:5301", kThreads)}));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    const size_t total = 16u << 20;
+    unique_fd c = connect_tcp(in, 120s);
+    ASSERT_TRUE(c);
+    Transfer t = send_and_receive(c.get(), total, 1);  // ends with a half-close
+    EXPECT_TRUE(t.ok);
+    EXPECT_EQ(t.received, total);
+    EXPECT_EQ(t.received_hash, t.sent_hash);
+    unique_fd v = connect_vsock(5302, 60s);
+    ASSERT_TRUE(v);
+    Transfer tv = send_and_receive(v.get(), total, 2);
+    EXPECT_TRUE(tv.ok);
+    EXPECT_EQ(tv.received, total);
+    EXPECT_EQ(tv.received_hash, tv.sent_hash);
+}
+
+TEST(ThreadRelayGuest, HalfCloseCrossesVsockBothWays) {
+    REQUIRE_VSOCK_LOOPBACK();
+    const uint16_t in = free_port(), server = free_port();
+    unique_fd ls = listen_tcp(server);
+    std::string first_got, second_got;
+    std::thread srv([&] {
+        // First connection: answer after the client's FIN. Second: finish first, then read.
+        unique_fd a = accept_within(ls.get(), 30s);
+        if (!a) return;
+        if (read_to_eof(a.get(), first_got)) {
+            const std::string reply = "after your eof: " + first_got;
+            write_all(a.get(), reply.data(), reply.size());
+        }
+        a.reset();
+        unique_fd b = accept_within(ls.get(), 30s);
+        if (!b) return;
+        write_all(b.get(), "bye", 3);
+        ::shutdown(b.get(), SHUT_WR);
+        read_to_eof(b.get(), second_got);
+    });
+    Daemon d(pair_policy(in, 5304, server));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    {
+        unique_fd c = connect_tcp(in, 20s);
+        ASSERT_TRUE(c);
+        ASSERT_TRUE(write_all(c.get(), "request", 7));
+        ::shutdown(c.get(), SHUT_WR);
+        std::string reply;
+        EXPECT_TRUE(read_to_eof(c.get(), reply));
+        EXPECT_EQ(reply, "after your eof: request");
+    }
+    {
+        unique_fd c = connect_tcp(in, 20s);
+        ASSERT_TRUE(c);
+        std::string first;
+        EXPECT_TRUE(read_to_eof(c.get(), first));
+        EXPECT_EQ(first, "bye");
+        ASSERT_TRUE(write_all(c.get(), "late words", 10));
+        ::shutdown(c.get(), SHUT_WR);
+        char b;
+        EXPECT_EQ(::recv(c.get(), &b, 1, 0), 0);  // closed once both FINs have passed
+    }
+    srv.join();
+    EXPECT_EQ(second_got, "late words");
+}
+
+// 8 connections get thread pairs in each relay, the other 24 the event engine; all relay.
+TEST(ThreadRelayGuest, ConnectionsBeyondTheBoundAreServedByTheEventEngine) {
+    REQUIRE_VSOCK_LOOPBACK();
+    const uint16_t in = free_port(), server = free_port();
+    EchoServer echo(server);
+    Daemon d(pair_policy(in, 5306, server));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    std::vector<unique_fd> clients;
+    for (int i = 0; i < 32; ++i) {
+        clients.push_back(connect_tcp(in, 60s));
+        ASSERT_TRUE(clients.back()) << i;
+        set_timeouts(clients.back().get(), 60s);
+    }
+    for (size_t i = 0; i < clients.size(); ++i) {
+        const std::string msg = "conn-" + std::to_string(i) + "\n";
+        std::string back(msg.size(), '\0');
+        ASSERT_TRUE(write_all(clients[i].get(), msg.data(), msg.size())) << i;
+        ASSERT_TRUE(read_exact(clients[i].get(), back.data(), back.size())) << i;
+        EXPECT_EQ(back, msg);
+    }
+    EXPECT_TRUE(d.wait_log("relay_threads bound (8 connections) reached")) << d.log();
+}
+
+}  // namespace

@@ -1,0 +1,94 @@
+#pragma once
+// The opt-in blocking relay engine (policy `"relay": "threads"`): once a connection has both
+// sockets connected (headers read, routed, connected on the event loop), its two sockets leave
+// the epoll set and a pair of threads, one per direction, moves the bytes with blocking recv()
+// and send(). A blocking read is also the wake-up, so a small exchange costs one recv and one
+// send per direction instead of epoll_wait + recv + send (what a blocking relay saves where a
+// system call is expensive, such as a guest under emulation).
+//
+// The threads own nothing: the Connection keeps the fds, the loop thread allocates the buffers,
+// joins the threads and closes the sockets. A thread reports its end through one eventfd the
+// loop thread reads. At most `bound` connections are served so at once; the rest stay on the
+// event engine (StreamRelay::hand_to_threads says which).
+#include <pthread.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/event_loop.hpp"
+#include "common/unique_fd.hpp"
+
+namespace pfp::worker {
+
+class Connection;
+class StreamRelay;
+
+// One connection served by two threads; shared by them and the loop thread (atomics only).
+struct ThreadPair {
+    struct Way {
+        ThreadPair* pair = nullptr;
+        int from = -1;
+        int to = -1;
+        std::byte* buffer = nullptr;
+        pthread_t thread{};
+        bool started = false;
+        bool reported = false;  // loop thread: this direction's end handled
+        std::atomic<uint64_t> bytes{0};
+        std::atomic<int> error{0};  // the errno that ended it; 0: EOF passed on
+        std::atomic<bool> finished{false};
+    };
+    Connection* conn = nullptr;
+    int notify_fd = -1;  // the relay's eventfd
+    bool stamp = false;  // an idle timeout is set: the threads record their last activity
+    std::unique_ptr<std::byte[]> buffers;
+    // Set by whoever ends the connection early (an error, the idle timeout, shutdown of the
+    // worker): the other direction's thread then ends too, without passing a FIN on.
+    std::atomic<bool> aborting{false};
+    std::atomic<int64_t> last_activity_ns{0};  // CLOCK_MONOTONIC_COARSE, only when `stamp`
+    Clock::time_point since;                   // hand-off, for the idle timeout
+    uint64_t folded_up = 0, folded_down = 0;   // bytes already added to the relay's counters
+    Way up;                                    // client -> upstream
+    Way down;                                  // upstream -> client
+};
+
+class ThreadRelay : private EventSource {
+  public:
+    // Creates the eventfd (before lock-down: the sandbox allows no eventfd2). Throws.
+    ThreadRelay(StreamRelay& relay, int bound);
+    ~ThreadRelay();  // ends every pair (shutdown of its sockets) and joins its threads
+    ThreadRelay(const ThreadRelay&) = delete;
+    ThreadRelay& operator=(const ThreadRelay&) = delete;
+
+    void start();  // registers the eventfd with the loop; throws
+    // Moves `c` (relaying, nothing read yet) to a thread pair. False: the bound is reached or no
+    // thread could be created; `c` is then still registered with the event loop, as it was.
+    bool adopt(Connection& c);
+    size_t active() const { return pairs_.size(); }
+    // Folds byte counts into the relay's statistics and ends connections idle past the idle
+    // timeout; returns when it wants to run next.
+    std::optional<Clock::time_point> tick(Clock::time_point now);
+    // Ends every pair now (drain timeout, worker exit) and waits for its threads.
+    void stop_all();
+
+  private:
+    void on_event(uint32_t events) override;  // a thread ended
+    void reap();
+    void fold(ThreadPair& p);
+    static void abort(ThreadPair& p);
+    void log_refusal(const char* why, int err);
+
+    StreamRelay& relay_;
+    int bound_;
+    unique_fd notify_;
+    std::list<std::unique_ptr<ThreadPair>> pairs_;
+    Clock::time_point next_fold_{};
+    Clock::time_point last_log_{};
+    uint64_t logs_suppressed_ = 0;
+};
+
+}  // namespace pfp::worker
