@@ -52,8 +52,6 @@ struct ClientConn {
     StreamPump pump;
     std::optional<kcp::ClientTunnel> tunnel;
     std::string peer;
-    uint32_t tcp_events = 0;
-    bool registered_tcp = false;
     bool established = false;
     bool dirty = false;
     bool lingering = false;
@@ -142,11 +140,8 @@ class KcpClient final : public WorkerBody {
             c.tunnel->session()->close();
         }
         if (events & (EPOLLHUP | EPOLLERR)) {
-            // Reported whatever the interest: leave the socket out of the loop, or it would spin;
-            // the pump still reads its last bytes when the conversation's datagrams call it.
-            loop_.remove(c.pump.fd());
-            c.registered_tcp = false;
-            c.tcp_events = 0;
+            // The pump still reads its last bytes when the conversation's datagrams call it.
+            c.pump.unwatch(loop_);
         }
         if (c.established) relay(c);
     }
@@ -257,12 +252,11 @@ class KcpClient final : public WorkerBody {
             c->pump.queue_to_tunnel(std::span<const uint8_t>(early).subspan(taken));
         if (ended) c->pump.tcp_ended();
         if (!loop_.add(c->udp.get(), EPOLLIN, &c->udp_side) ||
-            !loop_.add(c->pump.fd(), 0, &c->tcp_side)) {
+            !c->pump.watch(loop_, 0, &c->tcp_side)) {
             loop_.remove(c->udp.get());
             ++stats_.accept_errors;
             return;
         }
-        c->registered_tcp = true;
         send(*c, c->tunnel->hello());
         free_.pop_back();
         wheel_.schedule(id, c->tunnel->next_deadline());
@@ -281,11 +275,7 @@ class KcpClient final : public WorkerBody {
         if (c.pump.pump(s, stats_.bytes_up, stats_.bytes_down) == StreamPump::Result::tcp_failed) {
             s.close();  // the peer hears CLOSE with the next flush
         }
-        const uint32_t want = c.pump.wanted_events(s);
-        if (c.registered_tcp && want != c.tcp_events) {
-            loop_.modify(c.pump.fd(), want, &c.tcp_side);
-            c.tcp_events = want;
-        }
+        c.pump.follow(loop_, s);
         mark_dirty(c);
     }
 
@@ -312,8 +302,7 @@ class KcpClient final : public WorkerBody {
             if (!c.lingering && c.pump.done(*s)) {
                 if (options_.log_connections)
                     log::info(tag_, ": ", c.peer, " conv ", s->kcp().conv(), " finished");
-                if (c.registered_tcp) loop_.remove(c.pump.fd());
-                c.registered_tcp = false;
+                c.pump.unwatch(loop_);
                 c.pump.close_tcp();
                 c.lingering = true;
                 linger_.emplace_back(now + kTunnelLinger, c.id, c.serial);
@@ -330,7 +319,7 @@ class KcpClient final : public WorkerBody {
             if (auto* s = c.tunnel->session()) add_session_counters(*s, stats_, true);
         }
         loop_.remove(c.udp.get());
-        if (c.registered_tcp) loop_.remove(c.pump.fd());
+        c.pump.unwatch(loop_);
         wheel_.cancel(id);
         slots_[id].reset();  // closes both sockets; a dirty entry left behind finds nothing
         free_.push_back(id);

@@ -69,6 +69,28 @@ void StreamPump::note_events(uint32_t events) {
     if (events & (EPOLLHUP | EPOLLERR)) tcp_hung_up_ = true;
 }
 
+bool StreamPump::watch(EventLoop& loop, uint32_t events, EventSource* source) {
+    if (!loop.add(tcp_.get(), events, source)) return false;
+    source_ = source;
+    watched_ = true;
+    events_ = events;
+    return true;
+}
+
+void StreamPump::follow(EventLoop& loop, const kcp::TunnelSession& s) {
+    const uint32_t want = tcp_ ? wanted_events(s) : 0;
+    if (watched_ && want != events_) {
+        loop.modify(tcp_.get(), want, source_);
+        events_ = want;
+    }
+}
+
+void StreamPump::unwatch(EventLoop& loop) {
+    if (watched_) loop.remove(tcp_.get());
+    watched_ = false;
+    events_ = 0;
+}
+
 StreamPump::Result StreamPump::pump(kcp::TunnelSession& s, uint64_t& to_tunnel, uint64_t& to_tcp) {
     if (!tcp_) return Result::ok;
     if (this->to_tcp(s, to_tcp) == Result::tcp_failed) return Result::tcp_failed;

@@ -86,6 +86,13 @@ class StreamPump {
     // After EPOLLHUP/EPOLLERR the socket leaves the loop, so it is read until its end.
     void note_events(uint32_t events);
 
+    // The TCP socket in the worker's (level-triggered) loop: added with `events`; then its interest
+    // follows wanted_events() (follow()); it leaves the loop on EPOLLHUP/EPOLLERR, which epoll
+    // reports whatever the interest (it would spin), and at the end (unwatch()).
+    bool watch(EventLoop& loop, uint32_t events, EventSource* source);
+    void follow(EventLoop& loop, const kcp::TunnelSession& s);
+    void unwatch(EventLoop& loop);
+
     // Moves what can move both ways now. `to_tunnel`/`to_tcp` count the bytes moved.
     Result pump(kcp::TunnelSession& s, uint64_t& to_tunnel, uint64_t& to_tcp);
     // The TCP socket's epoll interest after pump().
@@ -110,6 +117,9 @@ class StreamPump {
     Result to_tunnel(kcp::TunnelSession& s, uint64_t& to_tunnel);
 
     unique_fd tcp_;
+    EventSource* source_ = nullptr;
+    bool watched_ = false;
+    uint32_t events_ = 0;       // the interest the loop has
     std::vector<uint8_t> out_;  // from the session, not yet written to TCP
     size_t out_off_ = 0;
     std::vector<uint8_t> message_;  // one message from the session

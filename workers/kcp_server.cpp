@@ -47,8 +47,6 @@ struct ServerConn {
     StreamPump pump;
     size_t next_address = 0;  // the next upstream address to try
     bool connecting = true;
-    bool registered_tcp = false;
-    uint32_t tcp_events = 0;
     bool dirty = false;
     bool touched = false;  // datagrams delivered in the current batch: relay once after it
     bool lingering = false;
@@ -225,9 +223,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
             }
         } else if (events & (EPOLLERR | EPOLLHUP)) {
             if (events & EPOLLERR) s->close();
-            loop_.remove(c.pump.fd());  // reported whatever the interest: it would spin
-            c.registered_tcp = false;
-            c.tcp_events = 0;
+            c.pump.unwatch(loop_);
         }
         relay(c, *s);
     }
@@ -274,9 +270,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
             ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
             if (::connect(fd.get(), a.get(), a.len) < 0 && errno != EINPROGRESS) continue;
             c.pump.set_tcp(std::move(fd));
-            if (!loop_.add(c.pump.fd(), EPOLLOUT, &c.tcp_side)) continue;
-            c.registered_tcp = true;
-            c.tcp_events = EPOLLOUT;
+            if (!c.pump.watch(loop_, EPOLLOUT, &c.tcp_side)) continue;
             c.connecting = true;
             c.connect_deadline = now + options_.connect_timeout;
             connect_queue_.emplace_back(c.connect_deadline, c.id, c.conv);
@@ -290,8 +284,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
         log::warning(tag_, ": conv ", c.conv, ": failed to connect to TCP endpoint ",
                      options_.upstream, ": ", std::strerror(err));
         if (kcp::TunnelSession* s = sessions_.session(c.id)) s->close();  // the peer hears CLOSE
-        if (c.registered_tcp) loop_.remove(c.pump.fd());
-        c.registered_tcp = false;
+        c.pump.unwatch(loop_);
         c.pump.close_tcp();
         c.connecting = false;
         mark_dirty(c);
@@ -314,11 +307,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
         if (c.pump.fd() >= 0 &&
             c.pump.pump(s, stats_.bytes_down, stats_.bytes_up) == StreamPump::Result::tcp_failed)
             s.close();
-        const uint32_t want = c.pump.fd() >= 0 ? c.pump.wanted_events(s) : 0;
-        if (c.registered_tcp && want != c.tcp_events) {
-            loop_.modify(c.pump.fd(), want, &c.tcp_side);
-            c.tcp_events = want;
-        }
+        c.pump.follow(loop_, s);
         mark_dirty(c);
     }
 
@@ -358,8 +347,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
             return;
         }
         if (!c.lingering && c.pump.done(*s)) {
-            if (c.registered_tcp) loop_.remove(c.pump.fd());
-            c.registered_tcp = false;
+            c.pump.unwatch(loop_);
             c.pump.close_tcp();
             c.lingering = true;
             linger_queue_.emplace_back(now + kTunnelLinger, c.id, c.conv);
@@ -372,7 +360,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
         const auto id = c.id;
         if (const auto* s = sessions_.session(id)) add_session_counters(*s, stats_, false);
         if (why && options_.log_connections) log::info(tag_, ": conv ", c.conv, " ", why);
-        if (c.registered_tcp) loop_.remove(c.pump.fd());
+        c.pump.unwatch(loop_);
         sessions_.remove(id);
         conns_[id].reset();
     }
