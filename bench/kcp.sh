@@ -79,8 +79,9 @@ spawn serve "$WORK/connbench" serve --port "$P_SERVE" --threads 1
 wait_port t "$P_SERVE" || exit 1
 
 # Paths: NAME KIND KEYED LOSS%. pf: kcptcp-client/-server with their defaults (nodelay 1, interval
-# 10 ms, resend 2, no congestion control, windows 1024, MTU 1350), keyed with -K, and -S 4194304
-# (kcptun's default --sockbuf; pf-kernelbuf: without -S, the kernel's default). kcptun: the same
+# 10 ms, resend 2, no congestion control, windows 1024, MTU 1350, socket buffers 4 MiB: kcptun's
+# default --sockbuf too), keyed with -K (pf-kernelbuf: -S the kernel's default,
+# net.core.rmem_default). kcptun: the same
 # KCP parameters (--mode fast3 is nodelay 1, interval 10, resend 2, nc 1; --sndwnd/--rcvwnd 1024,
 # --mtu 1350), no FEC (--ds 0 --ps 0: the pf tunnel has none), --nocomp; keyed with --crypt aes
 # (its default: AES-CFB, no authentication), else --crypt none.
@@ -102,7 +103,7 @@ tunnel_up() {
     fi
     if [ "$kind" = pf ] || [ "$kind" = pf-kernelbuf ]; then
         local key=(); [ "$keyed" = 1 ] && key=(-K "$KEY")
-        [ "$kind" = pf ] && key+=(-S 4194304)
+        [ "$kind" = pf-kernelbuf ] && key+=(-S "$(cat /proc/sys/net/core/rmem_default)")
         spawn pf-server "$BIN/kcptcp-server" "${key[@]}" "127.0.0.1:$P_UDP" "127.0.0.1:$target"
         TUNNEL+=("$LAST")
         spawn pf-client "$BIN/kcptcp-client" "${key[@]}" "127.0.0.1:$P_TCP" "127.0.0.1:$remote"

@@ -131,9 +131,11 @@ struct Proxy {
     // (policy/psk.hpp), at start and on reload; the parser never does.
     std::string psk_file;
     std::string psk_env;
-    std::string psk;        // 32 raw bytes once read; empty: no key
-    int mtu = 1350;         // the tunnel's datagram size
-    int socket_buffer = 0;  // SO_RCVBUF/SO_SNDBUF of the UDP socket(s); 0: the kernel's default
+    std::string psk;  // 32 raw bytes once read; empty: no key
+    int mtu = 1350;   // the tunnel's datagram size
+    // SO_RCVBUF/SO_SNDBUF of the UDP socket(s); KCP tunnels default to 4 MiB
+    // (policy/tunnel_options.cpp); 0 (every other kind): the kernel's default
+    int socket_buffer = 0;
     KcpTuning kcp;
     std::string pointer;  // "/proxies/N", for messages about this entry
 };

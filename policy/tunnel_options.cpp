@@ -29,6 +29,10 @@ constexpr std::array<std::string_view, 4> kServerLimitKeys{"max_sessions", "max_
 
 // A kcp tunnel ends a conversation whose peer vanished by this timeout (docs/kcp-tunnel.md).
 constexpr std::chrono::seconds kTunnelIdle{180};
+// KCP sends up to a window of 1024 datagrams (1.3 MiB at the default MTU) in one burst: a socket
+// buffer smaller than that (the kernel's default is ~208 KiB) overflows at the receiver and turns
+// the burst into retransmissions. The kernel caps it at net.core.rmem_max/wmem_max.
+constexpr int kTunnelSocketBuffer = 4 << 20;
 
 bool is_env_name(const std::string& s) {
     if (s.empty() || std::isdigit(static_cast<unsigned char>(s.front()))) return false;
@@ -142,6 +146,7 @@ void parse_tunnel_keys(Checker& check, const json& v, const std::string& pointer
         } else {
             p.idle_timeout = kTunnelIdle;
         }
+        p.socket_buffer = kTunnelSocketBuffer;  // unless the key says otherwise (below)
     }
     const json* file = member(v, "psk_file");
     const json* env = member(v, "psk_env");

@@ -26,7 +26,7 @@ pkgs=(
   # tests/vm/systemd_guest_test.py boots such a root (systemd as PID 1) as a zstd initramfs.
   mmdebstrap zstd
 )
-if [ "${1:-}" = "--bench" ]; then pkgs+=(iperf3 haproxy wrk hyperfine); fi
+if [ "${1:-}" = "--bench" ]; then pkgs+=(iperf3 haproxy wrk hyperfine kcptun); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,6 +17,7 @@
 #include "common/kcp/client_tunnel.hpp"
 #include "common/kcp/timer_wheel.hpp"
 #include "common/log.hpp"
+#include "workers/datagram_batch.hpp"
 #include "workers/kcp_io.hpp"
 #include "workers/redirected_destination.hpp"
 #include "workers/route.hpp"
@@ -26,12 +27,8 @@ namespace pfp::worker {
 namespace {
 
 constexpr size_t kDatagramBuffer = 2048;  // > the largest tunnel MTU (1500)
-constexpr int kDatagramsPerEvent = 64;    // then the loop's other sources get their turn
-constexpr auto kStatsEvery = std::chrono::seconds(1);
-// A finished conversation stays this long (its TCP side closed), so the ACK of the server's last
-// FIN can be sent again if the first was lost; else the server would resend it until its idle
-// timeout.
-constexpr auto kLinger = std::chrono::seconds(2);
+constexpr size_t kBatch = 32;             // datagrams per recvmmsg
+constexpr int kRounds = 2;                // batches per event, then the other sources get a turn
 
 class KcpClient;
 
@@ -55,14 +52,11 @@ struct ClientConn {
     StreamPump pump;
     std::optional<kcp::ClientTunnel> tunnel;
     std::string peer;
-    uint32_t tcp_events = 0;
-    bool registered_tcp = false;
     bool established = false;
     bool dirty = false;
     bool lingering = false;
     uint64_t serial = 0;  // tells a slot's connections apart in the linger queue
-    Clock::time_point next_stats{};
-    uint64_t stats_bytes = 0;  // bytes moved when the last stats line was written
+    StatsPacer stats_pacer;
     TcpSide tcp_side;
     UdpSide udp_side;
     Sink sink;
@@ -76,14 +70,12 @@ class KcpClient final : public WorkerBody {
           options_(o),
           security_(tunnel_security(o)),
           config_(tunnel_config(o)),
-          upstream_(parse_endpoint(o.upstream)),
-          host_upstream_(!o.upstream_host.empty()),
+          route_(o),
           tag_(h.tag()),
           max_(static_cast<size_t>(o.max_connections)),
-          wheel_(max_, clock_.ms(Clock::now())) {
-        if (!o.allowed_sources.empty()) sources_ = CidrSet::parse(o.allowed_sources);
-        addresses_ = upstream_address_set(o.upstream_host, o.upstream_addresses, upstream_);
-        if (addresses_.empty()) addresses_.push_back(upstream_.addr);
+          wheel_(max_, clock_.ms(Clock::now())),
+          in_(kBatch, kDatagramBuffer, kDatagramBuffer),
+          out_(kDatagramBuffer, stats_.datagrams_out, stats_.send_errors) {
         slots_.resize(max_);
         for (size_t i = max_; i > 0; --i) free_.push_back(static_cast<uint32_t>(i - 1));
         accept_side_.self = this;
@@ -99,11 +91,7 @@ class KcpClient final : public WorkerBody {
     }
     size_t active() const override { return max_ - free_.size(); }
     bool update_upstream(std::vector<SockAddr> addresses) override {
-        if (!host_upstream_ || addresses.empty()) return false;
-        for (const SockAddr& a : addresses)
-            if (port_of(a) != upstream_.port) return false;
-        addresses_ = std::move(addresses);
-        return true;
+        return route_.update(std::move(addresses));
     }
     std::string encoded_stats() const override {
         ipc::TunnelStats s = stats_;
@@ -133,6 +121,7 @@ class KcpClient final : public WorkerBody {
             linger_.pop_front();
             if (ClientConn* c = slots_[id].get(); c && c->serial == serial) close(*c);
         }
+        out_.flush();  // everything this pass produced, before the loop waits
         std::optional<Clock::time_point> next;
         if (const auto w = wheel_.next_expiry()) next = clock_.at(*w, now);
         if (!linger_.empty() && (!next || std::get<0>(linger_.front()) < *next))
@@ -142,6 +131,7 @@ class KcpClient final : public WorkerBody {
 
     // Event handlers (ClientConn's sides call them).
     void tcp_ready(ClientConn& c, uint32_t events) {
+        c.pump.note_events(events);
         if (events & EPOLLERR) {  // reset: abort the conversation
             if (!c.established) {
                 close(c);
@@ -150,26 +140,27 @@ class KcpClient final : public WorkerBody {
             c.tunnel->session()->close();
         }
         if (events & (EPOLLHUP | EPOLLERR)) {
-            // Reported whatever the interest: leave the socket out of the loop, or it would spin;
-            // the pump still reads its last bytes when the conversation's datagrams call it.
-            loop_.remove(c.pump.fd());
-            c.registered_tcp = false;
-            c.tcp_events = 0;
+            // The pump still reads its last bytes when the conversation's datagrams call it.
+            c.pump.unwatch(loop_);
         }
         if (c.established) relay(c);
     }
     void udp_ready(ClientConn& c) {
         const uint32_t ms = clock_.ms(loop_.now());
-        std::array<uint8_t, kDatagramBuffer> buf;
-        for (int i = 0; i < kDatagramsPerEvent; ++i) {
-            const ssize_t n = ::recv(c.udp.get(), buf.data(), buf.size(), MSG_DONTWAIT);
+        for (int round = 0; round < kRounds; ++round) {
+            const int n = in_.receive(c.udp.get(), false, kBatch);
             if (n < 0) {
-                if (errno == EINTR) continue;
-                if (errno == ECONNREFUSED) continue;  // ICMP for an earlier datagram: KCP retries
+                // ICMP for an earlier datagram (KCP retries), or a signal: read on.
+                if (errno == EINTR || errno == ECONNREFUSED) continue;
                 break;
             }
-            ++stats_.datagrams_in;
-            c.tunnel->on_datagram(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)), ms);
+            for (int i = 0; i < n; ++i) {
+                ++stats_.datagrams_in;
+                const auto slot = static_cast<size_t>(i);
+                if (in_.truncated(slot)) continue;  // longer than any tunnel datagram
+                c.tunnel->on_datagram(in_.data(slot), ms);
+            }
+            if (static_cast<size_t>(n) < kBatch) break;
         }
         if (!c.established && c.tunnel->state() == kcp::ClientTunnel::State::established) {
             c.established = true;
@@ -183,13 +174,8 @@ class KcpClient final : public WorkerBody {
         else
             mark_dirty(c);
     }
-    void send(ClientConn& c, std::span<const uint8_t> d) {
-        const ssize_t n = ::send(c.udp.get(), d.data(), d.size(), MSG_DONTWAIT);
-        if (n == static_cast<ssize_t>(d.size()))
-            ++stats_.datagrams_out;
-        else
-            ++stats_.send_errors;
-    }
+    // Queued: sent with the rest of this event-loop pass's datagrams at the end of tick().
+    void send(ClientConn& c, std::span<const uint8_t> d) { out_.add(c.udp.get(), nullptr, 0, d); }
     void accept_ready() {
         while (!draining_ && !free_.empty()) {
             SockAddr peer;
@@ -201,7 +187,7 @@ class KcpClient final : public WorkerBody {
                 if (errno != EAGAIN && errno != EWOULDBLOCK) ++stats_.accept_errors;
                 return;
             }
-            if (sources_ && !sources_->contains(peer)) {
+            if (!route_.admits(peer.get(), peer.len)) {
                 ++stats_.denied;
                 continue;
             }
@@ -228,7 +214,7 @@ class KcpClient final : public WorkerBody {
         early.resize(got > 0 ? static_cast<size_t>(got) : 0);
         if (got == 0) ended = true;
         unique_fd udp;
-        for (const SockAddr& a : addresses_) {
+        for (const SockAddr& a : route_.addresses) {
             udp.reset(::socket(a.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
             if (!udp) continue;
             if (options_.socket_buffer > 0) {
@@ -266,12 +252,11 @@ class KcpClient final : public WorkerBody {
             c->pump.queue_to_tunnel(std::span<const uint8_t>(early).subspan(taken));
         if (ended) c->pump.tcp_ended();
         if (!loop_.add(c->udp.get(), EPOLLIN, &c->udp_side) ||
-            !loop_.add(c->pump.fd(), 0, &c->tcp_side)) {
+            !c->pump.watch(loop_, 0, &c->tcp_side)) {
             loop_.remove(c->udp.get());
             ++stats_.accept_errors;
             return;
         }
-        c->registered_tcp = true;
         send(*c, c->tunnel->hello());
         free_.pop_back();
         wheel_.schedule(id, c->tunnel->next_deadline());
@@ -290,11 +275,7 @@ class KcpClient final : public WorkerBody {
         if (c.pump.pump(s, stats_.bytes_up, stats_.bytes_down) == StreamPump::Result::tcp_failed) {
             s.close();  // the peer hears CLOSE with the next flush
         }
-        const uint32_t want = c.pump.wanted_events(s);
-        if (c.registered_tcp && want != c.tcp_events) {
-            loop_.modify(c.pump.fd(), want, &c.tcp_side);
-            c.tcp_events = want;
-        }
+        c.pump.follow(loop_, s);
         mark_dirty(c);
     }
 
@@ -303,20 +284,15 @@ class KcpClient final : public WorkerBody {
         if (c.tunnel->state() == kcp::ClientTunnel::State::gave_up) {
             ++stats_.handshake_failures;
             log::warning(tag_, ": ", c.peer, ": no answer from the KCP server ",
-                         format_sockaddr(addresses_.front()), " (gave up after ",
+                         format_sockaddr(route_.addresses.front()), " (gave up after ",
                          c.tunnel->hellos_sent(), " HELLOs)");
             close(c);
             return;
         }
         kcp::TunnelSession* s = c.tunnel->session();
         if (s != nullptr) {
-            // At most one line per connection per kStatsEvery, and only when bytes moved.
-            const uint64_t moved = c.pump.bytes_to_tcp + c.pump.bytes_to_tunnel;
-            if (options_.statistics && now >= c.next_stats && moved != c.stats_bytes) {
+            if (options_.statistics && c.stats_pacer.due(now, c.pump))
                 log::info(tag_, ": ", stats_line(*s, c.pump));
-                c.stats_bytes = moved;
-                c.next_stats = now + kStatsEvery;
-            }
             if (s->state() != kcp::TunnelSession::State::open) {
                 if (options_.log_connections)
                     log::info(tag_, ": ", c.peer, " conv ", s->kcp().conv(), " ended");
@@ -326,11 +302,10 @@ class KcpClient final : public WorkerBody {
             if (!c.lingering && c.pump.done(*s)) {
                 if (options_.log_connections)
                     log::info(tag_, ": ", c.peer, " conv ", s->kcp().conv(), " finished");
-                if (c.registered_tcp) loop_.remove(c.pump.fd());
-                c.registered_tcp = false;
+                c.pump.unwatch(loop_);
                 c.pump.close_tcp();
                 c.lingering = true;
-                linger_.emplace_back(now + kLinger, c.id, c.serial);
+                linger_.emplace_back(now + kTunnelLinger, c.id, c.serial);
             }
         }
         wheel_.schedule(c.id, c.tunnel->next_deadline());
@@ -338,12 +313,13 @@ class KcpClient final : public WorkerBody {
 
     void close(ClientConn& c) {
         const uint32_t id = c.id;
+        out_.flush();  // its last datagrams (a CLOSE) go before its socket does
         if (c.tunnel) {
             stats_.dropped_handshake += c.tunnel->refused_welcomes();
             if (auto* s = c.tunnel->session()) add_session_counters(*s, stats_, true);
         }
         loop_.remove(c.udp.get());
-        if (c.registered_tcp) loop_.remove(c.pump.fd());
+        c.pump.unwatch(loop_);
         wheel_.cancel(id);
         slots_[id].reset();  // closes both sockets; a dirty entry left behind finds nothing
         free_.push_back(id);
@@ -358,11 +334,8 @@ class KcpClient final : public WorkerBody {
     TunnelOptions options_;
     kcp::Security security_;
     kcp::TunnelConfig config_;
-    Endpoint upstream_;
-    bool host_upstream_;
-    std::vector<SockAddr> addresses_;
+    TunnelRoute route_;
     std::string tag_;
-    std::optional<CidrSet> sources_;
     size_t max_;
     TunnelClock clock_;
     kcp::TimerWheel wheel_;
@@ -376,6 +349,8 @@ class KcpClient final : public WorkerBody {
     uint64_t serial_ = 0;
     AcceptSide accept_side_;
     ipc::TunnelStats stats_;
+    RecvBatch in_;
+    OutputBatch out_;  // counts into stats_, writes to slots_' sockets: declared after both
     bool draining_ = false;
     bool paused_ = false;
 };

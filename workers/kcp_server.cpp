@@ -19,6 +19,7 @@
 #include "common/allow_list.hpp"
 #include "common/kcp/server_sessions.hpp"
 #include "common/log.hpp"
+#include "workers/datagram_batch.hpp"
 #include "workers/kcp_io.hpp"
 #include "workers/redirected_destination.hpp"
 #include "workers/route.hpp"
@@ -30,11 +31,7 @@ namespace {
 constexpr size_t kBatch = 32;
 constexpr size_t kDatagramBuffer = 2048;  // > the largest tunnel MTU; longer ones are cut, dropped
 constexpr int kRounds = 4;                // batches per readiness event
-constexpr auto kStatsEvery = std::chrono::seconds(1);
 constexpr auto kHandshakeSweep = std::chrono::seconds(1);
-// A finished conversation stays this long (its TCP side closed), so the ACK of the peer's last
-// FIN can be sent again if the first was lost.
-constexpr auto kLinger = std::chrono::seconds(2);
 
 class KcpServer;
 
@@ -50,14 +47,12 @@ struct ServerConn {
     StreamPump pump;
     size_t next_address = 0;  // the next upstream address to try
     bool connecting = true;
-    bool registered_tcp = false;
-    uint32_t tcp_events = 0;
     bool dirty = false;
+    bool touched = false;  // datagrams delivered in the current batch: relay once after it
     bool lingering = false;
     kcp::TunnelSession* session = nullptr;  // ServerSessions keeps it in place until remove()
     Clock::time_point connect_deadline{};
-    Clock::time_point next_stats{};
-    uint64_t stats_bytes = 0;
+    StatsPacer stats_pacer;
     TcpSide tcp_side;
 };
 
@@ -67,8 +62,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
         : loop_(loop),
           sock_(std::move(sock)),
           options_(o),
-          upstream_(parse_endpoint(o.upstream)),
-          host_upstream_(!o.upstream_host.empty()),
+          route_(o),
           tag_(h.tag()),
           sessions_(
               kcp::ServerHandshakeConfig{.security = tunnel_security(o), .psk = o.psk},
@@ -78,16 +72,9 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
                                 .hellos_per_second = static_cast<uint32_t>(o.hellos_per_second),
                                 .hello_burst = static_cast<uint32_t>(o.hello_burst)},
               clock_.ms(Clock::now())),
-          buffers_(kBatch * kDatagramBuffer) {
-        if (!o.allowed_sources.empty()) sources_ = CidrSet::parse(o.allowed_sources);
-        addresses_ = upstream_address_set(o.upstream_host, o.upstream_addresses, upstream_);
-        if (addresses_.empty()) addresses_.push_back(upstream_.addr);
+          in_(kBatch, kDatagramBuffer, kDatagramBuffer),
+          out_(kDatagramBuffer, stats_.datagrams_out, stats_.send_errors) {
         conns_.resize(static_cast<size_t>(o.max_sessions));
-        for (size_t i = 0; i < kBatch; ++i) {
-            iov_[i] = {buffers_.data() + i * kDatagramBuffer, kDatagramBuffer};
-            msgs_[i].msg_hdr.msg_iov = &iov_[i];
-            msgs_[i].msg_hdr.msg_iovlen = 1;
-        }
         udp_side_.self = this;
         if (!loop_.add(sock_.get(), EPOLLIN, &udp_side_))
             throw std::runtime_error("epoll_ctl(datagram socket) failed");
@@ -98,11 +85,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
     void stop_accepting() override { draining_ = true; }
     size_t active() const override { return sessions_.sessions(); }
     bool update_upstream(std::vector<SockAddr> addresses) override {
-        if (!host_upstream_ || addresses.empty()) return false;
-        for (const SockAddr& a : addresses)
-            if (port_of(a) != upstream_.port) return false;
-        addresses_ = std::move(addresses);
-        return true;
+        return route_.update(std::move(addresses));
     }
     std::string encoded_stats() const override {
         ipc::TunnelStats s = stats_;
@@ -163,60 +146,59 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
         if (!connect_queue_.empty()) consider(std::get<0>(connect_queue_.front()));
         if (!linger_queue_.empty()) consider(std::get<0>(linger_queue_.front()));
         if (!dirty_.empty()) consider(now);
+        out_.flush();  // everything this pass produced, before the loop waits
         return next;
     }
 
     void send_to(std::span<const uint8_t> source, std::span<const uint8_t> datagram) override {
+        // Queued: sent with the rest of this event-loop pass's datagrams at the end of tick().
         sockaddr_storage to{};
         const size_t len = std::min(source.size(), sizeof to);
         std::memcpy(&to, source.data(), len);
-        const ssize_t n =
-            ::sendto(sock_.get(), datagram.data(), datagram.size(), MSG_DONTWAIT,
-                     reinterpret_cast<const sockaddr*>(&to), static_cast<socklen_t>(len));
-        if (n == static_cast<ssize_t>(datagram.size()))
-            ++stats_.datagrams_out;
-        else
-            ++stats_.send_errors;
+        out_.add(sock_.get(), reinterpret_cast<const sockaddr*>(&to), static_cast<socklen_t>(len),
+                 datagram);
     }
 
     void udp_ready() {
         for (int round = 0; round < kRounds; ++round) {
-            for (size_t i = 0; i < kBatch; ++i) {
-                msgs_[i].msg_hdr.msg_name = &names_[i];
-                msgs_[i].msg_hdr.msg_namelen = sizeof names_[i];
-                msgs_[i].msg_hdr.msg_flags = 0;
-                msgs_[i].msg_len = 0;
-            }
-            const int n = ::recvmmsg(sock_.get(), msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
+            const int n = in_.receive(sock_.get(), true, kBatch);
             if (n <= 0) return;
             const auto now = loop_.now();
             const uint32_t ms = clock_.ms(now);
             const uint64_t unix_now = unix_seconds();
             for (int i = 0; i < n; ++i) {
                 ++stats_.datagrams_in;
-                const msghdr& h = msgs_[i].msg_hdr;
-                if (h.msg_flags & MSG_TRUNC) {
+                const auto slot = static_cast<size_t>(i);
+                if (in_.truncated(slot)) {
                     ++truncated_;
                     continue;
                 }
-                const auto* name = reinterpret_cast<const sockaddr*>(&names_[i]);
-                if (sources_ && !sources_->contains(name, h.msg_namelen)) {
+                const sockaddr_storage& name = in_.name(slot);
+                const socklen_t name_len = in_.name_len(slot);
+                if (!route_.admits(reinterpret_cast<const sockaddr*>(&name), name_len)) {
                     ++stats_.denied;
                     continue;
                 }
-                const std::span<const uint8_t> source(reinterpret_cast<const uint8_t*>(&names_[i]),
-                                                      h.msg_namelen);
-                const std::span<const uint8_t> datagram(
-                    static_cast<const uint8_t*>(iov_[i].iov_base), msgs_[i].msg_len);
+                const std::span<const uint8_t> source(reinterpret_cast<const uint8_t*>(&name),
+                                                      name_len);
                 const auto d =
-                    sessions_.on_datagram(datagram, source, ms, unix_now, random_, *this);
+                    sessions_.on_datagram(in_.data(slot), source, ms, unix_now, random_, *this);
                 using Kind = kcp::ServerSessions::Dispatch::Kind;
                 if (d.kind == Kind::opened) {
-                    opened(d.id, names_[i], h.msg_namelen, d.early_data, now);
+                    opened(d.id, name, name_len, d.early_data, now);
                 } else if (d.kind == Kind::delivered) {
                     if (ServerConn* c = conns_[d.id].get()) delivered(*c);
                 }
             }
+            // One pump per conversation per batch, not per datagram: its TCP side gets the
+            // batch's bytes in one send.
+            for (const auto id : touched_) {
+                if (ServerConn* c = conns_[id].get()) {
+                    c->touched = false;
+                    if (kcp::TunnelSession* s = sessions_.session(id)) relay(*c, *s);
+                }
+            }
+            touched_.clear();
             if (static_cast<size_t>(n) < kBatch) return;
         }
     }
@@ -224,6 +206,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
     void tcp_ready(ServerConn& c, uint32_t events) {
         kcp::TunnelSession* s = sessions_.session(c.id);
         if (s == nullptr) return;
+        c.pump.note_events(events);
         if (c.connecting) {
             int err = 0;
             socklen_t len = sizeof err;
@@ -240,9 +223,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
             }
         } else if (events & (EPOLLERR | EPOLLHUP)) {
             if (events & EPOLLERR) s->close();
-            loop_.remove(c.pump.fd());  // reported whatever the interest: it would spin
-            c.registered_tcp = false;
-            c.tcp_events = 0;
+            c.pump.unwatch(loop_);
         }
         relay(c, *s);
     }
@@ -281,17 +262,15 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
 
     // A non-blocking connect to the next upstream address; false when none is left.
     void connect_next(ServerConn& c, Clock::time_point now) {
-        while (c.next_address < addresses_.size()) {
-            const SockAddr& a = addresses_[c.next_address++];
+        while (c.next_address < route_.addresses.size()) {
+            const SockAddr& a = route_.addresses[c.next_address++];
             unique_fd fd(::socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
             if (!fd) continue;
             const int one = 1;
             ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
             if (::connect(fd.get(), a.get(), a.len) < 0 && errno != EINPROGRESS) continue;
             c.pump.set_tcp(std::move(fd));
-            if (!loop_.add(c.pump.fd(), EPOLLOUT, &c.tcp_side)) continue;
-            c.registered_tcp = true;
-            c.tcp_events = EPOLLOUT;
+            if (!c.pump.watch(loop_, EPOLLOUT, &c.tcp_side)) continue;
             c.connecting = true;
             c.connect_deadline = now + options_.connect_timeout;
             connect_queue_.emplace_back(c.connect_deadline, c.id, c.conv);
@@ -305,8 +284,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
         log::warning(tag_, ": conv ", c.conv, ": failed to connect to TCP endpoint ",
                      options_.upstream, ": ", std::strerror(err));
         if (kcp::TunnelSession* s = sessions_.session(c.id)) s->close();  // the peer hears CLOSE
-        if (c.registered_tcp) loop_.remove(c.pump.fd());
-        c.registered_tcp = false;
+        c.pump.unwatch(loop_);
         c.pump.close_tcp();
         c.connecting = false;
         mark_dirty(c);
@@ -316,7 +294,10 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
         kcp::TunnelSession* s = sessions_.session(c.id);
         if (s == nullptr) return;
         if (!c.connecting && !c.lingering) {
-            relay(c, *s);
+            if (!c.touched) {  // relayed after the batch
+                c.touched = true;
+                touched_.push_back(c.id);
+            }
             return;
         }
         mark_dirty(c);  // acks to send
@@ -326,11 +307,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
         if (c.pump.fd() >= 0 &&
             c.pump.pump(s, stats_.bytes_down, stats_.bytes_up) == StreamPump::Result::tcp_failed)
             s.close();
-        const uint32_t want = c.pump.fd() >= 0 ? c.pump.wanted_events(s) : 0;
-        if (c.registered_tcp && want != c.tcp_events) {
-            loop_.modify(c.pump.fd(), want, &c.tcp_side);
-            c.tcp_events = want;
-        }
+        c.pump.follow(loop_, s);
         mark_dirty(c);
     }
 
@@ -363,23 +340,17 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
     void settle(ServerConn& c, Clock::time_point now) {
         kcp::TunnelSession* s = sessions_.session(c.id);
         if (s == nullptr) return;
-        // At most one line per connection per kStatsEvery, and only when bytes moved.
-        const uint64_t moved = c.pump.bytes_to_tcp + c.pump.bytes_to_tunnel;
-        if (options_.statistics && now >= c.next_stats && moved != c.stats_bytes) {
+        if (options_.statistics && c.stats_pacer.due(now, c.pump))
             log::info(tag_, ": ", stats_line(*s, c.pump));
-            c.stats_bytes = moved;
-            c.next_stats = now + kStatsEvery;
-        }
         if (s->state() != kcp::TunnelSession::State::open) {
             end(c, "closed");
             return;
         }
         if (!c.lingering && c.pump.done(*s)) {
-            if (c.registered_tcp) loop_.remove(c.pump.fd());
-            c.registered_tcp = false;
+            c.pump.unwatch(loop_);
             c.pump.close_tcp();
             c.lingering = true;
-            linger_queue_.emplace_back(now + kLinger, c.id, c.conv);
+            linger_queue_.emplace_back(now + kTunnelLinger, c.id, c.conv);
             if (options_.log_connections) log::info(tag_, ": conv ", c.conv, " finished");
         }
         sessions_.reschedule(c.id);
@@ -389,7 +360,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
         const auto id = c.id;
         if (const auto* s = sessions_.session(id)) add_session_counters(*s, stats_, false);
         if (why && options_.log_connections) log::info(tag_, ": conv ", c.conv, " ", why);
-        if (c.registered_tcp) loop_.remove(c.pump.fd());
+        c.pump.unwatch(loop_);
         sessions_.remove(id);
         conns_[id].reset();
     }
@@ -397,26 +368,21 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
     EventLoop& loop_;
     unique_fd sock_;
     TunnelOptions options_;
-    Endpoint upstream_;
-    bool host_upstream_;
-    std::vector<SockAddr> addresses_;
+    TunnelRoute route_;
     std::string tag_;
-    std::optional<CidrSet> sources_;
     TunnelClock clock_;
     kcp::ServerSessions sessions_;
     kcp::SystemRandom random_;
     std::vector<std::unique_ptr<ServerConn>> conns_;  // index = session id
-    std::vector<kcp::ServerSessions::Id> dirty_, ended_;
+    std::vector<kcp::ServerSessions::Id> dirty_, ended_, touched_;
     // Connect timeouts and lingering ends: one duration each, so a FIFO keeps them in order.
     using Deadline = std::tuple<Clock::time_point, kcp::ServerSessions::Id, uint32_t>;
     std::deque<Deadline> connect_queue_, linger_queue_;
     Clock::time_point next_sweep_{};
-    std::vector<uint8_t> buffers_;
-    std::array<iovec, kBatch> iov_{};
-    std::array<mmsghdr, kBatch> msgs_{};
-    std::array<sockaddr_storage, kBatch> names_{};
     UdpSide udp_side_;
     ipc::TunnelStats stats_;
+    RecvBatch in_;
+    OutputBatch out_;         // counts into stats_, writes to sock_: declared after both
     uint64_t truncated_ = 0;  // longer than any tunnel datagram: never a valid one
     bool draining_ = false;
 };

@@ -16,6 +16,7 @@
 #include "common/allow_list.hpp"
 #include "common/endpoint.hpp"
 #include "common/log.hpp"
+#include "workers/datagram_batch.hpp"
 #include "workers/flow_table.hpp"
 #include "workers/redirected_destination.hpp"
 #include "workers/route.hpp"
@@ -35,14 +36,8 @@ constexpr size_t kBufferStride = kBufferSize + 5 * 64;
 // Batches per readiness event, so one busy socket cannot starve the others (epoll is
 // level-triggered: the rest is read on the next round).
 constexpr int kRounds = 8;
-// Segmentation offload (UDP_SEGMENT): a run of one client's datagrams of one size (the last may
-// be shorter) goes upstream in one sendmsg; the kernel walks the stack once and cuts the run into
-// datagrams (at the receiving socket on loopback, by the NIC or in software on a device). At most
-// 64 segments (the kernel's oldest UDP_MAX_SEGMENTS), the whole within one IPv4 datagram, each
-// small enough for an Ethernet MTU over IPv6 (a larger one would not fit the path's MTU).
-constexpr size_t kMaxSegments = 64;
-constexpr size_t kMaxSegmentedPayload = 65507;
-constexpr size_t kMaxSegmentSize = 1452;
+// A client's run of datagrams of one size (the last may be shorter) goes upstream as one
+// segmented send (send_segmented(), workers/datagram_batch.hpp).
 // A draining worker reads no new client datagrams; a flow idle this long has had its answer.
 constexpr auto kDrainIdle = std::chrono::seconds(1);
 
@@ -58,14 +53,11 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
           batch_(o.batch ? kBatch : 1),
           log_flows_(o.log_connections),
           tag_(h.tag()),
-          buffers_(kBatch * kBufferStride) {
+          in_(kBatch, kBufferSize, kBufferStride) {
         if (!o.allowed_sources.empty()) sources_ = CidrSet::parse(o.allowed_sources);
         addresses_ = upstream_address_set(o.upstream_host, o.upstream_addresses, upstream_);
         if (addresses_.empty()) addresses_.push_back(upstream_.addr);
         for (size_t i = 0; i < kBatch; ++i) {
-            in_iov_[i] = {buffers_.data() + i * kBufferStride, kBufferSize};
-            in_[i].msg_hdr.msg_iov = &in_iov_[i];
-            in_[i].msg_hdr.msg_iovlen = 1;
             out_[i].msg_hdr.msg_iov = &out_iov_[i];
             out_[i].msg_hdr.msg_iovlen = 1;
         }
@@ -107,7 +99,7 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
 
     void upstream_ready(Flow& f) override {
         for (int round = 0; round < kRounds; ++round) {
-            const int n = receive(f.upstream.get(), false);
+            const int n = in_.receive(f.upstream.get(), false, batch_);
             if (n < 0) {
                 if (errno == ECONNREFUSED) {  // an ICMP error for an earlier datagram
                     ++stats_.refused;
@@ -117,7 +109,7 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
             }
             size_t out = 0;
             for (int i = 0; i < n; ++i) {
-                if (in_[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                if (in_.truncated(static_cast<size_t>(i))) {
                     ++stats_.truncated;
                     continue;
                 }
@@ -145,26 +137,10 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
         return idle_;
     }
 
-    // Up to batch_ datagrams into in_[0..n); -1 with errno when none could be read.
-    int receive(int fd, bool names) {
-        for (size_t i = 0; i < batch_; ++i) {
-            msghdr& h = in_[i].msg_hdr;
-            h.msg_name = names ? &names_[i] : nullptr;
-            h.msg_namelen = names ? sizeof names_[i] : 0;
-            h.msg_flags = 0;
-            in_[i].msg_len = 0;
-        }
-        if (batch_ > 1)
-            return ::recvmmsg(fd, in_.data(), static_cast<unsigned>(batch_), MSG_DONTWAIT, nullptr);
-        const ssize_t r = ::recvmsg(fd, &in_[0].msg_hdr, MSG_DONTWAIT);
-        if (r < 0) return -1;
-        in_[0].msg_len = static_cast<unsigned>(r);
-        return 1;
-    }
-
     // out_[slot] carries in_[i]'s datagram, to `name` (nullptr on a connected socket).
     void stage(size_t slot, int i, void* name, socklen_t len) {
-        out_iov_[slot] = {in_iov_[i].iov_base, in_[i].msg_len};
+        const auto d = in_.data(static_cast<size_t>(i));
+        out_iov_[slot] = {d.data(), d.size()};
         out_[slot].msg_hdr.msg_name = name;
         out_[slot].msg_hdr.msg_namelen = len;
     }
@@ -174,41 +150,22 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
     // (then never tried again).
     bool send_segmented(int fd, size_t n, uint64_t& datagrams, uint64_t& bytes,
                         void* name = nullptr, socklen_t name_len = 0) {
-        const size_t size = out_iov_[0].iov_len;
-        if (!segment_ || n < 2 || n > kMaxSegments || size == 0 || size > kMaxSegmentSize)
-            return false;
-        size_t total = 0;
-        for (size_t i = 0; i < n; ++i) {
-            const size_t len = out_iov_[i].iov_len;
-            if (len == 0 || len > size || (len < size && i + 1 != n)) return false;
-            total += len;
+        if (!segment_) return false;
+        switch (worker::send_segmented(fd, out_iov_.data(), n, name, name_len)) {
+            case SegmentResult::sent:
+                datagrams += n;
+                for (size_t i = 0; i < n; ++i) bytes += out_iov_[i].iov_len;
+                return true;
+            case SegmentResult::unsupported:
+                segment_ = false;
+                return false;
+            case SegmentResult::failed:
+                if (errno == ECONNREFUSED) ++stats_.refused;  // reported (and cleared) by this send
+                return false;                                 // sendmmsg tries them one by one
+            case SegmentResult::not_a_run:
+                return false;
         }
-        if (total > kMaxSegmentedPayload) return false;
-        msghdr h{};
-        h.msg_name = name;
-        h.msg_namelen = name_len;
-        h.msg_iov = out_iov_.data();
-        h.msg_iovlen = n;
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(uint16_t))] = {};
-        h.msg_control = control;
-        h.msg_controllen = sizeof control;
-        cmsghdr* c = CMSG_FIRSTHDR(&h);
-        c->cmsg_level = IPPROTO_UDP;
-        c->cmsg_type = UDP_SEGMENT;
-        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-        const auto segment = static_cast<uint16_t>(size);
-        std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
-        const ssize_t r = ::sendmsg(fd, &h, MSG_DONTWAIT);
-        if (r >= 0) {
-            datagrams += n;
-            bytes += static_cast<uint64_t>(r);
-            return true;
-        }
-        if (errno == ECONNREFUSED) ++stats_.refused;  // reported (and cleared) by this send
-        // EIO: the device has no checksum offload; EINVAL, EOPNOTSUPP: no segmentation here.
-        if (errno == EIO || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOPROTOOPT)
-            segment_ = false;
-        return false;  // sendmmsg tries them one by one
+        return false;
     }
 
     // Sends out_[0..n) on fd; what cannot be sent is counted as dropped.
@@ -250,7 +207,7 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
 
     void client_ready() {
         for (int round = 0; round < kRounds && !draining_; ++round) {
-            const int n = receive(sock_.get(), true);
+            const int n = in_.receive(sock_.get(), true, batch_);
             if (n <= 0) return;
             const auto now = Clock::now();
             Flow* run = nullptr;  // consecutive datagrams of one flow go out in one sendmmsg
@@ -264,12 +221,13 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
                 staged = 0;
             };
             for (int i = 0; i < n; ++i) {
-                const msghdr& h = in_[i].msg_hdr;
-                if (h.msg_flags & MSG_TRUNC) {
+                const auto slot = static_cast<size_t>(i);
+                if (in_.truncated(slot)) {
                     ++stats_.truncated;
                     continue;
                 }
-                const auto key = flow_key(static_cast<const sockaddr*>(h.msg_name), h.msg_namelen);
+                const auto key = flow_key(reinterpret_cast<const sockaddr*>(&in_.name(slot)),
+                                          in_.name_len(slot));
                 if (!key || (sources_ && !sources_->contains(key->get(), key->len))) {
                     ++stats_.denied;
                     continue;
@@ -353,10 +311,9 @@ class UdpForwarder final : public WorkerBody, public FlowOwner {
     bool log_flows_;
     std::string tag_;
     std::optional<CidrSet> sources_;
-    std::vector<char> buffers_;
-    std::array<iovec, kBatch> in_iov_{}, out_iov_{};
-    std::array<mmsghdr, kBatch> in_{}, out_{};
-    std::array<sockaddr_storage, kBatch> names_{};
+    RecvBatch in_;
+    std::array<iovec, kBatch> out_iov_{};
+    std::array<mmsghdr, kBatch> out_{};
     ClientSide client_side_;
     ipc::DatagramStats stats_;
     bool draining_ = false;

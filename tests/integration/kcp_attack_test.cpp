@@ -8,7 +8,6 @@
 
 #include "common/kcp/client_tunnel.hpp"
 #include "kcp_support.hpp"
-#include "lossy_udp_relay.hpp"
 #include "udp_support.hpp"
 
 using namespace pfp::test;
@@ -54,7 +53,7 @@ bool exchange(int fd, const std::string& msg) {
 
 TEST_F(KcpAttack, ReplayedHelloOpensNoSecondUpstreamConnection) {
     CountingServer server(ports.upstream, echo_until_eof);
-    LossyUdpRelay tap(ports.server, {});
+    lossy::Relay tap(relay_to(ports.server));
     ports.path = tap.port();
     Daemon d(kcp_policy(ports, write_key(dir)));
     ASSERT_TRUE(d.wait_ready()) << d.log();
@@ -99,7 +98,7 @@ TEST_F(KcpAttack, ReplayedAndTamperedDataDatagramsAreRefused) {
         }
         done = true;
     });
-    LossyUdpRelay tap(ports.server, {});
+    lossy::Relay tap(relay_to(ports.server));
     ports.path = tap.port();
     Daemon d(kcp_policy(ports, write_key(dir)));
     ASSERT_TRUE(d.wait_ready()) << d.log();

@@ -5,8 +5,11 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "tests/support/lossy_udp_relay.hpp"
 
 namespace pfp::test {
 
@@ -27,7 +31,8 @@ struct KcpPorts {
     uint16_t path = 0;                // where kcp-client sends (the server, or a relay before it)
 };
 
-// `key_file`: "" for plain KCP. `client_extra`/`server_extra` go into each entry.
+// `key_file`: "" for plain KCP. `client_extra`/`server_extra` go into each entry. The socket
+// buffers are the kinds' default (4 MiB), which the tests rely on for their transfers.
 inline std::string kcp_policy(const KcpPorts& p, const std::string& key_file,
                               const std::string& client_extra = "",
                               const std::string& server_extra = "") {
@@ -36,11 +41,20 @@ inline std::string kcp_policy(const KcpPorts& p, const std::string& key_file,
            "{\"name\": \"kc\", \"tunnel\": \"kcp\", \"listen\": \"tcp:127.0.0.1:" +
            std::to_string(p.client) +
            "\", \"upstream\": \"udp:127.0.0.1:" + std::to_string(p.path ? p.path : p.server) +
-           "\", \"socket_buffer\": 4194304" + psk + client_extra +
+           "\"" + psk + client_extra +
            "}, {\"name\": \"ks\", \"tunnel\": \"kcp\", \"listen\": \"udp:127.0.0.1:" +
            std::to_string(p.server) +
-           "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(p.upstream) +
-           "\", \"socket_buffer\": 4194304" + psk + server_extra + "}]}";
+           "\", \"upstream\": \"tcp:127.0.0.1:" + std::to_string(p.upstream) + "\"" + psk +
+           server_extra + "}]}";
+}
+
+// A relay (tests/support/lossy_udp_relay.hpp) in front of kcp-server's port that records what
+// the client sends; lossless unless the caller sets rates.
+inline lossy::Options relay_to(uint16_t server_port) {
+    lossy::Options o;
+    o.target = "127.0.0.1:" + std::to_string(server_port);
+    o.record = true;
+    return o;
 }
 
 // The key file pf-proxyd reads at start: 0600, as it requires.
@@ -129,6 +143,38 @@ inline pid_t worker_of(const Daemon& d, const std::string& name) {
     for (pid_t p : d.workers())
         if (cmdline_of(p).find("pf-proxy-worker: " + name + "/") != std::string::npos) return p;
     return -1;
+}
+
+struct SocketBuffers {
+    int receive = 0;
+    int send = 0;
+};
+// SO_RCVBUF/SO_SNDBUF of every UDP socket process `pid` holds, read through a copy of each of
+// its socket fds (pidfd_getfd: root may take another process's fds).
+inline std::vector<SocketBuffers> udp_socket_buffers(pid_t pid) {
+    std::vector<SocketBuffers> out;
+    unique_fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd) return out;
+    std::error_code ec;
+    for (const auto& e :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+        const auto target = std::filesystem::read_symlink(e.path(), ec);
+        if (ec || target.string().rfind("socket:", 0) != 0) continue;
+        const int number = std::stoi(e.path().filename().string());
+        unique_fd fd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), number, 0)));
+        if (!fd) continue;
+        int type = 0;
+        socklen_t len = sizeof type;
+        if (::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_DGRAM)
+            continue;
+        SocketBuffers b;
+        len = sizeof b.receive;
+        ::getsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &b.receive, &len);
+        len = sizeof b.send;
+        ::getsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &b.send, &len);
+        out.push_back(b);
+    }
+    return out;
 }
 
 }  // namespace pfp::test

@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <fstream>
+
 #include "kcp_support.hpp"
-#include "lossy_udp_relay.hpp"
+#include "tests/support/require.hpp"
 #include "udp_support.hpp"
 
 using namespace pfp::test;
@@ -143,11 +146,16 @@ TEST_F(KcpTunnel, Serves100ConcurrentConnections) {
 }
 
 void lossy_transfer(KcpPorts ports, const TempDir& dir, double loss, size_t total) {
-    LossyUdpRelay relay(ports.server,
-                        {.drop = loss, .duplicate = loss / 4, .reorder = loss / 2, .seed = 42});
+    lossy::Options o = relay_to(ports.server);
+    o.record = false;
+    o.drop = loss;
+    o.duplicate = loss / 4;
+    o.reorder = loss / 2;
+    o.seed = 42;
+    lossy::Relay relay(o);
     ports.path = relay.port();
     bulk_both_ways(ports, kcp_policy(ports, write_key(dir)), total);
-    EXPECT_GT(relay.dropped(), 0u);
+    EXPECT_GT(relay.counters().dropped, 0u);
 }
 
 TEST_F(KcpTunnel, Survives5PercentLossDuplicatesAndReordering) {
@@ -161,7 +169,7 @@ TEST_F(KcpTunnel, Survives20PercentLossDuplicatesAndReordering) {
 TEST_F(KcpTunnel, RekeysMidTransfer) {
     // A low rekey_after moves both directions through many epochs during one transfer; the tap
     // shows the epochs (bytes 6-9 of a sealed datagram) the client actually used.
-    LossyUdpRelay relay(ports.server, {});
+    lossy::Relay relay(relay_to(ports.server));
     ports.path = relay.port();
     const std::string rekey = ", \"kcp\": {\"rekey_after\": 64}";
     bulk_both_ways(ports, kcp_policy(ports, write_key(dir), rekey, rekey), 4u << 20);
@@ -195,6 +203,44 @@ TEST_F(KcpTunnel, BothWorkersAreSandboxed) {
         {bin_dir() + "/pf-proxyctl", "--control", d.control_path(), "status", "--json"});
     EXPECT_EQ(r.output.find(kKcpKeyHex), std::string::npos);
     EXPECT_EQ(d.log().find(kKcpKeyHex), std::string::npos);
+}
+
+// The kinds' default socket buffers (4 MiB: more than the burst of one 1024-datagram window,
+// where the kernel's default holds about 150 datagrams) are what the workers' UDP sockets have:
+// kcp-server's handed-over socket and kcp-client's per-connection socket.
+TEST_F(KcpTunnel, WorkersUdpSocketsHaveTheDefaultBuffers) {
+    const auto sysctl = [](const char* name) {
+        std::ifstream f(std::string("/proc/sys/net/core/") + name);
+        long v = 0;
+        f >> v;
+        return v;
+    };
+    const long rmem_max = sysctl("rmem_max"), wmem_max = sysctl("wmem_max");
+    PFP_REQUIRE(std::min(rmem_max, wmem_max) >
+                        std::max(sysctl("rmem_default"), sysctl("wmem_default"))
+                    ? ""
+                    : "net.core.rmem_max/wmem_max above the defaults (else a 4 MiB request "
+                      "cannot be told from none)");
+    // The kernel caps a request at the sysctl maximum, and reports twice what it grants.
+    const long want_receive = 2 * std::min(4L << 20, rmem_max);
+    const long want_send = 2 * std::min(4L << 20, wmem_max);
+    CountingServer server(ports.upstream, echo_until_eof);
+    Daemon d(kcp_policy(ports, ""));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(ports.client, 20s);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 20s);
+    ASSERT_TRUE(write_all(c.get(), "ping", 4));
+    char echo[4];
+    ASSERT_EQ(::recv(c.get(), echo, sizeof echo, MSG_WAITALL), 4) << d.log();  // the socket exists
+    for (const char* name : {"kc", "ks"}) {
+        const pid_t w = worker_of(d, name);
+        ASSERT_GT(w, 0) << name;
+        const auto buffers = udp_socket_buffers(w);
+        ASSERT_EQ(buffers.size(), 1u) << name;
+        EXPECT_EQ(buffers[0].receive, want_receive) << name;
+        EXPECT_EQ(buffers[0].send, want_send) << name;
+    }
 }
 
 TEST_F(KcpTunnel, KilledServerWorkerIsRestartedAndServesNewConnections) {

@@ -107,12 +107,13 @@ constexpr size_t kDatagramMax = 65536;
 // The relay's state while it runs (the thread's own; counters are shared through atomics).
 class Loop {
   public:
-    Loop(const Options& o, const SockAddr& target, int front, int stop, Relay::Shared& c)
+    Loop(const Options& o, const SockAddr& target, int front, int stop, Relay::Shared& c, Tap& tap)
         : o_(o),
           target_(target),
           front_(front),
           stop_(stop),
           c_(c),
+          tap_(tap),
           buffers_(kBatch, std::vector<char>(kDatagramMax)) {
         epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
         if (!epoll_) throw failure("epoll_create1");
@@ -180,6 +181,10 @@ class Loop {
 
     void from_front() {
         read_batch(front_, [&](size_t i, size_t len, const sockaddr_storage& src, socklen_t sl) {
+            if (o_.record) {
+                const std::lock_guard lock(tap_.mutex);
+                tap_.recorded.emplace_back(buffers_[i].data(), len);
+            }
             Flow* f = flow_for(src, sl);
             if (f == nullptr) return;
             f->last = Clock::now();
@@ -292,6 +297,10 @@ class Loop {
         f->last = Clock::now();
         add(f->back.get(), f->id);
         count(flows);
+        {
+            const std::lock_guard lock(tap_.mutex);
+            if (!tap_.first_back) tap_.first_back.reset(::fcntl(f->back.get(), F_DUPFD_CLOEXEC, 0));
+        }
         by_client_[key] = f->id;
         Flow* raw = f.get();
         flows_[f->id] = std::move(f);
@@ -302,6 +311,7 @@ class Loop {
     const SockAddr& target_;
     int front_, stop_;
     Relay::Shared& c_;
+    Tap& tap_;
     unique_fd epoll_;
     std::vector<std::vector<char>> buffers_;
     std::map<uint64_t, std::unique_ptr<Flow>> flows_;
@@ -329,7 +339,7 @@ Relay::Relay(Options options) : options_(std::move(options)) {
                                               : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
     stop_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!stop_) throw failure("eventfd");
-    loop_ = std::make_unique<Loop>(options_, target_, front_.get(), stop_.get(), counters_);
+    loop_ = std::make_unique<Loop>(options_, target_, front_.get(), stop_.get(), counters_, tap_);
     thread_ = std::thread([this] { loop_->run(); });
 }
 
@@ -337,6 +347,18 @@ Relay::~Relay() {
     const uint64_t one = 1;
     [[maybe_unused]] const ssize_t n = ::write(stop_.get(), &one, sizeof one);
     if (thread_.joinable()) thread_.join();
+}
+
+std::vector<std::string> Relay::client_datagrams() const {
+    const std::lock_guard lock(tap_.mutex);
+    return tap_.recorded;
+}
+
+bool Relay::inject(const std::string& datagram) {
+    const std::lock_guard lock(tap_.mutex);
+    if (!tap_.first_back) return false;
+    return ::send(tap_.first_back.get(), datagram.data(), datagram.size(), MSG_DONTWAIT) ==
+           static_cast<ssize_t>(datagram.size());
 }
 
 Counters Relay::counters() const {

@@ -9,16 +9,18 @@
 // no longer than hold_limit.
 //
 // It runs on a thread of its own, started by the constructor and stopped by the destructor.
-// tests/support/lossy_udp_relay_main.cpp makes it the `lossy-udp-relay` program for bench/. (The
-// KCP tunnel tests have their own, tests/integration/lossy_udp_relay.hpp, which also records and
-// injects datagrams; hence the namespace.)
+// tests/support/lossy_udp_relay_main.cpp makes it the `lossy-udp-relay` program for bench/; the
+// KCP tunnel tests also use it as a tap: it records what clients sent (`record`), and injects
+// datagrams from a client's own address, so tests can replay or tamper with real datagrams.
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/endpoint.hpp"
 #include "common/unique_fd.hpp"
@@ -38,6 +40,7 @@ struct Options {
     std::chrono::milliseconds hold_limit{5};
     std::chrono::seconds idle_timeout{60};  // a flow without datagrams either way is closed
     int socket_buffer = 4 << 20;            // SO_RCVBUF/SO_SNDBUF of every socket (0: kernel's)
+    bool record = false;  // keep every datagram from a client (client_datagrams())
 };
 
 struct Counters {
@@ -52,6 +55,13 @@ struct Counters {
 
 class Loop;  // lossy_udp_relay.cpp
 
+// What the relay's thread shares with the test's: the recording and the first flow's socket.
+struct Tap {
+    mutable std::mutex mutex;
+    std::vector<std::string> recorded;
+    unique_fd first_back;  // a duplicate of the first flow's socket to the target
+};
+
 class Relay {
   public:
     // Binds the listening socket (throws std::runtime_error with the reason) and starts.
@@ -62,6 +72,12 @@ class Relay {
 
     uint16_t port() const { return port_; }
     Counters counters() const;
+    // With `record`: every datagram that reached the relay from a client (before any loss), in
+    // order of arrival.
+    std::vector<std::string> client_datagrams() const;
+    // Sends `datagram` to the target from the first flow's socket, so it comes from the address
+    // the target knows as that client's; false before any flow, or when the send fails.
+    bool inject(const std::string& datagram);
 
     // In Counters' order.
     using Shared = std::array<std::atomic<uint64_t>, 7>;
@@ -73,6 +89,7 @@ class Relay {
     unique_fd stop_;  // eventfd
     uint16_t port_ = 0;
     Shared counters_{};
+    Tap tap_;
     std::unique_ptr<Loop> loop_;
     std::thread thread_;
 };

@@ -42,11 +42,13 @@ TEST(KcpPolicy, TheTunnelKeyMakesTheKinds) {
     EXPECT_EQ(c.proxies.at(0).kind, WorkerKind::kcp_client);
     const Policy s = parse_policy(server(), "p.json");
     EXPECT_EQ(s.proxies.at(0).kind, WorkerKind::kcp_server);
-    // Defaults: the core's tuning, 180 s idle, plain KCP until a PSK source is named.
+    // Defaults: the core's tuning, 180 s idle, 4 MiB socket buffers (more than one window of
+    // 1024 datagrams), plain KCP until a PSK source is named.
     const Proxy& p = s.proxies.at(0);
     EXPECT_EQ(p.idle_timeout, std::chrono::seconds(180));
     EXPECT_EQ(p.mtu, 1350);
-    EXPECT_EQ(p.socket_buffer, 0);
+    EXPECT_EQ(p.socket_buffer, 4 << 20);
+    EXPECT_EQ(c.proxies.at(0).socket_buffer, 4 << 20);
     EXPECT_EQ(p.kcp, KcpTuning{});
     EXPECT_TRUE(p.psk_file.empty());
     EXPECT_TRUE(p.psk_env.empty());

@@ -1,6 +1,6 @@
 // The test support's lossy UDP relay (tests/support/lossy_udp_relay.hpp), on loopback: what it
 // delivers for a seed is the same every run, drops/duplicates/reorders what it is told to, keeps
-// flows apart, and evicts beyond max_flows.
+// flows apart, evicts beyond max_flows, and as a tap records and injects.
 #include "tests/support/lossy_udp_relay.hpp"
 
 #include <gtest/gtest.h>
@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -123,6 +124,45 @@ TEST(LossyUdpRelay, WithoutImpairmentsEverythingArrivesInOrder) {
     ASSERT_EQ(r.delivered.size(), 500u);
     for (int i = 0; i < 500; ++i) EXPECT_EQ(r.delivered[static_cast<size_t>(i)], std::to_string(i));
     EXPECT_EQ(r.counters.flows, 1u);
+}
+
+TEST(LossyUdpRelay, RecordsWhatClientsSentAndInjectsFromTheFirstClientsAddress) {
+    unique_fd sink = udp_socket();
+    lossy::Options o;
+    o.target = "127.0.0.1:" + std::to_string(port_of(sink.get()));
+    o.record = true;
+    o.drop = 0.5;  // recorded before any loss
+    lossy::Relay relay(o);
+    EXPECT_FALSE(relay.inject("early")) << "no flow yet";
+    unique_fd client = udp_socket();
+    for (int i = 0; i < 100; ++i) send_to(client.get(), relay.port(), std::to_string(i));
+    std::vector<std::string> recorded;
+    for (int i = 0; i < 1000 && recorded.size() < 100; ++i) {
+        recorded = relay.client_datagrams();
+        std::this_thread::sleep_for(10ms);  // the relay's thread records as it reads
+    }
+    ASSERT_EQ(recorded.size(), 100u);
+    for (int i = 0; i < 100; ++i) EXPECT_EQ(recorded[static_cast<size_t>(i)], std::to_string(i));
+    // The injected datagram comes from the address the relay's flow uses for that client.
+    const auto source_of_next = [&](std::string& payload) {
+        sockaddr_in from{};
+        socklen_t len = sizeof from;
+        char buf[64];
+        pollfd p{sink.get(), POLLIN, 0};
+        if (::poll(&p, 1, 10000) != 1) return uint16_t{0};
+        const ssize_t n =
+            ::recvfrom(sink.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+        payload.assign(buf, static_cast<size_t>(std::max<ssize_t>(n, 0)));
+        return ntohs(from.sin_port);
+    };
+    std::string payload;
+    const uint16_t relayed_from = source_of_next(payload);  // one the relay did not drop
+    ASSERT_NE(relayed_from, 0);
+    ASSERT_TRUE(relay.inject("injected"));
+    uint16_t injected_from = 0;
+    for (int i = 0; i < 100 && payload != "injected"; ++i) injected_from = source_of_next(payload);
+    ASSERT_EQ(payload, "injected");
+    EXPECT_EQ(injected_from, relayed_from);
 }
 
 TEST(LossyUdpRelay, AnswersReturnToTheirOwnClientAndFlowsAreBounded) {
