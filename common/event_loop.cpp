@@ -1,5 +1,7 @@
 #include "common/event_loop.hpp"
 
+#include <time.h>
+
 #include <cerrno>
 
 #include "common/error.hpp"
@@ -28,6 +30,14 @@ void EventLoop::remove(int fd) {
     ::epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
 
+Clock::time_point EventLoop::read_clock() const {
+    timespec ts{};
+    if (busy_poll_.count() > 0 || ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+        return Clock::now();
+    return Clock::time_point(std::chrono::duration_cast<Clock::duration>(
+        std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
+}
+
 void EventLoop::run(
     const std::function<bool()>& done,
     const std::function<std::optional<Clock::time_point>(Clock::time_point)>& tick) {
@@ -35,7 +45,7 @@ void EventLoop::run(
     epoll_event events[kBatch];
     while (!done()) {
         int timeout = -1;
-        auto now = now_ = Clock::now();
+        auto now = now_ = read_clock();
         if (auto next = tick(now)) {
             auto ms = std::chrono::ceil<std::chrono::milliseconds>(*next - now).count();
             timeout = ms < 0 ? 0 : static_cast<int>(std::min<long long>(ms, 60'000));
@@ -47,7 +57,7 @@ void EventLoop::run(
             if (errno == EINTR) continue;
             throw_errno("epoll_wait");
         }
-        now_ = Clock::now();
+        now_ = read_clock();
         if (n > 0 && busy_poll_.count() > 0) poll_until_ = now_ + busy_poll_;
         for (int i = 0; i < n; ++i)
             static_cast<EventSource*>(events[i].data.ptr)->on_event(events[i].events);

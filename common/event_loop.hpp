@@ -47,6 +47,13 @@ class EventLoop {
     Clock::time_point now() const { return now_; }
 
   private:
+    // The loop's own clock reads: CLOCK_MONOTONIC_COARSE (the same epoch as Clock, at most a
+    // kernel tick behind), which the vDSO serves even where the hardware clock it would read for
+    // CLOCK_MONOTONIC has no vDSO mode (a TCG guest: two real system calls per wake-up). Timers
+    // may fire up to a tick late, never early. A busy-polling loop reads the precise clock: its
+    // window is microseconds.
+    Clock::time_point read_clock() const;
+
     unique_fd epfd_;
     Clock::time_point now_ = Clock::now();
     std::chrono::microseconds busy_poll_{0};
