@@ -202,22 +202,33 @@ void copy_until_eof(int from, int to) {
     ::shutdown(to, SHUT_WR);
 }
 
-[[noreturn]] void reference_relay(int listener, uint32_t upstream_port) {
+// One process serves the three references: vsock -> vsock, TCP -> vsock and vsock -> TCP, so
+// each relay kind has a blocking counterpart with the same two sockets.
+struct ReferenceRoute {
+    int listener;
+    Target upstream;
+};
+
+[[noreturn]] void reference_relay(const std::vector<ReferenceRoute>& routes) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    for (;;) {  // ends with the benchmark (PDEATHSIG / kill)
-        int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-        if (c < 0) continue;
-        std::thread([c, upstream_port] {
-            int u = connect_to(Target{true, upstream_port});
-            if (u >= 0) {
-                std::thread back(copy_until_eof, u, c);
-                copy_until_eof(c, u);
-                back.join();
-                ::close(u);
+    for (const ReferenceRoute& route : routes)
+        std::thread([route] {
+            for (;;) {
+                int c = ::accept4(route.listener, nullptr, nullptr, SOCK_CLOEXEC);
+                if (c < 0) continue;
+                std::thread([c, route] {
+                    int u = connect_to(route.upstream);
+                    if (u >= 0) {
+                        std::thread back(copy_until_eof, u, c);
+                        copy_until_eof(c, u);
+                        back.join();
+                        ::close(u);
+                    }
+                    ::close(c);
+                }).detach();
             }
-            ::close(c);
         }).detach();
-    }
+    for (;;) ::pause();  // ends with the benchmark (PDEATHSIG / kill)
 }
 
 // ---------------------------------------------------------------- pf-proxyd
@@ -336,6 +347,8 @@ struct Path {
     std::string what;
     Target target;
     std::string proxy;  // the pf-proxyd proxy relaying it ("" for the others)
+    // The blocking reference relay with the same two socket types, for "x reference".
+    std::string reference = "reference relay";
 };
 
 // ---------------------------------------------------------------- system calls per exchange
@@ -431,11 +444,14 @@ int main(int argc, char** argv) {
     ::signal(SIGPIPE, SIG_IGN);
 
     // Forked before any thread exists: the child is single-threaded until it makes its own.
-    const int rl = listen_on(true, 9200);
+    const std::vector<ReferenceRoute> references = {
+        {listen_on(true, 9200), Target{true, kVsockServer}},
+        {listen_on(false, 9201), Target{true, kVsockServer}},
+        {listen_on(true, 9202), Target{false, kTcpServer}}};
     const pid_t relay = ::fork();
     if (relay < 0) die("fork");
-    if (relay == 0) reference_relay(rl, kVsockServer);
-    ::close(rl);
+    if (relay == 0) reference_relay(references);
+    for (const ReferenceRoute& r : references) ::close(r.listener);
 
     // The servers get a process of their own too, so that every path, the direct ones included,
     // pays for the switches between client and server processes (costly under TCG).
@@ -462,15 +478,25 @@ int main(int argc, char** argv) {
         {"direct vsock", "client -> vsock server", {true, kVsockServer}, ""},
         {"direct tcp", "client -> TCP server (loopback)", {false, kTcpServer}, ""},
         {"reference relay", "vsock -> 2 threads, blocking copy -> vsock", {true, 9200}, ""},
+        {"reference tcp-to-vsock", "TCP -> 2 threads, blocking copy -> vsock", {false, 9201}, ""},
+        {"reference vsock-to-tcp", "vsock -> 2 threads, blocking copy -> TCP", {true, 9202}, ""},
         {"vsock-to-vsock", "vsock -> relay -> vsock", {true, 9100}, "v2v"},
         {"vsock-to-vsock copy", "the same with \"splice\": false", {true, 9105}, "v2v-copy"},
-        {"ip-to-vsock", "TCP -> relay -> vsock", {false, 9101}, "i2v"},
-        {"vsock-to-ip", "vsock -> relay -> TCP", {true, 9102}, "v2i"},
+        {"ip-to-vsock", "TCP -> relay -> vsock", {false, 9101}, "i2v", "reference tcp-to-vsock"},
+        {"vsock-to-ip", "vsock -> relay -> TCP", {true, 9102}, "v2i", "reference vsock-to-tcp"},
         {"pair", "TCP -> ip-to-vsock -> vsock -> vsock-to-ip -> TCP", {false, 9103}, ""},
         // The same three kinds with "relay": "threads" (a thread pair per connection).
         {"vsock-to-vsock threads", "vsock -> relay threads -> vsock", {true, 9106}, "v2v-thr"},
-        {"ip-to-vsock threads", "TCP -> relay threads -> vsock", {false, 9107}, "i2v-thr"},
-        {"vsock-to-ip threads", "vsock -> relay threads -> TCP", {true, 9108}, "v2i-thr"},
+        {"ip-to-vsock threads",
+         "TCP -> relay threads -> vsock",
+         {false, 9107},
+         "i2v-thr",
+         "reference tcp-to-vsock"},
+        {"vsock-to-ip threads",
+         "vsock -> relay threads -> TCP",
+         {true, 9108},
+         "v2i-thr",
+         "reference vsock-to-tcp"},
     };
     // results[metric][path] = one value per round; ratios[metric][path] per round too.
     // by_reference: the round trip against the blocking reference relay of the same round.
@@ -490,9 +516,10 @@ int main(int argc, char** argv) {
             for (const auto& p : paths)
                 ratios[m][p.name].push_back(direct > 0 ? results[m][p.name].back() / direct : 0);
             if (m == "rtt") {
-                const double ref = results[m]["reference relay"].back();
-                for (const auto& p : paths)
+                for (const auto& p : paths) {
+                    const double ref = results[m][p.reference].back();
                     by_reference[p.name].push_back(ref > 0 ? results[m][p.name].back() / ref : 0);
+                }
             }
         }
     }
