@@ -11,6 +11,7 @@
 #include "policy/model.hpp"
 #include "policy/parse.hpp"
 #include "supervisor/handover_builder.hpp"
+#include "tests/unit/policy_errors.hpp"
 
 namespace pfp::policy {
 namespace {
@@ -21,15 +22,6 @@ std::string entry(const std::string& extra, const std::string& listen = "tcp:127
                   const std::string& upstream = "tcp:127.0.0.1:9000") {
     return R"({"proxies": [{"name": "p", "listen": ")" + listen + R"(", "upstream": ")" + upstream +
            "\"" + extra + "}]}";
-}
-
-std::string errors(const std::string& text) {
-    try {
-        (void)parse_policy(text, "p.json");
-    } catch (const policy_error& e) {
-        return e.what();
-    }
-    return "<valid>";
 }
 
 microseconds window(const std::string& value) {

@@ -11,6 +11,7 @@
 #include "policy/parse.hpp"
 #include "policy/psk.hpp"
 #include "supervisor/handover_builder.hpp"
+#include "tests/unit/policy_errors.hpp"
 
 namespace pfp::policy {
 namespace {
@@ -26,15 +27,6 @@ std::string server(const std::string& extra = "") {
     return R"({"proxies": [{"name": "k", "tunnel": "kcp", "listen": "udp:0.0.0.0:4000", )"
            R"("upstream": "tcp:127.0.0.1:22")" +
            extra + "}]}";
-}
-
-std::string errors(const std::string& text) {
-    try {
-        (void)parse_policy(text, "p.json");
-    } catch (const policy_error& e) {
-        return e.what();
-    }
-    return "<valid>";
 }
 
 TEST(KcpPolicy, TheTunnelKeyMakesTheKinds) {

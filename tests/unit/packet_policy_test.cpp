@@ -7,6 +7,7 @@
 #include <string>
 
 #include "policy/parse.hpp"
+#include "tests/unit/policy_errors.hpp"
 
 namespace pfp::policy {
 namespace {
@@ -15,15 +16,6 @@ std::string entry(const std::string& listen, const std::string& upstream,
                   const std::string& extra = "") {
     return R"({"proxies": [{"name": "p", "listen": ")" + listen + R"(", "upstream": ")" + upstream +
            "\"" + extra + "}]}";
-}
-
-std::string errors(const std::string& text) {
-    try {
-        (void)parse_policy(text, "p.json");
-    } catch (const policy_error& e) {
-        return e.what();
-    }
-    return "<valid>";
 }
 
 TEST(PacketPolicy, KindsAndQueueOptions) {

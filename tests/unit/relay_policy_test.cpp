@@ -7,6 +7,7 @@
 
 #include "policy/parse.hpp"
 #include "supervisor/handover_builder.hpp"
+#include "tests/unit/policy_errors.hpp"
 
 namespace pfp::policy {
 namespace {
@@ -15,15 +16,6 @@ std::string stream(const std::string& extra = "") {
     return R"({"proxies": [{"name": "s", "listen": "tcp:127.0.0.1:8080", )"
            R"("upstream": "vsock:3:5000")" +
            extra + "}]}";
-}
-
-std::string errors(const std::string& text) {
-    try {
-        (void)parse_policy(text, "p.json");
-    } catch (const policy_error& e) {
-        return e.what();
-    }
-    return "<valid>";
 }
 
 TEST(RelayPolicy, EventsByDefaultThreadsWhenAskedWithABound) {

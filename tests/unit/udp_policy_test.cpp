@@ -4,6 +4,7 @@
 
 #include "policy/parse.hpp"
 #include "supervisor/handover_builder.hpp"
+#include "tests/unit/policy_errors.hpp"
 
 namespace pfp::policy {
 namespace {
@@ -12,15 +13,6 @@ std::string udp_entry(const std::string& extra = "", const std::string& listen =
                       const std::string& upstream = "udp:10.0.0.2:53") {
     return "{\n  \"proxies\": [\n    {\"name\": \"dns\", \"listen\": \"" + listen +
            "\", \"upstream\": \"" + upstream + "\"" + extra + "}\n  ]\n}";
-}
-
-std::string errors(const std::string& text) {
-    try {
-        (void)parse_policy(text, "p.json");
-    } catch (const policy_error& e) {
-        return e.what();
-    }
-    return "<valid>";
 }
 
 TEST(UdpPolicy, DefaultsOfADatagramForwarder) {
