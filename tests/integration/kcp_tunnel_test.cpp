@@ -159,11 +159,11 @@ void lossy_transfer(KcpPorts ports, const TempDir& dir, double loss, size_t tota
 }
 
 TEST_F(KcpTunnel, Survives5PercentLossDuplicatesAndReordering) {
-    lossy_transfer(ports, dir, 0.05, 8u << 20);
+    lossy_transfer(ports, dir, 0.05, 64u << 20);
 }
 
 TEST_F(KcpTunnel, Survives20PercentLossDuplicatesAndReordering) {
-    lossy_transfer(ports, dir, 0.20, 2u << 20);
+    lossy_transfer(ports, dir, 0.20, 64u << 20);
 }
 
 TEST_F(KcpTunnel, RekeysMidTransfer) {
