@@ -73,8 +73,10 @@ int run_daemon(policy::Policy pol, const DaemonOptions& options) {
         if (pol.user)
             identity = resolve_identity(*pol.user, pol.group);
         else if (::geteuid() == 0)
-            log::warning("running as root: set \"user\" in ", options.source,
-                         " to drop to a system user");
+            log::warning("running as root: ",
+                         options.root_hint.empty()
+                             ? "set \"user\" in " + options.source + " to drop to a system user"
+                             : options.root_hint);
         const std::string worker = options.worker_path.value_or(default_worker_path());
         if (::access(worker.c_str(), X_OK) != 0)
             throw std::runtime_error("worker binary " + worker + " is not executable");

@@ -11,6 +11,9 @@ namespace pfp::supervisor {
 struct DaemonOptions {
     std::optional<std::string> worker_path;  // default: beside the running binary, else libexec
     std::string source = "policy";           // where the policy came from, for log lines
+    // How to stop running as root, for the warning when the policy has no "user" and pf-proxyd
+    // runs as root; empty: set "user" in `source`.
+    std::string root_hint;
     // The control socket: empty for none (the seed commands); `control_required` makes a failure
     // to open it fatal (an explicit --control), otherwise it is a warning.
     std::string control_path;

@@ -80,6 +80,12 @@ void print(const Output& o) {
     write_all(STDERR_FILENO, o.err);
 }
 
+// The commands of portfwd (tcpfwd, udpfwd) and kcptcp: getopt-style, no --user.
+bool portfwd_family(Tool tool) {
+    return tool == Tool::tcpfwd || tool == Tool::udpfwd || tool == Tool::kcptcp_client ||
+           tool == Tool::kcptcp_server;
+}
+
 }  // namespace
 
 const std::vector<std::string_view>& command_names() {
@@ -110,9 +116,7 @@ std::variant<Finished, SeedCommand> parse_command_line(Tool tool, std::string_vi
 
 Output bind_failure(const SeedCommand& cmd, BindStage stage, int err) {
     if (cmd.tool == Tool::vsockproxy) return vsockproxy_bind_failure(stage, err);
-    if (cmd.tool == Tool::tcpfwd || cmd.tool == Tool::udpfwd || cmd.tool == Tool::kcptcp_client ||
-        cmd.tool == Tool::kcptcp_server)
-        return portfwd_bind_failure(cmd.command, cmd, err);
+    if (portfwd_family(cmd.tool)) return portfwd_bind_failure(cmd.command, cmd, err);
     return tcp_proxy_bind_failure(cmd.tool, err);
 }
 
@@ -178,6 +182,14 @@ int run(Tool tool, std::string_view command, const std::vector<std::string>& arg
     }
     supervisor::DaemonOptions options;
     options.source = cmd.policy.path;
+    // The portfwd family's commands have no --user (their seeds had none): the way out of root
+    // is an unprivileged start, or a policy file.
+    if (portfwd_family(cmd.tool))
+        options.root_hint =
+            "start " + cmd.command +
+            " as an unprivileged user, or run pf-proxyd with a policy file that sets \"user\"";
+    else
+        options.root_hint = "pass --user NAME to drop to a system user";
     options.hangup_stops = cmd.hangup_stops;
     const int status = supervisor::run_daemon(std::move(cmd.policy), options);
     if (tool == Tool::vsockproxy && status == 0) write_all(STDOUT_FILENO, kVsockproxyFinished);

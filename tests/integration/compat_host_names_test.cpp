@@ -48,6 +48,10 @@ TEST(CompatHostNames, VsockToIpResolvesItsUpstreamName) {
     EXPECT_NE(t.err().find("\"upstream.test\" resolves to 127.0.0.1:8080"), std::string::npos)
         << t.err();
     EXPECT_NE(t.out().find("Proxying to: \"upstream.test:8080\"\n"), std::string::npos) << t.out();
+    // Run as root without --user: the warning names the option this command has.
+    EXPECT_NE(t.err().find("running as root: pass --user NAME to drop to a system user"),
+              std::string::npos)
+        << t.err();
     EXPECT_EQ(t.terminate(), 0) << t.err();
 
     // A name that does not resolve: the tool's error, exit 1, before anything listens.
