@@ -105,65 +105,24 @@ std::optional<std::string> Checker::account(const json& v, const std::string& po
     return s;
 }
 
-std::optional<std::chrono::milliseconds> Checker::duration(const json& v,
-                                                           const std::string& pointer,
-                                                           bool positive) {
+std::optional<int64_t> Checker::duration_count(const json& v, const std::string& pointer,
+                                               bool micro, const std::string& forms,
+                                               const std::string& at_most) {
     ParsedDuration d;
     if (v.is_string()) {
-        d = parse_duration_text(v.get_ref<const std::string&>());
+        const std::string& text = v.get_ref<const std::string&>();
+        d = micro ? parse_duration_text_us(text) : parse_duration_text(text);
     } else if (v.is_number()) {
-        d = parse_duration_seconds(v.get<double>());
-    } else {
-        error(pointer,
-              "expected a duration (" + std::string(kDurationForms) + "), got " + type_of(v));
-        return std::nullopt;
-    }
-    const std::string got = ", got " + value_of(v);
-    switch (d.status) {
-        case DurationStatus::ok:
-            if (positive && d.ms == 0) {
-                error(pointer, "expected a duration > 0" + got);
-                return std::nullopt;
-            }
-            return std::chrono::milliseconds(d.ms);
-        case DurationStatus::syntax:
-            error(pointer, "expected a duration (" + std::string(kDurationForms) + ")" + got);
-            break;
-        case DurationStatus::negative:
-            error(pointer, "expected a duration >= 0" + got);
-            break;
-        case DurationStatus::too_large:
-            error(pointer, "expected a duration of at most 7 days" + got);
-            break;
-        case DurationStatus::inexact:
-            error(pointer, "expected a whole number of milliseconds" + got);
-            break;
-    }
-    return std::nullopt;
-}
-
-std::optional<std::chrono::microseconds> Checker::short_duration(const json& v,
-                                                                 const std::string& pointer,
-                                                                 std::chrono::microseconds max) {
-    const std::string forms = R"(a number of seconds or a string such as "50us", "0.5ms")";
-    ParsedDuration d;
-    if (v.is_string()) {
-        d = parse_duration_text_us(v.get_ref<const std::string&>());
-    } else if (v.is_number()) {
-        d = parse_duration_seconds_us(v.get<double>());
+        d = micro ? parse_duration_seconds_us(v.get<double>())
+                  : parse_duration_seconds(v.get<double>());
     } else {
         error(pointer, "expected a duration (" + forms + "), got " + type_of(v));
         return std::nullopt;
     }
     const std::string got = ", got " + value_of(v);
-    const std::string most = "expected a duration of at most " + format_us(max) + got;
     switch (d.status) {
         case DurationStatus::ok:
-            if (d.ms > max.count()) {
-                error(pointer, most);
-                return std::nullopt;
-            }
-            return std::chrono::microseconds(d.ms);
+            return d.ms;
         case DurationStatus::syntax:
             error(pointer, "expected a duration (" + forms + ")" + got);
             break;
@@ -171,13 +130,40 @@ std::optional<std::chrono::microseconds> Checker::short_duration(const json& v,
             error(pointer, "expected a duration >= 0" + got);
             break;
         case DurationStatus::too_large:
-            error(pointer, most);
+            error(pointer, "expected a duration of at most " + at_most + got);
             break;
         case DurationStatus::inexact:
-            error(pointer, "expected a whole number of microseconds" + got);
+            error(pointer, std::string("expected a whole number of ") +
+                               (micro ? "microseconds" : "milliseconds") + got);
             break;
     }
     return std::nullopt;
+}
+
+std::optional<std::chrono::milliseconds> Checker::duration(const json& v,
+                                                           const std::string& pointer,
+                                                           bool positive) {
+    const auto n = duration_count(v, pointer, false, std::string(kDurationForms), "7 days");
+    if (!n) return std::nullopt;
+    if (positive && *n == 0) {
+        error(pointer, "expected a duration > 0, got " + value_of(v));
+        return std::nullopt;
+    }
+    return std::chrono::milliseconds(*n);
+}
+
+std::optional<std::chrono::microseconds> Checker::short_duration(const json& v,
+                                                                 const std::string& pointer,
+                                                                 std::chrono::microseconds max) {
+    const std::string at_most = format_us(max);
+    const auto n = duration_count(
+        v, pointer, true, R"(a number of seconds or a string such as "50us", "0.5ms")", at_most);
+    if (!n) return std::nullopt;
+    if (*n > max.count()) {
+        error(pointer, "expected a duration of at most " + at_most + ", got " + value_of(v));
+        return std::nullopt;
+    }
+    return std::chrono::microseconds(*n);
 }
 
 std::optional<Endpoint> Checker::endpoint(const json& v, const std::string& pointer) {

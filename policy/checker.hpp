@@ -112,6 +112,11 @@ class Checker {
     std::optional<unsigned> file_mode(const json& v, const std::string& pointer);
 
   private:
+    // A duration in milliseconds or (`micro`) microseconds, or nullopt after an error naming
+    // what was wrong; `forms` shows the accepted forms, `at_most` the upper bound in words.
+    std::optional<int64_t> duration_count(const json& v, const std::string& pointer, bool micro,
+                                          const std::string& forms, const std::string& at_most);
+
     const std::string& file_;
     const SourceMap& map_;
     std::vector<Diagnostic> diags_;

@@ -57,6 +57,17 @@ ParsedDuration parse_text(std::string_view s, std::span<const Unit> units, int64
     return {DurationStatus::ok, static_cast<int64_t>(v)};
 }
 
+// Seconds as a JSON number, in units of 1/`per_second` s; at most 7 days.
+ParsedDuration parse_seconds(double seconds, double per_second) {
+    if (!(seconds >= 0)) return {DurationStatus::negative, 0};
+    if (seconds > static_cast<double>(kMaxDurationMs) / 1000) return {DurationStatus::too_large, 0};
+    const double n = seconds * per_second;
+    const double rounded = std::round(n);
+    // The tolerance only absorbs binary rounding of decimal input such as 0.001.
+    if (std::fabs(n - rounded) > 1e-6) return {DurationStatus::inexact, 0};
+    return {DurationStatus::ok, static_cast<int64_t>(rounded)};
+}
+
 }  // namespace
 
 ParsedDuration parse_duration_text(std::string_view s) {
@@ -68,23 +79,11 @@ ParsedDuration parse_duration_text_us(std::string_view s) {
 }
 
 ParsedDuration parse_duration_seconds_us(double seconds) {
-    if (!(seconds >= 0)) return {DurationStatus::negative, 0};
-    if (seconds > static_cast<double>(kMaxDurationMs) / 1000) return {DurationStatus::too_large, 0};
-    const double us = seconds * 1e6;
-    const double rounded = std::round(us);
-    // The tolerance only absorbs binary rounding of decimal input such as 0.000001.
-    if (std::fabs(us - rounded) > 1e-6) return {DurationStatus::inexact, 0};
-    return {DurationStatus::ok, static_cast<int64_t>(rounded)};
+    return parse_seconds(seconds, 1e6);
 }
 
 ParsedDuration parse_duration_seconds(double seconds) {
-    if (!(seconds >= 0)) return {DurationStatus::negative, 0};
-    if (seconds > static_cast<double>(kMaxDurationMs) / 1000) return {DurationStatus::too_large, 0};
-    const double ms = seconds * 1000;
-    const double rounded = std::round(ms);
-    // The tolerance only absorbs binary rounding of decimal input such as 0.001.
-    if (std::fabs(ms - rounded) > 1e-6) return {DurationStatus::inexact, 0};
-    return {DurationStatus::ok, static_cast<int64_t>(rounded)};
+    return parse_seconds(seconds, 1e3);
 }
 
 std::string format_us(std::chrono::microseconds d) {

@@ -113,48 +113,32 @@ unique_fd connect_tcp_from(const std::string& source, uint16_t port,
     return s;
 }
 
-Redirect::Redirect(const std::string& source, uint16_t dport, uint16_t to_port) {
-    rule_ = {"OUTPUT",
-             "-p",
-             "tcp",
-             "-s",
-             source + "/32",
-             "-d",
-             "127.0.0.1/32",
-             "--dport",
-             std::to_string(dport),
-             "-j",
-             "REDIRECT",
-             "--to-ports",
-             std::to_string(to_port)};
-    std::vector<std::string> argv = {kIptables, "-w", "-t", "nat", "-A"};
+IptablesRule::IptablesRule(std::string table, std::vector<std::string> rule)
+    : table_(std::move(table)), rule_(std::move(rule)) {
+    std::vector<std::string> argv = {kIptables, "-w", "-t", table_, "-A"};
     argv.insert(argv.end(), rule_.begin(), rule_.end());
     CommandResult r = run_command(argv);
     ok_ = r.status == 0;
     output_ = r.output;
 }
 
-Redirect::~Redirect() {
+IptablesRule::~IptablesRule() {
     if (!ok_) return;
-    std::vector<std::string> argv = {kIptables, "-w", "-t", "nat", "-D"};
+    std::vector<std::string> argv = {kIptables, "-w", "-t", table_, "-D"};
     argv.insert(argv.end(), rule_.begin(), rule_.end());
     run_command(argv);
 }
 
-OutputRule::OutputRule(std::vector<std::string> rule) : rule_(std::move(rule)) {
-    std::vector<std::string> argv = {kIptables, "-w", "-t", "filter", "-A", "OUTPUT"};
-    argv.insert(argv.end(), rule_.begin(), rule_.end());
-    CommandResult r = run_command(argv);
-    ok_ = r.status == 0;
-    output_ = r.output;
-}
+Redirect::Redirect(const std::string& source, uint16_t dport, uint16_t to_port)
+    : IptablesRule("nat", {"OUTPUT", "-p", "tcp", "-s", source + "/32", "-d", "127.0.0.1/32",
+                           "--dport", std::to_string(dport), "-j", "REDIRECT", "--to-ports",
+                           std::to_string(to_port)}) {}
 
-OutputRule::~OutputRule() {
-    if (!ok_) return;
-    std::vector<std::string> argv = {kIptables, "-w", "-t", "filter", "-D", "OUTPUT"};
-    argv.insert(argv.end(), rule_.begin(), rule_.end());
-    run_command(argv);
-}
+OutputRule::OutputRule(std::vector<std::string> rule)
+    : IptablesRule("filter", [&rule] {
+          rule.insert(rule.begin(), "OUTPUT");
+          return std::move(rule);
+      }()) {}
 
 std::string proxy(const std::string& name, const std::string& listen, const std::string& upstream,
                   const std::string& extra) {

@@ -57,39 +57,36 @@ struct VsockEchoServer : EchoServer {
 unique_fd connect_tcp_from(const std::string& source, uint16_t port,
                            std::chrono::milliseconds timeout = 10s);
 
-// An iptables nat OUTPUT rule redirecting TCP from `source` to 127.0.0.1:dport to the local port
-// `to_port`; deleted on destruction. Adding any NAT rule also makes conntrack track connections,
-// which SO_ORIGINAL_DST needs even for connections no rule touches.
-class Redirect {
+// An iptables rule (`rule` as iptables takes it after -A, the chain first) in `table`; deleted
+// on destruction.
+class IptablesRule {
   public:
-    Redirect(const std::string& source, uint16_t dport, uint16_t to_port);
-    ~Redirect();
-    Redirect(const Redirect&) = delete;
-    Redirect& operator=(const Redirect&) = delete;
+    IptablesRule(std::string table, std::vector<std::string> rule);
+    ~IptablesRule();
+    IptablesRule(const IptablesRule&) = delete;
+    IptablesRule& operator=(const IptablesRule&) = delete;
     bool ok() const { return ok_; }
     const std::string& output() const { return output_; }
 
   private:
+    std::string table_;
     std::vector<std::string> rule_;
     bool ok_ = false;
     std::string output_;
 };
 
-// An iptables filter OUTPUT rule (`rule` as iptables takes it after the chain); deleted on
-// destruction.
-class OutputRule {
+// A nat OUTPUT rule redirecting TCP from `source` to 127.0.0.1:dport to the local port
+// `to_port`. Adding any NAT rule also makes conntrack track connections, which SO_ORIGINAL_DST
+// needs even for connections no rule touches.
+class Redirect : public IptablesRule {
+  public:
+    Redirect(const std::string& source, uint16_t dport, uint16_t to_port);
+};
+
+// A filter OUTPUT rule (`rule` as iptables takes it after the chain).
+class OutputRule : public IptablesRule {
   public:
     explicit OutputRule(std::vector<std::string> rule);
-    ~OutputRule();
-    OutputRule(const OutputRule&) = delete;
-    OutputRule& operator=(const OutputRule&) = delete;
-    bool ok() const { return ok_; }
-    const std::string& output() const { return output_; }
-
-  private:
-    std::vector<std::string> rule_;
-    bool ok_ = false;
-    std::string output_;
 };
 
 // Policy text: proxy("in", "tcp:127.0.0.1:80", "vsock:1:5000", "\"workers\": 2").
