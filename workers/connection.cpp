@@ -190,9 +190,10 @@ void Connection::start_relaying() {
         close("sending the header upstream failed", errno ? errno : EIO);
         return;
     }
+    const int upstream_family = setup ? setup->dest.family() : AF_UNSPEC;
     setup.reset();
     phase = Phase::relaying;
-    relay.connected(*this);
+    relay.connected(*this, upstream_family);
     // "relay": "threads": from here on a thread pair moves the bytes, if the bound allows.
     if (relay.hand_to_threads(*this)) return;
     pump();

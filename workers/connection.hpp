@@ -113,6 +113,9 @@ class Connection {
     uint64_t reported_up = 0, reported_down = 0;
     ListHook state_hook;  // connecting / relaying / closed
     ListHook ready_hook;  // ready queue, or (while awaiting_fd) the fd wait list
+    // Waiting for its upstream keepalive options (Route::keepalive_delay), due at keepalive_at.
+    ListHook keepalive_hook;
+    Clock::time_point keepalive_at;
 
   private:
     int pump_direction(Direction& d, Side& from, Side& to, uint64_t& counter, uint64_t& own,
@@ -130,5 +133,7 @@ using StateList = boost::intrusive::list<
     Connection, boost::intrusive::member_hook<Connection, ListHook, &Connection::state_hook>>;
 using ReadyList = boost::intrusive::list<
     Connection, boost::intrusive::member_hook<Connection, ListHook, &Connection::ready_hook>>;
+using KeepaliveList = boost::intrusive::list<
+    Connection, boost::intrusive::member_hook<Connection, ListHook, &Connection::keepalive_hook>>;
 
 }  // namespace pfp::worker

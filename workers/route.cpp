@@ -104,17 +104,27 @@ std::optional<std::string> Route::admit(const SockAddr& peer) const {
 }
 
 void Route::tune(int fd, int family) const {
-    if (!ip_family(family)) return;
+    if (!ip_family(family) || !tcp_nodelay) return;
     // Failures here only cost tuning, never the connection.
     int one = 1;
-    if (tcp_nodelay) ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (keepalive) {
-        ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-        ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &keepalive_idle_s, sizeof keepalive_idle_s);
-        ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &keepalive_interval_s,
-                     sizeof keepalive_interval_s);
-        ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &keepalive_count, sizeof keepalive_count);
-    }
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+bool Route::wants_keepalive(int family) const { return keepalive && ip_family(family); }
+
+void Route::arm_keepalive(int fd) const {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &keepalive_idle_s, sizeof keepalive_idle_s);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &keepalive_interval_s,
+                 sizeof keepalive_interval_s);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &keepalive_count, sizeof keepalive_count);
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);  // arms the timer: last
+}
+
+std::chrono::milliseconds Route::keepalive_delay() const {
+    // A tenth of the idle time, at most a second: the first probe comes at most 10 % late.
+    return std::min<std::chrono::milliseconds>(
+        std::chrono::seconds(1), std::chrono::milliseconds(keepalive_idle_s * 1000L / 10));
 }
 
 int start_connect(const Route& route, const Endpoint& dest, unique_fd& out) {

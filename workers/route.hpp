@@ -1,6 +1,7 @@
 #pragma once
 // How a stream worker picks and reaches the upstream of each client, built once from the
 // handover before lock-down: every stream kind is one combination of these choices.
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -62,8 +63,16 @@ struct Route {
                target == Target::original_destination || target == Target::base_address;
     }
 
-    // Socket options for a client or upstream socket (TCP ones only).
+    // TCP_NODELAY on an upstream socket before its connect (TCP only). Keepalive waits: see
+    // keepalive_delay().
     void tune(int fd, int family) const;
+    // The keepalive options on a connected upstream TCP socket. The relay sets them only on a
+    // connection that has lived keepalive_delay(): a short connection never needs them and would
+    // pay four system calls (a tenth of a short connection's cost); a long one gets its first
+    // probe at most that much later than keepalive.idle.
+    bool wants_keepalive(int family) const;
+    void arm_keepalive(int fd) const;
+    std::chrono::milliseconds keepalive_delay() const;
 };
 
 // A host-name upstream's handover addresses, checked against `first` (the handover's upstream:

@@ -316,10 +316,14 @@ void StreamRelay::header_read(Connection& c) {
     connecting_.push_back(c);
 }
 
-void StreamRelay::connected(Connection& c) {
+void StreamRelay::connected(Connection& c, int upstream_family) {
     connecting_.erase(connecting_.iterator_to(c));
     c.since = loop_.now();
     relaying_.push_back(c);
+    if (route_.wants_keepalive(upstream_family)) {
+        c.keepalive_at = c.since + route_.keepalive_delay();
+        keepalive_due_.push_back(c);
+    }
 }
 
 void StreamRelay::touch(Connection& c) {
@@ -376,6 +380,7 @@ void StreamRelay::connection_closed(Connection& c, const char* reason, int err) 
         ready_.erase(ready_.iterator_to(c));
         c.queued = false;
     }
+    if (c.keepalive_hook.is_linked()) keepalive_due_.erase(keepalive_due_.iterator_to(c));
     if (c.awaiting_fd) {
         awaiting_fd_.erase(awaiting_fd_.iterator_to(c));
         c.awaiting_fd = false;
@@ -450,6 +455,11 @@ std::optional<Clock::time_point> StreamRelay::tick(Clock::time_point now) {
         while (!relaying_.empty() && relaying_.front().since + opts_.idle_timeout <= now)
             relaying_.front().close(nullptr);
     }
+    while (!keepalive_due_.empty() && keepalive_due_.front().keepalive_at <= now) {
+        Connection& c = keepalive_due_.front();
+        keepalive_due_.pop_front();
+        route_.arm_keepalive(c.upstream.fd.get());
+    }
     while (!closed_.empty()) {
         Connection& c = closed_.front();
         closed_.pop_front();
@@ -473,6 +483,7 @@ std::optional<Clock::time_point> StreamRelay::tick(Clock::time_point now) {
     if (opts_.idle_timeout.count() > 0 && !relaying_.empty())
         consider(relaying_.front().since + opts_.idle_timeout);
     if (paused_ && resume_at_) consider(*resume_at_);
+    if (!keepalive_due_.empty()) consider(keepalive_due_.front().keepalive_at);
     if (threads_)
         if (auto t = threads_->tick(now)) consider(*t);
     if (route_.statistics && (!relaying_.empty() || !threaded_.empty())) {

@@ -81,7 +81,7 @@ class StreamRelay : private EventSource {
     ipc::StreamStats& mutable_stats() { return stats_; }
     void connection_closed(Connection& c, const char* reason, int err);
     void touch(Connection& c);  // activity: move to the back of the idle list
-    void connected(Connection& c);
+    void connected(Connection& c, int upstream_family);
     void requeue(Connection& c);  // budget spent with work left: continue after this batch
     // The thread relay: hands a connection that has just connected to a thread pair (true), or
     // leaves it to this loop (no thread relay, bound reached, no thread).
@@ -113,6 +113,7 @@ class StreamRelay : private EventSource {
     StateList closed_;           // freed in tick(), after the epoll batch that closed them
     ReadyList ready_;
     ReadyList awaiting_fd_;  // accepted, but no fd was left for their upstream socket
+    KeepaliveList keepalive_due_;  // relaying, upstream keepalive not set yet; by due time
     std::shared_ptr<const std::vector<SockAddr>> addresses_;  // a host-name upstream's set
     size_t active_ = 0;
     bool accepting_ = false;

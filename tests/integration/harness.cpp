@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -338,6 +339,21 @@ std::vector<std::string> fd_targets(pid_t pid) {
         std::error_code ec;
         out.push_back(e.path().filename().string() + " -> " +
                       fs::read_symlink(e.path(), ec).string());
+    }
+    return out;
+}
+
+std::vector<unique_fd> socket_copies(pid_t pid) {
+    std::vector<unique_fd> out;
+    unique_fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd) return out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+        const auto target = fs::read_symlink(e.path(), ec);
+        if (ec || target.string().rfind("socket:", 0) != 0) continue;
+        const int number = std::stoi(e.path().filename().string());
+        unique_fd fd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), number, 0)));
+        if (fd) out.push_back(std::move(fd));
     }
     return out;
 }

@@ -124,6 +124,9 @@ std::string status_field(pid_t pid, const std::string& field);
 // A whole file as text ("" if it cannot be read), e.g. /proc/PID/environ.
 std::string read_text(const std::string& path);
 std::vector<std::string> fd_targets(pid_t pid);  // readlink of every /proc/PID/fd/N
+// A copy of every socket fd process `pid` holds (pidfd_getfd: root may take another process's
+// fds), to read the options the process set on its sockets.
+std::vector<unique_fd> socket_copies(pid_t pid);
 
 unique_fd listen_tcp(uint16_t port, int backlog = 4096);
 unique_fd connect_tcp(uint16_t port, std::chrono::milliseconds timeout = 5s);  // -1 fd on fail

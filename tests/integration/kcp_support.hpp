@@ -149,20 +149,10 @@ struct SocketBuffers {
     int receive = 0;
     int send = 0;
 };
-// SO_RCVBUF/SO_SNDBUF of every UDP socket process `pid` holds, read through a copy of each of
-// its socket fds (pidfd_getfd: root may take another process's fds).
+// SO_RCVBUF/SO_SNDBUF of every UDP socket process `pid` holds.
 inline std::vector<SocketBuffers> udp_socket_buffers(pid_t pid) {
     std::vector<SocketBuffers> out;
-    unique_fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-    if (!pidfd) return out;
-    std::error_code ec;
-    for (const auto& e :
-         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
-        const auto target = std::filesystem::read_symlink(e.path(), ec);
-        if (ec || target.string().rfind("socket:", 0) != 0) continue;
-        const int number = std::stoi(e.path().filename().string());
-        unique_fd fd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), number, 0)));
-        if (!fd) continue;
+    for (const unique_fd& fd : socket_copies(pid)) {
         int type = 0;
         socklen_t len = sizeof type;
         if (::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_DGRAM)

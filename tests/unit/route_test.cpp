@@ -128,6 +128,22 @@ TEST(RouteBaseAddress, OriginalPortMovesTheAddress) {
     EXPECT_EQ(to_string(tcp_endpoint(parse_endpoint("tcp:10.0.0.1:22").addr)), "tcp:10.0.0.1:22");
 }
 
+TEST(RouteKeepalive, DelayIsATenthOfIdleAtMostASecond) {
+    using std::chrono::milliseconds;
+    Config c = config("tcp:127.0.0.1:1", "tcp:127.0.0.1:2");
+    c.keepalive_idle = std::chrono::seconds(60);
+    EXPECT_EQ(route_of(c).keepalive_delay(), milliseconds(1000));
+    c.keepalive_idle = std::chrono::seconds(5);
+    EXPECT_EQ(route_of(c).keepalive_delay(), milliseconds(500));
+    c.keepalive_idle = std::chrono::seconds(1);
+    EXPECT_EQ(route_of(c).keepalive_delay(), milliseconds(100));
+    EXPECT_TRUE(route_of(c).wants_keepalive(AF_INET6));
+    EXPECT_FALSE(route_of(c).wants_keepalive(AF_VSOCK));
+    EXPECT_FALSE(route_of(c).wants_keepalive(AF_UNIX));
+    c.keepalive = false;
+    EXPECT_FALSE(route_of(c).wants_keepalive(AF_INET));
+}
+
 TEST(RouteFcVsock, ReplyParsing) {
     size_t len = 0;
     EXPECT_EQ(parse_fc_vsock_reply("OK 1073741824\nhello", len), FcReply::ok);
