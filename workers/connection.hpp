@@ -28,6 +28,7 @@ struct Side : EventSource {
     bool writable = false;
     bool peer_closed = false;  // EPOLLRDHUP or EPOLLHUP seen: the peer is gone or sent its FIN
     bool fin = false;          // EPOLLRDHUP without EPOLLERR: a FIN, behind all the peer's data
+    bool tcp = false;          // a TCP socket (IPv4 or IPv6): MSG_MORE corks, see pump_direction
     void on_event(uint32_t events) override;
 };
 
@@ -74,8 +75,8 @@ struct Setup {
 class Connection {
   public:
     // copy_mode: the policy's "splice": false. Directions that write into a vsock socket copy
-    // in any case.
-    Connection(StreamRelay& relay, unique_fd client, bool copy_mode, bool client_is_vsock);
+    // in any case. client_family: the listener's address family.
+    Connection(StreamRelay& relay, unique_fd client, bool copy_mode, int client_family);
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
@@ -84,7 +85,7 @@ class Connection {
     // Both sockets back into the epoll set (a hand-off to threads that failed); false: closed.
     bool register_sides();
     // Connect in progress: wait for it. A vsock upstream is written with copies.
-    void attach_upstream(unique_fd upstream, bool upstream_is_vsock);
+    void attach_upstream(unique_fd upstream, int upstream_family);
     // A failed connect's socket goes before the next address is tried.
     void detach_upstream();
     bool connecting() const { return phase != Phase::relaying; }

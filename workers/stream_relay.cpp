@@ -157,7 +157,7 @@ void StreamRelay::accept_ready() {
         unique_fd client(fd);
         stats_.accepted++;
         auto it = all_.emplace(all_.end(), *this, std::move(client), !opts_.splice,
-                               route_.listen.family() == AF_VSOCK);
+                               route_.listen.family());
         Connection& c = *it;
         c.self = it;
         c.since = loop_.now();
@@ -275,7 +275,7 @@ bool StreamRelay::connect_upstream(Connection& c) {
     unique_fd up;
     int err = start_connect(route_, c.setup->dest, up);
     if (err == 0) {
-        c.attach_upstream(std::move(up), c.setup->dest.family() == AF_VSOCK);
+        c.attach_upstream(std::move(up), c.setup->dest.family());
         return true;
     }
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
