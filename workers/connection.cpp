@@ -228,8 +228,8 @@ void Connection::release(Direction& d) {
 namespace {
 // The source's FIN is known to follow these bytes (a short read after EPOLLRDHUP): MSG_MORE
 // holds them in the socket for the shutdown() or close() that comes next in this pump, which
-// then sends the FIN in the same segment. One segment less per closing direction, and for the
-// peer one receive less: on loopback a segment costs about as much as a system call.
+// then sends the FIN in the same segment: one segment less per closing direction, for us to
+// send and for the peer to receive.
 int send_flags(const Direction& d, const Side& to) {
     return MSG_NOSIGNAL | MSG_DONTWAIT | (d.eof && to.tcp ? MSG_MORE : 0);
 }
