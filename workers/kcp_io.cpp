@@ -32,6 +32,13 @@ kcp::TunnelConfig tunnel_config(const TunnelOptions& o) {
     c.kcp.snd_wnd = static_cast<uint32_t>(o.send_window);
     c.kcp.rcv_wnd = static_cast<uint32_t>(o.receive_window);
     c.idle_timeout_ms = static_cast<uint32_t>(o.idle_timeout.count());
+    // A closing conversation (a FIN went either way) whose peer is silent ends after a third of
+    // the idle timeout: 60 s by default, Linux's tcp_fin_timeout for an orphaned connection whose
+    // peer went quiet mid-close. A live peer sends at least every 10 s (keepalive), so that takes
+    // five or six of them lost in a row (0.03 % at 20 % loss), and it comes before KCP's dead-link
+    // verdict (20 sends of one segment: over two minutes) and needs no data in flight. Tied to
+    // idle_timeout so one key scales both (a lossy link's longer idle timeout lengthens this too).
+    c.closing_timeout_ms = std::max<uint32_t>(c.idle_timeout_ms / 3, 1);
     c.rekey_after = o.rekey_after;
     return c;
 }

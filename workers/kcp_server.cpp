@@ -116,7 +116,7 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
         sessions_.tick(ms, *this, ended_);
         for (const auto id : ended_) {
             if (ServerConn* c = conns_[id].get())
-                end(*c, "ended");
+                end(*c, ended_why(id));
             else
                 sessions_.remove(id);  // refused while draining: its CLOSE went out
         }
@@ -354,6 +354,14 @@ class KcpServer final : public WorkerBody, public kcp::ServerOutput {
             if (options_.log_connections) log::info(tag_, ": conv ", c.conv, " finished");
         }
         sessions_.reschedule(c.id);
+    }
+
+    // For the log: a silent peer is worth telling apart (the host may be gone).
+    const char* ended_why(kcp::ServerSessions::Id id) {
+        const kcp::TunnelSession* s = sessions_.session(id);
+        if (s == nullptr || s->state() != kcp::TunnelSession::State::expired) return "ended";
+        return s->fin_sent() || s->fin_received() ? "expired (peer silent while closing)"
+                                                  : "expired (peer silent)";
     }
 
     void end(ServerConn& c, const char* why) {

@@ -13,8 +13,9 @@ TunnelSession::TunnelSession(Role role, uint32_t conv, Security security,
       kcp_(conv, config.kcp, now),
       last_sent_(now),
       last_heard_(now) {
-    if (cfg_.keepalive_ms == 0 || cfg_.idle_timeout_ms == 0)
-        throw std::invalid_argument("KCP tunnel: keepalive and idle timeout must be positive");
+    if (cfg_.keepalive_ms == 0 || cfg_.idle_timeout_ms == 0 || cfg_.closing_timeout_ms == 0)
+        throw std::invalid_argument(
+            "KCP tunnel: keepalive, idle and closing timeouts must be positive");
     if (kcp_.mss() < 2) throw std::invalid_argument("KCP tunnel: MTU too small");
 }
 
@@ -119,7 +120,7 @@ void TunnelSession::flush(uint32_t now, DatagramSink& sink) {
         return;
     }
     if (state_ != State::open) return;
-    if (diff32(now, last_heard_) >= static_cast<int32_t>(cfg_.idle_timeout_ms)) {
+    if (diff32(now, last_heard_) >= static_cast<int32_t>(silence_limit())) {
         state_ = State::expired;
         return;
     }
@@ -140,10 +141,15 @@ void TunnelSession::flush(uint32_t now, DatagramSink& sink) {
 uint32_t TunnelSession::next_deadline() const noexcept {
     if (close_pending_) return last_sent_;  // now-ish: any past time means "flush now"
     uint32_t due = last_sent_ + cfg_.keepalive_ms;
-    const uint32_t idle = last_heard_ + cfg_.idle_timeout_ms;
+    const uint32_t idle = last_heard_ + silence_limit();
     if (diff32(idle, due) < 0) due = idle;
     if (const auto k = kcp_.next_deadline(); k && diff32(*k, due) < 0) due = *k;
     return due;
+}
+
+uint32_t TunnelSession::silence_limit() const noexcept {
+    if (!fin_queued_ && !fin_received_) return cfg_.idle_timeout_ms;
+    return std::min(cfg_.idle_timeout_ms, cfg_.closing_timeout_ms);
 }
 
 bool TunnelSession::finished() const noexcept {

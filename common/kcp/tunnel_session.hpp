@@ -19,6 +19,11 @@ struct TunnelConfig {
     Config kcp = Config::fast(1350 - sealed_overhead(Security::psk));
     uint32_t keepalive_ms = 10000;      // send a KEEPALIVE after this long without sending
     uint32_t idle_timeout_ms = 180000;  // end after this long without an authenticated datagram
+    // The same, once a FIN went either way (a conversation closing), if shorter: a live peer sends
+    // at least every keepalive_ms, so a closing conversation whose peer vanished (host gone after
+    // its FIN) ends soon instead of holding its upstream connection for the whole idle timeout.
+    // The data keeps flowing as long as the peer is heard: half-closed streams may last.
+    uint32_t closing_timeout_ms = 60000;
     uint64_t rekey_after = kDefaultRekeyAfter;
 };
 
@@ -78,6 +83,8 @@ class TunnelSession {
         void kcp_output(std::span<const uint8_t> datagram) override;
     };
     void send_sealed(Type type, std::span<const uint8_t> body, DatagramSink& sink);
+    // How long the peer may be silent now: idle_timeout_ms, or closing_timeout_ms once closing.
+    uint32_t silence_limit() const noexcept;
 
     TunnelConfig cfg_;
     SecureChannel channel_;

@@ -111,17 +111,22 @@ inline void echo_until_eof(int fd) {
     ::shutdown(fd, SHUT_WR);
 }
 
-// counters.tunnel of proxy `name` ("{}" when unavailable).
-inline nlohmann::json tunnel_counters(const Daemon& d, const std::string& name) {
+// The counters of proxy `name` in `pf-proxyctl status --json` ("{}" when unavailable).
+inline nlohmann::json proxy_counters(const Daemon& d, const std::string& name) {
     const CommandResult r = run_command(
         {bin_dir() + "/pf-proxyctl", "--control", d.control_path(), "status", "--json"});
     if (r.status != 0) return nlohmann::json::object();
     const auto s = nlohmann::json::parse(r.output, nullptr, false);
     if (s.is_discarded()) return nlohmann::json::object();
     for (const auto& p : s.at("proxies"))
-        if (p.at("name") == name && p.at("counters").contains("tunnel"))
-            return p.at("counters").at("tunnel");
+        if (p.at("name") == name) return p.at("counters");
     return nlohmann::json::object();
+}
+
+// counters.tunnel of proxy `name` ("{}" when unavailable).
+inline nlohmann::json tunnel_counters(const Daemon& d, const std::string& name) {
+    const nlohmann::json c = proxy_counters(d, name);
+    return c.contains("tunnel") ? c.at("tunnel") : nlohmann::json::object();
 }
 
 // Waits (workers report once a second) until the counters satisfy `pred`.

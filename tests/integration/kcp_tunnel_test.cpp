@@ -117,6 +117,68 @@ TEST_F(KcpTunnel, UpstreamHalfCloseReachesTheClientWhichCanStillSend) {
     EXPECT_EQ(received, late);
 }
 
+// The client's host dies after its FIN (the link is cut): the server ends the closing
+// conversation a third of idle_timeout after it last heard the client (9 s: 3 s), not at the idle
+// timeout, and closes its upstream connection, which is streaming a reply into the silence.
+TEST_F(KcpTunnel, ClosingConversationWhosePeerVanishedEndsAtTheClosingBound) {
+    using Steady = std::chrono::steady_clock;
+    constexpr auto kBound = 3s;  // idle_timeout 9 s / 3
+    std::atomic<bool> got_fin{false}, reply{false}, upstream_closed{false};
+    std::atomic<Steady::rep> closed_at{0};
+    CountingServer server(ports.upstream, [&](int fd) {
+        std::string got;
+        if (!read_to_eof(fd, got) || got != "request") return;
+        got_fin = true;
+        if (!wait_until([&] { return reply.load(); }, 20s)) return;
+        // Writes until the connection fails: the tunnel server's close (with our unread bytes in
+        // its buffer, or our bytes arriving after it) resets it.
+        const std::string chunk(64 << 10, 'r');
+        const auto give_up = Steady::now() + 30s;
+        while (Steady::now() < give_up) {
+            pollfd p{fd, POLLOUT, 0};
+            if (::poll(&p, 1, 100) < 0 && errno != EINTR) return;
+            if (p.revents & (POLLERR | POLLHUP)) break;
+            if (!(p.revents & POLLOUT)) continue;
+            if (::send(fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
+                errno != EAGAIN && errno != EINTR)
+                break;
+        }
+        closed_at = Steady::now().time_since_epoch().count();
+        upstream_closed = true;
+    });
+    lossy::Relay relay(relay_to(ports.server));
+    ports.path = relay.port();
+    Daemon d(kcp_policy(ports, write_key(dir), "",
+                        ", \"idle_timeout\": \"9s\", \"log_connections\": true"));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    unique_fd c = connect_tcp(ports.client, 20s);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(write_all(c.get(), "request", 7));
+    const auto fin_at = Steady::now();  // the server hears the client no earlier than this
+    ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+    ASSERT_TRUE(wait_until([&] { return got_fin.load(); }, 20s)) << d.log();
+    relay.cut();  // the server hears the client no later than this
+    const auto cut_at = Steady::now();
+    reply = true;
+    ASSERT_TRUE(wait_until([&] { return upstream_closed.load(); }, kBound + 2s))
+        << "the upstream connection outlived the closing bound\n"
+        << d.log();
+    const Steady::time_point closed{Steady::duration(closed_at.load())};
+    EXPECT_GE(closed - fin_at, kBound - 100ms) << "ended before the bound: for another reason?";
+    EXPECT_LE(closed - cut_at, kBound + 2s);
+    EXPECT_TRUE(d.wait_log("expired (peer silent while closing)", 5s)) << d.log();
+    // The worker counts it no longer: the conversation and the proxy's active connections.
+    const auto k = wait_tunnel_counters(
+        d, "ks", [](const auto& x) { return x["sessions"] == 1 && x["sessions_active"] == 0; });
+    EXPECT_EQ(k["sessions_active"], 0) << k << d.log();
+    nlohmann::json counters;
+    EXPECT_TRUE(wait_until([&] {
+        counters = proxy_counters(d, "ks");
+        return counters.contains("active") && counters["active"] == 0;
+    })) << counters;
+    EXPECT_GT(relay.counters().dropped, 0u);
+}
+
 TEST_F(KcpTunnel, Serves100ConcurrentConnections) {
     CountingServer server(ports.upstream, echo_until_eof);
     Daemon d(kcp_policy(ports, write_key(dir)));

@@ -232,7 +232,9 @@ class Loop {
 
     template <typename Send>
     void transmit(Send send, const char* p, size_t len) {
-        if (send(p, len) < 0) {
+        if (tap_.cut.load(std::memory_order_relaxed)) {
+            count(dropped);
+        } else if (send(p, len) < 0) {
             count(lost);
         } else {
             count(sent);

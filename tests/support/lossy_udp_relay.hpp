@@ -55,11 +55,13 @@ struct Counters {
 
 class Loop;  // lossy_udp_relay.cpp
 
-// What the relay's thread shares with the test's: the recording and the first flow's socket.
+// What the relay's thread shares with the test's: the recording, the first flow's socket and the
+// switch that cuts the link.
 struct Tap {
     mutable std::mutex mutex;
     std::vector<std::string> recorded;
-    unique_fd first_back;  // a duplicate of the first flow's socket to the target
+    unique_fd first_back;          // a duplicate of the first flow's socket to the target
+    std::atomic<bool> cut{false};  // drop everything, both ways
 };
 
 class Relay {
@@ -78,6 +80,9 @@ class Relay {
     // Sends `datagram` to the target from the first flow's socket, so it comes from the address
     // the target knows as that client's; false before any flow, or when the send fails.
     bool inject(const std::string& datagram);
+    // From now on every datagram is dropped, both ways (counted as dropped), held ones too: the
+    // peer on either side looks gone, as when its host dies. Recording goes on.
+    void cut() { tap_.cut = true; }
 
     // In Counters' order.
     using Shared = std::array<std::atomic<uint64_t>, 7>;

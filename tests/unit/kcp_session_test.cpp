@@ -2,7 +2,7 @@
 // client and server sessions over a seeded path that drops, duplicates, reorders and corrupts
 // datagrams, with keys rolling over every few datagrams. Both byte streams must arrive intact and
 // in order, each followed by its FIN; corrupted datagrams are refused by the channel, never
-// delivered; keepalives, the idle timeout and CLOSE end conversations as documented.
+// delivered; keepalives, the idle and closing timeouts and CLOSE end conversations as documented.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -256,6 +256,61 @@ TEST(KcpTunnelSession, KeepalivesWhileQuietIdleTimeoutWhenDeaf) {
     EXPECT_EQ(server.state(), TunnelSession::State::expired);
     EXPECT_LE(now, 4500u + 5000u);
     EXPECT_GE(now, 4000u + 5000u);
+}
+
+TEST(KcpTunnelSession, ClosingConversationOutlivesItsBoundWhileHeardEndsByItWhenDeaf) {
+    TunnelConfig c;
+    c.keepalive_ms = 1000;
+    c.idle_timeout_ms = 9000;
+    c.closing_timeout_ms = 3000;
+    Handshaken hs = Handshake();
+    TunnelSession client(Role::client, hs.conv, Security::psk, hs.secrets, c, 0);
+    TunnelSession server(Role::server, hs.conv, Security::psk, hs.secrets, c, 0);
+    Path to_server(1), to_client(2);
+    ASSERT_EQ(client.shutdown_write(), Status::ok);  // the client half-closes
+    // 10 s, more than three closing bounds, with every datagram delivered: a half-closed
+    // conversation whose peer is heard lasts (keepalives keep it).
+    Bytes got;
+    bool fin = false;
+    for (uint32_t now = 0; now <= 10000; now += 100) {
+        client.flush(now, to_server);
+        server.flush(now, to_client);
+        for (auto& [t, d] : to_server.in_flight)
+            ASSERT_EQ(server.on_datagram(d, now), ChannelError::none);
+        for (auto& [t, d] : to_client.in_flight)
+            ASSERT_EQ(client.on_datagram(d, now), ChannelError::none);
+        to_server.in_flight.clear();
+        to_client.in_flight.clear();
+        if (!fin && server.read(got) == TunnelSession::Read::fin) fin = true;
+    }
+    ASSERT_TRUE(fin);
+    EXPECT_EQ(server.state(), TunnelSession::State::open);
+    EXPECT_EQ(client.state(), TunnelSession::State::open);
+    // Now the server hears nothing: it ends 3 s after the last datagram it heard, not 9 s.
+    uint32_t now = 10000;
+    while (server.state() == TunnelSession::State::open && now < 30000) {
+        now = server.next_deadline();
+        server.flush(now, to_client);
+    }
+    EXPECT_EQ(server.state(), TunnelSession::State::expired);
+    EXPECT_LE(now, 10000u + 3000u);
+    EXPECT_GE(now, 9000u + 3000u);
+    // The client's side closes too (its FIN went out): the same bound, deaf from 10 s.
+    now = 10000;
+    while (client.state() == TunnelSession::State::open && now < 30000) {
+        now = client.next_deadline();
+        client.flush(now, to_server);
+    }
+    EXPECT_EQ(client.state(), TunnelSession::State::expired);
+    EXPECT_LE(now, 10000u + 3000u);
+    // A conversation with no FIN either way keeps the idle timeout (9 s).
+    TunnelSession open(Role::server, hs.conv, Security::psk, hs.secrets, c, 0);
+    now = 0;
+    while (open.state() == TunnelSession::State::open && now < 30000) {
+        now = open.next_deadline();
+        open.flush(now, to_client);
+    }
+    EXPECT_EQ(now, 9000u);
 }
 
 TEST(KcpTunnelSession, CloseReachesThePeerAndMalformedMessagesFail) {

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <stdexcept>
 
 namespace pfp::test::vm {
@@ -44,6 +45,24 @@ bool connect_within(int fd, const sockaddr* a, socklen_t len, std::chrono::milli
     set_timeouts(fd, timeout);
     return true;
 }
+
+// A TCP server on 127.0.0.1:port that hands its first connection to `serve`, in a thread.
+class OneShotServer {
+  public:
+    OneShotServer(uint16_t port, std::function<void(int)> serve)
+        : listener_(listen_tcp(port)), thread_([this, serve] {
+              unique_fd c = accept_within(listener_.get(), 30s);
+              if (c) serve(c.get());
+          }) {}
+    ~OneShotServer() { join(); }
+    void join() {  // after this, what `serve` wrote is safe to read
+        if (thread_.joinable()) thread_.join();
+    }
+
+  private:
+    unique_fd listener_;
+    std::thread thread_;
+};
 }  // namespace
 
 bool vsock_loopback_available() {
@@ -165,6 +184,44 @@ std::string hex(const std::string& bytes) {
         out += digits[c & 15];
     }
     return out;
+}
+
+void expect_client_half_close_then_reply(const Daemon& d, uint16_t in, uint16_t server) {
+    std::string server_got;
+    OneShotServer srv(server, [&](int fd) {
+        if (!read_to_eof(fd, server_got)) return;
+        const std::string reply = "after your eof: " + server_got;
+        write_all(fd, reply.data(), reply.size());
+    });
+    unique_fd c = connect_tcp(in, 20s);
+    ASSERT_TRUE(c) << d.log();
+    ASSERT_TRUE(write_all(c.get(), "request", 7));
+    ::shutdown(c.get(), SHUT_WR);
+    std::string reply;
+    EXPECT_TRUE(read_to_eof(c.get(), reply)) << d.log();
+    EXPECT_EQ(reply, "after your eof: request");
+    srv.join();
+    EXPECT_EQ(server_got, "request");
+}
+
+void expect_server_half_close_then_client_sends(const Daemon& d, uint16_t in, uint16_t server) {
+    std::string server_got;
+    OneShotServer srv(server, [&](int fd) {
+        write_all(fd, "bye", 3);
+        ::shutdown(fd, SHUT_WR);
+        read_to_eof(fd, server_got);
+    });
+    unique_fd c = connect_tcp(in, 20s);
+    ASSERT_TRUE(c) << d.log();
+    std::string first;
+    EXPECT_TRUE(read_to_eof(c.get(), first)) << d.log();  // "bye" and the server's FIN
+    EXPECT_EQ(first, "bye");
+    ASSERT_TRUE(write_all(c.get(), "late words", 10));
+    ::shutdown(c.get(), SHUT_WR);
+    char b;
+    EXPECT_EQ(::recv(c.get(), &b, 1, 0), 0) << d.log();  // closed once both FINs have passed
+    srv.join();
+    EXPECT_EQ(server_got, "late words");
 }
 
 bool write_text(int fd, const std::string& text) {

@@ -1,8 +1,9 @@
 #pragma once
 // Support for the tests that run inside the QEMU guest of tests/vm (run-guest.sh): vsock sockets
 // on CID 1 only, iptables REDIRECT rules that remove themselves, TCP connections from a chosen
-// source address, and policy text. Outside the guest no AF_VSOCK socket may ever be connected, so
-// every test starts with REQUIRE_VSOCK_LOOPBACK(), which decides without connecting.
+// source address, policy text, and the half-close checks of a relay path. Outside the guest no
+// AF_VSOCK socket may ever be connected, so every test starts with REQUIRE_VSOCK_LOOPBACK(), which
+// decides without connecting.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 // linux/vm_sockets.h needs sys/socket.h first.
@@ -96,6 +97,15 @@ std::string policy(const std::vector<std::string>& proxies, const std::string& t
 
 std::string tcp(uint16_t port);  // "tcp:127.0.0.1:PORT"
 std::string hex(const std::string& bytes);
+
+// Half-close through a relay path, checked at both ends: a TCP client at 127.0.0.1:`in` whose
+// connection reaches a TCP server these start on 127.0.0.1:`server` (one connection each). `d`'s
+// log goes with a failure.
+// The client's FIN crosses first: the server answers after it, and the answer still arrives.
+void expect_client_half_close_then_reply(const Daemon& d, uint16_t in, uint16_t server);
+// The server's FIN crosses first: the client reads to it, still sends, and the server gets that;
+// the client's connection ends once both FINs have passed.
+void expect_server_half_close_then_client_sends(const Daemon& d, uint16_t in, uint16_t server);
 
 bool write_text(int fd, const std::string& text);
 // One request/answer through an echo path: sends `text`, reads as many bytes back.

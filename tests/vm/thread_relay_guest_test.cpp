@@ -2,10 +2,8 @@
 // vsock sockets move bulk intact, pass half-close both ways, and connections beyond the bound are
 // served by the event engine. Every vsock connect goes to CID 1 (VMADDR_CID_LOCAL) only.
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "guest_support.hpp"
@@ -52,47 +50,10 @@ TEST(ThreadRelayGuest, PairAndVsockToVsockMove16MiBEachWayIntact) {
 TEST(ThreadRelayGuest, HalfCloseCrossesVsockBothWays) {
     REQUIRE_VSOCK_LOOPBACK();
     const uint16_t in = free_port(), server = free_port();
-    unique_fd ls = listen_tcp(server);
-    std::string first_got, second_got;
-    std::thread srv([&] {
-        // First connection: answer after the client's FIN. Second: finish first, then read.
-        unique_fd a = accept_within(ls.get(), 30s);
-        if (!a) return;
-        if (read_to_eof(a.get(), first_got)) {
-            const std::string reply = "after your eof: " + first_got;
-            write_all(a.get(), reply.data(), reply.size());
-        }
-        a.reset();
-        unique_fd b = accept_within(ls.get(), 30s);
-        if (!b) return;
-        write_all(b.get(), "bye", 3);
-        ::shutdown(b.get(), SHUT_WR);
-        read_to_eof(b.get(), second_got);
-    });
     Daemon d(pair_policy(in, 5304, server));
     ASSERT_TRUE(d.wait_ready()) << d.log();
-    {
-        unique_fd c = connect_tcp(in, 20s);
-        ASSERT_TRUE(c);
-        ASSERT_TRUE(write_all(c.get(), "request", 7));
-        ::shutdown(c.get(), SHUT_WR);
-        std::string reply;
-        EXPECT_TRUE(read_to_eof(c.get(), reply));
-        EXPECT_EQ(reply, "after your eof: request");
-    }
-    {
-        unique_fd c = connect_tcp(in, 20s);
-        ASSERT_TRUE(c);
-        std::string first;
-        EXPECT_TRUE(read_to_eof(c.get(), first));
-        EXPECT_EQ(first, "bye");
-        ASSERT_TRUE(write_all(c.get(), "late words", 10));
-        ::shutdown(c.get(), SHUT_WR);
-        char b;
-        EXPECT_EQ(::recv(c.get(), &b, 1, 0), 0);  // closed once both FINs have passed
-    }
-    srv.join();
-    EXPECT_EQ(second_got, "late words");
+    ASSERT_NO_FATAL_FAILURE(expect_client_half_close_then_reply(d, in, server));
+    expect_server_half_close_then_client_sends(d, in, server);
 }
 
 // 8 connections get thread pairs in each relay, the other 24 the event engine; all relay.

@@ -6,8 +6,6 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <atomic>
-#include <functional>
 #include <thread>
 
 #include "guest_support.hpp"
@@ -24,24 +22,6 @@ std::string pair_policy(uint16_t in_port, uint32_t vport, uint16_t server_port) 
     return policy({proxy("in", tcp(in_port), "vsock:1:" + v),
                    proxy("out", "vsock:any:" + v, tcp(server_port))});
 }
-
-// A TCP server on 127.0.0.1:port that hands its first connection to `serve`, in a thread.
-class OneShotServer {
-  public:
-    OneShotServer(uint16_t port, std::function<void(int)> serve)
-        : listener_(listen_tcp(port)), thread_([this, serve] {
-              unique_fd c = accept_within(listener_.get(), 30s);
-              if (c) serve(c.get());
-          }) {}
-    ~OneShotServer() { join(); }
-    void join() {  // after this, what `serve` wrote is safe to read
-        if (thread_.joinable()) thread_.join();
-    }
-
-  private:
-    unique_fd listener_;
-    std::thread thread_;
-};
 
 TEST(VsockGuest, IpToVsockToIpMoves64MiBEachWayIntact) {
     REQUIRE_VSOCK_LOOPBACK();
@@ -63,48 +43,18 @@ TEST(VsockGuest, IpToVsockToIpMoves64MiBEachWayIntact) {
 TEST(VsockGuest, ClientHalfCloseReachesServerAndTheReplyStillFlows) {
     REQUIRE_VSOCK_LOOPBACK();
     uint16_t in = free_port(), server = free_port();
-    std::string server_got;
-    OneShotServer srv(server, [&](int fd) {
-        if (!read_to_eof(fd, server_got)) return;
-        const std::string reply = "after your eof: " + server_got;
-        write_all(fd, reply.data(), reply.size());
-    });
     Daemon d(pair_policy(in, 5004, server));
     ASSERT_TRUE(d.wait_ready()) << d.log();
-    unique_fd c = connect_tcp(in, 20s);
-    ASSERT_TRUE(c);
-    ASSERT_TRUE(write_all(c.get(), "request", 7));
-    ::shutdown(c.get(), SHUT_WR);
-    std::string reply;
-    EXPECT_TRUE(read_to_eof(c.get(), reply));
-    EXPECT_EQ(reply, "after your eof: request");
+    expect_client_half_close_then_reply(d, in, server);
 }
 
 // The other direction: the server finishes first; the client still sends afterwards.
 TEST(VsockGuest, ServerHalfCloseReachesClientAndTheClientStillSends) {
     REQUIRE_VSOCK_LOOPBACK();
     uint16_t in = free_port(), server = free_port();
-    std::string server_got;
-    OneShotServer srv(server, [&](int fd) {
-        write_all(fd, "bye", 3);
-        ::shutdown(fd, SHUT_WR);
-        read_to_eof(fd, server_got);
-    });
-    {
-        Daemon d(pair_policy(in, 5005, server));
-        ASSERT_TRUE(d.wait_ready()) << d.log();
-        unique_fd c = connect_tcp(in, 20s);
-        ASSERT_TRUE(c);
-        std::string first;
-        EXPECT_TRUE(read_to_eof(c.get(), first));  // "bye" and the server's FIN
-        EXPECT_EQ(first, "bye");
-        ASSERT_TRUE(write_all(c.get(), "late words", 10));
-        ::shutdown(c.get(), SHUT_WR);
-        char b;
-        EXPECT_EQ(::recv(c.get(), &b, 1, 0), 0);  // closed once both FINs have passed
-    }
-    srv.join();
-    EXPECT_EQ(server_got, "late words");
+    Daemon d(pair_policy(in, 5005, server));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    expect_server_half_close_then_client_sends(d, in, server);
 }
 
 TEST(VsockGuest, TwoHundredConcurrentConnections) {
