@@ -71,19 +71,6 @@ unique_fd connect_tcp6_loopback(uint16_t port) {
     return s;
 }
 
-// The worker of proxy `name`, slot 0, among the daemon's children; -1 if none.
-pid_t worker_of(const Daemon& d, const std::string& name) {
-    for (pid_t w : d.workers())
-        if (cmdline_of(w).find("pf-proxy-worker: " + name + "/0") != std::string::npos) return w;
-    return -1;
-}
-
-int int_option(int fd, int level, int name) {
-    int v = -1;
-    socklen_t len = sizeof v;
-    return ::getsockopt(fd, level, name, &v, &len) == 0 ? v : -1;
-}
-
 bool has_fdname(const NotifyMessage& m, const std::string& name) {
     return m.has("FDNAME=" + name);
 }

@@ -106,12 +106,6 @@ char state_of(pid_t pid) {
     return close != std::string::npos && close + 2 < s.size() ? s[close + 2] : '?';
 }
 
-pid_t worker_named(const Daemon& d, const std::string& tag) {
-    for (pid_t w : d.workers())
-        if (cmdline_of(w).find("pf-proxy-worker: " + tag) != std::string::npos) return w;
-    return -1;
-}
-
 // `count` exchanges of kMessage bytes on one connection, each checked byte for byte; `think`
 // before each request (the shape of the load, not a wait for an outcome).
 testing::AssertionResult exchanges(int fd, int count, uint64_t seed,
@@ -167,8 +161,8 @@ TEST_F(TcpForwardBusyPoll, WorkerPollsThroughExchangesInsteadOfSleeping) {
     EchoServer echo(upstream);
     Daemon d(policy());
     ASSERT_TRUE(d.wait_ready()) << d.log();
-    const pid_t plain = worker_named(d, "plain/0");
-    const pid_t busy = worker_named(d, "busy/0");
+    const pid_t plain = worker_of(d, "plain");
+    const pid_t busy = worker_of(d, "busy");
     ASSERT_GT(plain, 0) << d.log();
     ASSERT_GT(busy, 0) << d.log();
 
@@ -191,7 +185,7 @@ TEST_F(TcpForwardBusyPoll, IdleWorkerStopsPollingAndStillRelays) {
     EchoServer echo(upstream);
     Daemon d(policy());
     ASSERT_TRUE(d.wait_ready()) << d.log();
-    const pid_t busy = worker_named(d, "busy/0");
+    const pid_t busy = worker_of(d, "busy");
     ASSERT_GT(busy, 0) << d.log();
     unique_fd c = connect_tcp(listen_busy);
     ASSERT_TRUE(c);
@@ -232,7 +226,7 @@ TEST_F(TcpForwardBusyPoll, IdleWorkerStopsPollingAndStillRelays) {
     // Asleep, it is woken by the next request and relays it.
     ASSERT_TRUE(exchanges(c.get(), 5, 4));
     c.reset();
-    EXPECT_EQ(worker_named(d, "busy/0"), busy) << "the worker was not restarted\n" << d.log();
+    EXPECT_EQ(worker_of(d, "busy"), busy) << "the worker was not restarted\n" << d.log();
 }
 
 }  // namespace

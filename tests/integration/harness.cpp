@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -341,6 +341,25 @@ std::vector<std::string> fd_targets(pid_t pid) {
                       fs::read_symlink(e.path(), ec).string());
     }
     return out;
+}
+
+pid_t worker_of(const Daemon& d, const std::string& name, int slot) {
+    const std::string tag = "pf-proxy-worker: " + name + "/" + std::to_string(slot);
+    for (pid_t w : d.workers()) {
+        const std::string cmd = cmdline_of(w);
+        const size_t at = cmd.find(tag);
+        // "a/1" must not match "a/10"
+        if (at != std::string::npos &&
+            (at + tag.size() == cmd.size() || cmd[at + tag.size()] == ' '))
+            return w;
+    }
+    return -1;
+}
+
+int int_option(int fd, int level, int name) {
+    int v = -1;
+    socklen_t len = sizeof v;
+    return ::getsockopt(fd, level, name, &v, &len) == 0 ? v : -1;
 }
 
 std::vector<unique_fd> socket_copies(pid_t pid) {

@@ -124,6 +124,11 @@ std::string status_field(pid_t pid, const std::string& field);
 // A whole file as text ("" if it cannot be read), e.g. /proc/PID/environ.
 std::string read_text(const std::string& path);
 std::vector<std::string> fd_targets(pid_t pid);  // readlink of every /proc/PID/fd/N
+// The worker of proxy `name`, slot `slot` ("pf-proxy-worker: NAME/SLOT"), among the daemon's
+// live children; -1 if none.
+pid_t worker_of(const Daemon& d, const std::string& name, int slot = 0);
+// getsockopt of an int option; -1 if it fails.
+int int_option(int fd, int level, int name);
 // A copy of every socket fd process `pid` holds (pidfd_getfd: root may take another process's
 // fds), to read the options the process set on its sockets.
 std::vector<unique_fd> socket_copies(pid_t pid);

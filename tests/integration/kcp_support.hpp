@@ -143,13 +143,6 @@ nlohmann::json wait_tunnel_counters(const Daemon& d, const std::string& name, Pr
     return c;
 }
 
-// The worker of proxy `name` ("pf-proxy-worker: NAME/0"), or -1.
-inline pid_t worker_of(const Daemon& d, const std::string& name) {
-    for (pid_t p : d.workers())
-        if (cmdline_of(p).find("pf-proxy-worker: " + name + "/") != std::string::npos) return p;
-    return -1;
-}
-
 struct SocketBuffers {
     int receive = 0;
     int send = 0;

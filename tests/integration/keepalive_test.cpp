@@ -20,13 +20,6 @@ using pfp::unique_fd;
 
 namespace {
 
-int int_option(int fd, int level, int name) {
-    int v = -1;
-    socklen_t len = sizeof v;
-    if (::getsockopt(fd, level, name, &v, &len) < 0) return -1;
-    return v;
-}
-
 uint16_t port_of(int fd, bool peer) {
     sockaddr_in a{};
     socklen_t len = sizeof a;
@@ -56,12 +49,6 @@ size_t sockets_to(pid_t worker, uint16_t peer_port) {
     return n;
 }
 
-pid_t worker_named(const Daemon& d, const std::string& tag) {
-    for (pid_t w : d.workers())
-        if (cmdline_of(w).find("pf-proxy-worker: " + tag) != std::string::npos) return w;
-    return -1;
-}
-
 bool echo_once(int fd) {
     char out[4] = {'p', 'i', 'n', 'g'}, back[4] = {};
     return write_all(fd, out, sizeof out) && read_exact(fd, back, sizeof back) &&
@@ -80,8 +67,7 @@ class Keepalive : public ::testing::Test {
         return R"({"user": "nobody", "proxies": [)" +
                tcp_proxy_json("on", listen_on, upstream,
                               R"(, "keepalive": {"idle": "5s", "interval": "2s", "count": 3})") +
-               ", " + tcp_proxy_json("off", listen_off, upstream, R"(, "keepalive": false)") +
-               "]}";
+               ", " + tcp_proxy_json("off", listen_off, upstream, R"(, "keepalive": false)") + "]}";
     }
     uint16_t listen_on = 0, listen_off = 0, upstream = 0;
 };
@@ -90,8 +76,8 @@ TEST_F(Keepalive, UpstreamOptionsComeOnlyAfterTheDelay) {
     EchoServer echo(upstream);
     Daemon d(policy());
     ASSERT_TRUE(d.wait_ready()) << d.log();
-    const pid_t on = worker_named(d, "on/0");
-    const pid_t off = worker_named(d, "off/0");
+    const pid_t on = worker_of(d, "on");
+    const pid_t off = worker_of(d, "off");
     ASSERT_GT(on, 0) << d.log();
     ASSERT_GT(off, 0) << d.log();
 
@@ -151,7 +137,7 @@ TEST_F(Keepalive, ShortConnectionsEndBeforeTheirOptionsAreDue) {
     EchoServer echo(upstream);
     Daemon d(policy());
     ASSERT_TRUE(d.wait_ready()) << d.log();
-    const pid_t on = worker_named(d, "on/0");
+    const pid_t on = worker_of(d, "on");
     ASSERT_GT(on, 0) << d.log();
     for (int i = 0; i < 200; ++i) {
         unique_fd c = connect_tcp(listen_on);
@@ -173,7 +159,7 @@ TEST_F(Keepalive, ShortConnectionsEndBeforeTheirOptionsAreDue) {
     ASSERT_TRUE(wait_until([&] { return int_option(up.get(), SOL_SOCKET, SO_KEEPALIVE) == 1; }))
         << d.log();
     EXPECT_TRUE(echo_once(c.get()));
-    EXPECT_EQ(worker_named(d, "on/0"), on) << "the worker was restarted\n" << d.log();
+    EXPECT_EQ(worker_of(d, "on"), on) << "the worker was restarted\n" << d.log();
 }
 
 }  // namespace

@@ -51,13 +51,6 @@ inline uint64_t veth_packets(const NetNs& ns, const std::string& dev) {
     return tx + rx;
 }
 
-// The pid of the daemon's worker whose command line names `proxy` ("a-out", "b-in").
-inline pid_t worker_of(const Daemon& d, const std::string& proxy) {
-    for (pid_t w : d.workers())
-        if (cmdline_of(w).find(proxy + "/0") != std::string::npos) return w;
-    return -1;
-}
-
 class PacketChain : public ::testing::Test {
   protected:
     // The namespaces and the veth between them (va in A, vb in B) with A's and B's addresses;
