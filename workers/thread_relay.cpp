@@ -21,8 +21,10 @@ namespace pfp::worker {
 
 namespace {
 
-// Per direction. Larger than the event engine's copy buffer: a blocking thread holds its buffer
-// for the connection's life anyway, and a bigger one halves the calls of a bulk transfer.
+// Per thread. Larger than the event engine's copy buffer: a blocking thread holds its buffer
+// for the connection's life anyway, and a bigger one halves the calls of a bulk transfer. It
+// stays with the thread while it is parked: a buffer per connection was a malloc and free of
+// 256 KiB each time, which moved the heap's top (brk) and faulted its pages in again.
 constexpr size_t kBuffer = 128 * 1024;
 // The threads run one small loop and call nothing that recurses; the rest is glibc's TLS.
 constexpr size_t kStack = 256 * 1024;
@@ -55,11 +57,11 @@ bool set_blocking(int fd, bool blocking) {
 // One direction: read until EOF, pass the FIN on; returns the errno that ended it (0: EOF passed
 // on). Blocking calls only; an early end by the other thread or the loop arrives as shutdown()
 // of these sockets, which wakes the calls. The caller reports the end.
-int relay_way(ThreadPair::Way& w) {
+int relay_way(ThreadPair::Way& w, std::byte* buffer) {
     ThreadPair& p = *w.pair;
     int err = 0;
     for (bool eof = false; !eof && err == 0;) {
-        const ssize_t n = ::recv(w.from, w.buffer, kBuffer, 0);
+        const ssize_t n = ::recv(w.from, buffer, kBuffer, 0);
         if (n == 0) {
             eof = true;
             break;
@@ -70,7 +72,7 @@ int relay_way(ThreadPair::Way& w) {
         }
         for (size_t off = 0; off < static_cast<size_t>(n);) {
             const ssize_t m =
-                ::send(w.to, w.buffer + off, static_cast<size_t>(n) - off, MSG_NOSIGNAL);
+                ::send(w.to, buffer + off, static_cast<size_t>(n) - off, MSG_NOSIGNAL);
             if (m < 0) {
                 if (errno == EINTR) continue;
                 err = errno;
@@ -105,7 +107,8 @@ void notify(int fd) {
 struct ThreadRelay::Runner {
     ThreadRelay* relay = nullptr;
     pthread_t thread{};
-    std::condition_variable wake;    // a job or the stop
+    std::unique_ptr<std::byte[]> buffer;  // allocated by the loop thread, freed after the join
+    std::condition_variable wake;         // a job or the stop
     ThreadPair::Way* job = nullptr;  // under mu_: given by the loop thread, taken by the thread
     bool exited = false;             // under mu_: the thread left its loop; join it
 };
@@ -164,12 +167,9 @@ bool ThreadRelay::adopt(Connection& c) {
     pair->stamp = relay_.options().idle_timeout.count() > 0;
     pair->since = relay_.loop().now();
     pair->last_activity_ns.store(coarse_now_ns(), std::memory_order_relaxed);
-    pair->buffers = std::make_unique_for_overwrite<std::byte[]>(2 * kBuffer);
     pair->up.pair = pair->down.pair = pair.get();
     pair->up.from = pair->down.to = client;
     pair->up.to = pair->down.from = upstream;
-    pair->up.buffer = pair->buffers.get();
-    pair->down.buffer = pair->buffers.get() + kBuffer;
 
     // Off the event loop before the threads block on the sockets.
     relay_.loop().remove(client);
@@ -220,6 +220,7 @@ int ThreadRelay::dispatch(ThreadPair::Way& w) {
     auto r = std::make_unique<Runner>();
     r->relay = this;
     r->job = &w;
+    r->buffer = std::make_unique_for_overwrite<std::byte[]>(kBuffer);
     pthread_attr_t attr;
     if (int err = ::pthread_attr_init(&attr); err != 0) return err;
     ::pthread_attr_setstacksize(&attr, kStack);
@@ -247,7 +248,7 @@ void* ThreadRelay::run(void* arg) {
         }
         ThreadPair::Way& w = *std::exchange(r.job, nullptr);
         lock.unlock();
-        const int err = relay_way(w);
+        const int err = relay_way(w, r.buffer.get());
         lock.lock();
         // Park before the end is reported, so the loop finds this thread for the next
         // connection; beyond the cap, or when stopping, exit instead.

@@ -6,9 +6,9 @@
 // per direction instead of epoll_wait + recv + send (what a blocking relay saves where a system
 // call is expensive, such as a guest under emulation).
 //
-// The threads own nothing: the Connection keeps the fds, the loop thread allocates the buffers
-// and closes the sockets. A thread reports a direction's end through one eventfd the loop thread
-// reads, and then parks to take the next direction it is given, so a stream of short
+// The threads own nothing: the Connection keeps the fds, the loop thread allocates each thread's
+// buffer and closes the sockets. A thread reports a direction's end through one eventfd the loop
+// thread reads, and then parks to take the next direction it is given, so a stream of short
 // connections creates no threads (the pool is below). At most `bound` connections are served so
 // at once; the rest stay on the event engine (StreamRelay::hand_to_threads says which).
 #include <atomic>
@@ -37,7 +37,6 @@ struct ThreadPair {
         ThreadPair* pair = nullptr;
         int from = -1;
         int to = -1;
-        std::byte* buffer = nullptr;
         bool reported = false;  // loop thread: this direction's end handled
         std::atomic<uint64_t> bytes{0};
         std::atomic<int> error{0};  // the errno that ended it; 0: EOF passed on
@@ -45,7 +44,6 @@ struct ThreadPair {
     };
     Connection* conn = nullptr;
     bool stamp = false;  // an idle timeout is set: the threads record their last activity
-    std::unique_ptr<std::byte[]> buffers;
     // Set by whoever ends the connection early (an error, the idle timeout, shutdown of the
     // worker): the other direction's thread then ends too, without passing a FIN on.
     std::atomic<bool> aborting{false};
