@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Loopback round trip (one 100-byte request in flight, connbench ping) through pf-proxyd's two
 # relay engines, "relay": "events" and "relay": "threads", against direct and socat, interleaved
-# in one run (A B C D, A B C D), medians and per-round ratios to direct; and the short-connection
+# in one run (A B C D, D C B A, ...), medians and per-round ratios to direct; and the short-connection
 # rate (connbench rr, --rr-conns in flight) with the proxy's CPU per connection. --baseline DIR
 # also runs DIR/pf-proxyd (the build before a change) with the same two proxies, paths
 # base-events and base-threads, in the same rounds. Not run in CI. See bench/README.md ("Relay
@@ -138,8 +138,14 @@ HZ="$(getconf CLK_TCK)"
 
 touch "$WORK/lat.txt" "$WORK/rr.txt"
 for round in $(seq 1 "$ROUNDS"); do
+    # Even rounds run the paths in reverse, so no path always follows the same one.
+    ORDER=("${PATHS[@]}")
+    if [ $((round % 2)) = 0 ]; then
+        ORDER=()
+        for ((i = ${#PATHS[@]} - 1; i >= 0; i--)); do ORDER+=("${PATHS[i]}"); done
+    fi
     if [[ ",$ONLY," == *,lat,* ]]; then
-        for path in "${PATHS[@]}"; do
+        for path in "${ORDER[@]}"; do
             out="$(timeout -k 2 $((DURATION + 30)) "$CB" ping --port "$(port_of "$path")" --size 100 \
                 --duration "$DURATION" --warmup 0.5 2>>"$WORK/ping.log")"
             [ -n "$out" ] && echo "$round $path $out" >> "$WORK/lat.txt"
@@ -147,7 +153,7 @@ for round in $(seq 1 "$ROUNDS"); do
         done
     fi
     if [[ ",$ONLY," == *,rr,* ]]; then
-        for path in "${PATHS[@]}"; do
+        for path in "${ORDER[@]}"; do
             [ "$path" = socat ] && continue  # a process per connection: not what this compares
             pids="$(workers_of "$path")"
             # shellcheck disable=SC2086
