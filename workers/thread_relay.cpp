@@ -1,6 +1,7 @@
 #include "workers/thread_relay.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -20,12 +21,23 @@ namespace pfp::worker {
 
 namespace {
 
-// Per direction. Larger than the event engine's copy buffer: a blocking thread holds its buffer
-// for the connection's life anyway, and a bigger one halves the calls of a bulk transfer.
+// Per thread. Larger than the event engine's copy buffer: a blocking thread holds its buffer
+// for the connection's life anyway, and a bigger one halves the calls of a bulk transfer. It
+// stays with the thread while it is parked: a buffer per connection was a malloc and free of
+// 256 KiB each time, which moved the heap's top (brk) and faulted its pages in again.
 constexpr size_t kBuffer = 128 * 1024;
 // The threads run one small loop and call nothing that recurses; the rest is glibc's TLS.
 constexpr size_t kStack = 256 * 1024;
 constexpr auto kFoldEvery = std::chrono::seconds(1);
+// Parked threads. A parked thread costs its stack's touched pages (glibc would keep a joined
+// thread's stack in its cache anyway) and a kernel task; creating one costs a clone and its
+// set-up, tens of microseconds, which only a high connection rate notices. So: park at most 64
+// (32 connections' worth, and never more than the bound's 2 * relay_threads) and end a thread
+// that went 2 s without work. The most recently parked thread is taken first, so a steady rate
+// keeps reusing a few hot threads while the rest of a burst's expire; below one connection per
+// 2 s a thread is created per direction again, as before, which costs nothing at that rate.
+constexpr size_t kMaxParked = 64;
+constexpr auto kIdleExpiry = std::chrono::seconds(2);
 
 int64_t coarse_now_ns() {
     // The coarse clock is read from the vDSO's data page without a system call on every
@@ -42,14 +54,14 @@ bool set_blocking(int fd, bool blocking) {
     return want == fl || ::fcntl(fd, F_SETFL, want) == 0;
 }
 
-// One direction: read until EOF, pass the FIN on, report. Blocking calls only; an early end by
-// the other thread or the loop arrives as shutdown() of these sockets, which wakes the calls.
-void* run_way(void* arg) {
-    auto& w = *static_cast<ThreadPair::Way*>(arg);
+// One direction: read until EOF, pass the FIN on; returns the errno that ended it (0: EOF passed
+// on). Blocking calls only; an early end by the other thread or the loop arrives as shutdown()
+// of these sockets, which wakes the calls. The caller reports the end.
+int relay_way(ThreadPair::Way& w, std::byte* buffer) {
     ThreadPair& p = *w.pair;
     int err = 0;
     for (bool eof = false; !eof && err == 0;) {
-        const ssize_t n = ::recv(w.from, w.buffer, kBuffer, 0);
+        const ssize_t n = ::recv(w.from, buffer, kBuffer, 0);
         if (n == 0) {
             eof = true;
             break;
@@ -60,7 +72,7 @@ void* run_way(void* arg) {
         }
         for (size_t off = 0; off < static_cast<size_t>(n);) {
             const ssize_t m =
-                ::send(w.to, w.buffer + off, static_cast<size_t>(n) - off, MSG_NOSIGNAL);
+                ::send(w.to, buffer + off, static_cast<size_t>(n) - off, MSG_NOSIGNAL);
             if (m < 0) {
                 if (errno == EINTR) continue;
                 err = errno;
@@ -82,18 +94,34 @@ void* run_way(void* arg) {
         ::shutdown(w.from, SHUT_RDWR);
         ::shutdown(w.to, SHUT_RDWR);
     }
-    w.error.store(err, std::memory_order_relaxed);
-    w.finished.store(true, std::memory_order_release);
+    return err;
+}
+
+void notify(int fd) {
     const uint64_t one = 1;
-    [[maybe_unused]] ssize_t ignored = ::write(p.notify_fd, &one, sizeof one);
-    return nullptr;
+    [[maybe_unused]] ssize_t ignored = ::write(fd, &one, sizeof one);
 }
 
 }  // namespace
 
-ThreadRelay::ThreadRelay(StreamRelay& relay, int bound) : relay_(relay), bound_(bound) {
+struct ThreadRelay::Runner {
+    ThreadRelay* relay = nullptr;
+    pthread_t thread{};
+    std::unique_ptr<std::byte[]> buffer;  // allocated by the loop thread, freed after the join
+    std::condition_variable wake;         // a job or the stop
+    ThreadPair::Way* job = nullptr;  // under mu_: given by the loop thread, taken by the thread
+    bool exited = false;             // under mu_: the thread left its loop; join it
+};
+
+ThreadRelay::ThreadRelay(StreamRelay& relay, int bound)
+    : relay_(relay),
+      bound_(bound),
+      idle_cap_(std::min(2 * static_cast<size_t>(bound), kMaxParked)) {
     notify_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!notify_) throw_errno("eventfd(thread relay)");
+    // The threads push themselves here: reserved now, a push never allocates in a thread (the
+    // first malloc in a thread would make it a malloc arena).
+    idle_.reserve(idle_cap_);
     sandbox::start_thread_runtime();  // before lock-down: this is built with the worker body
 }
 
@@ -136,16 +164,12 @@ bool ThreadRelay::adopt(Connection& c) {
     const int upstream = c.upstream.fd.get();
     auto pair = std::make_unique<ThreadPair>();
     pair->conn = &c;
-    pair->notify_fd = notify_.get();
     pair->stamp = relay_.options().idle_timeout.count() > 0;
     pair->since = relay_.loop().now();
     pair->last_activity_ns.store(coarse_now_ns(), std::memory_order_relaxed);
-    pair->buffers = std::make_unique_for_overwrite<std::byte[]>(2 * kBuffer);
     pair->up.pair = pair->down.pair = pair.get();
     pair->up.from = pair->down.to = client;
     pair->up.to = pair->down.from = upstream;
-    pair->up.buffer = pair->buffers.get();
-    pair->down.buffer = pair->buffers.get() + kBuffer;
 
     // Off the event loop before the threads block on the sockets.
     relay_.loop().remove(client);
@@ -161,24 +185,11 @@ bool ThreadRelay::adopt(Connection& c) {
         back_to_events("making a socket blocking failed", err);
         return false;
     }
-    pthread_attr_t attr;
-    if (int err = ::pthread_attr_init(&attr); err != 0) {
-        back_to_events("pthread_attr_init failed", err);
-        return false;
-    }
-    ::pthread_attr_setstacksize(&attr, kStack);
-    int err = ::pthread_create(&pair->up.thread, &attr, run_way, &pair->up);
-    if (err != 0) {
-        ::pthread_attr_destroy(&attr);
+    if (const int err = dispatch(pair->up); err != 0) {
         back_to_events("no relay thread", err);  // EAGAIN: RLIMIT_NPROC or memory
         return false;
     }
-    pair->up.started = true;
-    err = ::pthread_create(&pair->down.thread, &attr, run_way, &pair->down);
-    ::pthread_attr_destroy(&attr);
-    if (err == 0) {
-        pair->down.started = true;
-    } else {
+    if (const int err = dispatch(pair->down); err != 0) {
         // The first thread already blocks on the sockets: end the connection through it.
         log::warning(relay_.options().tag, ": no second relay thread: ", std::strerror(err),
                      "; closing the connection");
@@ -191,11 +202,93 @@ bool ThreadRelay::adopt(Connection& c) {
     return true;
 }
 
+int ThreadRelay::dispatch(ThreadPair::Way& w) {
+    Runner* parked = nullptr;
+    {
+        std::lock_guard lock(mu_);
+        if (!idle_.empty()) {
+            parked = idle_.back();
+            idle_.pop_back();
+            parked->job = &w;
+        }
+    }
+    if (parked) {
+        // Outside the lock: a thread with a job does not exit, and runners_ keeps the Runner.
+        parked->wake.notify_one();
+        return 0;
+    }
+    auto r = std::make_unique<Runner>();
+    r->relay = this;
+    r->job = &w;
+    r->buffer = std::make_unique_for_overwrite<std::byte[]>(kBuffer);
+    pthread_attr_t attr;
+    if (int err = ::pthread_attr_init(&attr); err != 0) return err;
+    ::pthread_attr_setstacksize(&attr, kStack);
+    const int err = ::pthread_create(&r->thread, &attr, run, r.get());
+    ::pthread_attr_destroy(&attr);
+    if (err == 0) runners_.push_back(std::move(r));
+    return err;
+}
+
+void* ThreadRelay::run(void* arg) {
+    Runner& r = *static_cast<Runner*>(arg);
+    ThreadRelay& self = *r.relay;
+    const int notify_fd = self.notify_.get();
+    std::unique_lock lock(self.mu_);
+    for (;;) {
+        if (r.job == nullptr) {
+            // Parked: a futex wait (the filter's baseline), until a job, the stop or the expiry.
+            const auto expiry = std::chrono::steady_clock::now() + kIdleExpiry;
+            while (r.job == nullptr && !self.stopping_)
+                if (r.wake.wait_until(lock, expiry) == std::cv_status::timeout) break;
+            if (r.job == nullptr) {
+                std::erase(self.idle_, &r);  // under the lock: no job can come any more
+                break;
+            }
+        }
+        ThreadPair::Way& w = *std::exchange(r.job, nullptr);
+        lock.unlock();
+        const int err = relay_way(w, r.buffer.get());
+        lock.lock();
+        // Park before the end is reported, so the loop finds this thread for the next
+        // connection; beyond the cap, or when stopping, exit instead.
+        const bool park = !self.stopping_ && self.idle_.size() < self.idle_cap_;
+        if (park) self.idle_.push_back(&r);
+        w.error.store(err, std::memory_order_relaxed);
+        w.finished.store(true, std::memory_order_release);  // the pair may be freed from here on
+        lock.unlock();
+        notify(notify_fd);
+        lock.lock();
+        if (!park) break;
+    }
+    r.exited = true;
+    lock.unlock();
+    notify(notify_fd);
+    return nullptr;
+}
+
+void ThreadRelay::join_exited() {
+    std::vector<pthread_t> done;
+    {
+        std::lock_guard lock(mu_);
+        for (auto it = runners_.begin(); it != runners_.end();) {
+            if (!(*it)->exited) {
+                ++it;
+                continue;
+            }
+            done.push_back((*it)->thread);
+            it = runners_.erase(it);  // the thread no longer touches its Runner
+        }
+    }
+    for (pthread_t t : done) ::pthread_join(t, nullptr);
+}
+
 void ThreadRelay::on_event(uint32_t) {
     uint64_t n;
     while (::read(notify_.get(), &n, sizeof n) == sizeof n) {
     }
     reap();
+    join_exited();
 }
 
 void ThreadRelay::fold(ThreadPair& p) {
@@ -224,8 +317,6 @@ void ThreadRelay::reap() {
             ++it;
             continue;
         }
-        for (ThreadPair::Way* w : {&p.up, &p.down})
-            if (w->started) ::pthread_join(w->thread, nullptr);
         fold(p);
         int err = p.up.error.load();
         if (err == 0) err = p.down.error.load();
@@ -265,12 +356,15 @@ std::optional<Clock::time_point> ThreadRelay::tick(Clock::time_point now) {
 
 void ThreadRelay::stop_all() {
     for (auto& p : pairs_) abort(*p);
-    for (auto& p : pairs_)
-        for (ThreadPair::Way* w : {&p->up, &p->down})
-            if (w->started) {
-                ::pthread_join(w->thread, nullptr);
-                w->started = false;
-            }
+    {
+        // From here no thread parks: a parked one wakes and exits, a busy one exits after its
+        // (aborted) direction.
+        std::lock_guard lock(mu_);
+        stopping_ = true;
+        for (Runner* r : idle_) r->wake.notify_one();
+    }
+    for (auto& r : runners_) ::pthread_join(r->thread, nullptr);
+    runners_.clear();
     reap();
 }
 

@@ -1,24 +1,26 @@
 #pragma once
 // The opt-in blocking relay engine (policy `"relay": "threads"`): once a connection has both
 // sockets connected (headers read, routed, connected on the event loop), its two sockets leave
-// the epoll set and a pair of threads, one per direction, moves the bytes with blocking recv()
-// and send(). A blocking read is also the wake-up, so a small exchange costs one recv and one
-// send per direction instead of epoll_wait + recv + send (what a blocking relay saves where a
-// system call is expensive, such as a guest under emulation).
+// the epoll set and two threads, one per direction, move the bytes with blocking recv() and
+// send(). A blocking read is also the wake-up, so a small exchange costs one recv and one send
+// per direction instead of epoll_wait + recv + send (what a blocking relay saves where a system
+// call is expensive, such as a guest under emulation).
 //
-// The threads own nothing: the Connection keeps the fds, the loop thread allocates the buffers,
-// joins the threads and closes the sockets. A thread reports its end through one eventfd the
-// loop thread reads. At most `bound` connections are served so at once; the rest stay on the
-// event engine (StreamRelay::hand_to_threads says which).
-#include <pthread.h>
-
+// The threads own nothing: the Connection keeps the fds, the loop thread allocates each thread's
+// buffer and closes the sockets. A thread reports a direction's end through one eventfd the loop
+// thread reads, and then parks to take the next direction it is given, so a stream of short
+// connections creates no threads (the pool is below). At most `bound` connections are served so
+// at once; the rest stay on the event engine (StreamRelay::hand_to_threads says which).
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/event_loop.hpp"
 #include "common/unique_fd.hpp"
@@ -28,24 +30,20 @@ namespace pfp::worker {
 class Connection;
 class StreamRelay;
 
-// One connection served by two threads; shared by them and the loop thread (atomics only).
+// One connection served by two threads; shared by them and the loop thread (atomics only). A
+// thread touches it only until it sets its direction's `finished`.
 struct ThreadPair {
     struct Way {
         ThreadPair* pair = nullptr;
         int from = -1;
         int to = -1;
-        std::byte* buffer = nullptr;
-        pthread_t thread{};
-        bool started = false;
         bool reported = false;  // loop thread: this direction's end handled
         std::atomic<uint64_t> bytes{0};
         std::atomic<int> error{0};  // the errno that ended it; 0: EOF passed on
         std::atomic<bool> finished{false};
     };
     Connection* conn = nullptr;
-    int notify_fd = -1;  // the relay's eventfd
     bool stamp = false;  // an idle timeout is set: the threads record their last activity
-    std::unique_ptr<std::byte[]> buffers;
     // Set by whoever ends the connection early (an error, the idle timeout, shutdown of the
     // worker): the other direction's thread then ends too, without passing a FIN on.
     std::atomic<bool> aborting{false};
@@ -60,7 +58,7 @@ class ThreadRelay : private EventSource {
   public:
     // Creates the eventfd (before lock-down: the sandbox allows no eventfd2). Throws.
     ThreadRelay(StreamRelay& relay, int bound);
-    ~ThreadRelay();  // ends every pair (shutdown of its sockets) and joins its threads
+    ~ThreadRelay();  // ends every pair (shutdown of its sockets) and joins every thread
     ThreadRelay(const ThreadRelay&) = delete;
     ThreadRelay& operator=(const ThreadRelay&) = delete;
 
@@ -72,12 +70,18 @@ class ThreadRelay : private EventSource {
     // Folds byte counts into the relay's statistics and ends connections idle past the idle
     // timeout; returns when it wants to run next.
     std::optional<Clock::time_point> tick(Clock::time_point now);
-    // Ends every pair now (drain timeout, worker exit) and waits for its threads.
+    // Ends every pair now (drain timeout, worker exit) and joins every thread, parked ones too.
     void stop_all();
 
   private:
-    void on_event(uint32_t events) override;  // a thread ended
+    struct Runner;  // one pooled thread (thread_relay.cpp)
+
+    void on_event(uint32_t events) override;  // a direction ended, or a parked thread expired
     void reap();
+    // Gives `w` to the most recently parked thread, or to a new one; 0 or pthread_create's error.
+    int dispatch(ThreadPair::Way& w);
+    void join_exited();
+    static void* run(void* arg);  // a pooled thread's body
     void fold(ThreadPair& p);
     static void abort(ThreadPair& p);
     void log_refusal(const char* why, int err);
@@ -86,6 +90,14 @@ class ThreadRelay : private EventSource {
     int bound_;
     unique_fd notify_;
     std::list<std::unique_ptr<ThreadPair>> pairs_;
+    // The pool. Threads in use are bounded by the pairs (2 * bound); parked ones by idle_cap_
+    // and their idle expiry (thread_relay.cpp). `mu_` guards idle_, stopping_ and each Runner's
+    // job and exit flag; runners_ is the loop thread's alone.
+    std::mutex mu_;
+    std::vector<Runner*> idle_;  // parked, the most recent last (taken first); never grows
+    size_t idle_cap_ = 0;
+    bool stopping_ = false;
+    std::list<std::unique_ptr<Runner>> runners_;  // every thread not yet joined
     Clock::time_point next_fold_{};
     Clock::time_point last_log_{};
     uint64_t logs_suppressed_ = 0;

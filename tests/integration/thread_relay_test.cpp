@@ -5,8 +5,11 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
+#include <algorithm>
 #include <fstream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,6 +46,19 @@ std::string task_field(pid_t pid, pid_t tid, const std::string& field) {
         return v;
     }
     return "";
+}
+
+// The worker's threads blocked in recv(): the ones serving a connection (a parked thread waits in
+// futex, the loop thread in epoll_wait).
+std::set<pid_t> receiving(pid_t pid) {
+    std::set<pid_t> out;
+    for (pid_t tid : tasks_of(pid)) {
+        std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) +
+                        "/syscall");
+        long nr = -1;
+        if (f >> nr && nr == SYS_recvfrom) out.insert(tid);
+    }
+    return out;
 }
 
 bool exchange(int fd, const std::string& msg) {
@@ -124,6 +140,50 @@ TEST_F(ThreadRelay, UpstreamHalfCloseReachesTheClientAndTheOtherDirectionFlows) 
     ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
     server.join();
     EXPECT_EQ(upstream_got, late);
+}
+
+// Sequential short connections are served by the same parked threads: the worker never has more
+// threads than its loop thread and the bound's pairs, the threads serving the first connection
+// serve later ones, and once idle the parked threads expire. A pair created per connection would
+// show 1 + 2 * N different threads.
+TEST_F(ThreadRelay, SequentialConnectionsReuseParkedThreads) {
+    Daemon d(policy(listen_port, echo_port, R"(, "relay": "threads", "relay_threads": 2)"));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    const auto workers = d.wait_workers(1);
+    ASSERT_EQ(workers.size(), 1u);
+    const pid_t w = workers[0];
+    constexpr int kConnections = 40;
+    std::vector<std::set<pid_t>> serving;
+    std::set<pid_t> every_tid;
+    size_t most = 0;
+    for (int i = 0; i < kConnections; ++i) {
+        SCOPED_TRACE("connection " + std::to_string(i));
+        unique_fd c = connect_tcp(listen_port, 20s);
+        ASSERT_TRUE(c);
+        set_timeouts(c.get(), 20s);
+        ASSERT_TRUE(exchange(c.get(), "ping " + std::to_string(i) + "\n"));
+        std::set<pid_t> now;
+        ASSERT_TRUE(wait_until([&] { return (now = receiving(w)).size() == 2; }))
+            << "a thread pair blocks in recv; " << now.size() << " do";
+        serving.push_back(now);
+        const auto tasks = tasks_of(w);
+        most = std::max(most, tasks.size());
+        every_tid.insert(tasks.begin(), tasks.end());
+        // The client ends it: its FIN reaches the echo server, whose FIN comes back.
+        ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+        std::string rest;
+        ASSERT_TRUE(read_to_eof(c.get(), rest));
+        EXPECT_EQ(rest, "");
+    }
+    EXPECT_LE(most, 5u) << "the loop thread and at most two pairs' threads";
+    EXPECT_LE(every_tid.size(), 5u) << "threads were created for later connections";
+    size_t reused = 0;
+    for (size_t i = 1; i < serving.size(); ++i)
+        if (std::ranges::any_of(serving[i], [&](pid_t t) { return serving[0].contains(t); }))
+            ++reused;
+    EXPECT_GT(reused, 0u) << "no thread of the first connection served a later one";
+    // Idle, the parked threads expire and the worker is back to its loop thread.
+    EXPECT_TRUE(wait_until([&] { return tasks_of(w).size() == 1; })) << tasks_of(w).size();
 }
 
 }  // namespace
