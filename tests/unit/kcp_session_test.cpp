@@ -226,6 +226,19 @@ TEST(KcpTunnelSession, CleanPathAndHalfClose) {
     EXPECT_EQ(r.client.kcp().stats().timeouts, 0u);
 }
 
+// One step of two sessions on a lossless path: both flush, every datagram arrives at once.
+void step_both(TunnelSession& client, TunnelSession& server, Path& to_server, Path& to_client,
+               uint32_t now) {
+    client.flush(now, to_server);
+    server.flush(now, to_client);
+    for (auto& [t, d] : to_server.in_flight)
+        ASSERT_EQ(server.on_datagram(d, now), ChannelError::none);
+    for (auto& [t, d] : to_client.in_flight)
+        ASSERT_EQ(client.on_datagram(d, now), ChannelError::none);
+    to_server.in_flight.clear();
+    to_client.in_flight.clear();
+}
+
 TEST(KcpTunnelSession, KeepalivesWhileQuietIdleTimeoutWhenDeaf) {
     TunnelConfig c;
     c.keepalive_ms = 1000;
@@ -236,14 +249,7 @@ TEST(KcpTunnelSession, KeepalivesWhileQuietIdleTimeoutWhenDeaf) {
     Path to_server(1), to_client(2);
     // Both sides quiet for 4.5 s, datagrams delivered: keepalives flow, nobody expires.
     for (uint32_t now = 0; now <= 4500; now += 100) {
-        client.flush(now, to_server);
-        server.flush(now, to_client);
-        for (auto& [t, d] : to_server.in_flight)
-            ASSERT_EQ(server.on_datagram(d, now), ChannelError::none);
-        for (auto& [t, d] : to_client.in_flight)
-            ASSERT_EQ(client.on_datagram(d, now), ChannelError::none);
-        to_server.in_flight.clear();
-        to_client.in_flight.clear();
+        ASSERT_NO_FATAL_FAILURE(step_both(client, server, to_server, to_client, now));
     }
     EXPECT_EQ(to_server.types[static_cast<uint8_t>(Type::keepalive)], 4u);
     EXPECT_EQ(client.state(), TunnelSession::State::open);
@@ -273,14 +279,7 @@ TEST(KcpTunnelSession, ClosingConversationOutlivesItsBoundWhileHeardEndsByItWhen
     Bytes got;
     bool fin = false;
     for (uint32_t now = 0; now <= 10000; now += 100) {
-        client.flush(now, to_server);
-        server.flush(now, to_client);
-        for (auto& [t, d] : to_server.in_flight)
-            ASSERT_EQ(server.on_datagram(d, now), ChannelError::none);
-        for (auto& [t, d] : to_client.in_flight)
-            ASSERT_EQ(client.on_datagram(d, now), ChannelError::none);
-        to_server.in_flight.clear();
-        to_client.in_flight.clear();
+        ASSERT_NO_FATAL_FAILURE(step_both(client, server, to_server, to_client, now));
         if (!fin && server.read(got) == TunnelSession::Read::fin) fin = true;
     }
     ASSERT_TRUE(fin);
