@@ -193,8 +193,9 @@ TEST_F(TcpForwardBusyPoll, IdleWorkerStopsPollingAndStillRelays) {
     ASSERT_TRUE(exchanges(c.get(), kExchanges, 3));
 
     // Traffic has stopped (the connection stays open). The worker polls out its window, then
-    // sleeps: wait for it to be seen asleep. A worker that never stopped polling would stay
-    // runnable (R) until the bound.
+    // sleeps: wait until it is seen asleep once. That is only where the counting starts: a
+    // sampled state can catch a polling worker in a brief sleep too, so the counts below are
+    // what tell the two apart.
     ASSERT_TRUE(wait_until([busy] { return state_of(busy) == 'S'; }, 20s))
         << "state " << state_of(busy);
     // Asleep, it still wakes once a second for its statistics tick. A wake-up without traffic must
