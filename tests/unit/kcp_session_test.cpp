@@ -239,6 +239,17 @@ void step_both(TunnelSession& client, TunnelSession& server, Path& to_server, Pa
     to_client.in_flight.clear();
 }
 
+// A session that hears nothing from `from` on: flushed at each of its own deadlines until it is
+// no longer open (or `limit`); returns the time it ended.
+uint32_t run_deaf(TunnelSession& s, Path& out, uint32_t from, uint32_t limit) {
+    uint32_t now = from;
+    while (s.state() == TunnelSession::State::open && now < limit) {
+        now = s.next_deadline();
+        s.flush(now, out);
+    }
+    return now;
+}
+
 TEST(KcpTunnelSession, KeepalivesWhileQuietIdleTimeoutWhenDeaf) {
     TunnelConfig c;
     c.keepalive_ms = 1000;
@@ -254,11 +265,7 @@ TEST(KcpTunnelSession, KeepalivesWhileQuietIdleTimeoutWhenDeaf) {
     EXPECT_EQ(to_server.types[static_cast<uint8_t>(Type::keepalive)], 4u);
     EXPECT_EQ(client.state(), TunnelSession::State::open);
     // Now the server hears nothing: it expires 5 s after the last datagram it heard.
-    uint32_t now = 4500;
-    while (server.state() == TunnelSession::State::open && now < 20000) {
-        now = server.next_deadline();
-        server.flush(now, to_client);
-    }
+    uint32_t now = run_deaf(server, to_client, 4500, 20000);
     EXPECT_EQ(server.state(), TunnelSession::State::expired);
     EXPECT_LE(now, 4500u + 5000u);
     EXPECT_GE(now, 4000u + 5000u);
@@ -286,29 +293,17 @@ TEST(KcpTunnelSession, ClosingConversationOutlivesItsBoundWhileHeardEndsByItWhen
     EXPECT_EQ(server.state(), TunnelSession::State::open);
     EXPECT_EQ(client.state(), TunnelSession::State::open);
     // Now the server hears nothing: it ends 3 s after the last datagram it heard, not 9 s.
-    uint32_t now = 10000;
-    while (server.state() == TunnelSession::State::open && now < 30000) {
-        now = server.next_deadline();
-        server.flush(now, to_client);
-    }
+    uint32_t now = run_deaf(server, to_client, 10000, 30000);
     EXPECT_EQ(server.state(), TunnelSession::State::expired);
     EXPECT_LE(now, 10000u + 3000u);
     EXPECT_GE(now, 9000u + 3000u);
     // The client's side closes too (its FIN went out): the same bound, deaf from 10 s.
-    now = 10000;
-    while (client.state() == TunnelSession::State::open && now < 30000) {
-        now = client.next_deadline();
-        client.flush(now, to_server);
-    }
+    now = run_deaf(client, to_server, 10000, 30000);
     EXPECT_EQ(client.state(), TunnelSession::State::expired);
     EXPECT_LE(now, 10000u + 3000u);
     // A conversation with no FIN either way keeps the idle timeout (9 s).
     TunnelSession open(Role::server, hs.conv, Security::psk, hs.secrets, c, 0);
-    now = 0;
-    while (open.state() == TunnelSession::State::open && now < 30000) {
-        now = open.next_deadline();
-        open.flush(now, to_client);
-    }
+    now = run_deaf(open, to_client, 0, 30000);
     EXPECT_EQ(now, 9000u);
 }
 
