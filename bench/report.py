@@ -10,7 +10,7 @@ import collections
 import statistics
 import sys
 
-PATHS = ["direct", "pf-w1", "pf-w2", "socat", "haproxy", "sdproxy", "base-w1", "base-w2"]
+PATHS = ["direct", "pf-w1", "pf-w2", "pf-thr", "socat", "haproxy", "sdproxy", "base-w1", "base-w2"]
 PF = ("pf-w1", "pf-w2")  # the paths the targets are about (base-*: a baseline build, for comparison)
 TPUT = [
     ("t1f", "bulk 1 stream  c->s"),
@@ -49,7 +49,7 @@ def main():
                 data[test][path][metric][int(rnd)] = float(value)
             except ValueError:
                 data[test][path][metric][int(rnd)] = value
-    # Paths run.sh adds by option (bp-WINDOW: --busy-poll) follow the fixed ones, in file order.
+    # Paths run.sh adds by option (pf-thr: --threads; bp-WINDOW: --busy-poll) follow the fixed ones, in file order.
     for test in list(data.values()):
         for path in list(test):
             if path not in PATHS:
@@ -90,7 +90,7 @@ def main():
             if g is None:
                 continue
             x = ratio(test, path, "gbps") if path != "direct" else 1.0
-            xh = ratio_to(test, path, "gbps", "haproxy") if path in PF or path.startswith(("base-", "bp-")) else None
+            xh = ratio_to(test, path, "gbps", "haproxy") if path in PF or path.startswith(("base-", "bp-", "pf-thr")) else None
             cores = med(test, path, "cores")
             cpu = ""
             if cores is not None and cores > 0:
@@ -113,7 +113,7 @@ def main():
             if r is None:
                 continue
             x = ratio("rr", path, "rate") if path != "direct" else 1.0
-            xh = ratio_to("rr", path, "rate", "haproxy") if path in PF or path.startswith(("base-", "bp-")) else None
+            xh = ratio_to("rr", path, "rate", "haproxy") if path in PF or path.startswith(("base-", "bp-", "pf-thr")) else None
             cpu_us = med("rr", path, "cpu_us")
             cpu = "%.0f us/conn" % cpu_us if cpu_us is not None else ""
             share = med("rr", path, "busiest_share")
@@ -150,7 +150,7 @@ def main():
             if p50 is None:
                 continue
             x = ratio("lat", path, "p50") if path != "direct" else 1.0
-            xh = ratio_to("lat", path, "p50", "haproxy") if path in PF or path.startswith(("base-", "bp-")) else None
+            xh = ratio_to("lat", path, "p50", "haproxy") if path in PF or path.startswith(("base-", "bp-", "pf-thr")) else None
             p99 = med("lat", path, "p99")
             cpu = med("lat", path, "cpu_us")
             naps = med("lat", path, "sleeps")

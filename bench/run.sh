@@ -24,6 +24,7 @@ BUILD=1
 KEEP=0
 ONLY=""            # comma list of tests: tput,rr,lat,idle
 BASELINE=""        # directory with another pf-proxyd build, measured as paths base-w1 / base-w2
+THREADS=0          # 1: also the thread relay engine ("relay": "threads", workers 1), path pf-thr
 BIN=""             # directory with pf-proxyd and pf-proxy-worker (default: build/bin, built first)
 BUSY_POLL=""       # comma list of busy_poll windows (e.g. 50us,200us): one more pf-proxyd path each
 
@@ -37,7 +38,7 @@ Usage: sudo $0 [options]
   --rr-conns N        connections in flight for the connection-rate test (default $RR_CONNS)
   --rr-threads N      client threads for the connection-rate test (default $RR_CLIENT_THREADS)
   --server-threads N  threads of the upstream request/response server (default $SERVER_THREADS)
-  --base-port P       first of the loopback ports used (P .. P+111; default $BASE_PORT)
+  --base-port P       first of the loopback ports used (P .. P+121; default $BASE_PORT)
   --quiet-wait S      wait up to S s before each measurement for the CPUs to be idle (default $QUIET_WAIT, 0 = off)
   --only LIST         run only some tests: tput,rr,lat,idle (default all)
   --no-build          do not run ninja; use the binaries in build/bin as they are
@@ -47,6 +48,8 @@ Usage: sudo $0 [options]
                       e.g. the build before a change, in the same interleaved run
   --busy-poll LIST    also measure pf-proxyd (workers 1) with each busy_poll window of the comma
                       list (at most 3, such as 50us,200us): paths bp-50us, bp-200us
+  --threads           also measure pf-proxyd (workers 1) with the thread relay engine
+                      ("relay": "threads"): path pf-thr
   --keep              keep the work directory (logs, configs, raw results)
 EOF
 }
@@ -67,6 +70,7 @@ while [ $# -gt 0 ]; do
         --bin) BIN="$(cd "$2" && pwd)" || exit 2; BUILD=0; shift 2 ;;
         --baseline) BASELINE="$(cd "$2" && pwd)" || exit 2; shift 2 ;;
         --busy-poll) BUSY_POLL="$2"; shift 2 ;;
+        --threads) THREADS=1; shift ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -262,11 +266,12 @@ P_SD_IPERF=$((BASE_PORT + 60)); P_SD_RR=$((BASE_PORT + 61))
 P_B1_IPERF=$((BASE_PORT + 70)); P_B1_RR=$((BASE_PORT + 71))
 P_B2_IPERF=$((BASE_PORT + 80)); P_B2_RR=$((BASE_PORT + 81))
 # --busy-poll window i: BASE_PORT + 90 + 10 i (iperf), + 1 (rr)
+P_THR_IPERF=$((BASE_PORT + 120)); P_THR_RR=$((BASE_PORT + 121))  # --threads
 BP_PORTS=()
 for ((i = 0; i < ${#BP_WINDOWS[@]}; i++)); do BP_PORTS+=($((BASE_PORT + 90 + 10 * i)) $((BASE_PORT + 91 + 10 * i))); done
 for p in $P_SERVE $P_IPERF $P_W1_IPERF $P_W1_RR $P_W2_IPERF $P_W2_RR $P_SOCAT_IPERF $P_SOCAT_RR \
          $P_HA_IPERF $P_HA_RR $P_PF_IDLE $P_HA_IDLE $P_SD_IPERF $P_SD_RR $P_B1_IPERF $P_B1_RR \
-         $P_B2_IPERF $P_B2_RR "${BP_PORTS[@]}"; do
+         $P_B2_IPERF $P_B2_RR $P_THR_IPERF $P_THR_RR "${BP_PORTS[@]}"; do
     if port_listening "$p"; then echo "run.sh: port $p is in use; pick another --base-port" >&2; exit 1; fi
 done
 
@@ -321,6 +326,12 @@ pf_policy() {  # pf_policy NAME LISTEN UPSTREAM WORKERS [EXTRA-MEMBERS]
     printf '{"name": "%s", "listen": "tcp:127.0.0.1:%s", "upstream": "tcp:127.0.0.1:%s", "workers": %s, "max_connections": %s%s}' \
         "$1" "$2" "$3" "$4" "$MAXCONN" "${5:+, $5}"
 }
+thr_policies() {  # the --threads proxies, each line starting with a comma
+    [ "$THREADS" = 1 ] || return 0
+    local thr='"relay": "threads", "relay_threads": 4096'
+    printf ',\n  %s,\n  %s' "$(pf_policy t1i "$P_THR_IPERF" "$P_IPERF" 1 "$thr")" \
+        "$(pf_policy t1r "$P_THR_RR" "$P_SERVE" 1 "$thr")"
+}
 bp_policies() {  # the --busy-poll proxies, each line starting with a comma
     local i
     for ((i = 0; i < ${#BP_WINDOWS[@]}; i++)); do
@@ -370,7 +381,7 @@ cat > "$WORK/policy.json" <<EOF
   $(pf_policy w1i "$P_W1_IPERF" "$P_IPERF" 1),
   $(pf_policy w1r "$P_W1_RR" "$P_SERVE" 1),
   $(pf_policy w2i "$P_W2_IPERF" "$P_IPERF" 2),
-  $(pf_policy w2r "$P_W2_RR" "$P_SERVE" 2)$(bp_policies)
+  $(pf_policy w2r "$P_W2_RR" "$P_SERVE" 2)$(thr_policies)$(bp_policies)
 ]}
 EOF
 start_pfproxyd "$WORK/policy.json" "$WORK/pf-proxyd.log"
@@ -410,6 +421,7 @@ wait_listen "$P_HA_RR" || { echo "run.sh: haproxy did not listen on $P_HA_RR" >&
 
 PATHS=(direct pf-w1 pf-w2 socat haproxy sdproxy)
 [ -n "$BASELINE" ] && PATHS+=(base-w1 base-w2)
+[ "$THREADS" = 1 ] && PATHS+=(pf-thr)
 for w in "${BP_WINDOWS[@]}"; do PATHS+=("bp-$w"); done
 bp_index() {  # bp_index PATH: i of the window the path bp-WINDOW measures
     local i
@@ -420,6 +432,7 @@ path_port() {  # path_port PATH iperf|rr
         direct:iperf) echo "$P_IPERF" ;;  direct:rr) echo "$P_SERVE" ;;
         pf-w1:iperf) echo "$P_W1_IPERF" ;; pf-w1:rr) echo "$P_W1_RR" ;;
         pf-w2:iperf) echo "$P_W2_IPERF" ;; pf-w2:rr) echo "$P_W2_RR" ;;
+        pf-thr:iperf) echo "$P_THR_IPERF" ;; pf-thr:rr) echo "$P_THR_RR" ;;
         socat:iperf) echo "$P_SOCAT_IPERF" ;; socat:rr) echo "$P_SOCAT_RR" ;;
         haproxy:iperf) echo "$P_HA_IPERF" ;; haproxy:rr) echo "$P_HA_RR" ;;
         sdproxy:iperf) echo "$P_SD_IPERF" ;; sdproxy:rr) echo "$P_SD_RR" ;;
@@ -435,6 +448,7 @@ path_pids() {  # path_pids PATH iperf|rr: the proxy processes whose CPU time is 
         direct) echo "" ;;
         pf-w1) pf_workers "$PF_MAIN" "w1$suffix" ;;
         pf-w2) pf_workers "$PF_MAIN" "w2$suffix" ;;
+        pf-thr) pf_workers "$PF_MAIN" "t1$suffix" ;;
         socat) [ "$2" = iperf ] && echo "$SOCAT1" || echo "$SOCAT2" ;;
         haproxy) echo "$HA_MAIN" ;;
         sdproxy) [ "$2" = iperf ] && echo "$SD1" || echo "$SD2" ;;

@@ -560,10 +560,19 @@ void Supervisor::on_signal() {
             continue;
         }
         if (stopping_) {
+            // A closed terminal can hang up more than once, and a service manager's SIGTERM after
+            // a hang-up is its first stop request: neither is an operator's "stop, now".
+            if (sig == SIGHUP) continue;
+            if (stopped_by_hangup_) {
+                stopped_by_hangup_ = false;
+                log::notice("SIG", sigabbrev_np(sig), " after a hang-up: still draining");
+                continue;
+            }
             log::warning("SIG", sigabbrev_np(sig), " again: killing the remaining workers now");
             stop_deadline_ = Clock::now();
             continue;
         }
+        stopped_by_hangup_ = sig == SIGHUP;
         begin_stop(sigabbrev_np(sig));
     }
 }

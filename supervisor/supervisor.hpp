@@ -226,6 +226,7 @@ class Supervisor : public ControlHandler {
     std::unique_ptr<UpstreamNames> names_;  // host-name upstreams, resolved and refreshed
     bool hangup_stops_ = false;
     bool stopping_ = false;
+    bool stopped_by_hangup_ = false;  // a hang-up began the stop: the next SIGTERM is a first one
     bool ready_ = false;  // READY=1 sent for the current generation of everything
     Clock::time_point started_ = Clock::now();
     Clock::time_point stop_deadline_{};

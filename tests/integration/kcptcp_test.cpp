@@ -209,9 +209,7 @@ TEST(Kcptcp, PidFileDaemonAndStopSignals) {
         ASSERT_TRUE(client.wait_err(kClientReady)) << client.err();
         EXPECT_TRUE(echoes(in, 100000));
         // SIGHUP stops the client as SIGTERM does (there is no policy file to reload): it drains,
-        // so the conversation ends cleanly at the server too. (A SIGTERM on its heels would be
-        // "SIGTERM again", which kills the worker at once, perhaps before the last ACK of the
-        // FIN exchange: then the server's conversation waits out its drain timeout.)
+        // so the conversation ends cleanly at the server too.
         ASSERT_EQ(::kill(client.pid(), SIGHUP), 0);
         ASSERT_TRUE(client.wait_err("all workers stopped; exiting")) << client.err();
         EXPECT_EQ(client.terminate(), 0) << client.err();  // reaps it: exited by itself, status 0

@@ -102,6 +102,43 @@ TEST(Portfwd, PidFileIsExclusiveAndRemovedAtEveryStopSignal) {
     }
 }
 
+// A hang-up stops tcpfwd as SIGTERM does, draining. The SIGTERM a service manager may send after
+// it is a first request, not "SIGTERM again": an open connection keeps flowing through the drain.
+// Only the second SIGTERM kills the worker, and with it the connection.
+TEST(Portfwd, ASigtermAfterAHangupLetsTheDrainGoOn) {
+    const uint16_t up = free_port(), in = free_port();
+    EchoServer server(up);
+    RunningCommand t({tool("tcpfwd"), port_text(in), "127.0.0.1:" + port_text(up)});
+    ASSERT_TRUE(t.wait_err("tcp-forward worker ready")) << t.err();
+    unique_fd c = connect_tcp(in, 10s);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 10s);
+    auto echoes = [&](const std::string& text) {
+        std::string back(text.size(), '\0');
+        return write_all(c.get(), text.data(), text.size()) &&
+               read_exact(c.get(), back.data(), back.size()) && back == text;
+    };
+    ASSERT_TRUE(echoes("before"));
+    ASSERT_EQ(::kill(t.pid(), SIGHUP), 0);
+    ASSERT_TRUE(t.wait_err("SIGHUP: stopping")) << t.err();
+    ASSERT_EQ(::kill(t.pid(), SIGHUP), 0);  // a terminal may hang up twice
+    ASSERT_EQ(::kill(t.pid(), SIGTERM), 0);
+    ASSERT_TRUE(wait_until([&] {
+        return t.err().find("SIGTERM after a hang-up") != std::string::npos ||
+               t.err().find("SIGTERM again") != std::string::npos;
+    })) << t.err();
+    EXPECT_TRUE(echoes("still draining"));
+    EXPECT_NE(t.err().find("SIGTERM after a hang-up: still draining"), std::string::npos)
+        << t.err();
+    EXPECT_EQ(t.err().find("again: killing"), std::string::npos) << t.err();
+    ASSERT_EQ(::kill(t.pid(), SIGTERM), 0);
+    ASSERT_TRUE(t.wait_err("SIGTERM again: killing the remaining workers now")) << t.err();
+    std::string rest;
+    EXPECT_NE(read_until_end(c.get(), rest), "timeout");  // the killed worker's socket is gone
+    EXPECT_EQ(rest, "");
+    EXPECT_EQ(t.terminate(), 0) << t.err();
+}
+
 TEST(Portfwd, AStalePidFileIsReplaced) {
     TempDir dir;
     const std::string pid_file = dir.write("t.pid", "999999\n");  // nobody holds its lock
