@@ -34,10 +34,11 @@ bool alive(pid_t pid) {
     return ::kill(pid, 0) == 0;
 }
 
-bool udp_echoed(uint16_t port, const std::string& payload) {
+bool udp_echoed(uint16_t port, const std::string& payload,
+                std::chrono::milliseconds timeout = 10s) {
     unique_fd c = bind_udp(AF_INET);
     if (!send_udp(c.get(), AF_INET, port, payload)) return false;
-    const auto back = recv_udp(c.get(), 10s);
+    const auto back = recv_udp(c.get(), timeout);
     return back && *back == payload;
 }
 
@@ -172,7 +173,8 @@ TEST(Portfwd, DaemonizesAfterEveryCheck) {
     ASSERT_TRUE(wait_until([&] { return !read_text(pid_file).empty(); }));
     const pid_t daemon = std::stoi(read_text(pid_file));
     EXPECT_TRUE(alive(daemon));
-    EXPECT_TRUE(wait_until([&] { return udp_echoed(in, "to the daemon"); }));
+    // A datagram sent before the daemon's worker is ready is lost: try again, briefly each time.
+    EXPECT_TRUE(wait_until([&] { return udp_echoed(in, "to the daemon", 250ms); }));
     ASSERT_EQ(::kill(daemon, SIGTERM), 0);
     EXPECT_TRUE(wait_until([&] { return !fs::exists(pid_file) && !alive(daemon); }));
 }
