@@ -152,7 +152,20 @@ bool Daemon::wait_log(const std::string& text, std::chrono::milliseconds timeout
 }
 
 bool Daemon::wait_ready(std::chrono::milliseconds timeout) const {
-    return wait_log("proxies ready", timeout);
+    // A daemon that exits (a refused start) is not waited for until the timeout. WNOWAIT: the
+    // exit status stays for wait_exit().
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        if (log().find("proxies ready") != std::string::npos) return true;
+        siginfo_t si{};
+        const bool exited =
+            pid_ > 0 && !reaped_ &&
+            ::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            si.si_pid == pid_;
+        if (exited) return log().find("proxies ready") != std::string::npos;
+        if (std::chrono::steady_clock::now() >= end) return false;
+        std::this_thread::sleep_for(20ms);
+    }
 }
 
 std::vector<pid_t> children_of(pid_t parent) {
