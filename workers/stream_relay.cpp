@@ -341,9 +341,12 @@ bool StreamRelay::hand_to_threads(Connection& c) {
     return true;
 }
 
+bool StreamRelay::logs_each_direction(const Connection& c) const {
+    return c.log && route_.log_connections;
+}
+
 void StreamRelay::thread_direction_done(Connection& c, bool up, bool clean) {
-    if (clean && c.log && route_.log_connections)
-        log::info(copy_done_line(route_.kind, *c.log, up));
+    if (clean && logs_each_direction(c)) log::info(copy_done_line(route_.kind, *c.log, up));
 }
 
 void StreamRelay::thread_connection_done(Connection& c, int err) {

@@ -62,6 +62,8 @@ class StreamRelay : private EventSource {
     BufferPool& buffers() { return *buffers_; }
     const RelayOptions& options() const { return opts_; }
     const Route& route() const { return route_; }
+    // The thread engine: whether thread_direction_done logs (so each direction's end is reported).
+    bool logs_each_direction(const Connection& c) const;
     // Setup steps, used by Connection: a refused client is logged and closed; begin_connect
     // works out headers and the destination and starts the upstream connect (false: out of fds,
     // the connection waits for one).
@@ -112,7 +114,7 @@ class StreamRelay : private EventSource {
     StateList threaded_;         // served by thread pairs (their idle timeout is theirs)
     StateList closed_;           // freed in tick(), after the epoll batch that closed them
     ReadyList ready_;
-    ReadyList awaiting_fd_;  // accepted, but no fd was left for their upstream socket
+    ReadyList awaiting_fd_;        // accepted, but no fd was left for their upstream socket
     KeepaliveList keepalive_due_;  // relaying, upstream keepalive not set yet; by due time
     std::shared_ptr<const std::vector<SockAddr>> addresses_;  // a host-name upstream's set
     size_t active_ = 0;

@@ -47,11 +47,10 @@ int64_t coarse_now_ns() {
     return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+// A relayed socket has no file status flag but O_NONBLOCK (accept4 and socket() gave it only
+// that), so one F_SETFL sets the mode without an F_GETFL first.
 bool set_blocking(int fd, bool blocking) {
-    const int fl = ::fcntl(fd, F_GETFL);
-    if (fl < 0) return false;
-    const int want = blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK;
-    return want == fl || ::fcntl(fd, F_SETFL, want) == 0;
+    return ::fcntl(fd, F_SETFL, blocking ? 0 : O_NONBLOCK) == 0;
 }
 
 // One direction: read until EOF, pass the FIN on; returns the errno that ended it (0: EOF passed
@@ -165,9 +164,12 @@ bool ThreadRelay::adopt(Connection& c) {
     auto pair = std::make_unique<ThreadPair>();
     pair->conn = &c;
     pair->stamp = relay_.options().idle_timeout.count() > 0;
+    pair->report_each = relay_.logs_each_direction(c);
     pair->since = relay_.loop().now();
     pair->last_activity_ns.store(coarse_now_ns(), std::memory_order_relaxed);
     pair->up.pair = pair->down.pair = pair.get();
+    pair->up.bit = ThreadPair::kUp;
+    pair->down.bit = ThreadPair::kDown;
     pair->up.from = pair->down.to = client;
     pair->up.to = pair->down.from = upstream;
 
@@ -194,7 +196,8 @@ bool ThreadRelay::adopt(Connection& c) {
         log::warning(relay_.options().tag, ": no second relay thread: ", std::strerror(err),
                      "; closing the connection");
         pair->down.error.store(err, std::memory_order_relaxed);
-        pair->down.finished.store(true, std::memory_order_release);
+        // Before the abort wakes the first thread, so that its end finds this one and reports.
+        pair->ended.fetch_or(ThreadPair::kDown, std::memory_order_acq_rel);
         abort(*pair);
     }
     c.pair = pair.get();
@@ -255,9 +258,12 @@ void* ThreadRelay::run(void* arg) {
         const bool park = !self.stopping_ && self.idle_.size() < self.idle_cap_;
         if (park) self.idle_.push_back(&r);
         w.error.store(err, std::memory_order_relaxed);
-        w.finished.store(true, std::memory_order_release);  // the pair may be freed from here on
+        const unsigned bit = w.bit;
+        const bool report_each = w.pair->report_each;
+        // The last touch of the pair: from here on the loop may free it.
+        const unsigned before = w.pair->ended.fetch_or(bit, std::memory_order_acq_rel);
         lock.unlock();
-        notify(notify_fd);
+        if (before != 0 || report_each) notify(notify_fd);
         lock.lock();
         if (!park) break;
     }
@@ -285,8 +291,8 @@ void ThreadRelay::join_exited() {
 
 void ThreadRelay::on_event(uint32_t) {
     uint64_t n;
-    while (::read(notify_.get(), &n, sizeof n) == sizeof n) {
-    }
+    // One read takes the whole count (no EFD_SEMAPHORE).
+    [[maybe_unused]] ssize_t ignored = ::read(notify_.get(), &n, sizeof n);
     reap();
     join_exited();
 }
@@ -308,7 +314,7 @@ void ThreadRelay::reap() {
     for (auto it = pairs_.begin(); it != pairs_.end();) {
         ThreadPair& p = **it;
         for (ThreadPair::Way* w : {&p.up, &p.down}) {
-            if (w->reported || !w->finished.load(std::memory_order_acquire)) continue;
+            if (w->reported || !w->finished()) continue;
             w->reported = true;
             relay_.thread_direction_done(*p.conn, w == &p.up,
                                          w->error.load() == 0 && !p.aborting.load());

@@ -31,19 +31,26 @@ class Connection;
 class StreamRelay;
 
 // One connection served by two threads; shared by them and the loop thread (atomics only). A
-// thread touches it only until it sets its direction's `finished`.
+// thread touches it only until it sets its direction's bit in `ended`.
 struct ThreadPair {
     struct Way {
         ThreadPair* pair = nullptr;
         int from = -1;
         int to = -1;
+        unsigned bit = 0;       // this direction's bit in `ended`
         bool reported = false;  // loop thread: this direction's end handled
         std::atomic<uint64_t> bytes{0};
         std::atomic<int> error{0};  // the errno that ended it; 0: EOF passed on
-        std::atomic<bool> finished{false};
+        bool finished() const { return pair->ended.load(std::memory_order_acquire) & bit; }
     };
+    static constexpr unsigned kUp = 1, kDown = 2;
+    // Each thread's last touch of the pair sets its bit (one atomic step, so exactly one of the
+    // two sees the other's bit already there): the pair may be freed from then on. Only the
+    // second end wakes the loop, unless each direction's end is logged.
+    std::atomic<unsigned> ended{0};
     Connection* conn = nullptr;
-    bool stamp = false;  // an idle timeout is set: the threads record their last activity
+    bool stamp = false;        // an idle timeout is set: the threads record their last activity
+    bool report_each = false;  // each direction's end is logged: the first one wakes the loop too
     // Set by whoever ends the connection early (an error, the idle timeout, shutdown of the
     // worker): the other direction's thread then ends too, without passing a FIN on.
     std::atomic<bool> aborting{false};

@@ -182,6 +182,9 @@ TEST_F(ThreadRelay, SequentialConnectionsReuseParkedThreads) {
         if (std::ranges::any_of(serving[i], [&](pid_t t) { return serving[0].contains(t); }))
             ++reused;
     EXPECT_GT(reused, 0u) << "no thread of the first connection served a later one";
+    // Each ended pair was reaped (only a pair's second end wakes the loop): one at a time never
+    // reaches the bound of 2.
+    EXPECT_EQ(d.log().find("relay_threads bound"), std::string::npos) << d.log();
     // Idle, the parked threads expire and the worker is back to its loop thread.
     EXPECT_TRUE(wait_until([&] { return tasks_of(w).size() == 1; })) << tasks_of(w).size();
 }
