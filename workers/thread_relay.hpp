@@ -7,8 +7,9 @@
 // call is expensive, such as a guest under emulation).
 //
 // The threads own nothing: the Connection keeps the fds, the loop thread allocates each thread's
-// buffer and closes the sockets. A thread reports a direction's end through one eventfd the loop
-// thread reads, and then parks to take the next direction it is given, so a stream of short
+// buffer and closes the sockets. The second of a pair's threads to end reports it through one
+// eventfd the loop thread reads, and each then parks to take the next direction it is given, so a
+// stream of short
 // connections creates no threads (the pool is below). At most `bound` connections are served so
 // at once; the rest stay on the event engine (StreamRelay::hand_to_threads says which).
 #include <atomic>
