@@ -28,8 +28,8 @@ namespace {
 
 constexpr const char* kPrefix = "pfpt-";
 
-// "tid state wchan" of each thread of a live process, from /proc: tells a hung child (futex_wait
-// everywhere) from one waiting on its sockets (e.g. wait_woken, sk_wait_data).
+// "tid state wchan" of each thread of a live process, from /proc: tells a hung child (a futex
+// wait everywhere, e.g. futex_do_wait) from one waiting on its sockets (e.g. wait_woken).
 std::string thread_waits(pid_t pid) {
     std::string out;
     std::error_code ec;
