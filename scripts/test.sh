@@ -74,7 +74,9 @@ export ASAN_OPTIONS=abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_er
 # and registering a 200 MB binary, the leak check), which was most of this stage's 3 minutes.
 unit_rc=0
 for ((i = 0; i < jobs; i++)); do
-  (cd build-asan/tests && GTEST_TOTAL_SHARDS=$jobs GTEST_SHARD_INDEX=$i \
+  # A bound, as ctest's --timeout was: a shard is one process, and a hang (a child forked while
+  # another test's thread held an ASan lock, say) would otherwise hold CI until its own limit.
+  (cd build-asan/tests && GTEST_TOTAL_SHARDS=$jobs GTEST_SHARD_INDEX=$i timeout -k 10 900 \
     ../bin/unit_tests --gtest_brief=1 --gtest_filter='-EveryKind/SandboxKindDeathTest*' \
     >"../unit-shard-$i.log" 2>&1) &
 done

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <stdexcept>
 
@@ -26,6 +27,27 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kPrefix = "pfpt-";
+
+// "tid state wchan" of each thread of a live process, from /proc: tells a hung child (a futex
+// wait everywhere, e.g. futex_do_wait) from one waiting on its sockets (e.g. wait_woken).
+std::string thread_waits(pid_t pid) {
+    std::string out;
+    std::error_code ec;
+    const fs::path tasks = "/proc/" + std::to_string(pid) + "/task";
+    for (const auto& t : fs::directory_iterator(tasks, ec)) {
+        std::ifstream stat(t.path() / "stat");
+        std::string line;
+        std::getline(stat, line);
+        const size_t paren = line.rfind(')');  // the name may hold spaces
+        const char state = paren + 2 < line.size() ? line[paren + 2] : '?';
+        std::ifstream wchan(t.path() / "wchan");
+        std::string w;
+        std::getline(wchan, w);
+        if (!out.empty()) out += ", ";
+        out += t.path().filename().string() + " " + state + " " + (w.empty() ? "-" : w);
+    }
+    return out.empty() ? "(none listed)" : out;
+}
 
 std::string joined(const std::vector<std::string>& argv) {
     std::string s;
@@ -207,12 +229,13 @@ ChildResult NetNs::run_in_child(const std::function<std::string()>& f,
         if (n <= 0) break;
         r.output.append(buf, static_cast<size_t>(n));
     }
+    const std::string threads = timed_out ? thread_waits(pid) : std::string();
     if (timed_out) ::kill(pid, SIGKILL);
     int status = 0;
     ::waitpid(pid, &status, 0);
     if (timed_out) {
         r.output = "namespace child timed out after " + std::to_string(timeout.count()) +
-                   " ms; partial output: " + r.output;
+                   " ms; its threads were in: " + threads + "; partial output: " + r.output;
         return r;
     }
     r.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;

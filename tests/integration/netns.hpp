@@ -10,6 +10,11 @@
 //                           test makes listeners, client sockets and pf-proxyd (start_daemon) in N.
 //   NetNs::run_in_child(f)  f in a forked child that has entered the namespace; the string f
 //                           returns comes back through a pipe. Bounded by a timeout (SIGKILL).
+//                           The child allocates and starts threads, so no other thread of the
+//                           test may be starting or busy at the fork: GCC 12's ASan takes no
+//                           allocator lock around fork, and a lock another thread held then stays
+//                           taken in the child, which hangs until the timeout. Start helper
+//                           threads once the child has shown up (e.g. from a server's handler).
 #include <sys/types.h>
 
 #include <chrono>
@@ -97,7 +102,8 @@ class NetNs {
     }
 
     // Forks; the child enters the namespace, runs f and sends back its result. The child is
-    // killed after `timeout`.
+    // killed after `timeout`; the output then names what each of its threads was waiting in (a
+    // futex wait in every thread is a deadlock, not a slow peer).
     ChildResult run_in_child(const std::function<std::string()>& f,
                              std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
 

@@ -10,6 +10,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -22,25 +23,38 @@ using pfp::unique_fd;
 
 namespace {
 
-// "waiting" and the reader's port id of queue `q` in ns (/proc/net/netfilter/nfnetlink_queue:
-// queue, portid, waiting, copy mode, range, queue dropped, user dropped, last id, 1).
+// The reader's port id, "waiting" and the last packet id (how many packets the queue has taken)
+// of queue `q` in ns (/proc/net/netfilter/nfnetlink_queue: queue, portid, waiting, copy mode,
+// range, queue dropped, user dropped, last id, 1).
 struct QueueState {
-    uint64_t portid = 0, waiting = 0;
+    uint64_t portid = 0, waiting = 0, last_id = 0;
     bool found = false;
 };
-QueueState queue_state(const NetNs& ns, int q) {
-    std::istringstream in(ns.exec({"cat", "/proc/net/netfilter/nfnetlink_queue"}));
+QueueState parse_queue_state(const std::string& table, int q) {
+    std::istringstream in(table);
     std::string line;
     while (std::getline(in, line)) {
         std::istringstream l(line);
-        uint64_t num = 0;
+        uint64_t num = 0, skip = 0;
         QueueState s;
-        if (l >> num >> s.portid >> s.waiting && num == static_cast<uint64_t>(q)) {
+        if (l >> num >> s.portid >> s.waiting >> skip >> skip >> skip >> skip >> s.last_id &&
+            num == static_cast<uint64_t>(q)) {
             s.found = true;
             return s;
         }
     }
     return {};
+}
+QueueState queue_state(const NetNs& ns, int q) {
+    return parse_queue_state(ns.exec({"cat", "/proc/net/netfilter/nfnetlink_queue"}), q);
+}
+// The same for the namespace the calling thread has entered: a read, no process (fast enough to
+// poll a queue taking tens of thousands of packets a second).
+QueueState queue_state_here(int q) {
+    std::ifstream f("/proc/thread-self/net/netfilter/nfnetlink_queue");
+    std::ostringstream table;
+    table << f.rdbuf();
+    return parse_queue_state(table.str(), q);
 }
 
 class NfqueueChain : public PacketChain {
@@ -97,20 +111,39 @@ TEST_F(NfqueueChain, TheReaderKeepsOnlyCapNetAdminAndTheInjectorNothing) {
 // loss, gives the packets it cannot write their verdict, reconnects once B's supervisor has
 // restarted the injector, and the transfer completes (TCP retransmits what was lost). No packet
 // is left queued.
+//
+// The killer thread starts once B has accepted the connection, never before: bulk() forks the
+// client's namespace child, and a thread starting or reading logs at that fork could leave an
+// ASan allocator lock taken in the child, which then hung until its 60 s timeout (netns.hpp).
 TEST_F(NfqueueChain, StreamPeerKilledMidTransferTrafficResumesAndNothingStaysQueued) {
+    // About a sixth of the ~13000 packets A queues for the transfer (16 MiB and its ACKs).
+    constexpr uint64_t kKillAfterPackets = 2000;
     std::atomic<bool> killed{false};
-    std::thread killer([&] {
-        // Once the transfer is under way (the injector has a stream and bytes went through).
-        wait_until([&] {
-            return queue_state(*a_, 3).found && da_->log().find("connected") != std::string::npos;
+    std::atomic<uint64_t> killed_at{0};
+    std::thread killer;
+    bulk("10.99.0.2", "10.99.0.1", [&] {
+        killer = std::thread([&] {
+            // Once the transfer is under way: A's queue took that many of its packets.
+            a_->enter();
+            uint64_t passed = 0;
+            wait_until(
+                [&] {
+                    passed = queue_state_here(3).last_id;
+                    return passed >= kKillAfterPackets;
+                },
+                20s);
+            const pid_t w = worker_of(*db_, "b-in");
+            if (passed >= kKillAfterPackets && w > 0 && ::kill(w, SIGKILL) == 0) {
+                killed_at = passed;
+                killed = true;
+            }
         });
-        std::this_thread::sleep_for(300ms);
-        const pid_t w = worker_of(*db_, "b-in");
-        if (w > 0 && ::kill(w, SIGKILL) == 0) killed = true;
     });
-    bulk("10.99.0.2", "10.99.0.1");
-    killer.join();
+    if (killer.joinable()) killer.join();
     ASSERT_TRUE(killed);
+    // Mid-transfer: thousands of A's packets went through the queue after the kill.
+    const uint64_t last_id = queue_state(*a_, 3).last_id;
+    EXPECT_GT(last_id, killed_at + kKillAfterPackets) << "killed after packet " << killed_at;
     // Seen as the peer's close or as a failed write (EPIPE), whichever the reader meets first.
     EXPECT_TRUE(da_->wait_log("stream to unix:" + ab_ + " lost: ", 5s)) << da_->log();
     EXPECT_NE(da_->log().find("packets get NF_DROP until it is back"), std::string::npos);

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -89,13 +90,17 @@ class PacketChain : public ::testing::Test {
     }
 
     // A TCP handshake and kTotal bytes each way between A (client) and B (server), checksummed.
-    void bulk(const std::string& server_ip, const std::string& client_ip) {
+    // `accepted` runs on B's connection thread before the transfer: the place to start a helper
+    // thread, since the client's namespace child has been forked by then (netns.hpp).
+    void bulk(const std::string& server_ip, const std::string& client_ip,
+              const std::function<void()>& accepted = {}) {
         std::mutex mu;
         Transfer server_side;
         std::string peer;
         {
             Server server(listen_tcp_in(*b_, server_ip, kTcpPort),
                           [&](int fd, const std::string& p) {
+                              if (accepted) accepted();
                               Transfer t = send_and_receive(fd, kTotal, 1000);
                               std::lock_guard lock(mu);
                               server_side = t;

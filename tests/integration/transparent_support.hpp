@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstring>
 #include <functional>
+#include <latch>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -82,12 +83,20 @@ inline std::string local_address(int fd) {
 // connection in its own thread; when the handler returns, the connection is shut down. The
 // destructor shuts every connection down too, so a handler blocked in recv() ends at once when a
 // test fails. The fds themselves are closed only by the destructor (no fd reuse races).
+//
+// The constructor returns once the accept thread runs: tests fork a namespace child right after
+// (NetNs::run_in_child), and a thread still starting at a fork can leave an ASan allocator lock
+// taken in the child forever (netns.hpp).
 class Server {
   public:
     using Handler = std::function<void(int fd, const std::string& peer)>;
     Server(unique_fd listener, Handler handle)
         : listener_(std::move(listener)), handle_(std::move(handle)) {
-        thread_ = std::thread([this] { accept_loop(); });
+        thread_ = std::thread([this] {
+            running_.count_down();
+            accept_loop();
+        });
+        running_.wait();
     }
     ~Server() {
         stop_ = true;
@@ -131,6 +140,7 @@ class Server {
 
     unique_fd listener_;
     Handler handle_;
+    std::latch running_{1};
     std::atomic<bool> stop_{false};
     std::atomic<int> accepted_{0};
     std::mutex mu_;
