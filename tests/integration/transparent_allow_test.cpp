@@ -79,6 +79,7 @@ TEST(TransparentAllow, DeniedDestinationsCloseTheClientWithoutDataAndAreLogged) 
     ASSERT_TRUE(d->wait_ready(10s)) << d->log();
 
     auto client = [&](const std::string& ip, uint16_t port) {
+        server.wait_idle();  // no handler thread exiting at the fork (transparent_support.hpp)
         ChildResult r = topo.n.run_in_child([&] { return request_here(ip, port, "GET /\n"); });
         EXPECT_TRUE(r.ok) << r.output;
         return r.output;
@@ -134,6 +135,7 @@ TEST(TransparentAllow, TheHostsOwnAddressesStayRefusedUnderABroadAllow) {
                            {"-j", "REDIRECT", "--to-ports", std::to_string(kEgressPort)}));
     TempDir dir;
     auto client = [&](const std::string& ip) {
+        server.wait_idle();  // no handler thread exiting at the fork (transparent_support.hpp)
         ChildResult r = topo.n.run_in_child([&] { return request_here(ip, 80, "GET /\n"); });
         EXPECT_TRUE(r.ok) << r.output;
         return r.output;

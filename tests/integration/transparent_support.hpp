@@ -108,6 +108,17 @@ class Server {
         for (auto& t : workers_) t.join();
     }
     int accepted() const { return accepted_; }
+    // Joins the thread of every connection accepted so far (each ends once its client has gone).
+    // Call before forking the next namespace child in a loop: a handler thread still exiting at
+    // that fork holds ASan's allocator locks, which the child could then wait on forever.
+    void wait_idle() {
+        std::vector<std::thread> done;
+        {
+            std::lock_guard lock(mu_);
+            done.swap(workers_);
+        }
+        for (auto& t : done) t.join();
+    }
     // "ip port" of every accepted connection's peer, in order.
     std::vector<std::string> peers() {
         std::lock_guard lock(mu_);
@@ -126,11 +137,9 @@ class Server {
             if (fd < 0) continue;
             ++accepted_;
             set_timeouts(fd, kIo);
-            {
-                std::lock_guard lock(mu_);
-                conns_.emplace_back(fd);  // closed by the destructor, after the handlers ended
-                peers_.push_back(peer_ip(ss) + " " + std::to_string(peer_port(ss)));
-            }
+            std::lock_guard lock(mu_);
+            conns_.emplace_back(fd);  // closed by the destructor, after the handlers ended
+            peers_.push_back(peer_ip(ss) + " " + std::to_string(peer_port(ss)));
             workers_.emplace_back([this, fd, peer = peer_ip(ss)] {
                 handle_(fd, peer);
                 ::shutdown(fd, SHUT_RDWR);  // the handler is done: the peer sees the end
@@ -147,7 +156,7 @@ class Server {
     std::vector<unique_fd> conns_;
     std::vector<std::string> peers_;
     std::thread thread_;
-    std::vector<std::thread> workers_;
+    std::vector<std::thread> workers_;  // under mu_
 };
 
 inline std::string describe(const Transfer& t) {

@@ -307,6 +307,7 @@ class FakeMuxer {
         std::lock_guard lock(mu_);
         return lines_;
     }
+    void wait_idle() { server_.wait_idle(); }
 
   private:
     void serve(int fd) {
@@ -368,7 +369,14 @@ TEST(TransparentPortToVsock, OriginalPortIsSentInConnectLineAndDataFlowsAfterOk)
                                             quoted("fc-vsock:" + vsock + ":original-port") + "}"));
     ASSERT_TRUE(d->wait_ready(10s)) << d->log();
 
+    // No server's handler thread may be exiting at a fork (transparent_support.hpp).
+    auto idle = [&] {
+        server_a->wait_idle();
+        server_b->wait_idle();
+        muxer.wait_idle();
+    };
     for (uint16_t port : {8080, 9090}) {
+        idle();
         ChildResult r = topo.n.run_in_child(
             [&] { return request_here("10.200.1.1", port, "hello " + std::to_string(port)); });
         ASSERT_TRUE(r.ok) << r.output;
@@ -379,6 +387,7 @@ TEST(TransparentPortToVsock, OriginalPortIsSentInConnectLineAndDataFlowsAfterOk)
     EXPECT_EQ(server_b->accepted(), 1);
 
     // Nothing behind port 7070: the muxer closes without "OK", and so does the proxy.
+    idle();
     ChildResult r = topo.n.run_in_child([&] { return request_here("10.200.1.1", 7070, "x"); });
     ASSERT_TRUE(r.ok) << r.output;
     EXPECT_TRUE(r.output == "eof " || r.output == "reset ") << r.output;
