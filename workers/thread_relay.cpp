@@ -168,8 +168,6 @@ bool ThreadRelay::adopt(Connection& c) {
     pair->since = relay_.loop().now();
     pair->last_activity_ns.store(coarse_now_ns(), std::memory_order_relaxed);
     pair->up.pair = pair->down.pair = pair.get();
-    pair->up.bit = ThreadPair::kUp;
-    pair->down.bit = ThreadPair::kDown;
     pair->up.from = pair->down.to = client;
     pair->up.to = pair->down.from = upstream;
 
@@ -258,7 +256,7 @@ void* ThreadRelay::run(void* arg) {
         const bool park = !self.stopping_ && self.idle_.size() < self.idle_cap_;
         if (park) self.idle_.push_back(&r);
         w.error.store(err, std::memory_order_relaxed);
-        const unsigned bit = w.bit;
+        const unsigned bit = w.bit();
         const bool report_each = w.pair->report_each;
         // The last touch of the pair: from here on the loop may free it.
         const unsigned before = w.pair->ended.fetch_or(bit, std::memory_order_acq_rel);

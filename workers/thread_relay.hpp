@@ -9,9 +9,9 @@
 // The threads own nothing: the Connection keeps the fds, the loop thread allocates each thread's
 // buffer and closes the sockets. The second of a pair's threads to end reports it through one
 // eventfd the loop thread reads, and each then parks to take the next direction it is given, so a
-// stream of short
-// connections creates no threads (the pool is below). At most `bound` connections are served so
-// at once; the rest stay on the event engine (StreamRelay::hand_to_threads says which).
+// stream of short connections creates no threads (the pool is below). At most `bound` connections
+// are served so at once; the rest stay on the event engine (StreamRelay::hand_to_threads says
+// which).
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -38,11 +38,11 @@ struct ThreadPair {
         ThreadPair* pair = nullptr;
         int from = -1;
         int to = -1;
-        unsigned bit = 0;       // this direction's bit in `ended`
         bool reported = false;  // loop thread: this direction's end handled
         std::atomic<uint64_t> bytes{0};
         std::atomic<int> error{0};  // the errno that ended it; 0: EOF passed on
-        bool finished() const { return pair->ended.load(std::memory_order_acquire) & bit; }
+        unsigned bit() const { return this == &pair->up ? kUp : kDown; }  // in `ended`
+        bool finished() const { return pair->ended.load(std::memory_order_acquire) & bit(); }
     };
     static constexpr unsigned kUp = 1, kDown = 2;
     // Each thread's last touch of the pair sets its bit (one atomic step, so exactly one of the

@@ -12,7 +12,6 @@
 
 #include <cstring>
 #include <functional>
-#include <latch>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -143,9 +142,7 @@ class PacketChain : public ::testing::Test {
             set_timeouts(fd.get(), kIo);
             return fd;
         });
-        std::latch running{1};  // the fork below waits for it (netns.hpp: threads at a fork)
-        std::thread echo([&] {
-            running.count_down();
+        std::thread echo = running_thread([&] {  // running before the fork below (netns.hpp)
             char buf[2048];
             sockaddr_storage from{};
             socklen_t len = sizeof from;
@@ -156,7 +153,6 @@ class PacketChain : public ::testing::Test {
             ::sendto(srv.get(), reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&from),
                      len);
         });
-        running.wait();
         ChildResult r = a_->run_in_child([&] {
             const pfp::SockAddr a = make_addr(ip, 5353);
             unique_fd fd(::socket(a.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <functional>
 #include <latch>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -84,19 +85,27 @@ inline std::string local_address(int fd) {
 // destructor shuts every connection down too, so a handler blocked in recv() ends at once when a
 // test fails. The fds themselves are closed only by the destructor (no fd reuse races).
 //
-// The constructor returns once the accept thread runs: tests fork a namespace child right after
-// (NetNs::run_in_child), and a thread still starting at a fork can leave an ASan allocator lock
-// taken in the child forever (netns.hpp).
+// The constructor returns once the accept thread runs (running_thread).
+// A thread that is running `f` when this returns: tests fork namespace children right after
+// starting one, and a thread still starting at a fork can leave an ASan allocator lock taken in
+// the child forever (netns.hpp).
+inline std::thread running_thread(std::function<void()> f) {
+    // Shared: count_down() may still touch the latch after wait() has returned.
+    auto running = std::make_shared<std::latch>(1);
+    std::thread t([running, f = std::move(f)] {
+        running->count_down();
+        f();
+    });
+    running->wait();
+    return t;
+}
+
 class Server {
   public:
     using Handler = std::function<void(int fd, const std::string& peer)>;
     Server(unique_fd listener, Handler handle)
         : listener_(std::move(listener)), handle_(std::move(handle)) {
-        thread_ = std::thread([this] {
-            running_.count_down();
-            accept_loop();
-        });
-        running_.wait();
+        thread_ = running_thread([this] { accept_loop(); });
     }
     ~Server() {
         stop_ = true;
@@ -149,7 +158,6 @@ class Server {
 
     unique_fd listener_;
     Handler handle_;
-    std::latch running_{1};
     std::atomic<bool> stop_{false};
     std::atomic<int> accepted_{0};
     std::mutex mu_;
