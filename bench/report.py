@@ -12,6 +12,7 @@ import sys
 
 PATHS = ["direct", "pf-w1", "pf-w2", "pf-thr", "socat", "haproxy", "sdproxy", "base-w1", "base-w2"]
 PF = ("pf-w1", "pf-w2")  # the paths the targets are about (base-*: a baseline build, for comparison)
+WITH_X_HAPROXY = ("base-", "bp-", "pf-thr", "ref-")  # other paths also shown against haproxy
 TPUT = [
     ("t1f", "bulk 1 stream  c->s"),
     ("t1r", "bulk 1 stream  s->c (-R)"),
@@ -49,7 +50,8 @@ def main():
                 data[test][path][metric][int(rnd)] = float(value)
             except ValueError:
                 data[test][path][metric][int(rnd)] = value
-    # Paths run.sh adds by option (pf-thr: --threads; bp-WINDOW: --busy-poll) follow the fixed ones, in file order.
+    # Paths run.sh adds by option (pf-thr: --threads; bp-WINDOW: --busy-poll; ref-ev, ref-thr:
+    # --reference) follow the fixed ones, in file order.
     for test in list(data.values()):
         for path in list(test):
             if path not in PATHS:
@@ -90,7 +92,7 @@ def main():
             if g is None:
                 continue
             x = ratio(test, path, "gbps") if path != "direct" else 1.0
-            xh = ratio_to(test, path, "gbps", "haproxy") if path in PF or path.startswith(("base-", "bp-", "pf-thr")) else None
+            xh = ratio_to(test, path, "gbps", "haproxy") if path in PF or path.startswith(WITH_X_HAPROXY) else None
             cores = med(test, path, "cores")
             cpu = ""
             if cores is not None and cores > 0:
@@ -113,7 +115,7 @@ def main():
             if r is None:
                 continue
             x = ratio("rr", path, "rate") if path != "direct" else 1.0
-            xh = ratio_to("rr", path, "rate", "haproxy") if path in PF or path.startswith(("base-", "bp-", "pf-thr")) else None
+            xh = ratio_to("rr", path, "rate", "haproxy") if path in PF or path.startswith(WITH_X_HAPROXY) else None
             cpu_us = med("rr", path, "cpu_us")
             cpu = "%.0f us/conn" % cpu_us if cpu_us is not None else ""
             share = med("rr", path, "busiest_share")
@@ -150,7 +152,7 @@ def main():
             if p50 is None:
                 continue
             x = ratio("lat", path, "p50") if path != "direct" else 1.0
-            xh = ratio_to("lat", path, "p50", "haproxy") if path in PF or path.startswith(("base-", "bp-", "pf-thr")) else None
+            xh = ratio_to("lat", path, "p50", "haproxy") if path in PF or path.startswith(WITH_X_HAPROXY) else None
             p99 = med("lat", path, "p99")
             cpu = med("lat", path, "cpu_us")
             naps = med("lat", path, "sleeps")
@@ -201,6 +203,15 @@ def main():
     print("Targets:")
     for name, x, target, result in verdicts:
         print("  %-4s %-52s %s (target %s)" % (result, name, "%.2f" % x if x is not None else "?", target))
+    floors = [p for p in PATHS if p.startswith("ref-")]
+    if floors:
+        print("Floors, the smallest correct relays (bench/ref_relay.cpp), on the targets' scales:")
+        for path in floors:
+            cx = ratio_to("rr", path, "cpu_us", "haproxy") if "rr" in data else None
+            rx = ratio_to("rr", path, "rate", "haproxy") if "rr" in data else None
+            lx = ratio("lat", path, "p50") if "lat" in data else None
+            print("  %-8s CPU per short connection %s x haproxy's, rate %s x haproxy's, "
+                  "p50 1 in flight %s x direct" % (path, fmt_x(cx), fmt_x(rx), fmt_x(lx)))
     print("x direct / x haproxy: median of per-round ratios. proxy CPU: the proxy's own processes "
           "(user+sys; socat includes its forked children).")
     print("all-party CPU: client + server + proxy processes (kernel work they cause included), in "

@@ -25,6 +25,7 @@ KEEP=0
 ONLY=""            # comma list of tests: tput,rr,lat,idle
 BASELINE=""        # directory with another pf-proxyd build, measured as paths base-w1 / base-w2
 THREADS=0          # 1: also the thread relay engine ("relay": "threads", workers 1), path pf-thr
+REFERENCE=0        # 1: also the minimal relays of bench/ref_relay.cpp, paths ref-ev and ref-thr
 BIN=""             # directory with pf-proxyd and pf-proxy-worker (default: build/bin, built first)
 BUSY_POLL=""       # comma list of busy_poll windows (e.g. 50us,200us): one more pf-proxyd path each
 
@@ -38,7 +39,7 @@ Usage: sudo $0 [options]
   --rr-conns N        connections in flight for the connection-rate test (default $RR_CONNS)
   --rr-threads N      client threads for the connection-rate test (default $RR_CLIENT_THREADS)
   --server-threads N  threads of the upstream request/response server (default $SERVER_THREADS)
-  --base-port P       first of the loopback ports used (P .. P+121; default $BASE_PORT)
+  --base-port P       first of the loopback ports used (P .. P+141; default $BASE_PORT)
   --quiet-wait S      wait up to S s before each measurement for the CPUs to be idle (default $QUIET_WAIT, 0 = off)
   --only LIST         run only some tests: tput,rr,lat,idle (default all)
   --no-build          do not run ninja; use the binaries in build/bin as they are
@@ -50,6 +51,9 @@ Usage: sudo $0 [options]
                       list (at most 3, such as 50us,200us): paths bp-50us, bp-200us
   --threads           also measure pf-proxyd (workers 1) with the thread relay engine
                       ("relay": "threads"): path pf-thr
+  --reference         also measure the smallest correct relays (bench/ref_relay.cpp, no sandbox,
+                      policy or limits): ref-ev (one epoll thread, the calls of pf's event engine)
+                      and ref-thr (two blocking threads per connection): the floors for a relay
   --keep              keep the work directory (logs, configs, raw results)
 EOF
 }
@@ -71,6 +75,7 @@ while [ $# -gt 0 ]; do
         --baseline) BASELINE="$(cd "$2" && pwd)" || exit 2; shift 2 ;;
         --busy-poll) BUSY_POLL="$2"; shift 2 ;;
         --threads) THREADS=1; shift ;;
+        --reference) REFERENCE=1; shift ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -253,6 +258,10 @@ RESULTS="$WORK/results.tsv"
 CB="$WORK/connbench"
 log "compiling bench/connbench.cpp"
 g++ -std=c++20 -O2 -pthread -o "$CB" "$BENCH/connbench.cpp" || { echo "run.sh: connbench build failed" >&2; exit 1; }
+REF="$WORK/ref_relay"
+if [ "$REFERENCE" = 1 ]; then
+    g++ -std=c++20 -O2 -pthread -o "$REF" "$BENCH/ref_relay.cpp" || { echo "run.sh: ref_relay build failed" >&2; exit 1; }
+fi
 
 # Ports (all on 127.0.0.1).
 P_SERVE=$BASE_PORT             # connbench serve: request/response and ping/echo
@@ -267,11 +276,14 @@ P_B1_IPERF=$((BASE_PORT + 70)); P_B1_RR=$((BASE_PORT + 71))
 P_B2_IPERF=$((BASE_PORT + 80)); P_B2_RR=$((BASE_PORT + 81))
 # --busy-poll window i: BASE_PORT + 90 + 10 i (iperf), + 1 (rr)
 P_THR_IPERF=$((BASE_PORT + 120)); P_THR_RR=$((BASE_PORT + 121))  # --threads
+P_REV_IPERF=$((BASE_PORT + 130)); P_REV_RR=$((BASE_PORT + 131))  # --reference
+P_RET_IPERF=$((BASE_PORT + 140)); P_RET_RR=$((BASE_PORT + 141))
 BP_PORTS=()
 for ((i = 0; i < ${#BP_WINDOWS[@]}; i++)); do BP_PORTS+=($((BASE_PORT + 90 + 10 * i)) $((BASE_PORT + 91 + 10 * i))); done
 for p in $P_SERVE $P_IPERF $P_W1_IPERF $P_W1_RR $P_W2_IPERF $P_W2_RR $P_SOCAT_IPERF $P_SOCAT_RR \
          $P_HA_IPERF $P_HA_RR $P_PF_IDLE $P_HA_IDLE $P_SD_IPERF $P_SD_RR $P_B1_IPERF $P_B1_RR \
-         $P_B2_IPERF $P_B2_RR $P_THR_IPERF $P_THR_RR "${BP_PORTS[@]}"; do
+         $P_B2_IPERF $P_B2_RR $P_THR_IPERF $P_THR_RR $P_REV_IPERF $P_REV_RR $P_RET_IPERF $P_RET_RR \
+         "${BP_PORTS[@]}"; do
     if port_listening "$p"; then echo "run.sh: port $p is in use; pick another --base-port" >&2; exit 1; fi
 done
 
@@ -419,9 +431,23 @@ start_haproxy "$WORK/haproxy.cfg" "$WORK/haproxy.log" "$P_HA_IPERF"
 HA_MAIN=$HA_PID
 wait_listen "$P_HA_RR" || { echo "run.sh: haproxy did not listen on $P_HA_RR" >&2; exit 1; }
 
+if [ "$REFERENCE" = 1 ]; then
+    start_bg "$WORK/ref-ev-iperf.log" "$REF" --listen "$P_REV_IPERF" --upstream "$P_IPERF" --max-seconds "$MAX_SECONDS"
+    REV1=$BG_PID
+    start_bg "$WORK/ref-ev-rr.log" "$REF" --listen "$P_REV_RR" --upstream "$P_SERVE" --max-seconds "$MAX_SECONDS"
+    REV2=$BG_PID
+    start_bg "$WORK/ref-thr-iperf.log" "$REF" --threads --listen "$P_RET_IPERF" --upstream "$P_IPERF" --max-seconds "$MAX_SECONDS"
+    RET1=$BG_PID
+    start_bg "$WORK/ref-thr-rr.log" "$REF" --threads --listen "$P_RET_RR" --upstream "$P_SERVE" --max-seconds "$MAX_SECONDS"
+    RET2=$BG_PID
+    wait_listen "$P_REV_IPERF" "$REV1" && wait_listen "$P_REV_RR" "$REV2" && wait_listen "$P_RET_IPERF" "$RET1" &&
+        wait_listen "$P_RET_RR" "$RET2" || { echo "run.sh: ref_relay did not start" >&2; exit 1; }
+fi
+
 PATHS=(direct pf-w1 pf-w2 socat haproxy sdproxy)
 [ -n "$BASELINE" ] && PATHS+=(base-w1 base-w2)
 [ "$THREADS" = 1 ] && PATHS+=(pf-thr)
+[ "$REFERENCE" = 1 ] && PATHS+=(ref-ev ref-thr)
 for w in "${BP_WINDOWS[@]}"; do PATHS+=("bp-$w"); done
 bp_index() {  # bp_index PATH: i of the window the path bp-WINDOW measures
     local i
@@ -433,6 +459,8 @@ path_port() {  # path_port PATH iperf|rr
         pf-w1:iperf) echo "$P_W1_IPERF" ;; pf-w1:rr) echo "$P_W1_RR" ;;
         pf-w2:iperf) echo "$P_W2_IPERF" ;; pf-w2:rr) echo "$P_W2_RR" ;;
         pf-thr:iperf) echo "$P_THR_IPERF" ;; pf-thr:rr) echo "$P_THR_RR" ;;
+        ref-ev:iperf) echo "$P_REV_IPERF" ;; ref-ev:rr) echo "$P_REV_RR" ;;
+        ref-thr:iperf) echo "$P_RET_IPERF" ;; ref-thr:rr) echo "$P_RET_RR" ;;
         socat:iperf) echo "$P_SOCAT_IPERF" ;; socat:rr) echo "$P_SOCAT_RR" ;;
         haproxy:iperf) echo "$P_HA_IPERF" ;; haproxy:rr) echo "$P_HA_RR" ;;
         sdproxy:iperf) echo "$P_SD_IPERF" ;; sdproxy:rr) echo "$P_SD_RR" ;;
@@ -449,6 +477,8 @@ path_pids() {  # path_pids PATH iperf|rr: the proxy processes whose CPU time is 
         pf-w1) pf_workers "$PF_MAIN" "w1$suffix" ;;
         pf-w2) pf_workers "$PF_MAIN" "w2$suffix" ;;
         pf-thr) pf_workers "$PF_MAIN" "t1$suffix" ;;
+        ref-ev) [ "$2" = iperf ] && echo "$REV1" || echo "$REV2" ;;
+        ref-thr) [ "$2" = iperf ] && echo "$RET1" || echo "$RET2" ;;
         socat) [ "$2" = iperf ] && echo "$SOCAT1" || echo "$SOCAT2" ;;
         haproxy) echo "$HA_MAIN" ;;
         sdproxy) [ "$2" = iperf ] && echo "$SD1" || echo "$SD2" ;;
@@ -461,173 +491,8 @@ path_pids() {  # path_pids PATH iperf|rr: the proxy processes whose CPU time is 
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >> "$RESULTS"; }  # round test path metric value
 
 # ------------------------------------------------------------------ measurements
-# run_iperf ROUND TEST PATH STREAMS REVERSE(0|1)
-run_iperf() {
-    local round="$1" test="$2" path="$3" streams="$4" rev="$5"
-    local port pids c0 c1 t0 t1 spid json="$WORK/iperf-$test-$path-$round.json"
-    port="$(path_port "$path" iperf)"
-    pids="$(path_pids "$path" iperf)"
-    wait_quiet
-    start_bg "$WORK/iperf-server.log" iperf3 -s -1 -B 127.0.0.1 -p "$P_IPERF"
-    spid=$BG_PID
-    if ! wait_listen "$P_IPERF" "$spid"; then log "  iperf3 server did not start"; stop_pid "$spid" 2; return; fi
-    # shellcheck disable=SC2086
-    c0="$(cpu_ticks $pids)"; t0="$(date +%s%N)"; local m0 m1; m0="$(busy_ticks)"
-    local revflag=(); [ "$rev" = 1 ] && revflag=(-R)
-    timeout -k 2 $((DURATION + 25)) iperf3 -c 127.0.0.1 -p "$port" -t "$DURATION" -O 1 -P "$streams" \
-        "${revflag[@]}" -J > "$json" 2>>"$WORK/iperf-client.log"
-    t1="$(date +%s%N)"; m1="$(busy_ticks)"
-    sleep 0.2  # socat children and haproxy finish their last reads
-    # shellcheck disable=SC2086
-    c1="$(cpu_ticks $pids)"
-    stop_pid "$spid" 5
-    local vals gbps endpoints
-    # Gbit/s received, and the CPU of iperf3's client and server in cores (iperf3's own getrusage
-    # over the test), for the CPU of all parties.
-    vals="$(python3 -c '
-import json, sys
-try:
-    d = json.load(open(sys.argv[1]))
-    c = d["end"]["cpu_utilization_percent"]
-    print("%.3f %.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9,
-                         (c["host_total"] + c["remote_total"]) / 100))
-except Exception:
-    print("")' "$json")"
-    read -r gbps endpoints <<< "$vals"
-    if [ -z "$gbps" ]; then log "  $test $path: iperf3 failed (see $json)"; return; fi
-    local wall proxy_cores=0
-    wall="$(python3 -c "print(($t1 - $t0) / 1e9)")"
-    record "$round" "$test" "$path" gbps "$gbps"
-    record "$round" "$test" "$path" machine "$(python3 -c "print('%.3f' % (($m1 - $m0) / $HZ / $wall))")"
-    if [ -n "$pids" ]; then
-        # proxy CPU in cores (CPU seconds / wall seconds)
-        proxy_cores="$(python3 -c "print('%.3f' % (($c1 - $c0) / $HZ / $wall))")"
-        record "$round" "$test" "$path" cores "$proxy_cores"
-    fi
-    record "$round" "$test" "$path" all_cores "$(python3 -c "print('%.3f' % ($endpoints + $proxy_cores))")"
-    log "  $test $path: $gbps Gbit/s"
-}
-
-# run_rr ROUND PATH
-run_rr() {
-    local round="$1" path="$2" port pids c0 c1 out p
-    port="$(path_port "$path" rr)"
-    pids="$(path_pids "$path" rr)"
-    wait_quiet
-    local per=()
-    for p in $pids; do per+=("$(cpu_ticks "$p")"); done
-    # shellcheck disable=SC2086
-    c0="$(cpu_ticks $pids)"; local m0 m1 s0 s1; m0="$(busy_ticks)"; s0="$(cpu_ticks "$SERVE_PID")"
-    out="$(timeout -k 2 $((DURATION + 30)) "$CB" rr --port "$port" --conns "$RR_CONNS" \
-        --threads "$RR_CLIENT_THREADS" --duration "$DURATION" --warmup 1 2>>"$WORK/rr.log")"
-    m1="$(busy_ticks)"
-    sleep 0.2
-    # shellcheck disable=SC2086
-    c1="$(cpu_ticks $pids)"; s1="$(cpu_ticks "$SERVE_PID")"
-    if [ -z "$out" ]; then log "  rr $path: client failed"; return; fi
-    echo "$round $path $out" >> "$WORK/rr.jsonl"
-    local vals
-    vals="$(python3 -c '
-import json, sys
-d = json.loads(sys.argv[1])
-print(d["rate"], d["p50_us"], d["p99_us"], d["errors"], d["total"], int(d["cpu_us"]))' "$out")"
-    local rate p50 p99 errs total client_us
-    read -r rate p50 p99 errs total client_us <<< "$vals"
-    record "$round" rr "$path" rate "$rate"
-    record "$round" rr "$path" p50 "$p50"
-    record "$round" rr "$path" p99 "$p99"
-    record "$round" rr "$path" errors "$errs"
-    if [ "$total" -gt 0 ]; then
-        record "$round" rr "$path" machine_us "$(( (m1 - m0) * 1000000 / HZ / total ))"
-        # client (getrusage) + server + proxy CPU per connection
-        record "$round" rr "$path" all_us "$(( (client_us + (s1 - s0 + c1 - c0) * 1000000 / HZ) / total ))"
-    fi
-    if [ -n "$pids" ] && [ "$total" -gt 0 ]; then
-        record "$round" rr "$path" cpu_us "$(( (c1 - c0) * 1000000 / HZ / total ))"
-    fi
-    if [[ "$path" == *-w2 ]]; then
-        # accept distribution: share of the busiest worker in the workers' CPU time
-        local i=0 d sum=0 max=0
-        for p in $pids; do
-            d=$(( $(cpu_ticks "$p") - per[i] )); i=$((i + 1))
-            sum=$((sum + d)); [ "$d" -gt "$max" ] && max=$d
-        done
-        [ "$sum" -gt 0 ] && record "$round" rr "$path" busiest_share "$((100 * max / sum))"
-    fi
-    log "  rr $path: $rate conn/s, p50 ${p50} us, p99 ${p99} us, errors $errs"
-}
-
-# run_lat ROUND PATH: one connection, one 100-byte request in flight (echoed by connbench serve).
-run_lat() {
-    local round="$1" path="$2" port pids c0 c1 out
-    port="$(path_port "$path" rr)"
-    pids="$(path_pids "$path" rr)"
-    wait_quiet
-    # shellcheck disable=SC2086
-    c0="$(cpu_ticks $pids)"; local v0 v1; v0="$(sleeps $pids)"
-    out="$(timeout -k 2 $((DURATION + 30)) "$CB" ping --port "$port" --size 100 \
-        --duration "$DURATION" --warmup 0.5 2>>"$WORK/lat.log")"
-    # shellcheck disable=SC2086
-    c1="$(cpu_ticks $pids)"; v1="$(sleeps $pids)"
-    if [ -z "$out" ]; then log "  lat $path: client failed"; return; fi
-    echo "$round $path $out" >> "$WORK/lat.jsonl"
-    local p50 p99 count
-    read -r p50 p99 count <<< "$(python3 -c '
-import json, sys
-d = json.loads(sys.argv[1])
-print(d["p50_us"], d["p99_us"], d["count"])' "$out")"
-    record "$round" lat "$path" p50 "$p50"
-    record "$round" lat "$path" p99 "$p99"
-    if [ -n "$pids" ] && [ "$count" -gt 0 ]; then
-        # proxy CPU per exchange (the warm-up's exchanges are in the ticks too: slightly high)
-        record "$round" lat "$path" cpu_us "$(python3 -c "print('%.1f' % (($c1 - $c0) * 1e6 / $HZ / $count))")"
-        # the proxy's sleeps (wake-ups) per exchange: what busy_poll removes
-        record "$round" lat "$path" sleeps "$(python3 -c "print('%.3f' % (($v1 - $v0) / $count))")"
-    fi
-    log "  lat $path: p50 ${p50} us, p99 ${p99} us ($count exchanges)"
-}
-
-# run_idle ROUND: fresh pf-proxyd (workers: 2) and fresh haproxy, N idle connections through each.
-run_idle() {
-    local round="$1" out pids
-    cat > "$WORK/policy-idle.json" <<EOF
-{"user": "nobody", "drain_timeout": "1s", "proxies": [$(pf_policy idle "$P_PF_IDLE" "$P_SERVE" 2)]}
-EOF
-    start_pfproxyd "$WORK/policy-idle.json" "$WORK/pf-proxyd-idle-$round.log"
-    local pf_idle=$PF_PID
-    pids="$(pf_workers "$pf_idle" idle)"
-    wait_quiet
-    out="$(timeout -k 2 120 "$CB" idle --port "$P_PF_IDLE" --count "$IDLE_CONNS" --pids "${pids// /,}" --timeout 100)"
-    stop_pid "$pf_idle" 10
-    echo "$round pf-w2 $out" >> "$WORK/idle.jsonl"
-    record_idle "$round" pf-w2 "$out"
-
-    haproxy_cfg "$WORK/haproxy-idle.cfg" "$P_HA_IDLE" "$P_SERVE"
-    start_haproxy "$WORK/haproxy-idle.cfg" "$WORK/haproxy-idle-$round.log" "$P_HA_IDLE"
-    local ha_idle=$HA_PID
-    wait_quiet
-    out="$(timeout -k 2 120 "$CB" idle --port "$P_HA_IDLE" --count "$IDLE_CONNS" --pids "$ha_idle" --timeout 100)"
-    stop_pid "$ha_idle" 10
-    echo "$round haproxy $out" >> "$WORK/idle.jsonl"
-    record_idle "$round" haproxy "$out"
-}
-record_idle() {
-    local vals
-    vals="$(python3 -c '
-import json, sys
-try:
-    d = json.loads(sys.argv[1])
-    print(d["kb_per_conn"], d["open"], d["errors"], "/".join(str(v["fds_added"]) for v in d["pids"].values()))
-except Exception:
-    pass' "$3")"
-    if [ -z "$vals" ]; then log "  idle $2: failed: $3"; return; fi
-    local kb open errs fds
-    read -r kb open errs fds <<< "$vals"
-    record "$1" idle "$2" kb_per_conn "$kb"
-    record "$1" idle "$2" open "$open"
-    record "$1" idle "$2" fds_added "$fds"
-    log "  idle $2: $kb KB RSS per connection ($open open, $errs errors, fds added per process: $fds)"
-}
+# shellcheck source=bench/measure.sh
+source "$BENCH/measure.sh"
 
 START=$(date +%s)
 for ((round = 1; round <= ROUNDS; round++)); do
