@@ -200,9 +200,16 @@ void Connection::start_relaying() {
     setup.reset();
     phase = Phase::relaying;
     relay.connected(*this, upstream_family);
-    // "relay": "threads": from here on a thread pair moves the bytes, if the bound allows.
-    if (relay.hand_to_threads(*this)) return;
     pump();
+}
+
+// "relay": "threads" pays off for a conversation (a blocking read is its own wake-up), not for a
+// connection that makes one exchange or moves bulk one way: those cost a thread pair's hand-offs
+// and wake-ups for nothing. So a connection moves to threads when its client speaks again after
+// an answer, with nothing in flight either way; the threads then read what the client sent.
+bool Connection::conversation_turned() const {
+    return client.readable && bytes_down > 0 && up.pending == 0 && down.pending == 0 &&
+           !client.peer_closed && !upstream.peer_closed;
 }
 
 bool Connection::acquire(Direction& d, bool splice) {
@@ -330,6 +337,12 @@ int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& cou
 
 void Connection::pump() {
     if (closed || threaded || phase != Phase::relaying) return;
+    if (!stays_on_events && relay.has_threads() && conversation_turned()) {
+        release(up);  // nothing pending: the buffers and pipes go back to the pools
+        release(down);
+        if (relay.hand_to_threads(*this)) return;
+        stays_on_events = true;
+    }
     auto& stats = relay.mutable_stats();
     size_t up_budget = kBudget, down_budget = kBudget;
     if (int err = pump_direction(up, client, upstream, stats.bytes_up, bytes_up, up_budget)) {

@@ -102,9 +102,11 @@ class Connection {
     bool closed = false;
     bool queued = false;       // in the relay's ready queue (budget ran out with work left)
     bool awaiting_fd = false;  // no fd was left for the upstream socket: retried later
-    // Served by a thread pair (thread_relay.hpp) since it connected: off the epoll set, in the
-    // relay's threaded list; `pair` is the running pair (null once its threads are joined).
+    // Served by a thread pair (thread_relay.hpp) since its client spoke after an answer: off the
+    // epoll set, in the relay's threaded list; `pair` is the running pair (null once its threads
+    // are joined). `stays_on_events`: the hand-off was refused once (bound, no thread).
     bool threaded = false;
+    bool stays_on_events = false;
     ThreadPair* pair = nullptr;
     Clock::time_point since;  // connect start, then last activity
     std::list<Connection>::iterator self;
@@ -128,6 +130,7 @@ class Connection {
     void read_fc_reply();
     bool send_all(int fd, std::string_view bytes);
     void start_relaying();
+    bool conversation_turned() const;
 };
 
 using StateList = boost::intrusive::list<

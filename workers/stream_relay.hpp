@@ -35,7 +35,7 @@ struct RelayOptions {
     // sends nothing must not hold a slot for a whole connect timeout).
     std::chrono::milliseconds header_timeout{5'000};
     bool splice = true;
-    // Connections handed to thread pairs once connected (thread_relay.hpp); 0: none.
+    // Conversations handed to thread pairs at once (thread_relay.hpp); 0: no thread relay.
     int relay_threads = 0;
     std::string tag;  // "proxy/index" for log lines
 };
@@ -85,8 +85,9 @@ class StreamRelay : private EventSource {
     void touch(Connection& c);  // activity: move to the back of the idle list
     void connected(Connection& c, int upstream_family);
     void requeue(Connection& c);  // budget spent with work left: continue after this batch
-    // The thread relay: hands a connection that has just connected to a thread pair (true), or
-    // leaves it to this loop (no thread relay, bound reached, no thread).
+    // The thread relay: hands a relaying connection with nothing in flight to a thread pair
+    // (true), or leaves it to this loop (no thread relay, bound reached, no thread).
+    bool has_threads() const { return threads_ != nullptr; }
     bool hand_to_threads(Connection& c);
     // A thread pair's direction ended (`clean`: EOF passed on), and then both.
     void thread_direction_done(Connection& c, bool up, bool clean);

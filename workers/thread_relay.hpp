@@ -1,10 +1,11 @@
 #pragma once
-// The opt-in blocking relay engine (policy `"relay": "threads"`): once a connection has both
-// sockets connected (headers read, routed, connected on the event loop), its two sockets leave
-// the epoll set and two threads, one per direction, move the bytes with blocking recv() and
-// send(). A blocking read is also the wake-up, so a small exchange costs one recv and one send
-// per direction instead of epoll_wait + recv + send (what a blocking relay saves where a system
-// call is expensive, such as a guest under emulation).
+// The opt-in blocking relay engine (policy `"relay": "threads"`): once a connection is a
+// conversation (connected on the event loop, and its client spoke again after an answer:
+// Connection::conversation_turned), its two sockets leave the epoll set and two threads, one per
+// direction, move the bytes with blocking recv() and send(). A blocking read is also the
+// wake-up, so a small exchange costs one recv and one send per direction instead of epoll_wait +
+// recv + send (what a blocking relay saves where a system call is expensive, such as a guest
+// under emulation).
 //
 // The threads own nothing: the Connection keeps the fds, the loop thread allocates each thread's
 // buffer and closes the sockets. The second of a pair's threads to end reports it through one
@@ -71,7 +72,7 @@ class ThreadRelay : private EventSource {
     ThreadRelay& operator=(const ThreadRelay&) = delete;
 
     void start();  // registers the eventfd with the loop; throws
-    // Moves `c` (relaying, nothing read yet) to a thread pair. False: the bound is reached or no
+    // Moves `c` (relaying, nothing in flight) to a thread pair. False: the bound is reached or no
     // thread could be created; `c` is then still registered with the event loop, as it was.
     bool adopt(Connection& c);
     size_t active() const { return pairs_.size(); }

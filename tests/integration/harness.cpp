@@ -499,6 +499,31 @@ bool read_exact(int fd, void* data, size_t n) {
     return true;
 }
 
+bool converse(int fd) {
+    for (const char c : {'1', '2'}) {
+        char back = 0;
+        if (!write_all(fd, &c, 1) || !read_exact(fd, &back, 1) || back != c) return false;
+    }
+    return true;
+}
+
+bool answer_converse(int fd) {
+    for (int i = 0; i < 2; ++i) {
+        char c = 0;
+        if (!read_exact(fd, &c, 1) || !write_all(fd, &c, 1)) return false;
+    }
+    return true;
+}
+
+size_t thread_count(pid_t pid) {
+    std::error_code ec;
+    size_t n = 0;
+    for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/task", ec), end;
+         !ec && it != end; it.increment(ec))
+        ++n;
+    return n;
+}
+
 void raise_nofile(rlim_t n) {
     rlimit r{};
     ::getrlimit(RLIMIT_NOFILE, &r);

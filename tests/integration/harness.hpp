@@ -149,6 +149,15 @@ std::string read_until_end(int fd, std::string& got);
 bool read_exact(int fd, void* data, size_t n);
 void raise_nofile(rlim_t n);
 
+// Two one-byte exchanges with an echoing peer ("1", then "2"). `"relay": "threads"` hands a
+// connection to its thread pair when the client speaks again after an answer, so a connection
+// that has conversed is threaded (bound permitting); one that only made one exchange is not.
+bool converse(int fd);
+// The echoing side of converse(): reads and returns two bytes, one at a time.
+bool answer_converse(int fd);
+// The threads of a live process (/proc/PID/task), 0 once it is gone.
+size_t thread_count(pid_t pid);
+
 // Deterministic pseudo-random bytes and a 64-bit FNV-1a running hash.
 // The hash does not depend on how the stream was cut into reads.
 struct Fnv {

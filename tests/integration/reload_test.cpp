@@ -56,6 +56,14 @@ class Reload : public ::testing::Test {
 class ReloadRelay : public Reload, public ::testing::WithParamInterface<const char*> {
   protected:
     static std::string engine() { return GetParam(); }
+    // A conversation on `fd` (through `worker`) puts it on the engine under test: with threads
+    // the worker then runs its loop thread and the connection's pair.
+    static void converse_on(int fd, pid_t worker) {
+        ASSERT_TRUE(converse(fd));
+        const size_t want = engine().empty() ? 1 : 3;
+        EXPECT_TRUE(wait_until([&] { return thread_count(worker) == want; }))
+            << thread_count(worker) << " threads, not " << want;
+    }
 };
 
 INSTANTIATE_TEST_SUITE_P(Engine, ReloadRelay,
@@ -79,6 +87,8 @@ TEST_P(ReloadRelay, UnchangedAndChangedProxiesKeepTheirConnectionsAddedServesRem
     ASSERT_TRUE(ca && cb);
     set_timeouts(ca.get(), 20s);
     set_timeouts(cb.get(), 20s);
+    converse_on(ca.get(), a_before[0]);
+    converse_on(cb.get(), b_before[0]);
     ASSERT_TRUE(exchange(ca.get(), 1 << 20, 1));
     ASSERT_TRUE(exchange(cb.get(), 1 << 20, 2));
 
@@ -136,6 +146,7 @@ TEST_P(ReloadRelay, RemovedProxyDrainsItsOpenConnectionThenGoes) {
     unique_fd c = connect_tcp(pd, 20s);
     ASSERT_TRUE(c);
     set_timeouts(c.get(), 20s);
+    converse_on(c.get(), d_workers[0]);
     ASSERT_TRUE(exchange(c.get(), 1000, 5));
 
     ASSERT_TRUE(d.rewrite_policy(policy({tcp_proxy_json("a", pa, echo_port)})));
@@ -214,9 +225,12 @@ TEST_P(ReloadRelay, SigtermClosesWhatRemainsAfterTheDrainTimeoutAndExitsZero) {
     const uint16_t pa = free_port();
     Daemon d(policy({tcp_proxy_json("a", pa, echo_port, engine())}, "500ms"));
     ASSERT_TRUE(d.wait_ready()) << d.log();
+    const auto w = workers_of(d, "a");
+    ASSERT_EQ(w.size(), 1u);
     unique_fd c = connect_tcp(pa, 20s);
     ASSERT_TRUE(c);
     set_timeouts(c.get(), 20s);
+    converse_on(c.get(), w[0]);
     ASSERT_TRUE(exchange(c.get(), 1000, 12));
     d.signal(SIGTERM);
     int status = d.wait_exit(20s);

@@ -100,6 +100,18 @@ class TcpForwardRelay : public TcpForward, public ::testing::WithParamInterface<
     static std::string engine() { return GetParam(); }
 };
 
+// After converse() on one connection: the engine under test serves it. With threads the worker
+// runs its loop thread and the connection's pair; with events its loop thread only.
+void expect_engine(const Daemon& d, const std::string& extra) {
+    const auto w = d.workers();
+    ASSERT_EQ(w.size(), 1u);
+    if (extra.find("threads") != std::string::npos)
+        EXPECT_TRUE(wait_until([&] { return thread_count(w[0]) == 3; }))
+            << "no thread pair took the connection: " << thread_count(w[0]) << " threads";
+    else
+        EXPECT_EQ(thread_count(w[0]), 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engine, TcpForwardRelay,
                          testing::Values("", R"(, "relay": "threads", "relay_threads": 64)"),
                          [](const testing::TestParamInfo<const char*>& p) {
@@ -111,6 +123,7 @@ void bulk_both_ways(uint16_t listen_port, uint16_t upstream_port, size_t total,
     std::atomic<uint64_t> server_sent{0}, server_received{0};
     std::atomic<size_t> server_count{0};
     Server server(upstream_port, [&](int fd) {
+        if (!answer_converse(fd)) return;
         Transfer t = send_and_receive(fd, total, 1000);
         server_sent = t.sent_hash;
         server_received = t.received_hash;
@@ -120,6 +133,8 @@ void bulk_both_ways(uint16_t listen_port, uint16_t upstream_port, size_t total,
     ASSERT_TRUE(d.wait_ready()) << d.log();
     unique_fd c = connect_tcp(listen_port, 60s);
     ASSERT_TRUE(c);
+    ASSERT_TRUE(converse(c.get()));
+    expect_engine(d, extra);
     Transfer t = send_and_receive(c.get(), total, 7);
     c.reset();
     ASSERT_TRUE(t.ok);
@@ -143,7 +158,7 @@ TEST_P(TcpForwardRelay, HalfCloseReachesUpstreamAndReplyStillFlows) {
     // the first FIN loses the reply.
     Server server(upstream_port, [](int fd) {
         std::string got;
-        if (!read_to_eof(fd, got)) return;
+        if (!answer_converse(fd) || !read_to_eof(fd, got)) return;
         std::string reply = "got " + std::to_string(got.size()) + " bytes: " + got;
         reply += std::string(3 << 20, 'r');  // big enough to need several rounds
         write_all(fd, reply.data(), reply.size());
@@ -152,6 +167,9 @@ TEST_P(TcpForwardRelay, HalfCloseReachesUpstreamAndReplyStillFlows) {
     ASSERT_TRUE(d.wait_ready()) << d.log();
     unique_fd c = connect_tcp(listen_port, 20s);
     ASSERT_TRUE(c);
+    set_timeouts(c.get(), 20s);
+    ASSERT_TRUE(converse(c.get()));
+    expect_engine(d, engine());
     ASSERT_TRUE(write_all(c.get(), "hello", 5));
     ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
     std::string reply;
@@ -198,18 +216,28 @@ TEST_P(TcpForwardRelay, Serves1000ConcurrentConnections) {
         ASSERT_TRUE(c) << "connection " << i;
         clients.push_back(std::move(c));
     }
-    // All 1000 are open at once; each now exchanges a message unique to it.
-    int ok = 0;
-    for (int i = 0; i < kConns; ++i) {
-        std::string msg = "conn-" + std::to_string(i) + "\n";
-        if (!write_all(clients[i].get(), msg.data(), msg.size())) continue;
+    // All 1000 are open at once; each now exchanges a message unique to it, twice: with threads
+    // the second makes the first 64 (the bound) conversations, which move to thread pairs.
+    for (int round = 0; round < 2; ++round) {
+        SCOPED_TRACE("round " + std::to_string(round));
+        int ok = 0;
+        for (int i = 0; i < kConns; ++i) {
+            std::string msg = "conn-" + std::to_string(i) + "." + std::to_string(round) + "\n";
+            if (!write_all(clients[i].get(), msg.data(), msg.size())) continue;
+        }
+        for (int i = 0; i < kConns; ++i) {
+            std::string msg = "conn-" + std::to_string(i) + "." + std::to_string(round) + "\n";
+            std::string back(msg.size(), '\0');
+            if (read_exact(clients[i].get(), back.data(), back.size()) && back == msg) ++ok;
+        }
+        EXPECT_EQ(ok, kConns);
     }
-    for (int i = 0; i < kConns; ++i) {
-        std::string msg = "conn-" + std::to_string(i) + "\n";
-        std::string back(msg.size(), '\0');
-        if (read_exact(clients[i].get(), back.data(), back.size()) && back == msg) ++ok;
+    if (!engine().empty()) {
+        const auto w = d.workers();
+        ASSERT_EQ(w.size(), 1u);
+        EXPECT_EQ(thread_count(w[0]), 1u + 2 * 64) << "the loop thread and 64 pairs";
+        EXPECT_TRUE(d.wait_log("relay_threads bound (64 connections) reached")) << d.log();
     }
-    EXPECT_EQ(ok, kConns);
     clients.clear();
     stop = true;
     server.join();
@@ -374,9 +402,10 @@ TEST_P(TcpForwardRelay, SigtermDrainsOpenConnectionsThenExitsZero) {
     ASSERT_TRUE(d.wait_ready()) << d.log();
     unique_fd c = connect_tcp(listen_port, 20s);
     ASSERT_TRUE(c);
-    ASSERT_TRUE(write_all(c.get(), "a", 1));
+    set_timeouts(c.get(), 20s);
+    ASSERT_TRUE(converse(c.get()));
+    expect_engine(d, engine());
     char b;
-    ASSERT_TRUE(read_exact(c.get(), &b, 1));
     d.signal(SIGTERM);
     ASSERT_TRUE(d.wait_log("draining")) << d.log();
     // New clients are refused once every copy of the listener is closed...
@@ -502,9 +531,9 @@ TEST_P(TcpForwardRelay, IdleTimeoutClosesSilentConnections) {
     ASSERT_TRUE(d.wait_ready()) << d.log();
     unique_fd c = connect_tcp(listen_port, 20s);
     ASSERT_TRUE(c);
-    ASSERT_TRUE(write_all(c.get(), "z", 1));
-    char b;
-    ASSERT_TRUE(read_exact(c.get(), &b, 1));
+    set_timeouts(c.get(), 20s);
+    ASSERT_TRUE(converse(c.get()));
+    expect_engine(d, engine());
     std::string rest;
     EXPECT_TRUE(read_to_eof(c.get(), rest)) << "closed by the proxy, before our 20 s timeout";
     EXPECT_TRUE(rest.empty());

@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <set>
 #include <string>
@@ -74,8 +75,9 @@ class ThreadRelay : public ::testing::Test {
     EchoServer echo{echo_port};
 };
 
-// Two connections get thread pairs (the bound), the third the event engine; every thread of the
-// worker, the relay threads included, is filtered, without capabilities and NoNewPrivs.
+// Two conversations get thread pairs (the bound), the third stays on the event engine; every
+// thread of the worker, the relay threads included, is filtered, without capabilities and
+// NoNewPrivs.
 TEST_F(ThreadRelay, EveryThreadIsLockedDownAndConnectionsBeyondTheBoundUseTheEventEngine) {
     Daemon d(policy(listen_port, echo_port, R"(, "relay": "threads", "relay_threads": 2)"));
     ASSERT_TRUE(d.wait_ready()) << d.log();
@@ -88,6 +90,7 @@ TEST_F(ThreadRelay, EveryThreadIsLockedDownAndConnectionsBeyondTheBoundUseTheEve
         ASSERT_TRUE(clients.back()) << i;
         set_timeouts(clients.back().get(), 20s);
         ASSERT_TRUE(exchange(clients.back().get(), "hello " + std::to_string(i) + "\n")) << i;
+        ASSERT_TRUE(exchange(clients.back().get(), "again " + std::to_string(i) + "\n")) << i;
     }
     ASSERT_TRUE(wait_until([&] { return tasks_of(w).size() == 5; }))
         << "the loop thread and two pairs; got " << tasks_of(w).size() << " threads";
@@ -110,6 +113,7 @@ TEST_F(ThreadRelay, EveryThreadIsLockedDownAndConnectionsBeyondTheBoundUseTheEve
     ASSERT_TRUE(again);
     set_timeouts(again.get(), 20s);
     EXPECT_TRUE(exchange(again.get(), "again\n"));
+    EXPECT_TRUE(exchange(again.get(), "and again\n"));
     EXPECT_TRUE(wait_until([&] { return tasks_of(w).size() == 3; })) << tasks_of(w).size();
 }
 
@@ -119,22 +123,36 @@ TEST_F(ThreadRelay, UpstreamHalfCloseReachesTheClientAndTheOtherDirectionFlows) 
     const uint16_t up_port = free_port();
     unique_fd ls = listen_tcp(up_port);
     std::string upstream_got;
+    std::atomic<bool> threaded{false};
     std::thread server([&] {
         unique_fd c(::accept4(ls.get(), nullptr, nullptr, SOCK_CLOEXEC));
         if (!c) return;
         set_timeouts(c.get(), 20s);
-        write_all(c.get(), "banner", 6);
+        // The banner, an answer from the client, then the upstream's FIN, once threads serve.
+        char hi[2];
+        if (!write_all(c.get(), "banner", 6) || !read_exact(c.get(), hi, 2)) return;
+        if (!wait_until([&] { return threaded.load(); })) return;
         ::shutdown(c.get(), SHUT_WR);
         read_to_eof(c.get(), upstream_got);
     });
     Daemon d(policy(listen_port, up_port, R"(, "relay": "threads")"));
     ASSERT_TRUE(d.wait_ready()) << d.log();
+    const auto workers = d.wait_workers(1);
+    ASSERT_EQ(workers.size(), 1u);
     unique_fd c = connect_tcp(listen_port, 20s);
     ASSERT_TRUE(c);
     set_timeouts(c.get(), 20s);
-    std::string banner;
-    ASSERT_TRUE(read_to_eof(c.get(), banner)) << "the upstream's FIN reaches the client";
+    std::string banner(6, '\0');
+    ASSERT_TRUE(read_exact(c.get(), banner.data(), banner.size()));
     EXPECT_EQ(banner, "banner");
+    // The client speaks after the server's banner: the connection moves to a thread pair.
+    ASSERT_TRUE(write_all(c.get(), "hi", 2));
+    ASSERT_TRUE(wait_until([&] { return receiving(workers[0]).size() == 2; }))
+        << "no thread pair serves the connection";
+    threaded = true;
+    std::string rest;
+    ASSERT_TRUE(read_to_eof(c.get(), rest)) << "the upstream's FIN reaches the client";
+    EXPECT_EQ(rest, "");
     const std::string late(1 << 20, 'L');
     ASSERT_TRUE(write_all(c.get(), late.data(), late.size())) << "the client may still send";
     ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
@@ -142,7 +160,7 @@ TEST_F(ThreadRelay, UpstreamHalfCloseReachesTheClientAndTheOtherDirectionFlows) 
     EXPECT_EQ(upstream_got, late);
 }
 
-// Sequential short connections are served by the same parked threads: the worker never has more
+// Sequential conversations are served by the same parked threads: the worker never has more
 // threads than its loop thread and the bound's pairs, the threads serving the first connection
 // serve later ones, and once idle the parked threads expire. A pair created per connection would
 // show 1 + 2 * N different threads.
@@ -162,6 +180,7 @@ TEST_F(ThreadRelay, SequentialConnectionsReuseParkedThreads) {
         ASSERT_TRUE(c);
         set_timeouts(c.get(), 20s);
         ASSERT_TRUE(exchange(c.get(), "ping " + std::to_string(i) + "\n"));
+        ASSERT_TRUE(exchange(c.get(), "pong " + std::to_string(i) + "\n"));
         std::set<pid_t> now;
         ASSERT_TRUE(wait_until([&] { return (now = receiving(w)).size() == 2; }))
             << "a thread pair blocks in recv; " << now.size() << " do";
@@ -187,6 +206,44 @@ TEST_F(ThreadRelay, SequentialConnectionsReuseParkedThreads) {
     EXPECT_EQ(d.log().find("relay_threads bound"), std::string::npos) << d.log();
     // Idle, the parked threads expire and the worker is back to its loop thread.
     EXPECT_TRUE(wait_until([&] { return tasks_of(w).size() == 1; })) << tasks_of(w).size();
+}
+
+// A connection moves to threads only when its client speaks again after an answer: one exchange
+// and a close, or a request with the client's FIN right behind it, stay on the event engine, and
+// the worker never starts a thread for them. The first conversation does.
+TEST_F(ThreadRelay, OnlyConversationsGetThreads) {
+    Daemon d(policy(listen_port, echo_port, R"(, "relay": "threads")"));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    const auto workers = d.wait_workers(1);
+    ASSERT_EQ(workers.size(), 1u);
+    const pid_t w = workers[0];
+    for (int i = 0; i < 20; ++i) {
+        SCOPED_TRACE("connection " + std::to_string(i));
+        unique_fd c = connect_tcp(listen_port, 20s);
+        ASSERT_TRUE(c);
+        set_timeouts(c.get(), 20s);
+        const std::string request = "request " + std::to_string(i);
+        if (i % 2 == 0)
+            ASSERT_TRUE(exchange(c.get(), request));
+        else
+            ASSERT_TRUE(write_all(c.get(), request.data(), request.size()));
+        ASSERT_EQ(::shutdown(c.get(), SHUT_WR), 0);
+        std::string rest;
+        ASSERT_TRUE(read_to_eof(c.get(), rest));
+        EXPECT_EQ(rest, i % 2 == 0 ? "" : request);
+        EXPECT_EQ(thread_count(w), 1u)
+            << "a thread was started for a connection that did not converse";
+    }
+    unique_fd c = connect_tcp(listen_port, 20s);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 20s);
+    ASSERT_TRUE(exchange(c.get(), "first\n"));
+    EXPECT_EQ(thread_count(w), 1u) << "one exchange is no conversation yet";
+    ASSERT_TRUE(exchange(c.get(), "second\n"));
+    EXPECT_TRUE(wait_until([&] { return receiving(w).size() == 2; }))
+        << "the conversation got no thread pair";
+    // What the threads move after the hand-off arrives intact, both ways.
+    EXPECT_TRUE(exchange(c.get(), std::string(1 << 20, 'z')));
 }
 
 }  // namespace

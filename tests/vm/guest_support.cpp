@@ -186,15 +186,22 @@ std::string hex(const std::string& bytes) {
     return out;
 }
 
-void expect_client_half_close_then_reply(const Daemon& d, uint16_t in, uint16_t server) {
+void expect_client_half_close_then_reply(const Daemon& d, uint16_t in, uint16_t server,
+                                         bool conversation) {
     std::string server_got;
     OneShotServer srv(server, [&](int fd) {
+        if (conversation && !answer_converse(fd)) return;
         if (!read_to_eof(fd, server_got)) return;
         const std::string reply = "after your eof: " + server_got;
         write_all(fd, reply.data(), reply.size());
     });
     unique_fd c = connect_tcp(in, 20s);
     ASSERT_TRUE(c) << d.log();
+    set_timeouts(c.get(), 20s);
+    if (conversation) {
+        ASSERT_TRUE(converse(c.get())) << d.log();
+        expect_thread_pairs(d, 1);
+    }
     ASSERT_TRUE(write_all(c.get(), "request", 7));
     ::shutdown(c.get(), SHUT_WR);
     std::string reply;
@@ -204,15 +211,22 @@ void expect_client_half_close_then_reply(const Daemon& d, uint16_t in, uint16_t 
     EXPECT_EQ(server_got, "request");
 }
 
-void expect_server_half_close_then_client_sends(const Daemon& d, uint16_t in, uint16_t server) {
+void expect_server_half_close_then_client_sends(const Daemon& d, uint16_t in, uint16_t server,
+                                                bool conversation) {
     std::string server_got;
     OneShotServer srv(server, [&](int fd) {
+        if (conversation && !answer_converse(fd)) return;
         write_all(fd, "bye", 3);
         ::shutdown(fd, SHUT_WR);
         read_to_eof(fd, server_got);
     });
     unique_fd c = connect_tcp(in, 20s);
     ASSERT_TRUE(c) << d.log();
+    set_timeouts(c.get(), 20s);
+    if (conversation) {
+        ASSERT_TRUE(converse(c.get())) << d.log();
+        expect_thread_pairs(d, 1);
+    }
     std::string first;
     EXPECT_TRUE(read_to_eof(c.get(), first)) << d.log();  // "bye" and the server's FIN
     EXPECT_EQ(first, "bye");
@@ -222,6 +236,12 @@ void expect_server_half_close_then_client_sends(const Daemon& d, uint16_t in, ui
     EXPECT_EQ(::recv(c.get(), &b, 1, 0), 0) << d.log();  // closed once both FINs have passed
     srv.join();
     EXPECT_EQ(server_got, "late words");
+}
+
+void expect_thread_pairs(const Daemon& d, size_t pairs) {
+    for (pid_t w : d.workers())
+        EXPECT_TRUE(wait_until([&] { return thread_count(w) == 1 + 2 * pairs; }, 20s))
+            << "worker " << w << ": " << thread_count(w) << " threads, not " << 1 + 2 * pairs;
 }
 
 bool write_text(int fd, const std::string& text) {

@@ -100,12 +100,17 @@ std::string hex(const std::string& bytes);
 
 // Half-close through a relay path, checked at both ends: a TCP client at 127.0.0.1:`in` whose
 // connection reaches a TCP server these start on 127.0.0.1:`server` (one connection each). `d`'s
-// log goes with a failure.
+// log goes with a failure. `conversation`: client and server first converse() (harness.hpp), which
+// hands the connection to thread pairs where the relays have `"relay": "threads"`.
 // The client's FIN crosses first: the server answers after it, and the answer still arrives.
-void expect_client_half_close_then_reply(const Daemon& d, uint16_t in, uint16_t server);
+void expect_client_half_close_then_reply(const Daemon& d, uint16_t in, uint16_t server,
+                                         bool conversation = false);
 // The server's FIN crosses first: the client reads to it, still sends, and the server gets that;
 // the client's connection ends once both FINs have passed.
-void expect_server_half_close_then_client_sends(const Daemon& d, uint16_t in, uint16_t server);
+void expect_server_half_close_then_client_sends(const Daemon& d, uint16_t in, uint16_t server,
+                                                bool conversation = false);
+// Every worker of `d` runs its loop thread and `pairs` thread pairs (within 20 s).
+void expect_thread_pairs(const Daemon& d, size_t pairs);
 
 bool write_text(int fd, const std::string& text);
 // One request/answer through an echo path: sends `text`, reads as many bytes back.

@@ -35,12 +35,17 @@ TEST(ThreadRelayGuest, PairAndVsockToVsockMove16MiBEachWayIntact) {
     const size_t total = 16u << 20;
     unique_fd c = connect_tcp(in, 120s);
     ASSERT_TRUE(c);
+    set_timeouts(c.get(), 120s);
+    ASSERT_TRUE(converse(c.get())) << d.log();  // both relays of the pair hand it to threads
+    unique_fd v = connect_vsock(5302, 60s);
+    ASSERT_TRUE(v);
+    set_timeouts(v.get(), 120s);
+    ASSERT_TRUE(converse(v.get())) << d.log();
+    expect_thread_pairs(d, 1);
     Transfer t = send_and_receive(c.get(), total, 1);  // ends with a half-close
     EXPECT_TRUE(t.ok);
     EXPECT_EQ(t.received, total);
     EXPECT_EQ(t.received_hash, t.sent_hash);
-    unique_fd v = connect_vsock(5302, 60s);
-    ASSERT_TRUE(v);
     Transfer tv = send_and_receive(v.get(), total, 2);
     EXPECT_TRUE(tv.ok);
     EXPECT_EQ(tv.received, total);
@@ -52,11 +57,12 @@ TEST(ThreadRelayGuest, HalfCloseCrossesVsockBothWays) {
     const uint16_t in = free_port(), server = free_port();
     Daemon d(pair_policy(in, 5304, server));
     ASSERT_TRUE(d.wait_ready()) << d.log();
-    ASSERT_NO_FATAL_FAILURE(expect_client_half_close_then_reply(d, in, server));
-    expect_server_half_close_then_client_sends(d, in, server);
+    ASSERT_NO_FATAL_FAILURE(expect_client_half_close_then_reply(d, in, server, true));
+    expect_server_half_close_then_client_sends(d, in, server, true);
 }
 
-// 8 connections get thread pairs in each relay, the other 24 the event engine; all relay.
+// 8 conversations get thread pairs in each relay, the other 24 stay on the event engine; all
+// relay.
 TEST(ThreadRelayGuest, ConnectionsBeyondTheBoundAreServedByTheEventEngine) {
     REQUIRE_VSOCK_LOOPBACK();
     const uint16_t in = free_port(), server = free_port();
@@ -69,14 +75,17 @@ TEST(ThreadRelayGuest, ConnectionsBeyondTheBoundAreServedByTheEventEngine) {
         ASSERT_TRUE(clients.back()) << i;
         set_timeouts(clients.back().get(), 60s);
     }
-    for (size_t i = 0; i < clients.size(); ++i) {
-        const std::string msg = "conn-" + std::to_string(i) + "\n";
-        std::string back(msg.size(), '\0');
-        ASSERT_TRUE(write_all(clients[i].get(), msg.data(), msg.size())) << i;
-        ASSERT_TRUE(read_exact(clients[i].get(), back.data(), back.size())) << i;
-        EXPECT_EQ(back, msg);
+    for (int round = 0; round < 2; ++round) {
+        for (size_t i = 0; i < clients.size(); ++i) {
+            const std::string msg = "conn-" + std::to_string(i) + "." + std::to_string(round);
+            std::string back(msg.size(), '\0');
+            ASSERT_TRUE(write_all(clients[i].get(), msg.data(), msg.size())) << i;
+            ASSERT_TRUE(read_exact(clients[i].get(), back.data(), back.size())) << i;
+            EXPECT_EQ(back, msg);
+        }
     }
     EXPECT_TRUE(d.wait_log("relay_threads bound (8 connections) reached")) << d.log();
+    expect_thread_pairs(d, 8);
 }
 
 }  // namespace
