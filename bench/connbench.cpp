@@ -56,7 +56,11 @@
 #include <thread>
 #include <vector>
 
+#include "bench_net.hpp"
+
 namespace {
+
+using bench::loopback;
 
 using Clock = std::chrono::steady_clock;
 
@@ -85,14 +89,6 @@ struct Args {
         return it == kv.end() ? def : std::strtod(it->second.c_str(), nullptr);
     }
 };
-
-sockaddr_in loopback(int port) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return a;
-}
 
 void raise_nofile() {
     rlimit r{};

@@ -33,19 +33,15 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_net.hpp"
+
 namespace {
+
+using bench::loopback;
 
 [[noreturn]] void die(const char* what) {
     std::fprintf(stderr, "ref_relay: %s: %s\n", what, std::strerror(errno));
     std::exit(1);
-}
-
-sockaddr_in loopback(int port) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return a;
 }
 
 int listen_on(int port) {
@@ -76,34 +72,9 @@ int connect_upstream(int port, int flags) {
 
 // ---------------------------------------------------------------- two blocking threads
 
-void copy_until_eof(int from, int to) {
-    char buf[16 << 10];
-    ssize_t n;
-    while ((n = ::recv(from, buf, sizeof buf, 0)) > 0) {
-        for (ssize_t off = 0; off < n;) {
-            const ssize_t w = ::send(to, buf + off, static_cast<size_t>(n - off), MSG_NOSIGNAL);
-            if (w <= 0) return;  // the other direction sees the reset
-            off += w;
-        }
-    }
-    ::shutdown(to, SHUT_WR);
-}
-
 [[noreturn]] void run_threads(int listener, int upstream_port) {
-    for (;;) {
-        const int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-        if (c < 0) continue;
-        std::thread([c, upstream_port] {
-            const int u = connect_upstream(upstream_port, 0);
-            if (u >= 0) {
-                std::thread back(copy_until_eof, u, c);
-                copy_until_eof(c, u);
-                back.join();
-                ::close(u);
-            }
-            ::close(c);
-        }).detach();
-    }
+    bench::serve_blocking(
+        listener, [upstream_port] { return connect_upstream(upstream_port, 0); }, 16 << 10);
 }
 
 // ---------------------------------------------------------------- one epoll thread

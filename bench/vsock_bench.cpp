@@ -48,7 +48,11 @@
 #include <thread>
 #include <vector>
 
+#include "bench_net.hpp"
+
 namespace {
+
+using bench::send_all;
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -97,18 +101,6 @@ int connect_to(const Target& t) {
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     return fd;
-}
-
-bool send_all(int fd, const void* p, size_t n) {
-    const char* c = static_cast<const char*>(p);
-    while (n > 0) {
-        ssize_t w = ::send(fd, c, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        c += w;
-        n -= static_cast<size_t>(w);
-    }
-    return true;
 }
 
 bool recv_all(int fd, void* p, size_t n) {
@@ -193,17 +185,9 @@ int listen_on(bool vsock, uint32_t port) {
 // ---------------------------------------------------------------- reference relay
 
 // The simplest correct relay, for scale: a process of its own (as pf-proxyd's workers are) that
-// gives each connection two threads copying with blocking recv/send through 256 KiB buffers.
-void copy_until_eof(int from, int to) {
-    std::vector<char> buf(256 << 10);
-    ssize_t n;
-    while ((n = ::recv(from, buf.data(), buf.size(), 0)) > 0)
-        if (!send_all(to, buf.data(), static_cast<size_t>(n))) break;
-    ::shutdown(to, SHUT_WR);
-}
-
-// One process serves the three references: vsock -> vsock, TCP -> vsock and vsock -> TCP, so
-// each relay kind has a blocking counterpart with the same two sockets.
+// gives each connection two threads copying with blocking recv/send through 256 KiB buffers
+// (bench_net.hpp). One process serves the three references: vsock -> vsock, TCP -> vsock and
+// vsock -> TCP, so each relay kind has a blocking counterpart with the same two sockets.
 struct ReferenceRoute {
     int listener;
     Target upstream;
@@ -213,20 +197,8 @@ struct ReferenceRoute {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     for (const ReferenceRoute& route : routes)
         std::thread([route] {
-            for (;;) {
-                int c = ::accept4(route.listener, nullptr, nullptr, SOCK_CLOEXEC);
-                if (c < 0) continue;
-                std::thread([c, route] {
-                    int u = connect_to(route.upstream);
-                    if (u >= 0) {
-                        std::thread back(copy_until_eof, u, c);
-                        copy_until_eof(c, u);
-                        back.join();
-                        ::close(u);
-                    }
-                    ::close(c);
-                }).detach();
-            }
+            bench::serve_blocking(
+                route.listener, [route] { return connect_to(route.upstream); }, 256 << 10);
         }).detach();
     for (;;) ::pause();  // ends with the benchmark (PDEATHSIG / kill)
 }
