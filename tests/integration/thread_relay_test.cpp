@@ -246,4 +246,53 @@ TEST_F(ThreadRelay, OnlyConversationsGetThreads) {
     EXPECT_TRUE(exchange(c.get(), std::string(1 << 20, 'z')));
 }
 
+// The hand-off after the event engine has spliced: a first exchange of 4 MiB each way fills the
+// copy buffer, so both directions move through pipes, which go back to the pool at the hand-off;
+// the second exchange moves the connection to threads, and its 4 MiB arrive intact both ways. The
+// upstream answers each message once it has all of it, so the first exchange is no conversation.
+TEST_F(ThreadRelay, HandOffAfterSplicedBulkKeepsEveryByte) {
+    constexpr size_t kMessage = 4 << 20;
+    const uint16_t up_port = free_port();
+    unique_fd ls = listen_tcp(up_port);
+    std::thread server([&] {
+        unique_fd c(::accept4(ls.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (!c) return;
+        set_timeouts(c.get(), 20s);
+        std::vector<char> msg(kMessage);
+        for (int i = 0; i < 2; ++i)
+            if (!read_exact(c.get(), msg.data(), msg.size()) ||
+                !write_all(c.get(), msg.data(), msg.size()))
+                return;
+        std::string rest;
+        read_to_eof(c.get(), rest);  // open until the client ends: its pair blocks in recv()
+    });
+    Daemon d(policy(listen_port, up_port, R"(, "relay": "threads")"));
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    const auto workers = d.wait_workers(1);
+    ASSERT_EQ(workers.size(), 1u);
+    unique_fd c = connect_tcp(listen_port, 20s);
+    ASSERT_TRUE(c);
+    set_timeouts(c.get(), 20s);
+    std::vector<char> back(kMessage);
+    for (uint64_t seed : {1, 2}) {
+        SCOPED_TRACE("message " + std::to_string(seed));
+        std::vector<char> msg(kMessage);
+        fill_pattern(msg, seed);
+        ASSERT_TRUE(write_all(c.get(), msg.data(), msg.size()));
+        ASSERT_TRUE(read_exact(c.get(), back.data(), back.size()));
+        EXPECT_TRUE(back == msg) << "corrupted";
+        if (seed == 1) {
+            EXPECT_EQ(thread_count(workers[0]), 1u) << "no conversation yet";
+            const auto fds = fd_targets(workers[0]);
+            EXPECT_TRUE(std::ranges::any_of(fds, [](const std::string& f) {
+                return f.find("pipe:") != std::string::npos;
+            })) << "the bulk was not spliced (the worker holds no pipe)";
+        }
+    }
+    EXPECT_TRUE(wait_until([&] { return receiving(workers[0]).size() == 2; }))
+        << "the second message did not move the connection to a thread pair";
+    c.reset();
+    server.join();
+}
+
 }  // namespace
