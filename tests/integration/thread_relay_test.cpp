@@ -73,6 +73,17 @@ class ThreadRelay : public ::testing::Test {
     uint16_t listen_port = free_port();
     uint16_t echo_port = free_port();
     EchoServer echo{echo_port};
+
+    // `d` ready with its one worker (into `worker`), and a client connected through it.
+    void start(const Daemon& d, pid_t& worker, unique_fd& client) {
+        ASSERT_TRUE(d.wait_ready()) << d.log();
+        const auto workers = d.wait_workers(1);
+        ASSERT_EQ(workers.size(), 1u);
+        worker = workers[0];
+        client = connect_tcp(listen_port, 20s);
+        ASSERT_TRUE(client);
+        set_timeouts(client.get(), 20s);
+    }
 };
 
 // Two conversations get thread pairs (the bound), the third stays on the event engine; every
@@ -136,18 +147,15 @@ TEST_F(ThreadRelay, UpstreamHalfCloseReachesTheClientAndTheOtherDirectionFlows) 
         read_to_eof(c.get(), upstream_got);
     });
     Daemon d(policy(listen_port, up_port, R"(, "relay": "threads")"));
-    ASSERT_TRUE(d.wait_ready()) << d.log();
-    const auto workers = d.wait_workers(1);
-    ASSERT_EQ(workers.size(), 1u);
-    unique_fd c = connect_tcp(listen_port, 20s);
-    ASSERT_TRUE(c);
-    set_timeouts(c.get(), 20s);
+    pid_t w = 0;
+    unique_fd c;
+    ASSERT_NO_FATAL_FAILURE(start(d, w, c));
     std::string banner(6, '\0');
     ASSERT_TRUE(read_exact(c.get(), banner.data(), banner.size()));
     EXPECT_EQ(banner, "banner");
     // The client speaks after the server's banner: the connection moves to a thread pair.
     ASSERT_TRUE(write_all(c.get(), "hi", 2));
-    ASSERT_TRUE(wait_until([&] { return receiving(workers[0]).size() == 2; }))
+    ASSERT_TRUE(wait_until([&] { return receiving(w).size() == 2; }))
         << "no thread pair serves the connection";
     threaded = true;
     std::string rest;
@@ -267,12 +275,9 @@ TEST_F(ThreadRelay, HandOffAfterSplicedBulkKeepsEveryByte) {
         read_to_eof(c.get(), rest);  // open until the client ends: its pair blocks in recv()
     });
     Daemon d(policy(listen_port, up_port, R"(, "relay": "threads")"));
-    ASSERT_TRUE(d.wait_ready()) << d.log();
-    const auto workers = d.wait_workers(1);
-    ASSERT_EQ(workers.size(), 1u);
-    unique_fd c = connect_tcp(listen_port, 20s);
-    ASSERT_TRUE(c);
-    set_timeouts(c.get(), 20s);
+    pid_t w = 0;
+    unique_fd c;
+    ASSERT_NO_FATAL_FAILURE(start(d, w, c));
     std::vector<char> back(kMessage);
     for (uint64_t seed : {1, 2}) {
         SCOPED_TRACE("message " + std::to_string(seed));
@@ -282,14 +287,14 @@ TEST_F(ThreadRelay, HandOffAfterSplicedBulkKeepsEveryByte) {
         ASSERT_TRUE(read_exact(c.get(), back.data(), back.size()));
         EXPECT_TRUE(back == msg) << "corrupted";
         if (seed == 1) {
-            EXPECT_EQ(thread_count(workers[0]), 1u) << "no conversation yet";
-            const auto fds = fd_targets(workers[0]);
+            EXPECT_EQ(thread_count(w), 1u) << "no conversation yet";
+            const auto fds = fd_targets(w);
             EXPECT_TRUE(std::ranges::any_of(fds, [](const std::string& f) {
                 return f.find("pipe:") != std::string::npos;
             })) << "the bulk was not spliced (the worker holds no pipe)";
         }
     }
-    EXPECT_TRUE(wait_until([&] { return receiving(workers[0]).size() == 2; }))
+    EXPECT_TRUE(wait_until([&] { return receiving(w).size() == 2; }))
         << "the second message did not move the connection to a thread pair";
     c.reset();
     server.join();
