@@ -23,7 +23,9 @@ void Side::on_event(uint32_t events) {
 }
 
 namespace {
-bool is_tcp(int family) { return family == AF_INET || family == AF_INET6; }
+bool is_tcp(int family) {
+    return family == AF_INET || family == AF_INET6;
+}
 }  // namespace
 
 Connection::Connection(StreamRelay& r, unique_fd client_fd, bool copy_mode, int client_family)
@@ -337,9 +339,8 @@ int Connection::pump_direction(Direction& d, Side& from, Side& to, uint64_t& cou
 
 void Connection::pump() {
     if (closed || threaded || phase != Phase::relaying) return;
+    // Nothing pending: pump_direction() already gave the buffers and pipes back to the pools.
     if (!stays_on_events && relay.has_threads() && conversation_turned()) {
-        release(up);  // nothing pending: the buffers and pipes go back to the pools
-        release(down);
         if (relay.hand_to_threads(*this)) return;
         stays_on_events = true;
     }

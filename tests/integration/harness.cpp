@@ -524,6 +524,10 @@ size_t thread_count(pid_t pid) {
     return n;
 }
 
+bool wait_thread_count(pid_t pid, size_t n) {
+    return wait_until([&] { return thread_count(pid) == n; });
+}
+
 void raise_nofile(rlim_t n) {
     rlimit r{};
     ::getrlimit(RLIMIT_NOFILE, &r);

@@ -157,6 +157,8 @@ bool converse(int fd);
 bool answer_converse(int fd);
 // The threads of a live process (/proc/PID/task), 0 once it is gone.
 size_t thread_count(pid_t pid);
+// Waits (up to 20 s) until `pid` runs exactly `n` threads: its loop thread and (n - 1) / 2 pairs.
+bool wait_thread_count(pid_t pid, size_t n);
 
 // Deterministic pseudo-random bytes and a 64-bit FNV-1a running hash.
 // The hash does not depend on how the stream was cut into reads.

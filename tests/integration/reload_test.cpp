@@ -61,7 +61,7 @@ class ReloadRelay : public Reload, public ::testing::WithParamInterface<const ch
     static void converse_on(int fd, pid_t worker) {
         ASSERT_TRUE(converse(fd));
         const size_t want = engine().empty() ? 1 : 3;
-        EXPECT_TRUE(wait_until([&] { return thread_count(worker) == want; }))
+        EXPECT_TRUE(wait_thread_count(worker, want))
             << thread_count(worker) << " threads, not " << want;
     }
 };

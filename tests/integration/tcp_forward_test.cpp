@@ -105,11 +105,8 @@ class TcpForwardRelay : public TcpForward, public ::testing::WithParamInterface<
 void expect_engine(const Daemon& d, const std::string& extra) {
     const auto w = d.workers();
     ASSERT_EQ(w.size(), 1u);
-    if (extra.find("threads") != std::string::npos)
-        EXPECT_TRUE(wait_until([&] { return thread_count(w[0]) == 3; }))
-            << "no thread pair took the connection: " << thread_count(w[0]) << " threads";
-    else
-        EXPECT_EQ(thread_count(w[0]), 1u);
+    const size_t want = extra.find("threads") != std::string::npos ? 3 : 1;
+    EXPECT_TRUE(wait_thread_count(w[0], want)) << thread_count(w[0]) << " threads, not " << want;
 }
 
 INSTANTIATE_TEST_SUITE_P(Engine, TcpForwardRelay,

@@ -240,7 +240,7 @@ void expect_server_half_close_then_client_sends(const Daemon& d, uint16_t in, ui
 
 void expect_thread_pairs(const Daemon& d, size_t pairs) {
     for (pid_t w : d.workers())
-        EXPECT_TRUE(wait_until([&] { return thread_count(w) == 1 + 2 * pairs; }, 20s))
+        EXPECT_TRUE(wait_thread_count(w, 1 + 2 * pairs))
             << "worker " << w << ": " << thread_count(w) << " threads, not " << 1 + 2 * pairs;
 }
 
