@@ -7,7 +7,9 @@
 # process started is recorded by PID and ended on exit, the namespaces are deleted.
 # With --source nflog the readers are nflog-to-stream instead: an NFLOG rule copies the packets and
 # a route into a sink veth (ARP off) takes the originals, as docs/policy.md describes.
+# With --gso the nfqueue readers take GSO packets whole ("gso": true).
 #   sudo bench/raw.sh [--duration S] [--flows N] [--rounds N] [--bin DIR] [--source nfqueue|nflog]
+#                     [--gso]
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION=5
@@ -15,6 +17,7 @@ FLOWS=8
 ROUNDS=2
 BIN="$ROOT/build/bin"
 SOURCE=nfqueue
+READER_KEYS=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
@@ -22,6 +25,7 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS="$2"; shift 2 ;;
         --bin) BIN="$(cd "$2" && pwd)"; shift 2 ;;
         --source) SOURCE="$2"; shift 2 ;;
+        --gso) READER_KEYS=', "gso": true'; shift ;;
         *) echo "raw.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -58,7 +62,7 @@ ip -n "$B" link set vb up
 start_pfproxy() {  # ns name queue out_sock in_sock
     cat > "$WORK/$2.json" <<JSON
 {"user": "nobody", "drain_timeout": "1s", "proxies": [
-  {"name": "$2-out", "listen": "$SOURCE:$3", "upstream": "unix:$4"},
+  {"name": "$2-out", "listen": "$SOURCE:$3", "upstream": "unix:$4"$READER_KEYS},
   {"name": "$2-in", "listen": "unix:$5", "upstream": "raw:route"}]}
 JSON
     ip netns exec "$1" "$BIN/pf-proxyd" --policy "$WORK/$2.json" \

@@ -110,9 +110,11 @@ struct Proxy {
     int relay_threads = 64;
     RestartPolicy restart;
     // nfqueue listeners: what a packet gets when the stream cannot take it ("drop" or "accept"),
-    // whether the kernel accepts packets when the queue is full (fail_open), the queue's length.
+    // whether the kernel accepts packets when the queue is full (fail_open), the queue's length,
+    // whether GSO packets are queued whole (gso; the kernel segments them first otherwise).
     bool accept_when_stream_down = false;
     bool fail_open = false;
+    bool gso = false;
     uint32_t queue_maxlen = 0;  // 0: the kernel's default (1024)
     // nflog listeners: the group's batching. The kernel sends what it logged once nflog_threshold
     // packets wait, nflog_timeout after the first, or when its batch buffer (nflog_buffer bytes,

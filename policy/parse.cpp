@@ -39,7 +39,7 @@ constexpr std::array<std::string_view, 10> kTopKeys{
 // The endpoints the metrics server can listen on (supervisor/metrics_server.cpp).
 constexpr std::array<Scheme, 2> kMetricsSchemes{Scheme::tcp, Scheme::unix_stream};
 // In the order of docs/policy.md; unknown-key messages list them so.
-constexpr std::array<std::string_view, 45> kProxyKeys{
+constexpr std::array<std::string_view, 46> kProxyKeys{
     "name", "listen", "listen_family", "ipv6_only", "upstream", "base_address",
     // The relay: preamble, egress, admission, socket file.
     "send_original_destination", "header", "proxy_protocol", "allow", "allowed_cids",
@@ -51,7 +51,7 @@ constexpr std::array<std::string_view, 45> kProxyKeys{
     // Datagram forwarders.
     "max_flows", "batch",
     // nfqueue listeners (not nflog: no verdicts).
-    "on_stream_down", "fail_open", "queue_maxlen",
+    "on_stream_down", "fail_open", "queue_maxlen", "gso",
     // nflog listeners.
     "nflog_threshold", "nflog_timeout", "nflog_buffer",
     // Raw upstreams.

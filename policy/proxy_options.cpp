@@ -317,10 +317,14 @@ void parse_queue_options(Checker& check, const json& v, const std::string& point
                         std::string(scheme_name(*shape.listen)) +
                         " listener writes to a vsock:, unix: or tcp: upstream, not fc-vsock (its "
                         "reader never reads from the stream, and fc-vsock answers CONNECT)");
-    for (const std::string_view key : {"on_stream_down", "fail_open", "queue_maxlen"}) {
+    for (const std::string_view key : {"on_stream_down", "fail_open", "queue_maxlen", "gso"}) {
         const json* x = member(v, key);
         if (!x) continue;
-        if (shape.listen == Scheme::nflog) {
+        if (shape.listen == Scheme::nflog && key == "gso") {
+            check.error(at(key),
+                        "gso does not apply to an nflog listener: nflog always hands "
+                        "GSO packets over whole");
+        } else if (shape.listen == Scheme::nflog) {
             check.error(at(key), std::string(key) +
                                      " does not apply to an nflog listener: nflog gives no "
                                      "verdicts (the rule after NFLOG decides each packet; use an "
@@ -332,6 +336,8 @@ void parse_queue_options(Checker& check, const json& v, const std::string& point
             if (auto i = check.choice(*x, at(key), kVerdicts)) p.accept_when_stream_down = *i == 1;
         } else if (key == "fail_open") {
             if (auto b = check.boolean(*x, at(key))) p.fail_open = *b;
+        } else if (key == "gso") {
+            if (auto b = check.boolean(*x, at(key))) p.gso = *b;
         } else if (auto n = check.integer(*x, at(key), 1, 1'000'000)) {
             p.queue_maxlen = static_cast<uint32_t>(*n);
         }

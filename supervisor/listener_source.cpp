@@ -58,6 +58,7 @@ Listener ListenerSource::obtain_listener(const policy::Proxy& proxy) {
         req.endpoint = proxy.listen;
         req.queue_maxlen = proxy.queue_maxlen;
         req.fail_open = proxy.fail_open;
+        req.gso = proxy.gso;
         req.nflog_threshold = proxy.nflog_threshold;
         req.nflog_timeout_cs = static_cast<uint32_t>(proxy.nflog_timeout.count() / 10);
         req.nflog_buffer = proxy.nflog_buffer;

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <stdexcept>
 #include <system_error>
+#include <utility>
 
 #include "supervisor/socket_file.hpp"
 
@@ -215,6 +216,29 @@ std::string worker_sockets_mismatch(const policy::Proxy& proxy, size_t group_siz
            std::string(kind_name(proxy.kind)) +
            " worker reads its own SO_REUSEPORT socket, made when the listener is opened "
            "(restart pf-proxyd to change it)";
+}
+
+std::string queue_settings_mismatch(const policy::Proxy& old, const policy::Proxy& next) {
+    const auto yes_no = [](bool b) { return std::string(b ? "true" : "false"); };
+    const auto num = [](auto n) { return std::to_string(n); };
+    const std::pair<const char*, std::pair<std::string, std::string>> keys[] = {
+        {"fail_open", {yes_no(old.fail_open), yes_no(next.fail_open)}},
+        {"queue_maxlen", {num(old.queue_maxlen), num(next.queue_maxlen)}},
+        {"gso", {yes_no(old.gso), yes_no(next.gso)}},
+        {"nflog_threshold", {num(old.nflog_threshold), num(next.nflog_threshold)}},
+        {"nflog_timeout",
+         {num(old.nflog_timeout.count()) + "ms", num(next.nflog_timeout.count()) + "ms"}},
+        {"nflog_buffer", {num(old.nflog_buffer), num(next.nflog_buffer)}},
+    };
+    for (const auto& [key, values] : keys) {
+        if (values.first == values.second) continue;
+        return "proxy \"" + next.name + "\": " + key + " cannot change (from " + values.first +
+               " to " + values.second + ") while it keeps its listener on " +
+               to_string(next.listen) +
+               ": the kernel takes it when pf-proxyd binds the queue, with CAP_NET_ADMIN, which "
+               "it no longer holds (restart pf-proxyd to change it)";
+    }
+    return "";
 }
 
 unique_fd open_listener(const policy::Proxy& proxy, const Privileges& privs,

@@ -40,6 +40,10 @@ std::vector<unique_fd> open_worker_sockets(const policy::Proxy& proxy, const Pri
 // cannot grow it (a socket opened after privileges were dropped belongs to another user, and
 // the kernel keeps it out of the group) nor shrink it without moving clients between workers.
 std::string worker_sockets_mismatch(const policy::Proxy& proxy, size_t group_size);
+// "" when a kept nfqueue or nflog listener's kernel settings (fail_open, queue_maxlen, gso; the
+// nflog batching keys) are the same in `next` as in `old`; else which changed, naming the proxy.
+// They are set when the queue is bound, with CAP_NET_ADMIN, which pf-proxyd no longer holds.
+std::string queue_settings_mismatch(const policy::Proxy& old, const policy::Proxy& next);
 
 // What the socket of `role` is opened on: the listener on `listen`, raw injectors on `upstream`.
 const Endpoint& fd_endpoint(const policy::Proxy& proxy, FdRole role);

@@ -250,10 +250,14 @@ unique_fd nfqueue_reader(const SocketRequest& req, const Privileges* privs) {
         const uint32_t maxlen = req.queue_maxlen;
         send("maxlen of", [maxlen](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_qmaxlen(nlh, maxlen); });
     }
-    if (req.fail_open) {
-        send("fail-open flag of", [](nlmsghdr* nlh) {
-            mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(NFQA_CFG_F_FAIL_OPEN));
-            mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_FAIL_OPEN));
+    // GSO: the kernel queues a GSO packet as one (up to 64 KiB) instead of segmenting it first,
+    // and leaves offloaded checksums unfinished (the reader fills them in).
+    const uint32_t flags =
+        (req.fail_open ? NFQA_CFG_F_FAIL_OPEN : 0u) | (req.gso ? NFQA_CFG_F_GSO : 0u);
+    if (flags != 0) {
+        send(req.gso ? "GSO flag of" : "fail-open flag of", [flags](nlmsghdr* nlh) {
+            mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
+            mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(flags));
         });
     }
     const timeval no_timeout{0, 0};

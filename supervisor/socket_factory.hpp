@@ -51,6 +51,7 @@ struct SocketRequest {
     mode_t file_mode = 0;
     uint32_t queue_maxlen = 0;  // nfqueue: 0 keeps the kernel's default
     bool fail_open = false;     // nfqueue: the kernel accepts packets when the queue is full
+    bool gso = false;           // nfqueue: GSO packets are queued whole, checksums unfinished
     // nflog: the group's batching; the defaults send each packet at once (policy/model.hpp).
     uint32_t nflog_threshold = 1;
     uint32_t nflog_timeout_cs = 0;  // hundredths of a second, the kernel's unit

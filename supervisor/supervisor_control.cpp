@@ -225,6 +225,8 @@ CommandOutcome Supervisor::reload() {
                 if (std::string why = worker_sockets_mismatch(cfg, old[i]->listener.group.size());
                     !why.empty())
                     throw std::runtime_error(why);
+                if (std::string why = queue_settings_mismatch(old[i]->config, cfg); !why.empty())
+                    throw std::runtime_error(why);
                 continue;
             }
             // The same listener with new raw injectors: the old one cannot be opened twice.

@@ -3,6 +3,8 @@
 // (docs/wire-formats.md, "Raw packet stream"), and then gives it NF_DROP: the packet goes on
 // through the stream instead. Every packet gets a verdict, also when the stream is down
 // (`on_stream_down`: NF_DROP, or NF_ACCEPT to let it through here); nothing stays queued then.
+// With `gso` the supervisor set NFQA_CFG_F_GSO: a GSO packet comes whole (up to 64 KiB, one
+// message instead of dozens) and its offloaded checksum is finished here.
 // A stream that is up but slow makes it stop reading until the stream has room: the kernel holds
 // the packets meanwhile (up to queue_maxlen). Verdicts go out in batches (one
 // NFQNL_MSG_VERDICT_BATCH per run of equal verdicts).
@@ -24,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "common/l4_checksum.hpp"
 #include "common/log.hpp"
 #include "workers/packet_reader.hpp"
 #include "workers/worker_body.hpp"
@@ -70,11 +73,18 @@ class NfqueueSender final : public PacketReader {
         const auto* ph =
             static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
         const uint32_t id = ntohl(ph->packet_id);
-        const uint8_t* payload = nullptr;
+        uint8_t* payload = nullptr;
         size_t len = 0;
         if (attr[NFQA_PAYLOAD]) {
-            payload = static_cast<const uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD]));
+            // In the reader's own buffer: a checksum is filled in where the packet lies.
+            payload = static_cast<uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD]));
             len = mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]);
+            // Only with `gso` (NFQA_CFG_F_GSO): the kernel then hands over packets whose TCP or
+            // UDP checksum offload left holding the pseudo-header's sum; the kernel that injects
+            // them will not finish it. Without the flag the kernel finishes it before queueing.
+            if (attr[NFQA_SKB_INFO] &&
+                (ntohl(mnl_attr_get_u32(attr[NFQA_SKB_INFO])) & NFQA_SKB_CSUMNOTREADY))
+                fill_l4_checksum({payload, len});
         }
         verdict(id, stream().forward(payload, len) ? NF_DROP : down_verdict());
         return MNL_CB_OK;

@@ -4,13 +4,15 @@
 // stream-to-raw (the other direction's Unix stream -> raw socket on lo). So every packet of a
 // TCP or UDP exchange between A and B goes through the tunnel both ways, and the veth carries
 // none of them. TCP: handshake and 16 MiB each way with checksums; UDP: a request and its reply;
-// IPv4 and IPv6. Then the /proc state of the running workers, and the faults: the stream's peer
-// killed mid-transfer, and the nfqueue worker killed with -9.
+// IPv4 and IPv6. With `"gso": true` the same transfer crosses in whole GSO packets, checksums
+// finished by the reader. Then the /proc state of the running workers, and the faults: the
+// stream's peer killed mid-transfer, and the nfqueue worker killed with -9.
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <atomic>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -73,12 +75,72 @@ class NfqueueChain : public PacketChain {
                 std::vector<std::string>{"-d", v6 ? "fd00:99::1" : "10.99.0.1", "-j", "NFQUEUE",
                                          "--queue-num", "5"}));
         }
-        start(chain_policy("a", "nfqueue:3", ab_, ba_), chain_policy("b", "nfqueue:5", ba_, ab_));
+        start(chain_policy("a", "nfqueue:3", ab_, ba_, reader_options()),
+              chain_policy("b", "nfqueue:5", ba_, ab_, reader_options()));
     }
+
+    // More keys of both readers' entries.
+    virtual std::string reader_options() const { return ""; }
+
+    // The packet counters of proxy `name` in daemon d (status --json), once its reports count at
+    // least `bytes_in` bytes read.
+    static nlohmann::json counters(const Daemon& d, const std::string& name, uint64_t bytes_in) {
+        nlohmann::json k;
+        std::string last;
+        wait_until([&] {
+            const CommandResult r = run_command(
+                {bin_dir() + "/pf-proxyctl", "--control", d.control_path(), "status", "--json"});
+            last = r.output;
+            if (r.status != 0) return false;
+            const nlohmann::json status = nlohmann::json::parse(r.output);
+            for (const auto& p : status["proxies"])
+                if (p["name"] == name) k = p["counters"]["packet"];
+            return k.is_object() && k["bytes_in"].get<uint64_t>() >= bytes_in;
+        });
+        EXPECT_TRUE(k.is_object()) << "no counters of " << name << ": " << last;
+        return k;
+    }
+
+    // The average size of the packets A's reader took from its queue during bulk(): A sent
+    // kTotal bytes and the ACKs of B's kTotal.
+    double a_reader_average_packet() const {
+        const nlohmann::json k = counters(*da_, "a-out", kTotal);
+        EXPECT_GE(k.value("bytes_in", uint64_t{0}), kTotal) << k.dump();
+        const auto packets = k.value("packets_in", uint64_t{0});
+        return packets == 0 ? 0.0 : static_cast<double>(k["bytes_in"].get<uint64_t>()) / packets;
+    }
+};
+
+// `"gso": true` on both readers: the kernel queues TCP's GSO packets whole.
+class NfqueueGsoChain : public NfqueueChain {
+  protected:
+    std::string reader_options() const override { return R"(, "gso": true)"; }
 };
 
 TEST_F(NfqueueChain, TcpHandshakeAnd16MiBEachWayThroughTheTunnelV4) {
     bulk("10.99.0.2", "10.99.0.1");
+    // Without gso the kernel segments before queueing: no packet beyond the veth's 1500 bytes.
+    EXPECT_LE(a_reader_average_packet(), 1500.0);
+}
+
+// With gso, the packets of A's side of the transfer cross whole: the 16 MiB in far fewer, larger
+// packets than the veth's MTU allows, each with the checksum the reader finished (B's kernel
+// drops a TCP packet whose checksum holds only the pseudo-header's sum, and the transfer would
+// stall), and B's injector sends every one (to a local address: lo takes 64 KiB).
+TEST_F(NfqueueGsoChain, TcpCrossesInWholeGsoPacketsWithFinishedChecksumsV4) {
+    bulk("10.99.0.2", "10.99.0.1");
+    EXPECT_GT(a_reader_average_packet(), 4096.0);
+    EXPECT_EQ(counters(*db_, "b-in", 0).value("send_errors", uint64_t{1}), 0u);
+}
+
+TEST_F(NfqueueGsoChain, TcpCrossesInWholeGsoPacketsWithFinishedChecksumsV6) {
+    bulk("fd00:99::2", "fd00:99::1");
+    EXPECT_GT(a_reader_average_packet(), 4096.0);
+    EXPECT_EQ(counters(*db_, "b-in", 0).value("send_errors", uint64_t{1}), 0u);
+}
+
+TEST_F(NfqueueGsoChain, UdpRequestAndReplyBothFamilies) {
+    for (const std::string ip : {"10.99.0.2", "fd00:99::2"}) udp_exchange(ip);
 }
 
 TEST_F(NfqueueChain, TcpHandshakeAnd16MiBEachWayThroughTheTunnelV6) {

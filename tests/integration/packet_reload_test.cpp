@@ -95,10 +95,10 @@ TEST(PacketReload, StreamToRawUpstreamChangeMovesInjectionToTheNewDevice) {
     EXPECT_EQ(receive(in_s.get(), 200ms), "") << "the old device injected it";
 }
 
-std::string queue_policy(const std::string& upstream) {
+std::string queue_policy(const std::string& upstream, const std::string& keys = "") {
     return R"({"user": "nobody", "drain_timeout": "1s", "proxies": [{"name": "reader", )"
            R"("listen": "nfqueue:7", "upstream": "unix:)" +
-           upstream + R"("}]})";
+           upstream + "\"" + keys + "}]}";
 }
 
 // Reads the stream until `marker` is in what came (the packet's UDP payload); false on timeout.
@@ -153,6 +153,46 @@ TEST(PacketReload, NfqueueToStreamUpstreamChangeKeepsTheQueueAndUsesTheNewStream
     ASSERT_TRUE(d->wait_log("(generation 1) exited", 10s)) << d->log();
     send("second-stream");
     EXPECT_TRUE(stream_carries(s2.get(), "second-stream")) << d->log();
+}
+
+// The queue's kernel settings are made when the supervisor binds it, with a capability it drops
+// after start-up: a reload that changes one (here gso) while keeping the queue is refused with the
+// key named, and the running reader goes on serving the queue.
+TEST(PacketReload, AReloadCannotChangeAKeptQueuesKernelSettings) {
+    PFP_REQUIRE_NETNS();
+    NetNs a("a"), b("b");
+    Veth veth(a, "va", b, "vb");
+    a.ip({"addr", "add", "10.66.0.1/24", "dev", "va"});
+    b.ip({"addr", "add", "10.66.0.2/24", "dev", "vb"});
+    IptablesRule rule(a, IptablesRule::v4, "filter", "OUTPUT",
+                      {"-d", "10.66.0.2", "-p", "udp", "-j", "NFQUEUE", "--queue-num", "7"});
+    TempDir dir;
+    const std::string one = dir.path() + "/one.sock";
+    unique_fd l1 = listen_unix(one);
+    set_timeouts(l1.get(), 10s);
+    auto d = start_daemon(a, queue_policy(one));
+    ASSERT_TRUE(d->wait_ready(10s)) << d->log();
+    unique_fd s1(::accept4(l1.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(s1) << d->log();
+    set_timeouts(s1.get(), 5s);
+    const pid_t reader = worker_of(*d, "reader");
+    ASSERT_GT(reader, 0);
+
+    ASSERT_TRUE(d->rewrite_policy(queue_policy(one, R"(, "gso": true)")));
+    d->signal(SIGHUP);
+    ASSERT_TRUE(
+        d->wait_log("proxy \"reader\": gso cannot change (from false to true) while it "
+                    "keeps its listener on nfqueue:7",
+                    10s))
+        << d->log();
+    EXPECT_NE(d->log().find("refused"), std::string::npos) << d->log();
+    EXPECT_EQ(worker_of(*d, "reader"), reader) << "the reader was replaced";
+    a.run([] {
+        const pfp::SockAddr to = make_addr("10.66.0.2", 9);
+        unique_fd u(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        return ::sendto(u.get(), "still-read", 10, 0, to.get(), to.len);
+    });
+    EXPECT_TRUE(stream_carries(s1.get(), "still-read")) << d->log();
 }
 
 }  // namespace

@@ -8,8 +8,8 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <atomic>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <string>

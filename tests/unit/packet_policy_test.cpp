@@ -21,12 +21,13 @@ std::string entry(const std::string& listen, const std::string& upstream,
 TEST(PacketPolicy, KindsAndQueueOptions) {
     Policy p = parse_policy(entry("nfqueue:7", "vsock:3:1200",
                                   R"(, "on_stream_down": "accept", "fail_open": true,)"
-                                  R"( "queue_maxlen": 4096)"),
+                                  R"( "queue_maxlen": 4096, "gso": true)"),
                             "p.json");
     EXPECT_EQ(p.proxies.at(0).kind, WorkerKind::nfqueue_to_stream);
     EXPECT_TRUE(p.proxies[0].accept_when_stream_down);
     EXPECT_TRUE(p.proxies[0].fail_open);
     EXPECT_EQ(p.proxies[0].queue_maxlen, 4096u);
+    EXPECT_TRUE(p.proxies[0].gso);
     EXPECT_EQ(p.proxies[0].listen.queue, 7);
     // A tcp: upstream: the same kind, the stream goes over TCP.
     p = parse_policy(entry("nfqueue:7", "tcp:127.0.0.1:1200"), "p.json");
@@ -136,6 +137,10 @@ TEST(PacketPolicy, NflogListenerMakesNflogToStreamWithoutVerdictKeys) {
                   std::string::npos)
             << e;
     }
+    // gso: nflog hands GSO packets over whole anyway.
+    EXPECT_EQ(errors(entry("nflog:7", "vsock:3:1", R"(, "gso": true)")),
+              "p.json:1:81: /proxies/0/gso: gso does not apply to an nflog listener: nflog always "
+              "hands GSO packets over whole");
     EXPECT_NE(errors(entry("nflog:1", "fc-vsock:/run/fc.sock:5"))
                   .find("an nflog listener writes to a vsock:, unix: or tcp: upstream, not "
                         "fc-vsock"),

@@ -76,7 +76,7 @@ constexpr std::string_view kProxyKeyList =
     "max_connections, backlog, connect_timeout, header_timeout, idle_timeout, tcp_nodelay, "
     "keepalive, splice, busy_poll, relay, relay_threads, "
     "log_connections, statistics, restart, max_flows, batch, on_stream_down, fail_open, "
-    "queue_maxlen, nflog_threshold, nflog_timeout, nflog_buffer, "
+    "queue_maxlen, gso, nflog_threshold, nflog_timeout, nflog_buffer, "
     "filter, tunnel, psk_file, psk_env, mtu, socket_buffer, kcp";
 
 // ---- Diagnostic formatting ----------------------------------------------------------------------
