@@ -366,4 +366,21 @@ unique_fd listen_unix(const std::string& path, int backlog) {
     return s;
 }
 
+UdpQueuedPair::UdpQueuedPair(int queue) {
+    a.ip({"addr", "add", "10.66.0.1/24", "dev", "va"});
+    b.ip({"addr", "add", "10.66.0.2/24", "dev", "vb"});
+    rule = std::make_unique<IptablesRule>(
+        a, IptablesRule::v4, "filter", "OUTPUT",
+        std::vector<std::string>{"-d", "10.66.0.2", "-p", "udp", "-j", "NFQUEUE", "--queue-num",
+                                 std::to_string(queue)});
+}
+
+void UdpQueuedPair::send_to_b(const std::string& payload) const {
+    a.run([&payload] {
+        const SockAddr to = make_addr("10.66.0.2", 9);
+        unique_fd u(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        return ::sendto(u.get(), payload.data(), payload.size(), 0, to.get(), to.len);
+    });
+}
+
 }  // namespace pfp::test

@@ -143,6 +143,18 @@ class IptablesRule {
     std::vector<std::string> spec_;
 };
 
+// The nfqueue tests' setting: namespaces a (10.66.0.1) and b (10.66.0.2) joined by a veth, and in
+// a an NFQUEUE rule on OUTPUT that queues a's UDP bound for b to `queue`.
+struct UdpQueuedPair {
+    explicit UdpQueuedPair(int queue);
+    // One datagram from a to 10.66.0.2:9, through the queue.
+    void send_to_b(const std::string& payload) const;
+
+    NetNs a{"a"}, b{"b"};
+    Veth veth{a, "va", b, "vb"};
+    std::unique_ptr<IptablesRule> rule;
+};
+
 // pf-proxyd started from a thread inside `ns`, so it and its workers live in that namespace.
 std::unique_ptr<Daemon> start_daemon(const NetNs& ns, const std::string& policy_json,
                                      std::vector<std::string> extra_args = {});

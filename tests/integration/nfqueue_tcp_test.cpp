@@ -23,13 +23,9 @@ namespace {
 
 TEST(NfqueueTcpUpstream, QueuedPacketsGoOverTcpAndNeverReachTheirDestination) {
     PFP_REQUIRE_NETNS();
-    NetNs a("a"), b("b");
-    Veth veth(a, "va", b, "vb");
-    a.ip({"addr", "add", "10.66.0.1/24", "dev", "va"});
-    b.ip({"addr", "add", "10.66.0.2/24", "dev", "vb"});
-    IptablesRule rule(a, IptablesRule::v4, "filter", "OUTPUT",
-                      {"-d", "10.66.0.2", "-p", "udp", "-j", "NFQUEUE", "--queue-num", "8"});
-    unique_fd at_b = b.run([] {
+    UdpQueuedPair net(8);
+    const NetNs& a = net.a;
+    unique_fd at_b = net.b.run([] {
         const pfp::SockAddr addr = make_addr("10.66.0.2", 9);
         unique_fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
         if (!fd || ::bind(fd.get(), addr.get(), addr.len) < 0)
@@ -49,13 +45,9 @@ TEST(NfqueueTcpUpstream, QueuedPacketsGoOverTcpAndNeverReachTheirDestination) {
     ASSERT_TRUE(d->wait_log("stream to tcp:127.0.0.1:7300 connected", 10s)) << d->log();
 
     int sent = 0;
-    const auto send = [&a, &sent](const std::string& text) {
+    const auto send = [&net, &sent](const std::string& text) {
         ++sent;
-        a.run([&text] {
-            const pfp::SockAddr to = make_addr("10.66.0.2", 9);
-            unique_fd u(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-            return ::sendto(u.get(), text.data(), text.size(), 0, to.get(), to.len);
-        });
+        net.send_to_b(text);
     };
     const std::string payload = "queued-over-tcp";
     send(payload);

@@ -115,31 +115,19 @@ bool stream_carries(int fd, const std::string& marker) {
 
 TEST(PacketReload, NfqueueToStreamUpstreamChangeKeepsTheQueueAndUsesTheNewStream) {
     PFP_REQUIRE_NETNS();
-    NetNs a("a"), b("b");
-    Veth veth(a, "va", b, "vb");
-    a.ip({"addr", "add", "10.66.0.1/24", "dev", "va"});
-    b.ip({"addr", "add", "10.66.0.2/24", "dev", "vb"});
-    IptablesRule rule(a, IptablesRule::v4, "filter", "OUTPUT",
-                      {"-d", "10.66.0.2", "-p", "udp", "-j", "NFQUEUE", "--queue-num", "7"});
+    UdpQueuedPair net(7);
     TempDir dir;
     const std::string one = dir.path() + "/one.sock", two = dir.path() + "/two.sock";
     unique_fd l1 = listen_unix(one), l2 = listen_unix(two);
     set_timeouts(l1.get(), 10s);
     set_timeouts(l2.get(), 10s);
-    auto d = start_daemon(a, queue_policy(one));
+    auto d = start_daemon(net.a, queue_policy(one));
     ASSERT_TRUE(d->wait_ready(10s)) << d->log();
-    const auto send = [&a](const std::string& payload) {
-        a.run([&payload] {
-            const pfp::SockAddr to = make_addr("10.66.0.2", 9);
-            unique_fd u(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-            return ::sendto(u.get(), payload.data(), payload.size(), 0, to.get(), to.len);
-        });
-    };
     unique_fd s1(::accept4(l1.get(), nullptr, nullptr, SOCK_CLOEXEC));
     ASSERT_TRUE(s1) << d->log();
     set_timeouts(s1.get(), 5s);
     ASSERT_TRUE(d->wait_log("connected", 10s)) << d->log();
-    send("first-stream");
+    net.send_to_b("first-stream");
     EXPECT_TRUE(stream_carries(s1.get(), "first-stream")) << d->log();
 
     ASSERT_TRUE(d->rewrite_policy(queue_policy(two)));
@@ -151,7 +139,7 @@ TEST(PacketReload, NfqueueToStreamUpstreamChangeKeepsTheQueueAndUsesTheNewStream
     set_timeouts(s2.get(), 5s);
     // Once the old generation has gone, every queued packet goes to the new stream.
     ASSERT_TRUE(d->wait_log("(generation 1) exited", 10s)) << d->log();
-    send("second-stream");
+    net.send_to_b("second-stream");
     EXPECT_TRUE(stream_carries(s2.get(), "second-stream")) << d->log();
 }
 
@@ -160,17 +148,12 @@ TEST(PacketReload, NfqueueToStreamUpstreamChangeKeepsTheQueueAndUsesTheNewStream
 // key named, and the running reader goes on serving the queue.
 TEST(PacketReload, AReloadCannotChangeAKeptQueuesKernelSettings) {
     PFP_REQUIRE_NETNS();
-    NetNs a("a"), b("b");
-    Veth veth(a, "va", b, "vb");
-    a.ip({"addr", "add", "10.66.0.1/24", "dev", "va"});
-    b.ip({"addr", "add", "10.66.0.2/24", "dev", "vb"});
-    IptablesRule rule(a, IptablesRule::v4, "filter", "OUTPUT",
-                      {"-d", "10.66.0.2", "-p", "udp", "-j", "NFQUEUE", "--queue-num", "7"});
+    UdpQueuedPair net(7);
     TempDir dir;
     const std::string one = dir.path() + "/one.sock";
     unique_fd l1 = listen_unix(one);
     set_timeouts(l1.get(), 10s);
-    auto d = start_daemon(a, queue_policy(one));
+    auto d = start_daemon(net.a, queue_policy(one));
     ASSERT_TRUE(d->wait_ready(10s)) << d->log();
     unique_fd s1(::accept4(l1.get(), nullptr, nullptr, SOCK_CLOEXEC));
     ASSERT_TRUE(s1) << d->log();
@@ -187,11 +170,7 @@ TEST(PacketReload, AReloadCannotChangeAKeptQueuesKernelSettings) {
         << d->log();
     EXPECT_NE(d->log().find("refused"), std::string::npos) << d->log();
     EXPECT_EQ(worker_of(*d, "reader"), reader) << "the reader was replaced";
-    a.run([] {
-        const pfp::SockAddr to = make_addr("10.66.0.2", 9);
-        unique_fd u(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-        return ::sendto(u.get(), "still-read", 10, 0, to.get(), to.len);
-    });
+    net.send_to_b("still-read");
     EXPECT_TRUE(stream_carries(s1.get(), "still-read")) << d->log();
 }
 
