@@ -205,7 +205,10 @@ class RawInjector final : public WorkerBody {
                 }
                 // sendmmsg reports an error only for the first message it tried.
                 stats_.send_errors++;
-                refuse(std::strerror(errno));
+                if (errno == EMSGSIZE)
+                    refuse_too_big(iovs_[batch_sent_].iov_len);
+                else
+                    refuse(std::strerror(errno));
                 ++batch_sent_;
                 continue;
             }
@@ -272,6 +275,19 @@ class RawInjector final : public WorkerBody {
         if (refused_++ == 0)
             log::warning(tag_, ": a packet from ", peer_, " was not injected: ", why,
                          " (further ones on this stream are counted)");
+    }
+
+    // A raw socket sends a packet whole or not at all: one above its route's MTU (a whole GSO
+    // packet from a reader with "gso", or one from a device with a larger MTU) is refused.
+    void refuse_too_big(size_t bytes) {
+        if (refused_ != 0) {
+            ++refused_;
+            return;
+        }
+        refuse(("a packet of " + std::to_string(bytes) +
+                " bytes is larger than its route's MTU (EMSGSIZE); whole GSO packets (\"gso\" at "
+                "the reader that sent it) need a local route")
+                   .c_str());
     }
 
     void block(int fd) {

@@ -117,6 +117,24 @@ TEST_F(RawStream, Ipv4AndIpv6PacketsReachServersInTheOtherNamespace) {
     EXPECT_TRUE(daemon_->wait_log("packet stream from", 5s)) << daemon_->log();
 }
 
+// A packet larger than its route's MTU (the veth's 1500 bytes) cannot be sent whole: the injector
+// counts it, says why with its size, and the stream goes on with the next packet.
+TEST_F(RawStream, APacketAboveItsRoutesMtuIsRefusedAndTheStreamGoesOn) {
+    unique_fd c = connect_stream();
+    ASSERT_TRUE(c);
+    const Bytes big = udp_packet("10.88.0.1", "10.88.0.2", std::string(2972, 'b'));
+    ASSERT_EQ(big.size(), 3000u);
+    const Bytes next = udp_packet("10.88.0.1", "10.88.0.2", "after-the-big-one");
+    ASSERT_TRUE(write_all(c.get(), big.data(), big.size()));
+    ASSERT_TRUE(write_all(c.get(), next.data(), next.size()));
+    EXPECT_EQ(receive(udp4_.get()), "after-the-big-one") << daemon_->log();
+    EXPECT_TRUE(
+        daemon_->wait_log("was not injected: a packet of 3000 bytes is larger than its "
+                          "route's MTU (EMSGSIZE)",
+                          5s))
+        << daemon_->log();
+}
+
 TEST_F(RawStream, InvalidHeaderEndsTheStreamAndTheWaitingClientIsServedNext) {
     unique_fd first = connect_stream();
     ASSERT_TRUE(first);
