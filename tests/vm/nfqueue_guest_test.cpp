@@ -136,7 +136,7 @@ class NfqueueGuest : public ::testing::Test {
             std::to_string(kQueue)});
     }
 
-    // More keys of the reader's entry.
+    // More keys of the reader's entry ("key": value, ...).
     virtual std::string reader_options() const { return ""; }
 
     // A TCP handshake and kTcpBytes each way between a client and a server on lo, both
@@ -150,7 +150,7 @@ class NfqueueGuest : public ::testing::Test {
 // which the reader fills in (on this guest's kernel, the one Debian 12 ships).
 class NfqueueGsoGuest : public NfqueueGuest {
   protected:
-    std::string reader_options() const override { return R"(, "gso": true)"; }
+    std::string reader_options() const override { return R"("gso": true)"; }
 };
 
 TEST_F(NfqueueGuest, UdpDatagramsCrossTheQueueAndVsockAndArriveInjected) {
