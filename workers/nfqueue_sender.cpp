@@ -17,6 +17,7 @@
 #include <libmnl/libmnl.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nfnetlink_queue.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -75,6 +76,8 @@ class NfqueueSender final : public PacketReader {
         const uint32_t id = ntohl(ph->packet_id);
         uint8_t* payload = nullptr;
         size_t len = 0;
+        const uint32_t info =
+            attr[NFQA_SKB_INFO] ? ntohl(mnl_attr_get_u32(attr[NFQA_SKB_INFO])) : 0;
         if (attr[NFQA_PAYLOAD]) {
             // In the reader's own buffer: a checksum is filled in where the packet lies.
             payload = static_cast<uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD]));
@@ -82,15 +85,39 @@ class NfqueueSender final : public PacketReader {
             // Only with `gso` (NFQA_CFG_F_GSO): the kernel then hands over packets whose TCP or
             // UDP checksum offload left holding the pseudo-header's sum; the kernel that injects
             // them will not finish it. Without the flag the kernel finishes it before queueing.
-            if (attr[NFQA_SKB_INFO] &&
-                (ntohl(mnl_attr_get_u32(attr[NFQA_SKB_INFO])) & NFQA_SKB_CSUMNOTREADY))
-                fill_l4_checksum({payload, len});
+            if (info & NFQA_SKB_CSUMNOTREADY) fill_l4_checksum({payload, len});
+            // Whole TCP packets are TCP's own segments merged: the byte stream is the same. Any
+            // other GSO packet (a UDP_SEGMENT send) would arrive as one datagram instead of the
+            // sender's many, and nfqueue does not say where they were cut.
+            if ((info & NFQA_SKB_GSO) && !is_tcp(payload, len)) {
+                drop_whole_gso(len);
+                verdict(id, down_verdict());
+                return MNL_CB_OK;
+            }
         }
         verdict(id, stream().forward(payload, len) ? NF_DROP : down_verdict());
         return MNL_CB_OK;
     }
 
     int down_verdict() const { return accept_when_down_ ? NF_ACCEPT : NF_DROP; }
+
+    static bool is_tcp(const uint8_t* p, size_t len) {
+        if (len >= 20 && (p[0] >> 4) == 4) return p[9] == IPPROTO_TCP;
+        return len >= 40 && (p[0] >> 4) == 6 && p[6] == IPPROTO_TCP;
+    }
+
+    void drop_whole_gso(size_t len) {
+        ipc::PacketStats& stats = stream().stats();
+        stats.packets_in++;
+        stats.bytes_in += len;
+        stats.dropped_malformed++;
+        if (whole_gso_logged_) return;
+        whole_gso_logged_ = true;
+        log::warning(tag(), ": nfqueue ", queue_num_, " queued a whole GSO packet of ", len,
+                     " bytes that is not TCP (a UDP_SEGMENT send): dropped, since the datagrams "
+                     "it holds cannot be told apart; with \"gso\" queue only TCP (iptables -p "
+                     "tcp); later ones are only counted (dropped: malformed)");
+    }
 
     void verdict(uint32_t id, int v) {
         ipc::PacketStats& stats = stream().stats();
@@ -118,6 +145,7 @@ class NfqueueSender final : public PacketReader {
     uint16_t queue_num_;
     std::vector<char> verdict_buf_;
     bool verdict_error_logged_ = false;
+    bool whole_gso_logged_ = false;
     int batch_verdict_ = NF_DROP;
     uint32_t batch_max_id_ = 0;
     size_t batch_count_ = 0;

@@ -8,7 +8,10 @@
 // finished by the reader. Then the /proc state of the running workers, and the faults: the
 // stream's peer killed mid-transfer, and the nfqueue worker killed with -9.
 #include <gtest/gtest.h>
+#include <linux/udp.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <fstream>
@@ -117,6 +120,33 @@ class NfqueueGsoChain : public NfqueueChain {
     std::string reader_options() const override { return R"(, "gso": true)"; }
 };
 
+// A UDP socket bound to 10.99.0.2:5400 in B.
+unique_fd udp_sink(const NetNs& b) {
+    return b.run([] {
+        const pfp::SockAddr at = make_addr("10.99.0.2", 5400);
+        unique_fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        if (!fd || ::bind(fd.get(), at.get(), at.len) < 0)
+            throw std::runtime_error(std::string("udp bind: ") + std::strerror(errno));
+        set_timeouts(fd.get(), 5s);
+        return fd;
+    });
+}
+
+// One UDP_SEGMENT send from A to B's sink: three datagrams of 1000 bytes in one GSO packet
+// ('a', 'b', 'c'). Returns what sendto returned.
+ssize_t udp_segmented_send(const NetNs& a) {
+    return a.run([] {
+        const pfp::SockAddr to = make_addr("10.99.0.2", 5400);
+        unique_fd u(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        const int size = 1000;
+        if (::setsockopt(u.get(), IPPROTO_UDP, UDP_SEGMENT, &size, sizeof size) < 0)
+            return ssize_t{-1};
+        std::string three =
+            std::string(1000, 'a') + std::string(1000, 'b') + std::string(1000, 'c');
+        return ::sendto(u.get(), three.data(), three.size(), 0, to.get(), to.len);
+    });
+}
+
 TEST_F(NfqueueChain, TcpHandshakeAnd16MiBEachWayThroughTheTunnelV4) {
     bulk("10.99.0.2", "10.99.0.1");
     // Without gso the kernel segments before queueing: no packet beyond the veth's 1500 bytes.
@@ -137,6 +167,42 @@ TEST_F(NfqueueGsoChain, TcpCrossesInWholeGsoPacketsWithFinishedChecksumsV6) {
     bulk("fd00:99::2", "fd00:99::1");
     EXPECT_GT(a_reader_average_packet(), 4096.0);
     EXPECT_EQ(counters(*db_, "b-in", 0).value("send_errors", uint64_t{1}), 0u);
+}
+
+// Without gso the kernel cuts a UDP_SEGMENT send into its datagrams before queueing them: B gets
+// the three, each whole.
+TEST_F(NfqueueChain, AUdpSegmentedSendArrivesAsItsDatagrams) {
+    unique_fd sink = udp_sink(*b_);
+    ASSERT_EQ(udp_segmented_send(*a_), 3000) << std::strerror(errno);
+    for (char c : {'a', 'b', 'c'}) {
+        char buf[4096];
+        const ssize_t n = ::recv(sink.get(), buf, sizeof buf, 0);
+        ASSERT_EQ(n, 1000) << c << "\n" << da_->log();
+        EXPECT_EQ(std::string(buf, 1000), std::string(1000, c));
+    }
+}
+
+// With gso the same send is queued as one packet, whose datagrams cannot be told apart: the
+// reader drops it with the reason logged instead of letting B receive one 3000-byte datagram,
+// and counts it; the next plain datagram crosses.
+TEST_F(NfqueueGsoChain, AUdpSegmentedSendIsDroppedWithItsReasonNotMerged) {
+    unique_fd sink = udp_sink(*b_);
+    ASSERT_EQ(udp_segmented_send(*a_), 3000) << std::strerror(errno);
+    EXPECT_TRUE(da_->wait_log("queued a whole GSO packet of 3028 bytes that is not TCP", 5s))
+        << da_->log();
+    a_->run([] {
+        const pfp::SockAddr to = make_addr("10.99.0.2", 5400);
+        unique_fd u(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        return ::sendto(u.get(), "plain", 5, 0, to.get(), to.len);
+    });
+    char buf[4096];
+    const ssize_t n = ::recv(sink.get(), buf, sizeof buf, 0);
+    ASSERT_EQ(n, 5) << "the first datagram B got is not the plain one\n" << da_->log();
+    EXPECT_EQ(std::string(buf, 5), "plain");
+    // Counted once the worker's next report is in.
+    EXPECT_TRUE(wait_until([&] {
+        return counters(*da_, "a-out", 0).value("dropped_malformed", uint64_t{0}) >= 1;
+    })) << counters(*da_, "a-out", 0).dump();
 }
 
 TEST_F(NfqueueGsoChain, UdpRequestAndReplyBothFamilies) {
