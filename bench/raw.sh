@@ -7,9 +7,10 @@
 # process started is recorded by PID and ended on exit, the namespaces are deleted.
 # With --source nflog the readers are nflog-to-stream instead: an NFLOG rule copies the packets and
 # a route into a sink veth (ARP off) takes the originals, as docs/policy.md describes.
-# With --gso the nfqueue readers take GSO packets whole ("gso": true).
+# With --gso the nfqueue readers take GSO packets whole ("gso": true); --route-mtu N has the
+# injectors cut whole TCP packets to N bytes before they inject them ("route_mtu").
 #   sudo bench/raw.sh [--duration S] [--flows N] [--rounds N] [--bin DIR] [--source nfqueue|nflog]
-#                     [--gso]
+#                     [--gso] [--route-mtu N]
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION=5
@@ -18,6 +19,7 @@ ROUNDS=2
 BIN="$ROOT/build/bin"
 SOURCE=nfqueue
 READER_KEYS=""
+INJECTOR_KEYS=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
@@ -26,6 +28,7 @@ while [ $# -gt 0 ]; do
         --bin) BIN="$(cd "$2" && pwd)"; shift 2 ;;
         --source) SOURCE="$2"; shift 2 ;;
         --gso) READER_KEYS=', "gso": true'; shift ;;
+        --route-mtu) INJECTOR_KEYS=", \"route_mtu\": $2"; shift 2 ;;
         *) echo "raw.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -63,7 +66,7 @@ start_pfproxy() {  # ns name queue out_sock in_sock
     cat > "$WORK/$2.json" <<JSON
 {"user": "nobody", "drain_timeout": "1s", "proxies": [
   {"name": "$2-out", "listen": "$SOURCE:$3", "upstream": "unix:$4"$READER_KEYS},
-  {"name": "$2-in", "listen": "unix:$5", "upstream": "raw:route"}]}
+  {"name": "$2-in", "listen": "unix:$5", "upstream": "raw:route"$INJECTOR_KEYS}]}
 JSON
     ip netns exec "$1" "$BIN/pf-proxyd" --policy "$WORK/$2.json" \
         --control "$WORK/$2.ctl" 2> "$WORK/$2.log" &

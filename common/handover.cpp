@@ -150,7 +150,8 @@ json packet_json(const PacketOptions& o) {
             {"filter_destinations", o.filter_destinations},
             {"filter_sources", o.filter_sources},
             {"filter_drop_reserved", o.filter_drop_reserved},
-            {"filter_source_ports", o.filter_source_ports}};
+            {"filter_source_ports", o.filter_source_ports},
+            {"route_mtu", o.route_mtu}};
 }
 
 PacketOptions packet_from_json(const json& j) {
@@ -167,6 +168,7 @@ PacketOptions packet_from_json(const json& j) {
     o.filter_sources = j.at("filter_sources").get<std::vector<std::string>>();
     o.filter_drop_reserved = j.at("filter_drop_reserved").get<bool>();
     o.filter_source_ports = j.at("filter_source_ports").get<std::vector<std::string>>();
+    o.route_mtu = j.at("route_mtu").get<uint32_t>();
     return o;
 }
 

@@ -90,6 +90,8 @@ struct PacketOptions {
     std::vector<std::string> filter_sources;
     bool filter_drop_reserved = false;
     std::vector<std::string> filter_source_ports;
+    // stream-to-raw: a TCP packet above this many bytes is cut into segments that fit (0: never).
+    uint32_t route_mtu = 0;
     bool operator==(const PacketOptions&) const = default;
 };
 

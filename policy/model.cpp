@@ -20,8 +20,8 @@ auto fields(const Proxy& p) {
                     p.busy_poll, p.thread_relay, p.relay_threads, p.restart, p.max_flows, p.batch,
                     p.accept_when_stream_down, p.fail_open, p.gso, p.queue_maxlen,
                     p.nflog_threshold, p.nflog_timeout, p.nflog_buffer, p.filter_destinations,
-                    p.filter_sources, p.filter_drop_reserved, p.filter_source_ports, p.psk_file,
-                    p.psk_env, p.psk, p.mtu, p.socket_buffer, p.kcp);
+                    p.filter_sources, p.filter_drop_reserved, p.filter_source_ports, p.route_mtu,
+                    p.psk_file, p.psk_env, p.psk, p.mtu, p.socket_buffer, p.kcp);
 }
 
 }  // namespace

@@ -46,6 +46,15 @@ std::optional<std::vector<std::string>> strings(Checker& check, const json& v,
 
 void parse_packet_filter(Checker& check, const json& v, const std::string& pointer,
                          std::optional<WorkerKind> kind, Proxy& p) {
+    if (const json* m = member(v, "route_mtu")) {
+        const std::string at = pointer + "/route_mtu";
+        if (kind && *kind != WorkerKind::stream_to_raw) {
+            check.error(at, "route_mtu applies only to stream-to-raw (a raw: upstream), not " +
+                                std::string(kind_name(*kind)));
+        } else if (auto n = check.integer(*m, at, 1280, 65535)) {
+            p.route_mtu = static_cast<uint32_t>(*n);
+        }
+    }
     const json* f = member(v, "filter");
     if (!f) return;
     const std::string at = pointer + "/filter";

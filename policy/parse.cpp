@@ -39,7 +39,7 @@ constexpr std::array<std::string_view, 10> kTopKeys{
 // The endpoints the metrics server can listen on (supervisor/metrics_server.cpp).
 constexpr std::array<Scheme, 2> kMetricsSchemes{Scheme::tcp, Scheme::unix_stream};
 // In the order of docs/policy.md; unknown-key messages list them so.
-constexpr std::array<std::string_view, 46> kProxyKeys{
+constexpr std::array<std::string_view, 47> kProxyKeys{
     "name", "listen", "listen_family", "ipv6_only", "upstream", "base_address",
     // The relay: preamble, egress, admission, socket file.
     "send_original_destination", "header", "proxy_protocol", "allow", "allowed_cids",
@@ -55,7 +55,7 @@ constexpr std::array<std::string_view, 46> kProxyKeys{
     // nflog listeners.
     "nflog_threshold", "nflog_timeout", "nflog_buffer",
     // Raw upstreams.
-    "filter",
+    "filter", "route_mtu",
     // KCP tunnels.
     "tunnel", "psk_file", "psk_env", "mtu", "socket_buffer", "kcp"};
 

@@ -79,6 +79,7 @@ PacketOptions packet_options(const policy::Proxy& p) {
     o.filter_sources = p.filter_sources;
     o.filter_drop_reserved = p.filter_drop_reserved;
     o.filter_source_ports = p.filter_source_ports;
+    o.route_mtu = p.route_mtu;
     return o;
 }
 

@@ -19,11 +19,13 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "common/endpoint.hpp"
 #include "common/log.hpp"
 #include "common/packet_filter.hpp"
 #include "common/packet_framer.hpp"
+#include "common/tcp_segment.hpp"
 #include "workers/worker_body.hpp"
 
 namespace pfp::worker {
@@ -39,7 +41,9 @@ class RawInjector final : public WorkerBody {
           listener_(std::move(fds.at(0))),
           raw4_(std::move(fds.at(1))),
           raw6_(std::move(fds.at(2))),
-          filter_(make_filter(o)) {}
+          filter_(make_filter(o)),
+          route_mtu_(o.route_mtu),
+          arena_(o.route_mtu != 0 ? kArena : 0) {}
 
     void start() override { listen(true); }
 
@@ -132,8 +136,9 @@ class RawInjector final : public WorkerBody {
     bool inject_ready() {
         if (blocked_ && !flush_batch()) return true;  // still blocked
         if (!carry_.empty()) {
-            add_to_batch(carry_fd_, carry_);
+            const auto packet = carry_;
             carry_ = {};
+            if (!enqueue(carry_fd_, packet)) return true;
         }
         for (;;) {
             if (batch_n_ == kBatch && !flush_batch()) return true;
@@ -154,13 +159,34 @@ class RawInjector final : public WorkerBody {
                 continue;
             }
             const int fd = (next.packet[0] >> 4) == 4 ? raw4_.get() : raw6_.get();
-            if (batch_n_ > 0 && fd != batch_fd_ && !flush_batch()) {
-                carry_ = next.packet;  // the first of the next batch, once this one is out
-                carry_fd_ = fd;
+            if (!enqueue(fd, next.packet)) return true;
+        }
+    }
+
+    // Adds `packet` to the batch; a TCP packet above route_mtu (a whole GSO packet) as the
+    // segments that fit, cut into the arena, which only an empty batch lets it reuse. False when
+    // the batch had to go out first and could not: the packet is carried until it has.
+    bool enqueue(int fd, std::span<const uint8_t> packet) {
+        const bool cut = route_mtu_ != 0 && packet.size() > route_mtu_;
+        if (batch_n_ > 0 && (fd != batch_fd_ || cut) && !flush_batch()) {
+            carry_ = packet;  // the first of the next batch, once this one is out
+            carry_fd_ = fd;
+            return false;
+        }
+        if (cut) {
+            std::array<size_t, kBatch> lengths{};
+            if (const size_t n = segment_tcp(packet, route_mtu_, arena_, lengths); n > 0) {
+                size_t at = 0;
+                for (size_t i = 0; i < n; ++i) {
+                    add_to_batch(fd, {arena_.data() + at, lengths[i]});
+                    counts_[batch_n_ - 1] = i + 1 == n ? packet.size() : 0;
+                    at += lengths[i];
+                }
                 return true;
             }
-            add_to_batch(fd, next.packet);
         }
+        add_to_batch(fd, packet);  // a packet not cut goes whole (and may meet EMSGSIZE)
+        return true;
     }
 
     // The framer checked the header: an IPv4 packet has its 20 bytes, an IPv6 one its 40. The
@@ -183,6 +209,7 @@ class RawInjector final : public WorkerBody {
             len = sizeof *sin6;
         }
         iovs_[i] = {const_cast<uint8_t*>(packet.data()), packet.size()};
+        counts_[i] = packet.size();
         msgs_[i] = {};
         msgs_[i].msg_hdr.msg_name = &dst;
         msgs_[i].msg_hdr.msg_namelen = len;
@@ -213,8 +240,10 @@ class RawInjector final : public WorkerBody {
                 continue;
             }
             for (size_t i = batch_sent_; i < batch_sent_ + static_cast<size_t>(n); ++i) {
-                stats_.packets_out++;
-                stats_.bytes_out += iovs_[i].iov_len;
+                // The stream's packets: a cut one counts once, with its own size, at its last
+                // segment (the supervisor holds packets and bytes out to at most those in).
+                stats_.packets_out += counts_[i] != 0 ? 1 : 0;
+                stats_.bytes_out += counts_[i];
             }
             batch_sent_ += static_cast<size_t>(n);
         }
@@ -332,9 +361,13 @@ class RawInjector final : public WorkerBody {
     std::optional<PacketFramer> framer_;  // per stream: a new stream starts on a packet boundary
     // Packets framed but not yet sent, all to batch_fd_ (inside the framer's buffer).
     static constexpr size_t kBatch = 64;
+    // One 64 KiB packet's segments: its payload plus a copy of its headers (at most 120 bytes) per
+    // segment.
+    static constexpr size_t kArena = (64u << 10) + kBatch * 120;
     std::array<mmsghdr, kBatch> msgs_{};
     std::array<iovec, kBatch> iovs_{};
     std::array<sockaddr_storage, kBatch> addrs_{};
+    std::array<size_t, kBatch> counts_{};  // the stream bytes a message completes (0: a segment)
     size_t batch_n_ = 0, batch_sent_ = 0;
     int batch_fd_ = -1;
     std::span<const uint8_t> carry_;  // framed while a batch of the other family was blocked
@@ -342,6 +375,10 @@ class RawInjector final : public WorkerBody {
     bool listening_ = false, draining_ = false, blocked_ = false;
     int blocked_fd_ = -1;
     PacketFilter filter_;
+    // route_mtu: whole TCP packets above it are cut into arena_ (one packet's segments at most
+    // kBatch: route_mtu is at least 1280, so 64 KiB of payload makes at most 57).
+    size_t route_mtu_ = 0;
+    std::vector<uint8_t> arena_;
     uint64_t refused_ = 0, filtered_ = 0;
     std::string peer_;
     ipc::PacketStats stats_;

@@ -45,7 +45,7 @@ run_target() {
 status=0
 running=0
 for name in policy endpoint worker_message transparent_header proxy_protocol control_protocol \
-    dns_answer flow_key packet_framer packet_filter kcp_segment tunnel_datagram; do
+    dns_answer flow_key packet_framer packet_filter kcp_segment tunnel_datagram tcp_segment; do
     if [ "$running" -ge "$jobs" ]; then
         wait -n || status=1
         running=$((running - 1))

@@ -78,12 +78,13 @@ class NfqueueChain : public PacketChain {
                 std::vector<std::string>{"-d", v6 ? "fd00:99::1" : "10.99.0.1", "-j", "NFQUEUE",
                                          "--queue-num", "5"}));
         }
-        start(chain_policy("a", "nfqueue:3", ab_, ba_, reader_options()),
-              chain_policy("b", "nfqueue:5", ba_, ab_, reader_options()));
+        start(chain_policy("a", "nfqueue:3", ab_, ba_, reader_options(), injector_options()),
+              chain_policy("b", "nfqueue:5", ba_, ab_, reader_options(), injector_options()));
     }
 
-    // More keys of both readers' entries.
+    // More keys of both readers' and both injectors' entries.
     virtual std::string reader_options() const { return ""; }
+    virtual std::string injector_options() const { return ""; }
 
     // The packet counters of proxy `name` in daemon d (status --json), once its reports count at
     // least `bytes_in` bytes read.
@@ -118,6 +119,13 @@ class NfqueueChain : public PacketChain {
 class NfqueueGsoChain : public NfqueueChain {
   protected:
     std::string reader_options() const override { return R"(, "gso": true)"; }
+};
+
+// gso at the readers and `"route_mtu": 1500` at the injectors: the whole packets are cut again
+// before injection, as where the far end routes them to a 1500-byte link.
+class NfqueueGsoCutChain : public NfqueueGsoChain {
+  protected:
+    std::string injector_options() const override { return R"(, "route_mtu": 1500)"; }
 };
 
 // A UDP socket bound to 10.99.0.2:5400 in B.
@@ -203,6 +211,27 @@ TEST_F(NfqueueGsoChain, AUdpSegmentedSendIsDroppedWithItsReasonNotMerged) {
     EXPECT_TRUE(wait_until([&] {
         return counters(*da_, "a-out", 0).value("dropped_malformed", uint64_t{0}) >= 1;
     })) << counters(*da_, "a-out", 0).dump();
+}
+
+// Whole across the tunnel, cut to 1500 bytes at the injector: B's and A's TCP take the segments
+// (sequence numbers, flags and checksums right), and the 16 MiB each way arrive intact.
+TEST_F(NfqueueGsoCutChain, TcpCrossesWholeAndIsCutToTheRouteMtuBeforeInjectionV4) {
+    bulk("10.99.0.2", "10.99.0.1");
+    EXPECT_GT(a_reader_average_packet(), 4096.0);
+    // The injector counts the stream's packets, a cut one once: what it read went out, on its
+    // first stream (a report of more out than in would have had the supervisor kill it).
+    const nlohmann::json in = counters(*db_, "b-in", kTotal);  // A's 16 MiB read
+    EXPECT_EQ(in.value("send_errors", uint64_t{1}), 0u);
+    EXPECT_EQ(in.value("streams", uint64_t{0}), 1u) << db_->log();
+    EXPECT_EQ(in.value("packets_out", uint64_t{0}), in.value("packets_in", uint64_t{1}));
+    EXPECT_EQ(in.value("bytes_out", uint64_t{0}), in.value("bytes_in", uint64_t{1}));
+}
+
+TEST_F(NfqueueGsoCutChain, TcpCrossesWholeAndIsCutToTheRouteMtuBeforeInjectionV6) {
+    bulk("fd00:99::2", "fd00:99::1");
+    const nlohmann::json in = counters(*db_, "b-in", kTotal);
+    EXPECT_EQ(in.value("send_errors", uint64_t{1}), 0u);
+    EXPECT_EQ(in.value("streams", uint64_t{0}), 1u) << db_->log();
 }
 
 TEST_F(NfqueueGsoChain, UdpRequestAndReplyBothFamilies) {

@@ -31,15 +31,17 @@ inline constexpr uint16_t kTcpPort = 8080;
 inline constexpr size_t kTotal = 16u << 20;
 
 // One side's policy: `source` (e.g. "nfqueue:3") -> the stream at out_sock, and the stream at
-// in_sock -> raw injection. `reader_options` are more keys of the reader's entry (", ..." JSON).
+// in_sock -> raw injection. `reader_options` and `injector_options` are more keys of the reader's
+// and the injector's entries (", ..." JSON).
 inline std::string chain_policy(const std::string& name, const std::string& source,
                                 const std::string& out_sock, const std::string& in_sock,
-                                const std::string& reader_options = "") {
+                                const std::string& reader_options = "",
+                                const std::string& injector_options = "") {
     return R"({"user": "nobody", "drain_timeout": "1s", "proxies": [)"
            R"({"name": ")" +
            name + R"(-out", "listen": ")" + source + R"(", "upstream": "unix:)" + out_sock + "\"" +
            reader_options + R"(}, {"name": ")" + name + R"(-in", "listen": "unix:)" + in_sock +
-           R"(", "upstream": "raw:route"}]})";
+           R"(", "upstream": "raw:route")" + injector_options + "}]}";
 }
 
 // Packets of the veth device in ns (tx + rx), from /sys inside the namespace.

@@ -68,4 +68,41 @@ inline Bytes udp_packet(const std::string& src, const std::string& dst, const st
     return p;
 }
 
+// A TCP packet (ACK, PSH and FIN; sequence number `seq`; a 20-byte header) from src:40000 to
+// dst:80 carrying `payload`; the family follows dst. The checksum is not filled in: only a
+// packet the injector cuts (whose segments it checksums) is sent this way.
+inline Bytes tcp_packet(const std::string& src, const std::string& dst, const std::string& payload,
+                        uint32_t seq) {
+    const bool v6 = dst.find(':') != std::string::npos;
+    const size_t ip = v6 ? 40 : 20, tcp_len = 20 + payload.size();
+    Bytes p(ip + tcp_len);
+    if (v6) {
+        p[0] = 0x60;
+        p[4] = static_cast<uint8_t>(tcp_len >> 8);
+        p[5] = static_cast<uint8_t>(tcp_len);
+        p[6] = IPPROTO_TCP;
+        p[7] = 64;
+        inet_pton(AF_INET6, src.c_str(), &p[8]);
+        inet_pton(AF_INET6, dst.c_str(), &p[24]);
+    } else {
+        p[0] = 0x45;
+        p[2] = static_cast<uint8_t>(p.size() >> 8);
+        p[3] = static_cast<uint8_t>(p.size());
+        p[8] = 64;
+        p[9] = IPPROTO_TCP;
+        inet_pton(AF_INET, src.c_str(), &p[12]);
+        inet_pton(AF_INET, dst.c_str(), &p[16]);
+    }
+    uint8_t* t = &p[ip];
+    t[0] = 40000 >> 8;
+    t[1] = 40000 & 0xff;
+    t[3] = 80;
+    for (int i = 0; i < 4; ++i) t[4 + i] = static_cast<uint8_t>(seq >> (24 - 8 * i));
+    t[12] = 5 << 4;
+    t[13] = 0x19;  // ACK, PSH, FIN
+    t[14] = 0xff;
+    std::memcpy(t + 20, payload.data(), payload.size());
+    return p;
+}
+
 }  // namespace pfp::test

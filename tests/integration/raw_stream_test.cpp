@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/l4_checksum.hpp"
 #include "harness.hpp"
 #include "netns.hpp"
 #include "raw_packets.hpp"
@@ -43,9 +44,13 @@ class RawStream : public ::testing::Test {
         daemon_ = start_daemon(
             *p_, R"({"user": "nobody", "drain_timeout": "1s", "proxies": [{"name": "inject", )"
                  R"("listen": "unix:)" +
-                     sock_ + R"(", "upstream": "raw:vp", "log_connections": true}]})");
+                     sock_ + R"(", "upstream": "raw:vp", "log_connections": true)" +
+                     injector_keys() + "}]}");
         ASSERT_TRUE(daemon_->wait_ready(10s)) << daemon_->log();
     }
+
+    // More keys of the injector's entry (", ..." JSON).
+    virtual std::string injector_keys() const { return ""; }
 
     static unique_fd udp_in(const NetNs& ns, const std::string& ip) {
         return ns.run([&] {
@@ -133,6 +138,84 @@ TEST_F(RawStream, APacketAboveItsRoutesMtuIsRefusedAndTheStreamGoesOn) {
                           "route's MTU (EMSGSIZE)",
                           5s))
         << daemon_->log();
+}
+
+// `"route_mtu": 1500`, the veth's MTU.
+class RawStreamCut : public RawStream {
+  protected:
+    std::string injector_keys() const override { return R"(, "route_mtu": 1500)"; }
+};
+
+uint16_t be16(const uint8_t* p) {
+    return static_cast<uint16_t>(p[0] << 8 | p[1]);
+}
+uint32_t be32(const uint8_t* p) {
+    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+}
+
+// A whole TCP packet of 20,000 payload bytes of each family (a GSO packet as a reader with "gso"
+// queues it) leaves through the 1500-byte veth as segments that fit: S's raw TCP sockets, which
+// see each arriving TCP packet before TCP does, get them in order, each at most 1500 bytes with
+// its own sequence number and a checksum that verifies, FIN on the last only, and their payloads
+// are the original's.
+TEST_F(RawStreamCut, WholeTcpPacketsLeaveAsSegmentsThatFitTheRoute) {
+    const auto raw_tcp = [this](int family) {
+        return s_->run([family] {
+            unique_fd fd(::socket(family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_TCP));
+            if (fd) set_timeouts(fd.get(), 5s);
+            return fd;
+        });
+    };
+    unique_fd cap4 = raw_tcp(AF_INET), cap6 = raw_tcp(AF_INET6);
+    ASSERT_TRUE(cap4 && cap6);
+    std::string payload(20000, '\0');
+    for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 7 + 1);
+    unique_fd c = connect_stream();
+    ASSERT_TRUE(c);
+    for (const char* dst : {"10.88.0.2", "fd00:88::2"}) {
+        const Bytes p = tcp_packet(dst[0] == '1' ? "10.88.0.1" : "fd00:88::1", dst, payload, 1000);
+        ASSERT_TRUE(write_all(c.get(), p.data(), p.size()));
+    }
+    for (const bool v6 : {false, true}) {
+        SCOPED_TRACE(v6 ? "IPv6" : "IPv4");
+        std::string got;
+        size_t segments = 0;
+        while (got.size() < payload.size()) {
+            uint8_t buf[70000];
+            sockaddr_in6 from{};
+            socklen_t len = sizeof from;
+            const ssize_t n = ::recvfrom(v6 ? cap6.get() : cap4.get(), buf, sizeof buf, 0,
+                                         reinterpret_cast<sockaddr*>(&from), &len);
+            ASSERT_GT(n, 0) << "after " << segments << " segments\n" << daemon_->log();
+            // IPv4 raw sockets give the IP header too; IPv6 ones the TCP segment alone.
+            const size_t ip = v6 ? 0 : static_cast<size_t>(buf[0] & 0x0f) * 4;
+            const uint8_t* t = buf + ip;
+            if (be16(t) != 40000) continue;  // not the test's flow
+            ASSERT_LE(static_cast<size_t>(n) + (v6 ? 40 : 0), 1500u);
+            EXPECT_EQ(be32(t + 4), 1000u + got.size()) << "segment " << segments;
+            const size_t data = static_cast<size_t>(n) - ip - 20;
+            got.append(reinterpret_cast<const char*>(t + 20), data);
+            EXPECT_EQ(bool(t[13] & 0x01), got.size() == payload.size()) << "FIN on the last";
+            // The receiver's check: pseudo-header and segment sum to 0xffff.
+            uint64_t sum = 0;
+            if (v6) {
+                uint8_t dst6[16];
+                ::inet_pton(AF_INET6, "fd00:88::2", dst6);
+                sum = pfp::checksum_add(0, {from.sin6_addr.s6_addr, 16});
+                sum = pfp::checksum_add(sum, {dst6, 16});
+            } else {
+                sum = pfp::checksum_add(0, {buf + 12, 8});
+            }
+            sum += IPPROTO_TCP + static_cast<size_t>(n) - ip;
+            sum = pfp::checksum_add(sum, {t, static_cast<size_t>(n) - ip});
+            while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+            EXPECT_EQ(sum, 0xffffu) << "segment " << segments;
+            ++segments;
+        }
+        EXPECT_TRUE(got == payload) << "the segments' payloads are not the original's";
+        const size_t mss = 1500 - (v6 ? 40 : 20) - 20;  // every segment but the last is full
+        EXPECT_EQ(segments, (payload.size() + mss - 1) / mss);
+    }
 }
 
 TEST_F(RawStream, InvalidHeaderEndsTheStreamAndTheWaitingClientIsServedNext) {

@@ -77,7 +77,7 @@ constexpr std::string_view kProxyKeyList =
     "keepalive, splice, busy_poll, relay, relay_threads, "
     "log_connections, statistics, restart, max_flows, batch, on_stream_down, fail_open, "
     "queue_maxlen, gso, nflog_threshold, nflog_timeout, nflog_buffer, "
-    "filter, tunnel, psk_file, psk_env, mtu, socket_buffer, kcp";
+    "filter, route_mtu, tunnel, psk_file, psk_env, mtu, socket_buffer, kcp";
 
 // ---- Diagnostic formatting ----------------------------------------------------------------------
 

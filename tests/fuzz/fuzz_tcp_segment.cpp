@@ -1,0 +1,42 @@
+// libFuzzer entry point for cutting whole TCP packets (untrusted: the packets come from the
+// stream peer). Bytes 0-1 give max_packet; the rest is one packet. segment_tcp() must not crash or
+// write out of bounds, and when it cuts: every segment fits max_packet and is one packet by its own
+// header's length, and the payloads add up to the original's.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "common/tcp_segment.hpp"
+
+namespace {
+
+void check(bool ok) {
+    if (!ok) __builtin_trap();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    if (size < 2) return 0;
+    const size_t max_packet = size_t{data[0]} << 8 | data[1];
+    const std::span<const uint8_t> packet(data + 2, size - 2);
+    std::vector<uint8_t> out(packet.size() * 2 + 4096);
+    std::vector<size_t> lengths(64);
+    const size_t n = pfp::segment_tcp(packet, max_packet, out, lengths);
+    if (n == 0) return 0;
+    const bool v6 = (packet[0] >> 4) == 6;
+    const size_t ip = v6 ? 40 : static_cast<size_t>(packet[0] & 0x0f) * 4;
+    const size_t header = ip + static_cast<size_t>(packet[ip + 12] >> 4) * 4;
+    size_t at = 0, payload = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const uint8_t* s = out.data() + at;
+        check(lengths[i] > header && lengths[i] <= max_packet);
+        const size_t said = v6 ? (size_t{s[4]} << 8 | s[5]) + 40 : size_t{s[2]} << 8 | s[3];
+        check(said == lengths[i]);
+        payload += lengths[i] - header;
+        at += lengths[i];
+    }
+    check(payload == packet.size() - header);
+    return 0;
+}
