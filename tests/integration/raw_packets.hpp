@@ -25,18 +25,17 @@ inline uint16_t fold(uint32_t sum) {
     return static_cast<uint16_t>(~sum);
 }
 
-// UDP from src:sport to dst:dport; the family follows dst.
-inline Bytes udp_packet(const std::string& src, const std::string& dst, const std::string& payload,
-                        uint16_t sport = 4000, uint16_t dport = 5000) {
+// An IP packet from src to dst (the family follows dst) with its header filled in (IPv4: the
+// kernel fills the header checksum) and `l4_len` zero bytes of protocol `proto` after it.
+inline Bytes ip_packet(const std::string& src, const std::string& dst, uint8_t proto,
+                       size_t l4_len) {
     const bool v6 = dst.find(':') != std::string::npos;
-    const size_t ip = v6 ? 40 : 20;
-    Bytes p(ip + 8 + payload.size());
-    const size_t udp_len = 8 + payload.size();
+    Bytes p((v6 ? 40 : 20) + l4_len);
     if (v6) {
         p[0] = 0x60;
-        p[4] = static_cast<uint8_t>(udp_len >> 8);
-        p[5] = static_cast<uint8_t>(udp_len);
-        p[6] = IPPROTO_UDP;
+        p[4] = static_cast<uint8_t>(l4_len >> 8);
+        p[5] = static_cast<uint8_t>(l4_len);
+        p[6] = proto;
         p[7] = 64;
         inet_pton(AF_INET6, src.c_str(), &p[8]);
         inet_pton(AF_INET6, dst.c_str(), &p[24]);
@@ -45,10 +44,20 @@ inline Bytes udp_packet(const std::string& src, const std::string& dst, const st
         p[2] = static_cast<uint8_t>(p.size() >> 8);
         p[3] = static_cast<uint8_t>(p.size());
         p[8] = 64;
-        p[9] = IPPROTO_UDP;
+        p[9] = proto;
         inet_pton(AF_INET, src.c_str(), &p[12]);
         inet_pton(AF_INET, dst.c_str(), &p[16]);
     }
+    return p;
+}
+
+// UDP from src:sport to dst:dport; the family follows dst.
+inline Bytes udp_packet(const std::string& src, const std::string& dst, const std::string& payload,
+                        uint16_t sport = 4000, uint16_t dport = 5000) {
+    const bool v6 = dst.find(':') != std::string::npos;
+    const size_t ip = v6 ? 40 : 20;
+    const size_t udp_len = 8 + payload.size();
+    Bytes p = ip_packet(src, dst, IPPROTO_UDP, udp_len);
     uint8_t* u = &p[ip];
     u[0] = static_cast<uint8_t>(sport >> 8);
     u[1] = static_cast<uint8_t>(sport);
@@ -73,26 +82,8 @@ inline Bytes udp_packet(const std::string& src, const std::string& dst, const st
 // packet the injector cuts (whose segments it checksums) is sent this way.
 inline Bytes tcp_packet(const std::string& src, const std::string& dst, const std::string& payload,
                         uint32_t seq) {
-    const bool v6 = dst.find(':') != std::string::npos;
-    const size_t ip = v6 ? 40 : 20, tcp_len = 20 + payload.size();
-    Bytes p(ip + tcp_len);
-    if (v6) {
-        p[0] = 0x60;
-        p[4] = static_cast<uint8_t>(tcp_len >> 8);
-        p[5] = static_cast<uint8_t>(tcp_len);
-        p[6] = IPPROTO_TCP;
-        p[7] = 64;
-        inet_pton(AF_INET6, src.c_str(), &p[8]);
-        inet_pton(AF_INET6, dst.c_str(), &p[24]);
-    } else {
-        p[0] = 0x45;
-        p[2] = static_cast<uint8_t>(p.size() >> 8);
-        p[3] = static_cast<uint8_t>(p.size());
-        p[8] = 64;
-        p[9] = IPPROTO_TCP;
-        inet_pton(AF_INET, src.c_str(), &p[12]);
-        inet_pton(AF_INET, dst.c_str(), &p[16]);
-    }
+    const size_t ip = dst.find(':') != std::string::npos ? 40 : 20;
+    Bytes p = ip_packet(src, dst, IPPROTO_TCP, 20 + payload.size());
     uint8_t* t = &p[ip];
     t[0] = 40000 >> 8;
     t[1] = 40000 & 0xff;
