@@ -314,8 +314,9 @@ class RawInjector final : public WorkerBody {
             return;
         }
         refuse(("a packet of " + std::to_string(bytes) +
-                " bytes is larger than its route's MTU (EMSGSIZE); whole GSO packets (\"gso\" at "
-                "the reader that sent it) need a local route")
+                " bytes is larger than its route's MTU (EMSGSIZE); a whole GSO packet (from an "
+                "nflog reader, or an nfqueue reader with \"gso\") needs a local route, or this "
+                "proxy's \"route_mtu\" to be cut")
                    .c_str());
     }
 

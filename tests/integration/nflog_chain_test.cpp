@@ -78,10 +78,11 @@ class NflogChain : public PacketChain {
     }
 
     // pf-proxyd in both namespaces (A's workers are `a_args`'s, when given; A's reader with
-    // `a_options`), each stream up.
-    void start(const std::vector<std::string>& a_args = {}, const std::string& a_options = "") {
-        PacketChain::start(chain_policy("a", "nflog:3", ab_, ba_, a_options),
-                           chain_policy("b", "nflog:5", ba_, ab_), a_args);
+    // `a_options`; both injectors with `injector_options`), each stream up.
+    void start(const std::vector<std::string>& a_args = {}, const std::string& a_options = "",
+               const std::string& injector_options = "") {
+        PacketChain::start(chain_policy("a", "nflog:3", ab_, ba_, a_options, injector_options),
+                           chain_policy("b", "nflog:5", ba_, ab_, "", injector_options), a_args);
     }
 };
 
@@ -93,6 +94,20 @@ TEST_F(NflogChain, TcpHandshakeAndDataEachWayThroughTheTunnelV4) {
 TEST_F(NflogChain, TcpHandshakeAndDataEachWayThroughTheTunnelV6) {
     start();
     bulk("fd00:98::2", "fd00:98::1");
+}
+
+// NFLOG hands TCP's GSO packets over whole (up to the sink's gso_max_size, 32 KiB). Here each
+// injector's route (lo, to its own address) is held to 1500 bytes, as a real link would be, so a
+// whole packet cannot go out as it came (EMSGSIZE: the transfer stalls); with `"route_mtu": 1500`
+// at both injectors they are cut into segments that fit, which both TCP stacks take: 16 MiB each
+// way arrive intact, and no injection is refused.
+TEST_F(NflogChain, WholeTcpPacketsCutToTheRouteMtuCrossIntactV4) {
+    for (const NetNs* ns : {a_.get(), b_.get()}) ns->ip({"link", "set", "lo", "mtu", "1500"});
+    start({}, "", R"(, "route_mtu": 1500)");
+    bulk("10.98.0.2", "10.98.0.1");
+    EXPECT_EQ(da_->log().find("more packets or bytes out"), std::string::npos) << da_->log();
+    EXPECT_EQ(db_->log().find("more packets or bytes out"), std::string::npos) << db_->log();
+    EXPECT_EQ(db_->log().find("was not injected"), std::string::npos) << db_->log();
 }
 
 TEST_F(NflogChain, UdpRequestAndReplyThroughTheTunnelBothFamilies) {
