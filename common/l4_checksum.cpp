@@ -1,21 +1,19 @@
 #include "common/l4_checksum.hpp"
 
+#include "common/byte_order.hpp"
+
 namespace pfp {
 namespace {
 
 constexpr uint8_t kTcp = 6;
 constexpr uint8_t kUdp = 17;
 
-uint16_t be16(const uint8_t* p) {
-    return static_cast<uint16_t>(p[0] << 8 | p[1]);
-}
-
-uint16_t fold(uint64_t sum) {
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    return static_cast<uint16_t>(sum);
-}
-
 }  // namespace
+
+uint16_t checksum_finish(uint64_t sum) noexcept {
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    return static_cast<uint16_t>(~sum);
+}
 
 uint64_t checksum_add(uint64_t sum, std::span<const uint8_t> data) noexcept {
     size_t i = 0;
@@ -59,7 +57,7 @@ bool fill_l4_checksum(std::span<uint8_t> p) noexcept {
     sum += len;  // the pseudo-header's length: 16 bits (IPv4) or 32 (IPv6), the same sum
     p[field] = 0;
     p[field + 1] = 0;
-    uint16_t c = static_cast<uint16_t>(~fold(checksum_add(sum, p.subspan(l4))));
+    uint16_t c = checksum_finish(checksum_add(sum, p.subspan(l4)));
     if (c == 0 && proto == kUdp) c = 0xffff;  // 0 means "none" for UDP
     p[field] = static_cast<uint8_t>(c >> 8);
     p[field + 1] = static_cast<uint8_t>(c & 0xff);

@@ -15,5 +15,7 @@ bool fill_l4_checksum(std::span<uint8_t> packet) noexcept;
 
 // The Internet checksum (RFC 1071) of `data` added to `sum` (not yet folded or complemented).
 uint64_t checksum_add(uint64_t sum, std::span<const uint8_t> data) noexcept;
+// The checksum field for such a sum: folded to 16 bits and complemented.
+uint16_t checksum_finish(uint64_t sum) noexcept;
 
 }  // namespace pfp

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/byte_order.hpp"
+
 namespace pfp {
 namespace {
 
@@ -52,10 +54,6 @@ constexpr Prefix kReserved6[] = {
     {{0x20, 0x02}, 16},              // 6to4
     {{0x3f, 0xff, 0x00}, 20},        // documentation
 };
-
-uint16_t be16(const uint8_t* p) noexcept {
-    return static_cast<uint16_t>(p[0] << 8 | p[1]);
-}
 
 bool listed(const std::array<PacketAddress, PacketFilter::kMaxAddresses>& list, size_t count,
             uint8_t version, const uint8_t* addr) noexcept {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/byte_order.hpp"
 #include "common/l4_checksum.hpp"
 
 namespace pfp {
@@ -10,31 +11,6 @@ namespace {
 
 constexpr uint8_t kTcp = 6;
 constexpr uint8_t kFin = 0x01, kPsh = 0x08, kUrg = 0x20, kCwr = 0x80;
-
-uint16_t be16(const uint8_t* p) {
-    return static_cast<uint16_t>(p[0] << 8 | p[1]);
-}
-
-uint32_t be32(const uint8_t* p) {
-    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
-}
-
-void put16(uint8_t* p, size_t v) {
-    p[0] = static_cast<uint8_t>(v >> 8);
-    p[1] = static_cast<uint8_t>(v);
-}
-
-void put32(uint8_t* p, uint32_t v) {
-    put16(p, v >> 16);
-    put16(p + 2, v & 0xffff);
-}
-
-// The IPv4 header checksum of `h` (its field zero while summing).
-uint16_t header_checksum(std::span<const uint8_t> h) {
-    uint64_t sum = checksum_add(0, h);
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    return static_cast<uint16_t>(~sum);
-}
 
 }  // namespace
 
@@ -75,14 +51,14 @@ size_t segment_tcp(std::span<const uint8_t> p, size_t max_packet, std::span<uint
         std::memcpy(s, p.data(), header);
         std::memcpy(s + header, p.data() + header + offset, len);
         if (version == 4) {
-            put16(s + 2, total);
-            put16(s + 4, static_cast<uint16_t>(id + i));
+            put_be16(s + 2, total);
+            put_be16(s + 4, static_cast<uint16_t>(id + i));
             s[10] = s[11] = 0;
-            put16(s + 10, header_checksum({s, ip}));
+            put_be16(s + 10, checksum_finish(checksum_add(0, {s, ip})));
         } else {
-            put16(s + 4, total - ip);
+            put_be16(s + 4, total - ip);
         }
-        put32(s + ip + 4, static_cast<uint32_t>(seq + offset));
+        put_be32(s + ip + 4, static_cast<uint32_t>(seq + offset));
         uint8_t f = flags;
         if (i + 1 < n) f &= static_cast<uint8_t>(~(kFin | kPsh));
         if (i > 0) f &= static_cast<uint8_t>(~kCwr);

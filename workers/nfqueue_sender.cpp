@@ -85,7 +85,6 @@ class NfqueueSender final : public PacketReader {
             // Only with `gso` (NFQA_CFG_F_GSO): the kernel then hands over packets whose TCP or
             // UDP checksum offload left holding the pseudo-header's sum; the kernel that injects
             // them will not finish it. Without the flag the kernel finishes it before queueing.
-            if (info & NFQA_SKB_CSUMNOTREADY) fill_l4_checksum({payload, len});
             // Whole TCP packets are TCP's own segments merged: the byte stream is the same. Any
             // other GSO packet (a UDP_SEGMENT send) would arrive as one datagram instead of the
             // sender's many, and nfqueue does not say where they were cut.
@@ -94,6 +93,7 @@ class NfqueueSender final : public PacketReader {
                 verdict(id, down_verdict());
                 return MNL_CB_OK;
             }
+            if (info & NFQA_SKB_CSUMNOTREADY) fill_l4_checksum({payload, len});
         }
         verdict(id, stream().forward(payload, len) ? NF_DROP : down_verdict());
         return MNL_CB_OK;

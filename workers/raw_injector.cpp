@@ -309,15 +309,13 @@ class RawInjector final : public WorkerBody {
     // A raw socket sends a packet whole or not at all: one above its route's MTU (a whole GSO
     // packet from a reader with "gso", or one from a device with a larger MTU) is refused.
     void refuse_too_big(size_t bytes) {
-        if (refused_ != 0) {
-            ++refused_;
-            return;
-        }
-        refuse(("a packet of " + std::to_string(bytes) +
-                " bytes is larger than its route's MTU (EMSGSIZE); a whole GSO packet (from an "
-                "nflog reader, or an nfqueue reader with \"gso\") needs a local route, or this "
-                "proxy's \"route_mtu\" to be cut")
-                   .c_str());
+        // Only the first refusal's words are logged: built for it alone.
+        refuse(refused_ != 0 ? ""
+                             : ("a packet of " + std::to_string(bytes) +
+                                " bytes is larger than its route's MTU (EMSGSIZE); a whole GSO "
+                                "packet (from an nflog reader, or an nfqueue reader with \"gso\") "
+                                "needs a local route, or this proxy's \"route_mtu\" to be cut")
+                                   .c_str());
     }
 
     void block(int fd) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/byte_order.hpp"
 #include "common/l4_checksum.hpp"
 #include "harness.hpp"
 #include "netns.hpp"
@@ -146,12 +147,8 @@ class RawStreamCut : public RawStream {
     std::string injector_keys() const override { return R"(, "route_mtu": 1500)"; }
 };
 
-uint16_t be16(const uint8_t* p) {
-    return static_cast<uint16_t>(p[0] << 8 | p[1]);
-}
-uint32_t be32(const uint8_t* p) {
-    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
-}
+using pfp::be16;
+using pfp::be32;
 
 // A whole TCP packet of 20,000 payload bytes of each family (a GSO packet as a reader with "gso"
 // queues it) leaves through the 1500-byte veth as segments that fit: S's raw TCP sockets, which

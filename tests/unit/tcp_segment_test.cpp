@@ -9,6 +9,7 @@
 
 #include <vector>
 
+#include "common/byte_order.hpp"
 #include "common/l4_checksum.hpp"
 
 using pfp::checksum_add;
@@ -18,12 +19,8 @@ namespace {
 
 constexpr uint8_t kFin = 0x01, kPsh = 0x08, kAck = 0x10, kUrg = 0x20, kCwr = 0x80;
 
-uint16_t be16(const uint8_t* p) {
-    return static_cast<uint16_t>(p[0] << 8 | p[1]);
-}
-uint32_t be32(const uint8_t* p) {
-    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
-}
+using pfp::be16;
+using pfp::be32;
 
 // A TCP packet with a 12-byte option block (NOP NOP timestamps), seq 4,000,000,000 (it wraps
 // while cut), `flags`, and `payload` bytes of a pattern.
