@@ -151,7 +151,8 @@ json packet_json(const PacketOptions& o) {
             {"filter_sources", o.filter_sources},
             {"filter_drop_reserved", o.filter_drop_reserved},
             {"filter_source_ports", o.filter_source_ports},
-            {"route_mtu", o.route_mtu}};
+            {"route_mtu", o.route_mtu},
+            {"route_mtu_auto", o.route_mtu_auto}};
 }
 
 PacketOptions packet_from_json(const json& j) {
@@ -169,6 +170,7 @@ PacketOptions packet_from_json(const json& j) {
     o.filter_drop_reserved = j.at("filter_drop_reserved").get<bool>();
     o.filter_source_ports = j.at("filter_source_ports").get<std::vector<std::string>>();
     o.route_mtu = j.at("route_mtu").get<uint32_t>();
+    o.route_mtu_auto = j.at("route_mtu_auto").get<bool>();
     return o;
 }
 

@@ -90,8 +90,10 @@ struct PacketOptions {
     std::vector<std::string> filter_sources;
     bool filter_drop_reserved = false;
     std::vector<std::string> filter_source_ports;
-    // stream-to-raw: a TCP packet above this many bytes is cut into segments that fit (0: never).
+    // stream-to-raw: a TCP packet above this many bytes is cut into segments that fit (0: never),
+    // or, with route_mtu_auto, above the MTU the kernel reports for its destination's route.
     uint32_t route_mtu = 0;
+    bool route_mtu_auto = false;
     bool operator==(const PacketOptions&) const = default;
 };
 

@@ -21,6 +21,7 @@ auto fields(const Proxy& p) {
                     p.accept_when_stream_down, p.fail_open, p.gso, p.queue_maxlen,
                     p.nflog_threshold, p.nflog_timeout, p.nflog_buffer, p.filter_destinations,
                     p.filter_sources, p.filter_drop_reserved, p.filter_source_ports, p.route_mtu,
+                    p.route_mtu_auto,
                     p.psk_file, p.psk_env, p.psk, p.mtu, p.socket_buffer, p.kcp);
 }
 
@@ -29,7 +30,7 @@ auto fields(const Proxy& p) {
 bool same_configuration(const Proxy& a, const Proxy& b) {
     // A new field of Proxy must be added to fields() (or deliberately left out, like pointer);
     // this trips when the struct grows so that it cannot be forgotten.
-    static_assert(sizeof(Proxy) == 1208, "compare the new Proxy field in same_configuration()");
+    static_assert(sizeof(Proxy) == 1216, "compare the new Proxy field in same_configuration()");
     return fields(a) == fields(b) && text(a.listen) == text(b.listen) &&
            (!has_upstream_endpoint(a.upstream_mode) || text(a.upstream) == text(b.upstream));
 }

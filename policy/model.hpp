@@ -123,8 +123,10 @@ struct Proxy {
     milliseconds nflog_timeout{0};
     uint32_t nflog_buffer = 0;
     // stream-to-raw: the MTU of the route the packets leave by (0: not set). A TCP packet above it
-    // (a whole GSO packet from a reader with gso) is cut into segments that fit.
+    // (a whole GSO packet from a reader with gso) is cut into segments that fit. "auto": the MTU
+    // the kernel reports for each destination's route instead (route_mtu stays 0).
     uint32_t route_mtu = 0;
+    bool route_mtu_auto = false;
     // stream-to-raw: which packets may be injected (common/packet_filter.hpp); empty lists and
     // false: no rule. Addresses and port ranges in their text forms, as written.
     std::vector<std::string> filter_destinations;

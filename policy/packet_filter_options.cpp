@@ -51,8 +51,13 @@ void parse_packet_filter(Checker& check, const json& v, const std::string& point
         if (kind && *kind != WorkerKind::stream_to_raw) {
             check.error(at, "route_mtu applies only to stream-to-raw (a raw: upstream), not " +
                                 std::string(kind_name(*kind)));
-        } else if (auto n = check.integer(*m, at, 1280, 65535)) {
-            p.route_mtu = static_cast<uint32_t>(*n);
+        } else if (m->is_string() && m->get_ref<const std::string&>() == "auto") {
+            p.route_mtu_auto = true;
+        } else if (m->is_number_integer() && m->get<int64_t>() >= 1280 &&
+                   m->get<int64_t>() <= 65535) {
+            p.route_mtu = static_cast<uint32_t>(m->get<int64_t>());
+        } else {
+            check.error(at, "expected an integer 1280-65535 or \"auto\", got " + value_of(*m));
         }
     }
     const json* f = member(v, "filter");

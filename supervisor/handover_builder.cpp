@@ -80,6 +80,7 @@ PacketOptions packet_options(const policy::Proxy& p) {
     o.filter_drop_reserved = p.filter_drop_reserved;
     o.filter_source_ports = p.filter_source_ports;
     o.route_mtu = p.route_mtu;
+    o.route_mtu_auto = p.route_mtu_auto;
     return o;
 }
 

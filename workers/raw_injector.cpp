@@ -10,7 +10,13 @@
 // counted by reason and the stream goes on. The packets of one read go out in batches (sendmmsg,
 // one call per run of one family). When a raw socket's send buffer is full the stream is not read
 // until it has room: back-pressure, no loss.
+//
+// A TCP packet larger than its route takes (a whole GSO packet) is cut into segments that fit
+// (common/tcp_segment.hpp) when the policy names the route's MTU, or, with "route_mtu": "auto",
+// the MTU the kernel reports for its destination (workers/route_mtus.hpp). The supervisor sets
+// IP_RECVERR / IPV6_RECVERR on both raw sockets, so every refusal for size names that MTU.
 #include <arpa/inet.h>
+#include <linux/errqueue.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -26,10 +32,14 @@
 #include "common/packet_filter.hpp"
 #include "common/packet_framer.hpp"
 #include "common/tcp_segment.hpp"
+#include "workers/route_mtus.hpp"
 #include "workers/worker_body.hpp"
 
 namespace pfp::worker {
 namespace {
+
+// The kernel's MSG_PROBE ("do not send, only probe the path"), which glibc names MSG_PROXY.
+constexpr int kMsgProbe = 0x10;
 
 class RawInjector final : public WorkerBody {
   public:
@@ -43,7 +53,8 @@ class RawInjector final : public WorkerBody {
           raw6_(std::move(fds.at(2))),
           filter_(make_filter(o)),
           route_mtu_(o.route_mtu),
-          arena_(o.route_mtu != 0 ? kArena : 0) {}
+          route_mtu_auto_(o.route_mtu_auto),
+          arena_(o.route_mtu != 0 || o.route_mtu_auto ? kArena : 0) {}
 
     void start() override { listen(true); }
 
@@ -163,11 +174,12 @@ class RawInjector final : public WorkerBody {
         }
     }
 
-    // Adds `packet` to the batch; a TCP packet above route_mtu (a whole GSO packet) as the
+    // Adds `packet` to the batch; a TCP packet above its route's MTU (a whole GSO packet) as the
     // segments that fit, cut into the arena, which only an empty batch lets it reuse. False when
     // the batch had to go out first and could not: the packet is carried until it has.
     bool enqueue(int fd, std::span<const uint8_t> packet) {
-        const bool cut = route_mtu_ != 0 && packet.size() > route_mtu_;
+        const size_t mtu = route_mtu_auto_ ? learned_mtu(fd, packet) : route_mtu_;
+        const bool cut = mtu != 0 && packet.size() > mtu;
         if (batch_n_ > 0 && (fd != batch_fd_ || cut) && !flush_batch()) {
             carry_ = packet;  // the first of the next batch, once this one is out
             carry_fd_ = fd;
@@ -175,7 +187,7 @@ class RawInjector final : public WorkerBody {
         }
         if (cut) {
             std::array<size_t, kBatch> lengths{};
-            if (const size_t n = segment_tcp(packet, route_mtu_, arena_, lengths); n > 0) {
+            if (const size_t n = segment_tcp(packet, mtu, arena_, lengths); n > 0) {
                 size_t at = 0;
                 for (size_t i = 0; i < n; ++i) {
                     add_to_batch(fd, {arena_.data() + at, lengths[i]});
@@ -189,29 +201,96 @@ class RawInjector final : public WorkerBody {
         return true;
     }
 
-    // The framer checked the header: an IPv4 packet has its 20 bytes, an IPv6 one its 40. The
-    // packet stays in the framer's buffer, which is not written until the batch is out.
-    void add_to_batch(int fd, std::span<const uint8_t> packet) {
-        batch_fd_ = fd;
-        const size_t i = batch_n_++;
-        sockaddr_storage& dst = addrs_[i];
+    // "route_mtu": "auto": the MTU to cut this packet to (0: it goes whole), from what the kernel
+    // said of its destination's route. Not known yet: a send with MSG_PROBE, which routes and
+    // checks the size but sends nothing, asks; its refusal's report says the MTU.
+    size_t learned_mtu(int fd, std::span<const uint8_t> packet) {
+        const auto now = loop_.now();
+        RouteMtus::Answer a = mtus_.check(packet, now);
+        if (a.verdict == RouteMtus::Verdict::probe) {
+            sockaddr_storage dst{};
+            const socklen_t len = destination_of(fd, packet, dst);
+            if (::sendto(fd, packet.data(), packet.size(), kMsgProbe | MSG_DONTWAIT,
+                         reinterpret_cast<const sockaddr*>(&dst), len) >= 0) {
+                mtus_.fits(packet, now);
+                return 0;
+            }
+            if (errno != EMSGSIZE) return 0;  // no route...: the send meets it and counts it
+            read_errors(fd);
+            a = mtus_.check(packet, now);  // still "probe" if no report came: it goes whole
+        }
+        return a.verdict == RouteMtus::Verdict::cut ? a.mtu : 0;
+    }
+
+    // Drains a raw socket's error queue: the kernel's report of each packet it refused for size
+    // (ee_info: its route's MTU; the name: the packet's destination). Returns the last MTU
+    // reported (0: none). Under "auto" each is learned for its destination.
+    size_t read_errors(int fd) {
+        size_t mtu = 0;
+        for (int i = 0; i < 16; ++i) {  // one report per refusal; bounded all the same
+            sockaddr_storage from{};
+            alignas(cmsghdr) std::array<char, 256> control{};
+            uint8_t byte = 0;
+            iovec iov{&byte, 1};
+            msghdr msg{};
+            msg.msg_name = &from;
+            msg.msg_namelen = sizeof from;
+            msg.msg_iov = &iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.data();
+            msg.msg_controllen = control.size();
+            if (::recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) break;
+            for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+                const bool report = (c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
+                                    (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR);
+                if (!report || c->cmsg_len < CMSG_LEN(sizeof(sock_extended_err))) continue;
+                sock_extended_err e{};
+                std::memcpy(&e, CMSG_DATA(c), sizeof e);
+                if (e.ee_errno != EMSGSIZE || e.ee_origin != SO_EE_ORIGIN_LOCAL) continue;
+                mtu = e.ee_info;
+                if (route_mtu_auto_) mtus_.learned(address_of(from), mtu, loop_.now());
+            }
+        }
+        return mtu;
+    }
+
+    static std::span<const uint8_t> address_of(const sockaddr_storage& a) {
+        if (a.ss_family == AF_INET)
+            return {reinterpret_cast<const uint8_t*>(
+                        &reinterpret_cast<const sockaddr_in*>(&a)->sin_addr),
+                    4};
+        if (a.ss_family == AF_INET6)
+            return {reinterpret_cast<const uint8_t*>(
+                        &reinterpret_cast<const sockaddr_in6*>(&a)->sin6_addr),
+                    16};
+        return {};
+    }
+
+    // The framer checked the header: an IPv4 packet has its 20 bytes, an IPv6 one its 40.
+    socklen_t destination_of(int fd, std::span<const uint8_t> packet, sockaddr_storage& dst) const {
         dst = {};
-        socklen_t len = 0;
         if (fd == raw4_.get()) {
             auto* sin = reinterpret_cast<sockaddr_in*>(&dst);
             sin->sin_family = AF_INET;
             std::memcpy(&sin->sin_addr, packet.data() + 16, 4);
-            len = sizeof *sin;
-        } else {
-            auto* sin6 = reinterpret_cast<sockaddr_in6*>(&dst);
-            sin6->sin6_family = AF_INET6;
-            std::memcpy(&sin6->sin6_addr, packet.data() + 24, 16);
-            len = sizeof *sin6;
+            return sizeof *sin;
         }
+        auto* sin6 = reinterpret_cast<sockaddr_in6*>(&dst);
+        sin6->sin6_family = AF_INET6;
+        std::memcpy(&sin6->sin6_addr, packet.data() + 24, 16);
+        return sizeof *sin6;
+    }
+
+    // The packet stays in the framer's buffer (or the arena), which is not written until the
+    // batch is out.
+    void add_to_batch(int fd, std::span<const uint8_t> packet) {
+        batch_fd_ = fd;
+        const size_t i = batch_n_++;
+        const socklen_t len = destination_of(fd, packet, addrs_[i]);
         iovs_[i] = {const_cast<uint8_t*>(packet.data()), packet.size()};
         counts_[i] = packet.size();
         msgs_[i] = {};
-        msgs_[i].msg_hdr.msg_name = &dst;
+        msgs_[i].msg_hdr.msg_name = &addrs_[i];
         msgs_[i].msg_hdr.msg_namelen = len;
         msgs_[i].msg_hdr.msg_iov = &iovs_[i];
         msgs_[i].msg_hdr.msg_iovlen = 1;
@@ -233,7 +312,7 @@ class RawInjector final : public WorkerBody {
                 // sendmmsg reports an error only for the first message it tried.
                 stats_.send_errors++;
                 if (errno == EMSGSIZE)
-                    refuse_too_big(iovs_[batch_sent_].iov_len);
+                    refuse_too_big(iovs_[batch_sent_].iov_len, read_errors(batch_fd_));
                 else
                     refuse(std::strerror(errno));
                 ++batch_sent_;
@@ -308,14 +387,22 @@ class RawInjector final : public WorkerBody {
 
     // A raw socket sends a packet whole or not at all: one above its route's MTU (a whole GSO
     // packet from a reader with "gso", or one from a device with a larger MTU) is refused.
-    void refuse_too_big(size_t bytes) {
-        // Only the first refusal's words are logged: built for it alone.
-        refuse(refused_ != 0 ? ""
-                             : ("a packet of " + std::to_string(bytes) +
-                                " bytes is larger than its route's MTU (EMSGSIZE); a whole GSO "
-                                "packet (from an nflog reader, or an nfqueue reader with \"gso\") "
-                                "needs a local route, or this proxy's \"route_mtu\" to be cut")
-                                   .c_str());
+    void refuse_too_big(size_t bytes, size_t mtu) {
+        if (refused_ != 0) return refuse("");  // only the first refusal's words are logged
+        const std::string route =
+            mtu != 0 ? "its route's MTU of " + std::to_string(mtu) : std::string("its route's MTU");
+        const std::string what =
+            route_mtu_auto_
+                ? "; \"route_mtu\": \"auto\" cuts TCP packets only, and learns of a route's "
+                  "smaller MTU from such a refusal: the next ones to it are cut"
+            : route_mtu_ != 0
+                ? "; \"route_mtu\" (" + std::to_string(route_mtu_) +
+                      ") cuts TCP packets only, and must not exceed the route's MTU"
+                : "; a whole GSO packet (from an nflog reader, or an nfqueue reader with \"gso\") "
+                  "needs a local route, or this proxy's \"route_mtu\" to be cut";
+        refuse(("a packet of " + std::to_string(bytes) + " bytes is larger than " + route +
+                " (EMSGSIZE)" + what)
+                   .c_str());
     }
 
     void block(int fd) {
@@ -332,7 +419,8 @@ class RawInjector final : public WorkerBody {
         if (client_) loop_.modify(client_.get(), EPOLLIN | EPOLLRDHUP, &client_watch_);
     }
 
-    void on_raw(uint32_t) {
+    void on_raw(uint32_t events) {
+        if (events & EPOLLERR) read_errors(blocked_fd_);  // a report not read at its refusal
         if (!blocked_ || !client_) return;
         if (inject_ready() && client_ && !blocked_) on_client(EPOLLIN);
     }
@@ -374,9 +462,12 @@ class RawInjector final : public WorkerBody {
     bool listening_ = false, draining_ = false, blocked_ = false;
     int blocked_fd_ = -1;
     PacketFilter filter_;
-    // route_mtu: whole TCP packets above it are cut into arena_ (one packet's segments at most
-    // kBatch: route_mtu is at least 1280, so 64 KiB of payload makes at most 57).
+    // route_mtu: whole TCP packets above it (or above their destination's MTU, learned under
+    // "auto") are cut into arena_ (one packet's segments at most kBatch: the MTU is at least
+    // 1280, so 64 KiB of payload makes at most 57).
     size_t route_mtu_ = 0;
+    bool route_mtu_auto_ = false;
+    RouteMtus mtus_;
     std::vector<uint8_t> arena_;
     uint64_t refused_ = 0, filtered_ = 0;
     std::string peer_;

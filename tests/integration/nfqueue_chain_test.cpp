@@ -67,6 +67,8 @@ class NfqueueChain : public PacketChain {
     void SetUp() override {
         PFP_REQUIRE_NETNS();
         make_namespaces("10.99.0.1", "fd00:99::1", "10.99.0.2", "fd00:99::2", true);
+        if (const std::string mtu = lo_mtu(); !mtu.empty())
+            for (const NetNs* ns : {a_.get(), b_.get()}) ns->ip({"link", "set", "lo", "mtu", mtu});
         for (auto fam : {IptablesRule::v4, IptablesRule::v6}) {
             const bool v6 = fam == IptablesRule::v6;
             rules_.push_back(std::make_unique<IptablesRule>(
@@ -85,6 +87,8 @@ class NfqueueChain : public PacketChain {
     // More keys of both readers' and both injectors' entries.
     virtual std::string reader_options() const { return ""; }
     virtual std::string injector_options() const { return ""; }
+    // The MTU each injector's route (lo, to its own address) is held to ("": lo's 64 KiB).
+    virtual std::string lo_mtu() const { return ""; }
 
     // The packet counters of proxy `name` in daemon d (status --json), once its reports count at
     // least `bytes_in` bytes read.
@@ -126,6 +130,15 @@ class NfqueueGsoChain : public NfqueueChain {
 class NfqueueGsoCutChain : public NfqueueGsoChain {
   protected:
     std::string injector_options() const override { return R"(, "route_mtu": 1500)"; }
+};
+
+// gso at the readers and `"route_mtu": "auto"` at the injectors, whose routes are held to 1500
+// bytes as a real link would be: each injector learns that MTU from the kernel (a probe that
+// sends nothing) and cuts to it.
+class NfqueueGsoAutoChain : public NfqueueGsoChain {
+  protected:
+    std::string injector_options() const override { return R"(, "route_mtu": "auto")"; }
+    std::string lo_mtu() const override { return "1500"; }
 };
 
 // A UDP socket bound to 10.99.0.2:5400 in B.
@@ -232,6 +245,24 @@ TEST_F(NfqueueGsoCutChain, TcpCrossesWholeAndIsCutToTheRouteMtuBeforeInjectionV6
     const nlohmann::json in = counters(*db_, "b-in", kTotal);
     EXPECT_EQ(in.value("send_errors", uint64_t{1}), 0u);
     EXPECT_EQ(in.value("streams", uint64_t{0}), 1u) << db_->log();
+}
+
+// Whole across the tunnel; each injector learns its route's 1500 bytes before the first whole
+// packet goes out, so none is refused (without "auto" the transfer stalls on EMSGSIZE), and the
+// 16 MiB each way arrive intact, for each family.
+TEST_F(NfqueueGsoAutoChain, TcpCrossesWholeAndIsCutToTheLearnedRouteMtuV4) {
+    bulk("10.99.0.2", "10.99.0.1");
+    EXPECT_GT(a_reader_average_packet(), 4096.0);
+    const nlohmann::json in = counters(*db_, "b-in", kTotal);
+    EXPECT_EQ(in.value("send_errors", uint64_t{1}), 0u) << db_->log();
+    EXPECT_EQ(in.value("packets_out", uint64_t{0}), in.value("packets_in", uint64_t{1}));
+}
+
+TEST_F(NfqueueGsoAutoChain, TcpCrossesWholeAndIsCutToTheLearnedRouteMtuV6) {
+    bulk("fd00:99::2", "fd00:99::1");
+    const nlohmann::json in = counters(*db_, "b-in", kTotal);
+    EXPECT_EQ(in.value("send_errors", uint64_t{1}), 0u) << db_->log();
+    EXPECT_EQ(in.value("packets_out", uint64_t{0}), in.value("packets_in", uint64_t{1}));
 }
 
 TEST_F(NfqueueGsoChain, UdpRequestAndReplyBothFamilies) {

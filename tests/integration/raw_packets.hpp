@@ -78,11 +78,11 @@ inline Bytes udp_packet(const std::string& src, const std::string& dst, const st
 }
 
 // A TCP packet (ACK, PSH and FIN; sequence number `seq`; a 20-byte header) from src:40000 to
-// dst:80 carrying `payload`; the family follows dst. The checksum is not filled in: only a
-// packet the injector cuts (whose segments it checksums) is sent this way.
+// dst:80 carrying `payload`, its checksum filled in; the family follows dst.
 inline Bytes tcp_packet(const std::string& src, const std::string& dst, const std::string& payload,
                         uint32_t seq) {
-    const size_t ip = dst.find(':') != std::string::npos ? 40 : 20;
+    const bool v6 = dst.find(':') != std::string::npos;
+    const size_t ip = v6 ? 40 : 20;
     Bytes p = ip_packet(src, dst, IPPROTO_TCP, 20 + payload.size());
     uint8_t* t = &p[ip];
     t[0] = 40000 >> 8;
@@ -93,6 +93,11 @@ inline Bytes tcp_packet(const std::string& src, const std::string& dst, const st
     t[13] = 0x19;  // ACK, PSH, FIN
     t[14] = 0xff;
     std::memcpy(t + 20, payload.data(), payload.size());
+    const size_t tcp_len = 20 + payload.size();  // pseudo-header (addresses, length, TCP) + TCP
+    const uint32_t pseudo = v6 ? sum16(&p[8], 32) : sum16(&p[12], 8);
+    const uint16_t c = fold(sum16(t, tcp_len, pseudo + static_cast<uint32_t>(tcp_len) + 6));
+    t[16] = static_cast<uint8_t>(c >> 8);
+    t[17] = static_cast<uint8_t>(c);
     return p;
 }
 

@@ -136,83 +136,164 @@ TEST_F(RawStream, APacketAboveItsRoutesMtuIsRefusedAndTheStreamGoesOn) {
     EXPECT_EQ(receive(udp4_.get()), "after-the-big-one") << daemon_->log();
     EXPECT_TRUE(
         daemon_->wait_log("was not injected: a packet of 3000 bytes is larger than its "
-                          "route's MTU (EMSGSIZE)",
+                          "route's MTU of 1500 (EMSGSIZE); a whole GSO packet",
                           5s))
         << daemon_->log();
+}
+
+using pfp::be16;
+using pfp::be32;
+
+// A raw TCP socket in S: it sees each arriving TCP packet before TCP does.
+unique_fd tcp_capture(const NetNs& s, int family) {
+    return s.run([family] {
+        unique_fd fd(::socket(family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_TCP));
+        if (fd) set_timeouts(fd.get(), 5s);
+        return fd;
+    });
+}
+
+// What arrived at S of one whole TCP packet the test wrote (source port 40000, sequence `seq`):
+// the payloads put back together, and the size of each IP packet that carried them.
+struct Arrived {
+    std::string payload;
+    std::vector<size_t> sizes;
+};
+
+// Reads `cap` until `want` payload bytes of the flow arrived (or 5 s pass without a packet),
+// checking each packet as a receiver would: its sequence number follows the bytes before it, its
+// checksum verifies, and FIN is on the last only.
+Arrived arrivals(int cap, bool v6, size_t want, uint32_t seq) {
+    Arrived a;
+    while (a.payload.size() < want) {
+        uint8_t buf[70000];
+        sockaddr_in6 from{};
+        socklen_t len = sizeof from;
+        const ssize_t n =
+            ::recvfrom(cap, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+        if (n <= 0) {
+            ADD_FAILURE() << "nothing more arrived after " << a.sizes.size() << " packets";
+            return a;
+        }
+        // IPv4 raw sockets give the IP header too; IPv6 ones the TCP segment alone.
+        const size_t ip = v6 ? 0 : static_cast<size_t>(buf[0] & 0x0f) * 4;
+        const uint8_t* t = buf + ip;
+        if (be16(t) != 40000) continue;  // not the test's flow
+        EXPECT_EQ(be32(t + 4), seq + a.payload.size()) << "packet " << a.sizes.size();
+        a.payload.append(reinterpret_cast<const char*>(t + 20), static_cast<size_t>(n) - ip - 20);
+        a.sizes.push_back(static_cast<size_t>(n) + (v6 ? 40 : 0));
+        EXPECT_EQ(bool(t[13] & 0x01), a.payload.size() == want) << "FIN on the last";
+        // The receiver's check: pseudo-header and segment sum to 0xffff.
+        uint64_t sum = 0;
+        if (v6) {
+            uint8_t dst6[16];
+            ::inet_pton(AF_INET6, "fd00:88::2", dst6);
+            sum = pfp::checksum_add(0, {from.sin6_addr.s6_addr, 16});
+            sum = pfp::checksum_add(sum, {dst6, 16});
+        } else {
+            sum = pfp::checksum_add(0, {buf + 12, 8});
+        }
+        sum += IPPROTO_TCP + static_cast<size_t>(n) - ip;
+        sum = pfp::checksum_add(sum, {t, static_cast<size_t>(n) - ip});
+        while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+        EXPECT_EQ(sum, 0xffffu) << "packet " << a.sizes.size();
+    }
+    return a;
+}
+
+std::string pattern(size_t n) {
+    std::string payload(n, '\0');
+    for (size_t i = 0; i < n; ++i) payload[i] = static_cast<char>(i * 7 + 1);
+    return payload;
 }
 
 // `"route_mtu": 1500`, the veth's MTU.
 class RawStreamCut : public RawStream {
   protected:
     std::string injector_keys() const override { return R"(, "route_mtu": 1500)"; }
+
+    // A whole TCP packet of 20,000 payload bytes of each family (a GSO packet as a reader with
+    // "gso" queues it) leaves through the 1500-byte veth as full segments that fit, in order,
+    // whose payloads are the original's.
+    void expect_cut_to_the_veth() {
+        unique_fd cap4 = tcp_capture(*s_, AF_INET), cap6 = tcp_capture(*s_, AF_INET6);
+        ASSERT_TRUE(cap4 && cap6);
+        const std::string payload = pattern(20000);
+        unique_fd c = connect_stream();
+        ASSERT_TRUE(c);
+        for (const char* dst : {"10.88.0.2", "fd00:88::2"}) {
+            const Bytes p =
+                tcp_packet(dst[0] == '1' ? "10.88.0.1" : "fd00:88::1", dst, payload, 1000);
+            ASSERT_TRUE(write_all(c.get(), p.data(), p.size()));
+        }
+        for (const bool v6 : {false, true}) {
+            SCOPED_TRACE(v6 ? "IPv6" : "IPv4");
+            const Arrived a = arrivals(v6 ? cap6.get() : cap4.get(), v6, payload.size(), 1000);
+            EXPECT_TRUE(a.payload == payload) << "the segments' payloads are not the original's\n"
+                                              << daemon_->log();
+            for (const size_t n : a.sizes) EXPECT_LE(n, 1500u);
+            const size_t mss = 1500 - (v6 ? 40 : 20) - 20;  // every segment but the last is full
+            EXPECT_EQ(a.sizes.size(), (payload.size() + mss - 1) / mss);
+        }
+        // Nothing was refused: the stream's summary names no packet not injected.
+        c.reset();
+        EXPECT_TRUE(daemon_->wait_log("ended after 2 packets: closed by the peer", 5s))
+            << daemon_->log();
+    }
 };
 
-using pfp::be16;
-using pfp::be32;
-
-// A whole TCP packet of 20,000 payload bytes of each family (a GSO packet as a reader with "gso"
-// queues it) leaves through the 1500-byte veth as segments that fit: S's raw TCP sockets, which
-// see each arriving TCP packet before TCP does, get them in order, each at most 1500 bytes with
-// its own sequence number and a checksum that verifies, FIN on the last only, and their payloads
-// are the original's.
 TEST_F(RawStreamCut, WholeTcpPacketsLeaveAsSegmentsThatFitTheRoute) {
-    const auto raw_tcp = [this](int family) {
-        return s_->run([family] {
-            unique_fd fd(::socket(family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_TCP));
-            if (fd) set_timeouts(fd.get(), 5s);
-            return fd;
-        });
-    };
-    unique_fd cap4 = raw_tcp(AF_INET), cap6 = raw_tcp(AF_INET6);
-    ASSERT_TRUE(cap4 && cap6);
-    std::string payload(20000, '\0');
-    for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 7 + 1);
+    expect_cut_to_the_veth();
+}
+
+// `"route_mtu": "auto"`: the injector asks the kernel for each destination's route MTU (a probe
+// that sends nothing) instead of being told.
+class RawStreamAutoMtu : public RawStreamCut {
+  protected:
+    std::string injector_keys() const override { return R"(, "route_mtu": "auto")"; }
+};
+
+// Learned from the probes, not told: the same segments as with `"route_mtu": 1500`, and no
+// packet refused on the way.
+TEST_F(RawStreamAutoMtu, WholeTcpPacketsLeaveAsSegmentsThatFitTheLearnedMtu) {
+    expect_cut_to_the_veth();
+}
+
+// A route that takes the whole packet gets it whole. When its MTU then goes down, the first
+// packet the injector still thinks fits is refused, and the kernel's report of the new MTU is
+// learned from that refusal: the next packets go out cut to it.
+TEST_F(RawStreamAutoMtu, ARouteWhoseMtuWentDownCostsOnePacketThenItsPacketsAreCut) {
+    for (auto [ns, dev] : {std::pair{p_.get(), "vp"}, std::pair{s_.get(), "vs"}})
+        ns->ip({"link", "set", dev, "mtu", "65535"});
+    unique_fd cap = tcp_capture(*s_, AF_INET);
+    ASSERT_TRUE(cap);
+    const std::string payload = pattern(20000);
     unique_fd c = connect_stream();
     ASSERT_TRUE(c);
-    for (const char* dst : {"10.88.0.2", "fd00:88::2"}) {
-        const Bytes p = tcp_packet(dst[0] == '1' ? "10.88.0.1" : "fd00:88::1", dst, payload, 1000);
-        ASSERT_TRUE(write_all(c.get(), p.data(), p.size()));
-    }
-    for (const bool v6 : {false, true}) {
-        SCOPED_TRACE(v6 ? "IPv6" : "IPv4");
-        std::string got;
-        size_t segments = 0;
-        while (got.size() < payload.size()) {
-            uint8_t buf[70000];
-            sockaddr_in6 from{};
-            socklen_t len = sizeof from;
-            const ssize_t n = ::recvfrom(v6 ? cap6.get() : cap4.get(), buf, sizeof buf, 0,
-                                         reinterpret_cast<sockaddr*>(&from), &len);
-            ASSERT_GT(n, 0) << "after " << segments << " segments\n" << daemon_->log();
-            // IPv4 raw sockets give the IP header too; IPv6 ones the TCP segment alone.
-            const size_t ip = v6 ? 0 : static_cast<size_t>(buf[0] & 0x0f) * 4;
-            const uint8_t* t = buf + ip;
-            if (be16(t) != 40000) continue;  // not the test's flow
-            ASSERT_LE(static_cast<size_t>(n) + (v6 ? 40 : 0), 1500u);
-            EXPECT_EQ(be32(t + 4), 1000u + got.size()) << "segment " << segments;
-            const size_t data = static_cast<size_t>(n) - ip - 20;
-            got.append(reinterpret_cast<const char*>(t + 20), data);
-            EXPECT_EQ(bool(t[13] & 0x01), got.size() == payload.size()) << "FIN on the last";
-            // The receiver's check: pseudo-header and segment sum to 0xffff.
-            uint64_t sum = 0;
-            if (v6) {
-                uint8_t dst6[16];
-                ::inet_pton(AF_INET6, "fd00:88::2", dst6);
-                sum = pfp::checksum_add(0, {from.sin6_addr.s6_addr, 16});
-                sum = pfp::checksum_add(sum, {dst6, 16});
-            } else {
-                sum = pfp::checksum_add(0, {buf + 12, 8});
-            }
-            sum += IPPROTO_TCP + static_cast<size_t>(n) - ip;
-            sum = pfp::checksum_add(sum, {t, static_cast<size_t>(n) - ip});
-            while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-            EXPECT_EQ(sum, 0xffffu) << "segment " << segments;
-            ++segments;
-        }
-        EXPECT_TRUE(got == payload) << "the segments' payloads are not the original's";
-        const size_t mss = 1500 - (v6 ? 40 : 20) - 20;  // every segment but the last is full
-        EXPECT_EQ(segments, (payload.size() + mss - 1) / mss);
-    }
+    const Bytes whole = tcp_packet("10.88.0.1", "10.88.0.2", payload, 1000);
+    ASSERT_TRUE(write_all(c.get(), whole.data(), whole.size()));
+    Arrived a = arrivals(cap.get(), false, payload.size(), 1000);
+    EXPECT_EQ(a.sizes, std::vector<size_t>{20040}) << daemon_->log();
+
+    p_->ip({"link", "set", "vp", "mtu", "1500"});
+    const Bytes refused = tcp_packet("10.88.0.1", "10.88.0.2", payload, 100'000);
+    ASSERT_TRUE(write_all(c.get(), refused.data(), refused.size()));
+    ASSERT_TRUE(
+        daemon_->wait_log("was not injected: a packet of 20040 bytes is larger than its "
+                          "route's MTU of 1500 (EMSGSIZE); \"route_mtu\": \"auto\"",
+                          5s))
+        << daemon_->log();
+    // Written once the refusal is in (read with it, it would have been batched whole with it).
+    const Bytes next = tcp_packet("10.88.0.1", "10.88.0.2", payload, 200'000);
+    ASSERT_TRUE(write_all(c.get(), next.data(), next.size()));
+    // The refused one (sequence 100000) never arrives: the first packet S sees is the next's.
+    a = arrivals(cap.get(), false, payload.size(), 200'000);
+    EXPECT_TRUE(a.payload == payload) << daemon_->log();
+    EXPECT_EQ(a.sizes.size(), 14u);
+    for (const size_t n : a.sizes) EXPECT_LE(n, 1500u);
+    c.reset();
+    EXPECT_TRUE(daemon_->wait_log("ended after 3 packets, 1 not injected: closed by the peer", 5s))
+        << daemon_->log();
 }
 
 TEST_F(RawStream, InvalidHeaderEndsTheStreamAndTheWaitingClientIsServedNext) {

@@ -40,13 +40,25 @@ TEST(PacketPolicy, KindsAndQueueOptions) {
     EXPECT_EQ(p.proxies[0].route_mtu, 0u);
     p = parse_policy(entry("unix:/run/raw.sock", "raw:eth0", R"(, "route_mtu": 1500)"), "p.json");
     EXPECT_EQ(p.proxies.at(0).route_mtu, 1500u);
+    EXPECT_FALSE(p.proxies[0].route_mtu_auto);
+    p = parse_policy(entry("unix:/run/raw.sock", "raw:route", R"(, "route_mtu": "auto")"),
+                     "p.json");
+    EXPECT_TRUE(p.proxies.at(0).route_mtu_auto);
+    EXPECT_EQ(p.proxies[0].route_mtu, 0u);
 }
 
 // route_mtu: stream-to-raw only, 1280 (IPv6's minimum; at most 57 segments per 64 KiB packet) to
-// 65535.
+// 65535, or "auto".
 TEST(PacketPolicy, RouteMtuErrors) {
     EXPECT_EQ(errors(entry("unix:/run/raw.sock", "raw:eth0", R"(, "route_mtu": 576)")),
-              "p.json:1:97: /proxies/0/route_mtu: expected an integer 1280-65535, got 576");
+              "p.json:1:97: /proxies/0/route_mtu: expected an integer 1280-65535 or \"auto\", "
+              "got 576");
+    EXPECT_EQ(errors(entry("unix:/run/raw.sock", "raw:eth0", R"(, "route_mtu": "path")")),
+              "p.json:1:97: /proxies/0/route_mtu: expected an integer 1280-65535 or \"auto\", "
+              "got \"path\"");
+    EXPECT_EQ(errors(entry("unix:/run/raw.sock", "raw:eth0", R"(, "route_mtu": 1500.5)")),
+              "p.json:1:97: /proxies/0/route_mtu: expected an integer 1280-65535 or \"auto\", "
+              "got 1500.5");
     EXPECT_EQ(errors(entry("nfqueue:1", "vsock:3:1", R"(, "route_mtu": 1500)")),
               "p.json:1:89: /proxies/0/route_mtu: route_mtu applies only to stream-to-raw (a raw: "
               "upstream), not nfqueue-to-stream");
