@@ -193,6 +193,7 @@ KEY_VALUES = {
     "keepalive": [True, {"idle": "1s", "count": 127}, {"count": 128}, {"idle": 0}, {"x": 1}],
     "restart": [{"backoff_initial": "1m"}, {"backoff_initial": "1s", "backoff_max": "500ms"},
                 {"max_failures": 1000}, {"max_failures": 1001}, {"healthy_after": "1h"}],
+    "route_mtu": ["auto", "Auto", 1280, 1279, 65535, 65536, 1500.5],
 }
 TOP_VALUES = {
     "user": ["pf-proxy", "", "a\u0000b"], "group": ["pf-proxy"],
