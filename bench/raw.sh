@@ -8,9 +8,11 @@
 # With --source nflog the readers are nflog-to-stream instead: an NFLOG rule copies the packets and
 # a route into a sink veth (ARP off) takes the originals, as docs/policy.md describes.
 # With --gso the nfqueue readers take GSO packets whole ("gso": true); --route-mtu N has the
-# injectors cut whole TCP packets to N bytes before they inject them ("route_mtu").
+# injectors cut whole TCP packets to N bytes before they inject them ("route_mtu"), --route-mtu
+# auto to the MTU the kernel reports for their route. --lo-mtu N holds each namespace's lo (the
+# injectors' route, to their own addresses) to N bytes, as a real link would be.
 #   sudo bench/raw.sh [--duration S] [--flows N] [--rounds N] [--bin DIR] [--source nfqueue|nflog]
-#                     [--gso] [--route-mtu N]
+#                     [--gso] [--route-mtu N|auto] [--lo-mtu N]
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION=5
@@ -20,6 +22,7 @@ BIN="$ROOT/build/bin"
 SOURCE=nfqueue
 READER_KEYS=""
 INJECTOR_KEYS=""
+LO_MTU=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
@@ -28,7 +31,11 @@ while [ $# -gt 0 ]; do
         --bin) BIN="$(cd "$2" && pwd)"; shift 2 ;;
         --source) SOURCE="$2"; shift 2 ;;
         --gso) READER_KEYS=', "gso": true'; shift ;;
-        --route-mtu) INJECTOR_KEYS=", \"route_mtu\": $2"; shift 2 ;;
+        --route-mtu)
+            if [ "$2" = auto ]; then INJECTOR_KEYS=', "route_mtu": "auto"'
+            else INJECTOR_KEYS=", \"route_mtu\": $2"; fi
+            shift 2 ;;
+        --lo-mtu) LO_MTU="$2"; shift 2 ;;
         *) echo "raw.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -54,6 +61,9 @@ g++ -std=c++20 -O2 -o "$WORK/udp_bench" "$ROOT/bench/udp_bench.cpp" || exit 1
 ip netns add "$A" && ip netns add "$B" || exit 1
 ip -n "$A" link set lo up
 ip -n "$B" link set lo up
+if [ -n "$LO_MTU" ]; then
+    ip -n "$A" link set lo mtu "$LO_MTU" && ip -n "$B" link set lo mtu "$LO_MTU" || exit 1
+fi
 ip -n "$A" link add va type veth peer name vb netns "$B"
 ip -n "$A" addr add 10.98.0.1/24 dev va
 ip -n "$B" addr add 10.98.0.2/24 dev vb
