@@ -121,7 +121,8 @@ class NfqueueGuest : public ::testing::Test {
         daemon_ = std::make_unique<Daemon>(
             policy({proxy("queued", "nfqueue:" + std::to_string(kQueue),
                           "vsock:1:" + std::to_string(kTunnelPort), reader_options()),
-                    proxy("injected", "vsock:any:" + std::to_string(kTunnelPort), "raw:route")}));
+                    proxy("injected", "vsock:any:" + std::to_string(kTunnelPort), "raw:route",
+                          injector_options())}));
         ASSERT_TRUE(daemon_->wait_ready()) << daemon_->log();
         ASSERT_TRUE(daemon_->wait_log(
             "stream to vsock:1:" + std::to_string(kTunnelPort) + " connected", 20s))
@@ -136,8 +137,12 @@ class NfqueueGuest : public ::testing::Test {
             std::to_string(kQueue)});
     }
 
-    // More keys of the reader's entry ("key": value, ...).
+    // More keys of the reader's and the injector's entries ("key": value, ...).
     virtual std::string reader_options() const { return ""; }
+    virtual std::string injector_options() const { return ""; }
+    // lo's MTU during a TCP transfer: the largest the reader can copy whole, unless a test holds
+    // it to a real link's.
+    virtual int tcp_lo_mtu() const { return kCopyLimit; }
 
     // A TCP handshake and kTcpBytes each way between a client and a server on lo, both
     // directions through the queue, the tunnel and the injector, checksummed.
@@ -151,6 +156,14 @@ class NfqueueGuest : public ::testing::Test {
 class NfqueueGsoGuest : public NfqueueGuest {
   protected:
     std::string reader_options() const override { return R"("gso": true)"; }
+};
+
+// And lo held to 1,500 bytes, with `"route_mtu": "auto"` at the injector: it learns that MTU from
+// this kernel (MSG_PROBE and the IP_RECVERR report) and cuts the whole packets to it.
+class NfqueueGsoAutoMtuGuest : public NfqueueGsoGuest {
+  protected:
+    std::string injector_options() const override { return R"("route_mtu": "auto")"; }
+    int tcp_lo_mtu() const override { return 1500; }
 };
 
 TEST_F(NfqueueGuest, UdpDatagramsCrossTheQueueAndVsockAndArriveInjected) {
@@ -213,8 +226,13 @@ TEST_F(NfqueueGsoGuest, TcpCrossesWithTheChecksumsTheReaderFinished) {
     tcp_through_the_tunnel();
 }
 
+TEST_F(NfqueueGsoAutoMtuGuest, TcpCrossesCutToTheRouteMtuTheInjectorLearned) {
+    tcp_through_the_tunnel();
+    EXPECT_EQ(daemon_->log().find("was not injected"), std::string::npos) << daemon_->log();
+}
+
 void NfqueueGuest::tcp_through_the_tunnel() {
-    const LoopbackMtu mtu(kCopyLimit);
+    const LoopbackMtu mtu(tcp_lo_mtu());
     ASSERT_TRUE(mtu.ok()) << "cannot set lo's MTU";
     const uint16_t port = free_port();
     const auto to_server = queue_rule("tcp", port);
