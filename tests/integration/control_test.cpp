@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "harness.hpp"
+#include "proxy_status.hpp"
 
 using namespace pfp::test;
 using nlohmann::json;
@@ -29,18 +30,6 @@ CommandResult ctl(const Daemon& d, std::vector<std::string> args) {
     std::vector<std::string> argv = {bin_dir() + "/pf-proxyctl", "--control", d.control_path()};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_command(argv);
-}
-
-json status_json(const Daemon& d) {
-    CommandResult r = ctl(d, {"status", "--json"});
-    EXPECT_EQ(r.status, 0) << r.output;
-    return json::parse(r.output);
-}
-
-const json& proxy_status(const json& status, const std::string& name) {
-    for (const auto& p : status.at("proxies"))
-        if (p.at("name") == name) return p;
-    throw std::runtime_error("no proxy " + name + " in " + status.dump());
 }
 
 // Polls until `pred(status)` holds (workers report their counters once a second).

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "harness.hpp"
+#include "proxy_status.hpp"
 #include "tests/support/dns_test_server.hpp"
 #include "udp_support.hpp"
 
@@ -127,10 +128,7 @@ std::string policy(const DnsTestServer& dns, uint16_t listen, const std::string&
 }
 
 json status_of(const Daemon& d) {
-    const CommandResult r = run_command(
-        {bin_dir() + "/pf-proxyctl", "--control", d.control_path(), "status", "--json"});
-    EXPECT_EQ(r.status, 0) << r.output;
-    return json::parse(r.output).at("proxies").at(0);
+    return proxy_status(status_json(d), "named");
 }
 
 TEST(HostUpstream, ResolvesAtStartAndFollowsAChangedAnswer) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "proxy_status.hpp"
 #include "tests/support/lossy_udp_relay.hpp"
 
 namespace pfp::test {
@@ -107,18 +108,6 @@ inline void echo_until_eof(int fd) {
         if (!write_all(fd, buf, static_cast<size_t>(n))) return;
     }
     ::shutdown(fd, SHUT_WR);
-}
-
-// The counters of proxy `name` in `pf-proxyctl status --json` ("{}" when unavailable).
-inline nlohmann::json proxy_counters(const Daemon& d, const std::string& name) {
-    const CommandResult r = run_command(
-        {bin_dir() + "/pf-proxyctl", "--control", d.control_path(), "status", "--json"});
-    if (r.status != 0) return nlohmann::json::object();
-    const auto s = nlohmann::json::parse(r.output, nullptr, false);
-    if (s.is_discarded()) return nlohmann::json::object();
-    for (const auto& p : s.at("proxies"))
-        if (p.at("name") == name) return p.at("counters");
-    return nlohmann::json::object();
 }
 
 // counters.tunnel of proxy `name` ("{}" when unavailable).

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "packet_chain.hpp"
+#include "proxy_status.hpp"
 
 using namespace pfp::test;
 using namespace pfp::test::packet_chain;
@@ -94,18 +95,11 @@ class NfqueueChain : public PacketChain {
     // least `bytes_in` bytes read.
     static nlohmann::json counters(const Daemon& d, const std::string& name, uint64_t bytes_in) {
         nlohmann::json k;
-        std::string last;
         wait_until([&] {
-            const CommandResult r = run_command(
-                {bin_dir() + "/pf-proxyctl", "--control", d.control_path(), "status", "--json"});
-            last = r.output;
-            if (r.status != 0) return false;
-            const nlohmann::json status = nlohmann::json::parse(r.output);
-            for (const auto& p : status["proxies"])
-                if (p["name"] == name) k = p["counters"]["packet"];
-            return k.is_object() && k["bytes_in"].get<uint64_t>() >= bytes_in;
+            k = proxy_counters(d, name).value("packet", nlohmann::json());
+            return k.is_object() && k.value("bytes_in", uint64_t{0}) >= bytes_in;
         });
-        EXPECT_TRUE(k.is_object()) << "no counters of " << name << ": " << last;
+        EXPECT_TRUE(k.is_object()) << "no counters of " << name << ": " << status_json(d).dump();
         return k;
     }
 

@@ -15,6 +15,7 @@
 
 #include "harness.hpp"
 #include "netns.hpp"
+#include "proxy_status.hpp"
 
 using namespace pfp::test;
 using pfp::unique_fd;
@@ -96,11 +97,8 @@ TEST(NfqueueTcpUpstream, QueuedPacketsGoOverTcpAndNeverReachTheirDestination) {
     // The reader's counters (status --json), once its report has every packet.
     nlohmann::json k;
     ASSERT_TRUE(wait_until([&] {
-        const CommandResult r = run_command(
-            {bin_dir() + "/pf-proxyctl", "--control", d->control_path(), "status", "--json"});
-        if (r.status != 0) return false;
-        k = nlohmann::json::parse(r.output)["proxies"][0]["counters"]["packet"];
-        return k["packets_in"] == sent;
+        k = proxy_counters(*d, "reader").value("packet", nlohmann::json::object());
+        return k.value("packets_in", -1) == sent;
     })) << k.dump()
         << d->log();
     EXPECT_EQ(k["verdicts_drop"], sent) << k;

@@ -19,6 +19,7 @@
 
 #include "harness.hpp"
 #include "netns.hpp"
+#include "proxy_status.hpp"
 #include "raw_packets.hpp"
 
 using namespace pfp::test;
@@ -124,16 +125,6 @@ class PacketFilterInjection : public ::testing::Test {
         return body == std::string::npos ? "" : out.substr(body + 4);
     }
 
-    json packet_counters(const std::string& proxy) const {
-        const CommandResult r = run_command(
-            {bin_dir() + "/pf-proxyctl", "--control", daemon_->control_path(), "status", "--json"});
-        if (r.status != 0) return json{{"error", r.output}};
-        const json status = json::parse(r.output);
-        for (const auto& p : status.at("proxies"))
-            if (p.at("name") == proxy) return p.at("counters");
-        return json{{"missing", r.output}};
-    }
-
     std::unique_ptr<NetNs> p_, s_;
     std::unique_ptr<Veth> veth_;
     unique_fd udp4_, udp6_;
@@ -183,11 +174,11 @@ TEST_F(PacketFilterInjection, DroppedPacketsNeverArriveAndAreCountedByReason) {
     // Counted by reason (workers report about once a second).
     json k;
     ASSERT_TRUE(wait_until([&] {
-        const json now = packet_counters("filtered");
+        const json now = proxy_counters(*daemon_, "filtered");
         if (!now.contains("packet") || now["packet"]["packets_in"] != 12) return false;
         k = now;
         return true;
-    })) << packet_counters("filtered").dump()
+    })) << proxy_counters(*daemon_, "filtered").dump()
         << daemon_->log();
     const json& p = k["packet"];
     EXPECT_EQ(p["packets_out"], 4) << p;

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness.hpp"
+#include "proxy_status.hpp"
 #include "tests/support/require.hpp"
 #include "udp_support.hpp"
 
@@ -33,13 +34,7 @@ std::string at(int family, uint16_t port) {
 }
 
 json datagram_counters(const Daemon& d) {
-    const CommandResult r = run_command(
-        {bin_dir() + "/pf-proxyctl", "--control", d.control_path(), "status", "--json"});
-    if (r.status != 0) return json::object();
-    const json s = json::parse(r.output);
-    for (const auto& p : s.at("proxies"))
-        if (p.at("name") == "u") return p.at("counters").at("datagram");
-    return json::object();
+    return proxy_counters(d, "u").value("datagram", json::object());
 }
 
 // Waits until the reported counters satisfy `pred` (workers report once a second).
