@@ -21,8 +21,7 @@ auto fields(const Proxy& p) {
                     p.accept_when_stream_down, p.fail_open, p.gso, p.queue_maxlen,
                     p.nflog_threshold, p.nflog_timeout, p.nflog_buffer, p.filter_destinations,
                     p.filter_sources, p.filter_drop_reserved, p.filter_source_ports, p.route_mtu,
-                    p.route_mtu_auto,
-                    p.psk_file, p.psk_env, p.psk, p.mtu, p.socket_buffer, p.kcp);
+                    p.route_mtu_auto, p.psk_file, p.psk_env, p.psk, p.mtu, p.socket_buffer, p.kcp);
 }
 
 }  // namespace

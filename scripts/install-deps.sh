@@ -12,7 +12,7 @@ pkgs=(
   # The KCP tunnel's HKDF-SHA256 and ChaCha20-Poly1305 (libcrypto).
   libssl-dev
   libgtest-dev libgmock-dev
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format
   iproute2 iptables procps util-linux python3 socat
   # tests/systemd: systemd-analyze, systemd-sysusers, systemd-tmpfiles; strace for the exec check.
   systemd strace

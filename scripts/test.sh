@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the dependencies, then builds and tests the whole tree three ways (the Debian package's
-# build, inside stage 1, adds Debian's own flags: -O2 -g with hardening):
+# Installs the dependencies, checks every C++ source's layout against .clang-format, then builds
+# and tests the whole tree three ways (the Debian package's build, inside stage 1, adds Debian's
+# own flags: -O2 -g with hardening):
 #   1. the release build (GCC, Release -O3): every test, the production seccomp filters and
 #      SIGSYS death tests included, and (label "package") the Debian package: built with
 #      scripts/package.sh, lintian, its contents, installed into a scratch Debian root, and
@@ -26,6 +27,10 @@ if command -v ccache >/dev/null; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 stage() { echo "== $1 ($(date -u +%T))"; }
+
+stage "format"
+# Every C++ source as .clang-format lays it out: a diff here is a finding, not a style preference.
+git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
 
 stage "release build"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPFPROXY_WERROR=ON \

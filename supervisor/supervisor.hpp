@@ -227,7 +227,7 @@ class Supervisor : public ControlHandler {
     bool hangup_stops_ = false;
     bool stopping_ = false;
     bool stopped_by_hangup_ = false;  // a hang-up began the stop: the next SIGTERM is a first one
-    bool ready_ = false;  // READY=1 sent for the current generation of everything
+    bool ready_ = false;              // READY=1 sent for the current generation of everything
     Clock::time_point started_ = Clock::now();
     Clock::time_point stop_deadline_{};
     Clock::time_point next_status_{};

@@ -110,7 +110,9 @@ void Route::tune(int fd, int family) const {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-bool Route::wants_keepalive(int family) const { return keepalive && ip_family(family); }
+bool Route::wants_keepalive(int family) const {
+    return keepalive && ip_family(family);
+}
 
 void Route::arm_keepalive(int fd) const {
     int one = 1;

@@ -1,6 +1,6 @@
-// libFuzzer entry point for the policy parser: the policy file is untrusted input (docs/security.md,
-// "Threat model"). Only policy_error is an expected outcome; any other exception escapes and
-// aborts, and a broken invariant traps, so the fuzzer reports both.
+// libFuzzer entry point for the policy parser: the policy file is untrusted input
+// (docs/security.md, "Threat model"). Only policy_error is an expected outcome; any other exception
+// escapes and aborts, and a broken invariant traps, so the fuzzer reports both.
 #include <cstddef>
 #include <cstdint>
 #include <string>

@@ -1,6 +1,6 @@
 // libFuzzer entry point for what a worker sends the supervisor: worker messages are hostile
-// (docs/security.md, "Threat model"). Each input travels as one real SOCK_SEQPACKET datagram and goes
-// through the supervisor's receive path and permit table. Only protocol_error is expected.
+// (docs/security.md, "Threat model"). Each input travels as one real SOCK_SEQPACKET datagram and
+// goes through the supervisor's receive path and permit table. Only protocol_error is expected.
 #include <sys/socket.h>
 
 #include <cstddef>
