@@ -172,6 +172,7 @@ constexpr PacketField kPacketFields[] = {
     {"dropped_port", &P::dropped_port},
     {"send_errors", &P::send_errors},
     {"queue_overruns", &P::queue_overruns},
+    {"packets_cut", &P::packets_cut},
 };
 static_assert(std::size(kPacketFields) * sizeof(uint64_t) == kPacketStatsSize);
 }  // namespace

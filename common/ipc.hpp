@@ -109,6 +109,7 @@ struct PacketStats {
     uint64_t dropped_port = 0;         // filters: TCP/UDP source port outside the allowed ranges
     uint64_t send_errors = 0;          // the kernel refused an injection (no route, too big, ...)
     uint64_t queue_overruns = 0;       // the nfqueue socket overflowed (ENOBUFS)
+    uint64_t packets_cut = 0;  // stream-to-raw: packets out that went as segments (route_mtu)
     bool operator==(const PacketStats&) const = default;
 };
 struct PacketField {
@@ -171,7 +172,7 @@ std::string encode_stats(const DatagramStats& s);
 // Throws protocol_error on a wrong size.
 DatagramStats decode_datagram_stats(const std::string& payload);
 
-constexpr size_t kPacketStatsSize = 19 * sizeof(uint64_t);
+constexpr size_t kPacketStatsSize = 20 * sizeof(uint64_t);
 std::string encode_stats(const PacketStats& s);
 // Throws protocol_error on a wrong size.
 PacketStats decode_packet_stats(const std::string& payload);

@@ -24,6 +24,9 @@ std::string implausible_stats(const ipc::PacketStats& before, const ipc::PacketS
                ", " + std::to_string(after.bytes_in) + ")";
     if (after.verdicts_drop + after.verdicts_accept > after.packets_in)
         return "more verdicts than packets read";
+    if (after.packets_cut > after.packets_out)
+        return "more packets cut (" + std::to_string(after.packets_cut) + ") than sent (" +
+               std::to_string(after.packets_out) + ")";
     return "";
 }
 

@@ -109,6 +109,9 @@ void render_packet_families(Exposition& e, const DaemonStatus& s,
                    e.sample(l + ",direction=\"in\"", k.packets_in);
                    e.sample(l + ",direction=\"out\"", k.packets_out);
                });
+    per_packet("pfproxy_packets_cut_total", "counter",
+               "IP packets injected as segments that fit their route's MTU (route_mtu).",
+               [&](L l, K k) { e.sample(l, k.packets_cut); });
     per_packet("pfproxy_packet_verdicts_total", "counter", "nfqueue verdicts given, by verdict.",
                [&](L l, K k) {
                    e.sample(l + ",verdict=\"drop\"", k.verdicts_drop);

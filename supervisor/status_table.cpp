@@ -128,7 +128,9 @@ std::string render_table(const DaemonStatus& s) {
         const ipc::PacketStats& k = *p.counters.packet;
         const auto n = [](uint64_t v) { return std::to_string(v); };
         out += cell(p.name) + ": packets " + n(k.packets_in) + " in, " + n(k.packets_out) +
-               " out; verdicts " + n(k.verdicts_drop) + " drop, " + n(k.verdicts_accept) +
+               (k.packets_cut != 0 ? " out (" + n(k.packets_cut) + " cut to the route's MTU)"
+                                   : std::string(" out")) +
+               "; verdicts " + n(k.verdicts_drop) + " drop, " + n(k.verdicts_accept) +
                " accept; dropped: " + n(k.dropped_stream_down) + " stream down, " +
                n(k.dropped_destination) + " destination, " + n(k.dropped_source) + " source, " +
                n(k.dropped_reserved) + " reserved, " + n(k.dropped_port) + " port, " +

@@ -323,6 +323,7 @@ class RawInjector final : public WorkerBody {
                 // segment (the supervisor holds packets and bytes out to at most those in).
                 stats_.packets_out += counts_[i] != 0 ? 1 : 0;
                 stats_.bytes_out += counts_[i];
+                stats_.packets_cut += counts_[i] != 0 && iovs_[i].iov_len != counts_[i] ? 1 : 0;
             }
             batch_sent_ += static_cast<size_t>(n);
         }

@@ -101,6 +101,8 @@ void packet_stats(int control_fd, const std::string& attack, const std::string& 
         s.packets_out = 777777;
     } else if (which == "verdicts") {
         s.verdicts_drop = 777777;
+    } else if (which == "cut-exceeds-out") {
+        s.packets_cut = 777777;
     }
     report(attack, which + " " + outcome(send_raw(control_fd, 4, pfp::ipc::encode_stats(s))));
 }

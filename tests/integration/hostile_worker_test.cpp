@@ -521,7 +521,8 @@ std::string metrics_at(uint16_t port) {
 }  // namespace
 
 // A packet worker (stream-to-raw) reporting counters it cannot have: one that went down, one that
-// grew beyond any worker's rate, more packets out than in, more verdicts than packets. Each time
+// grew beyond any worker's rate, more packets out than in, more verdicts than packets, more packets
+// cut than sent. Each time
 // the supervisor names the violation, kills the worker once, and neither status nor the metrics
 // ever show the impossible value (777777, or 2^40).
 TEST(HostileWorker, ImplausiblePacketStatsAreRefusedAndTheWorkerKilled) {
@@ -530,6 +531,7 @@ TEST(HostileWorker, ImplausiblePacketStatsAreRefusedAndTheWorkerKilled) {
         {"growth", "STATS packets_in grew by 1099511627776 in "},
         {"out-exceeds-in", "STATS more packets or bytes out (777777, 0) than in (5, 0)"},
         {"verdicts", "STATS more verdicts than packets read"},
+        {"cut-exceeds-out", "STATS more packets cut (777777) than sent (0)"},
     };
     for (const auto& [which, violation] : cases) {
         Ports s;

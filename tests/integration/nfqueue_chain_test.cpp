@@ -232,6 +232,7 @@ TEST_F(NfqueueGsoCutChain, TcpCrossesWholeAndIsCutToTheRouteMtuBeforeInjectionV4
     EXPECT_EQ(in.value("streams", uint64_t{0}), 1u) << db_->log();
     EXPECT_EQ(in.value("packets_out", uint64_t{0}), in.value("packets_in", uint64_t{1}));
     EXPECT_EQ(in.value("bytes_out", uint64_t{0}), in.value("bytes_in", uint64_t{1}));
+    EXPECT_GT(in.value("packets_cut", uint64_t{0}), 0u) << "no whole packet was cut";
 }
 
 TEST_F(NfqueueGsoCutChain, TcpCrossesWholeAndIsCutToTheRouteMtuBeforeInjectionV6) {
@@ -250,6 +251,7 @@ TEST_F(NfqueueGsoAutoChain, TcpCrossesWholeAndIsCutToTheLearnedRouteMtuV4) {
     const nlohmann::json in = counters(*db_, "b-in", kTotal);
     EXPECT_EQ(in.value("send_errors", uint64_t{1}), 0u) << db_->log();
     EXPECT_EQ(in.value("packets_out", uint64_t{0}), in.value("packets_in", uint64_t{1}));
+    EXPECT_GT(in.value("packets_cut", uint64_t{0}), 0u) << "no whole packet was cut";
 }
 
 TEST_F(NfqueueGsoAutoChain, TcpCrossesWholeAndIsCutToTheLearnedRouteMtuV6) {

@@ -19,6 +19,7 @@
 #include "common/l4_checksum.hpp"
 #include "harness.hpp"
 #include "netns.hpp"
+#include "proxy_status.hpp"
 #include "raw_packets.hpp"
 
 using namespace pfp::test;
@@ -239,6 +240,15 @@ class RawStreamCut : public RawStream {
         c.reset();
         EXPECT_TRUE(daemon_->wait_log("ended after 2 packets: closed by the peer", 5s))
             << daemon_->log();
+        // And the counters say both went out cut (once the worker's next report is in).
+        EXPECT_TRUE(wait_until([&] { return packet_counters().value("packets_cut", 0) == 2; }))
+            << packet_counters().dump();
+        EXPECT_EQ(packet_counters().value("packets_out", 0), 2);
+    }
+
+    // The injector's counters in `pf-proxyctl status --json` ({} until they can be read).
+    nlohmann::json packet_counters() const {
+        return proxy_counters(*daemon_, "inject").value("packet", nlohmann::json::object());
     }
 };
 
@@ -294,6 +304,15 @@ TEST_F(RawStreamAutoMtu, ARouteWhoseMtuWentDownCostsOnePacketThenItsPacketsAreCu
     c.reset();
     EXPECT_TRUE(daemon_->wait_log("ended after 3 packets, 1 not injected: closed by the peer", 5s))
         << daemon_->log();
+    // One whole, one refused, one cut.
+    nlohmann::json k;
+    EXPECT_TRUE(wait_until([&] {
+        k = packet_counters();
+        return k.value("packets_in", 0) == 3;
+    })) << k.dump();
+    EXPECT_EQ(k.value("packets_out", 0), 2) << k.dump();
+    EXPECT_EQ(k.value("send_errors", 0), 1) << k.dump();
+    EXPECT_EQ(k.value("packets_cut", 0), 1) << k.dump();
 }
 
 TEST_F(RawStream, InvalidHeaderEndsTheStreamAndTheWaitingClientIsServedNext) {

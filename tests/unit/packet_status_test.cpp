@@ -1,5 +1,6 @@
 // A packet proxy's counters: the supervisor's plausibility check of a worker's report (monotonic,
-// bounded growth, one stream at a time, no more out than in, no more verdicts than packets), and
+// bounded growth, one stream at a time, no more out than in, no more verdicts than packets, no more
+// cut than sent), and
 // how status (JSON, table) and metrics show them.
 #include <gtest/gtest.h>
 
@@ -33,6 +34,7 @@ ipc::PacketStats counters() {
     k.dropped_port = 7;
     k.send_errors = 8;
     k.queue_overruns = 9;
+    k.packets_cut = 10;
     return k;
 }
 
@@ -67,6 +69,9 @@ TEST(PacketStats, ImplausibleReports) {
     ipc::PacketStats verdicts = k;
     verdicts.verdicts_accept = 6;
     EXPECT_EQ(implausible_stats(k, verdicts, seconds(1)), "more verdicts than packets read");
+    ipc::PacketStats cut = k;
+    cut.packets_cut = 91;
+    EXPECT_EQ(implausible_stats(k, cut, seconds(1)), "more packets cut (91) than sent (90)");
     ipc::PacketStats flood = k;
     flood.packets_in = uint64_t{1} << 40;
     EXPECT_NE(implausible_stats(k, flood, seconds(1)).find("packets_in grew by"),
@@ -97,7 +102,8 @@ TEST(PacketStats, StatusShowsThem) {
     EXPECT_FALSE(to_json(s)["proxies"][0]["counters"].contains("packet"));
     EXPECT_EQ(to_json(s)["proxies"][1]["counters"]["packet"]["dropped_port"], 7);
     const std::string table = render_table(s);
-    EXPECT_NE(table.find("raw: packets 100 in, 90 out; verdicts 95 drop, 5 accept; dropped: 4 "
+    EXPECT_NE(table.find("raw: packets 100 in, 90 out (10 cut to the route's MTU); verdicts 95 "
+                         "drop, 5 accept; dropped: 4 "
                          "stream down, 2 destination, 3 source, 6 reserved, 7 port, 1 malformed, "
                          "8 send errors; 2 reconnects, 1 stream errors, 9 queue overruns\n"),
               std::string::npos)
@@ -108,6 +114,7 @@ TEST(PacketStats, StatusShowsThem) {
          {"pfproxy_packets_total" + labels + ",direction=\"out\"} 90\n",
           "pfproxy_packet_verdicts_total" + labels + ",verdict=\"accept\"} 5\n",
           "pfproxy_packets_dropped_total" + labels + ",reason=\"reserved\"} 6\n",
+          "pfproxy_packets_cut_total" + labels + "} 10\n",
           "pfproxy_packets_dropped_total" + labels + ",reason=\"port\"} 7\n",
           "pfproxy_packet_stream_events_total" + labels + ",event=\"reconnect\"} 2\n"})
         EXPECT_NE(metrics.find(line), std::string::npos) << line << metrics;
