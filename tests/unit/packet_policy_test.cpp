@@ -50,15 +50,11 @@ TEST(PacketPolicy, KindsAndQueueOptions) {
 // route_mtu: stream-to-raw only, 1280 (IPv6's minimum; at most 57 segments per 64 KiB packet) to
 // 65535, or "auto".
 TEST(PacketPolicy, RouteMtuErrors) {
-    EXPECT_EQ(errors(entry("unix:/run/raw.sock", "raw:eth0", R"(, "route_mtu": 576)")),
-              "p.json:1:97: /proxies/0/route_mtu: expected an integer 1280-65535 or \"auto\", "
-              "got 576");
-    EXPECT_EQ(errors(entry("unix:/run/raw.sock", "raw:eth0", R"(, "route_mtu": "path")")),
-              "p.json:1:97: /proxies/0/route_mtu: expected an integer 1280-65535 or \"auto\", "
-              "got \"path\"");
-    EXPECT_EQ(errors(entry("unix:/run/raw.sock", "raw:eth0", R"(, "route_mtu": 1500.5)")),
-              "p.json:1:97: /proxies/0/route_mtu: expected an integer 1280-65535 or \"auto\", "
-              "got 1500.5");
+    for (const std::string bad : {"576", "65536", R"("path")", "1500.5", "true"})
+        EXPECT_EQ(errors(entry("unix:/run/raw.sock", "raw:eth0", ", \"route_mtu\": " + bad)),
+                  "p.json:1:97: /proxies/0/route_mtu: expected an integer 1280-65535 or "
+                  "\"auto\", got " +
+                      bad);
     EXPECT_EQ(errors(entry("nfqueue:1", "vsock:3:1", R"(, "route_mtu": 1500)")),
               "p.json:1:89: /proxies/0/route_mtu: route_mtu applies only to stream-to-raw (a raw: "
               "upstream), not nfqueue-to-stream");
