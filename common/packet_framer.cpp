@@ -53,6 +53,12 @@ PacketHeaderCheck check_packet_header(std::span<const uint8_t> head) noexcept {
 
 PacketFramer::PacketFramer(size_t capacity) : buf_(std::max(capacity, 2 * kMaxFramedPacket)) {}
 
+void PacketFramer::reset() noexcept {
+    start_ = end_ = 0;
+    offset_ = packets_ = 0;
+    error_.clear();
+}
+
 std::span<uint8_t> PacketFramer::write_space() noexcept {
     if (!error_.empty()) return {};
     // Keep room for a whole packet after the partial one: move it to the front once the tail is

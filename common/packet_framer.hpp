@@ -46,6 +46,10 @@ class PacketFramer {
 
     explicit PacketFramer(size_t capacity = 4 * kMaxFramedPacket);
 
+    // Forgets the stream (bytes held, offsets, counts, an error): the next byte committed starts a
+    // new one, as in a new framer, whose buffer this one keeps.
+    void reset() noexcept;
+
     std::span<uint8_t> write_space() noexcept;  // never empty unless the framer is in error
     void commit(size_t n) noexcept;             // n <= write_space().size()
     Next next() noexcept;

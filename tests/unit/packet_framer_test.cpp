@@ -181,6 +181,43 @@ TEST(PacketFramer, ErrorIsStickyAndRefusesMoreInput) {
     EXPECT_EQ(framer.next().status, PacketFramer::Status::error);
 }
 
+// After reset() a framer that was in error, or held half a packet and had counted others, frames
+// a new stream as a new framer would: offsets and counts from zero, nothing of the old bytes.
+TEST(PacketFramer, ResetStartsANewStreamAsANewFramerWould) {
+    PacketFramer framer;
+    const auto put = [&](const Bytes& bytes) {
+        auto space = framer.write_space();
+        ASSERT_GE(space.size(), bytes.size());
+        std::copy(bytes.begin(), bytes.end(), space.begin());
+        framer.commit(bytes.size());
+    };
+    const Bytes a = Ipv4(30), b = Ipv6(20);
+    Bytes half = Ipv6(200);
+    half.resize(90);
+    put(Cat({a, half}));
+    ASSERT_EQ(framer.next().status, PacketFramer::Status::packet);
+    ASSERT_EQ(framer.next().status, PacketFramer::Status::need_more);
+    framer.reset();
+    EXPECT_EQ(framer.packets(), 0u);
+    EXPECT_EQ(framer.stream_offset(), 0u);
+    EXPECT_EQ(framer.eof_error(), "");
+    put(Cat({b, a}));
+    auto next = framer.next();
+    ASSERT_EQ(next.status, PacketFramer::Status::packet);
+    EXPECT_EQ(Bytes(next.packet.begin(), next.packet.end()), b)
+        << "not the old half packet's bytes";
+    EXPECT_EQ(framer.next().packet.size(), a.size());
+    EXPECT_EQ(framer.packets(), 2u);
+    // And out of an error.
+    put(Bytes{0x20});
+    EXPECT_EQ(framer.next().status, PacketFramer::Status::error);
+    framer.reset();
+    EXPECT_EQ(framer.error(), "");
+    put(a);
+    EXPECT_EQ(framer.next().status, PacketFramer::Status::packet);
+    EXPECT_EQ(framer.stream_offset(), a.size());
+}
+
 TEST(PacketFramer, StreamEndingInsideAPacketSaysWhere) {
     const Bytes a = Ipv4(50);
     Bytes stream = Cat({a, Ipv6(100)});
