@@ -107,9 +107,9 @@ struct PacketStats {
     uint64_t dropped_source = 0;       // filters: source not the egress address
     uint64_t dropped_reserved = 0;     // filters: destination in a reserved range
     uint64_t dropped_port = 0;         // filters: TCP/UDP source port outside the allowed ranges
-    uint64_t send_errors = 0;          // the kernel refused an injection (no route, too big, ...)
-    uint64_t queue_overruns = 0;       // the nfqueue socket overflowed (ENOBUFS)
-    uint64_t packets_cut = 0;  // stream-to-raw: packets out that went as segments (route_mtu)
+    uint64_t send_errors = 0;     // the kernel refused an injection (no route, too big, ENOBUFS...)
+    uint64_t queue_overruns = 0;  // the nfqueue socket overflowed (ENOBUFS)
+    uint64_t packets_cut = 0;     // stream-to-raw: packets out that went as segments (route_mtu)
     bool operator==(const PacketStats&) const = default;
 };
 struct PacketField {
