@@ -11,6 +11,14 @@
 
 namespace pfp {
 
+// Whether `packet` is IPv4 or IPv6 (without extension headers) carrying TCP, as far as its fixed
+// header says: the packets the kernel's GSO merges and segment_tcp() may cut.
+inline bool carries_tcp(std::span<const uint8_t> packet) noexcept {
+    constexpr uint8_t kTcp = 6;
+    if (packet.size() >= 20 && (packet[0] >> 4) == 4) return packet[9] == kTcp;
+    return packet.size() >= 40 && (packet[0] >> 4) == 6 && packet[6] == kTcp;
+}
+
 // Writes the segments of `packet` (one IPv4 or IPv6 TCP packet, exactly as long as its header
 // says) one after another into `out`, each at most `max_packet` bytes, and each one's length into
 // `lengths`. Returns how many, or 0 when this packet is not one to cut: not TCP, an IPv4

@@ -151,12 +151,12 @@ unique_fd raw_injector(const SocketRequest& req, const Privileges* privs, int fa
     unique_fd fd(raw);
     if (err != 0) throw socket_error(SocketStep::socket, "socket(SOCK_RAW)", err);
     int one = 1;
-    if (family == AF_INET && ::setsockopt(fd.get(), IPPROTO_IP, IP_HDRINCL, &one, sizeof one) < 0)
+    const bool v4 = family == AF_INET;
+    if (v4 && ::setsockopt(fd.get(), IPPROTO_IP, IP_HDRINCL, &one, sizeof one) < 0)
         throw socket_error(SocketStep::option, "setsockopt(IP_HDRINCL)", errno);
     // A packet refused for size leaves a report of its route's MTU on the error queue, which the
     // injector reads: it names the MTU when it logs the refusal, and learns it under
     // "route_mtu": "auto" (the raw socket receives nothing else: IPPROTO_RAW gets no ICMP).
-    const bool v4 = family == AF_INET;
     if (::setsockopt(fd.get(), v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_RECVERR : IPV6_RECVERR, &one,
                      sizeof one) < 0)
         throw socket_error(SocketStep::option,

@@ -29,6 +29,7 @@
 
 #include "common/l4_checksum.hpp"
 #include "common/log.hpp"
+#include "common/tcp_segment.hpp"
 #include "workers/packet_reader.hpp"
 #include "workers/worker_body.hpp"
 
@@ -82,17 +83,17 @@ class NfqueueSender final : public PacketReader {
             // In the reader's own buffer: a checksum is filled in where the packet lies.
             payload = static_cast<uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD]));
             len = mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]);
-            // Only with `gso` (NFQA_CFG_F_GSO): the kernel then hands over packets whose TCP or
-            // UDP checksum offload left holding the pseudo-header's sum; the kernel that injects
-            // them will not finish it. Without the flag the kernel finishes it before queueing.
             // Whole TCP packets are TCP's own segments merged: the byte stream is the same. Any
             // other GSO packet (a UDP_SEGMENT send) would arrive as one datagram instead of the
             // sender's many, and nfqueue does not say where they were cut.
-            if ((info & NFQA_SKB_GSO) && !is_tcp(payload, len)) {
+            if ((info & NFQA_SKB_GSO) && !carries_tcp({payload, len})) {
                 drop_whole_gso(len);
                 verdict(id, down_verdict());
                 return MNL_CB_OK;
             }
+            // Only with `gso` (NFQA_CFG_F_GSO): the kernel then hands over packets whose TCP or
+            // UDP checksum offload left holding the pseudo-header's sum; the kernel that injects
+            // them will not finish it. Without the flag the kernel finishes it before queueing.
             if (info & NFQA_SKB_CSUMNOTREADY) fill_l4_checksum({payload, len});
         }
         verdict(id, stream().forward(payload, len) ? NF_DROP : down_verdict());
@@ -100,11 +101,6 @@ class NfqueueSender final : public PacketReader {
     }
 
     int down_verdict() const { return accept_when_down_ ? NF_ACCEPT : NF_DROP; }
-
-    static bool is_tcp(const uint8_t* p, size_t len) {
-        if (len >= 20 && (p[0] >> 4) == 4) return p[9] == IPPROTO_TCP;
-        return len >= 40 && (p[0] >> 4) == 6 && p[6] == IPPROTO_TCP;
-    }
 
     void drop_whole_gso(size_t len) {
         ipc::PacketStats& stats = stream().stats();

@@ -3,15 +3,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/tcp_segment.hpp"
+
 namespace pfp::worker {
-namespace {
-
-bool is_tcp(std::span<const uint8_t> packet) {
-    // IPv6 with extension headers cannot be cut (common/tcp_segment.hpp): only a TCP next header.
-    return (packet[0] >> 4) == 4 ? packet[9] == 6 : packet[6] == 6;
-}
-
-}  // namespace
 
 std::span<const uint8_t> RouteMtus::destination(std::span<const uint8_t> packet) noexcept {
     return (packet[0] >> 4) == 4 ? packet.subspan(16, 4) : packet.subspan(24, 16);
@@ -45,7 +39,7 @@ RouteMtus::Entry& RouteMtus::slot(std::span<const uint8_t> address,
 
 RouteMtus::Answer RouteMtus::check(std::span<const uint8_t> packet,
                                    Clock::time_point now) const noexcept {
-    if (packet.size() <= kSmallest || !is_tcp(packet)) return {Verdict::whole};
+    if (packet.size() <= kSmallest || !carries_tcp(packet)) return {Verdict::whole};
     const Entry* e = find(destination(packet), now);
     if (!e) return {Verdict::probe};
     if (e->mtu != 0) {

@@ -51,6 +51,14 @@ inline Bytes ip_packet(const std::string& src, const std::string& dst, uint8_t p
     return p;
 }
 
+// The TCP or UDP checksum of `p` (an IP packet from ip_packet(), its transport header at `ip`):
+// the pseudo-header (addresses, transport length, protocol) and the transport bytes, folded.
+inline uint16_t transport_checksum(const Bytes& p, size_t ip, uint8_t proto) {
+    const size_t len = p.size() - ip;
+    const uint32_t pseudo = ip == 40 ? sum16(&p[8], 32) : sum16(&p[12], 8);
+    return fold(sum16(&p[ip], len, pseudo + static_cast<uint32_t>(len) + proto));
+}
+
 // UDP from src:sport to dst:dport; the family follows dst.
 inline Bytes udp_packet(const std::string& src, const std::string& dst, const std::string& payload,
                         uint16_t sport = 4000, uint16_t dport = 5000) {
@@ -66,10 +74,8 @@ inline Bytes udp_packet(const std::string& src, const std::string& dst, const st
     u[4] = static_cast<uint8_t>(udp_len >> 8);
     u[5] = static_cast<uint8_t>(udp_len);
     std::memcpy(u + 8, payload.data(), payload.size());
-    if (v6) {  // pseudo-header (addresses, length, next header) + UDP
-        uint32_t s = sum16(&p[8], 32);
-        s += static_cast<uint32_t>(udp_len) + IPPROTO_UDP;
-        uint16_t c = fold(sum16(u, udp_len, s));
+    if (v6) {
+        uint16_t c = transport_checksum(p, ip, IPPROTO_UDP);
         if (c == 0) c = 0xffff;
         u[6] = static_cast<uint8_t>(c >> 8);
         u[7] = static_cast<uint8_t>(c);
@@ -81,8 +87,7 @@ inline Bytes udp_packet(const std::string& src, const std::string& dst, const st
 // dst:80 carrying `payload`, its checksum filled in; the family follows dst.
 inline Bytes tcp_packet(const std::string& src, const std::string& dst, const std::string& payload,
                         uint32_t seq) {
-    const bool v6 = dst.find(':') != std::string::npos;
-    const size_t ip = v6 ? 40 : 20;
+    const size_t ip = dst.find(':') != std::string::npos ? 40 : 20;
     Bytes p = ip_packet(src, dst, IPPROTO_TCP, 20 + payload.size());
     uint8_t* t = &p[ip];
     t[0] = 40000 >> 8;
@@ -93,9 +98,7 @@ inline Bytes tcp_packet(const std::string& src, const std::string& dst, const st
     t[13] = 0x19;  // ACK, PSH, FIN
     t[14] = 0xff;
     std::memcpy(t + 20, payload.data(), payload.size());
-    const size_t tcp_len = 20 + payload.size();  // pseudo-header (addresses, length, TCP) + TCP
-    const uint32_t pseudo = v6 ? sum16(&p[8], 32) : sum16(&p[12], 8);
-    const uint16_t c = fold(sum16(t, tcp_len, pseudo + static_cast<uint32_t>(tcp_len) + 6));
+    const uint16_t c = transport_checksum(p, ip, IPPROTO_TCP);
     t[16] = static_cast<uint8_t>(c >> 8);
     t[17] = static_cast<uint8_t>(c);
     return p;
